@@ -1,0 +1,116 @@
+//! The admin server (linkerd's `admin: {ip, port}`, default 127.0.0.1:9990).
+//! It runs on its own thread with its own small event loop, off the data path.
+//! This module serves `/admin/ping` and `/admin/ready`; the instrumentation
+//! work adds metrics and the dashboard.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::http1::{self, Limits, Method, HEADER_SLOTS};
+
+/// State the admin endpoints report. Written by the control thread.
+#[derive(Default)]
+pub struct AdminState {
+    /// Every router listens on every worker and the routing snapshot is built.
+    pub ready: AtomicBool,
+}
+
+/// Binds the admin address now (so a bad address fails start-up) and serves
+/// it on a new thread. Returns the bound address (port 0 resolved).
+pub fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("corelink-admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin server failed to start");
+                    return;
+                }
+            };
+            rt.block_on(serve(listener, state));
+        })?;
+    Ok(local)
+}
+
+async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener failed");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), handle(stream, &state)).await;
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(4096);
+    let limits = Limits::default();
+    let response = loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        match http1::parse_request(&buf, &mut slots, &limits) {
+            Ok(Some(head)) => break answer(head.method, head.target, state),
+            Ok(None) => continue,
+            Err(e) => break plain(e.request_status(), &e.to_string()),
+        }
+    };
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
+    let path = target.split('?').next().unwrap_or(target);
+    let known = matches!(path, "/admin/ping" | "/admin/ready");
+    if known && !matches!(method, Method::Get | Method::Head) {
+        return plain(405, "method not allowed");
+    }
+    match path {
+        "/admin/ping" => plain(200, "pong"),
+        "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
+        "/admin/ready" => plain(503, "not ready"),
+        _ => plain(404, "not found"),
+    }
+}
+
+fn plain(status: u16, body: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+            http1::reason_phrase(status),
+            body.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}

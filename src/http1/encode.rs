@@ -1,0 +1,255 @@
+//! Writes the heads corelink forwards: the received fields minus hop-by-hop ones
+//! (RFC 9110 §7.6.1, including those named in `Connection`), plus the framing
+//! and connection fields this hop decides, plus `Via`.
+
+use super::framing::BodyFraming;
+use super::request::{connection_names, RequestHead};
+use super::response::ResponseHead;
+use super::tokens::{classify, HeaderKind, Version};
+use super::VIA_PSEUDONYM;
+
+fn via_line(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"Via: 1.0 corelink\r\n",
+        Version::Http11 => b"Via: 1.1 corelink\r\n",
+    }
+}
+
+// Keep the literal in via_line in sync with the pseudonym constant.
+const _: () = assert!(VIA_PSEUDONYM.len() == 8);
+
+fn write_end_to_end_fields(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    names_fields: bool,
+) {
+    for h in headers {
+        let kind = classify(h.name);
+        if kind.is_hop_by_hop()
+            || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name))
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Encodes the request head sent upstream. Always HTTP/1.1 (a proxy sends its
+/// own version, RFC 9110 §6.2); `extra` fields (routing context) go last.
+pub fn encode_request_head(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, extra: &[(&str, &[u8])]) {
+    out.extend_from_slice(head.method_str.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    if head.framing == BodyFraming::Chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if let Some(upgrade) = head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(upgrade);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(via_line(head.version));
+    for (name, value) in extra {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What the proxy decided about the client side of a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseHeadOptions {
+    /// Close the client connection after this response.
+    pub close: bool,
+    /// The client is HTTP/1.0 and asked for keep-alive: say we keep it.
+    pub keep_alive_http10: bool,
+    /// The body is chunked upstream but is sent de-chunked (to an HTTP/1.0
+    /// client): drop the Transfer-Encoding field.
+    pub dechunk: bool,
+}
+
+/// Encodes the response head sent to the client.
+pub fn encode_response_head(
+    out: &mut Vec<u8>,
+    head: &ResponseHead<'_, '_>,
+    opts: ResponseHeadOptions,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, head.status);
+    out.push(b' ');
+    out.extend_from_slice(head.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    if head.framing == BodyFraming::Chunked && !opts.dechunk {
+        // Upstream's codings (validated to end in chunked) pass unchanged.
+        for h in head.headers {
+            if classify(h.name) == HeaderKind::TransferEncoding {
+                out.extend_from_slice(b"Transfer-Encoding: ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if head.framing == BodyFraming::CloseDelimited {
+        // Codings on a close-delimited body (e.g. `gzip` alone) still apply.
+        for h in head.headers {
+            if classify(h.name) == HeaderKind::TransferEncoding {
+                out.extend_from_slice(b"Transfer-Encoding: ");
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    if let Some(upgrade) = head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(upgrade);
+        out.extend_from_slice(b"\r\n");
+    } else if opts.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if opts.keep_alive_http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(via_line(head.version));
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Encodes a response corelink itself answers with: status, `l5d-err` with the
+/// reason (URL-encoded as linkerd does, Java `URLEncoder` style), and the reason
+/// as a text body.
+pub fn encode_error_response(out: &mut Vec<u8>, status: u16, message: &str, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, status);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\nl5d-err: ");
+    url_encode(out, message);
+    out.extend_from_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+    push_decimal(out, message.len() as u64 + 1);
+    out.extend_from_slice(b"\r\nVia: 1.1 corelink\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(message.as_bytes());
+    out.push(b'\n');
+}
+
+fn push_status(out: &mut Vec<u8>, status: u16) {
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
+}
+
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `application/x-www-form-urlencoded` as Java's URLEncoder writes it:
+/// alphanumerics and `.-*_` stay, space becomes `+`, everything else `%XX`.
+pub(crate) fn url_encode(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in s.as_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b),
+            b' ' => out.push(b'+'),
+            _ => out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+        }
+    }
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        200 => "OK",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::limits::{Limits, HEADER_SLOTS};
+    use crate::http1::{parse_request, parse_response, Method};
+    use std::mem::MaybeUninit;
+
+    #[test]
+    fn request_drops_hop_by_hop_and_adds_via() {
+        let buf = b"POST /x HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_request(buf, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        encode_request_head(&mut out, &head, &[("l5d-dst-service", b"/svc/b")]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /x HTTP/1.1\r\nHost: b\r\nX-Keep: 2\r\nTransfer-Encoding: chunked\r\nVia: 1.1 corelink\r\nl5d-dst-service: /svc/b\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_head_options() {
+        let buf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_response(buf, &mut slots, Method::Get, false, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        encode_response_head(
+            &mut out,
+            &head,
+            ResponseHeadOptions {
+                close: true,
+                dechunk: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn error_response_is_url_encoded() {
+        let mut out = Vec::new();
+        encode_error_response(&mut out, 502, "No hosts are available for /svc/b", false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with(
+            "HTTP/1.1 502 Bad Gateway\r\nl5d-err: No+hosts+are+available+for+%2Fsvc%2Fb\r\n"
+        ));
+        assert!(text.ends_with("\r\n\r\nNo hosts are available for /svc/b\n"));
+    }
+}

@@ -1,0 +1,499 @@
+//! Request head parsing: httparse does the tokenising; this module applies the
+//! framing and strictness rules of RFC 9112 and answers what the proxy needs
+//! (framing, keep-alive, Host, Expect, Upgrade, Via hop count).
+
+use std::mem::MaybeUninit;
+
+use super::framing::BodyFraming;
+use super::limits::Limits;
+use super::tokens::{self, classify, list_contains, list_items, HeaderKind, Version};
+use super::ParseError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other,
+}
+
+impl Method {
+    fn from_str(s: &str) -> Method {
+        match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "CONNECT" => Method::Connect,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+
+    /// Idempotent methods (RFC 9110 §9.2.2): safe to resend automatically.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+}
+
+/// A parsed request head. Strings borrow from the read buffer.
+#[derive(Debug)]
+pub struct RequestHead<'b, 'h> {
+    pub method: Method,
+    pub method_str: &'b str,
+    pub target: &'b str,
+    pub version: Version,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Length of the head in the buffer, including the final empty line.
+    pub head_len: usize,
+    pub framing: BodyFraming,
+    /// The client wants the connection kept open after this exchange.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// `Upgrade` value, when `Connection: upgrade` asks for it (HTTP/1.1 only).
+    pub upgrade: Option<&'b [u8]>,
+    pub host: Option<&'b str>,
+    /// Entries in the `Via` header(s): the number of proxies already passed.
+    pub via_hops: usize,
+    /// `Connection` names fields other than close/keep-alive/upgrade, which
+    /// must then be removed before forwarding.
+    pub connection_names_fields: bool,
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)` means more bytes are
+/// needed (and that the limits are not yet exceeded).
+pub fn parse_request<'b, 'h>(
+    buf: &'b [u8],
+    slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
+    limits: &Limits,
+) -> Result<Option<RequestHead<'b, 'h>>, ParseError> {
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(buf, slots);
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            check_partial(buf, limits)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(httparse::Error::Version) => return Err(ParseError::Version),
+        Err(_) => {
+            check_partial(buf, limits)?;
+            return Err(ParseError::Malformed);
+        }
+    };
+    let head = &buf[..head_len];
+    if line_len(head) > limits.max_initial_line {
+        return Err(ParseError::LineTooLong);
+    }
+    if head_len > limits.max_head_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    if tokens::has_bare_line_ending(head) {
+        return Err(ParseError::BareLineEnding);
+    }
+    let httparse::Request {
+        method,
+        path,
+        version,
+        headers,
+    } = req;
+    let (Some(method_str), Some(target), Some(minor)) = (method, path, version) else {
+        return Err(ParseError::Malformed);
+    };
+    let headers: &'h [httparse::Header<'b>] = headers;
+    if headers.len() > limits.max_headers {
+        return Err(ParseError::TooManyHeaders);
+    }
+    let version = Version::from_minor(minor);
+    let method = Method::from_str(method_str);
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut other_coding = false;
+    let mut host: Option<&'b str> = None;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut conn_upgrade = false;
+    let mut connection_names_fields = false;
+    let mut expect_continue = false;
+    let mut upgrade_value: Option<&'b [u8]> = None;
+    let mut via_hops = 0;
+
+    for h in headers {
+        match classify(h.name) {
+            HeaderKind::ContentLength => {
+                if content_length.is_some() {
+                    return Err(ParseError::DuplicateContentLength);
+                }
+                content_length = Some(
+                    tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?,
+                );
+            }
+            HeaderKind::TransferEncoding => {
+                transfer_encoding = true;
+                let mut empty = true;
+                for coding in list_items(h.value) {
+                    empty = false;
+                    if chunked {
+                        // Anything after chunked (including a second chunked)
+                        // means the final coding is not one chunked.
+                        return Err(ParseError::TransferEncodingNotChunked);
+                    }
+                    if coding.eq_ignore_ascii_case(b"chunked") {
+                        chunked = true;
+                    } else {
+                        other_coding = true;
+                    }
+                }
+                if empty {
+                    return Err(ParseError::TransferEncodingNotChunked);
+                }
+            }
+            HeaderKind::Connection => {
+                for item in list_items(h.value) {
+                    if item.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                        conn_keep_alive = true;
+                    } else if item.eq_ignore_ascii_case(b"upgrade") {
+                        conn_upgrade = true;
+                    } else {
+                        connection_names_fields = true;
+                    }
+                }
+            }
+            HeaderKind::Host => {
+                if host.is_some() {
+                    return Err(ParseError::DuplicateHost);
+                }
+                host = Some(validate_host(h.value)?);
+            }
+            HeaderKind::Expect => {
+                if h.value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Err(ParseError::UnsupportedExpectation);
+                }
+            }
+            HeaderKind::Upgrade => upgrade_value = Some(h.value),
+            HeaderKind::Via => via_hops += list_items(h.value).count(),
+            HeaderKind::KeepAlive
+            | HeaderKind::ProxyConnection
+            | HeaderKind::Te
+            | HeaderKind::Other => {}
+        }
+    }
+
+    let framing = if transfer_encoding {
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingHttp10);
+        }
+        if content_length.is_some() {
+            return Err(ParseError::TransferEncodingWithContentLength);
+        }
+        if !chunked {
+            return Err(ParseError::TransferEncodingNotChunked);
+        }
+        if other_coding {
+            // Only plain `chunked` is supported on requests, as nginx does:
+            // 501 per RFC 9112 §6.1 for a coding we do not implement.
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+
+    if version == Version::Http11 && host.is_none() {
+        return Err(ParseError::MissingHost);
+    }
+    validate_target(method, target, host)?;
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    let upgrade = if conn_upgrade && version == Version::Http11 {
+        upgrade_value
+    } else {
+        None
+    };
+
+    Ok(Some(RequestHead {
+        method,
+        method_str,
+        target,
+        version,
+        headers,
+        head_len,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+        host,
+        via_hops,
+        connection_names_fields,
+    }))
+}
+
+/// Limits apply before the head is complete too, so a slowloris or an endless
+/// header section is cut off at the limit instead of buffering.
+fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), ParseError> {
+    if line_len(buf) > limits.max_initial_line {
+        return Err(ParseError::LineTooLong);
+    }
+    if buf.len() > limits.max_head_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    Ok(())
+}
+
+/// Length of the first line (without leading empty lines), or of the whole
+/// buffer when no line end is there yet.
+fn line_len(buf: &[u8]) -> usize {
+    let mut start = 0;
+    // RFC 9112 §2.2 lets a server skip empty lines before the request line.
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    match memchr::memchr(b'\n', &buf[start..]) {
+        Some(i) => i + 1,
+        None => buf.len() - start,
+    }
+}
+
+/// Host = uri-host [ ":" port ] (RFC 9110 §7.2): reg-name, IPv4 or IP-literal
+/// characters only. Rejects whitespace, `/`, `@` and anything that would let a
+/// Host value mean something else to the next hop.
+fn validate_host(value: &[u8]) -> Result<&str, ParseError> {
+    let ok = value.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+            )
+    });
+    if !ok {
+        return Err(ParseError::BadHost);
+    }
+    std::str::from_utf8(value).map_err(|_| ParseError::BadHost)
+}
+
+/// request-target forms (RFC 9112 §3.2): origin-form for most methods,
+/// absolute-form (whose authority must then agree with Host), authority-form
+/// only for CONNECT, asterisk-form only for OPTIONS.
+fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(), ParseError> {
+    if method == Method::Connect {
+        let valid = !target.is_empty() && !target.contains('/') && target.contains(':');
+        return if valid {
+            Ok(())
+        } else {
+            Err(ParseError::BadTarget)
+        };
+    }
+    if target.starts_with('/') {
+        return Ok(());
+    }
+    if target == "*" {
+        return if method == Method::Options {
+            Ok(())
+        } else {
+            Err(ParseError::BadTarget)
+        };
+    }
+    let rest = strip_prefix_ignore_case(target, "http://")
+        .or_else(|| strip_prefix_ignore_case(target, "https://"));
+    let Some(rest) = rest else {
+        return Err(ParseError::BadTarget);
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.is_empty() || authority.contains('@') {
+        return Err(ParseError::BadTarget);
+    }
+    match host {
+        Some(h) if h.eq_ignore_ascii_case(authority) => Ok(()),
+        _ => Err(ParseError::HostMismatch),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// Does any `Connection` header in `headers` name the field `name`?
+pub(crate) fn connection_names(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| classify(h.name) == HeaderKind::Connection)
+        .any(|h| list_contains(h.value, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::limits::HEADER_SLOTS;
+
+    fn parse(buf: &[u8]) -> Result<Option<(BodyFraming, bool, usize)>, ParseError> {
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        parse_request(buf, &mut slots, &Limits::default())
+            .map(|o| o.map(|h| (h.framing, h.keep_alive, h.head_len)))
+    }
+
+    #[test]
+    fn simple_get() {
+        let buf = b"GET /a?b HTTP/1.1\r\nHost: serviceB\r\nVia: 1.1 x, 1.1 y\r\n\r\nNEXT";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let h = parse_request(buf, &mut slots, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.target, "/a?b");
+        assert_eq!(h.host, Some("serviceB"));
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert_eq!(h.via_hops, 2);
+        assert!(h.keep_alive);
+        assert_eq!(&buf[h.head_len..], b"NEXT");
+    }
+
+    #[test]
+    fn partial_needs_more() {
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
+            BodyFraming::Chunked
+        );
+        let cases: &[(&[u8], ParseError)] = &[
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", ParseError::DuplicateContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", ParseError::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n", ParseError::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingWithContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingHttp10),
+            (b"GET / HTTP/1.1\r\n\r\n", ParseError::MissingHost),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::DuplicateHost),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", ParseError::BadHost),
+            (b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::HostMismatch),
+            (b"GET x HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", ParseError::UnsupportedExpectation),
+            (b"GET / HTTP/1.1\nHost: a\r\n\r\n", ParseError::BareLineEnding),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", ParseError::Malformed),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", ParseError::Version),
+        ];
+        for (input, err) in cases {
+            assert_eq!(
+                parse(input),
+                Err(*err),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1);
+        assert!(
+            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1
+        );
+        assert!(
+            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .1
+        );
+    }
+
+    #[test]
+    fn limits_apply_before_completion() {
+        let mut long = b"GET /".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 5000));
+        assert_eq!(parse(&long), Err(ParseError::LineTooLong));
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        while big.len() < 13 * 1024 {
+            big.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(parse(&big), Err(ParseError::HeadTooLarge));
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..101 {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&many), Err(ParseError::TooManyHeaders));
+    }
+
+    #[test]
+    fn connect_and_options_targets() {
+        assert!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(parse(b"GET http://A/x HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+    }
+}

@@ -1,0 +1,115 @@
+//! The epoll backend: a current-thread tokio runtime and `LocalSet` per core.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use super::{Backend, BufResult, Listener, Stream};
+
+pub struct Epoll;
+
+pub struct EpollStream(tokio::net::TcpStream);
+pub struct EpollListener(tokio::net::TcpListener);
+
+impl Stream for EpollStream {
+    async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
+        debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
+        loop {
+            // try_read_buf consults tokio's cached readiness first, so trying
+            // before waiting costs no syscall when the socket is known empty.
+            match self.0.try_read_buf(&mut buf) {
+                Ok(n) => return (Ok(n), buf),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.0.readable().await {
+                        return (Err(e), buf);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> BufResult<()> {
+        let mut written = range.start;
+        while written < range.end {
+            match self.0.try_write(&buf[written..range.end]) {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.0.writable().await {
+                        return (Err(e), buf);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
+    }
+
+    async fn wait_readable(&self, small: Vec<u8>) -> BufResult<bool> {
+        (self.0.readable().await.map(|()| true), small)
+    }
+}
+
+impl Listener for EpollListener {
+    type Stream = EpollStream;
+
+    async fn accept(&self) -> io::Result<(EpollStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((EpollStream(stream), peer))
+    }
+
+    fn try_accept(&self) -> io::Result<Option<(EpollStream, SocketAddr)>> {
+        // tokio has no try_accept; accept on the raw fd (non-blocking).
+        let sock = socket2::SockRef::from(&self.0);
+        match sock.accept() {
+            Ok((s, peer)) => {
+                let std: std::net::TcpStream = s.into();
+                std.set_nonblocking(true)?;
+                std.set_nodelay(true)?;
+                let peer = peer
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("non-IP peer"))?;
+                Ok(Some((
+                    EpollStream(tokio::net::TcpStream::from_std(std)?),
+                    peer,
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Backend for Epoll {
+    type Stream = EpollStream;
+    type Listener = EpollListener;
+    const NAME: &'static str = "epoll";
+
+    fn listener(std: std::net::TcpListener) -> io::Result<EpollListener> {
+        std.set_nonblocking(true)?;
+        Ok(EpollListener(tokio::net::TcpListener::from_std(std)?))
+    }
+
+    async fn connect(addr: SocketAddr) -> io::Result<EpollStream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(EpollStream(stream))
+    }
+
+    fn run<F: Future>(main: F) -> io::Result<F::Output> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        Ok(local.block_on(&rt, main))
+    }
+}

@@ -1,0 +1,71 @@
+//! The only module that touches sockets. The proxy is generic over [`Backend`]:
+//! owned buffers move into each operation and come back with its result
+//! (tokio-uring / monoio style), which io_uring needs and epoll does not mind.
+//!
+//! - [`epoll::Epoll`]: a current-thread tokio runtime per core.
+//! - [`uring::Uring`]: tokio-uring with COOP_TASKRUN | SINGLE_ISSUER.
+//!
+//! Both run tasks with `tokio::task::spawn_local` and time with `tokio::time`.
+
+pub mod epoll;
+pub mod listener;
+pub mod probe;
+pub mod uring;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+pub use listener::{bind_reuseport_group, BindError};
+pub use probe::{select_backend, BackendChoice, IoKind};
+
+/// Bytes moved into an I/O operation and handed back with its result.
+pub type BufResult<T> = (io::Result<T>, Vec<u8>);
+
+/// A connected TCP stream. Methods take `&self` so one task can read and write
+/// the same connection concurrently (request body up while response comes down).
+pub trait Stream: 'static {
+    /// Reads into the spare capacity of `buf` (appending after `buf.len()`).
+    /// The caller guarantees spare capacity; `Ok(0)` means end of stream.
+    fn read(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>>;
+    /// Writes all of `buf[range]`. The buffer comes back unchanged.
+    fn write_range(&self, buf: Vec<u8>, range: Range<usize>)
+        -> impl Future<Output = BufResult<()>>;
+    /// Writes all of `buf`.
+    fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<()>> {
+        let len = buf.len();
+        self.write_range(buf, 0..len)
+    }
+    /// Half-closes the write side (FIN), for tunnels and close-delimited bodies.
+    fn shutdown_write(&self) -> io::Result<()>;
+    /// Waits until the stream is readable without parking a full-size buffer:
+    /// idle keep-alive connections should cost as little memory as possible.
+    /// epoll waits for readiness and leaves `small` empty; io_uring cannot wait
+    /// without a read, so it reads into `small` (a few hundred bytes) and the
+    /// caller moves those bytes into its real buffer. `Ok(false)` means EOF.
+    fn wait_readable(&self, small: Vec<u8>) -> impl Future<Output = BufResult<bool>>;
+}
+
+pub trait Listener: 'static {
+    type Stream: Stream;
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+    /// Accepts a connection already queued, without waiting. Used when draining,
+    /// so connections in this worker's accept queue are served, never reset.
+    fn try_accept(&self) -> io::Result<Option<(Self::Stream, SocketAddr)>>;
+}
+
+/// One I/O backend: its stream and listener types, connect, and how to run a
+/// per-core event loop.
+pub trait Backend: 'static {
+    type Stream: Stream;
+    type Listener: Listener<Stream = Self::Stream>;
+    const NAME: &'static str;
+
+    /// Wraps a bound, listening, non-blocking std listener. Must be called on
+    /// the worker's own event loop.
+    fn listener(std: std::net::TcpListener) -> io::Result<Self::Listener>;
+    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>>;
+    /// Runs `main` to completion on a new event loop on the current thread.
+    fn run<F: Future>(main: F) -> io::Result<F::Output>;
+}

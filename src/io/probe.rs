@@ -1,0 +1,100 @@
+//! Choosing the I/O backend: `auto` probes io_uring and falls back to epoll
+//! with one log line; `uring` asked for explicitly fails loudly instead.
+
+use std::fmt;
+
+/// What the operator asked for (config `corelink.io`, env `CORELINK_IO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "uring" | "io_uring" => Ok(BackendChoice::Uring),
+            "epoll" => Ok(BackendChoice::Epoll),
+            other => Err(format!(
+                "unknown io backend {other:?} (expected auto, uring or epoll)"
+            )),
+        }
+    }
+}
+
+/// The backend actually running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    Uring,
+    Epoll,
+}
+
+impl fmt::Display for IoKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoKind::Uring => "uring",
+            IoKind::Epoll => "epoll",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("io_uring was asked for (io: uring) but is unavailable: {0}")]
+pub struct UringUnavailable(pub String);
+
+/// Resolves the choice into a backend. `auto` falls back to epoll, logging why.
+pub fn select_backend(choice: BackendChoice) -> Result<IoKind, UringUnavailable> {
+    match choice {
+        BackendChoice::Epoll => Ok(IoKind::Epoll),
+        BackendChoice::Uring => uring_available()
+            .map(|()| IoKind::Uring)
+            .map_err(UringUnavailable),
+        BackendChoice::Auto => match uring_available() {
+            Ok(()) => Ok(IoKind::Uring),
+            Err(why) => {
+                tracing::info!(reason = %why, "io_uring unavailable, using epoll");
+                Ok(IoKind::Epoll)
+            }
+        },
+    }
+}
+
+/// Checks, in order: the `kernel.io_uring_disabled` sysctl, creating a ring with
+/// the flags the backend uses (seccomp filters answer EPERM or ENOSYS here), and
+/// the opcodes the backend submits.
+pub fn uring_available() -> Result<(), String> {
+    if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if v.trim() == "2" {
+            return Err("kernel.io_uring_disabled = 2".into());
+        }
+    }
+    let ring: io_uring::IoUring = io_uring::IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_single_issuer()
+        .build(8)
+        .map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring probe failed: {e}"))?;
+    use io_uring::opcode;
+    let needed = [
+        ("accept", opcode::Accept::CODE),
+        ("connect", opcode::Connect::CODE),
+        ("read", opcode::Read::CODE),
+        ("write", opcode::Write::CODE),
+        ("close", opcode::Close::CODE),
+        ("async_cancel", opcode::AsyncCancel::CODE),
+    ];
+    for (name, code) in needed {
+        if !probe.is_supported(code) {
+            return Err(format!("kernel lacks io_uring opcode {name}"));
+        }
+    }
+    Ok(())
+}

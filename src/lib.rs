@@ -1,0 +1,17 @@
+//! corelink: a thread-per-core sidecar proxy for linker-to-linker TLS, in the
+//! model of linkerd 1.x. The data path, in module order:
+//!
+//! `server` (workers, listeners, shutdown) → `io` (epoll / io_uring backends)
+//! → `proxy` (per-connection state machine) → `http1` (sans-IO codec)
+//! → `routing` (identify, delegate through the dtab snapshot) → `pool`
+//! (per-core upstream connections). `admin` serves the admin port; `config`
+//! reads linkerd 1.x YAML.
+
+pub mod admin;
+pub mod config;
+pub mod http1;
+pub mod io;
+pub mod pool;
+pub mod proxy;
+pub mod routing;
+pub mod server;

@@ -1,0 +1,119 @@
+//! The `corelink` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use corelink::config::Config;
+use corelink::io::BackendChoice;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "corelink",
+    version,
+    about = "A thread-per-core sidecar proxy for linker-to-linker TLS (linkerd 1.x model)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a linkerd 1.x configuration.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// I/O backend; overrides `corelink.io` (the CORELINK_IO environment
+        /// variable overrides both).
+        #[arg(long)]
+        io: Option<BackendChoice>,
+    },
+    /// Validate a configuration and print what it sets up.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, io } => run(config, io),
+        Command::Check { config } => check(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corelink: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoice>> {
+    match std::env::var("CORELINK_IO") {
+        Ok(v) if !v.is_empty() => {
+            let choice = v
+                .parse::<BackendChoice>()
+                .map_err(anyhow::Error::msg)
+                .context("CORELINK_IO")?;
+            Ok(Some(choice))
+        }
+        _ => Ok(flag),
+    }
+}
+
+fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    let options = corelink::server::RunOptions {
+        io_override: io_override(io)?,
+    };
+    corelink::server::run(config, options).context("corelink run")?;
+    Ok(())
+}
+
+fn check(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    corelink::routing::RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
+    println!("{}: ok", path.display());
+    println!("admin: {}", config.admin.addr());
+    for router in &config.routers {
+        let servers: Vec<String> = router
+            .servers
+            .iter()
+            .map(|s| s.addr().to_string())
+            .collect();
+        println!("router {} (http)", router.label());
+        println!("  servers: {}", servers.join(", "));
+        println!("  identifier: {}", router.identifier().describe());
+        println!("  dstPrefix: {}", router.dst_prefix);
+        println!(
+            "  dtab: {}",
+            router.dtab.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    }
+    let workers = config
+        .corelink
+        .workers
+        .map_or("one per core".to_string(), |n| n.to_string());
+    println!("workers: {workers}; io: {:?}", config.corelink.io);
+    Ok(())
+}

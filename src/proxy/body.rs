@@ -1,0 +1,106 @@
+//! Streaming a message body between streams with backpressure: one buffer,
+//! read → validate framing → write → read again, so a slow receiver stops the
+//! reading and the proxy's memory stays flat whatever the body size.
+
+use std::io;
+
+use crate::http1::{BodyReader, ParseError};
+use crate::io::Stream;
+
+/// Reads from `s`, appending into `buf`'s spare capacity (reserving `min_spare`
+/// when full). If the future is dropped mid-read the buffer is lost with it;
+/// callers only drop reads when they are about to close the connection.
+pub(super) async fn read_into<S: Stream>(
+    s: &S,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare.min(1024).max(1) {
+        buf.reserve(min_spare);
+    }
+    let owned = std::mem::take(buf);
+    let (res, owned) = s.read(owned).await;
+    *buf = owned;
+    res
+}
+
+pub(super) async fn write_all<S: Stream>(s: &S, buf: &mut Vec<u8>) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    let (res, owned) = s.write_all(owned).await;
+    *buf = owned;
+    res
+}
+
+pub(super) async fn write_range<S: Stream>(s: &S, buf: &mut Vec<u8>, end: usize) -> io::Result<()> {
+    let owned = std::mem::take(buf);
+    let (res, owned) = s.write_range(owned, 0..end).await;
+    *buf = owned;
+    res
+}
+
+/// Drops the first `n` bytes of `buf`, keeping what follows (a pipelined
+/// request, or bytes past a response's end).
+pub(super) fn consume(buf: &mut Vec<u8>, n: usize) {
+    if n >= buf.len() {
+        buf.clear();
+    } else {
+        buf.copy_within(n.., 0);
+        buf.truncate(buf.len() - n);
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum PumpError {
+    /// The sender closed before the body ended.
+    SenderClosed,
+    SenderIo(io::Error),
+    Framing(ParseError),
+    ReceiverIo(io::Error),
+    TooLarge,
+}
+
+/// Streams the rest of a request body from `from` to `to`. `buf` holds no body
+/// bytes on entry; on return it holds whatever followed the body (pipelining).
+pub(super) async fn pump_body<F: Stream, T: Stream>(
+    from: &F,
+    to: &T,
+    reader: &mut BodyReader,
+    buf: &mut Vec<u8>,
+    buffer_size: usize,
+    mut budget: Option<u64>,
+) -> Result<(), PumpError> {
+    while !reader.is_done() {
+        buf.clear();
+        let n = read_into(from, buf, buffer_size)
+            .await
+            .map_err(PumpError::SenderIo)?;
+        if n == 0 {
+            return Err(PumpError::SenderClosed);
+        }
+        let progress = reader.advance(buf, |_| {}).map_err(PumpError::Framing)?;
+        if let Some(left) = budget.as_mut() {
+            *left = left
+                .checked_sub(progress.consumed as u64)
+                .ok_or(PumpError::TooLarge)?;
+        }
+        write_range(to, buf, progress.consumed)
+            .await
+            .map_err(PumpError::ReceiverIo)?;
+        consume(buf, progress.consumed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_keeps_the_tail() {
+        let mut b = b"abcdef".to_vec();
+        consume(&mut b, 2);
+        assert_eq!(b, b"cdef");
+        consume(&mut b, 10);
+        assert!(b.is_empty());
+    }
+}

@@ -1,0 +1,132 @@
+//! Per-core state. One `CoreCtx` per worker thread, shared by its connection
+//! tasks through `Rc`; `Cell`/`RefCell` only, never held across an await.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::http1::Limits;
+use crate::io::Backend;
+use crate::pool::Pool;
+use crate::routing::CoreRoutes;
+
+/// Size of the buffer an idle io_uring connection parks a read in.
+const SMALL_BUFFER: usize = 512;
+/// Free buffers kept per core; beyond that they are freed.
+const MAX_FREE_BUFFERS: usize = 1024;
+
+/// Per-router settings the data path reads for every request.
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    pub label: String,
+    pub limits: Limits,
+    pub max_call_depth: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub total_timeout: Option<Duration>,
+    /// Enforced only when streaming is disabled (linkerd semantics).
+    pub max_request_body: Option<u64>,
+    pub max_response_body: Option<u64>,
+}
+
+/// The worker's view of shutdown: set once draining starts; idle connections
+/// waiting for their next request are woken and closed.
+#[derive(Default)]
+pub struct Shutdown {
+    draining: Cell<bool>,
+    notify: tokio::sync::Notify,
+}
+
+impl Shutdown {
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once draining has started.
+    pub async fn draining(&self) {
+        let notified = self.notify.notified();
+        if self.draining.get() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+pub struct CoreCtx<B: Backend> {
+    pub core: usize,
+    pub pool: RefCell<Pool<B::Stream>>,
+    pub routes: CoreRoutes,
+    pub shutdown: Shutdown,
+    /// Open client connections on this core (for draining).
+    pub active: Cell<usize>,
+    buffer_size: usize,
+    free: RefCell<Vec<Vec<u8>>>,
+    free_small: RefCell<Vec<Vec<u8>>>,
+}
+
+impl<B: Backend> CoreCtx<B> {
+    pub fn new(
+        core: usize,
+        pool: Pool<B::Stream>,
+        routes: CoreRoutes,
+        buffer_size: usize,
+    ) -> Rc<Self> {
+        Rc::new(CoreCtx {
+            core,
+            pool: RefCell::new(pool),
+            routes,
+            shutdown: Shutdown::default(),
+            active: Cell::new(0),
+            buffer_size,
+            free: RefCell::new(Vec::new()),
+            free_small: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// An empty buffer with `buffer_size` capacity, recycled when possible so
+    /// a keep-alive connection allocates nothing per request.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.buffer_size))
+    }
+
+    pub fn give_buffer(&self, mut buf: Vec<u8>) {
+        // Buffers that grew (a large head) or lost their allocation (a
+        // cancelled read) are not recycled, so the pool stays uniform.
+        if buf.capacity() != self.buffer_size {
+            return;
+        }
+        let mut free = self.free.borrow_mut();
+        if free.len() < MAX_FREE_BUFFERS {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+
+    pub fn take_small(&self) -> Vec<u8> {
+        self.free_small
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER))
+    }
+
+    pub fn give_small(&self, mut buf: Vec<u8>) {
+        let mut free = self.free_small.borrow_mut();
+        if buf.capacity() == SMALL_BUFFER && free.len() < MAX_FREE_BUFFERS {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+}

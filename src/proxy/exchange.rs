@@ -1,0 +1,427 @@
+//! One request/response exchange with an upstream: take a pooled connection
+//! (or connect), send the head, stream the request body while relaying the
+//! response, then decide whether each side's connection can be reused.
+//!
+//! The one retry: a pooled connection can turn out closed by the server after
+//! we took it. If that shows before any byte of the response arrives and the
+//! request is replay-safe (idempotent, or carries an Idempotency-Key, and its
+//! whole body was sent with the head), it is sent once more on a fresh
+//! connection, as Go's net/http and nginx do.
+
+use std::cell::Cell;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use tokio::time::Instant;
+
+use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
+use crate::io::{Backend, Stream};
+
+use super::body::{consume, pump_body, read_into, write_all, write_range, PumpError};
+use super::conn::{Next, Prepared, RequestMeta, Session};
+use super::error::ProxyError;
+use super::tunnel::tunnel;
+
+/// How the response relay ended.
+enum Relayed {
+    Done {
+        upstream_reusable: bool,
+        client_close: bool,
+    },
+    /// Switched protocols: both connections now carry raw bytes.
+    Tunnel,
+}
+
+#[derive(Debug)]
+enum RelayError {
+    /// The upstream closed (or reset) before sending a single response byte.
+    ClosedBeforeResponse(std::io::Error),
+    Failed(ProxyError),
+}
+
+pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
+    let started = Cell::new(false);
+    let mut sbuf = sbuf;
+    let mut ubuf = s.ctx.take_buffer();
+    let mut wbuf = s.ctx.take_buffer();
+    let total = s.settings.total_timeout;
+    let result = match total {
+        None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started).await,
+        Some(limit) => {
+            let deadline = Instant::now() + limit;
+            match tokio::time::timeout_at(
+                deadline,
+                exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_elapsed) => Err(ProxyError::TotalTimeout(limit)),
+            }
+        }
+    };
+    s.ctx.give_buffer(sbuf);
+    s.ctx.give_buffer(ubuf);
+    s.ctx.give_buffer(wbuf);
+    match result {
+        Ok(next) => next,
+        Err(e) => {
+            if !started.get() {
+                s.respond_error(&e).await;
+            } else {
+                tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
+            }
+            Next::Close
+        }
+    }
+}
+
+async fn acquire<B: Backend>(
+    s: &Session<'_, B>,
+    addr: SocketAddr,
+) -> Result<(B::Stream, bool), ProxyError> {
+    if let Some(conn) = s
+        .ctx
+        .pool
+        .borrow_mut()
+        .take(addr, std::time::Instant::now())
+    {
+        return Ok((conn, true));
+    }
+    Ok((connect::<B>(addr, s.settings.connect_timeout).await?, false))
+}
+
+async fn connect<B: Backend>(
+    addr: SocketAddr,
+    limit: std::time::Duration,
+) -> Result<B::Stream, ProxyError> {
+    match tokio::time::timeout(limit, B::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
+        Err(_elapsed) => Err(ProxyError::ConnectTimeout(addr)),
+    }
+}
+
+async fn exchange<B: Backend>(
+    s: &mut Session<'_, B>,
+    mut p: Prepared,
+    sbuf: &mut Vec<u8>,
+    ubuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    started: &Cell<bool>,
+) -> Result<Next, ProxyError> {
+    let addr = p.route.addr;
+    let (mut upstream, mut reused) = acquire(s, addr).await?;
+    // Only a request whose whole body already sits in `sbuf` can be resent.
+    let replayable = p.meta.replay_safe && p.body.is_done();
+    let relayed = loop {
+        ubuf.clear();
+        let sent = write_all(&upstream, sbuf).await;
+        let attempt = match sent {
+            Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
+            Ok(()) if p.body.is_done() => {
+                relay_response(s, &upstream, addr, &p.meta, ubuf, wbuf, started).await
+            }
+            Ok(()) => pump_and_relay(s, &upstream, &mut p, ubuf, wbuf, started).await,
+        };
+        match attempt {
+            Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
+                tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
+                upstream = connect::<B>(addr, s.settings.connect_timeout).await?;
+                reused = false;
+            }
+            Err(RelayError::ClosedBeforeResponse(e)) => {
+                return Err(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    ProxyError::UpstreamClosed { addr }
+                } else {
+                    ProxyError::UpstreamIo { addr, source: e }
+                })
+            }
+            Err(RelayError::Failed(e)) => return Err(e),
+            Ok(r) => break r,
+        }
+    };
+    match relayed {
+        Relayed::Done {
+            upstream_reusable,
+            client_close,
+        } => {
+            if upstream_reusable && !s.ctx.shutdown.is_draining() {
+                s.ctx
+                    .pool
+                    .borrow_mut()
+                    .put(addr, upstream, std::time::Instant::now());
+            }
+            Ok(if client_close {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            })
+        }
+        Relayed::Tunnel => {
+            let client_pending = std::mem::take(&mut s.rbuf);
+            let upstream_pending = std::mem::take(ubuf);
+            tunnel(
+                s.client,
+                &upstream,
+                client_pending,
+                upstream_pending,
+                s.ctx.buffer_size(),
+            )
+            .await;
+            Ok(Next::Close)
+        }
+    }
+}
+
+/// The request body is still streaming: pump it up while the response comes
+/// down (a server may answer early, or send `100 Continue` first).
+async fn pump_and_relay<B: Backend>(
+    s: &mut Session<'_, B>,
+    upstream: &B::Stream,
+    p: &mut Prepared,
+    ubuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    started: &Cell<bool>,
+) -> Result<Relayed, RelayError> {
+    let budget = s.settings.max_request_body;
+    let buffer_size = s.ctx.buffer_size();
+    let client = s.client;
+    let mut rbuf = std::mem::take(&mut s.rbuf);
+    let outcome = {
+        let pump = pump_body(
+            client,
+            upstream,
+            &mut p.body,
+            &mut rbuf,
+            buffer_size,
+            budget,
+        );
+        let relay = relay_response(s, upstream, p.route.addr, &p.meta, ubuf, wbuf, started);
+        tokio::pin!(pump, relay);
+        let mut pump_finished = false;
+        loop {
+            tokio::select! {
+                r = &mut relay => break Ok((r, pump_finished)),
+                r = &mut pump, if !pump_finished => match r {
+                    Ok(()) => pump_finished = true,
+                    Err(e) => break Err(e),
+                },
+            }
+        }
+    };
+    s.rbuf = rbuf;
+    match outcome {
+        Ok((
+            Ok(Relayed::Done {
+                upstream_reusable,
+                client_close,
+            }),
+            pump_finished,
+        )) => Ok(Relayed::Done {
+            // A response that ended before the request body did leaves both
+            // connections out of step: neither can be reused.
+            upstream_reusable: upstream_reusable && pump_finished,
+            client_close: client_close || !pump_finished,
+        }),
+        Ok((relayed, _)) => relayed,
+        Err(PumpError::Framing(e)) => Err(RelayError::Failed(ProxyError::BadRequest(e))),
+        Err(PumpError::TooLarge) => Err(RelayError::Failed(ProxyError::RequestTooLarge)),
+        Err(PumpError::SenderClosed) => Err(RelayError::Failed(ProxyError::ClientIo(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        ))),
+        Err(PumpError::SenderIo(e)) => Err(RelayError::Failed(ProxyError::ClientIo(e))),
+        Err(PumpError::ReceiverIo(e)) => Err(RelayError::Failed(ProxyError::UpstreamIo {
+            addr: p.route.addr,
+            source: e,
+        })),
+    }
+}
+
+/// What the relay decided from one response head.
+struct ResponseMeta {
+    framing: BodyFraming,
+    informational: bool,
+    upstream_keep_alive: bool,
+    client_close: bool,
+    /// Chunked upstream, HTTP/1.0 client: send the payload close-delimited.
+    dechunk: bool,
+}
+
+/// Reads the response (relaying any 1xx first) and streams it to the client.
+async fn relay_response<B: Backend>(
+    s: &Session<'_, B>,
+    upstream: &B::Stream,
+    addr: SocketAddr,
+    meta: &RequestMeta,
+    ubuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    started: &Cell<bool>,
+) -> Result<Relayed, RelayError> {
+    let failed = RelayError::Failed;
+    let mut received_any = false;
+    loop {
+        let rsp = loop {
+            if !ubuf.is_empty() {
+                match encode_response_head(s, meta, ubuf, wbuf) {
+                    Ok(Some(rsp)) => break rsp,
+                    Ok(None) => {}
+                    Err(error) => return Err(failed(ProxyError::UpstreamGarbage { addr, error })),
+                }
+            }
+            match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
+                Ok(0) if !received_any => {
+                    return Err(RelayError::ClosedBeforeResponse(
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ))
+                }
+                Ok(0) => return Err(failed(ProxyError::UpstreamClosed { addr })),
+                Ok(_) => received_any = true,
+                Err(e) if !received_any => return Err(RelayError::ClosedBeforeResponse(e)),
+                Err(e) => return Err(failed(ProxyError::UpstreamIo { addr, source: e })),
+            }
+        };
+        if rsp.informational {
+            // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
+            if !wbuf.is_empty() {
+                write_all(s.client, wbuf)
+                    .await
+                    .map_err(|e| failed(ProxyError::ClientIo(e)))?;
+                started.set(true);
+            }
+            continue;
+        }
+        if rsp.framing == BodyFraming::Tunnel {
+            write_all(s.client, wbuf)
+                .await
+                .map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            started.set(true);
+            return Ok(Relayed::Tunnel);
+        }
+        let mut body = rsp.framing.reader();
+        let leftover = stream_response_body(
+            s,
+            upstream,
+            addr,
+            &mut body,
+            ubuf,
+            wbuf,
+            rsp.dechunk,
+            started,
+        )
+        .await?;
+        return Ok(Relayed::Done {
+            upstream_reusable: rsp.upstream_keep_alive && !leftover,
+            client_close: rsp.client_close,
+        });
+    }
+}
+
+/// Parses a response head at the start of `ubuf`, encodes what the client gets
+/// into `wbuf` and removes the head from `ubuf`.
+fn encode_response_head<B: Backend>(
+    s: &Session<'_, B>,
+    meta: &RequestMeta,
+    ubuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+) -> Result<Option<ResponseMeta>, http1::ParseError> {
+    let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+    let Some(head) = http1::parse_response(
+        ubuf,
+        &mut slots,
+        meta.method,
+        meta.upgrade,
+        &s.settings.limits,
+    )?
+    else {
+        return Ok(None);
+    };
+    let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10;
+    let client_close = !meta.keep_alive
+        || head.framing == BodyFraming::CloseDelimited
+        || dechunk
+        || s.ctx.shutdown.is_draining();
+    wbuf.clear();
+    if !head.informational || meta.version == Version::Http11 {
+        let opts = ResponseHeadOptions {
+            close: client_close && !head.informational,
+            keep_alive_http10: meta.version == Version::Http10 && !client_close,
+            dechunk,
+        };
+        http1::encode_response_head(wbuf, &head, opts);
+    }
+    let rsp = ResponseMeta {
+        framing: head.framing,
+        informational: head.informational,
+        upstream_keep_alive: head.keep_alive,
+        client_close,
+        dechunk,
+    };
+    let head_len = head.head_len;
+    drop(head);
+    consume(ubuf, head_len);
+    Ok(Some(rsp))
+}
+
+/// Sends the encoded head in `wbuf` together with the first body bytes, then
+/// streams the rest with one buffer. Returns whether the upstream sent bytes
+/// past the end of the response (then its connection must not be reused).
+#[allow(clippy::too_many_arguments)]
+async fn stream_response_body<B: Backend>(
+    s: &Session<'_, B>,
+    upstream: &B::Stream,
+    addr: SocketAddr,
+    body: &mut BodyReader,
+    ubuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+    dechunk: bool,
+    started: &Cell<bool>,
+) -> Result<bool, RelayError> {
+    let failed = RelayError::Failed;
+    let mut budget = s.settings.max_response_body;
+    // The first round sends the head in wbuf; later rounds write straight
+    // from ubuf, except when de-chunking, which copies payload into wbuf.
+    let mut head_pending = true;
+    loop {
+        if !ubuf.is_empty() || head_pending {
+            let progress = if dechunk {
+                body.advance(ubuf, |data| wbuf.extend_from_slice(data))
+            } else {
+                body.advance(ubuf, |_| {})
+            }
+            .map_err(|error| failed(ProxyError::UpstreamGarbage { addr, error }))?;
+            if let Some(left) = budget.as_mut() {
+                *left = left
+                    .checked_sub(progress.consumed as u64)
+                    .ok_or(failed(ProxyError::ResponseTooLarge))?;
+            }
+            let sent = if dechunk {
+                write_all(s.client, wbuf).await
+            } else if head_pending {
+                wbuf.extend_from_slice(&ubuf[..progress.consumed]);
+                write_all(s.client, wbuf).await
+            } else {
+                write_range(s.client, ubuf, progress.consumed).await
+            };
+            sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            started.set(true);
+            head_pending = false;
+            wbuf.clear();
+            consume(ubuf, progress.consumed);
+            if progress.done {
+                return Ok(!ubuf.is_empty());
+            }
+        }
+        match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
+            Ok(0) => {
+                if body.finish_on_close() {
+                    let _ = s.client.shutdown_write();
+                    return Ok(false);
+                }
+                return Err(failed(ProxyError::UpstreamClosed { addr }));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(failed(ProxyError::UpstreamIo { addr, source: e })),
+        }
+    }
+}

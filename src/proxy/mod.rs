@@ -1,0 +1,20 @@
+//! The per-connection proxy: glues the sans-IO HTTP/1 codec to a backend's
+//! streams, the routing snapshot and the per-core pool.
+//!
+//! - `ctx`: per-core state shared by the connections of one worker.
+//! - `conn`: the client connection loop (read head, route, exchange, repeat).
+//! - `exchange`: one request/response with an upstream, incl. the retry.
+//! - `body`: streaming a body from one stream to another with backpressure.
+//! - `tunnel`: raw byte relay after Upgrade/CONNECT.
+//! - `error`: failures, their side, status and `l5d-err` text.
+
+mod body;
+mod conn;
+mod ctx;
+mod error;
+mod exchange;
+mod tunnel;
+
+pub use conn::serve_connection;
+pub use ctx::{CoreCtx, RouterSettings, Shutdown};
+pub use error::{ProxyError, Side};

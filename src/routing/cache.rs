@@ -1,0 +1,223 @@
+//! The per-core route cache. A core resolves each destination once per
+//! snapshot generation; afterwards a request costs an arc-swap load, one hash
+//! lookup on the identifier's key, and a weighted pick. No lock anywhere.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::http1::RequestHead;
+use crate::proxy::ProxyError;
+
+use super::name_tree::{NameTree, Pick};
+use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
+
+/// Entries per router before the cache is cleared (a Host-header flood must
+/// not grow memory without bound).
+const MAX_CACHED: usize = 10_000;
+
+/// Where one request goes, and the names linkerd puts in its context headers.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub addr: SocketAddr,
+    /// The logical name (`l5d-dst-service`), e.g. `/svc/serviceB`.
+    pub service: Rc<str>,
+    /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
+    pub client: Rc<str>,
+}
+
+impl Route {
+    pub fn context_headers(&self) -> [(&'static str, &[u8]); 2] {
+        [
+            ("l5d-dst-service", self.service.as_bytes()),
+            ("l5d-dst-client", self.client.as_bytes()),
+        ]
+    }
+}
+
+/// A bound name with its endpoints, as cached per core.
+#[derive(Debug)]
+struct BoundEndpoints {
+    client: Rc<str>,
+    addrs: Vec<SocketAddr>,
+    /// Round-robin cursor over `addrs` (the balancer work replaces this).
+    next: Cell<usize>,
+}
+
+#[derive(Debug)]
+enum Cached {
+    Routed {
+        service: Rc<str>,
+        tree: NameTree<Rc<BoundEndpoints>>,
+    },
+    /// 502 with this text (no route, no endpoints), cached for the generation.
+    Failed(ProxyErrorKind, Rc<str>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProxyErrorKind {
+    NoRoute,
+    NoEndpoints,
+    Unknown,
+}
+
+pub struct CoreRoutes {
+    shared: SharedSnapshot,
+    state: RefCell<State>,
+    rng: Cell<u64>,
+}
+
+struct State {
+    snapshot: Arc<RoutingSnapshot>,
+    per_router: Vec<HashMap<Box<[u8]>, Cached>>,
+}
+
+impl CoreRoutes {
+    pub fn new(shared: SharedSnapshot) -> Self {
+        let snapshot = shared.load_full();
+        let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
+        let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
+        CoreRoutes {
+            shared,
+            state: RefCell::new(State {
+                snapshot,
+                per_router,
+            }),
+            rng: Cell::new(seed | 1),
+        }
+    }
+
+    /// Routes one request of `router`.
+    pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, ProxyError> {
+        let mut state = self.state.borrow_mut();
+        if self.shared.load().generation != state.snapshot.generation {
+            state.snapshot = self.shared.load_full();
+            state.per_router = state
+                .snapshot
+                .routers
+                .iter()
+                .map(|_| HashMap::new())
+                .collect();
+        }
+        let State {
+            snapshot,
+            per_router,
+        } = &mut *state;
+        let routes = &snapshot.routers[router];
+        let key = routes
+            .identifier
+            .key(head)
+            .map_err(ProxyError::UnknownDestination)?;
+        let cache = &mut per_router[router];
+        if !cache.contains_key(key) {
+            let entry = resolve(snapshot, router, key)?;
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(key.into(), entry);
+        }
+        match cache.get(key) {
+            Some(Cached::Routed { service, tree }) => {
+                let pick = tree.pick(self.next_random());
+                match pick {
+                    Pick::Leaf(bound) => {
+                        let i = bound.next.get();
+                        bound.next.set(i.wrapping_add(1));
+                        let addr = bound.addrs[i % bound.addrs.len()];
+                        Ok(Route {
+                            addr,
+                            service: service.clone(),
+                            client: bound.client.clone(),
+                        })
+                    }
+                    _ => Err(ProxyError::NoRoute(format!(
+                        "Unable to route request: {service} has no bound name"
+                    ))),
+                }
+            }
+            Some(Cached::Failed(kind, text)) => Err(match kind {
+                ProxyErrorKind::NoRoute => ProxyError::NoRoute(text.to_string()),
+                ProxyErrorKind::NoEndpoints => ProxyError::NoEndpoints(text.to_string()),
+                ProxyErrorKind::Unknown => ProxyError::UnknownDestination(text.to_string()),
+            }),
+            None => Err(ProxyError::NoRoute("route cache lost an entry".into())),
+        }
+    }
+
+    /// xorshift64*: per-core, no shared state, good enough for weights.
+    fn next_random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Resolves a destination on a cache miss: identify, delegate, find endpoints.
+fn resolve(snapshot: &RoutingSnapshot, router: usize, key: &[u8]) -> Result<Cached, ProxyError> {
+    let routes = &snapshot.routers[router];
+    let name = match routes.identifier.name(&routes.dst_prefix, key) {
+        Ok(name) => name,
+        Err(e) => return Ok(Cached::Failed(ProxyErrorKind::Unknown, e.into())),
+    };
+    let service: Rc<str> = name.show().into();
+    let dtab_text = routes.dtab.show();
+    let bound = match snapshot.bind(router, &name) {
+        Ok(tree) => tree,
+        Err(e) => {
+            return Ok(Cached::Failed(
+                ProxyErrorKind::NoRoute,
+                format!("Unable to route {service}: {e}").into(),
+            ))
+        }
+    };
+    // linkerd's text for a name that binds to nothing or to no addresses.
+    let no_hosts = || -> Rc<str> {
+        format!("No hosts are available for {service}, Dtab.base=[{dtab_text}], Dtab.local=[]. Remote Info: Not Available")
+            .into()
+    };
+    let mut unavailable = Vec::new();
+    let tree = bound.map(&mut |b| match snapshot.endpoints(b) {
+        Endpoints::Addrs(addrs) => Some(Rc::new(BoundEndpoints {
+            client: b.id.show().into(),
+            addrs,
+            next: Cell::new(0),
+        })),
+        Endpoints::Unavailable(why) => {
+            unavailable.push(why);
+            None
+        }
+    });
+    // Leaves without endpoints become Neg, so a union sends nothing there.
+    let tree = prune(tree).simplify();
+    match tree {
+        NameTree::Neg | NameTree::Fail | NameTree::Empty if unavailable.is_empty() => {
+            Ok(Cached::Failed(ProxyErrorKind::NoRoute, no_hosts()))
+        }
+        NameTree::Neg | NameTree::Fail | NameTree::Empty => Ok(Cached::Failed(
+            ProxyErrorKind::NoEndpoints,
+            format!("{} ({})", no_hosts(), unavailable.join("; ")).into(),
+        )),
+        tree => Ok(Cached::Routed { service, tree }),
+    }
+}
+
+fn prune(tree: NameTree<Option<Rc<BoundEndpoints>>>) -> NameTree<Rc<BoundEndpoints>> {
+    match tree {
+        NameTree::Leaf(Some(b)) => NameTree::Leaf(b),
+        NameTree::Leaf(None) => NameTree::Neg,
+        NameTree::Alt(ts) => NameTree::Alt(ts.into_iter().map(prune).collect()),
+        NameTree::Union(ws) => NameTree::Union(
+            ws.into_iter()
+                .map(|w| super::name_tree::Weighted::new(w.weight, prune(w.tree)))
+                .collect(),
+        ),
+        NameTree::Neg => NameTree::Neg,
+        NameTree::Fail => NameTree::Fail,
+        NameTree::Empty => NameTree::Empty,
+    }
+}

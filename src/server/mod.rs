@@ -1,0 +1,9 @@
+//! Running the proxy: bind listener groups, start one pinned worker thread per
+//! core with its own event loop, and shut down gracefully on signals.
+
+mod run;
+mod sys;
+mod worker;
+
+pub use run::{run, RunOptions};
+pub use sys::raise_nofile_limit;

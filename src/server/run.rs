@@ -1,0 +1,232 @@
+//! Start-up and shutdown orchestration (the control thread).
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE, DEFAULT_SERVER_IDLE_MS};
+use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
+use crate::proxy::RouterSettings;
+use crate::routing::{RoutingSnapshot, SharedSnapshot};
+
+use super::sys;
+use super::worker::{run_worker, Phase, WorkerSpec};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `CORELINK_IO` (or `--io`), overriding `corelink.io`.
+    pub io_override: Option<BackendChoice>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Backend(#[from] crate::io::probe::UringUnavailable),
+    #[error("router {router}: {source}")]
+    Bind { router: String, source: BindError },
+    #[error("admin server on {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("routing: {0}")]
+    Routing(String),
+    #[error("worker failed to start: {0}")]
+    Worker(String),
+    #[error("signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs corelink until a shutdown signal has been handled. Returns once every
+/// worker has drained.
+pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
+    match sys::raise_nofile_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    let choice = options.io_override.unwrap_or(config.corelink.io);
+    let io = select_backend(choice)?;
+    let cpus = sys::allowed_cpus();
+    let workers = config.corelink.workers.unwrap_or(cpus.len().max(1));
+
+    let snapshot = RoutingSnapshot::compile(&config, 1).map_err(RunError::Routing)?;
+    let shared = SharedSnapshot::new(snapshot);
+    let settings: Vec<RouterSettings> = config
+        .routers
+        .iter()
+        .map(|r| router_settings(&config, r))
+        .collect();
+
+    // Bind everything before starting anything, so a port conflict is a clean
+    // start-up error.
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for (index, router) in config.routers.iter().enumerate() {
+        for server in &router.servers {
+            let group = bind_reuseport_group(server.addr(), workers, config.corelink.backlog)
+                .map_err(|source| RunError::Bind {
+                    router: router.label().to_string(),
+                    source,
+                })?;
+            let bound = group[0].local_addr().map_err(|e| RunError::Bind {
+                router: router.label().to_string(),
+                source: BindError::Io {
+                    addr: server.addr(),
+                    source: e,
+                },
+            })?;
+            // A stable, parseable line: tests and scripts find ports here.
+            println!("corelink: router {} listening on {bound}", router.label());
+            for (w, listener) in group.into_iter().enumerate() {
+                per_worker[w].push((index, listener));
+            }
+        }
+    }
+
+    let admin_state = Arc::new(AdminState::default());
+    let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone()).map_err(|source| {
+        RunError::Admin {
+            addr: config.admin.addr(),
+            source,
+        }
+    })?;
+    println!("corelink: admin listening on {admin_addr}");
+
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut threads = Vec::with_capacity(workers);
+    for (core, listeners) in per_worker.into_iter().enumerate() {
+        let spec = WorkerSpec {
+            core,
+            cpu: (workers <= cpus.len()).then(|| cpus[core]),
+            listeners,
+            settings: settings.clone(),
+            snapshot: shared.clone(),
+            phase: phase_rx.clone(),
+            buffer_size: config.corelink.buffer_size,
+            pool_max_idle: config.routers[0]
+                .client
+                .host_connection_pool
+                .max_idle
+                .unwrap_or(DEFAULT_POOL_MAX_IDLE),
+            pool_idle_timeout: Duration::from_millis(
+                config.routers[0]
+                    .client
+                    .host_connection_pool
+                    .idle_time_ms
+                    .unwrap_or(DEFAULT_POOL_IDLE_MS),
+            ),
+            started: started_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("corelink-w{core}"))
+            .spawn(move || match io {
+                IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),
+                IoKind::Epoll => run_worker::<crate::io::epoll::Epoll>(spec),
+            });
+        threads.push(thread.map_err(|e| RunError::Worker(e.to_string()))?);
+    }
+    drop(started_tx);
+    for _ in 0..workers {
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(RunError::Worker(e)),
+            Err(_) => return Err(RunError::Worker("a worker exited during start-up".into())),
+        }
+    }
+    admin_state.ready.store(true, Ordering::Release);
+    tracing::info!(
+        io = %io,
+        workers,
+        routers = config.routers.len(),
+        admin = %admin_addr,
+        "corelink started"
+    );
+
+    wait_for_shutdown(&config, phase_tx, threads)
+}
+
+fn router_settings(config: &Config, router: &crate::config::RouterConfig) -> RouterSettings {
+    let server_idle = router.servers[0]
+        .server_session
+        .idle_time_ms
+        .unwrap_or(DEFAULT_SERVER_IDLE_MS);
+    let limited = !router.streaming_enabled;
+    RouterSettings {
+        label: router.label().to_string(),
+        limits: router.limits(),
+        max_call_depth: router.max_call_depth,
+        header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(server_idle),
+        connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
+        total_timeout: router.service.total_timeout_ms.map(Duration::from_millis),
+        max_request_body: limited.then_some(router.max_request_kb * 1024),
+        max_response_body: limited.then_some(router.max_response_kb * 1024),
+    }
+}
+
+/// SIGTERM/SIGINT: keep serving for `corelink.shutdownDelayMs` (the
+/// application beside us may still call out while it shuts down), then stop
+/// accepting and give in-flight requests `admin.shutdownGraceMs` to finish.
+/// A second signal exits at once.
+fn wait_for_shutdown(
+    config: &Config,
+    phase: watch::Sender<Phase>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) -> Result<(), RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Signals)?;
+    let delay = Duration::from_millis(config.corelink.shutdown_delay_ms);
+    let grace = Duration::from_millis(config.admin.shutdown_grace_ms);
+    rt.block_on(async move {
+        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            serve_ms = delay.as_millis() as u64,
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: serving on, then draining (signal again to exit now)"
+        );
+        let second = async {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        };
+        let drain = async {
+            tokio::time::sleep(delay).await;
+            let _ = phase.send(Phase::Draining {
+                deadline: Instant::now() + grace,
+            });
+            tracing::info!("stopped accepting; draining in-flight requests");
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                for t in threads {
+                    let _ = t.join();
+                }
+                let _ = done_tx.send(());
+            });
+            let _ = done_rx.await;
+        };
+        tokio::select! {
+            () = drain => {
+                tracing::info!("drained; exiting");
+                Ok(())
+            }
+            () = second => {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(1);
+            }
+        }
+    })
+}

@@ -1,0 +1,193 @@
+//! One worker: a pinned OS thread running its own event loop, with its own
+//! SO_REUSEPORT listener per configured server, its own pool and buffers.
+
+use std::io;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::io::{Backend, Listener};
+use crate::pool::Pool;
+use crate::proxy::{serve_connection, CoreCtx, RouterSettings};
+use crate::routing::{CoreRoutes, SharedSnapshot};
+
+/// What the control thread tells the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Stop accepting (after serving what is queued), let in-flight requests
+    /// finish until the deadline, then exit.
+    Draining {
+        deadline: std::time::Instant,
+    },
+}
+
+pub struct WorkerSpec {
+    pub core: usize,
+    pub cpu: Option<usize>,
+    /// (router index, this worker's listener for one of its servers)
+    pub listeners: Vec<(usize, std::net::TcpListener)>,
+    pub settings: Vec<RouterSettings>,
+    pub snapshot: SharedSnapshot,
+    pub phase: watch::Receiver<Phase>,
+    pub buffer_size: usize,
+    pub pool_max_idle: usize,
+    pub pool_idle_timeout: Duration,
+    /// Reports start-up success or failure to the control thread.
+    pub started: mpsc::Sender<Result<(), String>>,
+}
+
+pub fn run_worker<B: Backend>(spec: WorkerSpec) {
+    if let Some(cpu) = spec.cpu {
+        if let Err(e) = super::sys::pin_current_thread(cpu) {
+            tracing::warn!(core = spec.core, cpu, error = %e, "could not pin worker to its CPU");
+        }
+    }
+    let started = spec.started.clone();
+    if let Err(e) = B::run(worker_main::<B>(spec)) {
+        let _ = started.send(Err(format!("{} event loop failed to start: {e}", B::NAME)));
+    }
+}
+
+async fn worker_main<B: Backend>(spec: WorkerSpec) {
+    let WorkerSpec {
+        core,
+        listeners,
+        settings,
+        snapshot,
+        mut phase,
+        buffer_size,
+        started,
+        ..
+    } = spec;
+    let pool = Pool::new(spec.pool_max_idle, spec.pool_idle_timeout);
+    let ctx = CoreCtx::<B>::new(core, pool, CoreRoutes::new(snapshot), buffer_size);
+    let settings: Vec<Rc<RouterSettings>> = settings.into_iter().map(Rc::new).collect();
+
+    let mut wrapped = Vec::with_capacity(listeners.len());
+    for (router, std_listener) in listeners {
+        match B::listener(std_listener) {
+            Ok(l) => wrapped.push((router, l)),
+            Err(e) => {
+                let _ = started.send(Err(format!("worker {core}: cannot register listener: {e}")));
+                return;
+            }
+        }
+    }
+    let _ = started.send(Ok(()));
+    drop(started);
+
+    let sweeper = tokio::task::spawn_local(sweep_pool(ctx.clone()));
+    let mut loops = Vec::new();
+    for (router, listener) in wrapped {
+        let task = accept_loop::<B>(
+            ctx.clone(),
+            settings[router].clone(),
+            router,
+            listener,
+            phase.clone(),
+        );
+        loops.push(tokio::task::spawn_local(task));
+    }
+
+    let deadline = loop {
+        if let Phase::Draining { deadline } = *phase.borrow_and_update() {
+            break deadline;
+        }
+        if phase.changed().await.is_err() {
+            // Control thread gone: drain with a short deadline.
+            break std::time::Instant::now() + Duration::from_secs(1);
+        }
+    };
+    for task in loops {
+        let _ = task.await;
+    }
+    ctx.shutdown.start_draining();
+    ctx.pool.borrow_mut().clear();
+    let deadline = tokio::time::Instant::from_std(deadline);
+    while ctx.active.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if ctx.active.get() > 0 {
+        tracing::warn!(
+            core,
+            open = ctx.active.get(),
+            "drain deadline passed; closing remaining connections"
+        );
+    }
+    sweeper.abort();
+    ctx.pool.borrow_mut().clear();
+}
+
+/// Accepts until draining starts, then serves every connection already in
+/// this listener's queue (closing a SO_REUSEPORT socket resets whatever is
+/// still queued on it) and closes the listener.
+async fn accept_loop<B: Backend>(
+    ctx: Rc<CoreCtx<B>>,
+    settings: Rc<RouterSettings>,
+    router: usize,
+    listener: B::Listener,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() != Phase::Running {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    backoff = Duration::ZERO;
+                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), settings.clone(), router, stream));
+                }
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of file descriptors or memory: back off instead of
+                    // spinning on an accept that fails at once.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                    tracing::warn!(router = %settings.label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(e) => {
+                    tracing::debug!(router = %settings.label, error = %e, "accept failed");
+                }
+            }
+        }
+    }
+    loop {
+        match listener.try_accept() {
+            Ok(Some((stream, _peer))) => {
+                tokio::task::spawn_local(serve_connection::<B>(
+                    ctx.clone(),
+                    settings.clone(),
+                    router,
+                    stream,
+                ));
+            }
+            Ok(None) => break,
+            Err(e) if is_resource_exhaustion(&e) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        ctx.pool.borrow_mut().sweep(std::time::Instant::now());
+    }
+}
