@@ -302,6 +302,19 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The target as a URL (scheme, authority, path).
+    pub fn target_url(&self) -> String {
+        let scheme = if self.target.tls { "https" } else { "http" };
+        let host = if self.target.host.contains(':') {
+            format!("[{}]", self.target.host)
+        } else {
+            self.target.host.clone()
+        };
+        format!("{scheme}://{host}:{}{}", self.target.port, self.target.path)
+    }
+}
+
 /// Serialize the request once: request line, Host (unless overridden), user headers,
 /// Content-Length for a body, `Connection: close` with --new-conn, then the body.
 pub fn build_request(

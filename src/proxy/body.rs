@@ -15,7 +15,7 @@ pub(super) async fn read_into<S: Stream>(
     buf: &mut Vec<u8>,
     min_spare: usize,
 ) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < min_spare.min(1024).max(1) {
+    if buf.capacity() - buf.len() < min_spare.clamp(1, 1024) {
         buf.reserve(min_spare);
     }
     let owned = std::mem::take(buf);

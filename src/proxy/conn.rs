@@ -217,7 +217,6 @@ impl<B: Backend> Session<'_, B> {
         http1::encode_request_head(sbuf, &head, &route_headers);
         let head_len = head.head_len;
         let mut body = head.framing.reader();
-        drop(head);
 
         // Body bytes that arrived with the head go out with it, in one write.
         let progress = body

@@ -358,7 +358,6 @@ fn encode_response_head<B: Backend>(
         dechunk,
     };
     let head_len = head.head_len;
-    drop(head);
     consume(ubuf, head_len);
     Ok(Some(rsp))
 }

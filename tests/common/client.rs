@@ -1,0 +1,175 @@
+//! A raw HTTP/1.1 test client: writes exact bytes and reads responses with its
+//! own small parser (httparse for the head), independent of corelink's codec.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect to corelink");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write request");
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads one response to a request with `method`.
+    pub fn read_response(&mut self, method: &str) -> std::io::Result<Response> {
+        let (status, headers, head_len) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut rsp = httparse::Response::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = rsp.parse(&self.buf) {
+                let headers = rsp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                break (rsp.code.unwrap(), headers, n);
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        };
+        self.buf.drain(..head_len);
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        let no_body =
+            method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+        if no_body {
+        } else if let Some(cl) = get("content-length") {
+            let n: usize = cl.trim().parse().unwrap();
+            while self.buf.len() < n {
+                if self.fill()? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            body.extend(self.buf.drain(..n));
+        } else if get("transfer-encoding").is_some() {
+            loop {
+                // size line
+                let line_end = loop {
+                    if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    if self.fill()? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                };
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
+                        .unwrap();
+                self.buf.drain(..line_end + 2);
+                if size == 0 {
+                    while !self.buf.starts_with(b"\r\n") {
+                        if self.buf.len() >= 2 {
+                            panic!("trailers not expected in tests");
+                        }
+                        self.fill()?;
+                    }
+                    self.buf.drain(..2);
+                    break;
+                }
+                while self.buf.len() < size + 2 {
+                    if self.fill()? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+            }
+        } else {
+            while self.fill()? > 0 {}
+            body = std::mem::take(&mut self.buf);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// True when the peer has closed (reads EOF) within `limit`.
+    pub fn is_closed(&mut self, limit: Duration) -> bool {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        let closed = matches!(self.fill(), Ok(0) | Err(_));
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        closed
+    }
+
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    pub fn read_exact_raw(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            if self.fill().unwrap() == 0 {
+                break;
+            }
+        }
+        let take = n.min(self.buf.len());
+        self.buf.drain(..take).collect()
+    }
+}
+
+/// One GET on a fresh connection.
+pub fn get(addr: SocketAddr, path: &str, host: &str) -> std::io::Result<Response> {
+    let mut c = Conn::open(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    c.read_response("GET")
+}

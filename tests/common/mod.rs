@@ -1,0 +1,211 @@
+//! Test harness: start the real `corelink` binary, a real backend, and talk to
+//! them over real sockets. Everything listens on 127.0.0.1 and every wait is
+//! bounded.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The I/O backends to run each test on: epoll always, io_uring when the
+/// kernel allows it (containers often forbid it; then say so and skip).
+pub fn backends() -> Vec<&'static str> {
+    match corelink::io::probe::uring_available() {
+        Ok(()) => vec!["epoll", "uring"],
+        Err(why) => {
+            eprintln!("io_uring unavailable here ({why}); testing epoll only");
+            vec!["epoll"]
+        }
+    }
+}
+
+pub struct Corelink {
+    pub child: Child,
+    /// Listening address of each router, in config order.
+    pub routers: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    pub dir: tempdir::Dir,
+    stderr: mpsc::Receiver<String>,
+}
+
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// A temporary directory removed on drop.
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p = std::env::temp_dir()
+                .join(format!("corelink-test-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_corelink"))
+}
+
+impl Corelink {
+    /// Starts corelink with `config` (YAML) on backend `io`, waits until it
+    /// printed every listening address.
+    pub fn start(config: &str, io: &str) -> Corelink {
+        Self::try_start(config, io).unwrap_or_else(|e| panic!("corelink failed to start: {e}"))
+    }
+
+    pub fn try_start(config: &str, io: &str) -> Result<Corelink, String> {
+        let dir = tempdir::Dir::new("cfg");
+        let path = dir.path().join("corelink.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("CORELINK_IO", io)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corelink");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut routers = Vec::new();
+        let admin;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("corelink: admin listening on ") {
+                        admin = addr.parse().unwrap();
+                        break;
+                    }
+                    if let Some(rest) = line.strip_prefix("corelink: router ") {
+                        let addr = rest.rsplit(' ').next().unwrap();
+                        routers.push(addr.parse().unwrap());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    let errors: Vec<String> = err_rx.try_iter().collect();
+                    return Err(format!(
+                        "no listening line (exit {status:?}); stderr:\n{}",
+                        errors.join("\n")
+                    ));
+                }
+            }
+        }
+        let c = Corelink {
+            child,
+            routers,
+            admin,
+            dir,
+            stderr: err_rx,
+        };
+        c.wait_ready();
+        Ok(c)
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(rsp) = client::get(self.admin, "/admin/ready", "admin") {
+                if rsp.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("corelink never became ready");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.routers[0]
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `limit` for exit; returns the exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
+    /// Peak resident set size of the corelink process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Corelink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A router config with one server on an ephemeral port, routing every Host
+/// to `backend`, plus `extra` router keys and a `corelink:` section.
+pub fn simple_config(backend: SocketAddr, router_extra: &str, corelink_extra: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: test\n  dtab: |\n    /svc/* => /$/inet/{}/{};\n  servers:\n  - port: 0\n{router_extra}corelink:\n{workers}  shutdownDelayMs: 0\n{corelink_extra}",
+        backend.ip(),
+        backend.port(),
+        workers = if corelink_extra.contains("workers:") { "" } else { "  workers: 2\n" },
+    )
+}

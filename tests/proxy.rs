@@ -1,0 +1,403 @@
+//! End-to-end tests of the engine: the real binary, a real backend, raw bytes.
+//! Every test runs on each available I/O backend.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::backend::{checksum, pattern, Backend, Options};
+use common::client::{get, Conn};
+use common::{backends, simple_config, Corelink};
+
+#[test]
+fn content_length_bodies_arrive_byte_exact() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let rsp = get(proxy.addr(), "/bytes/3000000", "svc").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.body.len(), 3_000_000, "{io}");
+        assert_eq!(
+            checksum(&rsp.body).to_string(),
+            rsp.header("x-sum").unwrap(),
+            "{io}"
+        );
+        assert_eq!(rsp.header("via"), Some("1.1 corelink"), "{io}");
+
+        let body = pattern(2_500_001);
+        let mut c = Conn::open(proxy.addr());
+        c.send(
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(&body);
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(
+            rsp.header("x-sum").unwrap(),
+            checksum(&body).to_string(),
+            "{io}"
+        );
+        assert_eq!(rsp.body, body, "{io}");
+    }
+}
+
+#[test]
+fn chunked_bodies_stream_both_ways() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let rsp = get(proxy.addr(), "/chunked/1000003", "svc").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.header("transfer-encoding"), Some("chunked"), "{io}");
+        assert_eq!(
+            checksum(&rsp.body).to_string(),
+            rsp.header("x-sum").unwrap(),
+            "{io}"
+        );
+
+        let body = pattern(777_777);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"POST /echo HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for piece in body.chunks(10_000) {
+            c.send(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
+            c.send(piece);
+            c.send(b"\r\n");
+        }
+        c.send(b"0\r\nx-trailer: yes\r\n\r\n");
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.body, body, "{io}");
+    }
+}
+
+#[test]
+fn close_delimited_response_is_relayed_and_closes() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let rsp = get(proxy.addr(), "/close/123457", "svc").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.header("connection"), Some("close"), "{io}");
+        assert_eq!(
+            checksum(&rsp.body).to_string(),
+            rsp.header("x-sum").unwrap(),
+            "{io}"
+        );
+    }
+}
+
+#[test]
+fn http10_client_gets_chunked_body_dechunked() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /chunked/50000 HTTP/1.0\r\nHost: svc\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert!(rsp.header("transfer-encoding").is_none(), "{io}");
+        assert_eq!(
+            checksum(&rsp.body).to_string(),
+            rsp.header("x-sum").unwrap(),
+            "{io}"
+        );
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(
+            b"GET /bytes/10 HTTP/1.1\r\nHost: svc\r\n\r\nPOST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhelloGET /bytes/20 HTTP/1.1\r\nHost: svc\r\n\r\n",
+        );
+        assert_eq!(c.read_response("GET").unwrap().body.len(), 10, "{io}");
+        assert_eq!(c.read_response("POST").unwrap().body, b"hello", "{io}");
+        assert_eq!(c.read_response("GET").unwrap().body.len(), 20, "{io}");
+    }
+}
+
+#[test]
+fn head_response_has_no_body_and_connection_stays_usable() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"HEAD /bytes/100 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let rsp = c.read_response("HEAD").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.header("content-length"), Some("100"), "{io}");
+        c.send(b"GET /bytes/7 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().body.len(), 7, "{io}");
+    }
+}
+
+#[test]
+fn expect_100_continue_is_relayed() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+        let interim = c.read_response("POST").unwrap();
+        assert_eq!(interim.status, 100, "{io}");
+        c.send(b"data");
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!(
+            (rsp.status, rsp.body.as_slice()),
+            (200, &b"data"[..]),
+            "{io}"
+        );
+    }
+}
+
+#[test]
+fn websocket_upgrade_is_tunnelled() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 101, "{io}");
+        assert_eq!(rsp.header("upgrade"), Some("websocket"), "{io}");
+        for msg in [&b"\x81\x05hello"[..], b"\x81\x03abc"] {
+            c.send(msg);
+            assert_eq!(c.read_exact_raw(msg.len()), msg, "{io}");
+        }
+    }
+}
+
+#[test]
+fn upstream_connections_are_pooled() {
+    let backend = Backend::start();
+    for io in backends() {
+        let before = backend.connections();
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        for _ in 0..10 {
+            let mut c = Conn::open(proxy.addr());
+            for _ in 0..10 {
+                c.send(b"GET /bytes/100 HTTP/1.1\r\nHost: svc\r\n\r\n");
+                assert_eq!(c.read_response("GET").unwrap().status, 200);
+            }
+        }
+        let used = backend.connections() - before;
+        assert!(
+            used <= 4,
+            "{io}: 100 requests used {used} upstream connections"
+        );
+    }
+}
+
+#[test]
+fn stale_pooled_connection_is_retried_once() {
+    // The backend closes keep-alive connections idle for 100 ms; the proxy's
+    // pool keeps them longer, so the second request takes a dead connection.
+    let backend = Backend::start_with(Options {
+        idle_close: Some(Duration::from_millis(100)),
+    });
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /bytes/5 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+        let before = backend.connections();
+        c.send(b"GET /bytes/6 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 200, "{io}: {:?}", rsp);
+        assert_eq!(rsp.body.len(), 6);
+        assert_eq!(
+            backend.connections() - before,
+            1,
+            "{io}: exactly one new connection for the retry"
+        );
+    }
+}
+
+fn error_of(rsp: &common::client::Response) -> String {
+    rsp.header("l5d-err").unwrap_or("").to_string()
+}
+
+#[test]
+fn errors_are_answered_like_linkerd() {
+    let backend = Backend::start();
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for io in backends() {
+        let config = format!(
+            "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: test\n  maxCallDepth: 2\n  dtab: |\n    /svc/known => /$/inet/{}/{};\n    /svc/dead => /$/inet/127.0.0.1/{closed_port};\n  servers:\n  - port: 0\ncorelink:\n  workers: 1\n",
+            backend.addr.ip(),
+            backend.addr.port()
+        );
+        let proxy = Corelink::start(&config, io);
+        // No route: the dtab delegates /svc/unknown to nothing.
+        let rsp = get(proxy.addr(), "/", "unknown").unwrap();
+        assert_eq!(rsp.status, 502, "{io}");
+        assert!(
+            error_of(&rsp).starts_with("No+hosts+are+available+for+%2Fsvc%2Funknown"),
+            "{io}: {}",
+            error_of(&rsp)
+        );
+        // Upstream unreachable.
+        let rsp = get(proxy.addr(), "/", "dead").unwrap();
+        assert_eq!(rsp.status, 502, "{io}");
+        assert!(
+            error_of(&rsp).contains("connection"),
+            "{io}: {}",
+            error_of(&rsp)
+        );
+        // Garbage from upstream.
+        let rsp = get(proxy.addr(), "/garbage", "known").unwrap();
+        assert_eq!(rsp.status, 502, "{io}");
+        assert!(
+            error_of(&rsp).contains("invalid+response"),
+            "{io}: {}",
+            error_of(&rsp)
+        );
+        // Malformed request.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: known\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 400, "{io}");
+        assert_eq!(rsp.header("connection"), Some("close"));
+        // No Host: the identifier cannot name the request.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.0\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 400, "{io}");
+        assert!(
+            error_of(&rsp).starts_with("Unknown+destination"),
+            "{io}: {}",
+            error_of(&rsp)
+        );
+        // Loops: more Via entries than maxCallDepth.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: known\r\nVia: 1.1 a, 1.1 b, 1.1 c\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 400, "{io}");
+        assert!(error_of(&rsp).contains("proxy+loops"), "{io}");
+        // Oversized head and request line.
+        let mut c = Conn::open(proxy.addr());
+        c.send(
+            format!(
+                "GET / HTTP/1.1\r\nHost: known\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(20_000)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(c.read_response("GET").unwrap().status, 431, "{io}");
+        let mut c = Conn::open(proxy.addr());
+        c.send(format!("GET /{} HTTP/1.1\r\nHost: known\r\n\r\n", "a".repeat(5000)).as_bytes());
+        assert_eq!(c.read_response("GET").unwrap().status, 414, "{io}");
+        // A response longer than its Content-Length: the extra bytes never
+        // reach the client and the upstream connection is not reused.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /extra HTTP/1.1\r\nHost: known\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: known\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().body, b"ok");
+        let next = c.read_response("GET").unwrap();
+        assert_eq!((next.status, next.body.len()), (200, 3), "{io}");
+    }
+}
+
+#[test]
+fn timeouts() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(
+            &simple_config(
+                backend.addr,
+                "  service:\n    totalTimeoutMs: 300\n",
+                "  headerReadTimeoutMs: 300\n",
+            ),
+            io,
+        );
+        let started = Instant::now();
+        let rsp = get(proxy.addr(), "/sleep/2000", "svc").unwrap();
+        assert_eq!(rsp.status, 503, "{io}");
+        assert!(
+            error_of(&rsp).contains("totalTimeoutMs"),
+            "{io}: {}",
+            error_of(&rsp)
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500), "{io}");
+        // Slowloris: a head that never completes.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: svc\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 408, "{io}");
+        assert!(c.is_closed(Duration::from_secs(2)), "{io}");
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let backend = Backend::start();
+    for io in backends() {
+        let mut proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
+        let addr = proxy.addr();
+        let in_flight =
+            std::thread::spawn(move || get(addr, "/sleep/800", "svc").map(|r| r.status));
+        let mut idle = Conn::open(addr);
+        idle.send(b"GET /bytes/1 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        assert_eq!(idle.read_response("GET").unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+        proxy.signal(libc::SIGTERM);
+        assert_eq!(
+            in_flight.join().unwrap().unwrap(),
+            200,
+            "{io}: the in-flight request finished"
+        );
+        assert!(
+            idle.is_closed(Duration::from_secs(3)),
+            "{io}: idle keep-alive connection closed"
+        );
+        assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0), "{io}");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{io}: no longer listening"
+        );
+    }
+}
+
+#[test]
+fn second_process_on_the_same_port_fails_clearly() {
+    let backend = Backend::start();
+    let proxy = Corelink::start(&simple_config(backend.addr, "", ""), "epoll");
+    let port = proxy.addr().port();
+    let config = simple_config(backend.addr, "", "")
+        .replace("  - port: 0\n", &format!("  - port: {port}\n"));
+    let err = Corelink::try_start(&config, "epoll")
+        .err()
+        .expect("second corelink must not start");
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn streams_64_mib_with_bounded_memory() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
+        let size = 64 << 20;
+        let rsp = get(proxy.addr(), &format!("/bytes/{size}"), "svc").unwrap();
+        assert_eq!(rsp.body.len(), size, "{io}");
+        assert_eq!(
+            checksum(&rsp.body).to_string(),
+            rsp.header("x-sum").unwrap(),
+            "{io}"
+        );
+        let rss = proxy.peak_rss_kib();
+        assert!(
+            rss < 40 * 1024,
+            "{io}: peak RSS {rss} KiB while streaming 64 MiB"
+        );
+    }
+}
