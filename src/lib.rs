@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod http1;
 pub mod io;
 pub mod pool;

@@ -39,6 +39,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the seed scenario on localhost: a demo serviceB, sidecar B
+    /// (incoming, :4143) and sidecar A (outgoing, :4141), and send requests
+    /// through them as ServiceA.
+    Demo {
+        /// Verify the scenario and exit 0 or 1 instead of serving on.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, io } => run(config, io),
         Command::Check { config } => check(config),
+        Command::Demo { check } => corelink::demo::run(check).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

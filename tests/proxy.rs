@@ -401,3 +401,35 @@ fn streams_64_mib_with_bounded_memory() {
         );
     }
 }
+
+#[test]
+fn idle_connections_park_resume_and_time_out() {
+    let backend = Backend::start();
+    for io in backends() {
+        let router = "  servers:\n  - port: 0\n    serverSession:\n      idleTimeMs: 2500\n";
+        let config =
+            simple_config(backend.addr, "", "").replace("  servers:\n  - port: 0\n", router);
+        let proxy = Corelink::start(&config, io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 200);
+        // Idle past the 1 s hot period: the connection is parked in a small
+        // task, and the next request is served from where it left off.
+        std::thread::sleep(Duration::from_millis(1300));
+        c.send(b"GET /bytes/4 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!((rsp.status, rsp.body.len()), (200, 4), "{io}");
+        // Then idle past serverSession.idleTimeMs: closed quietly.
+        let started = Instant::now();
+        assert!(c.is_closed(Duration::from_secs(5)), "{io}");
+        let waited = started.elapsed();
+        assert!(
+            waited > Duration::from_millis(2000) && waited < Duration::from_millis(4000),
+            "{io}: closed after {waited:?}"
+        );
+        assert!(
+            c.take_buffered().is_empty(),
+            "{io}: nothing sent on an idle close"
+        );
+    }
+}

@@ -400,7 +400,10 @@ mod tests {
         assert_eq!((t.tls, t.port, t.path.as_str()), (true, 443, "/"));
         assert_eq!(t.authority, "example.test");
         let t = parse_url("http://[::1]:9000?x").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9000, "/?x"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 9000, "/?x")
+        );
         assert_eq!(t.authority, "[::1]:9000");
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://:80/").is_err());

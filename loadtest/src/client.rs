@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -29,6 +29,12 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 pub trait Connector {
     type Stream: AsyncRead + AsyncWrite + Unpin;
     fn connect(&self) -> impl Future<Output = Result<Self::Stream, ErrorKind>>;
+
+    /// Called after a complete keep-alive response whose last read left the socket
+    /// drained. Lets the plain stream drop its cached read readiness, so the next
+    /// response is awaited via epoll instead of first trying a read that would block
+    /// (one syscall per request less; the same read pattern as wrk).
+    fn socket_drained(_stream: &Self::Stream) {}
 }
 
 /// Plain TCP.
@@ -45,6 +51,14 @@ impl Connector for PlainConnector {
             .map_err(|_| ErrorKind::Connect)?;
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+
+    fn socket_drained(stream: &TcpStream) {
+        // Returning WouldBlock clears the readiness tokio cached from the last read, unless
+        // a new event arrived since (tokio checks its readiness tick), so nothing is lost.
+        let _ = stream.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
     }
 }
 
@@ -140,13 +154,15 @@ enum Outcome {
     Failed(ErrorKind),
 }
 
-/// Send the request and read one full response.
+/// Send the request and read one full response. Also says whether the last read
+/// returned less than it could take with nothing left over (the socket is drained).
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     request: &[u8],
     buf: &mut ConnBuf,
     reader: &mut ResponseReader,
-) -> Result<Response, ErrorKind> {
+) -> Result<(Response, bool), ErrorKind> {
+    let mut drained = false;
     stream
         .write_all(request)
         .await
@@ -158,17 +174,22 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             .map_err(|_| ErrorKind::BadResponse)?;
         buf.consume(n);
         if let Progress::Complete(resp) = progress {
-            return Ok(resp);
+            return Ok((resp, drained && buf.pending().is_empty()));
         }
         let spare = buf.spare();
-        if spare.is_empty() {
+        let room = spare.len();
+        if room == 0 {
             // Only a head can stay buffered, and the reader bounds it.
             return Err(ErrorKind::BadResponse);
         }
         let n = stream.read(spare).await.map_err(|_| ErrorKind::Read)?;
+        drained = n < room;
         if n == 0 {
             return if reader.started() || !buf.pending().is_empty() {
-                reader.eof().map_err(|_| ErrorKind::BadResponse)
+                reader
+                    .eof()
+                    .map(|r| (r, false))
+                    .map_err(|_| ErrorKind::BadResponse)
             } else {
                 // Closed before answering (e.g. an idle keep-alive connection closed).
                 Err(ErrorKind::Read)
@@ -271,7 +292,10 @@ pub async fn run_connection<C: Connector>(
                 // Keep-alive closed-loop: service time excludes the connect (as wrk);
                 // with --new-conn it includes connect and handshake.
                 let t_send = if new_conn { begin } else { Instant::now() };
-                let resp = exchange(s, request, &mut buf, &mut reader).await?;
+                let (resp, drained) = exchange(s, request, &mut buf, &mut reader).await?;
+                if drained && resp.keep_alive && !new_conn {
+                    C::socket_drained(s);
+                }
                 Ok::<_, ErrorKind>((resp, t_send))
             });
             let mut fut = fut;
@@ -297,7 +321,7 @@ pub async fn run_connection<C: Connector>(
             }
         };
         let done = Instant::now();
-        if !was_connected && stream.is_some() {
+        if measured && !was_connected && stream.is_some() {
             stats.borrow_mut().connects += 1;
         }
         let Some(outcome) = outcome else {
@@ -310,9 +334,12 @@ pub async fn run_connection<C: Connector>(
                     let origin = latency_origin.unwrap_or(t_send);
                     let latency = (done - origin).as_micros() as u64;
                     let service = (done - t_send).as_micros() as u64;
-                    stats
-                        .borrow_mut()
-                        .record_response(resp.status, latency, service, resp.wire_len);
+                    stats.borrow_mut().record_response(
+                        resp.status,
+                        latency,
+                        service,
+                        resp.wire_len,
+                    );
                 }
                 if !resp.keep_alive || new_conn {
                     if let Some(mut s) = stream.take() {

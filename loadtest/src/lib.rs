@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use tokio::time::Instant;
 
 use crate::cli::Config;
-use crate::client::{AnyConnector, ConnSpec, Plan, PlainConnector, TlsConnector};
+use crate::client::{AnyConnector, ConnSpec, PlainConnector, Plan, TlsConnector};
 use crate::stats::Stats;
 
 /// The outcome of a run.
@@ -125,8 +125,18 @@ pub fn run(cfg: &Config, show_progress: bool) -> Result<RunResult> {
     })
 }
 
-fn progress_loop(start: Instant, warmup_end: Instant, finished: &AtomicBool, counters: &[Arc<AtomicU64>]) {
-    let total = || counters.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+fn progress_loop(
+    start: Instant,
+    warmup_end: Instant,
+    finished: &AtomicBool,
+    counters: &[Arc<AtomicU64>],
+) {
+    let total = || {
+        counters
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let mut last = 0;
     let mut next = start + Duration::from_secs(1);
     let mut err = std::io::stderr();

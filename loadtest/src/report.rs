@@ -10,7 +10,8 @@ use crate::stats::{ErrorKind, SIGFIG};
 use crate::RunResult;
 
 /// Percentiles shown in the summaries.
-pub const PERCENTILES: [(f64, &str); 4] = [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
+pub const PERCENTILES: [(f64, &str); 4] =
+    [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -45,8 +46,16 @@ fn latency_line(h: &Histogram<u64>) -> String {
     for (p, name) in PERCENTILES {
         let _ = write!(s, "{name} {:.3}  ", percentile_ms(h, p));
     }
-    let (mean, stdev) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / 1e3, h.stdev() / 1e3) };
-    let _ = write!(s, "max {:.3}  (mean {mean:.3}, stdev {stdev:.3})", max_ms(h));
+    let (mean, stdev) = if h.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (h.mean() / 1e3, h.stdev() / 1e3)
+    };
+    let _ = write!(
+        s,
+        "max {:.3}  (mean {mean:.3}, stdev {stdev:.3})",
+        max_ms(h)
+    );
     s
 }
 
@@ -62,7 +71,11 @@ pub fn text(cfg: &Config, r: &RunResult) -> String {
         mode_name(cfg),
         cfg.threads,
         cfg.connections,
-        if cfg.new_conn { ", new connection per request" } else { "" }
+        if cfg.new_conn {
+            ", new connection per request"
+        } else {
+            ""
+        }
     );
     let secs = r.elapsed.as_secs_f64();
     let _ = writeln!(
@@ -76,12 +89,20 @@ pub fn text(cfg: &Config, r: &RunResult) -> String {
         "  requests     {} responses, {:.2} req/s, {:.2} MB/s read, {} connection(s) opened",
         st.responses,
         r.requests_per_sec(),
-        if secs > 0.0 { st.bytes_read as f64 / secs / 1e6 } else { 0.0 },
+        if secs > 0.0 {
+            st.bytes_read as f64 / secs / 1e6
+        } else {
+            0.0
+        },
         st.connects
     );
     let _ = writeln!(s, "  latency ms   {}", latency_line(&st.latency));
     if cfg.rate.is_some() {
-        let _ = writeln!(s, "  service ms   {}  (uncorrected)", latency_line(&st.service));
+        let _ = writeln!(
+            s,
+            "  service ms   {}  (uncorrected)",
+            latency_line(&st.service)
+        );
     }
     let mut errs = String::new();
     for k in ErrorKind::ALL {
@@ -133,7 +154,11 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale)
     };
     let _ = writeln!(s, "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]");
-    let _ = writeln!(s, "#[Max     = {max:12.3}, Total count    = {:12}]", h.len());
+    let _ = writeln!(
+        s,
+        "#[Max     = {max:12.3}, Total count    = {:12}]",
+        h.len()
+    );
     let _ = writeln!(
         s,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
@@ -182,7 +207,9 @@ pub fn parse_hgrm(text: &str) -> Result<Hgrm, String> {
         sub_buckets: 0,
     };
     let field = |line: &str, key: &str| -> Result<String, String> {
-        let i = line.find(key).ok_or_else(|| format!("no {key} in {line:?}"))?;
+        let i = line
+            .find(key)
+            .ok_or_else(|| format!("no {key} in {line:?}"))?;
         let rest = line[i + key.len()..].trim_start();
         let rest = rest.strip_prefix('=').ok_or("expected '='")?.trim_start();
         Ok(rest
@@ -232,9 +259,18 @@ fn hist_json(h: &Histogram<u64>) -> Value {
     }
     m.insert("p99_99".into(), json!(percentile_ms(h, 99.99)));
     m.insert("max".into(), json!(max_ms(h)));
-    m.insert("min".into(), json!(if h.is_empty() { 0.0 } else { ms(h.min()) }));
-    m.insert("mean".into(), json!(if h.is_empty() { 0.0 } else { h.mean() / 1e3 }));
-    m.insert("stdev".into(), json!(if h.is_empty() { 0.0 } else { h.stdev() / 1e3 }));
+    m.insert(
+        "min".into(),
+        json!(if h.is_empty() { 0.0 } else { ms(h.min()) }),
+    );
+    m.insert(
+        "mean".into(),
+        json!(if h.is_empty() { 0.0 } else { h.mean() / 1e3 }),
+    );
+    m.insert(
+        "stdev".into(),
+        json!(if h.is_empty() { 0.0 } else { h.stdev() / 1e3 }),
+    );
     m.insert("count".into(), json!(h.len()));
     Value::Object(m)
 }
@@ -289,7 +325,11 @@ fn curve(h: &Histogram<u64>, x_max: f64) -> Vec<(f64, f64)> {
     }
     for v in h.iter_quantiles(5) {
         let q = v.quantile_iterated_to();
-        let x = if q >= 1.0 { x_max } else { (1.0 / (1.0 - q)).log10().min(x_max) };
+        let x = if q >= 1.0 {
+            x_max
+        } else {
+            (1.0 / (1.0 - q)).log10().min(x_max)
+        };
         pts.push((x, ms(v.value_iterated_to())));
     }
     pts
@@ -328,6 +368,9 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A named, coloured curve of (x, ms) points.
+type Series = (&'static str, &'static str, Vec<(f64, f64)>);
+
 /// Self-contained SVG: latency (ms, linear y) by percentile (log-scaled x: 0%, 90%, 99%,
 /// 99.9%, ... as HdrHistogram's plotter draws it).
 pub fn svg(cfg: &Config, r: &RunResult) -> String {
@@ -337,10 +380,13 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
     let (pw, ph) = (w - left - right, h - top - bottom);
     let count = st.latency.len().max(1) as f64;
     let x_max = count.log10().ceil().clamp(4.0, 6.0);
-    let mut series: Vec<(&str, &str, Vec<(f64, f64)>)> =
-        vec![("latency", "#1f77b4", curve(&st.latency, x_max))];
+    let mut series: Vec<Series> = vec![("latency", "#1f77b4", curve(&st.latency, x_max))];
     if cfg.rate.is_some() {
-        series.push(("service time (uncorrected)", "#ff7f0e", curve(&st.service, x_max)));
+        series.push((
+            "service time (uncorrected)",
+            "#ff7f0e",
+            curve(&st.service, x_max),
+        ));
     }
     let y_top = nice_ceil(
         series
@@ -358,7 +404,7 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
     );
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let title = format!(
-        "Latency by percentile — {} {} — {}, {} conns, {:.0} req/s",
+        "Latency by percentile — {} {} — {}, {} conns, achieved {:.0} req/s",
         cfg.method,
         cfg.target_url(),
         mode_name(cfg),
@@ -375,11 +421,19 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
     let _ = writeln!(s, r##"<g stroke="#ddd" stroke-width="1">"##);
     for i in 0..=x_max as u32 {
         let x = sx(f64::from(i));
-        let _ = writeln!(s, r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}"/>"#, top + ph);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}"/>"#,
+            top + ph
+        );
     }
     for i in 0..=5 {
         let y = sy(y_top * f64::from(i) / 5.0);
-        let _ = writeln!(s, r#"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}"/>"#, left + pw);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}"/>"#,
+            left + pw
+        );
     }
     let _ = writeln!(s, "</g>");
     let _ = writeln!(
@@ -529,10 +583,22 @@ mod tests {
         h.record(1000).unwrap();
         let text = hgrm(&h);
         let rows: Vec<&str> = text.lines().skip(2).collect();
-        assert_eq!(rows[0], "       1.000     0.000000            1         1.00");
-        assert_eq!(rows[1], "       1.000     1.000000            1          inf");
-        assert_eq!(rows[2], "#[Mean    =        1.000, StdDeviation   =        0.000]");
-        assert_eq!(rows[3], "#[Max     =        1.000, Total count    =            1]");
+        assert_eq!(
+            rows[0],
+            "       1.000     0.000000            1         1.00"
+        );
+        assert_eq!(
+            rows[1],
+            "       1.000     1.000000            1          inf"
+        );
+        assert_eq!(
+            rows[2],
+            "#[Mean    =        1.000, StdDeviation   =        0.000]"
+        );
+        assert_eq!(
+            rows[3],
+            "#[Max     =        1.000, Total count    =            1]"
+        );
     }
 
     #[test]

@@ -463,7 +463,11 @@ mod tests {
 
     /// Feed `wire` in pieces split at `splits`, the way a socket driver would: keep
     /// unconsumed bytes, append new ones. Returns the response and the leftover bytes.
-    fn drive(wire: &[u8], splits: &[usize], head: bool) -> Result<(Response, Vec<u8>), ResponseError> {
+    fn drive(
+        wire: &[u8],
+        splits: &[usize],
+        head: bool,
+    ) -> Result<(Response, Vec<u8>), ResponseError> {
         let mut r = ResponseReader::new(64 * 1024);
         r.reset(head);
         let mut pending: Vec<u8> = Vec::new();
@@ -521,7 +525,10 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        let r = every_split(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", false);
+        let r = every_split(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+            false,
+        );
         assert!(!r.keep_alive);
         let r = every_split(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", false);
         assert!(!r.keep_alive);
@@ -541,13 +548,17 @@ mod tests {
         assert_eq!(r.body_len, 5 + 26);
         assert_eq!(r.wire_len, wire.len() as u64);
         assert!(r.keep_alive);
-        let r = every_split(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n", false);
+        let r = every_split(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            false,
+        );
         assert_eq!(r.body_len, 0);
     }
 
     #[test]
     fn chunked_leaves_next_response_bytes() {
-        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1";
+        let wire =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1";
         let (r, rest) = drive(wire, &[], false).unwrap();
         assert_eq!(r.body_len, 3);
         assert_eq!(rest, b"HTTP/1.1");
@@ -564,7 +575,10 @@ mod tests {
         assert_eq!(r.body_len, 16);
         assert!(!r.keep_alive);
         // Transfer-Encoding whose final coding is not chunked: also until close.
-        let r = every_split(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc", false);
+        let r = every_split(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc",
+            false,
+        );
         assert_eq!(r.body_len, 3);
     }
 
@@ -579,17 +593,36 @@ mod tests {
 
     #[test]
     fn garbage_and_broken_framing() {
-        assert!(matches!(drive(b"garbage\r\n\r\n", &[], false), Err(ResponseError::Head(_))));
-        assert!(matches!(drive(b"\x00\x01\x02\x03", &[], false), Err(ResponseError::Head(_))));
         assert!(matches!(
-            drive(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", &[], false),
+            drive(b"garbage\r\n\r\n", &[], false),
+            Err(ResponseError::Head(_))
+        ));
+        assert!(matches!(
+            drive(b"\x00\x01\x02\x03", &[], false),
+            Err(ResponseError::Head(_))
+        ));
+        assert!(matches!(
+            drive(
+                b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
+                &[],
+                false
+            ),
             Err(ResponseError::BadContentLength)
         ));
         assert!(matches!(
-            drive(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", &[], false),
+            drive(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
+                &[],
+                false
+            ),
             Err(ResponseError::BadContentLength)
         ));
-        let r = drive(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", &[], false).unwrap();
+        let r = drive(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+            &[],
+            false,
+        )
+        .unwrap();
         assert_eq!(r.0.body_len, 3);
         for bad in [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
@@ -599,18 +632,33 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\x00",
         ] {
-            assert_eq!(drive(bad, &[], false), Err(ResponseError::BadChunk), "{bad:?}");
+            assert_eq!(
+                drive(bad, &[], false),
+                Err(ResponseError::BadChunk),
+                "{bad:?}"
+            );
         }
         // Truncated bodies.
         assert_eq!(
-            drive(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", &[], false),
+            drive(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+                &[],
+                false
+            ),
             Err(ResponseError::Truncated)
         );
         assert_eq!(
-            drive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", &[], false),
+            drive(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
+                &[],
+                false
+            ),
             Err(ResponseError::Truncated)
         );
-        assert_eq!(drive(b"HTTP/1.1 200 O", &[], false), Err(ResponseError::Truncated));
+        assert_eq!(
+            drive(b"HTTP/1.1 200 O", &[], false),
+            Err(ResponseError::Truncated)
+        );
     }
 
     #[test]
@@ -630,7 +678,10 @@ mod tests {
             let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
             let (n, p) = r.feed(wire).unwrap();
             assert_eq!(n, wire.len());
-            assert!(matches!(p, Progress::Complete(Response { status: 200, .. })));
+            assert!(matches!(
+                p,
+                Progress::Complete(Response { status: 200, .. })
+            ));
         }
     }
 }

@@ -31,7 +31,10 @@ pub fn client_config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, ServerName
     } else {
         let path = match &opts.cacert {
             Some(p) => p.clone(),
-            None => match SYSTEM_BUNDLES.iter().find(|p| std::path::Path::new(p).exists()) {
+            None => match SYSTEM_BUNDLES
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+            {
                 Some(p) => p.into(),
                 None => bail!("no CA bundle found: give --cacert FILE or --insecure"),
             },
@@ -50,9 +53,7 @@ pub fn client_config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, ServerName
         if n == 0 {
             bail!("{} holds no PEM certificate", path.display());
         }
-        builder
-            .with_root_certificates(roots)
-            .with_no_client_auth()
+        builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     if !opts.resume {

@@ -13,6 +13,8 @@ pub struct EpollStream(tokio::net::TcpStream);
 pub struct EpollListener(tokio::net::TcpListener);
 
 impl Stream for EpollStream {
+    const WAIT_NEEDS_BUFFER: bool = false;
+
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
         debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
         loop {
@@ -54,7 +56,17 @@ impl Stream for EpollStream {
     }
 
     async fn wait_readable(&self, small: Vec<u8>) -> BufResult<bool> {
-        (self.0.readable().await.map(|()| true), small)
+        // readable() alone may return at once on stale cached readiness (the
+        // last read did not end in WouldBlock); a one-byte MSG_PEEK waits for
+        // real data or EOF and clears stale readiness, without a buffer.
+        let mut probe = [0u8; 1];
+        let res = loop {
+            match self.0.peek(&mut probe).await {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map(|n| n > 0),
+            }
+        };
+        (res, small)
     }
 }
 
@@ -111,5 +123,12 @@ impl Backend for Epoll {
             .build()?;
         let local = tokio::task::LocalSet::new();
         Ok(local.block_on(&rt, main))
+    }
+}
+
+impl EpollStream {
+    #[cfg(test)]
+    pub(crate) fn for_tests(stream: tokio::net::TcpStream) -> Self {
+        EpollStream(stream)
     }
 }

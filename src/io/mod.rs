@@ -45,6 +45,9 @@ pub trait Stream: 'static {
     /// without a read, so it reads into `small` (a few hundred bytes) and the
     /// caller moves those bytes into its real buffer. `Ok(false)` means EOF.
     fn wait_readable(&self, small: Vec<u8>) -> impl Future<Output = BufResult<bool>>;
+    /// Whether `wait_readable` reads into the buffer it is given (io_uring) or
+    /// only waits for readiness (epoll, which then needs no buffer at all).
+    const WAIT_NEEDS_BUFFER: bool;
 }
 
 pub trait Listener: 'static {

@@ -31,6 +31,8 @@ pub struct UringListener {
 }
 
 impl Stream for UringStream {
+    const WAIT_NEEDS_BUFFER: bool = true;
+
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
         debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
         let len = buf.len();
@@ -109,5 +111,15 @@ impl Backend for Uring {
         builder.entries(RING_ENTRIES).uring_builder(&ring);
         let rt = tokio_uring::Runtime::new(&builder)?;
         Ok(rt.block_on(main))
+    }
+}
+
+impl Drop for UringStream {
+    fn drop(&mut self) {
+        // A read still in flight in the ring (its future dropped by a timeout
+        // or a select) holds the fd open until it completes, which for an
+        // idle peer is never. Shutting the socket down completes every pending
+        // operation at once, so the fd is really closed now.
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -35,15 +35,29 @@ pub(super) struct Prepared {
     pub body: BodyReader,
 }
 
-struct OpenConnection<'a> {
-    active: &'a std::cell::Cell<usize>,
-}
+/// Counts the connection as open on its core while it lives (also while
+/// parked), so draining knows when the core is done.
+struct OpenConnection<B: Backend>(Rc<CoreCtx<B>>);
 
-impl Drop for OpenConnection<'_> {
-    fn drop(&mut self) {
-        self.active.set(self.active.get() - 1);
+impl<B: Backend> OpenConnection<B> {
+    fn new(ctx: Rc<CoreCtx<B>>) -> Self {
+        ctx.active.set(ctx.active.get() + 1);
+        OpenConnection(ctx)
     }
 }
+
+impl<B: Backend> Drop for OpenConnection<B> {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+    }
+}
+
+/// How long a connection may sit idle in its (large) active task before it
+/// is parked in a small one. Under load the next request arrives within
+/// microseconds and nothing is spawned; a connection idle longer than this
+/// moves to a ~0.5 KiB task so thousands of idle keep-alive connections cost
+/// little memory (docs/io-backends.md has the measurements).
+const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes.
 pub async fn serve_connection<B: Backend>(
@@ -52,10 +66,28 @@ pub async fn serve_connection<B: Backend>(
     router: usize,
     client: B::Stream,
 ) {
-    ctx.active.set(ctx.active.get() + 1);
-    let _open = OpenConnection {
-        active: &ctx.active,
-    };
+    run_active(
+        OpenConnection::new(ctx),
+        settings,
+        router,
+        client,
+        Vec::new(),
+        true,
+    )
+    .await;
+}
+
+/// The active phase: requests are read, routed and exchanged until the
+/// connection closes or goes idle for longer than [`HOT_IDLE`].
+async fn run_active<B: Backend>(
+    open: OpenConnection<B>,
+    settings: Rc<RouterSettings>,
+    router: usize,
+    client: B::Stream,
+    initial: Vec<u8>,
+    first: bool,
+) {
+    let ctx = open.0.clone();
     let mut session = Session {
         ctx: &ctx,
         settings: &settings,
@@ -63,18 +95,69 @@ pub async fn serve_connection<B: Backend>(
         client: &client,
         rbuf: Vec::new(),
     };
-    let mut first = true;
-    while session.next_request(first).await == Next::KeepAlive {
-        first = false;
+    if !initial.is_empty() {
+        session.rbuf = ctx.take_buffer();
+        session.rbuf.extend_from_slice(&initial);
     }
+    ctx.give_small(initial);
+    let mut first = first;
+    let parked = loop {
+        match session.next_request(first).await {
+            Next::KeepAlive => first = false,
+            Next::Close => break None,
+            Next::Park(remaining) => break Some(remaining),
+        }
+    };
     let rbuf = std::mem::take(&mut session.rbuf);
     ctx.give_buffer(rbuf);
+    if let Some(remaining) = parked {
+        tokio::task::spawn_local(park(open, settings.clone(), router, client, remaining));
+    }
+}
+
+/// The parked phase: a small task waits for the next request (or EOF, the
+/// rest of the idle timeout, draining) and hands the connection back to a
+/// new active task.
+async fn park<B: Backend>(
+    open: OpenConnection<B>,
+    settings: Rc<RouterSettings>,
+    router: usize,
+    client: B::Stream,
+    remaining: Duration,
+) {
+    let small = if B::Stream::WAIT_NEEDS_BUFFER {
+        open.0.take_small()
+    } else {
+        Vec::new()
+    };
+    let wait = tokio::time::timeout(remaining, client.wait_readable(small));
+    let (res, small) = tokio::select! {
+        r = wait => match r {
+            Ok(r) => r,
+            Err(_elapsed) => return,
+        },
+        () = open.0.shutdown.draining() => return,
+    };
+    if matches!(res, Ok(true)) {
+        tokio::task::spawn_local(run_active(open, settings, router, client, small, false));
+    } else {
+        open.0.give_small(small);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Next {
     KeepAlive,
     Close,
+    /// Idle for [`HOT_IDLE`]: move to a small task for the rest of the idle
+    /// timeout.
+    Park(Duration),
+}
+
+enum Waited {
+    Ready,
+    Closed,
+    StillIdle(Duration),
 }
 
 pub(super) struct Session<'a, B: Backend> {
@@ -88,10 +171,16 @@ pub(super) struct Session<'a, B: Backend> {
 
 impl<B: Backend> Session<'_, B> {
     async fn next_request(&mut self, first: bool) -> Next {
-        if self.rbuf.is_empty() && !self.wait_for_request(first).await {
-            return Next::Close;
+        if self.rbuf.is_empty() {
+            match self.wait_for_request(first).await {
+                Waited::Ready => {}
+                Waited::Closed => return Next::Close,
+                Waited::StillIdle(remaining) => return Next::Park(remaining),
+            }
         }
-        let mut sbuf = self.ctx.take_buffer();
+        // The send buffer is taken only once a head is complete, so a
+        // connection waiting for the rest of a head holds one buffer.
+        let mut sbuf = Vec::new();
         let prepared = match self.read_head(&mut sbuf).await {
             Ok(p) => p,
             Err(close) => {
@@ -103,28 +192,35 @@ impl<B: Backend> Session<'_, B> {
     }
 
     /// Idle between requests: hold no read buffer, wake on data, EOF, the
-    /// idle timeout, or the start of draining.
-    async fn wait_for_request(&mut self, first: bool) -> bool {
+    /// idle timeout, or the start of draining. After [`HOT_IDLE`] the caller
+    /// parks the connection in a smaller task.
+    async fn wait_for_request(&mut self, first: bool) -> Waited {
         if self.rbuf.capacity() != 0 {
             let rbuf = std::mem::take(&mut self.rbuf);
             self.ctx.give_buffer(rbuf);
         }
         if self.ctx.shutdown.is_draining() && !first {
-            return false;
+            return Waited::Closed;
         }
         let limit = if first {
             self.settings.header_read_timeout
         } else {
             self.settings.idle_timeout
         };
-        let small = self.ctx.take_small();
-        let wait = tokio::time::timeout(limit, self.client.wait_readable(small));
+        let hot = limit.min(HOT_IDLE);
+        let small = if B::Stream::WAIT_NEEDS_BUFFER {
+            self.ctx.take_small()
+        } else {
+            Vec::new()
+        };
+        let wait = tokio::time::timeout(hot, self.client.wait_readable(small));
         let (res, small) = tokio::select! {
             r = wait => match r {
                 Ok(r) => r,
-                Err(_elapsed) => return false,
+                Err(_elapsed) if limit > hot => return Waited::StillIdle(limit - hot),
+                Err(_elapsed) => return Waited::Closed,
             },
-            () = self.ctx.shutdown.draining(), if !first => return false,
+            () = self.ctx.shutdown.draining(), if !first => return Waited::Closed,
         };
         let ready = matches!(res, Ok(true));
         if ready {
@@ -132,7 +228,11 @@ impl<B: Backend> Session<'_, B> {
             self.rbuf.extend_from_slice(&small);
         }
         self.ctx.give_small(small);
-        ready
+        if ready {
+            Waited::Ready
+        } else {
+            Waited::Closed
+        }
     }
 
     /// Reads until a complete head is parsed, then routes it and encodes the
@@ -151,10 +251,15 @@ impl<B: Backend> Session<'_, B> {
                     }
                 }
             }
+            // A timed-out read drops the buffer with it: note first whether
+            // any byte of a request had arrived.
+            let had_bytes = !self.rbuf.is_empty();
             let read = read_into(self.client, &mut self.rbuf, self.ctx.buffer_size());
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Next::Close),
                 Ok(Ok(_)) => {}
+                // Nothing of a request yet: an idle connection, closed quietly.
+                Err(_elapsed) if !had_bytes => return Err(Next::Close),
                 Err(_elapsed) => {
                     let mut out = Vec::new();
                     let message = format!(
@@ -212,6 +317,9 @@ impl<B: Backend> Session<'_, B> {
             upgrade,
             replay_safe,
         };
+        if sbuf.capacity() == 0 {
+            *sbuf = self.ctx.take_buffer();
+        }
         sbuf.clear();
         let route_headers = route.context_headers();
         http1::encode_request_head(sbuf, &head, &route_headers);
@@ -237,5 +345,56 @@ impl<B: Backend> Session<'_, B> {
         let _ =
             tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
         self.ctx.give_buffer(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::epoll::Epoll;
+
+    /// An idle keep-alive connection costs its task's future, allocated once
+    /// when the task is spawned: keep an eye on its size.
+    #[test]
+    fn connection_future_size() {
+        let config = crate::config::Config::parse(
+            "routers:\n- protocol: http\n  servers: [{port: 1}]\n",
+            "t",
+        )
+        .unwrap();
+        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = crate::routing::CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let pool = crate::pool::Pool::new(1, Duration::from_secs(1));
+        let ctx = CoreCtx::<Epoll>::new(0, pool, routes, 16384);
+        let settings = Rc::new(RouterSettings {
+            label: "t".into(),
+            limits: Limits::default(),
+            max_call_depth: 10,
+            header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: None,
+            max_request_body: None,
+            max_response_body: None,
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            drop(accepted);
+            let client = crate::io::epoll::EpollStream::for_tests(stream);
+            let fut = serve_connection::<Epoll>(ctx, settings, 0, client);
+            eprintln!(
+                "serve_connection future: {} bytes",
+                std::mem::size_of_val(&fut)
+            );
+            assert!(std::mem::size_of_val(&fut) < 16 * 1024);
+        });
     }
 }

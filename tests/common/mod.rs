@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod raw_backend;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -99,7 +99,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     let mut close = false;
                     for h in req.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
-                            len = std::str::from_utf8(h.value).unwrap().trim().parse().unwrap();
+                            len = std::str::from_utf8(h.value)
+                                .unwrap()
+                                .trim()
+                                .parse()
+                                .unwrap();
                         }
                         if h.name.eq_ignore_ascii_case("connection")
                             && h.value.eq_ignore_ascii_case(b"close")
@@ -187,8 +191,5 @@ fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone()], key)
         .unwrap();
-    (
-        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-        ca.pem(),
-    )
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
 }

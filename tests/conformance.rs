@@ -1,0 +1,1070 @@
+//! HTTP/1.1 conformance and request-smuggling suite: the real binary, raw
+//! bytes in, and both sides checked — what the client gets back, and what
+//! reached the backend as framed by `common::raw_backend`'s own strict parser
+//! (so a smuggled second request shows up as an extra request).
+//!
+//! Cases are tables: one line per case, each citing where it comes from.
+//! Every table runs on each I/O backend from `backends()`, one corelink per
+//! backend per test function.
+//!
+//! For each request case:
+//! - the client gets exactly the expected statuses, in order, and no extra
+//!   bytes;
+//! - after an error (or a request that asked to close) the connection is
+//!   closed; otherwise a follow-up request on the same connection still works
+//!   (the connection did not fall out of step);
+//! - the backend received exactly the expected requests (method, target,
+//!   body), each through corelink (`Via`), no anomaly (bytes it could not
+//!   frame strictly) and no partial request.
+//!
+//! For each upstream (response) case: the client gets a 502, or the relayed
+//! well-framed part, or a truncated-then-closed response; corelink closes the
+//! upstream connection that sent it; and a request on a new client connection
+//! gets `200 ok` from a different upstream connection.
+
+mod common;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::client::Conn;
+use common::raw_backend::{ok_response, Action, Event, RawBackend, Request};
+use common::{backends, simple_config, Corelink};
+
+/// A request the backend must receive: method, target, de-chunked body.
+struct Fwd {
+    method: &'static str,
+    target: &'static str,
+    body: Vec<u8>,
+}
+
+struct Case {
+    name: &'static str,
+    /// Where the case comes from (RFC section, research, other proxies' tests).
+    source: &'static str,
+    request: Vec<u8>,
+    /// Statuses the client must get, in order.
+    expect_status: Vec<u16>,
+    /// The connection must be closed after the last response.
+    close: bool,
+    /// What must reach the backend, in order (empty: nothing at all).
+    expect_backend: Vec<Fwd>,
+}
+
+/// A request that must be refused with `status`, the connection closed, and
+/// nothing forwarded.
+fn reject(name: &'static str, source: &'static str, request: &[u8], status: u16) -> Case {
+    Case {
+        name,
+        source,
+        request: request.to_vec(),
+        expect_status: vec![status],
+        close: true,
+        expect_backend: vec![],
+    }
+}
+
+/// Valid request(s) on a keep-alive connection: each gets a 200 and reaches
+/// the backend exactly as listed.
+fn accept(
+    name: &'static str,
+    source: &'static str,
+    request: &[u8],
+    fwd: &[(&'static str, &'static str, &[u8])],
+) -> Case {
+    Case {
+        name,
+        source,
+        request: request.to_vec(),
+        expect_status: vec![200; fwd.len()],
+        close: false,
+        expect_backend: fwd
+            .iter()
+            .map(|&(method, target, body)| Fwd {
+                method,
+                target,
+                body: body.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+impl Case {
+    fn closing(mut self) -> Case {
+        self.close = true;
+        self
+    }
+
+    fn statuses(mut self, statuses: &[u16]) -> Case {
+        self.expect_status = statuses.to_vec();
+        self
+    }
+}
+
+const FOLLOW_UP: &[u8] = b"GET /follow-up HTTP/1.1\r\nHost: svc\r\n\r\n";
+
+fn show(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes).escape_debug().to_string();
+    if s.len() > 200 {
+        format!("{}...", &s[..200])
+    } else {
+        s
+    }
+}
+
+/// Reads until EOF (or reset) within `limit`: Ok if the peer closed, Err with
+/// what happened otherwise.
+fn expect_closed(c: &mut Conn, limit: Duration) -> Result<(), String> {
+    let extra = c.take_buffered();
+    if !extra.is_empty() {
+        return Err(format!("extra bytes after the response: {}", show(&extra)));
+    }
+    c.stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => return Err(format!("extra bytes instead of close: {}", show(&buf[..n]))),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+            Err(e) => return Err(format!("connection not closed within {limit:?} ({e})")),
+        }
+    }
+}
+
+fn first_method(request: &[u8]) -> &str {
+    let start = request
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let rest = &request[start..];
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(0);
+    std::str::from_utf8(&rest[..end]).unwrap_or("GET")
+}
+
+fn check_forwarded(got: &Request, want: &Fwd) -> Result<(), String> {
+    if got.method != want.method || got.target != want.target || got.body != want.body {
+        return Err(format!(
+            "backend got {} {} body {:?}, expected {} {} body {:?}",
+            got.method,
+            got.target,
+            show(&got.body),
+            want.method,
+            want.target,
+            show(&want.body)
+        ));
+    }
+    let via = got.header("via").unwrap_or_default();
+    if !String::from_utf8_lossy(via).contains("corelink") {
+        return Err(format!(
+            "request {} {} reached the backend without passing corelink's HTTP path (no Via): {}",
+            got.method,
+            got.target,
+            show(&got.raw)
+        ));
+    }
+    Ok(())
+}
+
+/// Requests the backend saw since `cursor`, or why the events are wrong.
+fn backend_requests(backend: &RawBackend, cursor: usize) -> Result<Vec<Request>, String> {
+    let mut requests = Vec::new();
+    for e in backend.events_since(cursor) {
+        match e {
+            Event::Request(r) => requests.push(r),
+            Event::Anomaly { what, bytes, .. } => {
+                return Err(format!(
+                    "backend could not frame what it received ({what}): {}",
+                    show(&bytes)
+                ))
+            }
+            Event::Closed { leftover, .. } if !leftover.is_empty() => {
+                return Err(format!(
+                    "a partial request reached the backend: {}",
+                    show(&leftover)
+                ))
+            }
+            Event::Closed { .. } => {}
+        }
+    }
+    Ok(requests)
+}
+
+fn run_case(addr: SocketAddr, backend: &RawBackend, case: &Case) -> Result<(), String> {
+    let cursor = backend.cursor();
+    let mut c = Conn::open(addr);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    c.send(&case.request);
+    let method = first_method(&case.request).to_string();
+    let mut got = Vec::new();
+    for &want in &case.expect_status {
+        // A 1xx is followed by the final response to the same request.
+        let rsp = c.read_response(&method).map_err(|e| {
+            format!(
+                "expected statuses {:?}, got {got:?} then {e}",
+                case.expect_status
+            )
+        })?;
+        got.push(rsp.status);
+        if rsp.status != want {
+            return Err(format!(
+                "expected statuses {:?}, got {got:?} (l5d-err: {:?})",
+                case.expect_status,
+                rsp.header("l5d-err")
+            ));
+        }
+    }
+    let mut expected: Vec<&Fwd> = case.expect_backend.iter().collect();
+    let follow_up = Fwd {
+        method: "GET",
+        target: "/follow-up",
+        body: vec![],
+    };
+    if case.close {
+        expect_closed(&mut c, Duration::from_secs(2))?;
+        // Give anything forwarded late a moment to arrive.
+        std::thread::sleep(Duration::from_millis(30));
+    } else {
+        let extra = c.take_buffered();
+        if !extra.is_empty() {
+            return Err(format!("extra bytes after the responses: {}", show(&extra)));
+        }
+        c.send(FOLLOW_UP);
+        match c.read_response("GET") {
+            Ok(r) if r.status == 200 && r.body == b"ok" => {}
+            Ok(r) => {
+                return Err(format!(
+                    "follow-up on the same connection got {} {:?}",
+                    r.status,
+                    show(&r.body)
+                ))
+            }
+            Err(e) => return Err(format!("follow-up on the same connection failed: {e}")),
+        }
+        expected.push(&follow_up);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let requests = backend_requests(backend, cursor)?;
+    if requests.len() != expected.len() {
+        return Err(format!(
+            "backend received {} requests, expected {}: {:?}",
+            requests.len(),
+            expected.len(),
+            requests
+                .iter()
+                .map(|r| format!("{} {} body {:?}", r.method, r.target, show(&r.body)))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for (got, want) in requests.iter().zip(expected) {
+        check_forwarded(got, want)?;
+    }
+    Ok(())
+}
+
+/// Runs every case on every I/O backend; reports all failures at once.
+fn run_table(cases: &[Case]) {
+    let mut names = std::collections::HashSet::new();
+    for case in cases {
+        assert!(names.insert(case.name), "duplicate case name {}", case.name);
+        assert!(!case.source.is_empty(), "{}: no source", case.name);
+    }
+    let backend = RawBackend::start();
+    let mut failures = Vec::new();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        for case in cases {
+            if let Err(why) = run_case(proxy.addr(), &backend, case) {
+                failures.push(format!(
+                    "[{io}] {} ({}): {why}\n    request: {}",
+                    case.name,
+                    case.source,
+                    show(&case.request)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} case runs failed:\n{}",
+        failures.len(),
+        cases.len() * backends().len(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Valid requests: forwarded exactly once, connection kept.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn valid_requests_are_forwarded_exactly() {
+    let cases = vec![
+        // RFC 9112 §3.2.1 (origin-form)
+        accept("origin-form GET", "RFC 9112 §3.2.1", b"GET /a?b=c HTTP/1.1\r\nHost: svc\r\n\r\n", &[("GET", "/a?b=c", b"")]),
+        // RFC 9112 §6.3 rule 6
+        accept("Content-Length body", "RFC 9112 §6.3 rule 6", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello", &[("POST", "/p", b"hello")]),
+        accept("Content-Length: 0", "RFC 9112 §6.3 rule 6", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 0\r\n\r\n", &[("POST", "/p", b"")]),
+        accept("chunked body", "RFC 9112 §7.1", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", &[("POST", "/c", b"hello world")]),
+        accept("chunk extensions, token and quoted", "RFC 9112 §7.1.1", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d;e\"\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
+        accept("BWS before chunk extension (`5 ;ext`)", "RFC 9112 §7.1.1 (chunk-ext = *( BWS \";\" BWS ... ))", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5 ;ext\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
+        accept("trailer section", "RFC 9112 §7.1.2", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n", &[("POST", "/c", b"hello")]),
+        accept("upper-case hex, leading zeros", "RFC 9112 §7.1 (chunk-size = 1*HEXDIG)", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n000A\r\n0123456789\r\n00\r\n\r\n", &[("POST", "/c", b"0123456789")]),
+        accept("Transfer-Encoding: Chunked (case-insensitive)", "RFC 9112 §7 (coding names are case-insensitive)", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
+        accept("Content-Length with OWS (`  5 `)", "RFC 9110 §5.5 (OWS around a field value is not part of it)", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length:  5 \r\n\r\nhello", &[("POST", "/p", b"hello")]),
+        accept("GET with a Content-Length body (0.CL)", "James Kettle, 'HTTP/1.1 must die' (2025): 0.CL desync", b"GET /g HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello", &[("GET", "/g", b"hello")]),
+        accept("body that looks like a request", "PortSwigger, HTTP Desync Attacks (2019): smuggled prefix inside a body", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 37\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n", &[("POST", "/p", b"GET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n")]),
+        accept("HEAD", "RFC 9110 §9.3.2", b"HEAD /h HTTP/1.1\r\nHost: svc\r\n\r\n", &[("HEAD", "/h", b"")]),
+        accept("OPTIONS *", "RFC 9112 §3.2.4", b"OPTIONS * HTTP/1.1\r\nHost: svc\r\n\r\n", &[("OPTIONS", "*", b"")]),
+        accept("absolute-form matching Host", "RFC 9112 §3.2.2", b"GET http://svc/x HTTP/1.1\r\nHost: svc\r\n\r\n", &[("GET", "http://svc/x", b"")]),
+        accept("empty line before request line", "RFC 9112 §2.2 (SHOULD ignore at least one empty line)", b"\r\nGET /e HTTP/1.1\r\nHost: svc\r\n\r\n", &[("GET", "/e", b"")]),
+        accept("obs-text in a field value", "RFC 9110 §5.5 (field-vchar includes obs-text)", b"GET /o HTTP/1.1\r\nHost: svc\r\nX-Name: caf\xc3\xa9\r\n\r\n", &[("GET", "/o", b"")]),
+        accept("pipelined GETs", "RFC 9112 §9.3.2", b"GET /1 HTTP/1.1\r\nHost: svc\r\n\r\nGET /2 HTTP/1.1\r\nHost: svc\r\n\r\nGET /3 HTTP/1.1\r\nHost: svc\r\n\r\n", &[("GET", "/1", b""), ("GET", "/2", b""), ("GET", "/3", b"")]),
+        accept("pipelined with bodies", "RFC 9112 §9.3.2; Node.js llhttp test/request/pipelining", b"POST /1 HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\nabcPOST /2 HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ndef\r\n0\r\n\r\nGET /3 HTTP/1.1\r\nHost: svc\r\n\r\n", &[("POST", "/1", b"abc"), ("POST", "/2", b"def"), ("GET", "/3", b"")]),
+        accept("Expect: 100-continue with the body", "RFC 9110 §10.1.1", b"POST /x HTTP/1.1\r\nHost: svc\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndata", &[("POST", "/x", b"data")]).statuses(&[100, 200]),
+        accept("upgrade request with a body is a plain request", "RFC 9110 §7.8; Mikhail Egorov, 'WebSocket smuggling' (2019)", b"POST /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello", &[("POST", "/ws", b"hello")]),
+        accept("Connection: upgrade without Upgrade", "RFC 9110 §7.8 (Upgrade is required for a switch)", b"GET /u HTTP/1.1\r\nHost: svc\r\nConnection: upgrade\r\n\r\n", &[("GET", "/u", b"")]),
+        accept("h2c upgrade answered 200 stays HTTP", "Jake Miller (Bishop Fox), 'h2c Smuggling' (2020); RFC 9113 §3.1 (h2c removed)", b"GET /h2c HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", &[("GET", "/h2c", b"")]),
+        accept("websocket upgrade answered 200 stays HTTP", "Mikhail Egorov, 'WebSocket smuggling' (2019): backend refuses the upgrade", b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n", &[("GET", "/ws", b"")]),
+        accept("HTTP/1.0 request", "RFC 9112 §9.3 (HTTP/1.0 closes by default)", b"GET /old HTTP/1.0\r\nHost: svc\r\n\r\n", &[("GET", "/old", b"")]).closing(),
+        accept("Connection: close", "RFC 9112 §9.6", b"GET /bye HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n", &[("GET", "/bye", b"")]).closing(),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// CL / TE conflicts and Transfer-Encoding obfuscation.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn content_length_and_transfer_encoding_conflicts() {
+    let cases = vec![
+        reject("CL.TE", "PortSwigger, HTTP Desync Attacks (2019): CL.TE; RFC 9112 §6.3 rule 3", b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nSMUGGLED", 400),
+        reject("TE.CL", "PortSwigger, HTTP Desync Attacks (2019): TE.CL; RFC 9112 §6.1", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n", 400),
+        reject("CL.TE with Content-Length: 0", "RFC 9112 §6.1 (TE and CL: MUST treat as error or close)", b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        reject("TE.TE xchunked + CL", "PortSwigger, HTTP Desync Attacks (2019): TE.TE `Transfer-Encoding: xchunked`", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("TE xchunked alone", "RFC 9112 §6.3 rule 4 (final coding not chunked: 400)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("TE with tab before chunked + CL", "PortSwigger, HTTP Desync Attacks (2019): TE.TE `Transfer-Encoding:[tab]chunked`", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding:\tchunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("TE `chunked ` trailing space + CL", "PortSwigger, HTTP Desync Attacks (2019): TE.TE whitespace variants", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked \r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("`Transfer-Encoding : chunked` + CL", "PortSwigger (2019) TE.TE; Netty CVE-2019-16869; RFC 9112 §5.1", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("` Transfer-Encoding: chunked` (leading space) + CL", "PortSwigger (2019) TE.TE; Netty CVE-2020-7238; RFC 9112 §5.2", b"POST / HTTP/1.1\r\nHost: svc\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("`X: X\\nTransfer-Encoding: chunked` + CL", "PortSwigger (2019) TE.TE; Node.js CVE-2022-32214", b"POST / HTTP/1.1\r\nHost: svc\r\nX: X\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("`Transfer-Encoding\\n: chunked` + CL", "PortSwigger, HTTP Desync Attacks (2019): TE.TE", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding\n: chunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("duplicate TE `chunked` then `x`", "PortSwigger (2019) TE.TE; Node.js CVE-2022-32213", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("duplicate TE `chunked` twice", "RFC 9112 §6.1 (MUST NOT apply chunked more than once)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("`Transfer-Encoding: chunked, identity`", "RFC 9112 §6.3 rule 4; RFC 7230 removed `identity`", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("`Transfer-Encoding: gzip, chunked`", "RFC 9112 §6.1 (unknown coding SHOULD get 501)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
+        reject("TE in HTTP/1.0", "RFC 9112 §6.1 (HTTP/1.0 with TE: framing is faulty)", b"POST / HTTP/1.0\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("TE with vertical tab + CL", "HAProxy CVE-2019-18277 (Nathan Davison, `Transfer-Encoding:\\x0bchunked`)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding:\x0bchunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+        reject("TE obs-fold `\\r\\n chunked`", "Node.js CVE-2022-32215 (multi-line Transfer-Encoding)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+        reject("empty Transfer-Encoding", "RFC 9112 §6.3 rule 4; HTTP Garden (Kallus et al., 2024)", b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\nhello", 400),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// Content-Length values.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn malformed_content_length() {
+    let cases = vec![
+        reject(
+            "CL `5, 5`",
+            "RFC 9110 §8.6 / RFC 9112 §6.3 rule 5; Netty CVE-2019-20445",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5, 5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL `+5`",
+            "RFC 9110 §8.6 (1*DIGIT); HTTP Garden (Kallus et al., 2024)",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: +5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL `-1`",
+            "RFC 9110 §8.6; Apache Traffic Server CVE-2018-8004 class",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: -1\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL `0x5`",
+            "RFC 9110 §8.6; HTTP Garden (Kallus et al., 2024)",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 0x5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL `5 5` (space inside)",
+            "RFC 9110 §8.6",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5 5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL overflow wrapping to 5",
+            "RFC 9112 §6.3 rule 5 (overflow is invalid); 2^64+5",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 18446744073709551621\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "CL empty",
+            "RFC 9110 §8.6",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length:\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "two CL headers differing",
+            "RFC 9112 §6.3 rule 5; Netty CVE-2019-20445",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            400,
+        ),
+        reject(
+            "two CL headers identical",
+            "RFC 9110 §8.6 (MAY reject); PortSwigger (2019) CL.CL",
+            b"POST / HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "` Content-Length` (leading space)",
+            "Node.js CVE-2024-27982; RFC 9112 §5.2",
+            b"POST / HTTP/1.1\r\nHost: svc\r\n Content-Length: 5\r\n\r\nhello",
+            400,
+        ),
+        reject(
+            "`Content-Length : 5`",
+            "Netty CVE-2019-16869; James Kettle (2025) 0.CL; RFC 9112 §5.1",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nContent-Length : 5\r\n\r\nhello",
+            400,
+        ),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// Chunked oddities.
+// ---------------------------------------------------------------------------
+
+const CHUNKED_HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+fn chunked(body: &[u8]) -> Vec<u8> {
+    [CHUNKED_HEAD, body].concat()
+}
+
+#[test]
+fn malformed_chunked_bodies() {
+    let mut long_ext = b"5;a=".to_vec();
+    long_ext.extend(std::iter::repeat_n(b'x', 5000));
+    long_ext.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+    let cases = vec![
+        reject(
+            "chunk size overflow wrapping to 5",
+            "nginx CVE-2013-2028 (chunk size overflow); 2^64+5",
+            &chunked(b"10000000000000005\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk size `-5`",
+            "nginx CVE-2013-2028 (negative chunk size)",
+            &chunked(b"-5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk size `0x5`",
+            "HTTP Garden (Kallus et al., 2024); RFC 9112 §7.1",
+            &chunked(b"0x5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk size with leading space",
+            "RFC 9112 §7.1; Node.js llhttp test/request/transfer-encoding",
+            &chunked(b" 5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk size with trailing space, no extension",
+            "RFC 9112 §7.1 (BWS only before `;`); llhttp strict mode",
+            &chunked(b"5 \r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "empty chunk size",
+            "RFC 9112 §7.1",
+            &chunked(b"\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "empty chunk extension name `5;`",
+            "RFC 9112 §7.1.1",
+            &chunked(b"5;\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "control byte in chunk extension",
+            "RFC 9112 §7.1.1; Puma CVE-2023-40175 class",
+            &chunked(b"5;a\x01b\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "bare LF ending a chunk extension",
+            "Jeppe Bonde Weikop, 'Funky chunks' (2025); Go CVE-2025-22871",
+            &chunked(b"2;a\nxx\r\n5\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "unterminated quoted extension",
+            "RFC 9112 §7.1.1 (quoted-string)",
+            &chunked(b"5;a=\"x\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "bare LF after chunk size",
+            "Go CVE-2025-22871; RFC 9112 §7.1",
+            &chunked(b"5\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "bare LF after chunk data",
+            "Jeppe Bonde Weikop, 'Funky chunks' (2025): TERM.SPILL",
+            &chunked(b"5\r\nhello\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "missing CRLF after chunk data",
+            "RFC 9112 §7.1; Weikop, 'Funky chunks' (2025)",
+            &chunked(b"5\r\nhello0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk data longer than its size",
+            "RFC 9112 §7.1; Weikop, 'Funky chunks' (2025): length-based spill",
+            &chunked(b"3\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "bare LF ending the chunked body",
+            "RFC 9112 §7.1; Node.js CVE-2022-32214",
+            &chunked(b"5\r\nhello\r\n0\r\n\n"),
+            400,
+        ),
+        reject(
+            "malformed trailer field",
+            "RFC 9112 §7.1.2; RFC 9110 §5.1",
+            &chunked(b"5\r\nhello\r\n0\r\nBad Trailer: x\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "smuggled request after bad chunk",
+            "PortSwigger (2019) TE.CL payload shape",
+            &chunked(b"5\r\nhelloXX\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n"),
+            400,
+        ),
+        reject(
+            "chunk extension over 4 KiB",
+            "Puma CVE-2024-21647 (unbounded chunk extensions)",
+            &chunked(&long_ext),
+            400,
+        ),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// Line endings, obs-fold, control and non-ASCII bytes.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn line_endings_folding_and_bytes() {
+    let cases = vec![
+        reject(
+            "bare LF after request line",
+            "RFC 9112 §2.2; Node.js CVE-2022-32214",
+            b"GET / HTTP/1.1\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "bare CR in request line",
+            "RFC 9112 §2.2; Node.js CVE-2023-30589",
+            b"GET / HTTP/1.1\rHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "bare CR in a header value",
+            "RFC 9110 §5.5 (CR in a value MUST be rejected or replaced); Node.js CVE-2023-30589",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX: a\rb\r\n\r\n",
+            400,
+        ),
+        reject(
+            "bare LF between headers",
+            "RFC 9112 §2.2; Node.js CVE-2022-35256",
+            b"GET / HTTP/1.1\r\nHost: svc\nX: y\r\n\r\n",
+            400,
+        ),
+        reject(
+            "LF-only request",
+            "RFC 9112 §2.2 (MAY accept; strict edge rejects)",
+            b"GET / HTTP/1.1\nHost: svc\n\n",
+            400,
+        ),
+        reject(
+            "obs-fold",
+            "RFC 9112 §5.2 (reject with 400 or replace)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX: a\r\n b\r\n\r\n",
+            400,
+        ),
+        reject(
+            "whitespace before the first header",
+            "RFC 9112 §2.2; James Kettle, 'HTTP/1.1 must die' (2025): ` Host` V-H discrepancy",
+            b"GET / HTTP/1.1\r\n Host: evil\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "header line without colon",
+            "Netty CVE-2019-20444; RFC 9112 §5",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nNoColon\r\n\r\n",
+            400,
+        ),
+        reject(
+            "NUL in a header value",
+            "RFC 9110 §5.5 (NUL MUST be rejected)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX: a\x00b\r\n\r\n",
+            400,
+        ),
+        reject(
+            "NUL in a header name",
+            "RFC 9110 §5.1 (field-name = token)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX\x00Y: a\r\n\r\n",
+            400,
+        ),
+        reject(
+            "non-ASCII in a header name",
+            "RFC 9110 §5.1 (token); HTTP Garden (Kallus et al., 2024)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX-\xc3\xa4: a\r\n\r\n",
+            400,
+        ),
+        reject(
+            "DEL in a header value",
+            "RFC 9110 §5.5 (field-vchar excludes DEL)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX: a\x7fb\r\n\r\n",
+            400,
+        ),
+        reject(
+            "ESC in a header value",
+            "RFC 9110 §5.5 (CTLs are not field-vchar)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nX: a\x1bb\r\n\r\n",
+            400,
+        ),
+        reject(
+            "NUL in the target",
+            "RFC 9112 §3.2; RFC 3986 §2",
+            b"GET /a\x00b HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "non-ASCII in the target",
+            "RFC 9112 §3.2; RFC 3986 §2 (must be percent-encoded)",
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "DEL in the target",
+            "RFC 3986 §2",
+            b"GET /a\x7fb HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "space inside the target",
+            "RFC 9112 §3 (request-line = method SP target SP version)",
+            b"GET /a b HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "tab as request-line separator",
+            "RFC 9112 §3 (SP only; HTAB leniency is a desync vector)",
+            b"GET\t/\tHTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "two spaces after the method",
+            "RFC 9112 §3",
+            b"GET  / HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "control byte in the method",
+            "RFC 9110 §9.1 (method = token)",
+            b"G\x01T / HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// Request line, version, target and Host.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn request_line_version_target_and_host() {
+    let cases = vec![
+        reject(
+            "HTTP/1.2",
+            "RFC 9112 §2.3 (unsupported minor: strict edge answers 505)",
+            b"GET / HTTP/1.2\r\nHost: svc\r\n\r\n",
+            505,
+        ),
+        reject(
+            "HTTP/2.0 in an HTTP/1 request line",
+            "RFC 9110 §15.6.6 (505)",
+            b"GET / HTTP/2.0\r\nHost: svc\r\n\r\n",
+            505,
+        ),
+        reject(
+            "lowercase `http/1.1`",
+            "RFC 9112 §2.3 (HTTP-name is case-sensitive)",
+            b"GET / http/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "missing version (HTTP/0.9 form)",
+            "RFC 9112 §3; llhttp test/request/invalid",
+            b"GET /\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "trailing space after version",
+            "RFC 9112 §3",
+            b"GET / HTTP/1.1 \r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "absolute-form authority differs from Host",
+            "RFC 9112 §3.2.2; James Kettle, 'Practical HTTP Host header attacks' (2017)",
+            b"GET http://evil/x HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "absolute-form with userinfo",
+            "RFC 9110 §4.2.4 (userinfo MUST be rejected)",
+            b"GET http://user@svc/x HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "`*` with GET",
+            "RFC 9112 §3.2.4 (asterisk-form only for OPTIONS)",
+            b"GET * HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "CONNECT without authority",
+            "RFC 9112 §3.2.3 (authority-form)",
+            b"CONNECT / HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "CONNECT authority without port",
+            "RFC 9112 §3.2.3 (authority-form = uri-host \":\" port)",
+            b"CONNECT svc HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "relative target",
+            "RFC 9112 §3.2",
+            b"GET a/b HTTP/1.1\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "missing Host in HTTP/1.1",
+            "RFC 9112 §3.2 (MUST respond 400)",
+            b"GET / HTTP/1.1\r\n\r\n",
+            400,
+        ),
+        reject(
+            "duplicate Host, differing",
+            "RFC 9112 §3.2 (more than one Host: 400)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nHost: evil\r\n\r\n",
+            400,
+        ),
+        reject(
+            "duplicate Host, identical",
+            "RFC 9112 §3.2 (more than one Host: 400)",
+            b"GET / HTTP/1.1\r\nHost: svc\r\nHost: svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "Host with a path",
+            "RFC 9112 §3.2 (invalid Host value: 400)",
+            b"GET / HTTP/1.1\r\nHost: svc/evil\r\n\r\n",
+            400,
+        ),
+        reject(
+            "Host with userinfo",
+            "RFC 9110 §7.2",
+            b"GET / HTTP/1.1\r\nHost: user@svc\r\n\r\n",
+            400,
+        ),
+        reject(
+            "empty Host",
+            "RFC 9110 §7.2 (corelink needs a Host to route: 400, as linkerd)",
+            b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            400,
+        ),
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// Limits, Expect, and smuggling in the middle of a pipeline.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn limits_expectations_and_pipelines() {
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: svc\r\n\r\n", "a".repeat(5000));
+    let long_partial = format!("GET /{}", "a".repeat(5000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: svc\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(13_000)
+    );
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: svc\r\n");
+    for i in 0..101 {
+        many.push_str(&format!("X-{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let cases = vec![
+        reject("request line over 4 KiB", "RFC 9112 §3 (414); linkerd maxInitialLineKB", long_line.as_bytes(), 414),
+        reject("unterminated request line over 4 KiB", "RFC 9112 §3 (414 before the line ends)", long_partial.as_bytes(), 414),
+        reject("header section over 8 KiB", "RFC 6585 §5 (431); linkerd maxHeadersKB", big_head.as_bytes(), 431),
+        reject("more than 100 header fields", "RFC 6585 §5 (431); nginx/HAProxy field count limits", many.as_bytes(), 431),
+        reject("unknown expectation", "RFC 9110 §10.1.1 (417)", b"POST / HTTP/1.1\r\nHost: svc\r\nExpect: something\r\nContent-Length: 5\r\n\r\nhello", 417),
+        reject("obfuscated `Expect: y 100-continue`", "James Kettle, 'HTTP/1.1 must die' (2025): Expect-based desync", b"POST / HTTP/1.1\r\nHost: svc\r\nExpect: y 100-continue\r\nContent-Length: 5\r\n\r\nhello", 417),
+        reject("folded `Expect:\\r\\n 100-continue`", "James Kettle, 'HTTP/1.1 must die' (2025); RFC 9112 §5.2", b"POST / HTTP/1.1\r\nHost: svc\r\nExpect:\r\n 100-continue\r\nContent-Length: 5\r\n\r\nhello", 400),
+        Case {
+            name: "CL.TE in the middle of a pipeline",
+            source: "PortSwigger, HTTP Desync Attacks (2019); RFC 9112 §9.3.2",
+            request: b"GET /one HTTP/1.1\r\nHost: svc\r\n\r\nPOST /two HTTP/1.1\r\nHost: svc\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGGET /three HTTP/1.1\r\nHost: svc\r\n\r\n".to_vec(),
+            expect_status: vec![200, 400],
+            close: true,
+            expect_backend: vec![Fwd { method: "GET", target: "/one", body: vec![] }],
+        },
+        Case {
+            name: "TE.CL in the middle of a pipeline",
+            source: "PortSwigger, HTTP Desync Attacks (2019); RFC 9112 §9.3.2",
+            request: b"POST /one HTTP/1.1\r\nHost: svc\r\nContent-Length: 3\r\n\r\nabcPOST /two HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5c\r\nGPOST /three HTTP/1.1\r\nHost: svc\r\n\r\n0\r\n\r\n".to_vec(),
+            expect_status: vec![200, 400],
+            close: true,
+            expect_backend: vec![Fwd { method: "POST", target: "/one", body: b"abc".to_vec() }],
+        },
+        Case {
+            name: "bad chunk after two good pipelined requests",
+            source: "RFC 9112 §9.3.2; Weikop, 'Funky chunks' (2025)",
+            request: b"GET /one HTTP/1.1\r\nHost: svc\r\n\r\nPOST /two HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nPOST /three HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\r\n0\r\n\r\nGET /four HTTP/1.1\r\nHost: svc\r\n\r\n".to_vec(),
+            expect_status: vec![200, 200, 400],
+            close: true,
+            expect_backend: vec![
+                Fwd { method: "GET", target: "/one", body: vec![] },
+                Fwd { method: "POST", target: "/two", body: b"hi".to_vec() },
+            ],
+        },
+        Case {
+            name: "duplicate Host after a good pipelined request",
+            source: "RFC 9112 §3.2; RFC 9112 §9.3.2",
+            request: b"GET /one HTTP/1.1\r\nHost: svc\r\n\r\nGET /two HTTP/1.1\r\nHost: svc\r\nHost: evil\r\n\r\n".to_vec(),
+            expect_status: vec![200, 400],
+            close: true,
+            expect_backend: vec![Fwd { method: "GET", target: "/one", body: vec![] }],
+        },
+    ];
+    run_table(&cases);
+}
+
+// ---------------------------------------------------------------------------
+// The upstream direction: malformed responses.
+// ---------------------------------------------------------------------------
+
+enum Up {
+    /// 502 from corelink; nothing of the bad response reached the client.
+    BadGateway,
+    /// The well-framed part is relayed (status and body), the rest dropped.
+    Relayed { status: u16, body: &'static [u8] },
+    /// The head was already relayed: the client sees the response cut short
+    /// and the connection closed.
+    Truncated,
+    /// Control: a valid response; the upstream connection is pooled and reused.
+    Pooled,
+}
+
+struct UpCase {
+    name: &'static str,
+    source: &'static str,
+    method: &'static str,
+    response: Vec<Action>,
+    expect: Up,
+}
+
+fn send(bytes: &[u8]) -> Action {
+    Action::Send(bytes.to_vec())
+}
+
+fn pause() -> Action {
+    Action::Sleep(Duration::from_millis(100))
+}
+
+fn up(name: &'static str, source: &'static str, response: &[u8], expect: Up) -> UpCase {
+    UpCase {
+        name,
+        source,
+        method: "GET",
+        response: vec![send(response)],
+        expect,
+    }
+}
+
+fn run_up_case(
+    addr: SocketAddr,
+    backend: &RawBackend,
+    index: usize,
+    case: &UpCase,
+) -> Result<(), String> {
+    let cursor = backend.cursor();
+    let mut c = Conn::open(addr);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    c.send(format!("{} /up/{index} HTTP/1.1\r\nHost: svc\r\n\r\n", case.method).as_bytes());
+    let result = c.read_response(case.method);
+    match (&case.expect, result) {
+        (Up::BadGateway, Ok(r)) if r.status == 502 => {
+            expect_closed(&mut c, Duration::from_secs(2))?;
+        }
+        (Up::Relayed { status, body }, Ok(r)) if r.status == *status && r.body == *body => {
+            let extra = c.take_buffered();
+            if !extra.is_empty() {
+                return Err(format!("extra bytes after the response: {}", show(&extra)));
+            }
+        }
+        (Up::Pooled, Ok(r)) if r.status == 200 && r.body == b"ok" => {}
+        (Up::Truncated, Err(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        (_, Ok(r)) => {
+            return Err(format!(
+                "client got {} {:?} (l5d-err {:?})",
+                r.status,
+                show(&r.body),
+                r.header("l5d-err")
+            ))
+        }
+        (_, Err(e)) => return Err(format!("client read failed: {e}")),
+    }
+    let requests = backend_requests(backend, cursor)?;
+    let [bad] = requests.as_slice() else {
+        return Err(format!(
+            "backend saw {} requests, expected 1",
+            requests.len()
+        ));
+    };
+    let bad_conn = bad.conn;
+    let pooled = matches!(case.expect, Up::Pooled);
+    let closed = backend.wait_closed(
+        bad_conn,
+        Duration::from_millis(if pooled { 100 } else { 2000 }),
+    );
+    if closed == pooled {
+        return Err(if pooled {
+            "the upstream connection of a valid response was closed".into()
+        } else {
+            "corelink kept the upstream connection that sent the bad response".into()
+        });
+    }
+    // A new client connection: a correct answer, from a fresh upstream
+    // connection (unless the first response was valid).
+    let cursor = backend.cursor();
+    let mut c = Conn::open(addr);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    c.send(b"GET /next HTTP/1.1\r\nHost: svc\r\n\r\n");
+    match c.read_response("GET") {
+        Ok(r) if r.status == 200 && r.body == b"ok" => {}
+        Ok(r) => return Err(format!("next request got {} {:?}", r.status, show(&r.body))),
+        Err(e) => return Err(format!("next request failed: {e}")),
+    }
+    let requests = backend_requests(backend, cursor)?;
+    let [next] = requests.as_slice() else {
+        return Err(format!(
+            "next: backend saw {} requests, expected 1",
+            requests.len()
+        ));
+    };
+    if (next.conn == bad_conn) != pooled {
+        return Err(format!(
+            "next request went over upstream connection {} (the first used {bad_conn})",
+            next.conn
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn malformed_responses_do_not_desynchronise_the_pool() {
+    let cases = vec![
+        up("valid response (control)", "RFC 9112 §9.3 (persistence)", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Up::Pooled),
+        up("bad status code", "RFC 9112 §4 (status-code = 3DIGIT)", b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok", Up::BadGateway),
+        up("four-digit status code", "RFC 9112 §4; llhttp test/response/invalid", b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", Up::BadGateway),
+        up("HTTP/2.0 status line", "RFC 9112 §2.3", b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok", Up::BadGateway),
+        up("not HTTP at all", "RFC 9110 §15.6.3 (502 for an invalid response)", b"SSH-2.0-OpenSSH_9.6\r\n\r\n", Up::BadGateway),
+        up("CL and TE in a response", "RFC 9112 §6.3 rule 3; PortSwigger (2019) response desync", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Up::BadGateway),
+        up("duplicate differing Content-Length", "RFC 9112 §6.3 rule 5 (proxy MUST answer 502)", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!", Up::BadGateway),
+        up("invalid Content-Length `+2`", "RFC 9112 §6.3 rule 5", b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", Up::BadGateway),
+        up("`chunked, chunked` response", "RFC 9112 §6.1", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Up::BadGateway),
+        up("TE in an HTTP/1.0 response", "RFC 9112 §6.1 (HTTP/1.0 with TE: faulty framing)", b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", Up::BadGateway),
+        up("bare LF in a response", "RFC 9112 §2.2; Node.js CVE-2022-32214 (response side)", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", Up::BadGateway),
+        up("obs-fold in a response", "RFC 9112 §5.2 (proxy MUST reject or replace)", b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nok", Up::BadGateway),
+        up("`Content-Length : 2` in a response", "RFC 9112 §5.1 (proxy MUST remove whitespace or reject)", b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", Up::BadGateway),
+        up("NUL in a response header", "RFC 9110 §5.5", b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 2\r\n\r\nok", Up::BadGateway),
+        up("bad chunk size in a response", "RFC 9112 §7.1", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n", Up::BadGateway),
+        up("response chunk longer than its size", "RFC 9112 §7.1; Weikop, 'Funky chunks' (2025)", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nok\r\n0\r\n\r\n", Up::BadGateway),
+        up("101 without an Upgrade request", "RFC 9110 §15.2.2 (101 only in reply to Upgrade); Egorov (2019)", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", Up::BadGateway),
+        up("response longer than its Content-Length", "RFC 9112 §6.3 rule 6 (excess is not this message); PortSwigger (2019)", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled", Up::Relayed { status: 200, body: b"ok" }),
+        up("smuggled response after a chunked one", "James Kettle, 'HTTP/2: The Sequel is Always Worse' (2021): response queue poisoning", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled", Up::Relayed { status: 200, body: b"ok" }),
+        up("204 carrying a body", "RFC 9112 §6.3 rule 1 (204 has no body)", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", Up::Relayed { status: 204, body: b"" }),
+        UpCase { name: "HEAD response carrying a body", source: "RFC 9112 §6.3 rule 1; RFC 9110 §9.3.2", method: "HEAD", response: vec![send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")], expect: Up::Relayed { status: 200, body: b"" } },
+        UpCase { name: "HEAD response with a body sent after a pause", source: "RFC 9112 §6.3 rule 1; James Kettle, 'HTTP/1.1 must die' (2025): HEAD response desync", method: "HEAD", response: vec![send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"), pause(), send(b"hello")], expect: Up::Relayed { status: 200, body: b"" } },
+        UpCase { name: "extra bytes after a response, after a pause", source: "RFC 9112 §9.3 (a response is complete at its framed end); PortSwigger (2019)", method: "GET", response: vec![send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), pause(), send(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")], expect: Up::Relayed { status: 200, body: b"ok" } },
+        UpCase { name: "bad chunk after the head was relayed", source: "RFC 9112 §7.1; docs/errors.md (truncate and close)", method: "GET", response: vec![send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"), pause(), send(b"zz\r\nbad\r\n0\r\n\r\n")], expect: Up::Truncated },
+        UpCase { name: "upstream closes inside a Content-Length body", source: "RFC 9112 §8 (incomplete message)", method: "GET", response: vec![send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok"), pause(), Action::Close], expect: Up::Truncated },
+    ];
+    let table: Arc<Vec<Vec<Action>>> = Arc::new(cases.iter().map(|c| c.response.clone()).collect());
+    let backend = RawBackend::start_with(Arc::new(move |req: &Request| {
+        match req
+            .target
+            .strip_prefix("/up/")
+            .and_then(|i| i.parse::<usize>().ok())
+        {
+            Some(i) => table[i].clone(),
+            None => ok_response(req),
+        }
+    }));
+    let mut failures = Vec::new();
+    for io in backends() {
+        // One worker, so the pool a follow-up request uses is the one the
+        // bad response's connection would have gone back to.
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
+        for (i, case) in cases.iter().enumerate() {
+            if let Err(why) = run_up_case(proxy.addr(), &backend, i, case) {
+                failures.push(format!("[{io}] {} ({}): {why}", case.name, case.source));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} upstream case runs failed:\n{}",
+        failures.len(),
+        cases.len() * backends().len(),
+        failures.join("\n")
+    );
+}
