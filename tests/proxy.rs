@@ -433,3 +433,31 @@ fn idle_connections_park_resume_and_time_out() {
         );
     }
 }
+
+#[test]
+fn out_of_file_descriptors_backs_off_instead_of_spinning() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy =
+            Corelink::start_with_nofile(&simple_config(backend.addr, "", "  workers: 1\n"), io, 64);
+        // Hold more connections than the process has descriptors for; the
+        // rest wait in the kernel's accept queue while accept() fails EMFILE.
+        let mut held: Vec<Conn> = (0..80).map(|_| Conn::open(proxy.addr())).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let cpu_before = proxy.cpu_time();
+        std::thread::sleep(Duration::from_secs(2));
+        let spent = proxy.cpu_time() - cpu_before;
+        assert!(
+            spent < Duration::from_millis(300),
+            "{io}: {spent:?} of CPU in 2 s while out of descriptors"
+        );
+        // Free descriptors: the queued connections are then served.
+        let mut last = held.pop().unwrap();
+        held.clear();
+        last.send(b"GET /bytes/3 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let rsp = last.read_response("GET").unwrap();
+        assert_eq!((rsp.status, rsp.body.len()), (200, 3), "{io}");
+        let log = proxy.stderr_lines().join("\n");
+        assert!(log.contains("backing off"), "{io}: {log}");
+    }
+}

@@ -93,7 +93,13 @@ pub fn parse_request<'b, 'h>(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(ParseError::Version),
+        // httparse reports anything after the target that is not `HTTP/1.x`
+        // as a version error: only a well-formed `HTTP/d.d` is really a
+        // version we do not support (505); a space inside the target or a
+        // lowercase `http/1.1` is a malformed request line (400).
+        Err(httparse::Error::Version) if request_line_has_version(buf) => {
+            return Err(ParseError::Version)
+        }
         Err(_) => {
             check_partial(buf, limits)?;
             return Err(ParseError::Malformed);
@@ -284,6 +290,38 @@ fn line_len(buf: &[u8]) -> usize {
     }
 }
 
+/// Is the request line at the start of `buf` exactly `method SP target SP
+/// HTTP-version` with a syntactically valid version (`HTTP/` DIGIT `.` DIGIT,
+/// RFC 9112 §2.3)? An incomplete line counts when what is there so far fits.
+fn request_line_has_version(buf: &[u8]) -> bool {
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let rest = &buf[start..];
+    let end = memchr::memchr2(b'\r', b'\n', rest);
+    let line = &rest[..end.unwrap_or(rest.len())];
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    if method.is_empty() || target.is_empty() || version.len() > 8 {
+        return false;
+    }
+    if end.is_some() && version.len() != 8 {
+        return false;
+    }
+    version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| {
+        if p == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        }
+    })
+}
+
 /// Host = uri-host [ ":" port ] (RFC 9110 §7.2): reg-name, IPv4 or IP-literal
 /// characters only. Rejects whitespace, `/`, `@` and anything that would let a
 /// Host value mean something else to the next hop.
@@ -322,6 +360,12 @@ fn validate_host(value: &[u8]) -> Result<&str, ParseError> {
 /// absolute-form (whose authority must then agree with Host), authority-form
 /// only for CONNECT, asterisk-form only for OPTIONS.
 fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(), ParseError> {
+    // httparse lets bytes >= 0x80 through (for UTF-8 paths); a request-target
+    // is ASCII only (RFC 9112 §3.2, RFC 3986 §2): raw non-ASCII would reach the
+    // next hop for it to decode as it likes.
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ParseError::BadTarget);
+    }
     if method == Method::Connect {
         let valid = !target.is_empty() && !target.contains('/') && target.contains(':');
         return if valid {
@@ -438,6 +482,16 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", ParseError::Version),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", ParseError::Version),
+            (b"GET / HTTP/2", ParseError::Version),
+            // Not a version at all: a malformed request line, not a 505.
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Malformed),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", ParseError::Malformed),
+            (b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", ParseError::Malformed),
+            (b"GET / HTTP/2.0 \r\nHost: a\r\n\r\n", ParseError::Malformed),
+            // Raw non-ASCII in the target (httparse accepts it).
+            (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET http://a/\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
         ];
         for (input, err) in cases {
             assert_eq!(

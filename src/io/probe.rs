@@ -84,7 +84,6 @@ pub fn uring_available() -> Result<(), String> {
         .map_err(|e| format!("io_uring probe failed: {e}"))?;
     use io_uring::opcode;
     let needed = [
-        ("accept", opcode::Accept::CODE),
         ("connect", opcode::Connect::CODE),
         ("read", opcode::Read::CODE),
         ("write", opcode::Write::CODE),

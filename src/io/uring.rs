@@ -23,11 +23,16 @@ pub struct Uring;
 
 pub struct UringStream(tokio_uring::net::TcpStream);
 
-pub struct UringListener {
-    inner: tokio_uring::net::TcpListener,
-    /// A duplicate of the listening fd used for non-blocking drains
-    /// (`try_accept`), which tokio-uring does not offer.
-    raw: std::net::TcpListener,
+/// Accepting goes through tokio's readiness (epoll) on the same thread, not an
+/// io_uring accept: tokio-uring cannot cancel an operation, so an accept still
+/// in flight when draining starts would take a connection nobody serves.
+/// Accept is once per connection, not per request; multishot accept belongs
+/// to the io-uring driver that replaces tokio-uring (docs/io-backends.md).
+pub struct UringListener(tokio::net::TcpListener);
+
+fn into_uring(stream: std::net::TcpStream) -> io::Result<UringStream> {
+    stream.set_nodelay(true)?;
+    Ok(UringStream(tokio_uring::net::TcpStream::from_std(stream)))
 }
 
 impl Stream for UringStream {
@@ -63,19 +68,17 @@ impl Listener for UringListener {
     type Stream = UringStream;
 
     async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
-        let (stream, peer) = self.inner.accept().await?;
-        stream.set_nodelay(true)?;
-        Ok((UringStream(stream), peer))
+        let (stream, peer) = self.0.accept().await?;
+        Ok((into_uring(stream.into_std()?)?, peer))
     }
 
     fn try_accept(&self) -> io::Result<Option<(UringStream, SocketAddr)>> {
-        match self.raw.accept() {
+        match socket2::SockRef::from(&self.0).accept() {
             Ok((s, peer)) => {
-                s.set_nodelay(true)?;
-                Ok(Some((
-                    UringStream(tokio_uring::net::TcpStream::from_std(s)),
-                    peer,
-                )))
+                let peer = peer
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("non-IP peer"))?;
+                Ok(Some((into_uring(s.into())?, peer)))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -90,11 +93,7 @@ impl Backend for Uring {
 
     fn listener(std: std::net::TcpListener) -> io::Result<UringListener> {
         std.set_nonblocking(true)?;
-        let raw = std.try_clone()?;
-        Ok(UringListener {
-            inner: tokio_uring::net::TcpListener::from_std(std),
-            raw,
-        })
+        Ok(UringListener(tokio::net::TcpListener::from_std(std)?))
     }
 
     async fn connect(addr: SocketAddr) -> io::Result<UringStream> {

@@ -76,10 +76,34 @@ impl Corelink {
     }
 
     pub fn try_start(config: &str, io: &str) -> Result<Corelink, String> {
+        Self::try_start_with_nofile(config, io, None)
+    }
+
+    /// Starts corelink under an open-file limit (soft and hard), as `ulimit -n`.
+    pub fn start_with_nofile(config: &str, io: &str, nofile: u32) -> Corelink {
+        Self::try_start_with_nofile(config, io, Some(nofile))
+            .unwrap_or_else(|e| panic!("corelink failed to start: {e}"))
+    }
+
+    fn try_start_with_nofile(
+        config: &str,
+        io: &str,
+        nofile: Option<u32>,
+    ) -> Result<Corelink, String> {
         let dir = tempdir::Dir::new("cfg");
         let path = dir.path().join("corelink.yaml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(binary())
+        let mut command = match nofile {
+            None => Command::new(binary()),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary());
+                c
+            }
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(&path)
             .env("CORELINK_IO", io)
@@ -179,6 +203,19 @@ impl Corelink {
 
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
+    }
+
+    /// CPU time (user + system) the corelink process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split(' ').collect();
+        // utime and stime are fields 14 and 15 of /proc/PID/stat (1-based),
+        // i.e. 11 and 12 after the command name.
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / hz)
     }
 
     /// Peak resident set size of the corelink process, in KiB.

@@ -154,6 +154,17 @@ impl RawBackend {
         self.shared.events.lock().unwrap()[cursor..].to_vec()
     }
 
+    /// Bytes received on all connections so far.
+    pub fn total_received(&self) -> usize {
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .sum()
+    }
+
     /// Every byte received on connection `conn`.
     pub fn received(&self, conn: usize) -> Vec<u8> {
         self.shared.received.lock().unwrap()[conn].clone()
