@@ -17,7 +17,7 @@ fn minimal_router_gets_linkerd_defaults() {
 fn unknown_key_is_an_error_with_position() {
     let text = "routers:\n- protocol: http\n  servers:\n  - port: 1\n    bogus: 2\n";
     let err = Config::parse(text, "t.yaml").unwrap_err().to_string();
-    assert!(err.starts_with("t.yaml: 4:"), "{err}");
+    assert!(err.starts_with("t.yaml: 5:5: routers[0].servers[0]: unknown field `bogus`"), "{err}");
     assert!(err.contains("bogus"), "{err}");
 }
 

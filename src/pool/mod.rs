@@ -9,65 +9,71 @@
 //! after `idle_timeout`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-pub struct Pool<S> {
-    idle: HashMap<SocketAddr, Vec<Idle<S>>>,
-    max_idle_per_endpoint: usize,
-    idle_timeout: Duration,
+/// Idle connections per key (the router and endpoint; the TLS work adds the
+/// verified identity), each with the limits of the router that returned it.
+pub struct Pool<K, S> {
+    idle: HashMap<K, Vec<Idle<S>>>,
 }
 
 struct Idle<S> {
     stream: S,
-    since: Instant,
+    expires: Instant,
 }
 
-impl<S> Pool<S> {
-    pub fn new(max_idle_per_endpoint: usize, idle_timeout: Duration) -> Self {
+/// How long an idle connection is kept and how many per key.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+impl<K: Hash + Eq, S> Default for Pool<K, S> {
+    fn default() -> Self {
         Pool {
             idle: HashMap::new(),
-            max_idle_per_endpoint,
-            idle_timeout,
         }
     }
+}
 
-    pub fn set_limits(&mut self, max_idle_per_endpoint: usize, idle_timeout: Duration) {
-        self.max_idle_per_endpoint = max_idle_per_endpoint;
-        self.idle_timeout = idle_timeout;
+impl<K: Hash + Eq, S> Pool<K, S> {
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The most recently returned live connection to `addr`, if any.
-    pub fn take(&mut self, addr: SocketAddr, now: Instant) -> Option<S> {
-        let list = self.idle.get_mut(&addr)?;
+    /// The most recently returned live connection for `key`, if any.
+    pub fn take(&mut self, key: &K, now: Instant) -> Option<S> {
+        let list = self.idle.get_mut(key)?;
         while let Some(conn) = list.pop() {
-            if now.saturating_duration_since(conn.since) < self.idle_timeout {
+            if now < conn.expires {
                 return Some(conn.stream);
             }
-            // Older than the idle timeout: everything below it is older still.
-            list.clear();
         }
         None
     }
 
-    /// Returns a reusable connection. Beyond the per-endpoint bound the oldest
+    /// Returns a reusable connection. Beyond `max_idle` for the key the oldest
     /// idle connection is closed, keeping the warmest ones.
-    pub fn put(&mut self, addr: SocketAddr, stream: S, now: Instant) {
-        if self.max_idle_per_endpoint == 0 {
+    pub fn put(&mut self, key: K, stream: S, now: Instant, limits: PoolLimits) {
+        if limits.max_idle == 0 || limits.idle_timeout.is_zero() {
             return;
         }
-        let list = self.idle.entry(addr).or_default();
-        if list.len() >= self.max_idle_per_endpoint {
+        let list = self.idle.entry(key).or_default();
+        if list.len() >= limits.max_idle {
             list.remove(0);
         }
-        list.push(Idle { stream, since: now });
+        list.push(Idle {
+            stream,
+            expires: now + limits.idle_timeout,
+        });
     }
 
-    /// Closes connections idle longer than the timeout. Run periodically.
+    /// Closes connections past their idle timeout. Run periodically.
     pub fn sweep(&mut self, now: Instant) {
-        let timeout = self.idle_timeout;
         self.idle.retain(|_, list| {
-            list.retain(|c| now.saturating_duration_since(c.since) < timeout);
+            list.retain(|c| now < c.expires);
             !list.is_empty()
         });
     }
@@ -86,35 +92,38 @@ impl<S> Pool<S> {
 mod tests {
     use super::*;
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
+    const LIMITS: PoolLimits = PoolLimits {
+        max_idle: 2,
+        idle_timeout: Duration::from_secs(10),
+    };
 
     #[test]
     fn newest_first_and_bounded() {
         let t0 = Instant::now();
-        let mut pool = Pool::new(2, Duration::from_secs(10));
-        pool.put(addr(1), "a", t0);
-        pool.put(addr(1), "b", t0);
-        pool.put(addr(1), "c", t0);
+        let mut pool = Pool::new();
+        pool.put(1, "a", t0, LIMITS);
+        pool.put(1, "b", t0, LIMITS);
+        pool.put(1, "c", t0, LIMITS);
         assert_eq!(pool.idle_count(), 2);
-        assert_eq!(pool.take(addr(1), t0), Some("c"));
-        assert_eq!(pool.take(addr(1), t0), Some("b"));
-        assert_eq!(pool.take(addr(1), t0), None);
-        assert_eq!(pool.take(addr(2), t0), None);
+        assert_eq!(pool.take(&1, t0), Some("c"));
+        assert_eq!(pool.take(&1, t0), Some("b"));
+        assert_eq!(pool.take(&1, t0), None);
+        assert_eq!(pool.take(&2, t0), None);
     }
 
     #[test]
     fn idle_timeout_expires_connections() {
         let t0 = Instant::now();
-        let mut pool = Pool::new(4, Duration::from_secs(1));
-        pool.put(addr(1), 1, t0);
-        pool.put(addr(1), 2, t0 + Duration::from_millis(900));
-        assert_eq!(
-            pool.take(addr(1), t0 + Duration::from_millis(1500)),
-            Some(2)
-        );
-        pool.put(addr(1), 3, t0);
+        let short = PoolLimits {
+            max_idle: 4,
+            idle_timeout: Duration::from_secs(1),
+        };
+        let mut pool = Pool::new();
+        pool.put(1, 1, t0, short);
+        pool.put(1, 2, t0 + Duration::from_millis(900), short);
+        assert_eq!(pool.take(&1, t0 + Duration::from_millis(1500)), Some(2));
+        assert_eq!(pool.take(&1, t0 + Duration::from_millis(1500)), None);
+        pool.put(1, 3, t0, short);
         pool.sweep(t0 + Duration::from_secs(2));
         assert_eq!(pool.idle_count(), 0);
     }

@@ -364,8 +364,7 @@ mod tests {
         .unwrap();
         let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
         let routes = crate::routing::CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
-        let pool = crate::pool::Pool::new(1, Duration::from_secs(1));
-        let ctx = CoreCtx::<Epoll>::new(0, pool, routes, 16384);
+        let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
         let settings = Rc::new(RouterSettings {
             label: "t".into(),
             limits: Limits::default(),
@@ -376,6 +375,10 @@ mod tests {
             total_timeout: None,
             max_request_body: None,
             max_response_body: None,
+            pool: crate::pool::PoolLimits {
+                max_idle: 1,
+                idle_timeout: Duration::from_secs(1),
+            },
         });
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -2,12 +2,13 @@
 //! tasks through `Rc`; `Cell`/`RefCell` only, never held across an await.
 
 use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::http1::Limits;
 use crate::io::Backend;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolLimits};
 use crate::routing::CoreRoutes;
 
 /// Size of the buffer an idle io_uring connection parks a read in.
@@ -28,7 +29,13 @@ pub struct RouterSettings {
     /// Enforced only when streaming is disabled (linkerd semantics).
     pub max_request_body: Option<u64>,
     pub max_response_body: Option<u64>,
+    /// `client.hostConnectionPool`: idle upstream connections kept per endpoint.
+    pub pool: PoolLimits,
 }
+
+/// Pooled connections are per router and endpoint: routers may differ in
+/// client settings (and, with TLS, in identity).
+pub type PoolKey = (usize, SocketAddr);
 
 /// The worker's view of shutdown: set once draining starts; idle connections
 /// waiting for their next request are woken and closed.
@@ -60,7 +67,7 @@ impl Shutdown {
 
 pub struct CoreCtx<B: Backend> {
     pub core: usize,
-    pub pool: RefCell<Pool<B::Stream>>,
+    pub pool: RefCell<Pool<PoolKey, B::Stream>>,
     pub routes: CoreRoutes,
     pub shutdown: Shutdown,
     /// Open client connections on this core (for draining).
@@ -71,15 +78,10 @@ pub struct CoreCtx<B: Backend> {
 }
 
 impl<B: Backend> CoreCtx<B> {
-    pub fn new(
-        core: usize,
-        pool: Pool<B::Stream>,
-        routes: CoreRoutes,
-        buffer_size: usize,
-    ) -> Rc<Self> {
+    pub fn new(core: usize, routes: CoreRoutes, buffer_size: usize) -> Rc<Self> {
         Rc::new(CoreCtx {
             core,
-            pool: RefCell::new(pool),
+            pool: RefCell::new(Pool::new()),
             routes,
             shutdown: Shutdown::default(),
             active: Cell::new(0),

@@ -84,7 +84,7 @@ async fn acquire<B: Backend>(
         .ctx
         .pool
         .borrow_mut()
-        .take(addr, std::time::Instant::now())
+        .take(&(s.router, addr), std::time::Instant::now())
     {
         return Ok((conn, true));
     }
@@ -147,10 +147,12 @@ async fn exchange<B: Backend>(
             client_close,
         } => {
             if upstream_reusable && !s.ctx.shutdown.is_draining() {
-                s.ctx
-                    .pool
-                    .borrow_mut()
-                    .put(addr, upstream, std::time::Instant::now());
+                s.ctx.pool.borrow_mut().put(
+                    (s.router, addr),
+                    upstream,
+                    std::time::Instant::now(),
+                    s.settings.pool,
+                );
             }
             Ok(if client_close {
                 Next::Close

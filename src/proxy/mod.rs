@@ -16,5 +16,5 @@ mod exchange;
 mod tunnel;
 
 pub use conn::serve_connection;
-pub use ctx::{CoreCtx, RouterSettings, Shutdown};
+pub use ctx::{CoreCtx, PoolKey, RouterSettings, Shutdown};
 pub use error::{ProxyError, Side};

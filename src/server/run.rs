@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE, DEFAULT_SERVER_IDLE_MS};
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
+use crate::pool::PoolLimits;
 use crate::proxy::RouterSettings;
 use crate::routing::{RoutingSnapshot, SharedSnapshot};
 
@@ -54,18 +55,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
 
     let snapshot = RoutingSnapshot::compile(&config, 1).map_err(RunError::Routing)?;
     let shared = SharedSnapshot::new(snapshot);
-    let settings: Vec<RouterSettings> = config
-        .routers
-        .iter()
-        .map(|r| router_settings(&config, r))
-        .collect();
-
     // Bind everything before starting anything, so a port conflict is a clean
     // start-up error.
-    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+    let mut per_worker: Vec<Vec<(usize, usize, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
+    let mut settings: Vec<RouterSettings> = Vec::new();
     for (index, router) in config.routers.iter().enumerate() {
         for server in &router.servers {
+            let settings_index = settings.len();
+            settings.push(server_settings(&config, router, server));
             let group = bind_reuseport_group(server.addr(), workers, config.corelink.backlog)
                 .map_err(|source| RunError::Bind {
                     router: router.label().to_string(),
@@ -81,7 +79,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             // A stable, parseable line: tests and scripts find ports here.
             println!("corelink: router {} listening on {bound}", router.label());
             for (w, listener) in group.into_iter().enumerate() {
-                per_worker[w].push((index, listener));
+                per_worker[w].push((index, settings_index, listener));
             }
         }
     }
@@ -107,18 +105,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             snapshot: shared.clone(),
             phase: phase_rx.clone(),
             buffer_size: config.corelink.buffer_size,
-            pool_max_idle: config.routers[0]
-                .client
-                .host_connection_pool
-                .max_idle
-                .unwrap_or(DEFAULT_POOL_MAX_IDLE),
-            pool_idle_timeout: Duration::from_millis(
-                config.routers[0]
-                    .client
-                    .host_connection_pool
-                    .idle_time_ms
-                    .unwrap_or(DEFAULT_POOL_IDLE_MS),
-            ),
             started: started_tx.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -149,22 +135,32 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     wait_for_shutdown(&config, phase_tx, threads)
 }
 
-fn router_settings(config: &Config, router: &crate::config::RouterConfig) -> RouterSettings {
-    let server_idle = router.servers[0]
+/// What the data path needs to know about one server of a router.
+fn server_settings(
+    config: &Config,
+    router: &crate::config::RouterConfig,
+    server: &crate::config::ServerConfig,
+) -> RouterSettings {
+    let idle = server
         .server_session
         .idle_time_ms
         .unwrap_or(DEFAULT_SERVER_IDLE_MS);
     let limited = !router.streaming_enabled;
+    let pool = &router.client.host_connection_pool;
     RouterSettings {
         label: router.label().to_string(),
         limits: router.limits(),
         max_call_depth: router.max_call_depth,
         header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
-        idle_timeout: Duration::from_millis(server_idle),
+        idle_timeout: Duration::from_millis(idle),
         connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
         total_timeout: router.service.total_timeout_ms.map(Duration::from_millis),
         max_request_body: limited.then_some(router.max_request_kb * 1024),
         max_response_body: limited.then_some(router.max_response_kb * 1024),
+        pool: PoolLimits {
+            max_idle: pool.max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+            idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
+        },
     }
 }
 

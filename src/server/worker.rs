@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::io::{Backend, Listener};
-use crate::pool::Pool;
 use crate::proxy::{serve_connection, CoreCtx, RouterSettings};
 use crate::routing::{CoreRoutes, SharedSnapshot};
 
@@ -27,14 +26,13 @@ pub enum Phase {
 pub struct WorkerSpec {
     pub core: usize,
     pub cpu: Option<usize>,
-    /// (router index, this worker's listener for one of its servers)
-    pub listeners: Vec<(usize, std::net::TcpListener)>,
+    /// (router index, settings index, this worker's listener for one server)
+    pub listeners: Vec<(usize, usize, std::net::TcpListener)>,
+    /// Settings per configured server (a server's session settings differ).
     pub settings: Vec<RouterSettings>,
     pub snapshot: SharedSnapshot,
     pub phase: watch::Receiver<Phase>,
     pub buffer_size: usize,
-    pub pool_max_idle: usize,
-    pub pool_idle_timeout: Duration,
     /// Reports start-up success or failure to the control thread.
     pub started: mpsc::Sender<Result<(), String>>,
 }
@@ -62,14 +60,13 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         started,
         ..
     } = spec;
-    let pool = Pool::new(spec.pool_max_idle, spec.pool_idle_timeout);
-    let ctx = CoreCtx::<B>::new(core, pool, CoreRoutes::new(snapshot), buffer_size);
+    let ctx = CoreCtx::<B>::new(core, CoreRoutes::new(snapshot), buffer_size);
     let settings: Vec<Rc<RouterSettings>> = settings.into_iter().map(Rc::new).collect();
 
     let mut wrapped = Vec::with_capacity(listeners.len());
-    for (router, std_listener) in listeners {
+    for (router, settings_index, std_listener) in listeners {
         match B::listener(std_listener) {
-            Ok(l) => wrapped.push((router, l)),
+            Ok(l) => wrapped.push((router, settings_index, l)),
             Err(e) => {
                 let _ = started.send(Err(format!("worker {core}: cannot register listener: {e}")));
                 return;
@@ -81,10 +78,10 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
 
     let sweeper = tokio::task::spawn_local(sweep_pool(ctx.clone()));
     let mut loops = Vec::new();
-    for (router, listener) in wrapped {
+    for (router, settings_index, listener) in wrapped {
         let task = accept_loop::<B>(
             ctx.clone(),
-            settings[router].clone(),
+            settings[settings_index].clone(),
             router,
             listener,
             phase.clone(),
