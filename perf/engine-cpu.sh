@@ -5,12 +5,18 @@
 # response, driven by wrk -t1 -c64. Runs are interleaved across contenders for
 # several rounds so machine noise hits all alike; reports medians.
 #
-# Usage: perf/engine-cpu.sh [ROUNDS=3] [SECONDS=10]
+# Usage: perf/engine-cpu.sh [ROUNDS=3] [SECONDS=10] [BODY=small|64k]
 # Needs nginx and wrk (apt-get install -y nginx wrk) and a release build:
 #   cargo build --release --bin corelink --example bare_forwarder
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${2:-10}
+BODY=${3:-small}
+case $BODY in
+  small) URL_PATH=/ ;;
+  64k) URL_PATH=/64k.bin ;;
+  *) echo "BODY must be small or 64k"; exit 1 ;;
+esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/target/release
 for tool in nginx wrk taskset; do
@@ -28,12 +34,14 @@ BACKEND=127.0.0.1:18181
 LOAD_CPU=0
 PROXY_CPU=1
 
-mkdir -p "$WORK/backend" "$WORK/nginx-proxy"
+mkdir -p "$WORK/backend" "$WORK/nginx-proxy" "$WORK/www"
+head -c 65536 /dev/urandom > "$WORK/www/64k.bin"
 cat > "$WORK/backend/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/backend/nginx.pid;
 error_log stderr crit;
 events { worker_connections 4096; }
-http { access_log off; server { listen $BACKEND; location / { return 200 "hello world\n"; } } }
+http { access_log off; keepalive_requests 1000000;
+  server { listen $BACKEND; location / { return 200 "hello world\n"; } location /64k.bin { root $WORK/www; } } }
 CONF
 cat > "$WORK/nginx-proxy/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/nginx-proxy/nginx.pid;
@@ -41,7 +49,8 @@ error_log stderr crit;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream backend { server $BACKEND; keepalive 64; }
+  keepalive_requests 1000000;
+  upstream backend { server $BACKEND; keepalive 64; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:18182;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -87,9 +96,9 @@ RESULTS=$WORK/results.txt
 for round in $(seq 1 "$ROUNDS"); do
   for c in "${CONTENDERS[@]}"; do
     # warm up the connection pools
-    taskset -c $LOAD_CPU wrk -t1 -c64 -d1s -H 'Host: svc' "http://127.0.0.1:${PORT[$c]}/" >/dev/null
+    taskset -c $LOAD_CPU wrk -t1 -c64 -d1s -H 'Host: svc' "http://127.0.0.1:${PORT[$c]}$URL_PATH" >/dev/null
     before=$(cpu_ticks "${PID[$c]}")
-    out=$(taskset -c $LOAD_CPU wrk -t1 -c64 -d"${SECS}s" -H 'Host: svc' "http://127.0.0.1:${PORT[$c]}/")
+    out=$(taskset -c $LOAD_CPU wrk -t1 -c64 -d"${SECS}s" -H 'Host: svc' "http://127.0.0.1:${PORT[$c]}$URL_PATH")
     after=$(cpu_ticks "${PID[$c]}")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

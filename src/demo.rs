@@ -41,8 +41,7 @@ impl Drop for Sidecar {
 /// keeps serving until Ctrl-C.
 pub fn run(check: bool) -> Result<(), DemoError> {
     let dir = std::env::temp_dir().join(format!("corelink-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| DemoError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| DemoError::Setup(format!("cannot create {}: {e}", dir.display())))?;
     let result = run_in(&dir, check);
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -60,15 +59,9 @@ fn run_in(dir: &Path, check: bool) -> Result<(), DemoError> {
         "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: outgoing\n  dtab: |\n    /svc/serviceB => /$/inet/127.0.0.1/{INCOMING_PORT};\n  servers:\n  - port: {OUTGOING_PORT}\n    ip: 127.0.0.1\ncorelink:\n  workers: 1\n  shutdownDelayMs: 0\n"
     );
     let sidecar_b = start_sidecar(dir, "sidecar-b", &incoming)?;
-    println!(
-        "sidecar B (incoming)      listening on 127.0.0.1:{INCOMING_PORT}, admin {}",
-        sidecar_b.admin
-    );
+    println!("sidecar B (incoming)      listening on 127.0.0.1:{INCOMING_PORT}, admin {}", sidecar_b.admin);
     let sidecar_a = start_sidecar(dir, "sidecar-a", &outgoing)?;
-    println!(
-        "sidecar A (outgoing)      listening on 127.0.0.1:{OUTGOING_PORT}, admin {}",
-        sidecar_a.admin
-    );
+    println!("sidecar A (outgoing)      listening on 127.0.0.1:{OUTGOING_PORT}, admin {}", sidecar_a.admin);
     println!();
 
     let mut failures = Vec::new();
@@ -90,11 +83,7 @@ fn run_in(dir: &Path, check: bool) -> Result<(), DemoError> {
         }
     }
     if check {
-        return if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(DemoError::Check(failures.join("; ")))
-        };
+        return if failures.is_empty() { Ok(()) } else { Err(DemoError::Check(failures.join("; "))) };
     }
     println!();
     println!("Try it by hand:  curl -H 'Host: serviceB' http://127.0.0.1:{OUTGOING_PORT}/hello");
@@ -106,10 +95,7 @@ fn run_in(dir: &Path, check: bool) -> Result<(), DemoError> {
 }
 
 fn wait_for_ctrl_c() {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         return;
     };
     rt.block_on(async {
@@ -119,39 +105,22 @@ fn wait_for_ctrl_c() {
 
 /// Sends one request as ServiceA and describes each hop.
 fn send_as_service_a(i: usize) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", OUTGOING_PORT))
-        .map_err(|e| format!("connect to sidecar A: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", OUTGOING_PORT)).map_err(|e| format!("connect to sidecar A: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    write!(stream, "GET /hello/{i} HTTP/1.1\r\nHost: serviceB\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /hello/{i} HTTP/1.1\r\nHost: serviceB\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("read response: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or("incomplete response")?;
+    stream.read_to_string(&mut response).map_err(|e| format!("read response: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("incomplete response")?;
     let status_line = head.lines().next().unwrap_or("");
     if !status_line.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "request {i}: {status_line} ({})",
-            head.replace("\r\n", " | ")
-        ));
+        return Err(format!("request {i}: {status_line} ({})", head.replace("\r\n", " | ")));
     }
     let seen = |name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).map(str::trim).map(String::from))
-            .unwrap_or_default()
+        body.lines().find_map(|l| l.strip_prefix(name).map(str::trim).map(String::from)).unwrap_or_default()
     };
-    let via_back = head
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("via:"))
-        .count();
+    let via_back = head.lines().filter(|l| l.to_ascii_lowercase().starts_with("via:")).count();
     Ok(format!(
         "ServiceA -> GET /hello/{i}, Host: serviceB -> sidecar A :{OUTGOING_PORT}\n  \
          sidecar A: identified /svc/serviceB, dtab bound it to {}\n  \
@@ -169,8 +138,7 @@ fn send_as_service_a(i: usize) -> Result<String, String> {
 
 fn start_sidecar(dir: &Path, name: &str, config: &str) -> Result<Sidecar, DemoError> {
     let path: PathBuf = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, config)
-        .map_err(|e| DemoError::Setup(format!("write {}: {e}", path.display())))?;
+    std::fs::write(&path, config).map_err(|e| DemoError::Setup(format!("write {}: {e}", path.display())))?;
     let exe = std::env::current_exe().map_err(|e| DemoError::Setup(e.to_string()))?;
     let mut child = Command::new(exe)
         .args(["run", "--config"])
@@ -180,10 +148,7 @@ fn start_sidecar(dir: &Path, name: &str, config: &str) -> Result<Sidecar, DemoEr
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| DemoError::Setup(format!("start {name}: {e}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| DemoError::Setup("no stdout".into()))?;
+    let stdout = child.stdout.take().ok_or_else(|| DemoError::Setup("no stdout".into()))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -193,24 +158,17 @@ fn start_sidecar(dir: &Path, name: &str, config: &str) -> Result<Sidecar, DemoEr
         }
     });
     let admin = rx.recv_timeout(Duration::from_secs(10)).map_err(|_| {
-        DemoError::Setup(format!(
-            "{name} did not start (is port {OUTGOING_PORT} or {INCOMING_PORT} in use?)"
-        ))
+        DemoError::Setup(format!("{name} did not start (is port {OUTGOING_PORT} or {INCOMING_PORT} in use?)"))
     })?;
-    let admin = admin
-        .parse()
-        .map_err(|_| DemoError::Setup(format!("{name}: bad admin address {admin}")))?;
+    let admin = admin.parse().map_err(|_| DemoError::Setup(format!("{name}: bad admin address {admin}")))?;
     Ok(Sidecar { child, admin })
 }
 
 /// The demo application: answers every request with what it received, so the
 /// demo can show what each hop added.
 fn start_service_b() -> Result<SocketAddr, DemoError> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| DemoError::Setup(format!("serviceB: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| DemoError::Setup(format!("serviceB: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| DemoError::Setup(e.to_string()))?;
     std::thread::spawn(move || {
         for stream in listener.incoming().map_while(Result::ok) {
             std::thread::spawn(move || serve_service_b(stream));
@@ -251,10 +209,8 @@ fn serve_service_b(mut stream: TcpStream) {
             clients.first().cloned().unwrap_or_default(),
             clients.last().cloned().unwrap_or_default(),
         );
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let response =
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         if stream.write_all(response.as_bytes()).is_err() {
             return;
         }

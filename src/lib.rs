@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod http1;
 pub mod io;
+pub mod namer;
 pub mod pool;
 pub mod proxy;
 pub mod routing;

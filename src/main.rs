@@ -80,10 +80,7 @@ fn init_logging() {
 fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoice>> {
     match std::env::var("CORELINK_IO") {
         Ok(v) if !v.is_empty() => {
-            let choice = v
-                .parse::<BackendChoice>()
-                .map_err(anyhow::Error::msg)
-                .context("CORELINK_IO")?;
+            let choice = v.parse::<BackendChoice>().map_err(anyhow::Error::msg).context("CORELINK_IO")?;
             Ok(Some(choice))
         }
         _ => Ok(flag),
@@ -92,9 +89,7 @@ fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoi
 
 fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let options = corelink::server::RunOptions {
-        io_override: io_override(io)?,
-    };
+    let options = corelink::server::RunOptions { io_override: io_override(io)? };
     corelink::server::run(config, options).context("corelink run")?;
     Ok(())
 }
@@ -105,24 +100,14 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());
     for router in &config.routers {
-        let servers: Vec<String> = router
-            .servers
-            .iter()
-            .map(|s| s.addr().to_string())
-            .collect();
+        let servers: Vec<String> = router.servers.iter().map(|s| s.addr().to_string()).collect();
         println!("router {} (http)", router.label());
         println!("  servers: {}", servers.join(", "));
         println!("  identifier: {}", router.identifier().describe());
         println!("  dstPrefix: {}", router.dst_prefix);
-        println!(
-            "  dtab: {}",
-            router.dtab.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
+        println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
     }
-    let workers = config
-        .corelink
-        .workers
-        .map_or("one per core".to_string(), |n| n.to_string());
+    let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
     Ok(())
 }

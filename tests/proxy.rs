@@ -17,30 +17,16 @@ fn content_length_bodies_arrive_byte_exact() {
         let rsp = get(proxy.addr(), "/bytes/3000000", "svc").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         assert_eq!(rsp.body.len(), 3_000_000, "{io}");
-        assert_eq!(
-            checksum(&rsp.body).to_string(),
-            rsp.header("x-sum").unwrap(),
-            "{io}"
-        );
+        assert_eq!(checksum(&rsp.body).to_string(), rsp.header("x-sum").unwrap(), "{io}");
         assert_eq!(rsp.header("via"), Some("1.1 corelink"), "{io}");
 
         let body = pattern(2_500_001);
         let mut c = Conn::open(proxy.addr());
-        c.send(
-            format!(
-                "POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
+        c.send(format!("POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
         c.send(&body);
         let rsp = c.read_response("POST").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
-        assert_eq!(
-            rsp.header("x-sum").unwrap(),
-            checksum(&body).to_string(),
-            "{io}"
-        );
+        assert_eq!(rsp.header("x-sum").unwrap(), checksum(&body).to_string(), "{io}");
         assert_eq!(rsp.body, body, "{io}");
     }
 }
@@ -53,11 +39,7 @@ fn chunked_bodies_stream_both_ways() {
         let rsp = get(proxy.addr(), "/chunked/1000003", "svc").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         assert_eq!(rsp.header("transfer-encoding"), Some("chunked"), "{io}");
-        assert_eq!(
-            checksum(&rsp.body).to_string(),
-            rsp.header("x-sum").unwrap(),
-            "{io}"
-        );
+        assert_eq!(checksum(&rsp.body).to_string(), rsp.header("x-sum").unwrap(), "{io}");
 
         let body = pattern(777_777);
         let mut c = Conn::open(proxy.addr());
@@ -82,11 +64,7 @@ fn close_delimited_response_is_relayed_and_closes() {
         let rsp = get(proxy.addr(), "/close/123457", "svc").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         assert_eq!(rsp.header("connection"), Some("close"), "{io}");
-        assert_eq!(
-            checksum(&rsp.body).to_string(),
-            rsp.header("x-sum").unwrap(),
-            "{io}"
-        );
+        assert_eq!(checksum(&rsp.body).to_string(), rsp.header("x-sum").unwrap(), "{io}");
     }
 }
 
@@ -100,11 +78,7 @@ fn http10_client_gets_chunked_body_dechunked() {
         let rsp = c.read_response("GET").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         assert!(rsp.header("transfer-encoding").is_none(), "{io}");
-        assert_eq!(
-            checksum(&rsp.body).to_string(),
-            rsp.header("x-sum").unwrap(),
-            "{io}"
-        );
+        assert_eq!(checksum(&rsp.body).to_string(), rsp.header("x-sum").unwrap(), "{io}");
     }
 }
 
@@ -149,11 +123,7 @@ fn expect_100_continue_is_relayed() {
         assert_eq!(interim.status, 100, "{io}");
         c.send(b"data");
         let rsp = c.read_response("POST").unwrap();
-        assert_eq!(
-            (rsp.status, rsp.body.as_slice()),
-            (200, &b"data"[..]),
-            "{io}"
-        );
+        assert_eq!((rsp.status, rsp.body.as_slice()), (200, &b"data"[..]), "{io}");
     }
 }
 
@@ -188,10 +158,7 @@ fn upstream_connections_are_pooled() {
             }
         }
         let used = backend.connections() - before;
-        assert!(
-            used <= 4,
-            "{io}: 100 requests used {used} upstream connections"
-        );
+        assert!(used <= 4, "{io}: 100 requests used {used} upstream connections");
     }
 }
 
@@ -199,9 +166,7 @@ fn upstream_connections_are_pooled() {
 fn stale_pooled_connection_is_retried_once() {
     // The backend closes keep-alive connections idle for 100 ms; the proxy's
     // pool keeps them longer, so the second request takes a dead connection.
-    let backend = Backend::start_with(Options {
-        idle_close: Some(Duration::from_millis(100)),
-    });
+    let backend = Backend::start_with(Options { idle_close: Some(Duration::from_millis(100)) });
     for io in backends() {
         let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
         let mut c = Conn::open(proxy.addr());
@@ -213,11 +178,7 @@ fn stale_pooled_connection_is_retried_once() {
         let rsp = c.read_response("GET").unwrap();
         assert_eq!(rsp.status, 200, "{io}: {:?}", rsp);
         assert_eq!(rsp.body.len(), 6);
-        assert_eq!(
-            backend.connections() - before,
-            1,
-            "{io}: exactly one new connection for the retry"
-        );
+        assert_eq!(backend.connections() - before, 1, "{io}: exactly one new connection for the retry");
     }
 }
 
@@ -242,27 +203,15 @@ fn errors_are_answered_like_linkerd() {
         // No route: the dtab delegates /svc/unknown to nothing.
         let rsp = get(proxy.addr(), "/", "unknown").unwrap();
         assert_eq!(rsp.status, 502, "{io}");
-        assert!(
-            error_of(&rsp).starts_with("No+hosts+are+available+for+%2Fsvc%2Funknown"),
-            "{io}: {}",
-            error_of(&rsp)
-        );
+        assert!(error_of(&rsp).starts_with("No+hosts+are+available+for+%2Fsvc%2Funknown"), "{io}: {}", error_of(&rsp));
         // Upstream unreachable.
         let rsp = get(proxy.addr(), "/", "dead").unwrap();
         assert_eq!(rsp.status, 502, "{io}");
-        assert!(
-            error_of(&rsp).contains("connection"),
-            "{io}: {}",
-            error_of(&rsp)
-        );
+        assert!(error_of(&rsp).contains("connection"), "{io}: {}", error_of(&rsp));
         // Garbage from upstream.
         let rsp = get(proxy.addr(), "/garbage", "known").unwrap();
         assert_eq!(rsp.status, 502, "{io}");
-        assert!(
-            error_of(&rsp).contains("invalid+response"),
-            "{io}: {}",
-            error_of(&rsp)
-        );
+        assert!(error_of(&rsp).contains("invalid+response"), "{io}: {}", error_of(&rsp));
         // Malformed request.
         let mut c = Conn::open(proxy.addr());
         c.send(b"GET / HTTP/1.1\r\nHost: known\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
@@ -274,11 +223,7 @@ fn errors_are_answered_like_linkerd() {
         c.send(b"GET / HTTP/1.0\r\n\r\n");
         let rsp = c.read_response("GET").unwrap();
         assert_eq!(rsp.status, 400, "{io}");
-        assert!(
-            error_of(&rsp).starts_with("Unknown+destination"),
-            "{io}: {}",
-            error_of(&rsp)
-        );
+        assert!(error_of(&rsp).starts_with("Unknown+destination"), "{io}: {}", error_of(&rsp));
         // Loops: more Via entries than maxCallDepth.
         let mut c = Conn::open(proxy.addr());
         c.send(b"GET / HTTP/1.1\r\nHost: known\r\nVia: 1.1 a, 1.1 b, 1.1 c\r\n\r\n");
@@ -287,13 +232,7 @@ fn errors_are_answered_like_linkerd() {
         assert!(error_of(&rsp).contains("proxy+loops"), "{io}");
         // Oversized head and request line.
         let mut c = Conn::open(proxy.addr());
-        c.send(
-            format!(
-                "GET / HTTP/1.1\r\nHost: known\r\nX-Big: {}\r\n\r\n",
-                "a".repeat(20_000)
-            )
-            .as_bytes(),
-        );
+        c.send(format!("GET / HTTP/1.1\r\nHost: known\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000)).as_bytes());
         assert_eq!(c.read_response("GET").unwrap().status, 431, "{io}");
         let mut c = Conn::open(proxy.addr());
         c.send(format!("GET /{} HTTP/1.1\r\nHost: known\r\n\r\n", "a".repeat(5000)).as_bytes());
@@ -313,21 +252,13 @@ fn timeouts() {
     let backend = Backend::start();
     for io in backends() {
         let proxy = Corelink::start(
-            &simple_config(
-                backend.addr,
-                "  service:\n    totalTimeoutMs: 300\n",
-                "  headerReadTimeoutMs: 300\n",
-            ),
+            &simple_config(backend.addr, "  service:\n    totalTimeoutMs: 300\n", "  headerReadTimeoutMs: 300\n"),
             io,
         );
         let started = Instant::now();
         let rsp = get(proxy.addr(), "/sleep/2000", "svc").unwrap();
         assert_eq!(rsp.status, 503, "{io}");
-        assert!(
-            error_of(&rsp).contains("totalTimeoutMs"),
-            "{io}: {}",
-            error_of(&rsp)
-        );
+        assert!(error_of(&rsp).contains("totalTimeoutMs"), "{io}: {}", error_of(&rsp));
         assert!(started.elapsed() < Duration::from_millis(1500), "{io}");
         // Slowloris: a head that never completes.
         let mut c = Conn::open(proxy.addr());
@@ -344,27 +275,16 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     for io in backends() {
         let mut proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
         let addr = proxy.addr();
-        let in_flight =
-            std::thread::spawn(move || get(addr, "/sleep/800", "svc").map(|r| r.status));
+        let in_flight = std::thread::spawn(move || get(addr, "/sleep/800", "svc").map(|r| r.status));
         let mut idle = Conn::open(addr);
         idle.send(b"GET /bytes/1 HTTP/1.1\r\nHost: svc\r\n\r\n");
         assert_eq!(idle.read_response("GET").unwrap().status, 200);
         std::thread::sleep(Duration::from_millis(200));
         proxy.signal(libc::SIGTERM);
-        assert_eq!(
-            in_flight.join().unwrap().unwrap(),
-            200,
-            "{io}: the in-flight request finished"
-        );
-        assert!(
-            idle.is_closed(Duration::from_secs(3)),
-            "{io}: idle keep-alive connection closed"
-        );
+        assert_eq!(in_flight.join().unwrap().unwrap(), 200, "{io}: the in-flight request finished");
+        assert!(idle.is_closed(Duration::from_secs(3)), "{io}: idle keep-alive connection closed");
         assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0), "{io}");
-        assert!(
-            std::net::TcpStream::connect(addr).is_err(),
-            "{io}: no longer listening"
-        );
+        assert!(std::net::TcpStream::connect(addr).is_err(), "{io}: no longer listening");
     }
 }
 
@@ -373,11 +293,8 @@ fn second_process_on_the_same_port_fails_clearly() {
     let backend = Backend::start();
     let proxy = Corelink::start(&simple_config(backend.addr, "", ""), "epoll");
     let port = proxy.addr().port();
-    let config = simple_config(backend.addr, "", "")
-        .replace("  - port: 0\n", &format!("  - port: {port}\n"));
-    let err = Corelink::try_start(&config, "epoll")
-        .err()
-        .expect("second corelink must not start");
+    let config = simple_config(backend.addr, "", "").replace("  - port: 0\n", &format!("  - port: {port}\n"));
+    let err = Corelink::try_start(&config, "epoll").err().expect("second corelink must not start");
     assert!(err.contains("already in use"), "{err}");
 }
 
@@ -389,16 +306,9 @@ fn streams_64_mib_with_bounded_memory() {
         let size = 64 << 20;
         let rsp = get(proxy.addr(), &format!("/bytes/{size}"), "svc").unwrap();
         assert_eq!(rsp.body.len(), size, "{io}");
-        assert_eq!(
-            checksum(&rsp.body).to_string(),
-            rsp.header("x-sum").unwrap(),
-            "{io}"
-        );
+        assert_eq!(checksum(&rsp.body).to_string(), rsp.header("x-sum").unwrap(), "{io}");
         let rss = proxy.peak_rss_kib();
-        assert!(
-            rss < 40 * 1024,
-            "{io}: peak RSS {rss} KiB while streaming 64 MiB"
-        );
+        assert!(rss < 40 * 1024, "{io}: peak RSS {rss} KiB while streaming 64 MiB");
     }
 }
 
@@ -407,8 +317,7 @@ fn idle_connections_park_resume_and_time_out() {
     let backend = Backend::start();
     for io in backends() {
         let router = "  servers:\n  - port: 0\n    serverSession:\n      idleTimeMs: 2500\n";
-        let config =
-            simple_config(backend.addr, "", "").replace("  servers:\n  - port: 0\n", router);
+        let config = simple_config(backend.addr, "", "").replace("  servers:\n  - port: 0\n", router);
         let proxy = Corelink::start(&config, io);
         let mut c = Conn::open(proxy.addr());
         c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: svc\r\n\r\n");
@@ -427,10 +336,7 @@ fn idle_connections_park_resume_and_time_out() {
             waited > Duration::from_millis(2000) && waited < Duration::from_millis(4000),
             "{io}: closed after {waited:?}"
         );
-        assert!(
-            c.take_buffered().is_empty(),
-            "{io}: nothing sent on an idle close"
-        );
+        assert!(c.take_buffered().is_empty(), "{io}: nothing sent on an idle close");
     }
 }
 
@@ -438,8 +344,7 @@ fn idle_connections_park_resume_and_time_out() {
 fn out_of_file_descriptors_backs_off_instead_of_spinning() {
     let backend = Backend::start();
     for io in backends() {
-        let proxy =
-            Corelink::start_with_nofile(&simple_config(backend.addr, "", "  workers: 1\n"), io, 64);
+        let proxy = Corelink::start_with_nofile(&simple_config(backend.addr, "", "  workers: 1\n"), io, 64);
         // Hold more connections than the process has descriptors for; the
         // rest wait in the kernel's accept queue while accept() fails EMFILE.
         let mut held: Vec<Conn> = (0..80).map(|_| Conn::open(proxy.addr())).collect();
@@ -447,10 +352,7 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
         let cpu_before = proxy.cpu_time();
         std::thread::sleep(Duration::from_secs(2));
         let spent = proxy.cpu_time() - cpu_before;
-        assert!(
-            spent < Duration::from_millis(300),
-            "{io}: {spent:?} of CPU in 2 s while out of descriptors"
-        );
+        assert!(spent < Duration::from_millis(300), "{io}: {spent:?} of CPU in 2 s while out of descriptors");
         // Free descriptors: the queued connections are then served.
         let mut last = held.pop().unwrap();
         held.clear();
@@ -459,5 +361,50 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
         assert_eq!((rsp.status, rsp.body.len()), (200, 3), "{io}");
         let log = proxy.stderr_lines().join("\n");
         assert!(log.contains("backing off"), "{io}: {log}");
+    }
+}
+
+/// Not in CI (it moves 2 GiB): run with
+/// `cargo test --release --test proxy -- --ignored --nocapture one_gib`.
+#[test]
+#[ignore = "slow: 1 GiB each way; run by hand, see README"]
+fn one_gib_each_way_keeps_rss_flat() {
+    use common::backend::Checksum;
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), io);
+        let size: u64 = 1 << 30;
+        let started = Instant::now();
+        let mut c = Conn::open(proxy.addr());
+        c.send(format!("GET /bytes/{size} HTTP/1.1\r\nHost: svc\r\n\r\n").as_bytes());
+        let mut bad = 0u64;
+        let (status, len) = c
+            .read_response_streaming(|offset, piece| {
+                for (i, &b) in piece.iter().enumerate() {
+                    let pos = offset + i as u64;
+                    if b != ((pos % 251) * 31 % 251) as u8 {
+                        bad += 1;
+                    }
+                }
+            })
+            .unwrap();
+        assert_eq!((status, len, bad), (200, size, 0), "{io}");
+        let download = started.elapsed();
+
+        let started = Instant::now();
+        let block = pattern(1 << 20);
+        let mut sum = Checksum::new();
+        c.send(format!("POST /discard HTTP/1.1\r\nHost: svc\r\nContent-Length: {size}\r\n\r\n").as_bytes());
+        for _ in 0..(size >> 20) {
+            c.send(&block);
+            sum.update(&block);
+        }
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!(rsp.header("x-len"), Some(size.to_string().as_str()), "{io}");
+        assert_eq!(rsp.header("x-sum"), Some(sum.value().to_string().as_str()), "{io}");
+        let upload = started.elapsed();
+        let rss = proxy.peak_rss_kib();
+        eprintln!("{io}: 1 GiB down in {download:?}, 1 GiB up in {upload:?}, corelink peak RSS {rss} KiB");
+        assert!(rss < 40 * 1024, "{io}: peak RSS {rss} KiB");
     }
 }

@@ -27,21 +27,16 @@ pub fn spawn(addr: SocketAddr, state: Arc<AdminState>) -> io::Result<SocketAddr>
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("corelink-admin".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "admin server failed to start");
-                    return;
-                }
-            };
-            rt.block_on(serve(listener, state));
-        })?;
+    std::thread::Builder::new().name("corelink-admin".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "admin server failed to start");
+                return;
+            }
+        };
+        rt.block_on(serve(listener, state));
+    })?;
     Ok(local)
 }
 
@@ -58,8 +53,7 @@ async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>) {
             Ok((stream, _)) => {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), handle(stream, &state)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &state)).await;
                 });
             }
             Err(e) => {

@@ -13,31 +13,22 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates. `origin` names the source in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            message,
-        };
-        let config: Config =
-            serde_yaml_ng::from_str(text).map_err(|e| invalid(describe_yaml_error(&e)))?;
+        let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| invalid(describe_yaml_error(&e)))?;
         config.validate().map_err(invalid)?;
         Ok(config)
     }

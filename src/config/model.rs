@@ -42,11 +42,7 @@ fn default_shutdown_grace_ms() -> u64 {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig {
-            ip: loopback(),
-            port: default_admin_port(),
-            shutdown_grace_ms: default_shutdown_grace_ms(),
-        }
+        AdminConfig { ip: loopback(), port: default_admin_port(), shutdown_grace_ms: default_shutdown_grace_ms() }
     }
 }
 
@@ -130,9 +126,7 @@ fn default_token_header() -> String {
 
 impl Default for IdentifierConfig {
     fn default() -> Self {
-        IdentifierConfig::HeaderToken {
-            header: default_token_header(),
-        }
+        IdentifierConfig::HeaderToken { header: default_token_header() }
     }
 }
 
@@ -271,32 +265,21 @@ impl Config {
         for (i, router) in self.routers.iter().enumerate() {
             let label = router.label();
             if !labels.insert(label.to_string()) {
-                return Err(format!(
-                    "routers[{i}].label: duplicate router label {label:?}"
-                ));
+                return Err(format!("routers[{i}].label: duplicate router label {label:?}"));
             }
             if router.servers.is_empty() {
-                return Err(format!(
-                    "routers[{i}].servers: at least one server is required"
-                ));
+                return Err(format!("routers[{i}].servers: at least one server is required"));
             }
             if !router.dst_prefix.starts_with('/') {
-                return Err(format!(
-                    "routers[{i}].dstPrefix: must be a path starting with '/'"
-                ));
+                return Err(format!("routers[{i}].dstPrefix: must be a path starting with '/'"));
             }
             for (j, server) in router.servers.iter().enumerate() {
                 if server.port != 0 && !addrs.insert(server.addr()) {
-                    return Err(format!(
-                        "routers[{i}].servers[{j}]: {} is used by another server",
-                        server.addr()
-                    ));
+                    return Err(format!("routers[{i}].servers[{j}]: {} is used by another server", server.addr()));
                 }
             }
             if router.max_headers_kb == 0 || router.max_initial_line_kb == 0 {
-                return Err(format!(
-                    "routers[{i}]: maxHeadersKB and maxInitialLineKB must be positive"
-                ));
+                return Err(format!("routers[{i}]: maxHeadersKB and maxInitialLineKB must be positive"));
             }
         }
         if self.corelink.workers == Some(0) {

@@ -24,16 +24,11 @@ fn unknown_key_is_an_error_with_position() {
 #[test]
 fn corelink_section_and_validation() {
     let text = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  workers: 0\n";
-    assert!(Config::parse(text, "t")
-        .unwrap_err()
-        .to_string()
-        .contains("workers"));
+    assert!(Config::parse(text, "t").unwrap_err().to_string().contains("workers"));
     let text = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  io: epoll\n  workers: 2\n";
     let c = Config::parse(text, "t").unwrap();
     assert_eq!(c.corelink.io, crate::io::BackendChoice::Epoll);
-    let dup = "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  label: b\n  servers: [{port: 1}]\n";
-    assert!(Config::parse(dup, "t")
-        .unwrap_err()
-        .to_string()
-        .contains("used by another server"));
+    let dup =
+        "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  label: b\n  servers: [{port: 1}]\n";
+    assert!(Config::parse(dup, "t").unwrap_err().to_string().contains("used by another server"));
 }

@@ -91,13 +91,7 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder {
-            state: State::SizeStart,
-            remaining: 0,
-            line_len: 0,
-            trailer_len: 0,
-            payload: 0,
-        }
+        ChunkedDecoder { state: State::SizeStart, remaining: 0, line_len: 0, trailer_len: 0, payload: 0 }
     }
 
     pub fn is_done(&self) -> bool {
@@ -111,11 +105,7 @@ impl ChunkedDecoder {
 
     /// Feeds `input`; calls `on_data` with each run of payload bytes. Stops at
     /// the end of the message, so `consumed` may be less than `input.len()`.
-    pub fn decode(
-        &mut self,
-        input: &[u8],
-        mut on_data: impl FnMut(&[u8]),
-    ) -> Result<ChunkedProgress, ParseError> {
+    pub fn decode(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) -> Result<ChunkedProgress, ParseError> {
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Data {
@@ -130,18 +120,12 @@ impl ChunkedDecoder {
                 continue;
             }
             if self.state == State::Done {
-                return Ok(ChunkedProgress {
-                    consumed: i,
-                    done: true,
-                });
+                return Ok(ChunkedProgress { consumed: i, done: true });
             }
             self.step(input[i])?;
             i += 1;
         }
-        Ok(ChunkedProgress {
-            consumed: i,
-            done: self.state == State::Done,
-        })
+        Ok(ChunkedProgress { consumed: i, done: self.state == State::Done })
     }
 
     fn step(&mut self, b: u8) -> Result<(), ParseError> {
@@ -242,12 +226,7 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// qdtext (RFC 9110 §5.6.4): HTAB, SP, visible ASCII except `"` and `\`, obs-text.
 fn is_qdtext(b: u8) -> bool {
-    b == b'\t'
-        || b == b' '
-        || b == 0x21
-        || (0x23..=0x5b).contains(&b)
-        || (0x5d..=0x7e).contains(&b)
-        || b >= 0x80
+    b == b'\t' || b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b) || b >= 0x80
 }
 
 /// field-value bytes (RFC 9110 §5.5): VCHAR, SP, HTAB, obs-text; no CTLs.
@@ -275,28 +254,15 @@ mod tests {
             let p = d.decode(&input[i..i + 1], |data| out.extend_from_slice(data))?;
             consumed += p.consumed;
             if p.done {
-                return Ok((
-                    out,
-                    ChunkedProgress {
-                        consumed,
-                        done: true,
-                    },
-                ));
+                return Ok((out, ChunkedProgress { consumed, done: true }));
             }
         }
-        Ok((
-            out,
-            ChunkedProgress {
-                consumed,
-                done: false,
-            },
-        ))
+        Ok((out, ChunkedProgress { consumed, done: false }))
     }
 
     #[test]
     fn decodes_simple_body_and_stops_at_end() {
-        let input =
-            b"5\r\nhello\r\n6;a=b;c=\"d\\\"e\"\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let input = b"5\r\nhello\r\n6;a=b;c=\"d\\\"e\"\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n";
         for f in [decode_all, decode_split] {
             let (data, p) = f(input).unwrap();
             assert_eq!(data, b"hello world");
@@ -335,16 +301,8 @@ mod tests {
             b"0\r\nX: a\nY: b\r\n\r\n",     // bare LF in trailers
         ];
         for input in bad {
-            assert!(
-                decode_all(input).is_err(),
-                "accepted {:?}",
-                String::from_utf8_lossy(input)
-            );
-            assert!(
-                decode_split(input).is_err(),
-                "split accepted {:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert!(decode_all(input).is_err(), "accepted {:?}", String::from_utf8_lossy(input));
+            assert!(decode_split(input).is_err(), "split accepted {:?}", String::from_utf8_lossy(input));
         }
     }
 

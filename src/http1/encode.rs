@@ -18,16 +18,10 @@ fn via_line(version: Version) -> &'static [u8] {
 // Keep the literal in via_line in sync with the pseudonym constant.
 const _: () = assert!(VIA_PSEUDONYM.len() == 8);
 
-fn write_end_to_end_fields(
-    out: &mut Vec<u8>,
-    headers: &[httparse::Header<'_>],
-    names_fields: bool,
-) {
+fn write_end_to_end_fields(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], names_fields: bool) {
     for h in headers {
         let kind = classify(h.name);
-        if kind.is_hop_by_hop()
-            || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name))
-        {
+        if kind.is_hop_by_hop() || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name)) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -76,11 +70,7 @@ pub struct ResponseHeadOptions {
 }
 
 /// Encodes the response head sent to the client.
-pub fn encode_response_head(
-    out: &mut Vec<u8>,
-    head: &ResponseHead<'_, '_>,
-    opts: ResponseHeadOptions,
-) {
+pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts: ResponseHeadOptions) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_status(out, head.status);
     out.push(b' ');
@@ -208,9 +198,7 @@ mod tests {
     fn request_drops_hop_by_hop_and_adds_via() {
         let buf = b"POST /x HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\nX-Keep: 2\r\n\r\n";
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_request(buf, &mut slots, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
         let mut out = Vec::new();
         encode_request_head(&mut out, &head, &[("l5d-dst-service", b"/svc/b")]);
         assert_eq!(
@@ -223,19 +211,9 @@ mod tests {
     fn response_head_options() {
         let buf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n";
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_response(buf, &mut slots, Method::Get, false, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let head = parse_response(buf, &mut slots, Method::Get, false, &Limits::default()).unwrap().unwrap();
         let mut out = Vec::new();
-        encode_response_head(
-            &mut out,
-            &head,
-            ResponseHeadOptions {
-                close: true,
-                dechunk: true,
-                ..Default::default()
-            },
-        );
+        encode_response_head(&mut out, &head, ResponseHeadOptions { close: true, dechunk: true, ..Default::default() });
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\nVia: 1.1 corelink\r\n\r\n"
@@ -247,9 +225,7 @@ mod tests {
         let mut out = Vec::new();
         encode_error_response(&mut out, 502, "No hosts are available for /svc/b", false);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with(
-            "HTTP/1.1 502 Bad Gateway\r\nl5d-err: No+hosts+are+available+for+%2Fsvc%2Fb\r\n"
-        ));
+        assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\nl5d-err: No+hosts+are+available+for+%2Fsvc%2Fb\r\n"));
         assert!(text.ends_with("\r\n\r\nNo hosts are available for /svc/b\n"));
     }
 }

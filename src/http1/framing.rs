@@ -55,40 +55,24 @@ impl BodyReader {
 
     /// Feeds body bytes; returns how many belong to the body and whether it ended.
     /// `on_data` sees the payload (de-chunked) bytes.
-    pub fn advance(
-        &mut self,
-        input: &[u8],
-        on_data: impl FnMut(&[u8]),
-    ) -> Result<BodyProgress, ParseError> {
+    pub fn advance(&mut self, input: &[u8], on_data: impl FnMut(&[u8])) -> Result<BodyProgress, ParseError> {
         let progress = match self {
-            BodyReader::Done => BodyProgress {
-                consumed: 0,
-                done: true,
-            },
+            BodyReader::Done => BodyProgress { consumed: 0, done: true },
             BodyReader::UntilClose => {
                 let mut on_data = on_data;
                 on_data(input);
-                BodyProgress {
-                    consumed: input.len(),
-                    done: false,
-                }
+                BodyProgress { consumed: input.len(), done: false }
             }
             BodyReader::Length { remaining } => {
                 let take = (input.len() as u64).min(*remaining) as usize;
                 let mut on_data = on_data;
                 on_data(&input[..take]);
                 *remaining -= take as u64;
-                BodyProgress {
-                    consumed: take,
-                    done: *remaining == 0,
-                }
+                BodyProgress { consumed: take, done: *remaining == 0 }
             }
             BodyReader::Chunked(decoder) => {
                 let p = decoder.decode(input, on_data)?;
-                BodyProgress {
-                    consumed: p.consumed,
-                    done: p.done,
-                }
+                BodyProgress { consumed: p.consumed, done: p.done }
             }
         };
         if progress.done {
@@ -117,21 +101,9 @@ mod tests {
     fn length_reader_stops_at_length() {
         let mut r = BodyFraming::Length(5).reader();
         let p = r.advance(b"abc", |_| {}).unwrap();
-        assert_eq!(
-            p,
-            BodyProgress {
-                consumed: 3,
-                done: false
-            }
-        );
+        assert_eq!(p, BodyProgress { consumed: 3, done: false });
         let p = r.advance(b"deXYZ", |_| {}).unwrap();
-        assert_eq!(
-            p,
-            BodyProgress {
-                consumed: 2,
-                done: true
-            }
-        );
+        assert_eq!(p, BodyProgress { consumed: 2, done: true });
         assert!(r.is_done());
     }
 

@@ -45,10 +45,6 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits::from_kb(
-            DEFAULT_MAX_HEADERS_KB,
-            DEFAULT_MAX_INITIAL_LINE_KB,
-            DEFAULT_MAX_HEADERS,
-        )
+        Limits::from_kb(DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, DEFAULT_MAX_HEADERS)
     }
 }

@@ -41,15 +41,7 @@ impl Method {
 
     /// Idempotent methods (RFC 9110 §9.2.2): safe to resend automatically.
     pub fn is_idempotent(self) -> bool {
-        matches!(
-            self,
-            Method::Get
-                | Method::Head
-                | Method::Put
-                | Method::Delete
-                | Method::Options
-                | Method::Trace
-        )
+        matches!(self, Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace)
     }
 }
 
@@ -97,9 +89,7 @@ pub fn parse_request<'b, 'h>(
         // as a version error: only a well-formed `HTTP/d.d` is really a
         // version we do not support (505); a space inside the target or a
         // lowercase `http/1.1` is a malformed request line (400).
-        Err(httparse::Error::Version) if request_line_has_version(buf) => {
-            return Err(ParseError::Version)
-        }
+        Err(httparse::Error::Version) if request_line_has_version(buf) => return Err(ParseError::Version),
         Err(_) => {
             check_partial(buf, limits)?;
             return Err(ParseError::Malformed);
@@ -115,12 +105,7 @@ pub fn parse_request<'b, 'h>(
     if tokens::has_bare_line_ending(head) {
         return Err(ParseError::BareLineEnding);
     }
-    let httparse::Request {
-        method,
-        path,
-        version,
-        headers,
-    } = req;
+    let httparse::Request { method, path, version, headers } = req;
     let (Some(method_str), Some(target), Some(minor)) = (method, path, version) else {
         return Err(ParseError::Malformed);
     };
@@ -150,9 +135,7 @@ pub fn parse_request<'b, 'h>(
                 if content_length.is_some() {
                     return Err(ParseError::DuplicateContentLength);
                 }
-                content_length = Some(
-                    tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?,
-                );
+                content_length = Some(tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?);
             }
             HeaderKind::TransferEncoding => {
                 transfer_encoding = true;
@@ -202,10 +185,7 @@ pub fn parse_request<'b, 'h>(
             }
             HeaderKind::Upgrade => upgrade_value = Some(h.value),
             HeaderKind::Via => via_hops += list_items(h.value).count(),
-            HeaderKind::KeepAlive
-            | HeaderKind::ProxyConnection
-            | HeaderKind::Te
-            | HeaderKind::Other => {}
+            HeaderKind::KeepAlive | HeaderKind::ProxyConnection | HeaderKind::Te | HeaderKind::Other => {}
         }
     }
 
@@ -241,11 +221,7 @@ pub fn parse_request<'b, 'h>(
         Version::Http11 => !conn_close,
         Version::Http10 => conn_keep_alive && !conn_close,
     };
-    let upgrade = if conn_upgrade && version == Version::Http11 {
-        upgrade_value
-    } else {
-        None
-    };
+    let upgrade = if conn_upgrade && version == Version::Http11 { upgrade_value } else { None };
 
     Ok(Some(RequestHead {
         method,
@@ -302,8 +278,7 @@ fn request_line_has_version(buf: &[u8]) -> bool {
     let end = memchr::memchr2(b'\r', b'\n', rest);
     let line = &rest[..end.unwrap_or(rest.len())];
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
@@ -313,13 +288,7 @@ fn request_line_has_version(buf: &[u8]) -> bool {
     if end.is_some() && version.len() != 8 {
         return false;
     }
-    version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| {
-        if p == b'0' {
-            b.is_ascii_digit()
-        } else {
-            b == p
-        }
-    })
+    version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| if p == b'0' { b.is_ascii_digit() } else { b == p })
 }
 
 /// Host = uri-host [ ":" port ] (RFC 9110 §7.2): reg-name, IPv4 or IP-literal
@@ -368,24 +337,15 @@ fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(
     }
     if method == Method::Connect {
         let valid = !target.is_empty() && !target.contains('/') && target.contains(':');
-        return if valid {
-            Ok(())
-        } else {
-            Err(ParseError::BadTarget)
-        };
+        return if valid { Ok(()) } else { Err(ParseError::BadTarget) };
     }
     if target.starts_with('/') {
         return Ok(());
     }
     if target == "*" {
-        return if method == Method::Options {
-            Ok(())
-        } else {
-            Err(ParseError::BadTarget)
-        };
+        return if method == Method::Options { Ok(()) } else { Err(ParseError::BadTarget) };
     }
-    let rest = strip_prefix_ignore_case(target, "http://")
-        .or_else(|| strip_prefix_ignore_case(target, "https://"));
+    let rest = strip_prefix_ignore_case(target, "http://").or_else(|| strip_prefix_ignore_case(target, "https://"));
     let Some(rest) = rest else {
         return Err(ParseError::BadTarget);
     };
@@ -401,16 +361,12 @@ fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
 /// Does any `Connection` header in `headers` name the field `name`?
 pub(crate) fn connection_names(headers: &[httparse::Header<'_>], name: &str) -> bool {
-    headers
-        .iter()
-        .filter(|h| classify(h.name) == HeaderKind::Connection)
-        .any(|h| list_contains(h.value, name))
+    headers.iter().filter(|h| classify(h.name) == HeaderKind::Connection).any(|h| list_contains(h.value, name))
 }
 
 #[cfg(test)]
@@ -420,17 +376,14 @@ mod tests {
 
     fn parse(buf: &[u8]) -> Result<Option<(BodyFraming, bool, usize)>, ParseError> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        parse_request(buf, &mut slots, &Limits::default())
-            .map(|o| o.map(|h| (h.framing, h.keep_alive, h.head_len)))
+        parse_request(buf, &mut slots, &Limits::default()).map(|o| o.map(|h| (h.framing, h.keep_alive, h.head_len)))
     }
 
     #[test]
     fn simple_get() {
         let buf = b"GET /a?b HTTP/1.1\r\nHost: serviceB\r\nVia: 1.1 x, 1.1 y\r\n\r\nNEXT";
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let h = parse_request(buf, &mut slots, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let h = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.method, Method::Get);
         assert_eq!(h.target, "/a?b");
         assert_eq!(h.host, Some("serviceB"));
@@ -448,28 +401,40 @@ mod tests {
     #[test]
     fn framing_rules() {
         assert_eq!(
-            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .0,
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap().0,
             BodyFraming::Length(5)
         );
         assert_eq!(
-            parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .0,
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap().0,
             BodyFraming::Chunked
         );
         let cases: &[(&[u8], ParseError)] = &[
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", ParseError::DuplicateContentLength),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                ParseError::DuplicateContentLength,
+            ),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", ParseError::BadContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n", ParseError::BadContentLength),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingWithContentLength),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", ParseError::TransferEncodingNotChunked),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ParseError::TransferEncodingWithContentLength,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+                ParseError::TransferEncodingNotChunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                ParseError::TransferEncodingNotChunked,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                ParseError::UnsupportedTransferCoding,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                ParseError::TransferEncodingNotChunked,
+            ),
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingHttp10),
             (b"GET / HTTP/1.1\r\n\r\n", ParseError::MissingHost),
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::DuplicateHost),
@@ -494,30 +459,15 @@ mod tests {
             (b"GET http://a/\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
         ];
         for (input, err) in cases {
-            assert_eq!(
-                parse(input),
-                Err(*err),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(parse(input), Err(*err), "{}", String::from_utf8_lossy(input));
         }
     }
 
     #[test]
     fn keep_alive_rules() {
         assert!(!parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1);
-        assert!(
-            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .1
-        );
-        assert!(
-            !parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-                .unwrap()
-                .unwrap()
-                .1
-        );
+        assert!(parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().1);
+        assert!(!parse(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap().1);
     }
 
     #[test]
@@ -540,14 +490,8 @@ mod tests {
 
     #[test]
     fn connect_and_options_targets() {
-        assert!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n")
-            .unwrap()
-            .is_some());
-        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
-            .unwrap()
-            .is_some());
-        assert!(parse(b"GET http://A/x HTTP/1.1\r\nHost: a\r\n\r\n")
-            .unwrap()
-            .is_some());
+        assert!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").unwrap().is_some());
+        assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().is_some());
+        assert!(parse(b"GET http://A/x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().is_some());
     }
 }

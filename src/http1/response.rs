@@ -37,9 +37,7 @@ pub fn parse_response<'b, 'h>(
     limits: &Limits,
 ) -> Result<Option<ResponseHead<'b, 'h>>, ParseError> {
     let mut rsp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut rsp, buf, slots)
-    {
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut rsp, buf, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {
@@ -57,12 +55,7 @@ pub fn parse_response<'b, 'h>(
     if tokens::has_bare_line_ending(&buf[..head_len]) {
         return Err(ParseError::BareLineEnding);
     }
-    let httparse::Response {
-        version,
-        code,
-        reason,
-        headers,
-    } = rsp;
+    let httparse::Response { version, code, reason, headers } = rsp;
     let (Some(minor), Some(status)) = (version, code) else {
         return Err(ParseError::BadStatus);
     };
@@ -88,8 +81,7 @@ pub fn parse_response<'b, 'h>(
     for h in headers {
         match classify(h.name) {
             HeaderKind::ContentLength => {
-                let n =
-                    tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?;
+                let n = tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?;
                 if content_length.is_some() {
                     return Err(ParseError::DuplicateContentLength);
                 }
@@ -195,36 +187,18 @@ mod tests {
             Ok(Some((200, BodyFraming::Length(3), true)))
         );
         assert_eq!(
-            parse(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
-                Method::Head
-            ),
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", Method::Head),
             Ok(Some((200, BodyFraming::Empty, true)))
         );
+        assert_eq!(parse(b"HTTP/1.1 204 No Content\r\n\r\n", get), Ok(Some((204, BodyFraming::Empty, true))));
         assert_eq!(
-            parse(b"HTTP/1.1 204 No Content\r\n\r\n", get),
-            Ok(Some((204, BodyFraming::Empty, true)))
-        );
-        assert_eq!(
-            parse(
-                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
-                get
-            ),
+            parse(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", get),
             Ok(Some((304, BodyFraming::Empty, true)))
         );
+        assert_eq!(parse(b"HTTP/1.1 100 Continue\r\n\r\n", get), Ok(Some((100, BodyFraming::Empty, true))));
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n", get), Ok(Some((200, BodyFraming::CloseDelimited, false))));
         assert_eq!(
-            parse(b"HTTP/1.1 100 Continue\r\n\r\n", get),
-            Ok(Some((100, BodyFraming::Empty, true)))
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\n\r\n", get),
-            Ok(Some((200, BodyFraming::CloseDelimited, false)))
-        );
-        assert_eq!(
-            parse(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                get
-            ),
+            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", get),
             Ok(Some((200, BodyFraming::Chunked, true)))
         );
         assert_eq!(
@@ -235,10 +209,7 @@ mod tests {
             parse(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", get),
             Ok(Some((200, BodyFraming::Length(1), false)))
         );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\n\r\n", Method::Connect),
-            Ok(Some((200, BodyFraming::Tunnel, true)))
-        );
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n", Method::Connect), Ok(Some((200, BodyFraming::Tunnel, true))));
     }
 
     #[test]
@@ -255,11 +226,7 @@ mod tests {
             b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         ];
         for input in bad {
-            assert!(
-                parse(input, get).is_err(),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert!(parse(input, get).is_err(), "{}", String::from_utf8_lossy(input));
         }
     }
 
@@ -267,9 +234,7 @@ mod tests {
     fn switching_protocols_when_asked() {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         let buf = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-        let h = parse_response(buf, &mut slots, Method::Get, true, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let h = parse_response(buf, &mut slots, Method::Get, true, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.framing, BodyFraming::Tunnel);
         assert_eq!(h.upgrade, Some(&b"websocket"[..]));
     }

@@ -77,10 +77,7 @@ pub(crate) fn classify(name: &str) -> HeaderKind {
 /// Iterates the elements of a comma-separated list field value (RFC 9110 §5.6.1),
 /// trimmed of optional whitespace, skipping empty elements.
 pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|item| !item.is_empty())
+    value.split(|&b| b == b',').map(trim_ows).filter(|item| !item.is_empty())
 }
 
 pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
@@ -145,20 +142,8 @@ mod tests {
     fn content_length_is_strict() {
         assert_eq!(parse_content_length(b"0"), Some(0));
         assert_eq!(parse_content_length(b"0012"), Some(12));
-        assert_eq!(
-            parse_content_length(b"9999999999999999999"),
-            Some(9_999_999_999_999_999_999)
-        );
-        for bad in [
-            &b""[..],
-            b"+1",
-            b"-1",
-            b"1 2",
-            b"1,1",
-            b"0x10",
-            b"12a",
-            b"99999999999999999999",
-        ] {
+        assert_eq!(parse_content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for bad in [&b""[..], b"+1", b"-1", b"1 2", b"1,1", b"0x10", b"12a", b"99999999999999999999"] {
             assert_eq!(parse_content_length(bad), None, "{:?}", bad);
         }
     }
@@ -177,8 +162,6 @@ mod tests {
     fn bare_line_endings() {
         assert!(!has_bare_line_ending(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
         assert!(has_bare_line_ending(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
-        assert!(has_bare_line_ending(
-            b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"
-        ));
+        assert!(has_bare_line_ending(b"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"));
     }
 }

@@ -87,13 +87,8 @@ impl Listener for EpollListener {
                 let std: std::net::TcpStream = s.into();
                 std.set_nonblocking(true)?;
                 std.set_nodelay(true)?;
-                let peer = peer
-                    .as_socket()
-                    .ok_or_else(|| io::Error::other("non-IP peer"))?;
-                Ok(Some((
-                    EpollStream(tokio::net::TcpStream::from_std(std)?),
-                    peer,
-                )))
+                let peer = peer.as_socket().ok_or_else(|| io::Error::other("non-IP peer"))?;
+                Ok(Some((EpollStream(tokio::net::TcpStream::from_std(std)?), peer)))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
@@ -118,9 +113,7 @@ impl Backend for Epoll {
     }
 
     fn run<F: Future>(main: F) -> io::Result<F::Output> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let local = tokio::task::LocalSet::new();
         Ok(local.block_on(&rt, main))
     }

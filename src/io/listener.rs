@@ -38,11 +38,7 @@ fn classify(addr: SocketAddr, e: io::Error) -> BindError {
 
 /// Binds `count` listening sockets sharing `addr` with SO_REUSEPORT. Port 0 is
 /// resolved by the first bind and shared by the rest.
-pub fn bind_reuseport_group(
-    addr: SocketAddr,
-    count: usize,
-    backlog: i32,
-) -> Result<Vec<TcpListener>, BindError> {
+pub fn bind_reuseport_group(addr: SocketAddr, count: usize, backlog: i32) -> Result<Vec<TcpListener>, BindError> {
     if addr.port() != 0 {
         let probe = new_socket(addr).map_err(|e| classify(addr, e))?;
         probe.bind(&addr.into()).map_err(|e| classify(addr, e))?;
@@ -52,20 +48,15 @@ pub fn bind_reuseport_group(
     let mut group = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
         let socket = new_socket(bound).map_err(|e| classify(bound, e))?;
-        socket
-            .set_reuse_port(true)
-            .map_err(|e| classify(bound, e))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| classify(bound, e))?;
+        socket.set_reuse_port(true).map_err(|e| classify(bound, e))?;
+        socket.set_nonblocking(true).map_err(|e| classify(bound, e))?;
         socket.bind(&bound.into()).map_err(|e| classify(bound, e))?;
         socket.listen(backlog).map_err(|e| classify(bound, e))?;
         if bound.port() == 0 {
             let local = socket.local_addr().map_err(|e| classify(bound, e))?;
-            bound = local.as_socket().ok_or_else(|| BindError::Io {
-                addr,
-                source: io::Error::other("listener has no IP address"),
-            })?;
+            bound = local
+                .as_socket()
+                .ok_or_else(|| BindError::Io { addr, source: io::Error::other("listener has no IP address") })?;
         }
         group.push(socket.into());
     }
@@ -89,9 +80,6 @@ mod tests {
     fn plain_listener_blocks_the_group() {
         let plain = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = plain.local_addr().unwrap();
-        assert!(matches!(
-            bind_reuseport_group(addr, 1, 16),
-            Err(BindError::InUse(_))
-        ));
+        assert!(matches!(bind_reuseport_group(addr, 1, 16), Err(BindError::InUse(_))));
     }
 }

@@ -30,8 +30,7 @@ pub trait Stream: 'static {
     /// The caller guarantees spare capacity; `Ok(0)` means end of stream.
     fn read(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<usize>>;
     /// Writes all of `buf[range]`. The buffer comes back unchanged.
-    fn write_range(&self, buf: Vec<u8>, range: Range<usize>)
-        -> impl Future<Output = BufResult<()>>;
+    fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> impl Future<Output = BufResult<()>>;
     /// Writes all of `buf`.
     fn write_all(&self, buf: Vec<u8>) -> impl Future<Output = BufResult<()>> {
         let len = buf.len();

@@ -20,9 +20,7 @@ impl std::str::FromStr for BackendChoice {
             "auto" => Ok(BackendChoice::Auto),
             "uring" | "io_uring" => Ok(BackendChoice::Uring),
             "epoll" => Ok(BackendChoice::Epoll),
-            other => Err(format!(
-                "unknown io backend {other:?} (expected auto, uring or epoll)"
-            )),
+            other => Err(format!("unknown io backend {other:?} (expected auto, uring or epoll)")),
         }
     }
 }
@@ -51,9 +49,7 @@ pub struct UringUnavailable(pub String);
 pub fn select_backend(choice: BackendChoice) -> Result<IoKind, UringUnavailable> {
     match choice {
         BackendChoice::Epoll => Ok(IoKind::Epoll),
-        BackendChoice::Uring => uring_available()
-            .map(|()| IoKind::Uring)
-            .map_err(UringUnavailable),
+        BackendChoice::Uring => uring_available().map(|()| IoKind::Uring).map_err(UringUnavailable),
         BackendChoice::Auto => match uring_available() {
             Ok(()) => Ok(IoKind::Uring),
             Err(why) => {
@@ -79,9 +75,7 @@ pub fn uring_available() -> Result<(), String> {
         .build(8)
         .map_err(|e| format!("io_uring_setup failed: {e}"))?;
     let mut probe = io_uring::Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| format!("io_uring probe failed: {e}"))?;
+    ring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring probe failed: {e}"))?;
     use io_uring::opcode;
     let needed = [
         ("connect", opcode::Connect::CODE),

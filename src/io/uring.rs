@@ -75,9 +75,7 @@ impl Listener for UringListener {
     fn try_accept(&self) -> io::Result<Option<(UringStream, SocketAddr)>> {
         match socket2::SockRef::from(&self.0).accept() {
             Ok((s, peer)) => {
-                let peer = peer
-                    .as_socket()
-                    .ok_or_else(|| io::Error::other("non-IP peer"))?;
+                let peer = peer.as_socket().ok_or_else(|| io::Error::other("non-IP peer"))?;
                 Ok(Some((into_uring(s.into())?, peer)))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -103,8 +101,7 @@ impl Backend for Uring {
     }
 
     fn run<F: Future>(main: F) -> io::Result<F::Output> {
-        let mut ring =
-            io_uring::IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder();
+        let mut ring = io_uring::IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder();
         ring.setup_coop_taskrun().setup_single_issuer();
         let mut builder = tokio_uring::builder();
         builder.entries(RING_ENTRIES).uring_builder(&ring);

@@ -32,9 +32,7 @@ pub struct PoolLimits {
 
 impl<K: Hash + Eq, S> Default for Pool<K, S> {
     fn default() -> Self {
-        Pool {
-            idle: HashMap::new(),
-        }
+        Pool { idle: HashMap::new() }
     }
 }
 
@@ -64,10 +62,7 @@ impl<K: Hash + Eq, S> Pool<K, S> {
         if list.len() >= limits.max_idle {
             list.remove(0);
         }
-        list.push(Idle {
-            stream,
-            expires: now + limits.idle_timeout,
-        });
+        list.push(Idle { stream, expires: now + limits.idle_timeout });
     }
 
     /// Closes connections past their idle timeout. Run periodically.
@@ -92,10 +87,7 @@ impl<K: Hash + Eq, S> Pool<K, S> {
 mod tests {
     use super::*;
 
-    const LIMITS: PoolLimits = PoolLimits {
-        max_idle: 2,
-        idle_timeout: Duration::from_secs(10),
-    };
+    const LIMITS: PoolLimits = PoolLimits { max_idle: 2, idle_timeout: Duration::from_secs(10) };
 
     #[test]
     fn newest_first_and_bounded() {
@@ -114,10 +106,7 @@ mod tests {
     #[test]
     fn idle_timeout_expires_connections() {
         let t0 = Instant::now();
-        let short = PoolLimits {
-            max_idle: 4,
-            idle_timeout: Duration::from_secs(1),
-        };
+        let short = PoolLimits { max_idle: 4, idle_timeout: Duration::from_secs(1) };
         let mut pool = Pool::new();
         pool.put(1, 1, t0, short);
         pool.put(1, 2, t0 + Duration::from_millis(900), short);

@@ -10,11 +10,7 @@ use crate::io::Stream;
 /// Reads from `s`, appending into `buf`'s spare capacity (reserving `min_spare`
 /// when full). If the future is dropped mid-read the buffer is lost with it;
 /// callers only drop reads when they are about to close the connection.
-pub(super) async fn read_into<S: Stream>(
-    s: &S,
-    buf: &mut Vec<u8>,
-    min_spare: usize,
-) -> io::Result<usize> {
+pub(super) async fn read_into<S: Stream>(s: &S, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
     if buf.capacity() - buf.len() < min_spare.clamp(1, 1024) {
         buf.reserve(min_spare);
     }
@@ -71,21 +67,15 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
 ) -> Result<(), PumpError> {
     while !reader.is_done() {
         buf.clear();
-        let n = read_into(from, buf, buffer_size)
-            .await
-            .map_err(PumpError::SenderIo)?;
+        let n = read_into(from, buf, buffer_size).await.map_err(PumpError::SenderIo)?;
         if n == 0 {
             return Err(PumpError::SenderClosed);
         }
         let progress = reader.advance(buf, |_| {}).map_err(PumpError::Framing)?;
         if let Some(left) = budget.as_mut() {
-            *left = left
-                .checked_sub(progress.consumed as u64)
-                .ok_or(PumpError::TooLarge)?;
+            *left = left.checked_sub(progress.consumed as u64).ok_or(PumpError::TooLarge)?;
         }
-        write_range(to, buf, progress.consumed)
-            .await
-            .map_err(PumpError::ReceiverIo)?;
+        write_range(to, buf, progress.consumed).await.map_err(PumpError::ReceiverIo)?;
         consume(buf, progress.consumed);
     }
     Ok(())

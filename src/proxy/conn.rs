@@ -60,41 +60,22 @@ impl<B: Backend> Drop for OpenConnection<B> {
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve_connection<B: Backend>(
-    ctx: Rc<CoreCtx<B>>,
-    settings: Rc<RouterSettings>,
-    router: usize,
-    client: B::Stream,
-) {
-    run_active(
-        OpenConnection::new(ctx),
-        settings,
-        router,
-        client,
-        Vec::new(),
-        true,
-    )
-    .await;
+pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, client: B::Stream) {
+    run_active(OpenConnection::new(ctx), server, client, Vec::new(), true).await;
 }
 
 /// The active phase: requests are read, routed and exchanged until the
 /// connection closes or goes idle for longer than [`HOT_IDLE`].
 async fn run_active<B: Backend>(
     open: OpenConnection<B>,
-    settings: Rc<RouterSettings>,
-    router: usize,
+    server: usize,
     client: B::Stream,
     initial: Vec<u8>,
     first: bool,
 ) {
     let ctx = open.0.clone();
-    let mut session = Session {
-        ctx: &ctx,
-        settings: &settings,
-        router,
-        client: &client,
-        rbuf: Vec::new(),
-    };
+    let mut session =
+        Session { ctx: &ctx, server, settings: ctx.routes.server(server), client: &client, rbuf: Vec::new() };
     if !initial.is_empty() {
         session.rbuf = ctx.take_buffer();
         session.rbuf.extend_from_slice(&initial);
@@ -111,25 +92,15 @@ async fn run_active<B: Backend>(
     let rbuf = std::mem::take(&mut session.rbuf);
     ctx.give_buffer(rbuf);
     if let Some(remaining) = parked {
-        tokio::task::spawn_local(park(open, settings.clone(), router, client, remaining));
+        tokio::task::spawn_local(park(open, server, client, remaining));
     }
 }
 
 /// The parked phase: a small task waits for the next request (or EOF, the
 /// rest of the idle timeout, draining) and hands the connection back to a
 /// new active task.
-async fn park<B: Backend>(
-    open: OpenConnection<B>,
-    settings: Rc<RouterSettings>,
-    router: usize,
-    client: B::Stream,
-    remaining: Duration,
-) {
-    let small = if B::Stream::WAIT_NEEDS_BUFFER {
-        open.0.take_small()
-    } else {
-        Vec::new()
-    };
+async fn park<B: Backend>(open: OpenConnection<B>, server: usize, client: B::Stream, remaining: Duration) {
+    let small = if B::Stream::WAIT_NEEDS_BUFFER { open.0.take_small() } else { Vec::new() };
     let wait = tokio::time::timeout(remaining, client.wait_readable(small));
     let (res, small) = tokio::select! {
         r = wait => match r {
@@ -139,7 +110,7 @@ async fn park<B: Backend>(
         () = open.0.shutdown.draining() => return,
     };
     if matches!(res, Ok(true)) {
-        tokio::task::spawn_local(run_active(open, settings, router, client, small, false));
+        tokio::task::spawn_local(run_active(open, server, client, small, false));
     } else {
         open.0.give_small(small);
     }
@@ -162,8 +133,11 @@ enum Waited {
 
 pub(super) struct Session<'a, B: Backend> {
     pub ctx: &'a CoreCtx<B>,
-    pub settings: &'a RouterSettings,
-    pub router: usize,
+    /// Index of the server (listener) this connection came in on.
+    pub server: usize,
+    /// That server's settings from the current routing snapshot, refreshed
+    /// before each request so a reload applies to open connections too.
+    pub settings: Rc<RouterSettings>,
     pub client: &'a B::Stream,
     /// Client read buffer. Empty (and returned to the core) while idle.
     pub rbuf: Vec<u8>,
@@ -171,6 +145,7 @@ pub(super) struct Session<'a, B: Backend> {
 
 impl<B: Backend> Session<'_, B> {
     async fn next_request(&mut self, first: bool) -> Next {
+        self.settings = self.ctx.routes.server(self.server);
         if self.rbuf.is_empty() {
             match self.wait_for_request(first).await {
                 Waited::Ready => {}
@@ -202,17 +177,9 @@ impl<B: Backend> Session<'_, B> {
         if self.ctx.shutdown.is_draining() && !first {
             return Waited::Closed;
         }
-        let limit = if first {
-            self.settings.header_read_timeout
-        } else {
-            self.settings.idle_timeout
-        };
+        let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
         let hot = limit.min(HOT_IDLE);
-        let small = if B::Stream::WAIT_NEEDS_BUFFER {
-            self.ctx.take_small()
-        } else {
-            Vec::new()
-        };
+        let small = if B::Stream::WAIT_NEEDS_BUFFER { self.ctx.take_small() } else { Vec::new() };
         let wait = tokio::time::timeout(hot, self.client.wait_readable(small));
         let (res, small) = tokio::select! {
             r = wait => match r {
@@ -267,34 +234,24 @@ impl<B: Backend> Session<'_, B> {
                         self.settings.header_read_timeout.as_millis()
                     );
                     http1::encode_error_response(&mut out, 408, &message, true);
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        write_all(self.client, &mut out),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), write_all(self.client, &mut out)).await;
                     return Err(Next::Close);
                 }
             }
         }
     }
 
-    fn try_prepare(
-        &mut self,
-        limits: &Limits,
-        sbuf: &mut Vec<u8>,
-    ) -> Result<Option<Prepared>, ProxyError> {
+    fn try_prepare(&mut self, limits: &Limits, sbuf: &mut Vec<u8>) -> Result<Option<Prepared>, ProxyError> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let Some(mut head) =
-            http1::parse_request(&self.rbuf, &mut slots, limits).map_err(ProxyError::BadRequest)?
+        let Some(mut head) = http1::parse_request(&self.rbuf, &mut slots, limits).map_err(ProxyError::BadRequest)?
         else {
             return Ok(None);
         };
         if head.via_hops > self.settings.max_call_depth {
             return Err(ProxyError::CallDepthExceeded(self.settings.max_call_depth));
         }
-        let route = self.ctx.routes.route(self.router, &head)?;
-        if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing)
-        {
+        let route = self.ctx.routes.route(self.settings.router, &head)?;
+        if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing) {
             if n > max {
                 return Err(ProxyError::RequestTooLarge);
             }
@@ -305,11 +262,8 @@ impl<B: Backend> Session<'_, B> {
             head.upgrade = None;
         }
         let upgrade = head.upgrade.is_some();
-        let replay_safe = head.method.is_idempotent()
-            || head
-                .headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case("idempotency-key"));
+        let replay_safe =
+            head.method.is_idempotent() || head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("idempotency-key"));
         let meta = RequestMeta {
             method: head.method,
             version: head.version,
@@ -327,9 +281,7 @@ impl<B: Backend> Session<'_, B> {
         let mut body = head.framing.reader();
 
         // Body bytes that arrived with the head go out with it, in one write.
-        let progress = body
-            .advance(&self.rbuf[head_len..], |_| {})
-            .map_err(ProxyError::BadRequest)?;
+        let progress = body.advance(&self.rbuf[head_len..], |_| {}).map_err(ProxyError::BadRequest)?;
         sbuf.extend_from_slice(&self.rbuf[head_len..head_len + progress.consumed]);
         consume(&mut self.rbuf, head_len + progress.consumed);
         Ok(Some(Prepared { meta, route, body }))
@@ -342,8 +294,7 @@ impl<B: Backend> Session<'_, B> {
         let mut out = self.ctx.take_buffer();
         out.clear();
         http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
         self.ctx.give_buffer(out);
     }
 }
@@ -357,46 +308,19 @@ mod tests {
     /// when the task is spawned: keep an eye on its size.
     #[test]
     fn connection_future_size() {
-        let config = crate::config::Config::parse(
-            "routers:\n- protocol: http\n  servers: [{port: 1}]\n",
-            "t",
-        )
-        .unwrap();
+        let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
         let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
         let routes = crate::routing::CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
-        let settings = Rc::new(RouterSettings {
-            label: "t".into(),
-            limits: Limits::default(),
-            max_call_depth: 10,
-            header_read_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            total_timeout: None,
-            max_request_body: None,
-            max_response_body: None,
-            pool: crate::pool::PoolLimits {
-                max_idle: 1,
-                idle_timeout: Duration::from_secs(1),
-            },
-        });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
+            let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let (accepted, _) = listener.accept().unwrap();
             drop(accepted);
             let client = crate::io::epoll::EpollStream::for_tests(stream);
-            let fut = serve_connection::<Epoll>(ctx, settings, 0, client);
-            eprintln!(
-                "serve_connection future: {} bytes",
-                std::mem::size_of_val(&fut)
-            );
+            let fut = serve_connection::<Epoll>(ctx, 0, client);
+            eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&fut));
             assert!(std::mem::size_of_val(&fut) < 16 * 1024);
         });
     }

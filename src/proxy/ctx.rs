@@ -19,6 +19,8 @@ const MAX_FREE_BUFFERS: usize = 1024;
 /// Per-router settings the data path reads for every request.
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
+    /// Index of the router in the config (and the routing snapshot).
+    pub router: usize,
     pub label: String,
     pub limits: Limits,
     pub max_call_depth: usize,
@@ -31,6 +33,37 @@ pub struct RouterSettings {
     pub max_response_body: Option<u64>,
     /// `client.hostConnectionPool`: idle upstream connections kept per endpoint.
     pub pool: PoolLimits,
+}
+
+impl RouterSettings {
+    /// What the data path needs to know about one server of a router.
+    pub fn from_config(
+        config: &crate::config::Config,
+        router_index: usize,
+        server: &crate::config::ServerConfig,
+    ) -> RouterSettings {
+        use crate::config::{DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE, DEFAULT_SERVER_IDLE_MS};
+        let router = &config.routers[router_index];
+        let idle = server.server_session.idle_time_ms.unwrap_or(DEFAULT_SERVER_IDLE_MS);
+        let limited = !router.streaming_enabled;
+        let pool = &router.client.host_connection_pool;
+        RouterSettings {
+            router: router_index,
+            label: router.label().to_string(),
+            limits: router.limits(),
+            max_call_depth: router.max_call_depth,
+            header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(idle),
+            connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
+            total_timeout: router.service.total_timeout_ms.map(Duration::from_millis),
+            max_request_body: limited.then_some(router.max_request_kb * 1024),
+            max_response_body: limited.then_some(router.max_response_kb * 1024),
+            pool: PoolLimits {
+                max_idle: pool.max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
+                idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
+            },
+        }
+    }
 }
 
 /// Pooled connections are per router and endpoint: routers may differ in
@@ -94,10 +127,7 @@ impl<B: Backend> CoreCtx<B> {
     /// An empty buffer with `buffer_size` capacity, recycled when possible so
     /// a keep-alive connection allocates nothing per request.
     pub fn take_buffer(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.buffer_size))
+        self.free.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(self.buffer_size))
     }
 
     pub fn give_buffer(&self, mut buf: Vec<u8>) {
@@ -114,10 +144,7 @@ impl<B: Backend> CoreCtx<B> {
     }
 
     pub fn take_small(&self) -> Vec<u8> {
-        self.free_small
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER))
+        self.free_small.borrow_mut().pop().unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER))
     }
 
     pub fn give_small(&self, mut buf: Vec<u8>) {

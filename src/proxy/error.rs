@@ -56,9 +56,7 @@ impl ProxyError {
             | ProxyError::CallDepthExceeded(_)
             | ProxyError::RequestTooLarge
             | ProxyError::ClientIo(_) => Side::Client,
-            ProxyError::NoRoute(_) | ProxyError::NoEndpoints(_) | ProxyError::TotalTimeout(_) => {
-                Side::Internal
-            }
+            ProxyError::NoRoute(_) | ProxyError::NoEndpoints(_) | ProxyError::TotalTimeout(_) => Side::Internal,
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout(_)
             | ProxyError::UpstreamIo { .. }
@@ -109,18 +107,9 @@ mod tests {
     #[test]
     fn statuses_follow_the_table() {
         assert_eq!(ProxyError::UnknownDestination("x".into()).status(), 400);
-        assert_eq!(
-            ProxyError::BadRequest(ParseError::HeadTooLarge).status(),
-            431
-        );
+        assert_eq!(ProxyError::BadRequest(ParseError::HeadTooLarge).status(), 431);
         assert_eq!(ProxyError::NoRoute("x".into()).status(), 502);
-        assert_eq!(
-            ProxyError::ConnectTimeout(SocketAddr::from(([127, 0, 0, 1], 1))).status(),
-            502
-        );
-        assert_eq!(
-            ProxyError::TotalTimeout(Duration::from_secs(1)).status(),
-            503
-        );
+        assert_eq!(ProxyError::ConnectTimeout(SocketAddr::from(([127, 0, 0, 1], 1))).status(), 502);
+        assert_eq!(ProxyError::TotalTimeout(Duration::from_secs(1)).status(), 503);
     }
 }

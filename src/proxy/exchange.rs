@@ -49,12 +49,7 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
         None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started).await,
         Some(limit) => {
             let deadline = Instant::now() + limit;
-            match tokio::time::timeout_at(
-                deadline,
-                exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started),
-            )
-            .await
-            {
+            match tokio::time::timeout_at(deadline, exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started)).await {
                 Ok(r) => r,
                 Err(_elapsed) => Err(ProxyError::TotalTimeout(limit)),
             }
@@ -76,25 +71,14 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     }
 }
 
-async fn acquire<B: Backend>(
-    s: &Session<'_, B>,
-    addr: SocketAddr,
-) -> Result<(B::Stream, bool), ProxyError> {
-    if let Some(conn) = s
-        .ctx
-        .pool
-        .borrow_mut()
-        .take(&(s.router, addr), std::time::Instant::now())
-    {
+async fn acquire<B: Backend>(s: &Session<'_, B>, addr: SocketAddr) -> Result<(B::Stream, bool), ProxyError> {
+    if let Some(conn) = s.ctx.pool.borrow_mut().take(&(s.settings.router, addr), std::time::Instant::now()) {
         return Ok((conn, true));
     }
     Ok((connect::<B>(addr, s.settings.connect_timeout).await?, false))
 }
 
-async fn connect<B: Backend>(
-    addr: SocketAddr,
-    limit: std::time::Duration,
-) -> Result<B::Stream, ProxyError> {
+async fn connect<B: Backend>(addr: SocketAddr, limit: std::time::Duration) -> Result<B::Stream, ProxyError> {
     match tokio::time::timeout(limit, B::connect(addr)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
@@ -119,9 +103,7 @@ async fn exchange<B: Backend>(
         let sent = write_all(&upstream, sbuf).await;
         let attempt = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
-            Ok(()) if p.body.is_done() => {
-                relay_response(s, &upstream, addr, &p.meta, ubuf, wbuf, started).await
-            }
+            Ok(()) if p.body.is_done() => relay_response(s, &upstream, addr, &p.meta, ubuf, wbuf, started).await,
             Ok(()) => pump_and_relay(s, &upstream, &mut p, ubuf, wbuf, started).await,
         };
         match attempt {
@@ -142,35 +124,21 @@ async fn exchange<B: Backend>(
         }
     };
     match relayed {
-        Relayed::Done {
-            upstream_reusable,
-            client_close,
-        } => {
+        Relayed::Done { upstream_reusable, client_close } => {
             if upstream_reusable && !s.ctx.shutdown.is_draining() {
                 s.ctx.pool.borrow_mut().put(
-                    (s.router, addr),
+                    (s.settings.router, addr),
                     upstream,
                     std::time::Instant::now(),
                     s.settings.pool,
                 );
             }
-            Ok(if client_close {
-                Next::Close
-            } else {
-                Next::KeepAlive
-            })
+            Ok(if client_close { Next::Close } else { Next::KeepAlive })
         }
         Relayed::Tunnel => {
             let client_pending = std::mem::take(&mut s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
-            tunnel(
-                s.client,
-                &upstream,
-                client_pending,
-                upstream_pending,
-                s.ctx.buffer_size(),
-            )
-            .await;
+            tunnel(s.client, &upstream, client_pending, upstream_pending, s.ctx.buffer_size()).await;
             Ok(Next::Close)
         }
     }
@@ -191,14 +159,7 @@ async fn pump_and_relay<B: Backend>(
     let client = s.client;
     let mut rbuf = std::mem::take(&mut s.rbuf);
     let outcome = {
-        let pump = pump_body(
-            client,
-            upstream,
-            &mut p.body,
-            &mut rbuf,
-            buffer_size,
-            budget,
-        );
+        let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget);
         let relay = relay_response(s, upstream, p.route.addr, &p.meta, ubuf, wbuf, started);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
@@ -214,13 +175,7 @@ async fn pump_and_relay<B: Backend>(
     };
     s.rbuf = rbuf;
     match outcome {
-        Ok((
-            Ok(Relayed::Done {
-                upstream_reusable,
-                client_close,
-            }),
-            pump_finished,
-        )) => Ok(Relayed::Done {
+        Ok((Ok(Relayed::Done { upstream_reusable, client_close }), pump_finished)) => Ok(Relayed::Done {
             // A response that ended before the request body did leaves both
             // connections out of step: neither can be reused.
             upstream_reusable: upstream_reusable && pump_finished,
@@ -229,14 +184,13 @@ async fn pump_and_relay<B: Backend>(
         Ok((relayed, _)) => relayed,
         Err(PumpError::Framing(e)) => Err(RelayError::Failed(ProxyError::BadRequest(e))),
         Err(PumpError::TooLarge) => Err(RelayError::Failed(ProxyError::RequestTooLarge)),
-        Err(PumpError::SenderClosed) => Err(RelayError::Failed(ProxyError::ClientIo(
-            std::io::ErrorKind::UnexpectedEof.into(),
-        ))),
+        Err(PumpError::SenderClosed) => {
+            Err(RelayError::Failed(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())))
+        }
         Err(PumpError::SenderIo(e)) => Err(RelayError::Failed(ProxyError::ClientIo(e))),
-        Err(PumpError::ReceiverIo(e)) => Err(RelayError::Failed(ProxyError::UpstreamIo {
-            addr: p.route.addr,
-            source: e,
-        })),
+        Err(PumpError::ReceiverIo(e)) => {
+            Err(RelayError::Failed(ProxyError::UpstreamIo { addr: p.route.addr, source: e }))
+        }
     }
 }
 
@@ -273,9 +227,7 @@ async fn relay_response<B: Backend>(
             }
             match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
                 Ok(0) if !received_any => {
-                    return Err(RelayError::ClosedBeforeResponse(
-                        std::io::ErrorKind::UnexpectedEof.into(),
-                    ))
+                    return Err(RelayError::ClosedBeforeResponse(std::io::ErrorKind::UnexpectedEof.into()))
                 }
                 Ok(0) => return Err(failed(ProxyError::UpstreamClosed { addr })),
                 Ok(_) => received_any = true,
@@ -286,32 +238,18 @@ async fn relay_response<B: Backend>(
         if rsp.informational {
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
             if !wbuf.is_empty() {
-                write_all(s.client, wbuf)
-                    .await
-                    .map_err(|e| failed(ProxyError::ClientIo(e)))?;
+                write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
                 started.set(true);
             }
             continue;
         }
         if rsp.framing == BodyFraming::Tunnel {
-            write_all(s.client, wbuf)
-                .await
-                .map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
             return Ok(Relayed::Tunnel);
         }
         let mut body = rsp.framing.reader();
-        let leftover = stream_response_body(
-            s,
-            upstream,
-            addr,
-            &mut body,
-            ubuf,
-            wbuf,
-            rsp.dechunk,
-            started,
-        )
-        .await?;
+        let leftover = stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.dechunk, started).await?;
         return Ok(Relayed::Done {
             upstream_reusable: rsp.upstream_keep_alive && !leftover,
             client_close: rsp.client_close,
@@ -328,21 +266,12 @@ fn encode_response_head<B: Backend>(
     wbuf: &mut Vec<u8>,
 ) -> Result<Option<ResponseMeta>, http1::ParseError> {
     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-    let Some(head) = http1::parse_response(
-        ubuf,
-        &mut slots,
-        meta.method,
-        meta.upgrade,
-        &s.settings.limits,
-    )?
-    else {
+    let Some(head) = http1::parse_response(ubuf, &mut slots, meta.method, meta.upgrade, &s.settings.limits)? else {
         return Ok(None);
     };
     let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10;
-    let client_close = !meta.keep_alive
-        || head.framing == BodyFraming::CloseDelimited
-        || dechunk
-        || s.ctx.shutdown.is_draining();
+    let client_close =
+        !meta.keep_alive || head.framing == BodyFraming::CloseDelimited || dechunk || s.ctx.shutdown.is_draining();
     wbuf.clear();
     if !head.informational || meta.version == Version::Http11 {
         let opts = ResponseHeadOptions {
@@ -392,9 +321,7 @@ async fn stream_response_body<B: Backend>(
             }
             .map_err(|error| failed(ProxyError::UpstreamGarbage { addr, error }))?;
             if let Some(left) = budget.as_mut() {
-                *left = left
-                    .checked_sub(progress.consumed as u64)
-                    .ok_or(failed(ProxyError::ResponseTooLarge))?;
+                *left = left.checked_sub(progress.consumed as u64).ok_or(failed(ProxyError::ResponseTooLarge))?;
             }
             let sent = if dechunk {
                 write_all(s.client, wbuf).await

@@ -6,12 +6,7 @@ use crate::io::Stream;
 
 use super::body::{read_into, write_all};
 
-async fn copy_one_way<F: Stream, T: Stream>(
-    from: &F,
-    to: &T,
-    mut buf: Vec<u8>,
-    buffer_size: usize,
-) -> Result<(), ()> {
+async fn copy_one_way<F: Stream, T: Stream>(from: &F, to: &T, mut buf: Vec<u8>, buffer_size: usize) -> Result<(), ()> {
     loop {
         if !buf.is_empty() {
             write_all(to, &mut buf).await.map_err(|_| ())?;

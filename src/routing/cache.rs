@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::http1::RequestHead;
-use crate::proxy::ProxyError;
+use crate::proxy::{ProxyError, RouterSettings};
 
 use super::name_tree::{NameTree, Pick};
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
@@ -30,10 +30,7 @@ pub struct Route {
 
 impl Route {
     pub fn context_headers(&self) -> [(&'static str, &[u8]); 2] {
-        [
-            ("l5d-dst-service", self.service.as_bytes()),
-            ("l5d-dst-client", self.client.as_bytes()),
-        ]
+        [("l5d-dst-service", self.service.as_bytes()), ("l5d-dst-client", self.client.as_bytes())]
     }
 }
 
@@ -72,44 +69,47 @@ pub struct CoreRoutes {
 struct State {
     snapshot: Arc<RoutingSnapshot>,
     per_router: Vec<HashMap<Box<[u8]>, Cached>>,
+    /// This core's copies of the servers' settings (`Rc`, so handing them to
+    /// a request touches no shared cache line).
+    servers: Vec<Rc<RouterSettings>>,
+}
+
+impl State {
+    fn new(snapshot: Arc<RoutingSnapshot>) -> State {
+        let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
+        let servers = snapshot.servers.iter().cloned().map(Rc::new).collect();
+        State { snapshot, per_router, servers }
+    }
 }
 
 impl CoreRoutes {
     pub fn new(shared: SharedSnapshot) -> Self {
         let snapshot = shared.load_full();
-        let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
-        CoreRoutes {
-            shared,
-            state: RefCell::new(State {
-                snapshot,
-                per_router,
-            }),
-            rng: Cell::new(seed | 1),
+        CoreRoutes { shared, state: RefCell::new(State::new(snapshot)), rng: Cell::new(seed | 1) }
+    }
+
+    /// Adopts a newer published snapshot, if any, dropping this core's cache.
+    fn refresh(&self, state: &mut State) {
+        if self.shared.load().generation != state.snapshot.generation {
+            *state = State::new(self.shared.load_full());
         }
+    }
+
+    /// The current settings of server `index` (see `RoutingSnapshot::servers`).
+    pub fn server(&self, index: usize) -> Rc<RouterSettings> {
+        let mut state = self.state.borrow_mut();
+        self.refresh(&mut state);
+        state.servers[index].clone()
     }
 
     /// Routes one request of `router`.
     pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, ProxyError> {
         let mut state = self.state.borrow_mut();
-        if self.shared.load().generation != state.snapshot.generation {
-            state.snapshot = self.shared.load_full();
-            state.per_router = state
-                .snapshot
-                .routers
-                .iter()
-                .map(|_| HashMap::new())
-                .collect();
-        }
-        let State {
-            snapshot,
-            per_router,
-        } = &mut *state;
+        self.refresh(&mut state);
+        let State { snapshot, per_router, .. } = &mut *state;
         let routes = &snapshot.routers[router];
-        let key = routes
-            .identifier
-            .key(head)
-            .map_err(ProxyError::UnknownDestination)?;
+        let key = routes.identifier.key(head).map_err(ProxyError::UnknownDestination)?;
         let cache = &mut per_router[router];
         if !cache.contains_key(key) {
             let entry = resolve(snapshot, router, key)?;
@@ -126,15 +126,9 @@ impl CoreRoutes {
                         let i = bound.next.get();
                         bound.next.set(i.wrapping_add(1));
                         let addr = bound.addrs[i % bound.addrs.len()];
-                        Ok(Route {
-                            addr,
-                            service: service.clone(),
-                            client: bound.client.clone(),
-                        })
+                        Ok(Route { addr, service: service.clone(), client: bound.client.clone() })
                     }
-                    _ => Err(ProxyError::NoRoute(format!(
-                        "Unable to route request: {service} has no bound name"
-                    ))),
+                    _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
                 }
             }
             Some(Cached::Failed(kind, text)) => Err(match kind {
@@ -168,25 +162,20 @@ fn resolve(snapshot: &RoutingSnapshot, router: usize, key: &[u8]) -> Result<Cach
     let dtab_text = routes.dtab.show();
     let bound = match snapshot.bind(router, &name) {
         Ok(tree) => tree,
-        Err(e) => {
-            return Ok(Cached::Failed(
-                ProxyErrorKind::NoRoute,
-                format!("Unable to route {service}: {e}").into(),
-            ))
-        }
+        Err(e) => return Ok(Cached::Failed(ProxyErrorKind::NoRoute, format!("Unable to route {service}: {e}").into())),
     };
     // linkerd's text for a name that binds to nothing or to no addresses.
     let no_hosts = || -> Rc<str> {
-        format!("No hosts are available for {service}, Dtab.base=[{dtab_text}], Dtab.local=[]. Remote Info: Not Available")
-            .into()
+        format!(
+            "No hosts are available for {service}, Dtab.base=[{dtab_text}], Dtab.local=[]. Remote Info: Not Available"
+        )
+        .into()
     };
     let mut unavailable = Vec::new();
     let tree = bound.map(&mut |b| match snapshot.endpoints(b) {
-        Endpoints::Addrs(addrs) => Some(Rc::new(BoundEndpoints {
-            client: b.id.show().into(),
-            addrs,
-            next: Cell::new(0),
-        })),
+        Endpoints::Addrs(addrs) => {
+            Some(Rc::new(BoundEndpoints { client: b.id.show().into(), addrs, next: Cell::new(0) }))
+        }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
             None
@@ -211,11 +200,9 @@ fn prune(tree: NameTree<Option<Rc<BoundEndpoints>>>) -> NameTree<Rc<BoundEndpoin
         NameTree::Leaf(Some(b)) => NameTree::Leaf(b),
         NameTree::Leaf(None) => NameTree::Neg,
         NameTree::Alt(ts) => NameTree::Alt(ts.into_iter().map(prune).collect()),
-        NameTree::Union(ws) => NameTree::Union(
-            ws.into_iter()
-                .map(|w| super::name_tree::Weighted::new(w.weight, prune(w.tree)))
-                .collect(),
-        ),
+        NameTree::Union(ws) => {
+            NameTree::Union(ws.into_iter().map(|w| super::name_tree::Weighted::new(w.weight, prune(w.tree))).collect())
+        }
         NameTree::Neg => NameTree::Neg,
         NameTree::Fail => NameTree::Fail,
         NameTree::Empty => NameTree::Empty,

@@ -143,10 +143,7 @@ pub fn global_lookup(path: &Path) -> Result<NameTree<BoundName>, BindError> {
         }
         b"nil" => Ok(NameTree::Empty),
         b"fail" => Ok(NameTree::Fail),
-        other => Err(BindError::UnknownNamer {
-            kind: String::from_utf8_lossy(other).into_owned(),
-            path: path.clone(),
-        }),
+        other => Err(BindError::UnknownNamer { kind: String::from_utf8_lossy(other).into_owned(), path: path.clone() }),
     }
 }
 
@@ -172,13 +169,7 @@ impl Dtab {
     /// path to `dst ++ residual`; the results form an `Alt` in *reverse* dtab
     /// order (later entries win, earlier ones are fall-backs). No match: `~`.
     pub fn lookup(&self, path: &Path) -> NameTree<Path> {
-        lookup_matches(
-            self.dentries()
-                .iter()
-                .rev()
-                .filter(|d| d.prefix.matches(path)),
-            path,
-        )
+        lookup_matches(self.dentries().iter().rev().filter(|d| d.prefix.matches(path)), path)
     }
 }
 
@@ -198,10 +189,7 @@ impl Budget {
         let n = self.0.get() + 1;
         self.0.set(n);
         if n > MAX_LOOKUPS {
-            Err(BindError::TooManyLookups {
-                max: MAX_LOOKUPS,
-                path: path.clone(),
-            })
+            Err(BindError::TooManyLookups { max: MAX_LOOKUPS, path: path.clone() })
         } else {
             Ok(())
         }
@@ -211,12 +199,7 @@ impl Budget {
 impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// Delegates through `dtab`, then `namers`.
     pub fn new(dtab: &'a Dtab, namers: &'a N) -> Self {
-        Delegator {
-            base: dtab,
-            local: None,
-            namers,
-            legacy_unprefixed: false,
-        }
+        Delegator { base: dtab, local: None, namers, legacy_unprefixed: false }
     }
 
     /// Adds a per-request dtab (`l5d-dtab`), consulted as if appended to the
@@ -239,11 +222,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// first, then base entries last to first.
     fn matching<'s>(&'s self, path: &'s Path) -> impl Iterator<Item = &'a Dentry> + 's {
         let local: &'a [Dentry] = self.local.map_or(&[], |d| d.dentries());
-        local
-            .iter()
-            .rev()
-            .chain(self.base.dentries().iter().rev())
-            .filter(move |d| d.prefix.matches(path))
+        local.iter().rev().chain(self.base.dentries().iter().rev()).filter(move |d| d.prefix.matches(path))
     }
 
     /// `(base ++ local).lookup(path)`.
@@ -294,17 +273,9 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
         self.bind_path(path, 0, &budget)
     }
 
-    fn bind_path(
-        &self,
-        path: &Path,
-        depth: usize,
-        budget: &Budget,
-    ) -> Result<NameTree<BoundName>, BindError> {
+    fn bind_path(&self, path: &Path, depth: usize, budget: &Budget) -> Result<NameTree<BoundName>, BindError> {
         if depth > MAX_DEPTH {
-            return Err(BindError::MaxDepth {
-                max: MAX_DEPTH,
-                path: path.clone(),
-            });
+            return Err(BindError::MaxDepth { max: MAX_DEPTH, path: path.clone() });
         }
         budget.take(path)?;
         match self.dtab_matches(path) {
@@ -332,32 +303,16 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// occur (linkerd fails the whole delegation for a loop).
     pub fn delegate(&self, path: &Path) -> Delegation {
         let budget = Budget(Cell::new(0));
-        let trace = self
-            .delegate_leaf(path.clone(), None, 0, &budget)
-            .simplified();
+        let trace = self.delegate_leaf(path.clone(), None, 0, &budget).simplified();
         let tree = trace.to_name_tree();
         let simplified = tree.simplify();
-        Delegation {
-            path: path.clone(),
-            trace,
-            tree,
-            simplified,
-        }
+        Delegation { path: path.clone(), trace, tree, simplified }
     }
 
     /// linkerd `delegateBind` of `Leaf(_, dentry, Name.Path(path))`.
-    fn delegate_leaf(
-        &self,
-        path: Path,
-        dentry: Option<&Dentry>,
-        depth: usize,
-        budget: &Budget,
-    ) -> DelegateTree {
+    fn delegate_leaf(&self, path: Path, dentry: Option<&Dentry>, depth: usize, budget: &Budget) -> DelegateTree {
         let err = if depth > MAX_DEPTH {
-            Some(BindError::MaxDepth {
-                max: MAX_DEPTH,
-                path: path.clone(),
-            })
+            Some(BindError::MaxDepth { max: MAX_DEPTH, path: path.clone() })
         } else {
             budget.take(&path).err()
         };
@@ -369,13 +324,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     }
 
     /// linkerd `delegateLookup` followed by `delegateBind` at `depth`.
-    fn delegate_lookup(
-        &self,
-        path: &Path,
-        dentry: Option<&Dentry>,
-        depth: usize,
-        budget: &Budget,
-    ) -> DelegateTree {
+    fn delegate_lookup(&self, path: &Path, dentry: Option<&Dentry>, depth: usize, budget: &Budget) -> DelegateTree {
         let via_dst = |d: &'a Dentry| {
             let suffix = path.drop(d.prefix.len());
             let leaf = |p: &Path| self.delegate_leaf(p.concat(&suffix), Some(d), depth, budget);
@@ -389,19 +338,13 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
                     Ok(t) => convert(path, d, &t, &|b: &BoundName| {
                         DelegateTree::new(path.clone(), d, DelegateNode::Leaf(b.clone()))
                     }),
-                    Err(e) => DelegateTree::new(
-                        path.clone(),
-                        dentry,
-                        DelegateNode::Exception(e.to_string()),
-                    ),
+                    Err(e) => DelegateTree::new(path.clone(), dentry, DelegateNode::Exception(e.to_string())),
                 }
             }
             Some(matches) if matches.len() == 1 => via_dst(matches[0]),
-            Some(matches) => DelegateTree::new(
-                path.clone(),
-                dentry,
-                DelegateNode::Alt(matches.into_iter().map(via_dst).collect()),
-            ),
+            Some(matches) => {
+                DelegateTree::new(path.clone(), dentry, DelegateNode::Alt(matches.into_iter().map(via_dst).collect()))
+            }
         }
     }
 }
@@ -453,12 +396,7 @@ fn bind_tree<T>(
 
 /// linkerd `DelegateTree.fromNameTree` followed by `delegateBind` of the
 /// structure (`leaf` binds the leaves).
-fn convert<T>(
-    path: &Path,
-    d: Option<&Dentry>,
-    tree: &NameTree<T>,
-    leaf: &dyn Fn(&T) -> DelegateTree,
-) -> DelegateTree {
+fn convert<T>(path: &Path, d: Option<&Dentry>, tree: &NameTree<T>, leaf: &dyn Fn(&T) -> DelegateTree) -> DelegateTree {
     let node = match tree {
         NameTree::Leaf(t) => return leaf(t),
         NameTree::Neg => DelegateNode::Neg,
@@ -474,10 +412,7 @@ fn convert<T>(
             [w] => DelegateNode::Delegate(Box::new(convert(path, d, &w.tree, leaf))),
             ws => DelegateNode::Union(
                 ws.iter()
-                    .map(|w| WeightedDelegate {
-                        weight: w.weight,
-                        tree: convert(path, d, &w.tree, leaf),
-                    })
+                    .map(|w| WeightedDelegate { weight: w.weight, tree: convert(path, d, &w.tree, leaf) })
                     .collect(),
             ),
         },
@@ -529,11 +464,7 @@ pub struct WeightedDelegate {
 
 impl DelegateTree {
     fn new(path: Path, dentry: Option<&Dentry>, node: DelegateNode) -> Self {
-        DelegateTree {
-            path,
-            dentry: dentry.cloned(),
-            node,
-        }
+        DelegateTree { path, dentry: dentry.cloned(), node }
     }
 
     /// linkerd `DelegateTree.simplified`: drops `delegate` steps that do not
@@ -554,17 +485,8 @@ impl DelegateTree {
                 1 => {
                     let only = ts.pop().map(Box::new);
                     return match only {
-                        Some(t) => DelegateTree {
-                            path,
-                            dentry,
-                            node: DelegateNode::Delegate(t),
-                        }
-                        .simplified(),
-                        None => DelegateTree {
-                            path,
-                            dentry,
-                            node: DelegateNode::Neg,
-                        },
+                        Some(t) => DelegateTree { path, dentry, node: DelegateNode::Delegate(t) }.simplified(),
+                        None => DelegateTree { path, dentry, node: DelegateNode::Neg },
                     };
                 }
                 _ => {
@@ -584,26 +506,12 @@ impl DelegateTree {
                 1 => {
                     let only = ws.pop().map(|w| Box::new(w.tree));
                     return match only {
-                        Some(t) => DelegateTree {
-                            path,
-                            dentry,
-                            node: DelegateNode::Delegate(t),
-                        }
-                        .simplified(),
-                        None => DelegateTree {
-                            path,
-                            dentry,
-                            node: DelegateNode::Neg,
-                        },
+                        Some(t) => DelegateTree { path, dentry, node: DelegateNode::Delegate(t) }.simplified(),
+                        None => DelegateTree { path, dentry, node: DelegateNode::Neg },
                     };
                 }
                 _ => DelegateNode::Union(
-                    ws.into_iter()
-                        .map(|w| WeightedDelegate {
-                            weight: w.weight,
-                            tree: w.tree.simplified(),
-                        })
-                        .collect(),
+                    ws.into_iter().map(|w| WeightedDelegate { weight: w.weight, tree: w.tree.simplified() }).collect(),
                 ),
             },
             other => other,
@@ -621,11 +529,9 @@ impl DelegateTree {
             DelegateNode::Delegate(t) => t.to_name_tree(),
             DelegateNode::Leaf(b) => NameTree::Leaf(b.clone()),
             DelegateNode::Alt(ts) => NameTree::Alt(ts.iter().map(|t| t.to_name_tree()).collect()),
-            DelegateNode::Union(ws) => NameTree::Union(
-                ws.iter()
-                    .map(|w| Weighted::new(w.weight, w.tree.to_name_tree()))
-                    .collect(),
-            ),
+            DelegateNode::Union(ws) => {
+                NameTree::Union(ws.iter().map(|w| Weighted::new(w.weight, w.tree.to_name_tree())).collect())
+            }
         }
     }
 
@@ -701,10 +607,7 @@ impl DelegateTree {
         let path = match &self.node {
             // linkerd shows these two specially.
             DelegateNode::Neg if self.path.is_empty() => "~".to_string(),
-            DelegateNode::Fail
-                if !(self.path.segment(0) == Some(b"$")
-                    && self.path.segment(1) == Some(b"fail")) =>
-            {
+            DelegateNode::Fail if !(self.path.segment(0) == Some(b"$") && self.path.segment(1) == Some(b"fail")) => {
                 "!".to_string()
             }
             _ => self.path.show(),
@@ -854,9 +757,7 @@ mod tests {
                 return None;
             }
             match path.segment(2) {
-                Some(b"foo" | b"bar") => {
-                    Some(NameTree::Leaf(BoundName::new(path.take(3), path.drop(3))))
-                }
+                Some(b"foo" | b"bar") => Some(NameTree::Leaf(BoundName::new(path.take(3), path.drop(3)))),
                 _ => Some(NameTree::Neg),
             }
         }
@@ -877,20 +778,11 @@ mod tests {
         let d = "/svc=>/$/inet/a/1;/svc=>/$/inet/b/2";
         assert_eq!(bind(d, "/svc/x"), Ok(bound("/$/inet/b/2", "/x")));
         // `/a=>/b; /a=>~` sends /a to /b.
-        assert_eq!(
-            bind("/b=>/$/inet/h/80;/a=>/b;/a=>~", "/a"),
-            Ok(bound("/$/inet/h/80", "/"))
-        );
+        assert_eq!(bind("/b=>/$/inet/h/80;/a=>/b;/a=>~", "/a"), Ok(bound("/$/inet/h/80", "/")));
         // The later entry leads nowhere (/nowhere has no dentry, no namer).
-        assert_eq!(
-            bind("/svc=>/$/inet/a/1;/svc=>/nowhere", "/svc"),
-            Ok(bound("/$/inet/a/1", "/"))
-        );
+        assert_eq!(bind("/svc=>/$/inet/a/1;/svc=>/nowhere", "/svc"), Ok(bound("/$/inet/a/1", "/")));
         // A namer's ~ falls back too.
-        assert_eq!(
-            bind("/svc=>/#/io.l5d.fs/foo;/svc=>/#/io.l5d.fs/nope", "/svc"),
-            Ok(bound("/#/io.l5d.fs/foo", "/"))
-        );
+        assert_eq!(bind("/svc=>/#/io.l5d.fs/foo;/svc=>/#/io.l5d.fs/nope", "/svc"), Ok(bound("/#/io.l5d.fs/foo", "/")));
         assert_eq!(bind("/svc=>/a", "/svc"), Ok(NameTree::Neg));
         assert_eq!(bind("", "/svc"), Ok(NameTree::Neg));
     }
@@ -898,10 +790,7 @@ mod tests {
     #[test]
     fn wildcards() {
         let d = "/http/1.1/*/*=>/svc;/svc=>/#/io.l5d.fs";
-        assert_eq!(
-            bind(d, "/http/1.1/GET/host/foo/rest"),
-            Ok(bound("/#/io.l5d.fs/foo", "/rest"))
-        );
+        assert_eq!(bind(d, "/http/1.1/GET/host/foo/rest"), Ok(bound("/#/io.l5d.fs/foo", "/rest")));
         let d = "/svc/*=>/$/inet/any/1;/svc/foo=>/#/io.l5d.fs/foo";
         assert_eq!(bind(d, "/svc/foo"), Ok(bound("/#/io.l5d.fs/foo", "/")));
         assert_eq!(bind(d, "/svc/bar/x"), Ok(bound("/$/inet/any/1", "/x")));
@@ -913,27 +802,12 @@ mod tests {
         assert_eq!(bind(d, "/svc"), Ok(NameTree::Fail));
         let d = "/svc=>/$/inet/a/1;/svc=>$";
         assert_eq!(bind(d, "/svc"), Ok(NameTree::Empty));
-        assert_eq!(
-            bind("/svc=>~ | ! | /$/inet/a/1", "/svc"),
-            Ok(NameTree::Fail)
-        );
-        assert_eq!(
-            bind("/svc=>~ | $ | /$/inet/a/1", "/svc"),
-            Ok(NameTree::Empty)
-        );
-        assert_eq!(
-            bind("/svc=>~ | /$/inet/a/1 | !", "/svc"),
-            Ok(bound("/$/inet/a/1", "/"))
-        );
+        assert_eq!(bind("/svc=>~ | ! | /$/inet/a/1", "/svc"), Ok(NameTree::Fail));
+        assert_eq!(bind("/svc=>~ | $ | /$/inet/a/1", "/svc"), Ok(NameTree::Empty));
+        assert_eq!(bind("/svc=>~ | /$/inet/a/1 | !", "/svc"), Ok(bound("/$/inet/a/1", "/")));
         // /$/fail and /$/nil.
-        assert_eq!(
-            bind("/svc=>/$/fail | /$/inet/a/1", "/svc"),
-            Ok(NameTree::Fail)
-        );
-        assert_eq!(
-            bind("/svc=>/$/nil | /$/inet/a/1", "/svc"),
-            Ok(NameTree::Empty)
-        );
+        assert_eq!(bind("/svc=>/$/fail | /$/inet/a/1", "/svc"), Ok(NameTree::Fail));
+        assert_eq!(bind("/svc=>/$/nil | /$/inet/a/1", "/svc"), Ok(NameTree::Empty));
         // The trace agrees after simplification.
         let d = dtab("/svc=>/$/inet/a/1;/svc=>!");
         let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/svc"));
@@ -944,15 +818,9 @@ mod tests {
     fn negation() {
         // A single `=>~` match is a plain Neg lookup, so namers still answer
         // (linkerd: `dtab.lookup(path) == Neg` → namers).
-        assert_eq!(
-            bind("/#/io.l5d.fs=>~", "/#/io.l5d.fs/foo"),
-            Ok(bound("/#/io.l5d.fs/foo", "/"))
-        );
+        assert_eq!(bind("/#/io.l5d.fs=>~", "/#/io.l5d.fs/foo"), Ok(bound("/#/io.l5d.fs/foo", "/")));
         // Two matches form an Alt, which is not literally Neg: no namers.
-        assert_eq!(
-            bind("/#/io.l5d.fs=>~;/#/io.l5d.fs=>~", "/#/io.l5d.fs/foo"),
-            Ok(NameTree::Neg)
-        );
+        assert_eq!(bind("/#/io.l5d.fs=>~;/#/io.l5d.fs=>~", "/#/io.l5d.fs/foo"), Ok(NameTree::Neg));
         assert_eq!(bind("/svc=>~", "/svc/foo"), Ok(NameTree::Neg));
         assert_eq!(bind("/svc=>~ & ~", "/svc/foo"), Ok(NameTree::Neg));
     }
@@ -961,60 +829,29 @@ mod tests {
     fn namer_binding_and_residuals() {
         let d = "/svc=>/#/io.l5d.fs";
         assert_eq!(bind(d, "/svc/foo"), Ok(bound("/#/io.l5d.fs/foo", "/")));
-        assert_eq!(
-            bind(d, "/svc/foo/a/b"),
-            Ok(bound("/#/io.l5d.fs/foo", "/a/b"))
-        );
+        assert_eq!(bind(d, "/svc/foo/a/b"), Ok(bound("/#/io.l5d.fs/foo", "/a/b")));
         assert_eq!(bind(d, "/svc/nope"), Ok(NameTree::Neg));
         // Direct /#/ paths need no dentry.
-        assert_eq!(
-            bind("", "/#/io.l5d.fs/bar"),
-            Ok(bound("/#/io.l5d.fs/bar", "/"))
-        );
+        assert_eq!(bind("", "/#/io.l5d.fs/bar"), Ok(bound("/#/io.l5d.fs/bar", "/")));
         // Unowned /#/ prefix.
         assert_eq!(bind("", "/#/io.l5d.k8s/x"), Ok(NameTree::Neg));
         // Host: serviceB → /svc/serviceB with a verbatim segment.
         let host = p("/svc").concat(&Path::single_segment("foo").unwrap());
         let dt = dtab(d);
-        assert_eq!(
-            Delegator::new(&dt, &TestNamers).bind(&host),
-            Ok(bound("/#/io.l5d.fs/foo", "/"))
-        );
+        assert_eq!(Delegator::new(&dt, &TestNamers).bind(&host), Ok(bound("/#/io.l5d.fs/foo", "/")));
     }
 
     #[test]
     fn inet_binding() {
-        assert_eq!(
-            bind("", "/$/inet/127.1/8080"),
-            Ok(bound("/$/inet/127.1/8080", "/"))
-        );
-        assert_eq!(
-            bind("", "/$/inet/localhost/8080/x/y"),
-            Ok(bound("/$/inet/localhost/8080", "/x/y"))
-        );
+        assert_eq!(bind("", "/$/inet/127.1/8080"), Ok(bound("/$/inet/127.1/8080", "/")));
+        assert_eq!(bind("", "/$/inet/localhost/8080/x/y"), Ok(bound("/$/inet/localhost/8080", "/x/y")));
         assert_eq!(bind("", "/$/inet/8080"), Ok(bound("/$/inet/8080", "/")));
         assert_eq!(bind("", "/$/inet/8080/x"), Ok(bound("/$/inet/8080", "/x")));
-        assert_eq!(
-            bind("", "/$/fixedinet/h/1"),
-            Ok(bound("/$/fixedinet/h/1", "/"))
-        );
-        assert_eq!(
-            bind("", "/$/inet/host/http"),
-            Err(BindError::InvalidInet {
-                path: p("/$/inet/host/http")
-            })
-        );
-        assert_eq!(
-            bind("", "/$/inet/h/70000"),
-            Err(BindError::InvalidInet {
-                path: p("/$/inet/h/70000")
-            })
-        );
+        assert_eq!(bind("", "/$/fixedinet/h/1"), Ok(bound("/$/fixedinet/h/1", "/")));
+        assert_eq!(bind("", "/$/inet/host/http"), Err(BindError::InvalidInet { path: p("/$/inet/host/http") }));
+        assert_eq!(bind("", "/$/inet/h/70000"), Err(BindError::InvalidInet { path: p("/$/inet/h/70000") }));
         let e = bind("", "/$/com.example.Namer/x").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "Unknown namer: com.example.Namer for path: /$/com.example.Namer/x"
-        );
+        assert_eq!(e.to_string(), "Unknown namer: com.example.Namer for path: /$/com.example.Namer/x");
         assert_eq!(bind("", "/$"), Ok(NameTree::Neg));
         let d = "/svc=>/$/inet/127.1/8080";
         assert_eq!(bind(d, "/svc/a"), Ok(bound("/$/inet/127.1/8080", "/a")));
@@ -1026,10 +863,7 @@ mod tests {
         assert_eq!(bind(d, "/svc/foo"), Ok(bound("/$/inet/override/1", "/")));
         assert_eq!(bind(d, "/svc/bar"), Ok(bound("/#/io.l5d.fs/bar", "/")));
         let d = "/$/inet/127.1/8080=>/$/inet/10.0.0.1/80";
-        assert_eq!(
-            bind(d, "/$/inet/127.1/8080/r"),
-            Ok(bound("/$/inet/10.0.0.1/80", "/r"))
-        );
+        assert_eq!(bind(d, "/$/inet/127.1/8080/r"), Ok(bound("/$/inet/10.0.0.1/80", "/r")));
         // Rewriting into a path that is then Neg falls through to the
         // earlier entry, not to the namer (the lookup was not Neg).
         let d = "/#/io.l5d.fs/foo=>/$/inet/a/1;/#/io.l5d.fs/foo=>/nowhere";
@@ -1047,10 +881,7 @@ mod tests {
         assert_eq!(del.bind(&p("/svc/bar")), Ok(bound("/#/io.l5d.fs/bar", "/")));
         let cat = base.concat(&local);
         assert_eq!(del.lookup(&p("/svc/foo")), cat.lookup(&p("/svc/foo")));
-        assert_eq!(
-            Delegator::new(&cat, &TestNamers).bind(&p("/svc/foo")),
-            del.bind(&p("/svc/foo"))
-        );
+        assert_eq!(Delegator::new(&cat, &TestNamers).bind(&p("/svc/foo")), del.bind(&p("/svc/foo")));
     }
 
     #[test]
@@ -1061,9 +892,7 @@ mod tests {
         let mut counts: HashMap<String, u32> = HashMap::new();
         let mut r = 0x5eed_u64;
         for _ in 0..10_000 {
-            r = r
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             match t.pick(r) {
                 Pick::Leaf(b) => *counts.entry(b.id.show()).or_default() += 1,
                 other => panic!("{other:?}"),
@@ -1081,10 +910,7 @@ mod tests {
     #[test]
     fn recursion_limit() {
         let e = bind("/a=>/a/x", "/a").unwrap_err();
-        assert!(
-            matches!(e, BindError::MaxDepth { max: MAX_DEPTH, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, BindError::MaxDepth { max: MAX_DEPTH, .. }), "{e}");
         assert!(e.to_string().starts_with("Max recursion level 100 reached"));
         let e = bind("/a=>/b;/b=>/a", "/a").unwrap_err();
         assert!(matches!(e, BindError::MaxDepth { .. }));
@@ -1118,10 +944,7 @@ mod tests {
         let plain = Delegator::new(&d, &TestNamers);
         assert_eq!(plain.bind(&p("/svc/foo")), Ok(NameTree::Neg));
         let legacy = Delegator::new(&d, &TestNamers).with_legacy_unprefixed_namers(true);
-        assert_eq!(
-            legacy.bind(&p("/svc/foo")),
-            Ok(bound("/#/io.l5d.fs/foo", "/"))
-        );
+        assert_eq!(legacy.bind(&p("/svc/foo")), Ok(bound("/#/io.l5d.fs/foo", "/")));
     }
 
     #[test]
@@ -1145,9 +968,7 @@ mod tests {
 
     #[test]
     fn trace_alt_and_union() {
-        let d = dtab(
-            "/svc=>/$/inet/old/1;/svc=>/#/io.l5d.fs/nope;/svc/w=>0.25*/$/inet/a/1 & 0.75*/$/inet/b/2",
-        );
+        let d = dtab("/svc=>/$/inet/old/1;/svc=>/#/io.l5d.fs/nope;/svc/w=>0.25*/$/inet/a/1 & 0.75*/$/inet/b/2");
         let del = Delegator::new(&d, &TestNamers).delegate(&p("/svc"));
         assert_eq!(
             del.render_text(),
@@ -1170,20 +991,12 @@ mod tests {
             text.contains("  0.25* /$/inet/a/1/x [/svc/w=>0.25*/$/inet/a/1 & 0.75*/$/inet/b/2] -> bound /$/inet/a/1 residual /x\n"),
             "{text}"
         );
-        assert!(
-            text.ends_with("=> 0.25*/$/inet/a/1/x & 0.75*/$/inet/b/2/x | /$/inet/old/1/w/x\n"),
-            "{text}"
-        );
+        assert!(text.ends_with("=> 0.25*/$/inet/a/1/x & 0.75*/$/inet/b/2/x | /$/inet/old/1/w/x\n"), "{text}");
         let json = del.to_json();
-        assert!(
-            json.contains(r#""union":[{"weight":0.25,"tree":{"type":"leaf""#),
-            "{json}"
-        );
+        assert!(json.contains(r#""union":[{"weight":0.25,"tree":{"type":"leaf""#), "{json}");
         // The data path picks the union (the later entry) and ignores the
         // fall-back.
-        let b = Delegator::new(&d, &TestNamers)
-            .bind(&p("/svc/w/x"))
-            .unwrap();
+        let b = Delegator::new(&d, &TestNamers).bind(&p("/svc/w/x")).unwrap();
         assert_eq!(b.show(), "0.25*/$/inet/a/1/x & 0.75*/$/inet/b/2/x");
     }
 

@@ -27,11 +27,7 @@ impl Prefix {
 
     /// A wildcard-free prefix equal to `path`.
     pub fn from_path(path: &Path) -> Self {
-        Prefix(
-            path.segments()
-                .map(|s| PrefixElem::Label(s.into()))
-                .collect(),
-        )
+        Prefix(path.segments().map(|s| PrefixElem::Label(s.into())).collect())
     }
 
     /// Parses `/a/*/c` (whitespace around it is ignored).
@@ -271,13 +267,9 @@ mod tests {
 
     #[test]
     fn parse_example() {
-        let d =
-            Dtab::parse("/svc => /#/io.l5d.fs ;\n /svc/foo => /$/inet/127.1/8080 | /x ;").unwrap();
+        let d = Dtab::parse("/svc => /#/io.l5d.fs ;\n /svc/foo => /$/inet/127.1/8080 | /x ;").unwrap();
         assert_eq!(d.len(), 2);
-        assert_eq!(
-            d.show(),
-            "/svc=>/#/io.l5d.fs;/svc/foo=>/$/inet/127.1/8080 | /x"
-        );
+        assert_eq!(d.show(), "/svc=>/#/io.l5d.fs;/svc/foo=>/$/inet/127.1/8080 | /x");
         assert_eq!(Dtab::parse(&d.show()).unwrap(), d);
         assert_eq!(d.dentries()[1].prefix, Prefix::parse("/svc/foo").unwrap());
     }
@@ -312,13 +304,7 @@ mod tests {
     fn errors_with_positions() {
         let e = Dtab::parse("/a => /b; /c =>").unwrap_err();
         assert_eq!(e.offset, 15);
-        assert_eq!(
-            e.kind,
-            ParseErrorKind::Expected {
-                expected: "name tree",
-                found: Found::End
-            }
-        );
+        assert_eq!(e.kind, ParseErrorKind::Expected { expected: "name tree", found: Found::End });
         let e = Dtab::parse("/a => /b; /c = > /d").unwrap_err();
         assert_eq!(e.offset, 14);
         let e = Dtab::parse("/a => /b /c => /d").unwrap_err();
@@ -331,10 +317,7 @@ mod tests {
         assert_eq!(e.offset, 7);
         let e = Dtab::parse("/a => /b | (/c").unwrap_err();
         assert_eq!(e.offset, 14);
-        assert_eq!(
-            e.to_string(),
-            "')' expected but end of input found at byte 14"
-        );
+        assert_eq!(e.to_string(), "')' expected but end of input found at byte 14");
     }
 
     #[test]

@@ -17,10 +17,9 @@ pub enum Identifier {
 impl Identifier {
     pub fn from_config(config: &IdentifierConfig) -> Identifier {
         match config {
-            IdentifierConfig::HeaderToken { header } => Identifier::HeaderToken {
-                header: header.as_str().into(),
-                is_host: header.eq_ignore_ascii_case("host"),
-            },
+            IdentifierConfig::HeaderToken { header } => {
+                Identifier::HeaderToken { header: header.as_str().into(), is_host: header.eq_ignore_ascii_case("host") }
+            }
         }
     }
 
@@ -31,10 +30,7 @@ impl Identifier {
                 let value = if *is_host {
                     head.host.map(str::as_bytes)
                 } else {
-                    head.headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(header))
-                        .map(|h| h.value)
+                    head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(header)).map(|h| h.value)
                 };
                 match value {
                     Some(v) if !v.is_empty() => Ok(v),
@@ -48,8 +44,7 @@ impl Identifier {
     pub fn name(&self, dst_prefix: &Path, key: &[u8]) -> Result<Path, String> {
         match self {
             Identifier::HeaderToken { header, .. } => {
-                let segment = Path::from_segments([key])
-                    .map_err(|e| format!("invalid {header} header: {e}"))?;
+                let segment = Path::from_segments([key]).map_err(|e| format!("invalid {header} header: {e}"))?;
                 Ok(dst_prefix.concat(&segment))
             }
         }
@@ -67,9 +62,7 @@ mod tests {
         let id = Identifier::from_config(&IdentifierConfig::default());
         let buf = b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n";
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_request(buf, &mut slots, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
         let key = id.key(&head).unwrap();
         let name = id.name(&Path::parse("/svc").unwrap(), key).unwrap();
         assert_eq!(name.show(), "/svc/serviceB");
@@ -80,14 +73,10 @@ mod tests {
 
     #[test]
     fn missing_header_is_an_error() {
-        let id = Identifier::from_config(&IdentifierConfig::HeaderToken {
-            header: "x-dst".into(),
-        });
+        let id = Identifier::from_config(&IdentifierConfig::HeaderToken { header: "x-dst".into() });
         let buf = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n";
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_request(buf, &mut slots, &Limits::default())
-            .unwrap()
-            .unwrap();
+        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
         assert_eq!(id.key(&head).unwrap_err(), "no x-dst header");
     }
 }

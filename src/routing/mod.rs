@@ -75,8 +75,8 @@ pub mod name_tree;
 pub mod path;
 
 pub use delegate::{
-    global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator,
-    EmptyNamers, Namers, WeightedDelegate, MAX_DEPTH, MAX_LOOKUPS,
+    global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator, EmptyNamers, Namers,
+    WeightedDelegate, MAX_DEPTH, MAX_LOOKUPS,
 };
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
 pub use name_tree::{NameTree, Pick, Status, Weighted};

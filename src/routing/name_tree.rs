@@ -82,11 +82,7 @@ impl<T> NameTree<T> {
         match self {
             NameTree::Leaf(t) => NameTree::Leaf(f(t)),
             NameTree::Alt(ts) => NameTree::Alt(ts.iter().map(|t| t.map(f)).collect()),
-            NameTree::Union(ws) => NameTree::Union(
-                ws.iter()
-                    .map(|w| Weighted::new(w.weight, w.tree.map(f)))
-                    .collect(),
-            ),
+            NameTree::Union(ws) => NameTree::Union(ws.iter().map(|w| Weighted::new(w.weight, w.tree.map(f))).collect()),
             NameTree::Neg => NameTree::Neg,
             NameTree::Fail => NameTree::Fail,
             NameTree::Empty => NameTree::Empty,
@@ -201,11 +197,7 @@ impl<T> NameTree<T> {
             NameTree::Empty => Status::Empty,
             NameTree::Neg => Status::Neg,
             NameTree::Fail => Status::Fail,
-            NameTree::Alt(ts) => ts
-                .iter()
-                .map(NameTree::status)
-                .find(|s| *s != Status::Neg)
-                .unwrap_or(Status::Neg),
+            NameTree::Alt(ts) => ts.iter().map(NameTree::status).find(|s| *s != Status::Neg).unwrap_or(Status::Neg),
             NameTree::Union(ws) => {
                 let mut empty = false;
                 for w in ws {
@@ -429,11 +421,7 @@ pub(super) fn parse_tree(cur: &mut Cursor<'_>, depth: usize) -> Result<NameTree<
             break;
         }
     }
-    Ok(if trees.len() == 1 {
-        trees.pop().unwrap_or(NameTree::Neg)
-    } else {
-        NameTree::Alt(trees)
-    })
+    Ok(if trees.len() == 1 { trees.pop().unwrap_or(NameTree::Neg) } else { NameTree::Alt(trees) })
 }
 
 fn parse_tree1(cur: &mut Cursor<'_>, depth: usize) -> Result<NameTree<Path>, ParseError> {
@@ -445,11 +433,7 @@ fn parse_tree1(cur: &mut Cursor<'_>, depth: usize) -> Result<NameTree<Path>, Par
             break;
         }
     }
-    Ok(if ws.len() == 1 {
-        ws.pop().map_or(NameTree::Neg, |w| w.tree)
-    } else {
-        NameTree::Union(ws)
-    })
+    Ok(if ws.len() == 1 { ws.pop().map_or(NameTree::Neg, |w| w.tree) } else { NameTree::Union(ws) })
 }
 
 fn is_number_char(b: Option<u8>) -> bool {
@@ -474,18 +458,12 @@ fn parse_weighted(cur: &mut Cursor<'_>, depth: usize) -> Result<Weighted<Path>, 
         if text == "." {
             return Err(ParseError {
                 offset: start,
-                kind: ParseErrorKind::Expected {
-                    expected: "weight",
-                    found: super::path::Found::Char('.'),
-                },
+                kind: ParseErrorKind::Expected { expected: "weight", found: super::path::Found::Char('.') },
             });
         }
         let w: f64 = text.parse().map_err(|_| ParseError {
             offset: start,
-            kind: ParseErrorKind::Expected {
-                expected: "weight",
-                found: super::path::Found::Char('.'),
-            },
+            kind: ParseErrorKind::Expected { expected: "weight", found: super::path::Found::Char('.') },
         })?;
         cur.skip_ws();
         cur.eat(b'*', "'*'")?;
@@ -554,18 +532,12 @@ mod tests {
                 NameTree::Empty,
             ])
         );
-        assert_eq!(
-            t(" 0.3 * /a &.7*/b "),
-            NameTree::Union(vec![w(0.3, leaf("/a")), w(0.7, leaf("/b"))])
-        );
+        assert_eq!(t(" 0.3 * /a &.7*/b "), NameTree::Union(vec![w(0.3, leaf("/a")), w(0.7, leaf("/b"))]));
         assert_eq!(t("0.5*/a"), leaf("/a"));
         assert_eq!(
             t("/a & (/b | ~) | !"),
             NameTree::Alt(vec![
-                NameTree::Union(vec![
-                    w(1.0, leaf("/a")),
-                    w(1.0, NameTree::Alt(vec![leaf("/b"), NameTree::Neg]))
-                ]),
+                NameTree::Union(vec![w(1.0, leaf("/a")), w(1.0, NameTree::Alt(vec![leaf("/b"), NameTree::Neg]))]),
                 NameTree::Fail
             ])
         );
@@ -586,10 +558,7 @@ mod tests {
         assert_eq!(e.offset, 4);
         let e = NameTree::parse("(/a | /b").unwrap_err();
         assert_eq!(e.offset, 8);
-        assert_eq!(
-            e.to_string(),
-            "')' expected but end of input found at byte 8"
-        );
+        assert_eq!(e.to_string(), "')' expected but end of input found at byte 8");
         let deep = "(".repeat(10_000);
         let e = NameTree::parse(&deep).unwrap_err();
         assert_eq!(e.kind, ParseErrorKind::TooDeep { max: MAX_NESTING });
@@ -688,9 +657,7 @@ mod tests {
         assert!((4800..=5200).contains(&counts[2]), "{counts:?}");
         // All-zero weights: uniform.
         let zero = t("0*/a & 0*/b");
-        let n = (0..1000u64)
-            .filter(|i| zero.pick(splitmix64(*i)) == Pick::Leaf(&a))
-            .count();
+        let n = (0..1000u64).filter(|i| zero.pick(splitmix64(*i)) == Pick::Leaf(&a)).count();
         assert!((400..=600).contains(&n), "{n}");
     }
 
@@ -706,27 +673,18 @@ mod tests {
     }
 
     fn random_tree(rng: &mut Rng, depth: u32) -> NameTree<Path> {
-        let k = if depth == 0 {
-            rng.below(4)
-        } else {
-            rng.below(6)
-        };
+        let k = if depth == 0 { rng.below(4) } else { rng.below(6) };
         match k {
             0 => {
                 let n = rng.below(3) as usize;
-                let segs: Vec<Vec<u8>> = (0..n)
-                    .map(|_| (0..1 + rng.below(3)).map(|_| rng.next() as u8).collect())
-                    .collect();
+                let segs: Vec<Vec<u8>> =
+                    (0..n).map(|_| (0..1 + rng.below(3)).map(|_| rng.next() as u8).collect()).collect();
                 NameTree::Leaf(Path::from_segments(segs).unwrap())
             }
             1 => NameTree::Neg,
             2 => NameTree::Fail,
             3 => NameTree::Empty,
-            4 => NameTree::Alt(
-                (0..2 + rng.below(3))
-                    .map(|_| random_tree(rng, depth - 1))
-                    .collect(),
-            ),
+            4 => NameTree::Alt((0..2 + rng.below(3)).map(|_| random_tree(rng, depth - 1)).collect()),
             _ => NameTree::Union(
                 (0..2 + rng.below(3))
                     .map(|_| {

@@ -96,14 +96,7 @@ struct Buf {
 
 fn empty_buf() -> Arc<Buf> {
     static EMPTY: OnceLock<Arc<Buf>> = OnceLock::new();
-    EMPTY
-        .get_or_init(|| {
-            Arc::new(Buf {
-                bytes: Box::new([]),
-                ends: Box::new([]),
-            })
-        })
-        .clone()
+    EMPTY.get_or_init(|| Arc::new(Buf { bytes: Box::new([]), ends: Box::new([]) })).clone()
 }
 
 /// A hierarchical name: a sequence of non-empty byte-string segments.
@@ -142,10 +135,7 @@ impl PathBuilder {
         }
         let n = self.ends.len();
         Path {
-            buf: Arc::new(Buf {
-                bytes: self.bytes.into_boxed_slice(),
-                ends: self.ends.into_boxed_slice(),
-            }),
+            buf: Arc::new(Buf { bytes: self.bytes.into_boxed_slice(), ends: self.ends.into_boxed_slice() }),
             start: 0,
             end: n,
         }
@@ -155,11 +145,7 @@ impl PathBuilder {
 impl Path {
     /// The empty path `/` (no allocation).
     pub fn empty() -> Path {
-        Path {
-            buf: empty_buf(),
-            start: 0,
-            end: 0,
-        }
+        Path { buf: empty_buf(), start: 0, end: 0 }
     }
 
     /// Parses the textual form, e.g. `/svc/foo` or `/`. Surrounding ASCII
@@ -228,11 +214,7 @@ impl Path {
 
     /// Iterates over the segments.
     pub fn segments(&self) -> Segments<'_> {
-        Segments {
-            path: self,
-            front: 0,
-            back: self.len(),
-        }
+        Segments { path: self, front: 0, back: self.len() }
     }
 
     /// Whether `prefix`'s segments are the first segments of `self`.
@@ -243,21 +225,13 @@ impl Path {
     /// Drops the first `n` segments (O(1), no allocation).
     pub fn drop(&self, n: usize) -> Path {
         let n = n.min(self.len());
-        Path {
-            buf: self.buf.clone(),
-            start: self.start + n,
-            end: self.end,
-        }
+        Path { buf: self.buf.clone(), start: self.start + n, end: self.end }
     }
 
     /// Keeps the first `n` segments (O(1), no allocation).
     pub fn take(&self, n: usize) -> Path {
         let n = n.min(self.len());
-        Path {
-            buf: self.buf.clone(),
-            start: self.start,
-            end: self.start + n,
-        }
+        Path { buf: self.buf.clone(), start: self.start, end: self.start + n }
     }
 
     /// `self ++ other`; allocates unless one side is empty.
@@ -464,17 +438,11 @@ impl<'a> Cursor<'a> {
             // Offset inside a multi-byte character: report the raw byte.
             None => Found::Char(char::from(self.peek().unwrap_or(0))),
         };
-        ParseError {
-            offset: self.pos,
-            kind: ParseErrorKind::Expected { expected, found },
-        }
+        ParseError { offset: self.pos, kind: ParseErrorKind::Expected { expected, found } }
     }
 
     pub(super) fn error(&self, kind: ParseErrorKind) -> ParseError {
-        ParseError {
-            offset: self.pos,
-            kind,
-        }
+        ParseError { offset: self.pos, kind }
     }
 
     pub(super) fn ensure_end(&self) -> Result<(), ParseError> {
@@ -577,10 +545,7 @@ mod tests {
         assert_eq!(u.show(), r"/h\xc3\xa9llo\x20world\x2a");
         assert_eq!(p(&u.show()), u);
         assert_eq!(u.segment_str(0), Some("héllo world*"));
-        assert_eq!(
-            Path::single_segment(""),
-            Err(PathError::EmptySegment { index: 0 })
-        );
+        assert_eq!(Path::single_segment(""), Err(PathError::EmptySegment { index: 0 }));
     }
 
     #[test]
@@ -589,13 +554,7 @@ mod tests {
         assert_eq!(e.offset, 0);
         let e = Path::parse("/a/").unwrap_err();
         assert_eq!(e.offset, 3);
-        assert_eq!(
-            e.kind,
-            ParseErrorKind::Expected {
-                expected: "label char",
-                found: Found::End
-            }
-        );
+        assert_eq!(e.kind, ParseErrorKind::Expected { expected: "label char", found: Found::End });
         let e = Path::parse("/a b").unwrap_err();
         assert_eq!(e.offset, 3);
         let e = Path::parse("//a").unwrap_err();
@@ -609,13 +568,7 @@ mod tests {
         assert_eq!(e.to_string(), "label char expected but '*' found at byte 3");
         let e = Path::parse("/é").unwrap_err();
         assert_eq!(e.offset, 1);
-        assert_eq!(
-            e.kind,
-            ParseErrorKind::Expected {
-                expected: "end of input",
-                found: Found::Char('é')
-            }
-        );
+        assert_eq!(e.kind, ParseErrorKind::Expected { expected: "end of input", found: Found::Char('é') });
     }
 
     #[test]
@@ -633,10 +586,7 @@ mod tests {
         assert_eq!(a.take(1).concat(&a.drop(2)), p("/a/c"));
         assert_eq!(Path::empty().concat(&a), a);
         assert_eq!(Path::from_segments(["x", "y"]).unwrap().to_string(), "/x/y");
-        assert_eq!(
-            Path::from_segments(["x", ""]),
-            Err(PathError::EmptySegment { index: 1 })
-        );
+        assert_eq!(Path::from_segments(["x", ""]), Err(PathError::EmptySegment { index: 1 }));
         let rev: Vec<&[u8]> = a.segments().rev().collect();
         assert_eq!(rev, vec![&b"c"[..], b"b", b"a"]);
         assert_eq!(format!("{:?}", a.drop(1)), "Path(/b/c)");

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::proxy::RouterSettings;
 
 use super::delegate::{BoundName, Delegator, EmptyNamers};
 use super::dtab::Dtab;
@@ -28,6 +29,9 @@ pub struct RoutingSnapshot {
     /// Increases with every published snapshot; per-core caches compare it.
     pub generation: u64,
     pub routers: Vec<RouterRoutes>,
+    /// Settings of every configured server, routers in order and each
+    /// router's servers in order (the index workers' listeners carry).
+    pub servers: Vec<RouterSettings>,
     /// `/$/inet` host names found in the dtabs, resolved when the snapshot was
     /// built, off the data path. Workers never block on DNS.
     resolved_hosts: HashMap<String, Vec<IpAddr>>,
@@ -44,14 +48,15 @@ pub enum Endpoints {
 impl RoutingSnapshot {
     pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
         let mut routers = Vec::with_capacity(config.routers.len());
+        let mut servers = Vec::new();
         let mut resolved_hosts = HashMap::new();
         for (i, r) in config.routers.iter().enumerate() {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
-            let dst_prefix =
-                Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
+            let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             for dentry in dtab.dentries() {
                 collect_inet_hosts(&dentry.dst, &mut resolved_hosts);
             }
+            servers.extend(r.servers.iter().map(|server| RouterSettings::from_config(config, i, server)));
             routers.push(RouterRoutes {
                 label: r.label().to_string(),
                 dst_prefix,
@@ -59,19 +64,13 @@ impl RoutingSnapshot {
                 dtab,
             });
         }
-        Ok(RoutingSnapshot {
-            generation,
-            routers,
-            resolved_hosts,
-        })
+        Ok(RoutingSnapshot { generation, routers, servers, resolved_hosts })
     }
 
     /// Delegates `name` through the router's dtab to a bound tree.
     pub fn bind(&self, router: usize, name: &Path) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
-        Delegator::new(&routes.dtab, &EmptyNamers)
-            .bind(name)
-            .map_err(|e| e.to_string())
+        Delegator::new(&routes.dtab, &EmptyNamers).bind(name).map_err(|e| e.to_string())
     }
 
     /// The addresses behind a bound id (`/$/inet/HOST/PORT`).

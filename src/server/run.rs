@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE, DEFAULT_SERVER_IDLE_MS};
+use crate::config::Config;
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
-use crate::pool::PoolLimits;
-use crate::proxy::RouterSettings;
 use crate::routing::{RoutingSnapshot, SharedSnapshot};
 
 use super::sys;
@@ -29,10 +27,7 @@ pub enum RunError {
     #[error("router {router}: {source}")]
     Bind { router: String, source: BindError },
     #[error("admin server on {addr}: {source}")]
-    Admin {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Admin { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("routing: {0}")]
     Routing(String),
     #[error("worker failed to start: {0}")]
@@ -57,40 +52,29 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let shared = SharedSnapshot::new(snapshot);
     // Bind everything before starting anything, so a port conflict is a clean
     // start-up error.
-    let mut per_worker: Vec<Vec<(usize, usize, std::net::TcpListener)>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    let mut settings: Vec<RouterSettings> = Vec::new();
-    for (index, router) in config.routers.iter().enumerate() {
+    let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut server_index = 0;
+    for router in &config.routers {
         for server in &router.servers {
-            let settings_index = settings.len();
-            settings.push(server_settings(&config, router, server));
+            let settings_index = server_index;
+            server_index += 1;
             let group = bind_reuseport_group(server.addr(), workers, config.corelink.backlog)
-                .map_err(|source| RunError::Bind {
-                    router: router.label().to_string(),
-                    source,
-                })?;
+                .map_err(|source| RunError::Bind { router: router.label().to_string(), source })?;
             let bound = group[0].local_addr().map_err(|e| RunError::Bind {
                 router: router.label().to_string(),
-                source: BindError::Io {
-                    addr: server.addr(),
-                    source: e,
-                },
+                source: BindError::Io { addr: server.addr(), source: e },
             })?;
             // A stable, parseable line: tests and scripts find ports here.
             println!("corelink: router {} listening on {bound}", router.label());
             for (w, listener) in group.into_iter().enumerate() {
-                per_worker[w].push((index, settings_index, listener));
+                per_worker[w].push((settings_index, listener));
             }
         }
     }
 
     let admin_state = Arc::new(AdminState::default());
-    let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone()).map_err(|source| {
-        RunError::Admin {
-            addr: config.admin.addr(),
-            source,
-        }
-    })?;
+    let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone())
+        .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
 
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
@@ -101,18 +85,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             core,
             cpu: (workers <= cpus.len()).then(|| cpus[core]),
             listeners,
-            settings: settings.clone(),
             snapshot: shared.clone(),
             phase: phase_rx.clone(),
             buffer_size: config.corelink.buffer_size,
             started: started_tx.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("corelink-w{core}"))
-            .spawn(move || match io {
-                IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),
-                IoKind::Epoll => run_worker::<crate::io::epoll::Epoll>(spec),
-            });
+        let thread = std::thread::Builder::new().name(format!("corelink-w{core}")).spawn(move || match io {
+            IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),
+            IoKind::Epoll => run_worker::<crate::io::epoll::Epoll>(spec),
+        });
         threads.push(thread.map_err(|e| RunError::Worker(e.to_string()))?);
     }
     drop(started_tx);
@@ -135,35 +116,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     wait_for_shutdown(&config, phase_tx, threads)
 }
 
-/// What the data path needs to know about one server of a router.
-fn server_settings(
-    config: &Config,
-    router: &crate::config::RouterConfig,
-    server: &crate::config::ServerConfig,
-) -> RouterSettings {
-    let idle = server
-        .server_session
-        .idle_time_ms
-        .unwrap_or(DEFAULT_SERVER_IDLE_MS);
-    let limited = !router.streaming_enabled;
-    let pool = &router.client.host_connection_pool;
-    RouterSettings {
-        label: router.label().to_string(),
-        limits: router.limits(),
-        max_call_depth: router.max_call_depth,
-        header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
-        idle_timeout: Duration::from_millis(idle),
-        connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
-        total_timeout: router.service.total_timeout_ms.map(Duration::from_millis),
-        max_request_body: limited.then_some(router.max_request_kb * 1024),
-        max_response_body: limited.then_some(router.max_response_kb * 1024),
-        pool: PoolLimits {
-            max_idle: pool.max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
-            idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
-        },
-    }
-}
-
 /// SIGTERM/SIGINT: keep serving for `corelink.shutdownDelayMs` (the
 /// application beside us may still call out while it shuts down), then stop
 /// accepting and give in-flight requests `admin.shutdownGraceMs` to finish.
@@ -174,10 +126,7 @@ fn wait_for_shutdown(
     threads: Vec<std::thread::JoinHandle<()>>,
 ) -> Result<(), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Signals)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
     let delay = Duration::from_millis(config.corelink.shutdown_delay_ms);
     let grace = Duration::from_millis(config.admin.shutdown_grace_ms);
     rt.block_on(async move {
@@ -201,9 +150,7 @@ fn wait_for_shutdown(
         };
         let drain = async {
             tokio::time::sleep(delay).await;
-            let _ = phase.send(Phase::Draining {
-                deadline: Instant::now() + grace,
-            });
+            let _ = phase.send(Phase::Draining { deadline: Instant::now() + grace });
             tracing::info!("stopped accepting; draining in-flight requests");
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             std::thread::spawn(move || {

@@ -3,10 +3,7 @@
 /// Raises the soft RLIMIT_NOFILE to the hard limit: a proxy holds two sockets
 /// per proxied connection, and 1024 (a common soft default) is soon reached.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we pass; no other invariants.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -25,16 +22,12 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let ok =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
-            == 0;
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
     if !ok {
         return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
     }
     // SAFETY: CPU_ISSET reads the set filled above, for indices below CPU_SETSIZE.
-    (0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
 }
 
 /// Pins the calling thread to one CPU. Failure is not fatal (containers may

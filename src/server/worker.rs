@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::io::{Backend, Listener};
-use crate::proxy::{serve_connection, CoreCtx, RouterSettings};
+use crate::proxy::{serve_connection, CoreCtx};
 use crate::routing::{CoreRoutes, SharedSnapshot};
 
 /// What the control thread tells the workers.
@@ -26,10 +26,8 @@ pub enum Phase {
 pub struct WorkerSpec {
     pub core: usize,
     pub cpu: Option<usize>,
-    /// (router index, settings index, this worker's listener for one server)
-    pub listeners: Vec<(usize, usize, std::net::TcpListener)>,
-    /// Settings per configured server (a server's session settings differ).
-    pub settings: Vec<RouterSettings>,
+    /// (server index in the routing snapshot, this worker's listener for it)
+    pub listeners: Vec<(usize, std::net::TcpListener)>,
     pub snapshot: SharedSnapshot,
     pub phase: watch::Receiver<Phase>,
     pub buffer_size: usize,
@@ -50,23 +48,13 @@ pub fn run_worker<B: Backend>(spec: WorkerSpec) {
 }
 
 async fn worker_main<B: Backend>(spec: WorkerSpec) {
-    let WorkerSpec {
-        core,
-        listeners,
-        settings,
-        snapshot,
-        mut phase,
-        buffer_size,
-        started,
-        ..
-    } = spec;
+    let WorkerSpec { core, listeners, snapshot, mut phase, buffer_size, started, .. } = spec;
     let ctx = CoreCtx::<B>::new(core, CoreRoutes::new(snapshot), buffer_size);
-    let settings: Vec<Rc<RouterSettings>> = settings.into_iter().map(Rc::new).collect();
 
     let mut wrapped = Vec::with_capacity(listeners.len());
-    for (router, settings_index, std_listener) in listeners {
+    for (server, std_listener) in listeners {
         match B::listener(std_listener) {
-            Ok(l) => wrapped.push((router, settings_index, l)),
+            Ok(l) => wrapped.push((server, l)),
             Err(e) => {
                 let _ = started.send(Err(format!("worker {core}: cannot register listener: {e}")));
                 return;
@@ -78,14 +66,8 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
 
     let sweeper = tokio::task::spawn_local(sweep_pool(ctx.clone()));
     let mut loops = Vec::new();
-    for (router, settings_index, listener) in wrapped {
-        let task = accept_loop::<B>(
-            ctx.clone(),
-            settings[settings_index].clone(),
-            router,
-            listener,
-            phase.clone(),
-        );
+    for (server, listener) in wrapped {
+        let task = accept_loop::<B>(ctx.clone(), server, listener, phase.clone());
         loops.push(tokio::task::spawn_local(task));
     }
 
@@ -108,11 +90,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if ctx.active.get() > 0 {
-        tracing::warn!(
-            core,
-            open = ctx.active.get(),
-            "drain deadline passed; closing remaining connections"
-        );
+        tracing::warn!(core, open = ctx.active.get(), "drain deadline passed; closing remaining connections");
     }
     sweeper.abort();
     ctx.pool.borrow_mut().clear();
@@ -123,8 +101,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
 /// still queued on it) and closes the listener.
 async fn accept_loop<B: Backend>(
     ctx: Rc<CoreCtx<B>>,
-    settings: Rc<RouterSettings>,
-    router: usize,
+    server: usize,
     listener: B::Listener,
     mut phase: watch::Receiver<Phase>,
 ) {
@@ -140,17 +117,17 @@ async fn accept_loop<B: Backend>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     backoff = Duration::ZERO;
-                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), settings.clone(), router, stream));
+                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream));
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of file descriptors or memory: back off instead of
                     // spinning on an accept that fails at once.
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                    tracing::warn!(router = %settings.label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tracing::warn!(router = %ctx.routes.server(server).label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => {
-                    tracing::debug!(router = %settings.label, error = %e, "accept failed");
+                    tracing::debug!(router = %ctx.routes.server(server).label, error = %e, "accept failed");
                 }
             }
         }
@@ -158,12 +135,7 @@ async fn accept_loop<B: Backend>(
     loop {
         match listener.try_accept() {
             Ok(Some((stream, _peer))) => {
-                tokio::task::spawn_local(serve_connection::<B>(
-                    ctx.clone(),
-                    settings.clone(),
-                    router,
-                    stream,
-                ));
+                tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream));
             }
             Ok(None) => break,
             Err(e) if is_resource_exhaustion(&e) => {
@@ -175,10 +147,7 @@ async fn accept_loop<B: Backend>(
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {

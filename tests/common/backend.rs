@@ -36,12 +36,33 @@ pub fn pattern(n: usize) -> Vec<u8> {
 
 /// A cheap order-sensitive checksum (FNV-1a 64).
 pub fn checksum(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+    let mut c = Checksum::new();
+    c.update(data);
+    c.value()
+}
+
+/// Incremental form of [`checksum`].
+pub struct Checksum(u64);
+
+impl Checksum {
+    pub fn new() -> Self {
+        Checksum(0xcbf2_9ce4_8422_2325)
     }
-    h
+    pub fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 pub struct Options {
@@ -106,19 +127,9 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
                 let headers: Vec<(String, String)> = req
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
+                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                     .collect();
-                break (
-                    n,
-                    req.method.unwrap().to_string(),
-                    req.path.unwrap().to_string(),
-                    headers,
-                );
+                break (n, req.method.unwrap().to_string(), req.path.unwrap().to_string(), headers);
             }
             let mut chunk = [0u8; 65536];
             let n = match read_retrying(&mut conn, &mut chunk) {
@@ -130,23 +141,38 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
         };
         conn.set_read_timeout(Some(Duration::from_secs(30)))?;
         stats.requests.fetch_add(1, Ordering::SeqCst);
-        stats
-            .heads
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(&buf[..head_len]).into_owned());
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        stats.heads.lock().unwrap().push(String::from_utf8_lossy(&buf[..head_len]).into_owned());
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         buf.drain(..head_len);
         if header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
             conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
         // Read the body.
         let mut body = Vec::new();
+        if path == "/discard" {
+            // Stream the body through a checksum without keeping it (for the
+            // 1 GiB test): answer with its length and checksum.
+            let n: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut sum = Checksum::new();
+            let mut left = n;
+            let take = left.min(buf.len());
+            sum.update(&buf[..take]);
+            buf.drain(..take);
+            left -= take;
+            let mut chunk = vec![0u8; 1 << 16];
+            while left > 0 {
+                let r = read_retrying(&mut conn, &mut chunk)?;
+                if r == 0 {
+                    return Ok(());
+                }
+                let take = r.min(left);
+                sum.update(&chunk[..take]);
+                buf.extend_from_slice(&chunk[take..r]);
+                left -= take;
+            }
+            write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-len: {n}\r\nx-sum: {}\r\n\r\n", sum.value())?;
+            continue;
+        }
         if let Some(cl) = header("content-length") {
             let n: usize = cl.parse().unwrap();
             while buf.len() < n {
@@ -161,9 +187,7 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
         } else if header("transfer-encoding").is_some() {
             let mut dec = ChunkedDecoder::new();
             loop {
-                let p = dec
-                    .decode(&buf, |d| body.extend_from_slice(d))
-                    .expect("valid chunked from proxy");
+                let p = dec.decode(&buf, |d| body.extend_from_slice(d)).expect("valid chunked from proxy");
                 buf.drain(..p.consumed);
                 if p.done {
                     break;
@@ -181,24 +205,29 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
         let n: usize = arg.parse().unwrap_or(0);
         let head_only = method == "HEAD";
         match what {
+            "bytes" if n > 64 << 20 => {
+                // Large: stream the pattern in period-aligned blocks (the
+                // pattern repeats every 251 bytes), so the client can check
+                // every byte without either side holding the whole body.
+                write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
+                let block = pattern(251 * 4096);
+                let mut left = if head_only { 0 } else { n };
+                while left > 0 {
+                    let take = left.min(block.len());
+                    conn.write_all(&block[..take])?;
+                    left -= take;
+                }
+            }
             "bytes" => {
                 let data = pattern(n);
-                write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nx-sum: {}\r\n\r\n",
-                    checksum(&data)
-                )?;
+                write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nx-sum: {}\r\n\r\n", checksum(&data))?;
                 if !head_only {
                     conn.write_all(&data)?;
                 }
             }
             "chunked" => {
                 let data = pattern(n);
-                write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-sum: {}\r\n\r\n",
-                    checksum(&data)
-                )?;
+                write!(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-sum: {}\r\n\r\n", checksum(&data))?;
                 for piece in data.chunks(7919) {
                     write!(conn, "{:x}\r\n", piece.len())?;
                     conn.write_all(piece)?;
@@ -208,11 +237,7 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
             }
             "close" => {
                 let data = pattern(n);
-                write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nx-sum: {}\r\n\r\n",
-                    checksum(&data)
-                )?;
+                write!(conn, "HTTP/1.1 200 OK\r\nx-sum: {}\r\n\r\n", checksum(&data))?;
                 conn.write_all(&data)?;
                 return Ok(());
             }
@@ -230,7 +255,9 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nslept")?;
             }
             "ws" => {
-                conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")?;
+                conn.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+                )?;
                 conn.write_all(&buf)?;
                 let mut chunk = [0u8; 4096];
                 loop {
@@ -249,18 +276,8 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSMUGGLED")?;
             }
             "headers" => {
-                let last = stats
-                    .heads
-                    .lock()
-                    .unwrap()
-                    .last()
-                    .cloned()
-                    .unwrap_or_default();
-                write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{last}",
-                    last.len()
-                )?;
+                let last = stats.heads.lock().unwrap().last().cloned().unwrap_or_default();
+                write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{last}", last.len())?;
             }
             "status" => {
                 write!(conn, "HTTP/1.1 {n} Custom\r\nContent-Length: 0\r\n\r\n")?;

@@ -14,10 +14,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -29,14 +26,9 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect to corelink");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
-        Conn {
-            stream,
-            buf: Vec::new(),
-        }
+        Conn { stream, buf: Vec::new() }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -66,12 +58,7 @@ impl Conn {
                 let headers = rsp
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
                     .collect::<Vec<_>>();
                 break (rsp.code.unwrap(), headers, n);
             }
@@ -80,15 +67,9 @@ impl Conn {
             }
         };
         self.buf.drain(..head_len);
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let get = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         let mut body = Vec::new();
-        let no_body =
-            method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+        let no_body = method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
         } else if let Some(cl) = get("content-length") {
             let n: usize = cl.trim().parse().unwrap();
@@ -109,9 +90,7 @@ impl Conn {
                         return Err(std::io::ErrorKind::UnexpectedEof.into());
                     }
                 };
-                let size =
-                    usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16)
-                        .unwrap();
+                let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap(), 16).unwrap();
                 self.buf.drain(..line_end + 2);
                 if size == 0 {
                     while !self.buf.starts_with(b"\r\n") {
@@ -135,20 +114,14 @@ impl Conn {
             while self.fill()? > 0 {}
             body = std::mem::take(&mut self.buf);
         }
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 
     /// True when the peer has closed (reads EOF) within `limit`.
     pub fn is_closed(&mut self, limit: Duration) -> bool {
         self.stream.set_read_timeout(Some(limit)).unwrap();
         let closed = matches!(self.fill(), Ok(0) | Err(_));
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
+        self.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         closed
     }
 
@@ -172,4 +145,41 @@ pub fn get(addr: SocketAddr, path: &str, host: &str) -> std::io::Result<Response
     let mut c = Conn::open(addr);
     c.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
     c.read_response("GET")
+}
+
+impl Conn {
+    /// Reads a Content-Length response without keeping its body: `sink` sees
+    /// each piece with its offset. Returns the status and body length.
+    pub fn read_response_streaming(&mut self, mut sink: impl FnMut(u64, &[u8])) -> std::io::Result<(u16, u64)> {
+        let (status, length, head_len) = loop {
+            let mut hs = [httparse::EMPTY_HEADER; 64];
+            let mut rsp = httparse::Response::new(&mut hs);
+            if let Ok(httparse::Status::Complete(n)) = rsp.parse(&self.buf) {
+                let cl = rsp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| String::from_utf8_lossy(h.value).trim().parse::<u64>().unwrap())
+                    .expect("streamed responses carry Content-Length");
+                break (rsp.code.unwrap(), cl, n);
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        };
+        self.buf.drain(..head_len);
+        let mut offset = 0u64;
+        loop {
+            let take = (self.buf.len() as u64).min(length - offset) as usize;
+            sink(offset, &self.buf[..take]);
+            self.buf.drain(..take);
+            offset += take as u64;
+            if offset == length {
+                return Ok((status, length));
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
 }

@@ -43,12 +43,8 @@ pub mod tempdir {
 
     impl Dir {
         pub fn new(tag: &str) -> Dir {
-            let n = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let p = std::env::temp_dir()
-                .join(format!("corelink-test-{tag}-{}-{n}", std::process::id()));
+            let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            let p = std::env::temp_dir().join(format!("corelink-test-{tag}-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }
@@ -85,11 +81,7 @@ impl Corelink {
             .unwrap_or_else(|e| panic!("corelink failed to start: {e}"))
     }
 
-    fn try_start_with_nofile(
-        config: &str,
-        io: &str,
-        nofile: Option<u32>,
-    ) -> Result<Corelink, String> {
+    fn try_start_with_nofile(config: &str, io: &str, nofile: Option<u32>) -> Result<Corelink, String> {
         let dir = tempdir::Dir::new("cfg");
         let path = dir.path().join("corelink.yaml");
         std::fs::write(&path, config).unwrap();
@@ -97,9 +89,7 @@ impl Corelink {
             None => Command::new(binary()),
             Some(n) => {
                 let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
-                    .arg(binary());
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\" \"$@\"")).arg(binary());
                 c
             }
         };
@@ -148,20 +138,11 @@ impl Corelink {
                     let _ = child.kill();
                     let status = child.wait().ok();
                     let errors: Vec<String> = err_rx.try_iter().collect();
-                    return Err(format!(
-                        "no listening line (exit {status:?}); stderr:\n{}",
-                        errors.join("\n")
-                    ));
+                    return Err(format!("no listening line (exit {status:?}); stderr:\n{}", errors.join("\n")));
                 }
             }
         }
-        let c = Corelink {
-            child,
-            routers,
-            admin,
-            dir,
-            stderr: err_rx,
-        };
+        let c = Corelink { child, routers, admin, dir, stderr: err_rx };
         c.wait_ready();
         Ok(c)
     }

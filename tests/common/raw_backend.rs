@@ -32,10 +32,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -73,10 +70,7 @@ pub type Responder = Arc<dyn Fn(&Request) -> Vec<Action> + Send + Sync>;
 /// `100 Continue` when the request expected it.
 pub fn ok_response(req: &Request) -> Vec<Action> {
     let mut actions = Vec::new();
-    if req
-        .header("expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
-    {
+    if req.header("expect").is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue")) {
         actions.push(Action::Send(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()));
     }
     actions.extend(ok_final(req));
@@ -85,13 +79,9 @@ pub fn ok_response(req: &Request) -> Vec<Action> {
 
 fn ok_final(req: &Request) -> Vec<Action> {
     if req.method == "HEAD" {
-        vec![Action::Send(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n".to_vec(),
-        )]
+        vec![Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n".to_vec())]
     } else {
-        vec![Action::Send(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
-        )]
+        vec![Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec())]
     }
 }
 
@@ -156,13 +146,7 @@ impl RawBackend {
 
     /// Bytes received on all connections so far.
     pub fn total_received(&self) -> usize {
-        self.shared
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(Vec::len)
-            .sum()
+        self.shared.received.lock().unwrap().iter().map(Vec::len).sum()
     }
 
     /// Every byte received on connection `conn`.
@@ -199,12 +183,7 @@ impl Drop for RawBackend {
     }
 }
 
-fn serve(
-    mut conn: TcpStream,
-    id: usize,
-    shared: &Shared,
-    responder: &(dyn Fn(&Request) -> Vec<Action> + Sync),
-) {
+fn serve(mut conn: TcpStream, id: usize, shared: &Shared, responder: &(dyn Fn(&Request) -> Vec<Action> + Sync)) {
     let _ = conn.set_read_timeout(Some(IDLE));
     let _ = conn.set_write_timeout(Some(IDLE));
     let _ = conn.set_nodelay(true);
@@ -217,50 +196,25 @@ fn serve(
             match frame_request(&buf) {
                 Framed::Incomplete => break,
                 Framed::Bad(what) => {
-                    push(Event::Anomaly {
-                        conn: id,
-                        what,
-                        bytes: std::mem::take(&mut buf),
-                    });
+                    push(Event::Anomaly { conn: id, what, bytes: std::mem::take(&mut buf) });
                     return;
                 }
-                Framed::Request {
-                    len,
-                    method,
-                    target,
-                    minor,
-                    headers,
-                    body,
-                } => {
+                Framed::Request { len, method, target, minor, headers, body } => {
                     let raw: Vec<u8> = buf.drain(..len).collect();
-                    let req = Request {
-                        conn: id,
-                        method,
-                        target,
-                        minor,
-                        headers,
-                        body,
-                        raw,
-                    };
+                    let req = Request { conn: id, method, target, minor, headers, body, raw };
                     push(Event::Request(req.clone()));
                     for action in responder(&req) {
                         match action {
                             Action::Send(bytes) => {
                                 if conn.write_all(&bytes).is_err() {
-                                    push(Event::Closed {
-                                        conn: id,
-                                        leftover: buf,
-                                    });
+                                    push(Event::Closed { conn: id, leftover: buf });
                                     return;
                                 }
                             }
                             Action::Sleep(d) => std::thread::sleep(d),
                             Action::Close => {
                                 let _ = conn.shutdown(std::net::Shutdown::Both);
-                                push(Event::Closed {
-                                    conn: id,
-                                    leftover: buf,
-                                });
+                                push(Event::Closed { conn: id, leftover: buf });
                                 return;
                             }
                         }
@@ -284,10 +238,7 @@ fn serve(
             }
         };
         if n == 0 {
-            push(Event::Closed {
-                conn: id,
-                leftover: buf,
-            });
+            push(Event::Closed { conn: id, leftover: buf });
             return;
         }
         shared.received.lock().unwrap()[id].extend_from_slice(&chunk[..n]);
@@ -298,14 +249,7 @@ fn serve(
 enum Framed {
     Incomplete,
     Bad(String),
-    Request {
-        len: usize,
-        method: String,
-        target: String,
-        minor: u8,
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    },
+    Request { len: usize, method: String, target: String, minor: u8, headers: Vec<(String, Vec<u8>)>, body: Vec<u8> },
 }
 
 /// Strict framing of one request at the start of `buf` (RFC 9112 §6.3 with
@@ -338,16 +282,9 @@ fn frame_request(buf: &[u8]) -> Framed {
     let method = req.method.unwrap().to_string();
     let target = req.path.unwrap().to_string();
     let minor = req.version.unwrap();
-    let headers: Vec<(String, Vec<u8>)> = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_string(), h.value.to_vec()))
-        .collect();
-    let cls: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.as_slice())
-        .collect();
+    let headers: Vec<(String, Vec<u8>)> = req.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
+    let cls: Vec<&[u8]> =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.as_slice()).collect();
     let tes: Vec<&[u8]> = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
@@ -361,9 +298,7 @@ fn frame_request(buf: &[u8]) -> Framed {
         if tes.len() != 1 || !tes[0].eq_ignore_ascii_case(b"chunked") {
             return Framed::Bad(format!(
                 "Transfer-Encoding not exactly `chunked`: {:?}",
-                tes.iter()
-                    .map(|v| String::from_utf8_lossy(v))
-                    .collect::<Vec<_>>()
+                tes.iter().map(|v| String::from_utf8_lossy(v)).collect::<Vec<_>>()
             ));
         }
         if minor == 0 {
@@ -372,24 +307,16 @@ fn frame_request(buf: &[u8]) -> Framed {
         return match dechunk(rest) {
             Dechunk::Incomplete => Framed::Incomplete,
             Dechunk::Bad(what) => Framed::Bad(format!("chunked: {what}")),
-            Dechunk::Done { len, body } => Framed::Request {
-                len: head_len + len,
-                method,
-                target,
-                minor,
-                headers,
-                body,
-            },
+            Dechunk::Done { len, body } => {
+                Framed::Request { len: head_len + len, method, target, minor, headers, body }
+            }
         };
     }
     let len = match cls.as_slice() {
         [] => 0,
         [v] => {
             if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-                return Framed::Bad(format!(
-                    "bad Content-Length {:?}",
-                    String::from_utf8_lossy(v)
-                ));
+                return Framed::Bad(format!("bad Content-Length {:?}", String::from_utf8_lossy(v)));
             }
             std::str::from_utf8(v).unwrap().parse::<usize>().unwrap()
         }
@@ -398,14 +325,7 @@ fn frame_request(buf: &[u8]) -> Framed {
     if rest.len() < len {
         return Framed::Incomplete;
     }
-    Framed::Request {
-        len: head_len + len,
-        method,
-        target,
-        minor,
-        headers,
-        body: rest[..len].to_vec(),
-    }
+    Framed::Request { len: head_len + len, method, target, minor, headers, body: rest[..len].to_vec() }
 }
 
 enum Dechunk {
@@ -461,10 +381,7 @@ fn dechunk(buf: &[u8]) -> Dechunk {
             digits
         };
         if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-            return Dechunk::Bad(format!(
-                "chunk size {:?}",
-                String::from_utf8_lossy(size_line)
-            ));
+            return Dechunk::Bad(format!("chunk size {:?}", String::from_utf8_lossy(size_line)));
         }
         if let Some(ext) = ext {
             if ext.is_empty() || ext.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {

@@ -1,0 +1,12 @@
+//! Namers: where bound names get their addresses.
+//!
+//! - `fs`: linkerd's `io.l5d.fs` (a directory of service files).
+//! - `watch`: change detection for watched paths (fs namers, the config file,
+//!   certificates), by polling content fingerprints.
+//! - `/$/inet/HOST/PORT` is built into `routing::delegate`; its host names are
+//!   resolved into the snapshot (`routing::snapshot`).
+
+pub mod fs;
+pub mod watch;
+
+pub use fs::{FsState, WeightedAddr};
