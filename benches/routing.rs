@@ -37,13 +37,9 @@ impl Namers for FsNamers {
     }
 }
 
-fn quick<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn quick<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
-    g.warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     g
 }
 
@@ -51,17 +47,13 @@ fn dtab_parse(c: &mut Criterion) {
     let mut g = quick(c, "dtab_parse");
     for (name, text) in [("scenario", SCENARIO), ("large_8_dentries", LARGE)] {
         g.throughput(Throughput::Bytes(text.len() as u64));
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(Dtab::parse(black_box(text)).expect("valid dtab")))
-        });
+        g.bench_function(name, |b| b.iter(|| black_box(Dtab::parse(black_box(text)).expect("valid dtab"))));
     }
     g.finish();
 }
 
 fn bind(c: &mut Criterion) {
-    let namers = FsNamers {
-        prefix: Path::parse("/#/io.l5d.fs").expect("path"),
-    };
+    let namers = FsNamers { prefix: Path::parse("/#/io.l5d.fs").expect("path") };
     let scenario = Dtab::parse(SCENARIO).expect("valid dtab");
     let large = Dtab::parse(LARGE).expect("valid dtab");
     let local = Dtab::parse("/svc/serviceB => /$/inet/127.0.0.1/9999").expect("valid dtab");
@@ -69,21 +61,11 @@ fn bind(c: &mut Criterion) {
     let mut g = quick(c, "delegator_bind");
     let cases: [(&str, &Dtab, Option<&Dtab>, &str); 5] = [
         // Later dentry wins: /svc/serviceB → /$/inet/127.0.0.1/8080.
-        (
-            "scenario/svc_serviceB_inet",
-            &scenario,
-            None,
-            "/svc/serviceB",
-        ),
+        ("scenario/svc_serviceB_inet", &scenario, None, "/svc/serviceB"),
         // Falls to /svc → /#/io.l5d.fs/serviceA, bound by the fs namer.
         ("scenario/svc_serviceA_fs", &scenario, None, "/svc/serviceA"),
         // Per-request l5d-dtab override on top of the base dtab.
-        (
-            "scenario+local/svc_serviceB",
-            &scenario,
-            Some(&local),
-            "/svc/serviceB",
-        ),
+        ("scenario+local/svc_serviceB", &scenario, Some(&local), "/svc/serviceB"),
         // /svc → /host → /srv → /#/io.l5d.fs/world (3 rewrites).
         ("large/svc_world_3_hops", &large, None, "/svc/world"),
         // Weighted union of two fs names.
@@ -96,13 +78,8 @@ fn bind(c: &mut Criterion) {
             None => Delegator::new(dtab, &namers),
         };
         let bound = delegator.bind(&path).expect("binds");
-        assert!(
-            matches!(bound, NameTree::Leaf(_) | NameTree::Union(_)),
-            "{name}: {bound:?}"
-        );
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(delegator.bind(black_box(&path)).expect("binds")))
-        });
+        assert!(matches!(bound, NameTree::Leaf(_) | NameTree::Union(_)), "{name}: {bound:?}");
+        g.bench_function(name, |b| b.iter(|| black_box(delegator.bind(black_box(&path)).expect("binds"))));
     }
     // The data path builds the name from the Host header every time.
     let delegator = Delegator::new(&scenario, &namers);

@@ -17,18 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (listen, upstream): (SocketAddr, SocketAddr) = match (args.get(1), args.get(2)) {
-        (Some(l), Some(u)) => (
-            l.parse().expect("listen address"),
-            u.parse().expect("upstream address"),
-        ),
+        (Some(l), Some(u)) => (l.parse().expect("listen address"), u.parse().expect("upstream address")),
         _ => {
             eprintln!("usage: bare_forwarder LISTEN_ADDR UPSTREAM_ADDR");
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;

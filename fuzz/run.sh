@@ -98,7 +98,12 @@ for t in "${TARGETS[@]}"; do
     log="$WORK/$t.log"
     # Make sure the binary is fresh before the clock starts (the library may
     # have changed since the build above).
-    cargo fuzz build -s none --fuzz-dir "$FUZZ_DIR" "$t" >"$WORK/$t.build.log" 2>&1
+    if ! cargo fuzz build -s none --fuzz-dir "$FUZZ_DIR" "$t" >"$WORK/$t.build.log" 2>&1; then
+        echo "!! $t: BUILD FAILED (log $WORK/$t.build.log)"
+        grep -m3 -E "^error" -A4 "$WORK/$t.build.log" | sed 's/^/    /'
+        failed+=("$t(build)")
+        continue
+    fi
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     cargo fuzz run -s none --fuzz-dir "$FUZZ_DIR" "$t" "$corpus" -- \
@@ -120,7 +125,12 @@ for t in "${TARGETS[@]}"; do
         "${cov:-?}" "$nseeds" "$ncorpus")
     summary+=("$line")
     crash_files=$(find "$artifacts" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) 2>/dev/null)
-    if ((rc != 0)) || [[ -n "$crash_files" ]]; then
+    if ((rc != 0)) && ! grep -q "INFO: Seed:" "$log"; then
+        # The library changed under us and no longer builds, or similar.
+        echo "!! $t: did not start (exit $rc, log $log)"
+        grep -m3 -E "^error" -A4 "$log" | sed 's/^/    /'
+        failed+=("$t(start)")
+    elif ((rc != 0)) || [[ -n "$crash_files" ]]; then
         echo "!! $t: FAILED (exit $rc, log $log)"
         grep -m1 -E "panicked at|ERROR: libFuzzer|==[0-9]+== ERROR" -A6 "$log" | sed 's/^/    /'
         for f in $crash_files; do show_input "$f"; done

@@ -89,7 +89,7 @@ fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoi
 
 fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let options = corelink::server::RunOptions { io_override: io_override(io)? };
+    let options = corelink::server::RunOptions { config_path: Some(path.clone()), io_override: io_override(io)? };
     corelink::server::run(config, options).context("corelink run")?;
     Ok(())
 }

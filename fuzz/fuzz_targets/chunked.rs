@@ -25,13 +25,7 @@ fn run(input: &[u8], parts: &[&[u8]]) -> Outcome {
     let mut offset = 0;
     for part in parts {
         match d.decode(part, |b| payload.extend_from_slice(b)) {
-            Err(e) => {
-                return Outcome {
-                    payload,
-                    end: Err(e),
-                    payload_len: None,
-                }
-            }
+            Err(e) => return Outcome { payload, end: Err(e), payload_len: None },
             Ok(p) => {
                 assert!(p.consumed <= part.len(), "consumed past input: {}", show_bytes(input));
                 if p.done {
@@ -39,22 +33,14 @@ fn run(input: &[u8], parts: &[&[u8]]) -> Outcome {
                     // A finished decoder takes nothing more.
                     let after = d.decode(b"0\r\n\r\n", |_: &[u8]| panic!("data after done"));
                     assert_eq!(after.map(|p| (p.consumed, p.done)), Ok((0, true)));
-                    return Outcome {
-                        payload,
-                        end: Ok(Some(offset + p.consumed)),
-                        payload_len: Some(d.payload_len()),
-                    };
+                    return Outcome { payload, end: Ok(Some(offset + p.consumed)), payload_len: Some(d.payload_len()) };
                 }
                 assert_eq!(p.consumed, part.len(), "not done but stopped early: {}", show_bytes(input));
                 offset += part.len();
             }
         }
     }
-    Outcome {
-        payload,
-        end: Ok(None),
-        payload_len: None,
-    }
+    Outcome { payload, end: Ok(None), payload_len: None }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -66,12 +52,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(whole.payload_len, Some(whole.payload.len() as u64));
     }
     let split = run(input, &pieces(input, &cuts));
-    assert_eq!(
-        whole,
-        split,
-        "whole vs split at {cuts:?}: {}",
-        show_bytes(input)
-    );
+    assert_eq!(whole, split, "whole vs split at {cuts:?}: {}", show_bytes(input));
     if input.len() <= 4096 {
         let bytes = run(input, &byte_pieces(input));
         assert_eq!(whole, bytes, "whole vs byte at a time: {}", show_bytes(input));

@@ -50,9 +50,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let _ = Delegator::new(&dtab, &EmptyNamers).bind(&path);
-        let _ = Delegator::new(&base, &EmptyNamers)
-            .with_local(&dtab)
-            .bind(&path);
+        let _ = Delegator::new(&base, &EmptyNamers).with_local(&dtab).bind(&path);
         let _ = Delegator::new(&dtab, &EmptyNamers).delegate(&path);
     }
 });

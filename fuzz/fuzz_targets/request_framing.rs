@@ -30,11 +30,7 @@ enum Event {
     Body { payload: Vec<u8>, end: usize },
     /// Rejected: a head starting at `at`, or a body starting at `at` after
     /// `payload` bytes of it were passed on.
-    Error {
-        err: ParseError,
-        at: usize,
-        payload: Vec<u8>,
-    },
+    Error { err: ParseError, at: usize, payload: Vec<u8> },
     /// Input ran out at `at`, inside a head (`None`) or a body (the payload
     /// passed on so far).
     Incomplete { at: usize, body: Option<Vec<u8>> },
@@ -60,11 +56,7 @@ fn whole(input: &[u8], limits: &Limits) -> Vec<Event> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         let framing = match parse_request(&input[pos..], &mut slots, limits) {
             Err(err) => {
-                events.push(Event::Error {
-                    err,
-                    at: pos,
-                    payload: Vec::new(),
-                });
+                events.push(Event::Error { err, at: pos, payload: Vec::new() });
                 return events;
             }
             Ok(None) => {
@@ -86,11 +78,7 @@ fn whole(input: &[u8], limits: &Limits) -> Vec<Event> {
         let body_start = pos;
         match reader.advance(&input[pos..], |b| payload.extend_from_slice(b)) {
             Err(err) => {
-                events.push(Event::Error {
-                    err,
-                    at: body_start,
-                    payload,
-                });
+                events.push(Event::Error { err, at: body_start, payload });
                 return events;
             }
             Ok(p) => {
@@ -100,10 +88,7 @@ fn whole(input: &[u8], limits: &Limits) -> Vec<Event> {
                     events.push(Event::Body { payload, end: pos });
                 } else {
                     assert_eq!(pos, input.len(), "body not done but input left over");
-                    events.push(Event::Incomplete {
-                        at: pos,
-                        body: Some(payload),
-                    });
+                    events.push(Event::Incomplete { at: pos, body: Some(payload) });
                     return events;
                 }
             }
@@ -113,11 +98,7 @@ fn whole(input: &[u8], limits: &Limits) -> Vec<Event> {
 
 enum State {
     Head,
-    Body {
-        reader: BodyReader,
-        start: usize,
-        payload: Vec<u8>,
-    },
+    Body { reader: BodyReader, start: usize, payload: Vec<u8> },
 }
 
 /// Reads arrive as `parts`: head bytes are buffered until a head parses, body
@@ -136,11 +117,7 @@ fn split(parts: &[&[u8]], limits: &Limits) -> Vec<Event> {
                     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
                     match parse_request(&buf, &mut slots, limits) {
                         Err(err) => {
-                            events.push(Event::Error {
-                                err,
-                                at: base,
-                                payload: Vec::new(),
-                            });
+                            events.push(Event::Error { err, at: base, payload: Vec::new() });
                             return events;
                         }
                         Ok(None) => break,
@@ -151,45 +128,27 @@ fn split(parts: &[&[u8]], limits: &Limits) -> Vec<Event> {
                             buf.drain(..n);
                             base += n;
                             if reader.is_done() {
-                                events.push(Event::Body {
-                                    payload: Vec::new(),
-                                    end: base,
-                                });
+                                events.push(Event::Body { payload: Vec::new(), end: base });
                             } else {
-                                state = State::Body {
-                                    reader,
-                                    start: base,
-                                    payload: Vec::new(),
-                                };
+                                state = State::Body { reader, start: base, payload: Vec::new() };
                             }
                         }
                     }
                 }
-                State::Body {
-                    reader,
-                    start,
-                    payload,
-                } => {
+                State::Body { reader, start, payload } => {
                     if buf.is_empty() {
                         break;
                     }
                     match reader.advance(&buf, |b| payload.extend_from_slice(b)) {
                         Err(err) => {
-                            events.push(Event::Error {
-                                err,
-                                at: *start,
-                                payload: std::mem::take(payload),
-                            });
+                            events.push(Event::Error { err, at: *start, payload: std::mem::take(payload) });
                             return events;
                         }
                         Ok(p) => {
                             buf.drain(..p.consumed);
                             base += p.consumed;
                             if p.done {
-                                events.push(Event::Body {
-                                    payload: std::mem::take(payload),
-                                    end: base,
-                                });
+                                events.push(Event::Body { payload: std::mem::take(payload), end: base });
                                 state = State::Head;
                             } else {
                                 assert!(buf.is_empty(), "body not done but bytes left over");
@@ -202,14 +161,8 @@ fn split(parts: &[&[u8]], limits: &Limits) -> Vec<Event> {
         }
     }
     match state {
-        State::Head => events.push(Event::Incomplete {
-            at: base,
-            body: None,
-        }),
-        State::Body { payload, .. } => events.push(Event::Incomplete {
-            at: base,
-            body: Some(payload),
-        }),
+        State::Head => events.push(Event::Incomplete { at: base, body: None }),
+        State::Body { payload, .. } => events.push(Event::Incomplete { at: base, body: Some(payload) }),
     }
     events
 }
@@ -219,12 +172,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let w = whole(input, &limits);
     let s = split(&pieces(input, &cuts), &limits);
-    assert_eq!(
-        w,
-        s,
-        "whole vs split at {cuts:?}\ninput: {}",
-        show_bytes(input)
-    );
+    assert_eq!(w, s, "whole vs split at {cuts:?}\ninput: {}", show_bytes(input));
     if input.len() <= 256 {
         let b = split(&byte_pieces(input), &limits);
         assert_eq!(w, b, "whole vs byte at a time\ninput: {}", show_bytes(input));

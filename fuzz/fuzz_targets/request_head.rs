@@ -15,17 +15,13 @@
 use std::mem::MaybeUninit;
 
 use corelink::http1::{
-    encode_request_head, parse_request, BodyFraming, Limits, Method, RequestHead, Version,
-    HEADER_SLOTS,
+    encode_request_head, parse_request, BodyFraming, Limits, Method, RequestHead, Version, HEADER_SLOTS,
 };
 use corelink_fuzz::show_bytes;
 use libfuzzer_sys::fuzz_target;
 
 fn count(head: &RequestHead<'_, '_>, name: &str) -> usize {
-    head.headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .count()
+    head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count()
 }
 
 fn check_head(data: &[u8], head: &RequestHead<'_, '_>, limits: &Limits) {
@@ -81,11 +77,7 @@ fn check_head(data: &[u8], head: &RequestHead<'_, '_>, limits: &Limits) {
 /// re-emitted `Transfer-Encoding`/`Upgrade`) may push a head that was just
 /// under the default limits over them.
 fn relaxed() -> Limits {
-    Limits {
-        max_head_bytes: 1 << 20,
-        max_initial_line: 1 << 20,
-        max_headers: HEADER_SLOTS,
-    }
+    Limits { max_head_bytes: 1 << 20, max_initial_line: 1 << 20, max_headers: HEADER_SLOTS }
 }
 
 fuzz_target!(|data: &[u8]| {

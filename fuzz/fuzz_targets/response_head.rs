@@ -15,17 +15,14 @@
 use std::mem::MaybeUninit;
 
 use corelink::http1::{
-    encode_response_head, parse_response, BodyFraming, Limits, Method, ResponseHead,
-    ResponseHeadOptions, Version, HEADER_SLOTS,
+    encode_response_head, parse_response, BodyFraming, Limits, Method, ResponseHead, ResponseHeadOptions, Version,
+    HEADER_SLOTS,
 };
 use corelink_fuzz::show_bytes;
 use libfuzzer_sys::fuzz_target;
 
 fn count(head: &ResponseHead<'_, '_>, name: &str) -> usize {
-    head.headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .count()
+    head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).count()
 }
 
 /// Whether the last transfer coding listed (over every Transfer-Encoding
@@ -45,13 +42,7 @@ fn last_coding_is_chunked(head: &ResponseHead<'_, '_>) -> bool {
     last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
 }
 
-fn check_head(
-    data: &[u8],
-    head: &ResponseHead<'_, '_>,
-    method: Method,
-    upgrade_requested: bool,
-    limits: &Limits,
-) {
+fn check_head(data: &[u8], head: &ResponseHead<'_, '_>, method: Method, upgrade_requested: bool, limits: &Limits) {
     let ctx = || format!("{method:?} upgrade={upgrade_requested}: {}", show_bytes(data));
     assert!(head.head_len <= data.len(), "{}", ctx());
     assert!(head.head_len <= limits.max_head_bytes, "{}", ctx());
@@ -66,20 +57,12 @@ fn check_head(
         }
     }
     assert!((100..=999).contains(&head.status), "{}", ctx());
-    assert_eq!(
-        head.informational,
-        (100..200).contains(&head.status) && head.status != 101,
-        "{}",
-        ctx()
-    );
+    assert_eq!(head.informational, (100..200).contains(&head.status) && head.status != 101, "{}", ctx());
 
     let te = count(head, "transfer-encoding");
     let cl = count(head, "content-length");
     assert!(cl <= 1, "two Content-Length fields accepted: {}", ctx());
-    let no_body = head.informational
-        || head.status == 204
-        || head.status == 304
-        || method == Method::Head;
+    let no_body = head.informational || head.status == 204 || head.status == 304 || method == Method::Head;
     match head.framing {
         BodyFraming::Tunnel => {
             let upgrade = head.status == 101 && upgrade_requested && head.upgrade.is_some();
@@ -116,19 +99,12 @@ fn check_head(
 }
 
 fn relaxed() -> Limits {
-    Limits {
-        max_head_bytes: 1 << 20,
-        max_initial_line: 1 << 20,
-        max_headers: HEADER_SLOTS,
-    }
+    Limits { max_head_bytes: 1 << 20, max_initial_line: 1 << 20, max_headers: HEADER_SLOTS }
 }
 
 fn round_trip(data: &[u8], head: &ResponseHead<'_, '_>, method: Method, upgrade: bool, close: bool) {
     let mut out = Vec::new();
-    let opts = ResponseHeadOptions {
-        close,
-        ..Default::default()
-    };
+    let opts = ResponseHeadOptions { close, ..Default::default() };
     encode_response_head(&mut out, head, opts);
     let ctx = || {
         format!(
@@ -140,11 +116,7 @@ fn round_trip(data: &[u8], head: &ResponseHead<'_, '_>, method: Method, upgrade:
     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
     let again = match parse_response(&out, &mut slots, method, upgrade, &relaxed()) {
         Ok(Some(h)) => h,
-        other => panic!(
-            "re-encoded head does not parse ({:?}){}",
-            other.map(|o| o.map(|h| h.head_len)),
-            ctx()
-        ),
+        other => panic!("re-encoded head does not parse ({:?}){}", other.map(|o| o.map(|h| h.head_len)), ctx()),
     };
     assert_eq!(again.head_len, out.len(), "{}", ctx());
     assert_eq!(again.status, head.status, "{}", ctx());

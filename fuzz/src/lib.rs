@@ -28,10 +28,8 @@ pub fn split_input(data: &[u8]) -> (Vec<usize>, &[u8]) {
         return (Vec::new(), &[]);
     }
     let (header, payload) = rest.split_at(2 * n);
-    let mut cuts: Vec<usize> = header
-        .chunks_exact(2)
-        .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (payload.len() + 1))
-        .collect();
+    let mut cuts: Vec<usize> =
+        header.chunks_exact(2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (payload.len() + 1)).collect();
     cuts.sort_unstable();
     cuts.dedup();
     (cuts, payload)

@@ -96,13 +96,9 @@ pub struct Args {
 /// Parse "10s", "500ms", "2m", "1h", "250us", "1.5s"; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (try 10s, 500ms, 2m)"))?;
+    let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?} (try 10s, 500ms, 2m)"))?;
     let secs = match unit.trim() {
         "" | "s" | "sec" => v,
         "ms" => v / 1e3,
@@ -171,23 +167,9 @@ pub fn parse_url(url: &str) -> Result<Target> {
     if host.is_empty() {
         bail!("URL has no host: {url}");
     }
-    let bracketed = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
-    let authority = if port == default_port {
-        bracketed
-    } else {
-        format!("{bracketed}:{port}")
-    };
-    Ok(Target {
-        tls,
-        host,
-        port,
-        path,
-        authority,
-    })
+    let bracketed = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let authority = if port == default_port { bracketed } else { format!("{bracketed}:{port}") };
+    Ok(Target { tls, host, port, path, authority })
 }
 
 /// How the run ends.
@@ -288,10 +270,7 @@ impl Config {
             addr,
             connections: a.connections,
             threads,
-            limits: Limits {
-                duration,
-                requests: a.requests,
-            },
+            limits: Limits { duration, requests: a.requests },
             rate: a.rate,
             warmup: a.warmup,
             timeout: a.timeout,
@@ -306,11 +285,8 @@ impl Config {
     /// The target as a URL (scheme, authority, path).
     pub fn target_url(&self) -> String {
         let scheme = if self.target.tls { "https" } else { "http" };
-        let host = if self.target.host.contains(':') {
-            format!("[{}]", self.target.host)
-        } else {
-            self.target.host.clone()
-        };
+        let host =
+            if self.target.host.contains(':') { format!("[{}]", self.target.host) } else { self.target.host.clone() };
         format!("{scheme}://{host}:{}{}", self.target.port, self.target.path)
     }
 }
@@ -331,16 +307,10 @@ pub fn build_request(
     let mut has_connection = false;
     let mut extra = Vec::new();
     for h in headers {
-        let (name, value) = h
-            .split_once(':')
-            .with_context(|| format!("header {h:?} is not 'Name: value'"))?;
+        let (name, value) = h.split_once(':').with_context(|| format!("header {h:?} is not 'Name: value'"))?;
         let name = name.trim();
         let value = value.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-        {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
             bail!("invalid header name in {h:?}");
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
@@ -400,10 +370,7 @@ mod tests {
         assert_eq!((t.tls, t.port, t.path.as_str()), (true, 443, "/"));
         assert_eq!(t.authority, "example.test");
         let t = parse_url("http://[::1]:9000?x").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("::1", 9000, "/?x")
-        );
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9000, "/?x"));
         assert_eq!(t.authority, "[::1]:9000");
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://:80/").is_err());
@@ -415,18 +382,8 @@ mod tests {
         let t = parse_url("http://127.0.0.1:8080/p").unwrap();
         let r = build_request("GET", &t, &[], 0, false).unwrap();
         assert_eq!(r, b"GET /p HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
-        let r = build_request(
-            "POST",
-            &t,
-            &["Host: svc".into(), "X-A:  b ".into()],
-            3,
-            true,
-        )
-        .unwrap();
-        assert_eq!(
-            r,
-            b"POST /p HTTP/1.1\r\nHost: svc\r\nX-A: b\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxxx"
-        );
+        let r = build_request("POST", &t, &["Host: svc".into(), "X-A:  b ".into()], 3, true).unwrap();
+        assert_eq!(r, b"POST /p HTTP/1.1\r\nHost: svc\r\nX-A: b\r\nContent-Length: 3\r\nConnection: close\r\n\r\nxxx");
         assert!(build_request("GET", &t, &["nocolon".into()], 0, false).is_err());
         assert!(build_request("GET", &t, &["Bad Name: v".into()], 0, false).is_err());
     }

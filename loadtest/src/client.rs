@@ -46,9 +46,7 @@ pub struct PlainConnector {
 impl Connector for PlainConnector {
     type Stream = TcpStream;
     async fn connect(&self) -> Result<TcpStream, ErrorKind> {
-        let s = TcpStream::connect(self.addr)
-            .await
-            .map_err(|_| ErrorKind::Connect)?;
+        let s = TcpStream::connect(self.addr).await.map_err(|_| ErrorKind::Connect)?;
         let _ = s.set_nodelay(true);
         Ok(s)
     }
@@ -56,9 +54,7 @@ impl Connector for PlainConnector {
     fn socket_drained(stream: &TcpStream) {
         // Returning WouldBlock clears the readiness tokio cached from the last read, unless
         // a new event arrived since (tokio checks its readiness tick), so nothing is lost.
-        let _ = stream.try_io(Interest::READABLE, || {
-            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-        });
+        let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
     }
 }
 
@@ -74,10 +70,7 @@ impl Connector for TlsConnector {
     type Stream = tokio_rustls::client::TlsStream<TcpStream>;
     async fn connect(&self) -> Result<Self::Stream, ErrorKind> {
         let tcp = PlainConnector { addr: self.addr }.connect().await?;
-        self.connector
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|_| ErrorKind::Tls)
+        self.connector.connect(self.server_name.clone(), tcp).await.map_err(|_| ErrorKind::Tls)
     }
 }
 
@@ -118,11 +111,7 @@ struct ConnBuf {
 
 impl ConnBuf {
     fn new() -> Self {
-        ConnBuf {
-            data: vec![0; BUF_SIZE],
-            start: 0,
-            end: 0,
-        }
+        ConnBuf { data: vec![0; BUF_SIZE], start: 0, end: 0 }
     }
     fn pending(&self) -> &[u8] {
         &self.data[self.start..self.end]
@@ -163,15 +152,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     reader: &mut ResponseReader,
 ) -> Result<(Response, bool), ErrorKind> {
     let mut drained = false;
-    stream
-        .write_all(request)
-        .await
-        .map_err(|_| ErrorKind::Write)?;
+    stream.write_all(request).await.map_err(|_| ErrorKind::Write)?;
     stream.flush().await.map_err(|_| ErrorKind::Write)?;
     loop {
-        let (n, progress) = reader
-            .feed(buf.pending())
-            .map_err(|_| ErrorKind::BadResponse)?;
+        let (n, progress) = reader.feed(buf.pending()).map_err(|_| ErrorKind::BadResponse)?;
         buf.consume(n);
         if let Progress::Complete(resp) = progress {
             return Ok((resp, drained && buf.pending().is_empty()));
@@ -186,10 +170,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         drained = n < room;
         if n == 0 {
             return if reader.started() || !buf.pending().is_empty() {
-                reader
-                    .eof()
-                    .map(|r| (r, false))
-                    .map_err(|_| ErrorKind::BadResponse)
+                reader.eof().map(|r| (r, false)).map_err(|_| ErrorKind::BadResponse)
             } else {
                 // Closed before answering (e.g. an idle keep-alive connection closed).
                 Err(ErrorKind::Read)
@@ -222,9 +203,7 @@ pub async fn run_connection<C: Connector>(
     let mut buf = ConnBuf::new();
     let mut reader = ResponseReader::new(BUF_SIZE);
     let mut stream: Option<C::Stream> = None;
-    let mut pacer = plan
-        .rate
-        .map(|r| Pacer::new(Schedule::new(r, plan.connections, spec.index)));
+    let mut pacer = plan.rate.map(|r| Pacer::new(Schedule::new(r, plan.connections, spec.index)));
     let mut measured_sent: u64 = 0;
     let far = plan.start + Duration::from_secs(86_400 * 365);
     // One timer per connection, re-armed lazily (only when it fires early or would fire
@@ -334,12 +313,7 @@ pub async fn run_connection<C: Connector>(
                     let origin = latency_origin.unwrap_or(t_send);
                     let latency = (done - origin).as_micros() as u64;
                     let service = (done - t_send).as_micros() as u64;
-                    stats.borrow_mut().record_response(
-                        resp.status,
-                        latency,
-                        service,
-                        resp.wire_len,
-                    );
+                    stats.borrow_mut().record_response(resp.status, latency, service, resp.wire_len);
                 }
                 if !resp.keep_alive || new_conn {
                     if let Some(mut s) = stream.take() {
@@ -382,9 +356,7 @@ pub fn run_thread(
     specs: Vec<ConnSpec>,
     progress: Arc<AtomicU64>,
 ) -> std::io::Result<Stats> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     let stats = Rc::new(RefCell::new(Stats::new()));
     local.block_on(&rt, async {
@@ -396,9 +368,7 @@ pub fn run_thread(
             let progress = progress.clone();
             handles.push(tokio::task::spawn_local(async move {
                 match &*connector {
-                    AnyConnector::Plain(c) => {
-                        run_connection(c, &plan, spec, &stats, &progress).await
-                    }
+                    AnyConnector::Plain(c) => run_connection(c, &plan, spec, &stats, &progress).await,
                     AnyConnector::Tls(c) => run_connection(c, &plan, spec, &stats, &progress).await,
                 }
             }));
@@ -408,7 +378,5 @@ pub fn run_thread(
         }
     });
     drop(local);
-    Ok(Rc::try_unwrap(stats)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|rc| rc.borrow().clone()))
+    Ok(Rc::try_unwrap(stats).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone()))
 }

@@ -42,9 +42,7 @@ impl RunResult {
 
 /// Split `n` measured requests among `c` connections as evenly as possible.
 pub fn quotas(n: Option<u64>, c: usize) -> Vec<Option<u64>> {
-    (0..c as u64)
-        .map(|i| n.map(|n| n / c as u64 + u64::from(i < n % c as u64)))
-        .collect()
+    (0..c as u64).map(|i| n.map(|n| n / c as u64 + u64::from(i < n % c as u64))).collect()
 }
 
 /// Run the load as configured. With `show_progress`, a progress line goes to stderr
@@ -81,9 +79,7 @@ pub fn run(cfg: &Config, show_progress: bool) -> Result<RunResult> {
     for (index, quota) in quotas.into_iter().enumerate() {
         per_thread[index % cfg.threads].push(ConnSpec { index, quota });
     }
-    let counters: Vec<Arc<AtomicU64>> = (0..cfg.threads)
-        .map(|_| Arc::new(AtomicU64::new(0)))
-        .collect();
+    let counters: Vec<Arc<AtomicU64>> = (0..cfg.threads).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let mut handles = Vec::with_capacity(cfg.threads);
     for (i, specs) in per_thread.into_iter().enumerate() {
         let (connector, plan, counter) = (connector.clone(), plan.clone(), counters[i].clone());
@@ -119,24 +115,11 @@ pub fn run(cfg: &Config, show_progress: bool) -> Result<RunResult> {
         return Err(e);
     }
     let finish = plan.end.map_or(now, |end| end.min(now));
-    Ok(RunResult {
-        stats,
-        elapsed: finish.saturating_duration_since(warmup_end),
-    })
+    Ok(RunResult { stats, elapsed: finish.saturating_duration_since(warmup_end) })
 }
 
-fn progress_loop(
-    start: Instant,
-    warmup_end: Instant,
-    finished: &AtomicBool,
-    counters: &[Arc<AtomicU64>],
-) {
-    let total = || {
-        counters
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum::<u64>()
-    };
+fn progress_loop(start: Instant, warmup_end: Instant, finished: &AtomicBool, counters: &[Arc<AtomicU64>]) {
+    let total = || counters.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
     let mut last = 0;
     let mut next = start + Duration::from_secs(1);
     let mut err = std::io::stderr();

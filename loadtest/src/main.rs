@@ -38,8 +38,7 @@ fn real_main() -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.svg {
-        std::fs::write(path, report::svg(&cfg, &result))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, report::svg(&cfg, &result)).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -10,8 +10,7 @@ use crate::stats::{ErrorKind, SIGFIG};
 use crate::RunResult;
 
 /// Percentiles shown in the summaries.
-pub const PERCENTILES: [(f64, &str); 4] =
-    [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
+pub const PERCENTILES: [(f64, &str); 4] = [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -46,16 +45,8 @@ fn latency_line(h: &Histogram<u64>) -> String {
     for (p, name) in PERCENTILES {
         let _ = write!(s, "{name} {:.3}  ", percentile_ms(h, p));
     }
-    let (mean, stdev) = if h.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (h.mean() / 1e3, h.stdev() / 1e3)
-    };
-    let _ = write!(
-        s,
-        "max {:.3}  (mean {mean:.3}, stdev {stdev:.3})",
-        max_ms(h)
-    );
+    let (mean, stdev) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / 1e3, h.stdev() / 1e3) };
+    let _ = write!(s, "max {:.3}  (mean {mean:.3}, stdev {stdev:.3})", max_ms(h));
     s
 }
 
@@ -71,38 +62,21 @@ pub fn text(cfg: &Config, r: &RunResult) -> String {
         mode_name(cfg),
         cfg.threads,
         cfg.connections,
-        if cfg.new_conn {
-            ", new connection per request"
-        } else {
-            ""
-        }
+        if cfg.new_conn { ", new connection per request" } else { "" }
     );
     let secs = r.elapsed.as_secs_f64();
-    let _ = writeln!(
-        s,
-        "  measured     {:.2}s (after {:.2}s warm-up)",
-        secs,
-        cfg.warmup.as_secs_f64()
-    );
+    let _ = writeln!(s, "  measured     {:.2}s (after {:.2}s warm-up)", secs, cfg.warmup.as_secs_f64());
     let _ = writeln!(
         s,
         "  requests     {} responses, {:.2} req/s, {:.2} MB/s read, {} connection(s) opened",
         st.responses,
         r.requests_per_sec(),
-        if secs > 0.0 {
-            st.bytes_read as f64 / secs / 1e6
-        } else {
-            0.0
-        },
+        if secs > 0.0 { st.bytes_read as f64 / secs / 1e6 } else { 0.0 },
         st.connects
     );
     let _ = writeln!(s, "  latency ms   {}", latency_line(&st.latency));
     if cfg.rate.is_some() {
-        let _ = writeln!(
-            s,
-            "  service ms   {}  (uncorrected)",
-            latency_line(&st.service)
-        );
+        let _ = writeln!(s, "  service ms   {}  (uncorrected)", latency_line(&st.service));
     }
     let mut errs = String::new();
     for k in ErrorKind::ALL {
@@ -128,11 +102,7 @@ pub fn text(cfg: &Config, r: &RunResult) -> String {
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let scale = 1000.0;
     let mut s = String::new();
-    let _ = write!(
-        s,
-        "{:>12} {:>12} {:>12} {:>12}\n\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
+    let _ = write!(s, "{:>12} {:>12} {:>12} {:>12}\n\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
     if !h.is_empty() {
         let mut total = 0u64;
         for v in h.iter_quantiles(5) {
@@ -148,23 +118,11 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
             );
         }
     }
-    let (mean, stdev, max) = if h.is_empty() {
-        (0.0, 0.0, 0.0)
-    } else {
-        (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale)
-    };
+    let (mean, stdev, max) =
+        if h.is_empty() { (0.0, 0.0, 0.0) } else { (h.mean() / scale, h.stdev() / scale, h.max() as f64 / scale) };
     let _ = writeln!(s, "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]");
-    let _ = writeln!(
-        s,
-        "#[Max     = {max:12.3}, Total count    = {:12}]",
-        h.len()
-    );
-    let _ = writeln!(
-        s,
-        "#[Buckets = {:12}, SubBuckets     = {:12}]",
-        h.buckets(),
-        sub_bucket_count(SIGFIG)
-    );
+    let _ = writeln!(s, "#[Max     = {max:12.3}, Total count    = {:12}]", h.len());
+    let _ = writeln!(s, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), sub_bucket_count(SIGFIG));
     s
 }
 
@@ -197,27 +155,13 @@ pub struct Hgrm {
 
 /// Parse the .hgrm text format (ours, wrk2's or HdrHistogram's).
 pub fn parse_hgrm(text: &str) -> Result<Hgrm, String> {
-    let mut out = Hgrm {
-        rows: Vec::new(),
-        mean_ms: 0.0,
-        stdev_ms: 0.0,
-        max_ms: 0.0,
-        total_count: 0,
-        buckets: 0,
-        sub_buckets: 0,
-    };
+    let mut out =
+        Hgrm { rows: Vec::new(), mean_ms: 0.0, stdev_ms: 0.0, max_ms: 0.0, total_count: 0, buckets: 0, sub_buckets: 0 };
     let field = |line: &str, key: &str| -> Result<String, String> {
-        let i = line
-            .find(key)
-            .ok_or_else(|| format!("no {key} in {line:?}"))?;
+        let i = line.find(key).ok_or_else(|| format!("no {key} in {line:?}"))?;
         let rest = line[i + key.len()..].trim_start();
         let rest = rest.strip_prefix('=').ok_or("expected '='")?.trim_start();
-        Ok(rest
-            .split([',', ']'])
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string())
+        Ok(rest.split([',', ']']).next().unwrap_or("").trim().to_string())
     };
     let num = |s: String| s.parse::<f64>().map_err(|e| format!("{s:?}: {e}"));
     let int = |s: String| s.parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
@@ -259,18 +203,9 @@ fn hist_json(h: &Histogram<u64>) -> Value {
     }
     m.insert("p99_99".into(), json!(percentile_ms(h, 99.99)));
     m.insert("max".into(), json!(max_ms(h)));
-    m.insert(
-        "min".into(),
-        json!(if h.is_empty() { 0.0 } else { ms(h.min()) }),
-    );
-    m.insert(
-        "mean".into(),
-        json!(if h.is_empty() { 0.0 } else { h.mean() / 1e3 }),
-    );
-    m.insert(
-        "stdev".into(),
-        json!(if h.is_empty() { 0.0 } else { h.stdev() / 1e3 }),
-    );
+    m.insert("min".into(), json!(if h.is_empty() { 0.0 } else { ms(h.min()) }));
+    m.insert("mean".into(), json!(if h.is_empty() { 0.0 } else { h.mean() / 1e3 }));
+    m.insert("stdev".into(), json!(if h.is_empty() { 0.0 } else { h.stdev() / 1e3 }));
     m.insert("count".into(), json!(h.len()));
     Value::Object(m)
 }
@@ -287,12 +222,7 @@ pub fn json(cfg: &Config, r: &RunResult) -> Value {
     for (code, n) in st.statuses() {
         status.insert(code.to_string(), json!(n));
     }
-    let ok: u64 = st
-        .statuses()
-        .iter()
-        .filter(|(c, _)| (200..300).contains(c))
-        .map(|(_, n)| n)
-        .sum();
+    let ok: u64 = st.statuses().iter().filter(|(c, _)| (200..300).contains(c)).map(|(_, n)| n).sum();
     json!({
         "url": cfg.target_url(),
         "method": cfg.method,
@@ -325,11 +255,7 @@ fn curve(h: &Histogram<u64>, x_max: f64) -> Vec<(f64, f64)> {
     }
     for v in h.iter_quantiles(5) {
         let q = v.quantile_iterated_to();
-        let x = if q >= 1.0 {
-            x_max
-        } else {
-            (1.0 / (1.0 - q)).log10().min(x_max)
-        };
+        let x = if q >= 1.0 { x_max } else { (1.0 / (1.0 - q)).log10().min(x_max) };
         pts.push((x, ms(v.value_iterated_to())));
     }
     pts
@@ -362,10 +288,7 @@ fn fmt_ms(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// A named, coloured curve of (x, ms) points.
@@ -382,18 +305,9 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
     let x_max = count.log10().ceil().clamp(4.0, 6.0);
     let mut series: Vec<Series> = vec![("latency", "#1f77b4", curve(&st.latency, x_max))];
     if cfg.rate.is_some() {
-        series.push((
-            "service time (uncorrected)",
-            "#ff7f0e",
-            curve(&st.service, x_max),
-        ));
+        series.push(("service time (uncorrected)", "#ff7f0e", curve(&st.service, x_max)));
     }
-    let y_top = nice_ceil(
-        series
-            .iter()
-            .flat_map(|(_, _, p)| p.iter().map(|&(_, v)| v))
-            .fold(0.0, f64::max),
-    );
+    let y_top = nice_ceil(series.iter().flat_map(|(_, _, p)| p.iter().map(|&(_, v)| v)).fold(0.0, f64::max));
     let sx = |x: f64| left + x / x_max * pw;
     let sy = |v: f64| top + ph - v / y_top * ph;
 
@@ -411,35 +325,19 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
         cfg.connections,
         r.requests_per_sec()
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="28" text-anchor="middle" font-size="15">{}</text>"#,
-        w / 2.0,
-        esc(&title)
-    );
+    let _ = writeln!(s, r#"<text x="{}" y="28" text-anchor="middle" font-size="15">{}</text>"#, w / 2.0, esc(&title));
     // Grid and axes.
     let _ = writeln!(s, r##"<g stroke="#ddd" stroke-width="1">"##);
     for i in 0..=x_max as u32 {
         let x = sx(f64::from(i));
-        let _ = writeln!(
-            s,
-            r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}"/>"#,
-            top + ph
-        );
+        let _ = writeln!(s, r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}"/>"#, top + ph);
     }
     for i in 0..=5 {
         let y = sy(y_top * f64::from(i) / 5.0);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}"/>"#,
-            left + pw
-        );
+        let _ = writeln!(s, r#"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}"/>"#, left + pw);
     }
     let _ = writeln!(s, "</g>");
-    let _ = writeln!(
-        s,
-        r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-    );
+    let _ = writeln!(s, r##"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##);
     for i in 0..=x_max as u32 {
         let label = if i == 0 {
             "0%".to_string()
@@ -456,20 +354,10 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
     }
     for i in 0..=5 {
         let v = y_top * f64::from(i) / 5.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            left - 8.0,
-            sy(v) + 4.0,
-            fmt_ms(v)
-        );
+        let _ =
+            writeln!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, left - 8.0, sy(v) + 4.0, fmt_ms(v));
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">Percentile</text>"#,
-        left + pw / 2.0,
-        h - 25.0
-    );
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">Percentile</text>"#, left + pw / 2.0, h - 25.0);
     let _ = writeln!(
         s,
         r#"<text x="20" y="{}" text-anchor="middle" transform="rotate(-90 20 {})">Latency (ms)</text>"#,
@@ -486,10 +374,7 @@ pub fn svg(cfg: &Config, r: &RunResult) -> String {
             let _ = write!(d, "{:.2},{:.2} ", sx(x), sy(v));
         }
         let d = d.trim_end();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{d}"/>"#
-        );
+        let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{d}"/>"#);
         let ly = top + 18.0 + 18.0 * i as f64;
         let _ = writeln!(
             s,
@@ -532,10 +417,7 @@ mod tests {
         let h = sample();
         let text = hgrm(&h);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "       Value   Percentile   TotalCount 1/(1-Percentile)"
-        );
+        assert_eq!(lines[0], "       Value   Percentile   TotalCount 1/(1-Percentile)");
         assert_eq!(lines[1], "");
         let parsed = parse_hgrm(&text).unwrap();
         assert_eq!(parsed.total_count, h.len());
@@ -583,22 +465,10 @@ mod tests {
         h.record(1000).unwrap();
         let text = hgrm(&h);
         let rows: Vec<&str> = text.lines().skip(2).collect();
-        assert_eq!(
-            rows[0],
-            "       1.000     0.000000            1         1.00"
-        );
-        assert_eq!(
-            rows[1],
-            "       1.000     1.000000            1          inf"
-        );
-        assert_eq!(
-            rows[2],
-            "#[Mean    =        1.000, StdDeviation   =        0.000]"
-        );
-        assert_eq!(
-            rows[3],
-            "#[Max     =        1.000, Total count    =            1]"
-        );
+        assert_eq!(rows[0], "       1.000     0.000000            1         1.00");
+        assert_eq!(rows[1], "       1.000     1.000000            1          inf");
+        assert_eq!(rows[2], "#[Mean    =        1.000, StdDeviation   =        0.000]");
+        assert_eq!(rows[3], "#[Max     =        1.000, Total count    =            1]");
     }
 
     #[test]

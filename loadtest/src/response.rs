@@ -174,10 +174,7 @@ impl ResponseReader {
                             let framing = Framing::of(version, resp.headers)?;
                             self.status = status;
                             self.keep_alive = framing.keep_alive;
-                            let no_body = self.head_request
-                                || status == 204
-                                || status == 304
-                                || status == 101;
+                            let no_body = self.head_request || status == 204 || status == 304 || status == 101;
                             if status == 101 {
                                 self.keep_alive = false;
                             }
@@ -208,9 +205,7 @@ impl ResponseReader {
                     if take == remaining {
                         return Ok((pos, Progress::Complete(self.response())));
                     }
-                    self.state = State::Length {
-                        remaining: remaining - take,
-                    };
+                    self.state = State::Length { remaining: remaining - take };
                     return Ok((pos, Progress::NeedMore));
                 }
                 State::UntilClose => {
@@ -243,12 +238,7 @@ impl ResponseReader {
     }
 
     fn response(&self) -> Response {
-        Response {
-            status: self.status,
-            keep_alive: self.keep_alive,
-            body_len: self.body_len,
-            wire_len: self.wire_len,
-        }
+        Response { status: self.status, keep_alive: self.keep_alive, body_len: self.body_len, wire_len: self.wire_len }
     }
 }
 
@@ -291,11 +281,7 @@ impl Framing {
                 }
             }
         }
-        let mut keep_alive = if version == 0 {
-            conn_keep_alive && !conn_close
-        } else {
-            !conn_close
-        };
+        let mut keep_alive = if version == 0 { conn_keep_alive && !conn_close } else { !conn_close };
         if has_te {
             // Transfer-Encoding overrides Content-Length; a non-chunked final coding
             // means the body runs until close.
@@ -304,11 +290,7 @@ impl Framing {
                 keep_alive = false;
             }
         }
-        Ok(Framing {
-            content_length,
-            chunked,
-            keep_alive,
-        })
+        Ok(Framing { content_length, chunked, keep_alive })
     }
 }
 
@@ -364,9 +346,7 @@ fn step_chunked(
                 if take == remaining {
                     Chunk::DataCr
                 } else {
-                    Chunk::Data {
-                        remaining: remaining - take,
-                    }
+                    Chunk::Data { remaining: remaining - take }
                 }
             }
             Chunk::Size { size, digits } => {
@@ -375,10 +355,7 @@ fn step_chunked(
                     if digits >= 16 {
                         return Err(ResponseError::BadChunk);
                     }
-                    Chunk::Size {
-                        size: (size << 4) | v,
-                        digits: digits + 1,
-                    }
+                    Chunk::Size { size: (size << 4) | v, digits: digits + 1 }
                 } else if digits == 0 {
                     return Err(ResponseError::BadChunk);
                 } else if b == b'\r' {
@@ -463,11 +440,7 @@ mod tests {
 
     /// Feed `wire` in pieces split at `splits`, the way a socket driver would: keep
     /// unconsumed bytes, append new ones. Returns the response and the leftover bytes.
-    fn drive(
-        wire: &[u8],
-        splits: &[usize],
-        head: bool,
-    ) -> Result<(Response, Vec<u8>), ResponseError> {
+    fn drive(wire: &[u8], splits: &[usize], head: bool) -> Result<(Response, Vec<u8>), ResponseError> {
         let mut r = ResponseReader::new(64 * 1024);
         r.reset(head);
         let mut pending: Vec<u8> = Vec::new();
@@ -525,17 +498,11 @@ mod tests {
 
     #[test]
     fn keep_alive_rules() {
-        let r = every_split(
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
-            false,
-        );
+        let r = every_split(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", false);
         assert!(!r.keep_alive);
         let r = every_split(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", false);
         assert!(!r.keep_alive);
-        let r = every_split(
-            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx",
-            false,
-        );
+        let r = every_split(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\nx", false);
         assert!(r.keep_alive);
     }
 
@@ -548,17 +515,13 @@ mod tests {
         assert_eq!(r.body_len, 5 + 26);
         assert_eq!(r.wire_len, wire.len() as u64);
         assert!(r.keep_alive);
-        let r = every_split(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-            false,
-        );
+        let r = every_split(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n", false);
         assert_eq!(r.body_len, 0);
     }
 
     #[test]
     fn chunked_leaves_next_response_bytes() {
-        let wire =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1";
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1";
         let (r, rest) = drive(wire, &[], false).unwrap();
         assert_eq!(r.body_len, 3);
         assert_eq!(rest, b"HTTP/1.1");
@@ -575,10 +538,7 @@ mod tests {
         assert_eq!(r.body_len, 16);
         assert!(!r.keep_alive);
         // Transfer-Encoding whose final coding is not chunked: also until close.
-        let r = every_split(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc",
-            false,
-        );
+        let r = every_split(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc", false);
         assert_eq!(r.body_len, 3);
     }
 
@@ -593,36 +553,17 @@ mod tests {
 
     #[test]
     fn garbage_and_broken_framing() {
+        assert!(matches!(drive(b"garbage\r\n\r\n", &[], false), Err(ResponseError::Head(_))));
+        assert!(matches!(drive(b"\x00\x01\x02\x03", &[], false), Err(ResponseError::Head(_))));
         assert!(matches!(
-            drive(b"garbage\r\n\r\n", &[], false),
-            Err(ResponseError::Head(_))
-        ));
-        assert!(matches!(
-            drive(b"\x00\x01\x02\x03", &[], false),
-            Err(ResponseError::Head(_))
-        ));
-        assert!(matches!(
-            drive(
-                b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
-                &[],
-                false
-            ),
+            drive(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", &[], false),
             Err(ResponseError::BadContentLength)
         ));
         assert!(matches!(
-            drive(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx",
-                &[],
-                false
-            ),
+            drive(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", &[], false),
             Err(ResponseError::BadContentLength)
         ));
-        let r = drive(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
-            &[],
-            false,
-        )
-        .unwrap();
+        let r = drive(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", &[], false).unwrap();
         assert_eq!(r.0.body_len, 3);
         for bad in [
             &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..],
@@ -632,33 +573,18 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\x00",
         ] {
-            assert_eq!(
-                drive(bad, &[], false),
-                Err(ResponseError::BadChunk),
-                "{bad:?}"
-            );
+            assert_eq!(drive(bad, &[], false), Err(ResponseError::BadChunk), "{bad:?}");
         }
         // Truncated bodies.
         assert_eq!(
-            drive(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
-                &[],
-                false
-            ),
+            drive(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", &[], false),
             Err(ResponseError::Truncated)
         );
         assert_eq!(
-            drive(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
-                &[],
-                false
-            ),
+            drive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab", &[], false),
             Err(ResponseError::Truncated)
         );
-        assert_eq!(
-            drive(b"HTTP/1.1 200 O", &[], false),
-            Err(ResponseError::Truncated)
-        );
+        assert_eq!(drive(b"HTTP/1.1 200 O", &[], false), Err(ResponseError::Truncated));
     }
 
     #[test]
@@ -678,10 +604,7 @@ mod tests {
             let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
             let (n, p) = r.feed(wire).unwrap();
             assert_eq!(n, wire.len());
-            assert!(matches!(
-                p,
-                Progress::Complete(Response { status: 200, .. })
-            ));
+            assert!(matches!(p, Progress::Complete(Response { status: 200, .. })));
         }
     }
 }

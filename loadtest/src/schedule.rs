@@ -25,11 +25,7 @@ impl Schedule {
     pub fn new(rate: f64, connections: usize, conn: usize) -> Self {
         assert!(rate > 0.0 && rate.is_finite(), "rate must be positive");
         assert!(conn < connections, "connection index out of range");
-        Schedule {
-            rate,
-            connections: connections as u64,
-            conn: conn as u64,
-        }
+        Schedule { rate, connections: connections as u64, conn: conn as u64 }
     }
 
     /// Interval between two sends of this connection.
@@ -47,9 +43,7 @@ impl Schedule {
     pub fn count_before(&self, until: Duration) -> u64 {
         // Smallest k with send_offset(k) >= until, computed then fixed up for rounding.
         let slots = until.as_secs_f64() * self.rate;
-        let mut k = ((slots - self.conn as f64) / self.connections as f64)
-            .ceil()
-            .max(0.0) as u64;
+        let mut k = ((slots - self.conn as f64) / self.connections as f64).ceil().max(0.0) as u64;
         while k > 0 && self.send_offset(k - 1) >= until {
             k -= 1;
         }
@@ -124,13 +118,9 @@ mod tests {
 
     #[test]
     fn rate_times_duration_sends_evenly_spaced() {
-        for &(rate, conns, secs) in &[
-            (1000.0, 1, 2.0),
-            (5000.0, 64, 3.0),
-            (100.0, 7, 1.5),
-            (3.0, 2, 4.0),
-            (1234.5, 10, 2.0),
-        ] {
+        for &(rate, conns, secs) in
+            &[(1000.0, 1, 2.0), (5000.0, 64, 3.0), (100.0, 7, 1.5), (3.0, 2, 4.0), (1234.5, 10, 2.0)]
+        {
             let dur = Duration::from_secs_f64(secs);
             let per_conn = all_sends(rate, conns, dur);
             let total: usize = per_conn.iter().map(Vec::len).sum();

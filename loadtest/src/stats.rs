@@ -119,30 +119,17 @@ impl Stats {
 
     /// `(status, count)` for every status seen, ascending.
     pub fn statuses(&self) -> Vec<(u16, u64)> {
-        self.status
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(s, &n)| (s as u16, n))
-            .collect()
+        self.status.iter().enumerate().filter(|(_, &n)| n > 0).map(|(s, &n)| (s as u16, n)).collect()
     }
 
     /// Responses whose status is not 2xx.
     pub fn non_2xx(&self) -> u64 {
-        self.statuses()
-            .iter()
-            .filter(|(s, _)| !(200..300).contains(s))
-            .map(|(_, n)| n)
-            .sum()
+        self.statuses().iter().filter(|(s, _)| !(200..300).contains(s)).map(|(_, n)| n).sum()
     }
 
     pub fn merge(&mut self, other: &Stats) {
-        self.latency
-            .add(&other.latency)
-            .expect("histograms share bounds");
-        self.service
-            .add(&other.service)
-            .expect("histograms share bounds");
+        self.latency.add(&other.latency).expect("histograms share bounds");
+        self.service.add(&other.service).expect("histograms share bounds");
         self.responses += other.responses;
         self.bytes_read += other.bytes_read;
         self.connects += other.connects;

@@ -11,43 +11,30 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use crate::cli::TlsOptions;
 
 /// Bundles tried when neither --cacert nor --insecure is given.
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
+const SYSTEM_BUNDLES: &[&str] =
+    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
 /// Build the client config and the server name to present.
 pub fn client_config(opts: &TlsOptions) -> Result<(Arc<ClientConfig>, ServerName<'static>)> {
-    let server_name = ServerName::try_from(opts.sni.clone())
-        .with_context(|| format!("invalid TLS server name {:?}", opts.sni))?;
+    let server_name =
+        ServerName::try_from(opts.sni.clone()).with_context(|| format!("invalid TLS server name {:?}", opts.sni))?;
     let builder = ClientConfig::builder();
     let mut config = if opts.insecure {
         let provider = builder.crypto_provider().clone();
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider))).with_no_client_auth()
     } else {
         let path = match &opts.cacert {
             Some(p) => p.clone(),
-            None => match SYSTEM_BUNDLES
-                .iter()
-                .find(|p| std::path::Path::new(p).exists())
-            {
+            None => match SYSTEM_BUNDLES.iter().find(|p| std::path::Path::new(p).exists()) {
                 Some(p) => p.into(),
                 None => bail!("no CA bundle found: give --cacert FILE or --insecure"),
             },
         };
         let mut roots = RootCertStore::empty();
         let mut n = 0;
-        for cert in CertificateDer::pem_file_iter(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-        {
+        for cert in CertificateDer::pem_file_iter(&path).with_context(|| format!("reading {}", path.display()))? {
             let cert = cert.with_context(|| format!("parsing {}", path.display()))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("adding a CA certificate from {}", path.display()))?;
+            roots.add(cert).with_context(|| format!("adding a CA certificate from {}", path.display()))?;
             n += 1;
         }
         if n == 0 {
@@ -84,12 +71,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -98,12 +80,7 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -41,10 +41,7 @@ fn start_server() -> std::net::SocketAddr {
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
@@ -59,8 +56,7 @@ fn start_server() -> std::net::SocketAddr {
                             Ok(n) => have += n,
                         }
                         // Requests are bodiless GETs: answer each complete head.
-                        while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n")
-                        {
+                        while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
                             if sock.write_all(RESPONSE).await.is_err() {
                                 return;
                             }
@@ -96,8 +92,5 @@ fn steady_state_does_not_allocate_per_request() {
     assert_eq!((n_small, n_large), (1000, 5000));
     eprintln!("allocations: 1000 requests -> {small}, 5000 requests -> {large}");
     // 4000 more requests may not cost more than a handful of allocations.
-    assert!(
-        large <= small + 40,
-        "1000 requests: {small} allocations, 5000 requests: {large}"
-    );
+    assert!(large <= small + 40, "1000 requests: {small} allocations, 5000 requests: {large}");
 }

@@ -29,11 +29,7 @@ fn run(args: &[&str], json: &PathBuf) -> (Value, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     // Quiet on stderr when it is not a terminal.
-    assert!(
-        out.stderr.is_empty(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     (v, stdout)
 }
@@ -79,11 +75,7 @@ fn one_second_closed_loop_with_json() {
     assert_eq!(u(&v, &["errors", "total"]), 0);
     assert_eq!(u(&v, &["non_2xx"]), 0);
     assert_eq!(u(&v, &["latency_ms", "count"]), requests);
-    assert_eq!(
-        u(&v, &["connects"]),
-        0,
-        "connections open during warm-up are not counted"
-    );
+    assert_eq!(u(&v, &["connects"]), 0, "connections open during warm-up are not counted");
     let dur = v["duration_s"].as_f64().unwrap();
     assert!((0.95..1.2).contains(&dur), "duration {dur}");
     let rps = v["requests_per_sec"].as_f64().unwrap();
@@ -91,20 +83,12 @@ fn one_second_closed_loop_with_json() {
     // The server answered every measured request, plus warm-up ones and at most one
     // abandoned in flight per connection at the end.
     let answered = server.answered.load(Ordering::SeqCst);
-    assert!(
-        answered >= requests,
-        "server answered {answered} < {requests}"
-    );
+    assert!(answered >= requests, "server answered {answered} < {requests}");
     // The .hgrm file parses back to the same count.
-    let parsed =
-        corelink_load::report::parse_hgrm(&std::fs::read_to_string(&hgrm).unwrap()).unwrap();
+    let parsed = corelink_load::report::parse_hgrm(&std::fs::read_to_string(&hgrm).unwrap()).unwrap();
     assert_eq!(parsed.total_count, requests);
     let svg_text = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        svg_text.starts_with("<svg")
-            && svg_text.contains("99.9%")
-            && svg_text.contains("<polyline")
-    );
+    assert!(svg_text.starts_with("<svg") && svg_text.contains("99.9%") && svg_text.contains("<polyline"));
 }
 
 #[test]
@@ -112,20 +96,7 @@ fn request_count_is_exact() {
     let server = common::start(Default::default());
     let url = format!("http://{}/chunked", server.addr);
     let json = tmp("count.json");
-    let (v, _) = run(
-        &[
-            "-c",
-            "3",
-            "-n",
-            "500",
-            "-m",
-            "POST",
-            "--body-size",
-            "100",
-            &url,
-        ],
-        &json,
-    );
+    let (v, _) = run(&["-c", "3", "-n", "500", "-m", "POST", "--body-size", "100", &url], &json);
     assert_eq!(u(&v, &["requests"]), 500);
     assert_eq!(u(&v, &["status", "200"]), 500);
     assert_eq!(u(&v, &["connects"]), 3);
@@ -147,102 +118,47 @@ fn new_connection_per_request() {
 fn errors_by_kind_and_status() {
     let server = common::start(Default::default());
     let base = format!("http://{}", server.addr);
-    let (v, stdout) = run(
-        &["-c", "2", "-n", "20", &format!("{base}/missing")],
-        &tmp("404.json"),
-    );
+    let (v, stdout) = run(&["-c", "2", "-n", "20", &format!("{base}/missing")], &tmp("404.json"));
     assert_eq!(u(&v, &["status", "404"]), 20);
     assert_eq!(u(&v, &["non_2xx"]), 20);
     assert_eq!(u(&v, &["ok"]), 0);
     assert!(stdout.contains("404: 20"), "{stdout}");
 
-    let (v, _) = run(
-        &["-c", "1", "-n", "5", &format!("{base}/garbage")],
-        &tmp("garbage.json"),
-    );
+    let (v, _) = run(&["-c", "1", "-n", "5", &format!("{base}/garbage")], &tmp("garbage.json"));
     assert_eq!(u(&v, &["errors", "bad_response"]), 5);
     assert_eq!(u(&v, &["requests"]), 0);
 
-    let (v, _) = run(
-        &["-c", "2", "-n", "6", &format!("{base}/close")],
-        &tmp("close.json"),
-    );
+    let (v, _) = run(&["-c", "2", "-n", "6", &format!("{base}/close")], &tmp("close.json"));
     assert_eq!(u(&v, &["status", "200"]), 6);
     assert_eq!(u(&v, &["connects"]), 6);
 
-    let (v, _) = run(
-        &[
-            "-c",
-            "2",
-            "-n",
-            "4",
-            "--timeout",
-            "200ms",
-            &format!("{base}/hang"),
-        ],
-        &tmp("hang.json"),
-    );
+    let (v, _) = run(&["-c", "2", "-n", "4", "--timeout", "200ms", &format!("{base}/hang")], &tmp("hang.json"));
     assert_eq!(u(&v, &["errors", "timeout"]), 4);
 
     // Nothing listens on a freshly closed port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (v, _) = run(
-        &["-c", "1", "-n", "3", &format!("http://127.0.0.1:{port}/")],
-        &tmp("refused.json"),
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (v, _) = run(&["-c", "1", "-n", "3", &format!("http://127.0.0.1:{port}/")], &tmp("refused.json"));
     assert_eq!(u(&v, &["errors", "connect"]), 3);
 }
 
 #[test]
 fn tls_with_cacert_and_sni() {
-    let server = common::start(common::Options {
-        tls: true,
-        ..Default::default()
-    });
+    let server = common::start(common::Options { tls: true, ..Default::default() });
     let ca = tmp("ca.pem");
     std::fs::write(&ca, server.ca_pem.as_ref().unwrap()).unwrap();
     let url = format!("https://127.0.0.1:{}/", server.addr.port());
-    let (v, _) = run(
-        &[
-            "-c",
-            "2",
-            "-n",
-            "100",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "--sni",
-            "localhost",
-            &url,
-        ],
-        &tmp("tls.json"),
-    );
+    let (v, _) =
+        run(&["-c", "2", "-n", "100", "--cacert", ca.to_str().unwrap(), "--sni", "localhost", &url], &tmp("tls.json"));
     assert_eq!(u(&v, &["status", "200"]), 100);
     assert_eq!(u(&v, &["connects"]), 2);
     // Wrong name: every handshake fails verification.
     let (v, _) = run(
-        &[
-            "-c",
-            "1",
-            "-n",
-            "3",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "--sni",
-            "other.test",
-            &url,
-        ],
+        &["-c", "1", "-n", "3", "--cacert", ca.to_str().unwrap(), "--sni", "other.test", &url],
         &tmp("tls-bad.json"),
     );
     assert_eq!(u(&v, &["errors", "tls"]), 3);
     // --insecure accepts it; new connection per request exercises handshakes.
-    let (v, _) = run(
-        &["-c", "1", "-n", "10", "--insecure", "--new-conn", &url],
-        &tmp("tls-insecure.json"),
-    );
+    let (v, _) = run(&["-c", "1", "-n", "10", "--insecure", "--new-conn", &url], &tmp("tls-insecure.json"));
     assert_eq!(u(&v, &["status", "200"]), 10);
     assert_eq!(u(&v, &["connects"]), 10);
 }

@@ -1,48 +1,46 @@
-//! Typed configuration. Field names are linkerd's (camelCase in YAML).
+//! Typed configuration: what a linkerd 1.x file (plus `corelink:`) means once
+//! parsed, validated and defaulted. Field names follow linkerd's keys
+//! (`shutdownGraceMs` → `shutdown_grace_ms`). Client, service and TLS types
+//! live in [`super::client`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use serde::Deserialize;
-
 use crate::io::BackendChoice;
 
-fn loopback() -> IpAddr {
+pub use super::client::*;
+
+pub(crate) fn loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub admin: AdminConfig,
     pub routers: Vec<RouterConfig>,
-    #[serde(default)]
+    /// Top-level `namers:` (only `io.l5d.fs`; `/$/inet` needs no config).
+    pub namers: Vec<NamerConfig>,
     pub corelink: CorelinkConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct AdminConfig {
-    #[serde(default = "loopback")]
     pub ip: IpAddr,
-    #[serde(default = "default_admin_port")]
     pub port: u16,
     /// linkerd's `admin.shutdownGraceMs`: how long in-flight requests get to
     /// finish once corelink stops accepting.
-    #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
 }
 
-fn default_admin_port() -> u16 {
-    9990
-}
-fn default_shutdown_grace_ms() -> u64 {
-    10_000
-}
+pub(crate) const DEFAULT_ADMIN_PORT: u16 = 9990;
+pub(crate) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { ip: loopback(), port: default_admin_port(), shutdown_grace_ms: default_shutdown_grace_ms() }
+        AdminConfig {
+            ip: loopback(),
+            port: DEFAULT_ADMIN_PORT,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
     }
 }
 
@@ -52,98 +50,244 @@ impl AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub protocol: Protocol,
     pub label: Option<String>,
-    #[serde(default)]
+    /// The base dtab as written (`dtab:`, or the 2016 name `baseDtab:`).
     pub dtab: String,
-    #[serde(default = "default_dst_prefix")]
     pub dst_prefix: String,
+    /// Compatibility view of `identifiers` for code that knows only
+    /// `io.l5d.header.token`: `Some` exactly when the router has one
+    /// identifier and it is a header.token. Prefer [`RouterConfig::identifiers`].
     pub identifier: Option<IdentifierConfig>,
+    /// `identifier:` (one, or a list tried in order until one names the
+    /// request). Never empty: defaults to `io.l5d.header.token` on `Host`.
+    pub identifiers: Vec<IdentifierKind>,
+    pub interpreter: InterpreterConfig,
     pub servers: Vec<ServerConfig>,
-    #[serde(default = "default_max_headers_kb", rename = "maxHeadersKB")]
     pub max_headers_kb: usize,
-    #[serde(default = "default_max_initial_line_kb", rename = "maxInitialLineKB")]
     pub max_initial_line_kb: usize,
     /// Only enforced when `streamingEnabled: false` (as in linkerd, where a
     /// streamed message is never buffered and so never limited).
-    #[serde(default = "default_max_message_kb", rename = "maxRequestKB")]
     pub max_request_kb: u64,
-    #[serde(default = "default_max_message_kb", rename = "maxResponseKB")]
     pub max_response_kb: u64,
-    #[serde(default = "default_true")]
     pub streaming_enabled: bool,
     /// linkerd's loop protection: more `Via` entries than this is a 400.
-    #[serde(default = "default_max_call_depth")]
+    /// linkerd sets it per server; here the router-level value is the
+    /// default and [`ServerConfig::max_call_depth`] overrides it.
     pub max_call_depth: usize,
-    #[serde(default)]
+    /// `httpAccessLog`: the access log file, if any.
+    pub http_access_log: Option<String>,
+    /// `httpAccessLogAppend` (default true): append rather than truncate.
+    pub http_access_log_append: bool,
+    /// corelink extension `dtabHeaders` (default true, linkerd's behaviour):
+    /// honour per-request dtab overrides (`l5d-dtab`, `l5d-ctx-dtab`,
+    /// `dtab-local`). `false` strips and ignores them on every server of
+    /// the router.
+    pub dtab_headers: bool,
+    /// corelink extension `contextHeaders` (default true, linkerd's
+    /// behaviour): read and forward `l5d-ctx-*` context headers. `false`
+    /// strips them, like `clearContext` on every server.
+    pub context_headers: bool,
     pub client: ClientConfig,
-    #[serde(default)]
     pub service: ServiceConfig,
 }
 
-fn default_dst_prefix() -> String {
-    "/svc".into()
-}
-fn default_max_headers_kb() -> usize {
+pub(crate) const DEFAULT_DST_PREFIX: &str = "/svc";
+pub(crate) const DEFAULT_MAX_MESSAGE_KB: u64 = 5120;
+pub(crate) const DEFAULT_MAX_CALL_DEPTH: usize = 1000;
+
+pub(crate) fn default_max_headers_kb() -> usize {
     crate::http1::Limits::default().max_head_bytes / 1024 - default_max_initial_line_kb()
 }
-fn default_max_initial_line_kb() -> usize {
+
+pub(crate) fn default_max_initial_line_kb() -> usize {
     crate::http1::Limits::default().max_initial_line / 1024
 }
-fn default_max_message_kb() -> u64 {
-    5120
-}
-fn default_true() -> bool {
-    true
-}
-fn default_max_call_depth() -> usize {
-    1000
-}
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", tag = "kind")]
+/// The single identifier code written before identifier lists existed
+/// understands. See [`IdentifierKind`] for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentifierConfig {
     /// The default: one header's value, verbatim, as one path segment.
-    #[serde(rename = "io.l5d.header.token")]
-    HeaderToken {
-        #[serde(default = "default_token_header")]
-        header: String,
-    },
+    HeaderToken { header: String },
 }
 
-fn default_token_header() -> String {
-    "Host".into()
-}
+pub(crate) const DEFAULT_TOKEN_HEADER: &str = "Host";
+pub(crate) const DEFAULT_NAME_HEADER: &str = "l5d-name";
 
 impl Default for IdentifierConfig {
     fn default() -> Self {
-        IdentifierConfig::HeaderToken { header: default_token_header() }
+        IdentifierConfig::HeaderToken {
+            header: DEFAULT_TOKEN_HEADER.into(),
+        }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServerConfig {
-    #[serde(default = "loopback")]
-    pub ip: IpAddr,
-    #[serde(default = "default_server_port")]
-    pub port: u16,
-    #[serde(default)]
-    pub server_session: SessionConfig,
+/// linkerd's HTTP/1.1 identifiers (`routers[].identifier`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentifierKind {
+    /// `io.l5d.header.token`: `/dstPrefix/<header value>` (one segment).
+    HeaderToken { header: String },
+    /// `io.l5d.methodAndHost`: `/dstPrefix/1.1/<METHOD>/<host>[/uri...]`
+    /// (HTTP/1.0: `/dstPrefix/1.0/<METHOD>[/uri...]`).
+    MethodAndHost { http_uri_in_dst: bool },
+    /// `io.l5d.path`: the first `segments` segments of the URL path;
+    /// `consume` strips them from the request sent upstream.
+    Path { segments: usize, consume: bool },
+    /// `io.l5d.header`: the header's value read as a path.
+    Header { header: String },
+    /// `io.l5d.static`: every request gets `path`.
+    Static { path: String },
 }
 
-fn default_server_port() -> u16 {
-    4140
+impl Default for IdentifierKind {
+    fn default() -> Self {
+        IdentifierKind::HeaderToken {
+            header: DEFAULT_TOKEN_HEADER.into(),
+        }
+    }
 }
+
+impl From<&IdentifierConfig> for IdentifierKind {
+    fn from(c: &IdentifierConfig) -> Self {
+        match c {
+            IdentifierConfig::HeaderToken { header } => IdentifierKind::HeaderToken {
+                header: header.clone(),
+            },
+        }
+    }
+}
+
+impl IdentifierKind {
+    /// linkerd's `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IdentifierKind::HeaderToken { .. } => "io.l5d.header.token",
+            IdentifierKind::MethodAndHost { .. } => "io.l5d.methodAndHost",
+            IdentifierKind::Path { .. } => "io.l5d.path",
+            IdentifierKind::Header { .. } => "io.l5d.header",
+            IdentifierKind::Static { .. } => "io.l5d.static",
+        }
+    }
+
+    /// One line for `corelink check`.
+    pub fn describe(&self) -> String {
+        let kind = self.kind();
+        match self {
+            IdentifierKind::HeaderToken { header } | IdentifierKind::Header { header } => {
+                format!("{kind} (header {header})")
+            }
+            IdentifierKind::MethodAndHost { http_uri_in_dst } => {
+                format!("{kind} (httpUriInDst {http_uri_in_dst})")
+            }
+            IdentifierKind::Path { segments, consume } => {
+                format!("{kind} (segments {segments}, consume {consume})")
+            }
+            IdentifierKind::Static { path } => format!("{kind} (path {path})"),
+        }
+    }
+}
+
+/// `routers[].interpreter`: only linkerd's `default` interpreter (the
+/// router's dtab over the configured namers), with its transformers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterpreterConfig {
+    /// Applied in order to every bound address set.
+    pub transformers: Vec<TransformerConfig>,
+}
+
+/// Transformers rewrite the addresses a name is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformerConfig {
+    /// `io.l5d.port`: replace every address's port (linker-to-linker: send
+    /// to the peer's incoming router instead of the service).
+    Port { port: u16, prefix: Option<String> },
+    /// `io.l5d.localhost`: keep only addresses of this host.
+    Localhost { prefix: Option<String> },
+}
+
+impl TransformerConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransformerConfig::Port { .. } => "io.l5d.port",
+            TransformerConfig::Localhost { .. } => "io.l5d.localhost",
+        }
+    }
+
+    /// The transformer prefix linkerd puts in front of transformed client
+    /// names (`/%/io.l5d.port/4141/#/io.l5d.fs/...`): `/%` + `prefix`
+    /// (default `/<kind>`), and for `io.l5d.port` the port.
+    pub fn client_prefix(&self) -> String {
+        let (prefix, kind) = match self {
+            TransformerConfig::Port { prefix, .. } | TransformerConfig::Localhost { prefix } => {
+                (prefix, self.kind())
+            }
+        };
+        let base = match prefix {
+            Some(p) => format!("/%{p}"),
+            None => format!("/%/{kind}"),
+        };
+        match self {
+            TransformerConfig::Port { port, .. } => format!("{base}/{port}"),
+            TransformerConfig::Localhost { .. } => base,
+        }
+    }
+}
+
+/// `namers[]`: only the file-system namer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamerConfig {
+    /// `io.l5d.fs`: one file per service name under `root_dir`, each line
+    /// `host port [* weight]`; resolves `/#<prefix>/<file name>`.
+    Fs {
+        root_dir: String,
+        /// With a leading `/`; default `/io.l5d.fs`.
+        prefix: String,
+        transformers: Vec<TransformerConfig>,
+    },
+}
+
+pub(crate) const DEFAULT_FS_PREFIX: &str = "/io.l5d.fs";
+
+impl NamerConfig {
+    pub fn prefix(&self) -> &str {
+        match self {
+            NamerConfig::Fs { prefix, .. } => prefix,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub server_session: SessionConfig,
+    /// `tls`: serve TLS (certificate chain + key, optional client auth).
+    pub tls: Option<ServerTlsConfig>,
+    /// `clearContext` (default false): strip linkerd context headers
+    /// (`l5d-ctx-*`, `l5d-dtab`, `dtab-local`) from inbound requests; for
+    /// servers exposed to untrusted clients.
+    pub clear_context: bool,
+    /// `maxConcurrentRequests`: beyond this many in flight, new requests
+    /// get 503. None: unlimited.
+    pub max_concurrent_requests: Option<usize>,
+    /// `maxCallDepth` on the server (linkerd's place for it); None: the
+    /// router's [`RouterConfig::max_call_depth`].
+    pub max_call_depth: Option<usize>,
+    /// `timeoutMs`: linkerd's server-side request timeout.
+    pub timeout_ms: Option<u64>,
+    /// `socketOptions.backlog`; None: `corelink.backlog`.
+    pub backlog: Option<i32>,
+}
+
+pub(crate) const DEFAULT_SERVER_PORT: u16 = 4140;
 
 impl ServerConfig {
     pub fn addr(&self) -> SocketAddr {
@@ -151,9 +295,39 @@ impl ServerConfig {
     }
 }
 
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ip: loopback(),
+            port: DEFAULT_SERVER_PORT,
+            server_session: SessionConfig::default(),
+            tls: None,
+            clear_context: false,
+            max_concurrent_requests: None,
+            max_call_depth: None,
+            timeout_ms: None,
+            backlog: None,
+        }
+    }
+}
+
+/// `servers[].tls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsConfig {
+    pub cert_path: String,
+    pub key_path: String,
+    /// `intermediateCertsPath`: chain sent after the certificate.
+    pub intermediate_certs_path: Option<String>,
+    /// `caCertPath`: CA that client certificates must chain to.
+    pub ca_cert_path: Option<String>,
+    /// `requireClientAuth` (default false): mTLS. Needs `caCertPath`.
+    pub require_client_auth: bool,
+    /// `protocols`; empty: rustls's defaults (TLS 1.2 and 1.3).
+    pub protocols: Vec<TlsVersion>,
+}
+
 /// linkerd's `serverSession` / `clientSession`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Close a connection idle for this long. Server side default 60 s (linkerd
     /// leaves it unbounded; a sidecar holding idle connections forever costs
@@ -163,73 +337,23 @@ pub struct SessionConfig {
     pub life_time_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClientConfig {
-    #[serde(default)]
-    pub host_connection_pool: HostConnectionPool,
-    pub request_attempt_timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub client_session: SessionConfig,
-}
-
-/// linkerd's `client.hostConnectionPool`. `maxSize`/`minSize`/`maxWaiters`
-/// arrive with the balancing work; `maxIdle` bounds idle connections kept per
-/// endpoint on each core.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HostConnectionPool {
-    pub idle_time_ms: Option<u64>,
-    pub max_idle: Option<usize>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServiceConfig {
-    /// Whole request, from the head read to the last response byte: 503.
-    pub total_timeout_ms: Option<u64>,
-}
-
 /// corelink's own tuning: only what linkerd has no key for.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct CorelinkConfig {
     /// Worker threads (one event loop each, pinned). Default: one per core.
     pub workers: Option<usize>,
-    #[serde(default)]
     pub io: BackendChoice,
     /// Read buffer per connection direction, bytes.
-    #[serde(default = "default_buffer_size")]
     pub buffer_size: usize,
-    #[serde(default = "default_backlog")]
     pub backlog: i32,
     /// Time a client gets to send a complete request head (slowloris guard).
-    #[serde(default = "default_header_read_timeout_ms")]
     pub header_read_timeout_ms: u64,
     /// Upstream TCP connect timeout (finagle's default connect timeout is 1 s).
-    #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// After SIGTERM, keep serving (and accepting) this long before draining:
     /// in Kubernetes the application gets SIGTERM at the same moment and may
     /// still call out through its sidecar while it shuts down.
-    #[serde(default = "default_shutdown_delay_ms")]
     pub shutdown_delay_ms: u64,
-}
-
-fn default_buffer_size() -> usize {
-    16 * 1024
-}
-fn default_backlog() -> i32 {
-    1024
-}
-fn default_header_read_timeout_ms() -> u64 {
-    10_000
-}
-fn default_connect_timeout_ms() -> u64 {
-    1_000
-}
-fn default_shutdown_delay_ms() -> u64 {
-    5_000
 }
 
 impl Default for CorelinkConfig {
@@ -237,11 +361,11 @@ impl Default for CorelinkConfig {
         CorelinkConfig {
             workers: None,
             io: BackendChoice::default(),
-            buffer_size: default_buffer_size(),
-            backlog: default_backlog(),
-            header_read_timeout_ms: default_header_read_timeout_ms(),
-            connect_timeout_ms: default_connect_timeout_ms(),
-            shutdown_delay_ms: default_shutdown_delay_ms(),
+            buffer_size: 16 * 1024,
+            backlog: 1024,
+            header_read_timeout_ms: 10_000,
+            connect_timeout_ms: 1_000,
+            shutdown_delay_ms: 5_000,
         }
     }
 }
@@ -254,43 +378,6 @@ pub const DEFAULT_SERVER_IDLE_MS: u64 = 60_000;
 pub const DEFAULT_POOL_IDLE_MS: u64 = 10_000;
 /// Idle upstream connections kept per endpoint per core.
 pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.routers.is_empty() {
-            return Err("routers: at least one router is required".into());
-        }
-        let mut labels = std::collections::HashSet::new();
-        let mut addrs = std::collections::HashSet::new();
-        for (i, router) in self.routers.iter().enumerate() {
-            let label = router.label();
-            if !labels.insert(label.to_string()) {
-                return Err(format!("routers[{i}].label: duplicate router label {label:?}"));
-            }
-            if router.servers.is_empty() {
-                return Err(format!("routers[{i}].servers: at least one server is required"));
-            }
-            if !router.dst_prefix.starts_with('/') {
-                return Err(format!("routers[{i}].dstPrefix: must be a path starting with '/'"));
-            }
-            for (j, server) in router.servers.iter().enumerate() {
-                if server.port != 0 && !addrs.insert(server.addr()) {
-                    return Err(format!("routers[{i}].servers[{j}]: {} is used by another server", server.addr()));
-                }
-            }
-            if router.max_headers_kb == 0 || router.max_initial_line_kb == 0 {
-                return Err(format!("routers[{i}]: maxHeadersKB and maxInitialLineKB must be positive"));
-            }
-        }
-        if self.corelink.workers == Some(0) {
-            return Err("corelink.workers: must be at least 1".into());
-        }
-        if self.corelink.buffer_size < 1024 {
-            return Err("corelink.bufferSize: must be at least 1024".into());
-        }
-        Ok(())
-    }
-}
 
 impl RouterConfig {
     /// linkerd's default label is the protocol name.
@@ -306,8 +393,23 @@ impl RouterConfig {
         )
     }
 
+    /// Compatibility: the router's identifier as the single-kind
+    /// [`IdentifierConfig`]. Exact when [`RouterConfig::identifier`] is
+    /// `Some`; for any other identifier list this is the default
+    /// (`io.l5d.header.token` on `Host`), so callers must move to
+    /// [`RouterConfig::identifiers`].
     pub fn identifier(&self) -> IdentifierConfig {
         self.identifier.clone().unwrap_or_default()
+    }
+
+    /// The identifiers, tried in order (never empty).
+    pub fn identifiers(&self) -> &[IdentifierKind] {
+        &self.identifiers
+    }
+
+    /// `maxCallDepth` for one of this router's servers.
+    pub fn max_call_depth_for(&self, server: &ServerConfig) -> usize {
+        server.max_call_depth.unwrap_or(self.max_call_depth)
     }
 }
 

@@ -15,6 +15,10 @@ pub struct EpollListener(tokio::net::TcpListener);
 impl Stream for EpollStream {
     const WAIT_NEEDS_BUFFER: bool = false;
 
+    fn has_unread_input(&self) -> bool {
+        super::peek_unread(socket2::SockRef::from(&self.0))
+    }
+
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
         debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
         loop {

@@ -44,6 +44,12 @@ pub trait Stream: 'static {
     /// without a read, so it reads into `small` (a few hundred bytes) and the
     /// caller moves those bytes into its real buffer. `Ok(false)` means EOF.
     fn wait_readable(&self, small: Vec<u8>) -> impl Future<Output = BufResult<bool>>;
+    /// Whether the peer has sent anything (or closed) that nobody read: true
+    /// for an idle pooled connection whose server wrote past its response
+    /// (late body bytes, a smuggled extra response) or hung up. Such a
+    /// connection must not carry the next request: its bytes would be read as
+    /// that request's response. One non-blocking `MSG_PEEK`.
+    fn has_unread_input(&self) -> bool;
     /// Whether `wait_readable` reads into the buffer it is given (io_uring) or
     /// only waits for readiness (epoll, which then needs no buffer at all).
     const WAIT_NEEDS_BUFFER: bool;
@@ -70,4 +76,14 @@ pub trait Backend: 'static {
     fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>>;
     /// Runs `main` to completion on a new event loop on the current thread.
     fn run<F: Future>(main: F) -> io::Result<F::Output>;
+}
+
+/// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: anything but EAGAIN means data,
+/// EOF or an error is waiting.
+pub(crate) fn peek_unread(sock: socket2::SockRef<'_>) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match sock.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        Ok(_) => true,
+    }
 }

@@ -38,6 +38,14 @@ fn into_uring(stream: std::net::TcpStream) -> io::Result<UringStream> {
 impl Stream for UringStream {
     const WAIT_NEEDS_BUFFER: bool = true;
 
+    fn has_unread_input(&self) -> bool {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: the descriptor belongs to `self.0`, which outlives this
+        // borrow; nothing closes it during the call.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) };
+        super::peek_unread(socket2::SockRef::from(&fd))
+    }
+
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
         debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
         let len = buf.len();

@@ -65,10 +65,12 @@ impl<K: Hash + Eq, S> Pool<K, S> {
         list.push(Idle { stream, expires: now + limits.idle_timeout });
     }
 
-    /// Closes connections past their idle timeout. Run periodically.
-    pub fn sweep(&mut self, now: Instant) {
+    /// Closes connections past their idle timeout, and those `healthy` says
+    /// are not (a server that hung up, or wrote past its response while the
+    /// connection sat idle). Run periodically.
+    pub fn sweep(&mut self, now: Instant, healthy: impl Fn(&S) -> bool) {
         self.idle.retain(|_, list| {
-            list.retain(|c| now < c.expires);
+            list.retain(|c| now < c.expires && healthy(&c.stream));
             !list.is_empty()
         });
     }
@@ -112,8 +114,11 @@ mod tests {
         pool.put(1, 2, t0 + Duration::from_millis(900), short);
         assert_eq!(pool.take(&1, t0 + Duration::from_millis(1500)), Some(2));
         assert_eq!(pool.take(&1, t0 + Duration::from_millis(1500)), None);
+        pool.put(1, 3, t0 + Duration::from_secs(2), short);
+        pool.sweep(t0 + Duration::from_secs(2), |&s| s != 3);
+        assert_eq!(pool.idle_count(), 0, "an unhealthy connection is swept");
         pool.put(1, 3, t0, short);
-        pool.sweep(t0 + Duration::from_secs(2));
+        pool.sweep(t0 + Duration::from_secs(2), |_| true);
         assert_eq!(pool.idle_count(), 0);
     }
 }

@@ -72,7 +72,15 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
 }
 
 async fn acquire<B: Backend>(s: &Session<'_, B>, addr: SocketAddr) -> Result<(B::Stream, bool), ProxyError> {
-    if let Some(conn) = s.ctx.pool.borrow_mut().take(&(s.settings.router, addr), std::time::Instant::now()) {
+    let key = (s.settings.router, addr);
+    loop {
+        let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
+        if conn.has_unread_input() {
+            // The server wrote past its last response, or hung up, while the
+            // connection sat idle: drop it rather than misread those bytes.
+            tracing::debug!(%addr, "discarding a pooled connection with unread input");
+            continue;
+        }
         return Ok((conn, true));
     }
     Ok((connect::<B>(addr, s.settings.connect_timeout).await?, false))

@@ -1,6 +1,6 @@
 //! Start-up and shutdown orchestration (the control thread).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -11,11 +11,14 @@ use crate::config::Config;
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
 use crate::routing::{RoutingSnapshot, SharedSnapshot};
 
+use super::control::Control;
 use super::sys;
 use super::worker::{run_worker, Phase, WorkerSpec};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
+    /// Where the config came from, watched for changes (hot reload).
+    pub config_path: Option<std::path::PathBuf>,
     /// `CORELINK_IO` (or `--io`), overriding `corelink.io`.
     pub io_override: Option<BackendChoice>,
 }
@@ -43,6 +46,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
+    let signals = Signals::register()?;
     let choice = options.io_override.unwrap_or(config.corelink.io);
     let io = select_backend(choice)?;
     let cpus = sys::allowed_cpus();
@@ -113,28 +117,64 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         "corelink started"
     );
 
-    wait_for_shutdown(&config, phase_tx, threads)
+    let control = Control::new(options.config_path.clone(), config.clone(), shared, 1);
+    let hup = control.hup.clone();
+    let stop_control = control.stop.clone();
+    std::thread::Builder::new()
+        .name("corelink-control".into())
+        .spawn(move || control.run())
+        .map_err(|e| RunError::Worker(e.to_string()))?;
+    let result = wait_for_shutdown(&config, signals, hup, phase_tx, threads);
+    stop_control.store(true, Ordering::Relaxed);
+    result
+}
+
+/// The signals corelink handles, registered before anything else starts so a
+/// SIGHUP during start-up is not fatal (its default action is to terminate).
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, RunError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
+        let _guard = rt.enter();
+        let term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+        let int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+        let hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+        drop(_guard);
+        Ok(Signals { rt, term, int, hup })
+    }
 }
 
 /// SIGTERM/SIGINT: keep serving for `corelink.shutdownDelayMs` (the
 /// application beside us may still call out while it shuts down), then stop
 /// accepting and give in-flight requests `admin.shutdownGraceMs` to finish.
-/// A second signal exits at once.
+/// A second signal exits at once. SIGHUP asks the control thread to reload.
 fn wait_for_shutdown(
     config: &Config,
+    signals: Signals,
+    hup_flag: Arc<AtomicBool>,
     phase: watch::Sender<Phase>,
     threads: Vec<std::thread::JoinHandle<()>>,
 ) -> Result<(), RunError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Signals)?;
+    let Signals { rt, mut term, mut int, mut hup } = signals;
     let delay = Duration::from_millis(config.corelink.shutdown_delay_ms);
     let grace = Duration::from_millis(config.admin.shutdown_grace_ms);
     rt.block_on(async move {
-        let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+        let name = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    hup_flag.store(true, Ordering::Relaxed);
+                }
+            }
         };
         tracing::info!(
             signal = name,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::io::{Backend, Listener};
+use crate::io::{Backend, Listener, Stream};
 use crate::proxy::{serve_connection, CoreCtx};
 use crate::routing::{CoreRoutes, SharedSnapshot};
 
@@ -154,6 +154,6 @@ async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        ctx.pool.borrow_mut().sweep(std::time::Instant::now());
+        ctx.pool.borrow_mut().sweep(std::time::Instant::now(), |conn| !conn.has_unread_input());
     }
 }

@@ -46,10 +46,7 @@ pub fn start(opts: Options) -> TestServer {
     };
     let (r, a) = (received.clone(), answered.clone());
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = TcpListener::from_std(std_listener).unwrap();
             loop {
@@ -57,8 +54,7 @@ pub fn start(opts: Options) -> TestServer {
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
-                let (r, a, stall_at, acceptor) =
-                    (r.clone(), a.clone(), opts.stall_at, acceptor.clone());
+                let (r, a, stall_at, acceptor) = (r.clone(), a.clone(), opts.stall_at, acceptor.clone());
                 tokio::spawn(async move {
                     match acceptor {
                         None => serve(sock, r, a, stall_at).await,
@@ -72,12 +68,7 @@ pub fn start(opts: Options) -> TestServer {
             }
         });
     });
-    TestServer {
-        addr,
-        received,
-        answered,
-        ca_pem,
-    }
+    TestServer { addr, received, answered, ca_pem }
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -99,15 +90,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     let mut close = false;
                     for h in req.headers.iter() {
                         if h.name.eq_ignore_ascii_case("content-length") {
-                            len = std::str::from_utf8(h.value)
-                                .unwrap()
-                                .trim()
-                                .parse()
-                                .unwrap();
+                            len = std::str::from_utf8(h.value).unwrap().trim().parse().unwrap();
                         }
-                        if h.name.eq_ignore_ascii_case("connection")
-                            && h.value.eq_ignore_ascii_case(b"close")
-                        {
+                        if h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close") {
                             close = true;
                         }
                     }
@@ -152,9 +137,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n{conn_hdr}\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             )
             .into_bytes(),
-            "/missing" => {
-                format!("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n{conn_hdr}\r\nnope").into_bytes()
-            }
+            "/missing" => format!("HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n{conn_hdr}\r\nnope").into_bytes(),
             "/garbage" => b"this is not http\r\n\r\n".to_vec(),
             "/hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -179,17 +162,13 @@ fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "corelink-load test CA");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "corelink-load test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .unwrap();
+    let config =
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![leaf.der().clone()], key).unwrap();
     (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
 }
