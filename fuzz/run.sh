@@ -53,8 +53,8 @@ flags_for() {
 show_input() {
     local f="$1"
     echo "    input: $f ($(wc -c <"$f") bytes)"
-    xxd -g1 "$f" | head -n 64 | sed 's/^/      /'
-    if (($(wc -c <"$f") > 1024)); then echo "      ... (truncated)"; fi
+    xxd -g1 "$f" | head -n 16 | sed 's/^/      /'
+    if (($(wc -c <"$f") > 256)); then echo "      ... (truncated)"; fi
 }
 
 start_all=$(date +%s)
@@ -71,7 +71,8 @@ summary=()
 for t in "${TARGETS[@]}"; do
     flags="$(flags_for "$t")"
     artifacts="$WORK/artifacts/$t/"
-    mkdir -p "$artifacts"
+    rm -rf "$artifacts" "$WORK/artifacts/$t-regressions"
+    mkdir -p "$artifacts" "$WORK/artifacts/$t-regressions"
 
     # 1. Known bugs kept as regressions: they fail until fixed.
     reg_dir="$FUZZ_DIR/regressions/$t"
@@ -80,7 +81,7 @@ for t in "${TARGETS[@]}"; do
             [[ -f "$f" ]] || continue
             [[ "$f" == *.md ]] && continue
             if ! cargo fuzz run -s none --fuzz-dir "$FUZZ_DIR" "$t" "$f" -- \
-                -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts" \
+                -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$WORK/artifacts/$t-regressions/" \
                 >"$WORK/$t.regression.log" 2>&1; then
                 echo "!! $t: regression input still fails (see $WORK/$t.regression.log)"
                 grep -m1 -E "panicked at|ERROR: libFuzzer" -A3 "$WORK/$t.regression.log" | sed 's/^/    /'

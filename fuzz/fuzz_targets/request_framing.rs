@@ -167,14 +167,37 @@ fn split(parts: &[&[u8]], limits: &Limits) -> Vec<Event> {
     events
 }
 
+/// `FUZZ_HEAD_ERRORS_ANY=1` compares head errors by position only, not by
+/// kind: while the known "which head error wins depends on the reads" bug
+/// (fuzz/regressions/request_framing/) is open, this keeps the target useful
+/// for finding other disagreements.
+fn lenient() -> bool {
+    static LENIENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LENIENT.get_or_init(|| std::env::var_os("FUZZ_HEAD_ERRORS_ANY").is_some_and(|v| v == "1"))
+}
+
+fn normalize(mut events: Vec<Event>) -> Vec<Event> {
+    if lenient() {
+        for e in &mut events {
+            // Body errors (chunked framing) are always compared exactly.
+            if let Event::Error { err, .. } = e {
+                if !matches!(err, ParseError::BadChunk | ParseError::ChunkTooLarge) {
+                    *err = ParseError::Malformed;
+                }
+            }
+        }
+    }
+    events
+}
+
 fuzz_target!(|data: &[u8]| {
     let (cuts, input) = split_input(data);
     let limits = Limits::default();
-    let w = whole(input, &limits);
-    let s = split(&pieces(input, &cuts), &limits);
+    let w = normalize(whole(input, &limits));
+    let s = normalize(split(&pieces(input, &cuts), &limits));
     assert_eq!(w, s, "whole vs split at {cuts:?}\ninput: {}", show_bytes(input));
     if input.len() <= 256 {
-        let b = split(&byte_pieces(input), &limits);
+        let b = normalize(split(&byte_pieces(input), &limits));
         assert_eq!(w, b, "whole vs byte at a time\ninput: {}", show_bytes(input));
     }
 });

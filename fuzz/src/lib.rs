@@ -13,8 +13,6 @@
 //! An input too short for its header is treated as "no cuts, empty payload".
 //! Seeds that want no cuts just start with a `\x00` byte.
 
-use corelink::http1::ParseError;
-
 /// Maximum number of cut points the header can ask for.
 pub const MAX_CUTS: usize = 15;
 
@@ -53,12 +51,6 @@ pub fn pieces<'a>(payload: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 /// Every 1-byte piece of `payload` (the slowest possible peer).
 pub fn byte_pieces(payload: &[u8]) -> Vec<&[u8]> {
     payload.chunks(1).collect()
-}
-
-/// Status a client would see for a request error: what must not depend on
-/// how the bytes were split.
-pub fn status_of(e: ParseError) -> u16 {
-    e.request_status()
 }
 
 /// Renders bytes for assertion messages: printable ASCII as is, the rest

@@ -29,43 +29,40 @@ pub(crate) struct KeySpec {
 }
 
 pub(crate) const fn ok(name: &'static str) -> KeySpec {
-    KeySpec {
-        name,
-        status: Status::Supported,
-    }
+    KeySpec { name, status: Status::Supported }
 }
 
 pub(crate) const fn warn(name: &'static str, why: &'static str) -> KeySpec {
-    KeySpec {
-        name,
-        status: Status::Warn(why),
-    }
+    KeySpec { name, status: Status::Warn(why) }
 }
 
 pub(crate) const fn reject(name: &'static str, why: &'static str) -> KeySpec {
-    KeySpec {
-        name,
-        status: Status::Reject(why),
-    }
+    KeySpec { name, status: Status::Reject(why) }
 }
 
 /// Where the walk reports to.
 pub(crate) struct Ctx<'o> {
     pub origin: &'o str,
-    pub warnings: Vec<String>,
+    warnings: Vec<(Mark, String)>,
 }
 
-impl Ctx<'_> {
+impl<'o> Ctx<'o> {
+    pub fn new(origin: &'o str) -> Ctx<'o> {
+        Ctx { origin, warnings: Vec::new() }
+    }
+
+    /// The warnings, in document order.
+    pub fn into_warnings(mut self) -> Vec<String> {
+        self.warnings.sort_by_key(|(mark, _)| (mark.line, mark.column));
+        self.warnings.into_iter().map(|(_, w)| w).collect()
+    }
+
     pub fn err(&self, mark: Mark, path: &str, problem: Problem) -> ConfigError {
         ConfigError::At {
             origin: self.origin.to_string(),
             line: mark.line,
             column: mark.column,
-            key: if path.is_empty() {
-                "(document)".into()
-            } else {
-                path.to_string()
-            },
+            key: if path.is_empty() { "(document)".into() } else { path.to_string() },
             problem,
         }
     }
@@ -75,8 +72,8 @@ impl Ctx<'_> {
     }
 
     pub fn warn(&mut self, mark: Mark, path: &str, message: &str) {
-        self.warnings
-            .push(format!("{}:{mark}: {path}: warning: {message}", self.origin));
+        let text = format!("{}:{mark}: {path}: warning: {message}", self.origin);
+        self.warnings.push((mark, text));
     }
 }
 
@@ -99,11 +96,7 @@ pub(crate) struct Obj<'n> {
 impl<'n> Obj<'n> {
     pub fn new(ctx: &Ctx, node: &'n Node, path: &str) -> Result<Obj<'n>> {
         match &node.value {
-            Value::Map(entries) => Ok(Obj {
-                mark: node.mark,
-                path: path.to_string(),
-                entries,
-            }),
+            Value::Map(entries) => Ok(Obj { mark: node.mark, path: path.to_string(), entries }),
             _ => Err(type_error(ctx, node, path, "a mapping")),
         }
     }
@@ -119,15 +112,11 @@ impl<'n> Obj<'n> {
             let spec = tables.iter().flat_map(|t| t.iter()).find(|s| s.name == name);
             match spec.map(|s| s.status) {
                 None => {
-                    let known: Vec<&'static str> =
-                        tables.iter().flat_map(|t| t.iter()).map(|s| s.name).collect();
+                    let known: Vec<&'static str> = tables.iter().flat_map(|t| t.iter()).map(|s| s.name).collect();
                     return Err(ctx.err(
                         key.mark,
                         &path,
-                        Problem::UnknownKey {
-                            suggestion: suggest(name, &known),
-                            known: known.join(", "),
-                        },
+                        Problem::UnknownKey { suggestion: suggest(name, &known), known: known.join(", ") },
                     ));
                 }
                 Some(Status::Reject(why)) => {
@@ -148,18 +137,12 @@ impl<'n> Obj<'n> {
             .find(|(k, _)| k.text() == Some(key))
             .map(|(_, v)| v)
             .filter(|v| !v.is_null())
-            .map(|v| Val {
-                node: v,
-                mark: v.mark,
-            })
+            .map(|v| Val { node: v, mark: v.mark })
     }
 
     /// Where `key` is written (or the mapping, when absent).
     pub fn key_mark(&self, key: &str) -> Mark {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.text() == Some(key))
-            .map_or(self.mark, |(k, _)| k.mark)
+        self.entries.iter().find(|(k, _)| k.text() == Some(key)).map_or(self.mark, |(k, _)| k.mark)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -171,8 +154,7 @@ impl<'n> Obj<'n> {
     }
 
     pub fn require(&self, ctx: &Ctx, key: &str) -> Result<Val<'n>> {
-        self.get(key)
-            .ok_or_else(|| ctx.err(self.mark, &self.path(key), Problem::Missing))
+        self.get(key).ok_or_else(|| ctx.err(self.mark, &self.path(key), Problem::Missing))
     }
 
     pub fn str(&self, ctx: &Ctx, key: &str) -> Result<Option<String>> {
@@ -189,9 +171,7 @@ impl<'n> Obj<'n> {
 
     /// An integer in `min..=max`.
     pub fn int<T: TryFrom<i64>>(&self, ctx: &Ctx, key: &str, min: i64, max: i64) -> Result<Option<T>> {
-        self.get(key)
-            .map(|v| v.int(ctx, &self.path(key), min, max))
-            .transpose()
+        self.get(key).map(|v| v.int(ctx, &self.path(key), min, max)).transpose()
     }
 
     /// Milliseconds, seconds, sizes: a non-negative integer.
@@ -217,15 +197,11 @@ impl<'n> Obj<'n> {
 
     /// A dtab-style path: starts with `/`.
     pub fn path_str(&self, ctx: &Ctx, key: &str) -> Result<Option<String>> {
-        self.get(key)
-            .map(|v| v.path_str(ctx, &self.path(key)))
-            .transpose()
+        self.get(key).map(|v| v.path_str(ctx, &self.path(key))).transpose()
     }
 
     pub fn obj(&self, ctx: &Ctx, key: &str) -> Result<Option<Obj<'n>>> {
-        self.get(key)
-            .map(|v| Obj::new(ctx, v.node, &self.path(key)))
-            .transpose()
+        self.get(key).map(|v| Obj::new(ctx, v.node, &self.path(key))).transpose()
     }
 
     /// A sequence of values with their paths (`key[i]`).
@@ -271,13 +247,10 @@ impl<'n> Val<'n> {
 
     pub fn int<T: TryFrom<i64>>(&self, ctx: &Ctx, path: &str, min: i64, max: i64) -> Result<T> {
         match self.node.scalar() {
-            Some(Scalar::Int(i)) if (min..=max).contains(&i) => T::try_from(i)
-                .map_err(|_| ctx.invalid(self.mark, path, format!("{i} is out of range"))),
-            Some(Scalar::Int(i)) => Err(ctx.invalid(
-                self.mark,
-                path,
-                format!("{i} is out of range ({min} to {max})"),
-            )),
+            Some(Scalar::Int(i)) if (min..=max).contains(&i) => {
+                T::try_from(i).map_err(|_| ctx.invalid(self.mark, path, format!("{i} is out of range")))
+            }
+            Some(Scalar::Int(i)) => Err(ctx.invalid(self.mark, path, format!("{i} is out of range ({min} to {max})"))),
             _ => Err(type_error(ctx, self.node, path, "an integer")),
         }
     }
@@ -294,11 +267,7 @@ impl<'n> Val<'n> {
     pub fn path_str(&self, ctx: &Ctx, path: &str) -> Result<String> {
         let text = self.str(ctx, path)?;
         if !text.starts_with('/') {
-            return Err(ctx.invalid(
-                self.mark,
-                path,
-                format!("{text:?} is not a path: it must start with '/'"),
-            ));
+            return Err(ctx.invalid(self.mark, path, format!("{text:?} is not a path: it must start with '/'")));
         }
         Ok(text)
     }
@@ -312,15 +281,7 @@ impl<'n> Val<'n> {
             Value::Seq(items) => Ok(items
                 .iter()
                 .enumerate()
-                .map(|(i, node)| {
-                    (
-                        format!("{path}[{i}]"),
-                        Val {
-                            node,
-                            mark: node.mark,
-                        },
-                    )
-                })
+                .map(|(i, node)| (format!("{path}[{i}]"), Val { node, mark: node.mark }))
                 .collect()),
             _ => Err(type_error(ctx, self.node, path, "a sequence")),
         }
@@ -332,14 +293,7 @@ impl<'n> Val<'n> {
 }
 
 pub(crate) fn type_error(ctx: &Ctx, node: &Node, path: &str, expected: &'static str) -> ConfigError {
-    ctx.err(
-        node.mark,
-        path,
-        Problem::Type {
-            expected,
-            found: node.describe(),
-        },
-    )
+    ctx.err(node.mark, path, Problem::Type { expected, found: node.describe() })
 }
 
 /// The known key closest to a misspelt one (edit distance ≤ 2, or equal

@@ -36,11 +36,7 @@ pub(crate) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig {
-            ip: loopback(),
-            port: DEFAULT_ADMIN_PORT,
-            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
-        }
+        AdminConfig { ip: loopback(), port: DEFAULT_ADMIN_PORT, shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS }
     }
 }
 
@@ -124,9 +120,7 @@ pub(crate) const DEFAULT_NAME_HEADER: &str = "l5d-name";
 
 impl Default for IdentifierConfig {
     fn default() -> Self {
-        IdentifierConfig::HeaderToken {
-            header: DEFAULT_TOKEN_HEADER.into(),
-        }
+        IdentifierConfig::HeaderToken { header: DEFAULT_TOKEN_HEADER.into() }
     }
 }
 
@@ -149,18 +143,14 @@ pub enum IdentifierKind {
 
 impl Default for IdentifierKind {
     fn default() -> Self {
-        IdentifierKind::HeaderToken {
-            header: DEFAULT_TOKEN_HEADER.into(),
-        }
+        IdentifierKind::HeaderToken { header: DEFAULT_TOKEN_HEADER.into() }
     }
 }
 
 impl From<&IdentifierConfig> for IdentifierKind {
     fn from(c: &IdentifierConfig) -> Self {
         match c {
-            IdentifierConfig::HeaderToken { header } => IdentifierKind::HeaderToken {
-                header: header.clone(),
-            },
+            IdentifierConfig::HeaderToken { header } => IdentifierKind::HeaderToken { header: header.clone() },
         }
     }
 }
@@ -226,9 +216,7 @@ impl TransformerConfig {
     /// (default `/<kind>`), and for `io.l5d.port` the port.
     pub fn client_prefix(&self) -> String {
         let (prefix, kind) = match self {
-            TransformerConfig::Port { prefix, .. } | TransformerConfig::Localhost { prefix } => {
-                (prefix, self.kind())
-            }
+            TransformerConfig::Port { prefix, .. } | TransformerConfig::Localhost { prefix } => (prefix, self.kind()),
         };
         let base = match prefix {
             Some(p) => format!("/%{p}"),

@@ -1,34 +1,498 @@
 use super::*;
 
+fn parse(text: &str) -> Config {
+    match Config::parse(text, "t.yaml") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    match Config::parse(text, "t.yaml") {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    match Config::parse_with_warnings(text, "t.yaml") {
+        Ok((_, w)) => w,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// One router on port 1 with `extra` (indented by two) added to it.
+fn router(extra: &str) -> String {
+    format!("routers:\n- protocol: http\n  servers:\n  - port: 1\n{extra}")
+}
+
 #[test]
 fn minimal_router_gets_linkerd_defaults() {
-    let c = Config::parse("routers:\n- protocol: http\n  servers:\n  - {}\n", "t.yaml").unwrap();
+    let c = parse("routers:\n- protocol: http\n  servers:\n  - {}\n");
     let r = &c.routers[0];
     assert_eq!(r.label(), "http");
     assert_eq!(r.dst_prefix, "/svc");
     assert_eq!(r.servers[0].addr(), "127.0.0.1:4140".parse().unwrap());
     assert_eq!(c.admin.addr(), "127.0.0.1:9990".parse().unwrap());
+    assert_eq!(c.admin.shutdown_grace_ms, 10_000);
     assert_eq!(r.max_headers_kb, 8);
     assert_eq!(r.max_initial_line_kb, 4);
+    assert_eq!(r.max_call_depth, 1000);
+    assert!(r.streaming_enabled && r.dtab_headers && r.context_headers);
+    assert!(!r.servers[0].clear_context);
+    assert!(r.servers[0].tls.is_none());
     assert!(matches!(r.identifier(), IdentifierConfig::HeaderToken { header } if header == "Host"));
+    assert_eq!(r.identifiers(), [IdentifierKind::HeaderToken { header: "Host".into() }]);
+    assert_eq!(r.client.kind, ClientKind::Global);
+    assert_eq!(r.client.load_balancer.kind, LoadBalancerKind::P2c);
+    assert_eq!(r.client.load_balancer.max_effort, 5);
+    assert!(r.client.tls.is_none());
+    assert_eq!(r.service.kind, ServiceKind::Global);
+    assert!(r.interpreter.transformers.is_empty());
+    assert!(c.namers.is_empty());
+    assert_eq!(c.corelink.buffer_size, 16 * 1024);
+}
+
+#[test]
+fn identifier_defaults_per_kind() {
+    let kinds = [
+        ("io.l5d.header.token", IdentifierKind::HeaderToken { header: "Host".into() }),
+        ("io.l5d.header", IdentifierKind::Header { header: "l5d-name".into() }),
+        ("io.l5d.methodAndHost", IdentifierKind::MethodAndHost { http_uri_in_dst: false }),
+        ("io.l5d.path", IdentifierKind::Path { segments: 1, consume: false }),
+    ];
+    for (kind, expected) in kinds {
+        let c = parse(&router(&format!("  identifier:\n    kind: {kind}\n")));
+        assert_eq!(c.routers[0].identifiers(), [expected]);
+    }
+    let c = parse(&router("  identifier: {kind: io.l5d.static, path: /svc/web}\n"));
+    assert_eq!(c.routers[0].identifiers(), [IdentifierKind::Static { path: "/svc/web".into() }]);
+    assert!(c.routers[0].identifier.is_none());
+}
+
+#[test]
+fn identifier_list_is_tried_in_order() {
+    let text = router(
+        "  identifier:\n  - kind: io.l5d.path\n    segments: 2\n    consume: true\n  - kind: io.l5d.header.token\n    header: X-Svc\n  - kind: io.l5d.methodAndHost\n    httpUriInDst: true\n",
+    );
+    let c = parse(&text);
+    assert_eq!(
+        c.routers[0].identifiers(),
+        [
+            IdentifierKind::Path { segments: 2, consume: true },
+            IdentifierKind::HeaderToken { header: "X-Svc".into() },
+            IdentifierKind::MethodAndHost { http_uri_in_dst: true },
+        ]
+    );
+    // Not expressible as the single legacy identifier.
+    assert!(c.routers[0].identifier.is_none());
+    // A list of one header.token is.
+    let c = parse(&router("  identifier:\n  - kind: io.l5d.header.token\n    header: X-Svc\n"));
+    assert_eq!(c.routers[0].identifier, Some(IdentifierConfig::HeaderToken { header: "X-Svc".into() }));
+    let err = error(&router("  identifier:\n  - kind: io.l5d.path\n  - {kind: io.l5d.header, bogus: 1}\n"));
+    assert_eq!(err, "t.yaml:7:27: routers[0].identifier[1].bogus: unknown key (expected one of: kind, header)");
 }
 
 #[test]
 fn unknown_key_is_an_error_with_position() {
     let text = "routers:\n- protocol: http\n  servers:\n  - port: 1\n    bogus: 2\n";
-    let err = Config::parse(text, "t.yaml").unwrap_err().to_string();
-    assert!(err.starts_with("t.yaml: 5:5: routers[0].servers[0]: unknown field `bogus`"), "{err}");
-    assert!(err.contains("bogus"), "{err}");
+    assert_eq!(
+        error(text),
+        "t.yaml:5:5: routers[0].servers[0].bogus: unknown key (expected one of: port, ip, tls, clearContext, serverSession, maxConcurrentRequests, maxCallDepth, timeoutMs, socketOptions, label, timestampHeader, announce, addForwardedHeader)"
+    );
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: 1\n    tls:\n      certpath: a\n";
+    assert_eq!(error(text), "t.yaml:6:7: routers[0].servers[0].tls.certpath: unknown key; did you mean `certPath`?");
+    assert_eq!(error("admin: {port: 1}\nrouter: []\n"), "t.yaml:2:1: router: unknown key; did you mean `routers`?");
+}
+
+#[test]
+fn duplicate_key_is_an_error_with_both_positions() {
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: 1\n    ip: 0.0.0.0\n    port: 2\n";
+    assert_eq!(error(text), "t.yaml:6:5: routers[0].servers[0].port: duplicate key (first given at 4:5)");
+    // Also inside sections corelink ignores.
+    let text = format!("{}telemetry:\n- kind: io.l5d.prometheus\n  path: /a\n  path: /b\n", router(""));
+    assert_eq!(error(&text), "t.yaml:8:3: telemetry[0].path: duplicate key (first given at 7:3)");
+}
+
+#[test]
+fn rejected_key_is_an_error_with_the_reason() {
+    let text = router("  client:\n    requestAuthorizers:\n    - kind: io.l5d.k8s.istio\n");
+    let err = error(&text);
+    assert!(
+        err.starts_with(
+            "t.yaml:6:5: routers[0].client.requestAuthorizers: rejected: request authorization is not implemented"
+        ),
+        "{err}"
+    );
+    let text = router("  client:\n    tls:\n      commonName: b\n      ciphers: [x]\n");
+    // `ciphers` exists on server TLS only: unknown here.
+    assert!(error(&text).starts_with("t.yaml:8:7: routers[0].client.tls.ciphers: unknown key"));
+    let text =
+        "routers:\n- protocol: http\n  servers:\n  - tls:\n      certPath: c\n      keyPath: k\n      ciphers: [x]\n";
+    assert!(error(text).starts_with("t.yaml:7:7: routers[0].servers[0].tls.ciphers: rejected: "));
+    let text = "routers:\n- protocol: http\n  servers:\n  - tls: {enabled: false, certPath: c, keyPath: k}\n";
+    assert!(error(text).starts_with("t.yaml:4:11: routers[0].servers[0].tls.enabled: rejected: "));
+    assert!(error(&format!("{}admin:\n  tls: {{certPath: c, keyPath: k}}\n", router("")))
+        .starts_with("t.yaml:6:3: admin.tls: rejected: "));
+}
+
+#[test]
+fn rejected_kinds_point_at_the_kind() {
+    let text = format!("{}namers:\n- kind: io.l5d.k8s\n  host: localhost\n", router(""));
+    let err = error(&text);
+    assert!(
+        err.starts_with(
+            "t.yaml:6:9: namers[0].kind: rejected: `io.l5d.k8s`: corelink implements only the io.l5d.fs namer"
+        ),
+        "{err}"
+    );
+    let err = error(&router("  interpreter:\n    kind: io.l5d.namerd\n    dst: /$/inet/namerd/4100\n"));
+    assert!(err.starts_with("t.yaml:6:11: routers[0].interpreter.kind: rejected: `io.l5d.namerd`: "), "{err}");
+    let err = error(&router("  interpreter:\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n"));
+    assert!(err.starts_with("t.yaml:7:13: routers[0].interpreter.transformers[0].kind: rejected: "), "{err}");
+    let err = error("routers:\n- protocol: h2\n  servers: [{}]\n");
+    assert!(err.starts_with("t.yaml:2:13: routers[0].protocol: rejected: `h2`: "), "{err}");
+    let err = error(&router("  identifier: {kind: io.l5d.bogus}\n"));
+    assert_eq!(
+        err,
+        "t.yaml:5:22: routers[0].identifier.kind: unknown kind `io.l5d.bogus` (expected one of: io.l5d.header.token, io.l5d.methodAndHost, io.l5d.path, io.l5d.header, io.l5d.static)"
+    );
+}
+
+#[test]
+fn warned_keys_come_back_as_positioned_warnings() {
+    let text = format!(
+        "{}  bindingCache:\n    paths: 100\ntelemetry:\n- kind: io.l5d.prometheus\nusage:\n  orgId: x\n",
+        router("")
+    );
+    let w = warnings(&text);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("t.yaml:5:3: routers[0].bindingCache: warning: corelink caches bindings"), "{w:?}");
+    assert!(w[1].starts_with("t.yaml:7:1: telemetry: warning: "), "{w:?}");
+    assert!(w[2].starts_with("t.yaml:9:1: usage: warning: "), "{w:?}");
+    // A clean config warns about nothing.
+    assert!(warnings(&router("")).is_empty());
+}
+
+#[test]
+fn type_errors_have_positions() {
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: http\n";
+    assert_eq!(error(text), "t.yaml:4:11: routers[0].servers[0].port: expected an integer, found string \"http\"");
+    // Quoted numbers are strings, as YAML says.
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: \"4140\"\n";
+    assert_eq!(error(text), "t.yaml:4:11: routers[0].servers[0].port: expected an integer, found string \"4140\"");
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: 70000\n";
+    assert_eq!(error(text), "t.yaml:4:11: routers[0].servers[0].port: 70000 is out of range (0 to 65535)");
+    assert_eq!(
+        error("routers:\n- protocol: http\n  servers:\n  - ip: nowhere\n"),
+        "t.yaml:4:9: routers[0].servers[0].ip: expected an IP address, found string \"nowhere\""
+    );
+    assert_eq!(
+        error(&router("  streamingEnabled: yes\n")),
+        "t.yaml:5:21: routers[0].streamingEnabled: expected true or false, found string \"yes\""
+    );
+    assert_eq!(error("routers: {protocol: http}\n"), "t.yaml:1:10: routers: expected a sequence, found a mapping");
+}
+
+#[test]
+fn errors_inside_kind_variants_have_positions() {
+    let text = router("  client:\n    loadBalancer:\n      kind: ewma\n      decayTimeMs: 100\n      maxEfort: 3\n");
+    assert_eq!(
+        error(&text),
+        "t.yaml:9:7: routers[0].client.loadBalancer.maxEfort: unknown key; did you mean `maxEffort`?"
+    );
+    // A key of another kind is unknown in this one.
+    let text = router("  client:\n    loadBalancer:\n      kind: p2c\n      decayTimeMs: 100\n");
+    assert!(error(&text).starts_with("t.yaml:8:7: routers[0].client.loadBalancer.decayTimeMs: unknown key"));
+    let text = router("  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: many\n");
+    assert_eq!(
+        error(&text),
+        "t.yaml:8:17: routers[0].client.failureAccrual.failures: expected an integer, found string \"many\""
+    );
+    let text = router("  client:\n    failureAccrual:\n      kind: io.l5d.successRate\n      successRate: 0.9\n");
+    assert_eq!(error(&text), "t.yaml:7:7: routers[0].client.failureAccrual.requests: missing required key");
+    let text = router(
+        "  service:\n    retries:\n      backoff:\n        kind: jittered\n        minMs: 10\n        maxMs: x\n",
+    );
+    assert_eq!(
+        error(&text),
+        "t.yaml:10:16: routers[0].service.retries.backoff.maxMs: expected an integer, found string \"x\""
+    );
+    let text = router("  identifier:\n    kind: io.l5d.path\n    segments: two\n");
+    assert_eq!(error(&text), "t.yaml:7:15: routers[0].identifier.segments: expected an integer, found string \"two\"");
+}
+
+#[test]
+fn server_tls_and_session() {
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: 4143\n    ip: 0.0.0.0\n    clearContext: true\n    serverSession: {idleTimeMs: 2500, lifeTimeMs: 60000}\n    tls:\n      certPath: /c/b.pem\n      keyPath: /c/b.key\n      caCertPath: /c/ca.pem\n      requireClientAuth: true\n      protocols: [TLSv1.3]\n";
+    let (c, w) = Config::parse_with_warnings(text, "t.yaml").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let s = &c.routers[0].servers[0];
+    assert_eq!(s.addr(), "0.0.0.0:4143".parse().unwrap());
+    assert!(s.clear_context);
+    assert_eq!(s.server_session.idle_time_ms, Some(2500));
+    assert_eq!(
+        s.tls,
+        Some(ServerTlsConfig {
+            cert_path: "/c/b.pem".into(),
+            key_path: "/c/b.key".into(),
+            intermediate_certs_path: None,
+            ca_cert_path: Some("/c/ca.pem".into()),
+            require_client_auth: true,
+            protocols: vec![TlsVersion::Tls13],
+        })
+    );
+    let err =
+        error("routers:\n- protocol: http\n  servers:\n  - tls: {certPath: c, keyPath: k, requireClientAuth: true}\n");
+    assert!(err.starts_with("t.yaml:4:36: routers[0].servers[0].tls.requireClientAuth: "), "{err}");
+    let err = error("routers:\n- protocol: http\n  servers:\n  - tls: {certPath: c}\n");
+    assert_eq!(err, "t.yaml:4:10: routers[0].servers[0].tls.keyPath: missing required key");
+    let err =
+        error("routers:\n- protocol: http\n  servers:\n  - tls: {certPath: c, keyPath: k, protocols: [TLSv1.1]}\n");
+    assert!(err.starts_with("t.yaml:4:48: routers[0].servers[0].tls.protocols[0]: rejected: "), "{err}");
+    let w = warnings("routers:\n- protocol: http\n  servers:\n  - tls: {certPath: c, keyPath: k, caCertPath: ca}\n");
+    assert!(w[0].contains("requireClientAuth"), "{w:?}");
+}
+
+#[test]
+fn client_tls_2016_forms() {
+    let c = parse(&router(
+        "  client:\n    tls:\n      kind: io.l5d.boundPath\n      caCertPath: /c/ca.pem\n      names:\n      - prefix: \"/#/io.l5d.fs/{service}\"\n        commonNamePattern: \"{service}\"\n",
+    ));
+    assert_eq!(
+        c.routers[0].client.tls,
+        Some(ClientTlsConfig::BoundPath {
+            ca_cert_path: Some("/c/ca.pem".into()),
+            names: vec![BoundPathName {
+                prefix: "/#/io.l5d.fs/{service}".into(),
+                common_name_pattern: "{service}".into(),
+            }],
+            strict: true,
+        })
+    );
+    let c =
+        parse(&router("  client:\n    tls: {kind: io.l5d.clientTls.static, commonName: linkerd, caCertPath: /ca}\n"));
+    assert_eq!(
+        c.routers[0].client.tls,
+        Some(ClientTlsConfig::Static { common_name: "linkerd".into(), ca_cert_path: Some("/ca".into()) })
+    );
+    let (c, w) =
+        Config::parse_with_warnings(&router("  client:\n    tls:\n      kind: io.l5d.noValidation\n"), "t.yaml")
+            .unwrap();
+    assert_eq!(c.routers[0].client.tls, Some(ClientTlsConfig::NoValidation { common_name: None }));
+    assert!(!c.routers[0].client.tls.as_ref().unwrap().validates());
+    assert_eq!(w.len(), 1);
+    assert!(w[0].starts_with("t.yaml:7:7: routers[0].client.tls.kind: warning: TLS without validation"), "{w:?}");
+    // Captures must exist in the prefix.
+    let err = error(&router(
+        "  client:\n    tls:\n      kind: io.l5d.boundPath\n      names:\n      - prefix: /#/io.l5d.fs/{svc}\n        commonNamePattern: \"{service}.example\"\n",
+    ));
+    assert!(
+        err.starts_with("t.yaml:10:28: routers[0].client.tls.names[0].commonNamePattern: {service} is not captured"),
+        "{err}"
+    );
+    let err = error(&router("  client:\n    tls: {kind: io.l5d.static}\n"));
+    assert_eq!(err, "t.yaml:6:10: routers[0].client.tls.commonName: missing required key");
+}
+
+#[test]
+fn client_tls_later_form_with_static_configs() {
+    let text = router(
+        "  client:\n    kind: io.l5d.static\n    configs:\n    - prefix: /#/io.l5d.fs\n      loadBalancer: {kind: ewma, decayTimeMs: 5000}\n      hostConnectionPool: {minSize: 1, maxSize: 100, idleTimeMs: 5000, maxWaiters: 10, maxIdle: 8}\n    - prefix: \"/#/io.l5d.fs/{service}\"\n      tls:\n        commonName: \"{service}.linkerd.io\"\n        trustCerts: [/c/ca.pem]\n        clientAuth: {certPath: /c/a.pem, keyPath: /c/a.key}\n      requestAttemptTimeoutMs: 300\n",
+    );
+    let c = parse(&text);
+    let client = &c.routers[0].client;
+    assert_eq!(client.kind, ClientKind::Static);
+    assert_eq!(client.configs.len(), 2);
+    assert_eq!(client.configs[0].prefix, "/#/io.l5d.fs");
+    let lb = client.configs[0].params.load_balancer.as_ref().unwrap();
+    assert_eq!((lb.kind, lb.decay_time_ms), (LoadBalancerKind::Ewma, Some(5000)));
+    assert_eq!(
+        client.configs[0].params.host_connection_pool,
+        Some(HostConnectionPool {
+            min_size: Some(1),
+            max_size: Some(100),
+            idle_time_ms: Some(5000),
+            max_waiters: Some(10),
+            max_idle: Some(8),
+        })
+    );
+    assert_eq!(
+        client.configs[1].params.tls,
+        Some(ClientTlsConfig::Params(TlsClientParams {
+            enabled: true,
+            common_name: Some("{service}.linkerd.io".into()),
+            trust_certs: vec!["/c/ca.pem".into()],
+            disable_validation: false,
+            client_auth: Some(ClientAuth {
+                cert_path: "/c/a.pem".into(),
+                key_path: "/c/a.key".into(),
+                intermediate_certs_path: None,
+            }),
+            protocols: vec![],
+        }))
+    );
+    assert_eq!(client.configs[1].params.request_attempt_timeout_ms, Some(300));
+
+    // Global form, bundle, and linkerd's own consistency rules.
+    let c = parse(&router("  client:\n    tls: {commonName: linkerd, trustCertsBundle: /c/bundle.pem}\n"));
+    assert!(matches!(&c.routers[0].client.tls,
+        Some(ClientTlsConfig::Params(p)) if p.trust_certs == ["/c/bundle.pem"]));
+    let err = error(&router("  client:\n    tls: {trustCerts: [/a]}\n"));
+    assert!(err.starts_with("t.yaml:6:10: routers[0].client.tls.commonName: commonName is required"), "{err}");
+    let err = error(&router("  client:\n    tls: {commonName: a, trustCerts: [/a], trustCertsBundle: /b}\n"));
+    assert!(err.starts_with("t.yaml:6:44: routers[0].client.tls.trustCertsBundle: both"), "{err}");
+    let err = error(&router("  client:\n    tls: {commonName: \"{service}\"}\n"));
+    assert!(err.starts_with("t.yaml:6:23: routers[0].client.tls.commonName: {service} needs a prefix"), "{err}");
+    let err = error(&router("  client:\n    tls: {disableValidation: true, clientAuth: {certPath: a, keyPath: b}}\n"));
+    assert!(err.contains("incompatible with clientAuth"), "{err}");
+    let w = warnings(&router("  client:\n    tls: {disableValidation: true}\n"));
+    assert!(w[0].contains("TLS without validation"), "{w:?}");
+    // io.l5d.static takes only `configs`.
+    let err = error(&router("  client:\n    kind: io.l5d.static\n    configs: []\n    failFast: true\n"));
+    assert!(err.starts_with("t.yaml:8:5: routers[0].client.failFast: unknown key"), "{err}");
+}
+
+#[test]
+fn client_and_service_parameters() {
+    let text = router(
+        "  client:\n    failFast: true\n    requestAttemptTimeoutMs: 100\n    clientSession: {idleTimeMs: 1000}\n    hostConnectionPool: {idleTimeMs: 3000, maxIdle: 4}\n    requeueBudget: {percentCanRetry: 0.5}\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 10\n      backoff: {kind: constant, ms: 100}\n  service:\n    totalTimeoutMs: 500\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    retries:\n      budget: {minRetriesPerSec: 5, percentCanRetry: 0.5, ttlSecs: 15}\n      backoff: {kind: jittered, minMs: 10, maxMs: 10000}\n",
+    );
+    let c = parse(&text);
+    let r = &c.routers[0];
+    assert!(r.client.fail_fast);
+    assert_eq!(r.client.request_attempt_timeout_ms, Some(100));
+    assert_eq!(r.client.client_session.idle_time_ms, Some(1000));
+    assert_eq!(r.client.host_connection_pool.idle_time_ms, Some(3000));
+    assert_eq!(r.client.host_connection_pool.max_idle, Some(4));
+    assert_eq!(
+        r.client.requeue_budget,
+        Some(RetryBudgetConfig { min_retries_per_sec: 10, percent_can_retry: 0.5, ttl_secs: 10 })
+    );
+    assert_eq!(
+        r.client.failure_accrual,
+        Some(FailureAccrualConfig {
+            policy: FailureAccrualPolicy::ConsecutiveFailures { failures: 10 },
+            backoff: Some(BackoffConfig::Constant { ms: 100 }),
+        })
+    );
+    assert_eq!(r.service.total_timeout_ms, Some(500));
+    assert_eq!(r.service.response_classifier, Some(ResponseClassifier::RetryableRead5XX));
+    assert_eq!(
+        r.service.retries,
+        Some(RetriesConfig {
+            budget: RetryBudgetConfig { min_retries_per_sec: 5, percent_can_retry: 0.5, ttl_secs: 15 },
+            backoff: Some(BackoffConfig::Jittered { min_ms: 10, max_ms: 10000 }),
+        })
+    );
+    let c = parse(&router(
+        "  service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc/foo\n      totalTimeoutMs: 200\n",
+    ));
+    assert_eq!(c.routers[0].service.kind, ServiceKind::Static);
+    assert_eq!(c.routers[0].service.configs[0].total_timeout_ms, Some(200));
+    let err = error(&router("  service:\n    responseClassifier: {kind: io.l5d.h2.grpc.default}\n"));
+    assert!(err.starts_with("t.yaml:6:32: routers[0].service.responseClassifier.kind: rejected: "), "{err}");
+}
+
+#[test]
+fn namers_interpreter_and_router_flags() {
+    let text = "namers:\n- kind: io.l5d.fs\n  rootDir: disco\nrouters:\n- protocol: http\n  label: outgoing\n  baseDtab: /svc => /#/io.l5d.fs\n  dtabHeaders: false\n  contextHeaders: false\n  httpAccessLog: /var/log/access.log\n  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.port\n      port: 4143\n    - kind: io.l5d.localhost\n  servers:\n  - port: 4141\n    maxCallDepth: 5\n";
+    let c = parse(text);
+    assert_eq!(
+        c.namers,
+        [NamerConfig::Fs { root_dir: "disco".into(), prefix: "/io.l5d.fs".into(), transformers: vec![] }]
+    );
+    let r = &c.routers[0];
+    assert_eq!(r.dtab, "/svc => /#/io.l5d.fs");
+    assert!(!r.dtab_headers && !r.context_headers);
+    assert_eq!(r.http_access_log.as_deref(), Some("/var/log/access.log"));
+    assert_eq!(
+        r.interpreter.transformers,
+        [TransformerConfig::Port { port: 4143, prefix: None }, TransformerConfig::Localhost { prefix: None },]
+    );
+    assert_eq!(r.interpreter.transformers[0].client_prefix(), "/%/io.l5d.port/4143");
+    assert_eq!(r.max_call_depth_for(&r.servers[0]), 5);
+    let c = parse(&format!("{}namers:\n- {{kind: io.l5d.fs, rootDir: d, prefix: disco}}\n", router("")));
+    assert_eq!(c.namers[0].prefix(), "/disco");
+    let err = error(&format!(
+        "{}namers:\n- {{kind: io.l5d.fs, rootDir: a}}\n- {{kind: io.l5d.fs, rootDir: b}}\n",
+        router("")
+    ));
+    assert!(err.starts_with("t.yaml:7:3: namers[1]: a second namer"), "{err}");
+    let err = error(&router("  dtab: /svc => \n"));
+    assert!(err.starts_with("t.yaml:5:9: routers[0].dtab: invalid dtab"), "{err}");
+    let err = error(&router("  dtab: /a => /b\n  baseDtab: /a => /c\n"));
+    assert!(err.starts_with("t.yaml:6:13: routers[0].baseDtab: give either"), "{err}");
 }
 
 #[test]
 fn corelink_section_and_validation() {
     let text = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  workers: 0\n";
-    assert!(Config::parse(text, "t").unwrap_err().to_string().contains("workers"));
+    assert_eq!(error(text), "t.yaml:5:12: corelink.workers: must be at least 1");
     let text = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  io: epoll\n  workers: 2\n";
-    let c = Config::parse(text, "t").unwrap();
+    let c = parse(text);
     assert_eq!(c.corelink.io, crate::io::BackendChoice::Epoll);
+    assert!(error("routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink: {io: fast}\n")
+        .starts_with("t.yaml:4:16: corelink.io: unknown io backend"));
     let dup =
         "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  label: b\n  servers: [{port: 1}]\n";
-    assert!(Config::parse(dup, "t").unwrap_err().to_string().contains("used by another server"));
+    assert_eq!(
+        error(dup),
+        "t.yaml:6:13: routers[1].servers[0]: 127.0.0.1:1 is used by another server (routers[0].servers[0])"
+    );
+    let dup = "routers:\n- protocol: http\n  servers: [{port: 1}]\n- protocol: http\n  servers: [{port: 2}]\n";
+    assert_eq!(error(dup), "t.yaml:4:3: routers[1].label: duplicate router label \"http\"");
+    assert_eq!(error(""), "t.yaml:1:1: routers: missing required key");
+    assert_eq!(error("routers: []\n"), "t.yaml:1:10: routers: at least one router is required");
+    assert!(error("routers:\n- protocol: http\n  servers: []\n").contains("at least one server"));
+    assert!(error("routers: [\n").starts_with("t.yaml:2:1: (document): YAML syntax error: "));
+    // Port 0 (an ephemeral port, as the tests use) may repeat.
+    parse("admin: {port: 0}\nrouters:\n- protocol: http\n  servers: [{port: 0}, {port: 0}]\n");
+}
+
+#[test]
+fn every_example_config_parses_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let (config, warnings) = match Config::load_with_warnings(&path) {
+            Ok(x) => x,
+            Err(e) => panic!("{e}"),
+        };
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Only the no-validation examples warn (loudly, on purpose).
+        if name.contains("no-validation") {
+            assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        } else {
+            assert!(warnings.is_empty(), "{name}: {warnings:?}");
+        }
+        crate::routing::RoutingSnapshot::compile(&config, 0).unwrap();
+        seen += 1;
+    }
+    assert!(seen >= 6, "only {seen} examples");
+}
+
+#[test]
+fn docs_list_every_key() {
+    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md")).unwrap();
+    for (table, keys) in schema::ALL_TABLES {
+        for key in *keys {
+            let status = match key.status {
+                decode::Status::Supported => "**supported**",
+                decode::Status::Warn(_) => "accepted with a **warning**",
+                decode::Status::Reject(_) => "**rejected**",
+            };
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` ", key.name)) && l.contains(&format!("<!-- {table} -->")));
+            let Some(row) = row else { panic!("docs/config.md has no row for `{}` in {table}", key.name) };
+            let cell = row.split('|').nth(2).map(str::trim);
+            assert_eq!(cell, Some(status), "docs/config.md: `{}` in {table}: {row}", key.name);
+        }
+    }
 }

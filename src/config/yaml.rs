@@ -31,10 +31,7 @@ impl Mark {
     pub(crate) const START: Mark = Mark { line: 1, column: 1 };
 
     fn of(span: &Span) -> Mark {
-        Mark {
-            line: span.start.line(),
-            column: span.start.col() + 1,
-        }
+        Mark { line: span.start.line(), column: span.start.col() + 1 }
     }
 }
 
@@ -54,7 +51,10 @@ pub(crate) struct Node {
 pub(crate) enum Value {
     /// `plain` is false for quoted and block scalars and for `!!str`: those
     /// are always strings, never numbers, booleans or null.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -71,10 +71,7 @@ pub(crate) enum Scalar<'a> {
 
 impl Node {
     pub(crate) fn empty_map(mark: Mark) -> Node {
-        Node {
-            value: Value::Map(Vec::new()),
-            mark,
-        }
+        Node { value: Value::Map(Vec::new()), mark }
     }
 
     /// The scalar's value by the YAML 1.2 core schema, or None for a
@@ -156,9 +153,7 @@ fn resolve_plain(text: &str) -> Scalar<'_> {
         }
     }
     let numeric = unsigned.bytes().any(|b| b.is_ascii_digit())
-        && unsigned
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+        && unsigned.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if numeric {
         if let Ok(f) = text.parse::<f64>() {
             return Scalar::Float(f);
@@ -175,17 +170,8 @@ pub(crate) struct SyntaxError {
 }
 
 enum Frame {
-    Seq {
-        items: Vec<Node>,
-        mark: Mark,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-        mark: Mark,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, mark: Mark, anchor: usize },
+    Map { entries: Vec<(Node, Node)>, key: Option<Node>, mark: Mark, anchor: usize },
 }
 
 struct Anchored {
@@ -206,10 +192,7 @@ impl Builder {
     fn add(&mut self, node: Node, mark: Mark, new_nodes: usize) -> Result<(), SyntaxError> {
         self.nodes += new_nodes;
         if self.nodes > MAX_NODES {
-            return Err(SyntaxError {
-                mark,
-                message: format!("the document expands to more than {MAX_NODES} nodes"),
-            });
+            return Err(SyntaxError { mark, message: format!("the document expands to more than {MAX_NODES} nodes") });
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -233,10 +216,7 @@ impl Builder {
 
     fn push(&mut self, frame: Frame, mark: Mark) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(SyntaxError {
-                mark,
-                message: format!("nesting deeper than {MAX_DEPTH} levels"),
-            });
+            return Err(SyntaxError { mark, message: format!("nesting deeper than {MAX_DEPTH} levels") });
         }
         self.stack.push(frame);
         Ok(())
@@ -245,19 +225,11 @@ impl Builder {
 
 /// Parses one YAML document. `Ok(None)` for an empty stream.
 pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut b = Builder {
-        stack: Vec::new(),
-        root: None,
-        anchors: HashMap::new(),
-        nodes: 0,
-    };
+    let mut b = Builder { stack: Vec::new(), root: None, anchors: HashMap::new(), nodes: 0 };
     let mut documents = 0usize;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| SyntaxError {
-            mark: Mark {
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
-            },
+            mark: Mark { line: e.marker().line(), column: e.marker().col() + 1 },
             message: e.info().to_string(),
         })?;
         let mark = Mark::of(&span);
@@ -276,79 +248,31 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 let mut plain = style == ScalarStyle::Plain;
                 if let Some(tag) = tag {
                     if !tag.is_yaml_core_schema() {
-                        return Err(SyntaxError {
-                            mark,
-                            message: format!("unsupported YAML tag {tag}"),
-                        });
+                        return Err(SyntaxError { mark, message: format!("unsupported YAML tag {tag}") });
                     }
                     if tag.suffix == "str" {
                         plain = false;
                     }
                 }
-                let node = Node {
-                    value: Value::Scalar {
-                        text: text.into_owned(),
-                        plain,
-                    },
-                    mark,
-                };
+                let node = Node { value: Value::Scalar { text: text.into_owned(), plain }, mark };
                 b.anchor(anchor, &node);
                 b.add(node, mark, 1)?;
             }
             Event::SequenceStart(anchor, tag) => {
                 reject_custom_tag(tag.as_deref(), mark)?;
-                b.push(
-                    Frame::Seq {
-                        items: Vec::new(),
-                        mark,
-                        anchor,
-                    },
-                    mark,
-                )?;
+                b.push(Frame::Seq { items: Vec::new(), mark, anchor }, mark)?;
             }
             Event::MappingStart(anchor, tag) => {
                 reject_custom_tag(tag.as_deref(), mark)?;
-                b.push(
-                    Frame::Map {
-                        entries: Vec::new(),
-                        key: None,
-                        mark,
-                        anchor,
-                    },
-                    mark,
-                )?;
+                b.push(Frame::Map { entries: Vec::new(), key: None, mark, anchor }, mark)?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match b.stack.pop() {
-                    Some(Frame::Seq {
-                        items,
-                        mark,
-                        anchor,
-                    }) => (
-                        Node {
-                            value: Value::Seq(items),
-                            mark,
-                        },
-                        anchor,
-                    ),
-                    Some(Frame::Map {
-                        entries,
-                        mark,
-                        anchor,
-                        ..
-                    }) => (
-                        Node {
-                            value: Value::Map(entries),
-                            mark,
-                        },
-                        anchor,
-                    ),
-                    None => {
-                        return Err(SyntaxError {
-                            mark,
-                            message: "unbalanced collection end".into(),
-                        })
+                    Some(Frame::Seq { items, mark, anchor }) => (Node { value: Value::Seq(items), mark }, anchor),
+                    Some(Frame::Map { entries, mark, anchor, .. }) => {
+                        (Node { value: Value::Map(entries), mark }, anchor)
                     }
+                    None => return Err(SyntaxError { mark, message: "unbalanced collection end".into() }),
                 };
                 // Its children were counted as they arrived.
                 b.anchor(anchor, &node);
@@ -356,16 +280,10 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::Alias(id) => {
                 let Some(target) = b.anchors.get(&id) else {
-                    return Err(SyntaxError {
-                        mark,
-                        message: "alias to an unknown anchor".into(),
-                    });
+                    return Err(SyntaxError { mark, message: "alias to an unknown anchor".into() });
                 };
                 if b.stack.len() + target.depth > MAX_DEPTH {
-                    return Err(SyntaxError {
-                        mark,
-                        message: format!("nesting deeper than {MAX_DEPTH} levels"),
-                    });
+                    return Err(SyntaxError { mark, message: format!("nesting deeper than {MAX_DEPTH} levels") });
                 }
                 if b.nodes + target.size > MAX_NODES {
                     return Err(SyntaxError {
@@ -383,10 +301,9 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 
 fn reject_custom_tag(tag: Option<&saphyr_parser::Tag>, mark: Mark) -> Result<(), SyntaxError> {
     match tag {
-        Some(tag) if !tag.is_yaml_core_schema() => Err(SyntaxError {
-            mark,
-            message: format!("unsupported YAML tag {tag}"),
-        }),
+        Some(tag) if !tag.is_yaml_core_schema() => {
+            Err(SyntaxError { mark, message: format!("unsupported YAML tag {tag}") })
+        }
         _ => Ok(()),
     }
 }
@@ -404,21 +321,16 @@ pub(crate) struct Duplicate {
 pub(crate) fn check_duplicates(node: &Node, path: &str) -> Result<(), Duplicate> {
     match &node.value {
         Value::Scalar { .. } => Ok(()),
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, item)| check_duplicates(item, &format!("{path}[{i}]"))),
+        Value::Seq(items) => {
+            items.iter().enumerate().try_for_each(|(i, item)| check_duplicates(item, &format!("{path}[{i}]")))
+        }
         Value::Map(entries) => {
             let mut seen: HashMap<&str, Mark> = HashMap::new();
             for (key, value) in entries {
                 let name = key.text().unwrap_or("");
                 let key_path = join(path, name);
                 if let Some(first) = seen.insert(name, key.mark) {
-                    return Err(Duplicate {
-                        path: key_path,
-                        mark: key.mark,
-                        first,
-                    });
+                    return Err(Duplicate { path: key_path, mark: key.mark, first });
                 }
                 check_duplicates(value, &key_path)?;
             }
@@ -447,14 +359,10 @@ mod tests {
     #[test]
     fn marks_are_one_based_and_scalars_resolve() {
         let n = root("a: 1\nb:\n  - x\n  - \"2\"\n  - 2.5\n  - ~\n  - true\n");
-        let Value::Map(entries) = &n.value else {
-            panic!("map")
-        };
+        let Value::Map(entries) = &n.value else { panic!("map") };
         assert_eq!(entries[0].0.mark, Mark { line: 1, column: 1 });
         assert_eq!(entries[0].1.scalar(), Some(Scalar::Int(1)));
-        let Value::Seq(items) = &entries[1].1.value else {
-            panic!("seq")
-        };
+        let Value::Seq(items) = &entries[1].1.value else { panic!("seq") };
         assert_eq!(items[0].mark, Mark { line: 3, column: 5 });
         assert_eq!(items[0].scalar(), Some(Scalar::Str("x")));
         assert_eq!(items[1].scalar(), Some(Scalar::Str("2")));
@@ -477,9 +385,7 @@ mod tests {
     #[test]
     fn aliases_expand_and_bombs_do_not() {
         let n = root("a: &x {k: 1}\nb: *x\n");
-        let Value::Map(entries) = &n.value else {
-            panic!("map")
-        };
+        let Value::Map(entries) = &n.value else { panic!("map") };
         assert!(matches!(&entries[1].1.value, Value::Map(e) if e.len() == 1));
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..9 {
@@ -496,10 +402,7 @@ mod tests {
         assert!(err.mark.line >= 1, "{err:?}");
         let deep = "[".repeat(MAX_DEPTH + 1);
         assert!(parse(&deep).unwrap_err().message.contains("nesting"));
-        assert!(parse("a: 1\n---\nb: 2\n")
-            .unwrap_err()
-            .message
-            .contains("second YAML document"));
+        assert!(parse("a: 1\n---\nb: 2\n").unwrap_err().message.contains("second YAML document"));
         assert!(parse("a: !custom 1\n").unwrap_err().message.contains("tag"));
         assert_eq!(root("a: !!str 12\n").describe(), "a mapping");
     }

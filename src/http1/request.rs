@@ -84,16 +84,23 @@ pub fn parse_request<'b, 'h>(
             check_partial(buf, limits)?;
             return Ok(None);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
+        Err(httparse::Error::TooManyHeaders) => return Err(first_error(buf, limits, ParseError::TooManyHeaders)),
         // httparse reports anything after the target that is not `HTTP/1.x`
         // as a version error: only a well-formed `HTTP/d.d` is really a
         // version we do not support (505); a space inside the target or a
         // lowercase `http/1.1` is a malformed request line (400).
-        Err(httparse::Error::Version) if request_line_has_version(buf) => return Err(ParseError::Version),
-        Err(_) => {
-            check_partial(buf, limits)?;
-            return Err(ParseError::Malformed);
-        }
+        Err(httparse::Error::Version) => match request_line_version(buf) {
+            // httparse gives up at the first unexpected version byte; until
+            // the line ends we cannot tell `HTTP/2.0` (505) from garbage
+            // (400), and the answer must not depend on where a read ended.
+            None => {
+                check_partial(buf, limits)?;
+                return Ok(None);
+            }
+            Some(true) => return Err(first_error(buf, limits, ParseError::Version)),
+            Some(false) => return Err(first_error(buf, limits, ParseError::Malformed)),
+        },
+        Err(_) => return Err(first_error(buf, limits, ParseError::Malformed)),
     };
     let head = &buf[..head_len];
     if line_len(head) > limits.max_initial_line {
@@ -240,6 +247,42 @@ pub fn parse_request<'b, 'h>(
     }))
 }
 
+/// A buffer can hold both a byte httparse rejects and more bytes than a limit
+/// allows. Whichever comes first in the byte stream decides, so the answer
+/// never depends on how the bytes were split into reads: if httparse still
+/// sees an incomplete, valid head in the prefix that reaches the limit, the
+/// limit was hit first (a reader fed that prefix would have stopped there).
+fn first_error(buf: &[u8], limits: &Limits, error: ParseError) -> ParseError {
+    let Some((at, limit_error)) = limit_position(buf, limits) else { return error };
+    let mut slots = [MaybeUninit::uninit(); super::limits::HEADER_SLOTS];
+    let mut req = httparse::Request::new(&mut []);
+    let prefix = &buf[..at];
+    match req.parse_with_uninit_headers(prefix, &mut slots) {
+        Ok(httparse::Status::Partial) => limit_error,
+        // An unfinished version counts as incomplete, as in `parse_request`.
+        Err(httparse::Error::Version) if request_line_version(prefix).is_none() => limit_error,
+        _ => error,
+    }
+}
+
+/// The length of the shortest prefix of `buf` that exceeds a limit, and which.
+fn limit_position(buf: &[u8], limits: &Limits) -> Option<(usize, ParseError)> {
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let line = if line_len(buf) > limits.max_initial_line {
+        Some((start + limits.max_initial_line + 1, ParseError::LineTooLong))
+    } else {
+        None
+    };
+    let head = (buf.len() > limits.max_head_bytes).then_some((limits.max_head_bytes + 1, ParseError::HeadTooLarge));
+    match (line, head) {
+        (Some(l), Some(h)) => Some(if h.0 < l.0 { h } else { l }),
+        (l, h) => l.or(h),
+    }
+}
+
 /// Limits apply before the head is complete too, so a slowloris or an endless
 /// header section is cut off at the limit instead of buffering.
 fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), ParseError> {
@@ -266,10 +309,11 @@ fn line_len(buf: &[u8]) -> usize {
     }
 }
 
-/// Is the request line at the start of `buf` exactly `method SP target SP
-/// HTTP-version` with a syntactically valid version (`HTTP/` DIGIT `.` DIGIT,
-/// RFC 9112 §2.3)? An incomplete line counts when what is there so far fits.
-fn request_line_has_version(buf: &[u8]) -> bool {
+/// Whether the request line is `method SP target SP HTTP/d.d`: `Some(true)`
+/// when it is (a version we do not support: 505), `Some(false)` when it
+/// cannot be (a malformed line: 400), `None` while the line has not ended and
+/// what is there could still become one.
+fn request_line_version(buf: &[u8]) -> Option<bool> {
     let mut start = 0;
     while buf[start..].starts_with(b"\r\n") {
         start += 2;
@@ -277,18 +321,24 @@ fn request_line_has_version(buf: &[u8]) -> bool {
     let rest = &buf[start..];
     let end = memchr::memchr2(b'\r', b'\n', rest);
     let line = &rest[..end.unwrap_or(rest.len())];
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
+    // Every test below only ever turns false as more bytes arrive, so the
+    // answer is the same whichever read completes the line.
+    let mut parts = line.splitn(4, |&b| b == b' ');
+    let (method, target, version, extra) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let Some(version) = version else {
+        return if end.is_none() { None } else { Some(false) };
     };
-    if method.is_empty() || target.is_empty() || version.len() > 8 {
-        return false;
+    let matches_pattern =
+        version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| if p == b'0' { b.is_ascii_digit() } else { b == p });
+    let malformed = !matches_pattern
+        || version.len() > 8
+        || extra.is_some()
+        || method.is_none_or(<[u8]>::is_empty)
+        || target.is_none_or(<[u8]>::is_empty);
+    if malformed {
+        return Some(false);
     }
-    if end.is_some() && version.len() != 8 {
-        return false;
-    }
-    version.iter().zip(b"HTTP/0.0").all(|(&b, &p)| if p == b'0' { b.is_ascii_digit() } else { b == p })
+    end.map(|_| version.len() == 8)
 }
 
 /// Host = uri-host [ ":" port ] (RFC 9110 §7.2): reg-name, IPv4 or IP-literal
@@ -448,7 +498,6 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", ParseError::Malformed),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", ParseError::Version),
             (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", ParseError::Version),
-            (b"GET / HTTP/2", ParseError::Version),
             // Not a version at all: a malformed request line, not a 505.
             (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Malformed),
             (b"GET / http/1.1\r\nHost: a\r\n\r\n", ParseError::Malformed),
@@ -461,6 +510,15 @@ mod tests {
         for (input, err) in cases {
             assert_eq!(parse(input), Err(*err), "{}", String::from_utf8_lossy(input));
         }
+    }
+
+    #[test]
+    fn an_unfinished_version_waits_for_the_line_end() {
+        // httparse rejects `HTTP/2` at once; whether it becomes `HTTP/2.0`
+        // (505) or garbage (400) is only known at the line end.
+        assert_eq!(parse(b"GET / HTTP/2"), Ok(None));
+        assert_eq!(parse(b"GET / HTTP/2.0\r\n"), Err(ParseError::Version));
+        assert_eq!(parse(b"GET / HTTP/2.\x05"), Err(ParseError::Malformed));
     }
 
     #[test]

@@ -465,6 +465,15 @@ fn parse_weighted(cur: &mut Cursor<'_>, depth: usize) -> Result<Weighted<Path>, 
             offset: start,
             kind: ParseErrorKind::Expected { expected: "weight", found: super::path::Found::Char('.') },
         })?;
+        // A weight too long for f64 parses as infinity, which `show` cannot
+        // write back as a weight: reject it where it starts.
+        if !w.is_finite() {
+            let first = text.chars().next().unwrap_or('0');
+            return Err(ParseError {
+                offset: start,
+                kind: ParseErrorKind::Expected { expected: "finite weight", found: super::path::Found::Char(first) },
+            });
+        }
         cur.skip_ws();
         cur.eat(b'*', "'*'")?;
         w
@@ -520,6 +529,13 @@ mod tests {
     }
     fn w(weight: f64, tree: NameTree<Path>) -> Weighted<Path> {
         Weighted::new(weight, tree)
+    }
+
+    #[test]
+    fn infinite_weight_is_an_error() {
+        let text = format!("1{}*/b & /c", "0".repeat(309));
+        let err = NameTree::<Path>::parse(&text).unwrap_err();
+        assert_eq!(err.offset, 0);
     }
 
     #[test]

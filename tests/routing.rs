@@ -1,0 +1,172 @@
+//! Routing through the real binary: Host-based routing, weighted unions, hot
+//! reload (good, bad, and under load). Every test runs on each I/O backend.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::backend::Backend;
+use common::client::{get, Conn};
+use common::{backends, Corelink};
+
+fn inet(addr: SocketAddr) -> String {
+    format!("/$/inet/{}/{}", addr.ip(), addr.port())
+}
+
+fn config(dtab: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: r\n  dtab: |\n    {dtab}\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n"
+    )
+}
+
+/// Writes a new config over the running one (atomically, via rename, as
+/// config management tools and Kubernetes do).
+fn rewrite(proxy: &Corelink, text: &str) {
+    let path = proxy.dir.path().join("corelink.yaml");
+    let tmp = proxy.dir.path().join("corelink.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+/// Sends requests until one reaches `backend` (by its request counter), or
+/// gives up after `limit`.
+fn wait_until_routed_to(proxy: &Corelink, backend: &Backend, host: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let before = backend.requests();
+        let rsp = get(proxy.addr(), "/", host).unwrap();
+        if rsp.status == 200 && backend.requests() > before {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("traffic for {host} never reached the new backend within {limit:?}");
+}
+
+#[test]
+fn routes_by_host_to_different_backends() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let dtab = format!("/svc/a => {}; /svc/b => {};", inet(a.addr), inet(b.addr));
+        let proxy = Corelink::start(&config(&dtab), io);
+        let (a0, b0) = (a.requests(), b.requests());
+        for _ in 0..5 {
+            assert_eq!(get(proxy.addr(), "/", "a").unwrap().status, 200);
+        }
+        for _ in 0..3 {
+            assert_eq!(get(proxy.addr(), "/", "b").unwrap().status, 200);
+        }
+        assert_eq!((a.requests() - a0, b.requests() - b0), (5, 3), "{io}");
+        // The upstream sees linkerd's context headers.
+        let rsp = get(proxy.addr(), "/headers", "a").unwrap();
+        let seen = String::from_utf8_lossy(&rsp.body).to_string();
+        assert!(seen.contains("l5d-dst-service: /svc/a"), "{io}: {seen}");
+        assert!(seen.contains(&format!("l5d-dst-client: {}", inet(a.addr))), "{io}: {seen}");
+    }
+}
+
+#[test]
+fn weighted_union_splits_traffic_by_weight() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let dtab = format!("/svc/w => 0.3 * {} & 0.7 * {};", inet(a.addr), inet(b.addr));
+        let proxy = Corelink::start(&config(&dtab), io);
+        let (a0, b0) = (a.requests(), b.requests());
+        let total = 2000;
+        let mut c = Conn::open(proxy.addr());
+        for _ in 0..total {
+            c.send(b"GET / HTTP/1.1\r\nHost: w\r\n\r\n");
+            assert_eq!(c.read_response("GET").unwrap().status, 200);
+        }
+        let share_a = (a.requests() - a0) as f64 / total as f64;
+        assert_eq!(a.requests() - a0 + b.requests() - b0, total);
+        assert!((share_a - 0.3).abs() <= 0.05, "{io}: share of the 0.3 branch was {share_a:.3}");
+    }
+}
+
+#[test]
+fn reload_applies_a_new_dtab_without_restart() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), io);
+        let before = a.requests();
+        assert_eq!(get(proxy.addr(), "/", "x").unwrap().status, 200);
+        assert_eq!(a.requests(), before + 1);
+        rewrite(&proxy, &config(&format!("/svc/x => {};", inet(b.addr))));
+        let took = wait_until_routed_to(&proxy, &b, "x", Duration::from_secs(3));
+        assert!(took < Duration::from_secs(1) + Duration::from_millis(500), "{io}: reload took {took:?}");
+        // SIGHUP also reloads (here: back to a).
+        std::fs::write(proxy.dir.path().join("corelink.yaml"), config(&format!("/svc/x => {};", inet(a.addr))))
+            .unwrap();
+        proxy.signal(libc::SIGHUP);
+        wait_until_routed_to(&proxy, &a, "x", Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn bad_reloads_are_refused_and_the_old_config_keeps_serving() {
+    let a = Backend::start();
+    for io in backends() {
+        let good = config(&format!("/svc/x => {};", inet(a.addr)));
+        let proxy = Corelink::start(&good, io);
+        for (bad, why) in [
+            (good.replace("label: r", "label: r\n  bogusKey: 1"), "bogusKey"),
+            (config("/svc/x => => oops;"), "dtab"),
+            (good.replace("  - port: 0", "  - port: 1"), "needs a restart"),
+        ] {
+            rewrite(&proxy, &bad);
+            std::thread::sleep(Duration::from_millis(600));
+            let rsp = get(proxy.addr(), "/", "x").unwrap();
+            assert_eq!(rsp.status, 200, "{io}: still serving after a bad reload ({why})");
+            let log = proxy.stderr_lines().join("\n");
+            assert!(log.contains("config reload refused") && log.contains(why), "{io}: {why}: {log}");
+        }
+    }
+}
+
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), io);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let addr = proxy.addr();
+        let load: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut c = Conn::open(addr);
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        c.send(b"GET /bytes/100 HTTP/1.1\r\nHost: x\r\n\r\n");
+                        match c.read_response("GET") {
+                            Ok(r) if r.status == 200 && r.body.len() == 100 => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => {
+                                c = Conn::open(addr);
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        for i in 0..8 {
+            let target = if i % 2 == 0 { b.addr } else { a.addr };
+            rewrite(&proxy, &config(&format!("/svc/x => {};", inet(target))));
+            std::thread::sleep(Duration::from_millis(350));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in load {
+            t.join().unwrap();
+        }
+        let reloads = proxy.stderr_lines().iter().filter(|l| l.contains("config reloaded")).count();
+        assert!(reloads >= 6, "{io}: only {reloads} reloads happened");
+        assert!(ok.load(Ordering::Relaxed) > 100, "{io}: too little load to mean anything");
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "{io}: requests failed during reloads");
+    }
+}
