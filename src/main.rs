@@ -87,15 +87,31 @@ fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoi
     }
 }
 
+/// Loads a config, logging the warnings for keys accepted but ignored.
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    let (config, warnings) = Config::load_with_warnings(path)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let (errors, pending) = config.not_yet_in_effect();
+    for w in pending {
+        tracing::warn!("{}: {w}", path.display());
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), errors.join("; "));
+    }
+    Ok(config)
+}
+
 fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let config = load(&path)?;
     let options = corelink::server::RunOptions { config_path: Some(path.clone()), io_override: io_override(io)? };
     corelink::server::run(config, options).context("corelink run")?;
     Ok(())
 }
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let config = load(&path)?;
     corelink::routing::RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());
@@ -103,9 +119,18 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         let servers: Vec<String> = router.servers.iter().map(|s| s.addr().to_string()).collect();
         println!("router {} (http)", router.label());
         println!("  servers: {}", servers.join(", "));
-        println!("  identifier: {}", router.identifier().describe());
+        let ids: Vec<String> = router.identifiers().iter().map(|i| i.describe()).collect();
+        println!("  identifier: {}", ids.join(", then "));
+        let transformers: Vec<&str> = router.interpreter.transformers.iter().map(|t| t.kind()).collect();
+        if !transformers.is_empty() {
+            println!("  transformers: {}", transformers.join(", "));
+        }
         println!("  dstPrefix: {}", router.dst_prefix);
         println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    for namer in &config.namers {
+        let corelink::config::NamerConfig::Fs { root_dir, .. } = namer;
+        println!("namer io.l5d.fs: /#{} from {root_dir}", namer.prefix());
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);

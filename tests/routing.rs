@@ -170,3 +170,65 @@ fn reloads_under_load_fail_no_request() {
         assert_eq!(failed.load(Ordering::Relaxed), 0, "{io}: requests failed during reloads");
     }
 }
+
+#[test]
+fn fs_namer_changes_apply_without_restart() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let disco = common::tempdir::Dir::new("disco");
+        std::fs::write(disco.path().join("serviceB"), format!("{} {}\n", a.addr.ip(), a.addr.port())).unwrap();
+        let text = format!(
+            "admin:\n  port: 0\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: r\n  dtab: |\n    /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n",
+            disco.path().display()
+        );
+        let proxy = Corelink::start(&text, io);
+        let before = a.requests();
+        let rsp = get(proxy.addr(), "/headers", "serviceB").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(a.requests(), before + 1);
+        assert!(String::from_utf8_lossy(&rsp.body).contains("l5d-dst-client: /#/io.l5d.fs/serviceB"), "{io}");
+        // An unknown service: the namer does not have it.
+        let rsp = get(proxy.addr(), "/", "serviceC").unwrap();
+        assert_eq!(rsp.status, 502, "{io}");
+        // Move serviceB to backend b, Kubernetes-style: write a new file and
+        // rename it over the old one.
+        let tmp = disco.path().join(".serviceB.tmp");
+        std::fs::write(&tmp, format!("{} {}\n", b.addr.ip(), b.addr.port())).unwrap();
+        std::fs::rename(&tmp, disco.path().join("serviceB")).unwrap();
+        let took = wait_until_routed_to(&proxy, &b, "serviceB", Duration::from_secs(3));
+        assert!(took < Duration::from_secs(1), "{io}: the namer change took {took:?}");
+    }
+}
+
+#[test]
+fn per_request_dtab_only_when_enabled_and_clear_context_strips_it() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let dtab = format!("/svc/x => {};", inet(a.addr));
+        let override_header = format!("l5d-dtab: /svc/x => {}", inet(b.addr));
+        // Off by default: the header is ignored (and forwarded as is).
+        let proxy = Corelink::start(&config(&dtab), io);
+        let mut c = Conn::open(proxy.addr());
+        let before = a.requests();
+        c.send(format!("GET / HTTP/1.1\r\nHost: x\r\n{override_header}\r\n\r\n").as_bytes());
+        assert_eq!(c.read_response("GET").unwrap().status, 200);
+        assert_eq!(a.requests(), before + 1, "{io}: l5d-dtab must be ignored by default");
+        drop(proxy);
+        // Enabled: the override wins for that request only.
+        let proxy = Corelink::start(&config(&dtab).replace("  label: r\n", "  label: r\n  dtabHeaders: true\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        let before = b.requests();
+        c.send(format!("GET / HTTP/1.1\r\nHost: x\r\n{override_header}\r\n\r\n").as_bytes());
+        assert_eq!(c.read_response("GET").unwrap().status, 200);
+        assert_eq!(b.requests(), before + 1, "{io}: l5d-dtab honoured when enabled");
+        // clearContext strips the client's l5d-* headers before forwarding.
+        drop(proxy);
+        let cleared = config(&dtab).replace("  - port: 0\n", "  - port: 0\n    clearContext: true\n");
+        let proxy = Corelink::start(&cleared, io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /headers HTTP/1.1\r\nHost: x\r\nl5d-ctx-trace: secret\r\n\r\n");
+        let seen = String::from_utf8_lossy(&c.read_response("GET").unwrap().body).to_string();
+        assert!(!seen.contains("l5d-ctx-trace"), "{io}: {seen}");
+        assert!(seen.contains("l5d-dst-service: /svc/x"), "{io}: {seen}");
+    }
+}

@@ -123,3 +123,44 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+impl Config {
+    /// Keys this build reads and validates but does not act on yet. TLS is an
+    /// error: running a TLS config in plaintext would be a silent downgrade.
+    /// The rest are warnings: traffic flows, without that behaviour.
+    pub fn not_yet_in_effect(&self) -> (Vec<String>, Vec<String>) {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        for (i, r) in self.routers.iter().enumerate() {
+            for (j, s) in r.servers.iter().enumerate() {
+                if s.tls.is_some() {
+                    errors.push(format!(
+                        "routers[{i}].servers[{j}].tls: server TLS is not implemented in this build yet"
+                    ));
+                }
+                if s.max_concurrent_requests.is_some() {
+                    warnings.push(format!("routers[{i}].servers[{j}].maxConcurrentRequests is not in effect yet"));
+                }
+                if s.timeout_ms.is_some() {
+                    warnings.push(format!("routers[{i}].servers[{j}].timeoutMs is not in effect yet"));
+                }
+            }
+            let client_tls = r.client.tls.is_some() || r.client.configs.iter().any(|c| c.params.tls.is_some());
+            if client_tls {
+                errors.push(format!("routers[{i}].client.tls: client TLS is not implemented in this build yet"));
+            }
+            if r.client.failure_accrual.is_some() {
+                warnings.push(format!("routers[{i}].client.failureAccrual is not in effect yet"));
+            }
+            if r.client.request_attempt_timeout_ms.is_some() {
+                warnings.push(format!("routers[{i}].client.requestAttemptTimeoutMs is not in effect yet"));
+            }
+            if r.service.retries.is_some() {
+                warnings.push(format!("routers[{i}].service.retries is not in effect yet"));
+            }
+            if r.http_access_log.is_some() {
+                warnings.push(format!("routers[{i}].httpAccessLog is not in effect yet"));
+            }
+        }
+        (errors, warnings)
+    }
+}

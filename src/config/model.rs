@@ -82,10 +82,10 @@ pub struct RouterConfig {
     pub http_access_log: Option<String>,
     /// `httpAccessLogAppend` (default true): append rather than truncate.
     pub http_access_log_append: bool,
-    /// corelink extension `dtabHeaders` (default true, linkerd's behaviour):
-    /// honour per-request dtab overrides (`l5d-dtab`, `l5d-ctx-dtab`,
-    /// `dtab-local`). `false` strips and ignores them on every server of
-    /// the router.
+    /// corelink extension `dtabHeaders` (default false): honour per-request
+    /// dtab overrides in the `l5d-dtab` header. Off by default because any
+    /// client could otherwise reroute its requests; linkerd honoured them and
+    /// relied on `clearContext` at the edge.
     pub dtab_headers: bool,
     /// corelink extension `contextHeaders` (default true, linkerd's
     /// behaviour): read and forward `l5d-ctx-*` context headers. `false`

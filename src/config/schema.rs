@@ -551,7 +551,7 @@ fn router(ctx: &mut Ctx, o: &Obj) -> Result<RouterConfig> {
         max_call_depth: o.usize(ctx, "maxCallDepth")?.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
         http_access_log: o.str(ctx, "httpAccessLog")?,
         http_access_log_append: o.bool(ctx, "httpAccessLogAppend")?.unwrap_or(true),
-        dtab_headers: o.bool(ctx, "dtabHeaders")?.unwrap_or(true),
+        dtab_headers: o.bool(ctx, "dtabHeaders")?.unwrap_or(false),
         context_headers: o.bool(ctx, "contextHeaders")?.unwrap_or(true),
         client,
         service,

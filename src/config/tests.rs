@@ -38,7 +38,7 @@ fn minimal_router_gets_linkerd_defaults() {
     assert_eq!(r.max_headers_kb, 8);
     assert_eq!(r.max_initial_line_kb, 4);
     assert_eq!(r.max_call_depth, 1000);
-    assert!(r.streaming_enabled && r.dtab_headers && r.context_headers);
+    assert!(r.streaming_enabled && !r.dtab_headers && r.context_headers);
     assert!(!r.servers[0].clear_context);
     assert!(r.servers[0].tls.is_none());
     assert!(matches!(r.identifier(), IdentifierConfig::HeaderToken { header } if header == "Host"));

@@ -19,9 +19,22 @@ fn via_line(version: Version) -> &'static [u8] {
 const _: () = assert!(VIA_PSEUDONYM.len() == 8);
 
 fn write_end_to_end_fields(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], names_fields: bool) {
+    write_fields_except(out, headers, names_fields, |_| false);
+}
+
+/// Like `write_end_to_end_fields`, also dropping the fields `drop` names.
+fn write_fields_except(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    names_fields: bool,
+    drop: impl Fn(&str) -> bool,
+) {
     for h in headers {
         let kind = classify(h.name);
-        if kind.is_hop_by_hop() || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name)) {
+        if kind.is_hop_by_hop()
+            || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name))
+            || drop(h.name)
+        {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -33,12 +46,34 @@ fn write_end_to_end_fields(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], 
 
 /// Encodes the request head sent upstream. Always HTTP/1.1 (a proxy sends its
 /// own version, RFC 9110 §6.2); `extra` fields (routing context) go last.
+/// Received fields with the same name as an `extra` field are replaced by it
+/// (linkerd sets its context headers rather than appending to them).
 pub fn encode_request_head(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, extra: &[(&str, &[u8])]) {
+    encode_request_head_with(out, head, extra, false)
+}
+
+/// [`encode_request_head`], optionally dropping every received `l5d-*` field
+/// (a server with `clearContext: true` does not trust its clients' context).
+pub fn encode_request_head_with(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_, '_>,
+    extra: &[(&str, &[u8])],
+    clear_context: bool,
+) {
     out.extend_from_slice(head.method_str.as_bytes());
     out.push(b' ');
+    if head.target.starts_with(['?', '#']) {
+        // A target whose path segments were consumed by the identifier.
+        out.push(b'/');
+    }
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    write_fields_except(out, head.headers, head.connection_names_fields, |name| {
+        // Only `l5d-` names can be dropped here: one cheap test for the rest.
+        name.len() > 4
+            && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
+            && (clear_context || extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+    });
     if head.framing == BodyFraming::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }

@@ -275,8 +275,12 @@ impl<B: Backend> Session<'_, B> {
             *sbuf = self.ctx.take_buffer();
         }
         sbuf.clear();
+        if route.consume > 0 {
+            head.target = strip_segments(head.target, route.consume);
+        }
         let route_headers = route.context_headers();
-        http1::encode_request_head(sbuf, &head, &route_headers);
+        let extra: &[(&str, &[u8])] = if route.context { &route_headers } else { &[] };
+        http1::encode_request_head_with(sbuf, &head, extra, self.settings.clear_context);
         let head_len = head.head_len;
         let mut body = head.framing.reader();
 
@@ -299,9 +303,35 @@ impl<B: Backend> Session<'_, B> {
     }
 }
 
+/// Drops the first `n` path segments of a request target (`io.l5d.path` with
+/// `consume: true`): `/users/42?x` without one segment is `/42?x`.
+fn strip_segments(target: &str, n: usize) -> &str {
+    let mut rest = target;
+    for _ in 0..n {
+        let trimmed = rest.trim_start_matches('/');
+        let end = trimmed.find(['/', '?', '#']).unwrap_or(trimmed.len());
+        rest = &trimmed[end..];
+    }
+    // What is left is empty, a path, or only a query (`?x`): the encoder
+    // writes a `/` in front of a target that does not start with one.
+    if rest.is_empty() {
+        "/"
+    } else {
+        rest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consumed_segments_are_stripped() {
+        assert_eq!(strip_segments("/users/42?x=1", 1), "/42?x=1");
+        assert_eq!(strip_segments("/users", 1), "/");
+        assert_eq!(strip_segments("/users?x", 1), "?x");
+        assert_eq!(strip_segments("//a/b/c", 2), "/c");
+    }
     use crate::io::epoll::Epoll;
 
     /// An idle keep-alive connection costs its task's future, allocated once

@@ -33,6 +33,8 @@ pub struct RouterSettings {
     pub max_response_body: Option<u64>,
     /// `client.hostConnectionPool`: idle upstream connections kept per endpoint.
     pub pool: PoolLimits,
+    /// `clearContext`: drop the client's `l5d-*` headers (untrusted clients).
+    pub clear_context: bool,
 }
 
 impl RouterSettings {
@@ -51,7 +53,8 @@ impl RouterSettings {
             router: router_index,
             label: router.label().to_string(),
             limits: router.limits(),
-            max_call_depth: router.max_call_depth,
+            max_call_depth: router.max_call_depth_for(server),
+            clear_context: server.clear_context,
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(idle),
             connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),

@@ -22,6 +22,11 @@ const MAX_CACHED: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Route {
     pub addr: SocketAddr,
+    /// Leading path segments the identifier consumed (`io.l5d.path` with
+    /// `consume: true`), stripped from the target sent upstream.
+    pub consume: usize,
+    /// Whether to send the `l5d-dst-*` context headers.
+    pub context: bool,
     /// The logical name (`l5d-dst-service`), e.g. `/svc/serviceB`.
     pub service: Rc<str>,
     /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
@@ -62,6 +67,8 @@ enum ProxyErrorKind {
 
 pub struct CoreRoutes {
     shared: SharedSnapshot,
+    /// Scratch buffer for identification keys (reused: no allocation).
+    key: RefCell<Vec<u8>>,
     state: RefCell<State>,
     rng: Cell<u64>,
 }
@@ -86,7 +93,12 @@ impl CoreRoutes {
     pub fn new(shared: SharedSnapshot) -> Self {
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
-        CoreRoutes { shared, state: RefCell::new(State::new(snapshot)), rng: Cell::new(seed | 1) }
+        CoreRoutes {
+            shared,
+            key: RefCell::new(Vec::with_capacity(256)),
+            state: RefCell::new(State::new(snapshot)),
+            rng: Cell::new(seed | 1),
+        }
     }
 
     /// Adopts a newer published snapshot, if any, dropping this core's cache.
@@ -109,16 +121,40 @@ impl CoreRoutes {
         self.refresh(&mut state);
         let State { snapshot, per_router, .. } = &mut *state;
         let routes = &snapshot.routers[router];
-        let key = routes.identifier.key(head).map_err(ProxyError::UnknownDestination)?;
+        let mut key = self.key.borrow_mut();
+        routes.identifiers.key(head, &mut key).map_err(ProxyError::UnknownDestination)?;
+        let key: &[u8] = &key;
+        let consume = routes.identifiers.consumed_segments(key);
+        let context = routes.context_headers;
+        // A per-request dtab (`l5d-dtab`, when the router honours it) makes
+        // the result specific to this request: resolved, never cached.
+        if routes.dtab_headers {
+            if let Some(h) = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")) {
+                let text = std::str::from_utf8(h.value)
+                    .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
+                let local = super::dtab::Dtab::parse(text)
+                    .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
+                let entry = resolve(snapshot, router, key, Some(&local))?;
+                return self.pick(&entry, consume, context);
+            }
+        }
         let cache = &mut per_router[router];
         if !cache.contains_key(key) {
-            let entry = resolve(snapshot, router, key)?;
+            let entry = resolve(snapshot, router, key, None)?;
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
             cache.insert(key.into(), entry);
         }
         match cache.get(key) {
+            Some(entry) => self.pick(entry, consume, context),
+            None => Err(ProxyError::NoRoute("route cache lost an entry".into())),
+        }
+    }
+
+    /// Chooses an endpoint from a resolved destination.
+    fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, ProxyError> {
+        match Some(entry) {
             Some(Cached::Routed { service, tree }) => {
                 let pick = tree.pick(self.next_random());
                 match pick {
@@ -126,7 +162,7 @@ impl CoreRoutes {
                         let i = bound.next.get();
                         bound.next.set(i.wrapping_add(1));
                         let addr = bound.addrs[i % bound.addrs.len()];
-                        Ok(Route { addr, service: service.clone(), client: bound.client.clone() })
+                        Ok(Route { addr, consume, context, service: service.clone(), client: bound.client.clone() })
                     }
                     _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
                 }
@@ -152,15 +188,20 @@ impl CoreRoutes {
 }
 
 /// Resolves a destination on a cache miss: identify, delegate, find endpoints.
-fn resolve(snapshot: &RoutingSnapshot, router: usize, key: &[u8]) -> Result<Cached, ProxyError> {
+fn resolve(
+    snapshot: &RoutingSnapshot,
+    router: usize,
+    key: &[u8],
+    local: Option<&super::dtab::Dtab>,
+) -> Result<Cached, ProxyError> {
     let routes = &snapshot.routers[router];
-    let name = match routes.identifier.name(&routes.dst_prefix, key) {
+    let name = match routes.identifiers.name(&routes.dst_prefix, key) {
         Ok(name) => name,
         Err(e) => return Ok(Cached::Failed(ProxyErrorKind::Unknown, e.into())),
     };
     let service: Rc<str> = name.show().into();
     let dtab_text = routes.dtab.show();
-    let bound = match snapshot.bind(router, &name) {
+    let bound = match snapshot.bind(router, &name, local) {
         Ok(tree) => tree,
         Err(e) => return Ok(Cached::Failed(ProxyErrorKind::NoRoute, format!("Unable to route {service}: {e}").into())),
     };
@@ -172,9 +213,9 @@ fn resolve(snapshot: &RoutingSnapshot, router: usize, key: &[u8]) -> Result<Cach
         .into()
     };
     let mut unavailable = Vec::new();
-    let tree = bound.map(&mut |b| match snapshot.endpoints(b) {
-        Endpoints::Addrs(addrs) => {
-            Some(Rc::new(BoundEndpoints { client: b.id.show().into(), addrs, next: Cell::new(0) }))
+    let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
+        Endpoints::Addrs { client, addrs } => {
+            Some(Rc::new(BoundEndpoints { client: client.into(), addrs, next: Cell::new(0) }))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);

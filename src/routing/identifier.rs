@@ -1,10 +1,12 @@
 //! Identifiers name a request: they turn it into a destination path under the
-//! router's `dstPrefix` (linkerd 1.x `identifier:`). The data path calls
-//! [`Identifier::key`] first, which borrows from the request and needs no
-//! allocation, so a cached destination costs one hash lookup.
+//! router's `dstPrefix` (linkerd 1.x `identifier:`, one or a list tried in
+//! order). The data path first asks for a *key* — the bytes of the request
+//! the identifier reads, written into a reused per-core buffer — so a cached
+//! destination costs one hash lookup and no allocation; the path itself is
+//! only built on a cache miss, from the key.
 
-use crate::config::IdentifierConfig;
-use crate::http1::RequestHead;
+use crate::config::IdentifierKind;
+use crate::http1::{RequestHead, Version};
 
 use super::path::Path;
 
@@ -12,43 +14,175 @@ use super::path::Path;
 pub enum Identifier {
     /// `io.l5d.header.token`: one header's value, verbatim, as one segment.
     HeaderToken { header: Box<str>, is_host: bool },
+    /// `io.l5d.methodAndHost`: `/1.1/GET/host[/path…]` (`/1.0/GET[/path…]`).
+    MethodAndHost { uri_in_dst: bool },
+    /// `io.l5d.path`: the first `segments` segments of the request path.
+    Path { segments: usize, consume: bool },
+    /// `io.l5d.header`: a header whose value is a path (default `l5d-name`).
+    Header { header: Box<str> },
+    /// `io.l5d.static`: every request gets the same path.
+    Static { path: Path },
+}
+
+/// A router's identifiers, tried in order.
+#[derive(Debug, Clone)]
+pub struct Identifiers(Vec<Identifier>);
+
+const SEP: u8 = 0;
+
+impl Identifiers {
+    pub fn from_config(kinds: &[IdentifierKind]) -> Result<Identifiers, String> {
+        let list = kinds.iter().map(Identifier::from_config).collect::<Result<Vec<_>, _>>()?;
+        Ok(Identifiers(list))
+    }
+
+    /// Writes the cache key of the first identifier that can name `head` into
+    /// `key` (its index, then the bytes it reads). Errors say why none could.
+    pub fn key(&self, head: &RequestHead<'_, '_>, key: &mut Vec<u8>) -> Result<(), String> {
+        let mut last = String::from("no identifier configured");
+        for (i, id) in self.0.iter().enumerate() {
+            key.clear();
+            key.push(i as u8);
+            match id.key(head, key) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The destination path for a key written by [`Identifiers::key`].
+    pub fn name(&self, dst_prefix: &Path, key: &[u8]) -> Result<Path, String> {
+        let (&index, rest) = key.split_first().ok_or("empty identification key")?;
+        let id = self.0.get(usize::from(index)).ok_or("stale identification key")?;
+        id.name(dst_prefix, rest)
+    }
+
+    /// How many leading path segments to strip from the request target before
+    /// forwarding (`io.l5d.path` with `consume: true`), for the identifier
+    /// that produced `key`.
+    pub fn consumed_segments(&self, key: &[u8]) -> usize {
+        match key.first().and_then(|&i| self.0.get(usize::from(i))) {
+            Some(Identifier::Path { segments, consume: true }) => *segments,
+            _ => 0,
+        }
+    }
 }
 
 impl Identifier {
-    pub fn from_config(config: &IdentifierConfig) -> Identifier {
-        match config {
-            IdentifierConfig::HeaderToken { header } => {
+    pub fn from_config(kind: &IdentifierKind) -> Result<Identifier, String> {
+        Ok(match kind {
+            IdentifierKind::HeaderToken { header } => {
                 Identifier::HeaderToken { header: header.as_str().into(), is_host: header.eq_ignore_ascii_case("host") }
             }
-        }
+            IdentifierKind::MethodAndHost { http_uri_in_dst } => {
+                Identifier::MethodAndHost { uri_in_dst: *http_uri_in_dst }
+            }
+            IdentifierKind::Path { segments, consume } => Identifier::Path { segments: *segments, consume: *consume },
+            IdentifierKind::Header { header } => Identifier::Header { header: header.as_str().into() },
+            IdentifierKind::Static { path } => {
+                Identifier::Static { path: Path::parse(path).map_err(|e| format!("io.l5d.static path {path:?}: {e}"))? }
+            }
+        })
     }
 
-    /// The part of the request this identifier reads, or why it cannot name it.
-    pub fn key<'b>(&self, head: &RequestHead<'b, '_>) -> Result<&'b [u8], String> {
+    fn header<'b>(head: &RequestHead<'b, '_>, name: &str) -> Option<&'b [u8]> {
+        if name.eq_ignore_ascii_case("host") {
+            return head.host.map(str::as_bytes);
+        }
+        head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+
+    fn key(&self, head: &RequestHead<'_, '_>, key: &mut Vec<u8>) -> Result<(), String> {
         match self {
             Identifier::HeaderToken { header, is_host } => {
-                let value = if *is_host {
-                    head.host.map(str::as_bytes)
-                } else {
-                    head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(header)).map(|h| h.value)
-                };
+                let value = if *is_host { head.host.map(str::as_bytes) } else { Self::header(head, header) };
                 match value {
-                    Some(v) if !v.is_empty() => Ok(v),
-                    _ => Err(format!("no {header} header")),
+                    Some(v) if !v.is_empty() => key.extend_from_slice(v),
+                    _ => return Err(format!("no {header} header")),
                 }
             }
+            Identifier::MethodAndHost { uri_in_dst } => {
+                key.extend_from_slice(if head.version == Version::Http10 { b"1.0" } else { b"1.1" });
+                key.push(SEP);
+                key.extend_from_slice(head.method_str.as_bytes());
+                key.push(SEP);
+                if head.version == Version::Http11 {
+                    match head.host {
+                        Some(h) if !h.is_empty() => key.extend_from_slice(h.as_bytes()),
+                        _ => return Err("no Host header".into()),
+                    }
+                }
+                key.push(SEP);
+                if *uri_in_dst {
+                    key.extend_from_slice(path_of(head.target).as_bytes());
+                }
+            }
+            Identifier::Path { segments, .. } => {
+                let path = path_of(head.target);
+                let taken: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).take(*segments).collect();
+                if taken.len() < *segments {
+                    return Err(format!("the request path has fewer than {segments} segments"));
+                }
+                for s in taken {
+                    key.extend_from_slice(s.as_bytes());
+                    key.push(SEP);
+                }
+            }
+            Identifier::Header { header } => match Self::header(head, header) {
+                Some(v) if !v.is_empty() => key.extend_from_slice(v),
+                _ => return Err(format!("no {header} header")),
+            },
+            Identifier::Static { .. } => {}
         }
+        Ok(())
     }
 
-    /// The destination path for a key: `dstPrefix ++ /<value>`.
-    pub fn name(&self, dst_prefix: &Path, key: &[u8]) -> Result<Path, String> {
+    fn name(&self, dst_prefix: &Path, key: &[u8]) -> Result<Path, String> {
+        let segment = |bytes: &[u8]| Path::from_segments([bytes]).map_err(|e| e.to_string());
         match self {
             Identifier::HeaderToken { header, .. } => {
-                let segment = Path::from_segments([key]).map_err(|e| format!("invalid {header} header: {e}"))?;
-                Ok(dst_prefix.concat(&segment))
+                Ok(dst_prefix.concat(&segment(key).map_err(|e| format!("invalid {header} header: {e}"))?))
             }
+            Identifier::MethodAndHost { .. } => {
+                let mut parts = key.splitn(4, |&b| b == SEP);
+                let (version, method, host, uri) = (parts.next(), parts.next(), parts.next(), parts.next());
+                let mut name = dst_prefix.concat(&segment(version.unwrap_or(b"1.1"))?);
+                name = name.concat(&segment(method.unwrap_or(b"GET"))?);
+                if let Some(host) = host.filter(|h| !h.is_empty()) {
+                    name = name.concat(&segment(host)?);
+                }
+                if let Some(uri) = uri.filter(|u| !u.is_empty()) {
+                    for s in uri.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+                        name = name.concat(&segment(s)?);
+                    }
+                }
+                Ok(name)
+            }
+            Identifier::Path { .. } => {
+                let mut name = dst_prefix.clone();
+                for s in key.split(|&b| b == SEP).filter(|s| !s.is_empty()) {
+                    name = name.concat(&segment(s)?);
+                }
+                Ok(name)
+            }
+            Identifier::Header { header } => {
+                let text = std::str::from_utf8(key).map_err(|_| format!("{header} is not a path"))?;
+                Path::parse(text).map_err(|e| format!("{header} is not a path: {e}"))
+            }
+            Identifier::Static { path } => Ok(path.clone()),
         }
     }
+}
+
+/// The path part of a request target (no query or fragment; the path of an
+/// absolute-form target).
+fn path_of(target: &str) -> &str {
+    let target = match target.find("://") {
+        Some(i) => target[i + 3..].find('/').map_or("/", |j| &target[i + 3 + j..]),
+        None => target,
+    };
+    &target[..target.find(['?', '#']).unwrap_or(target.len())]
 }
 
 #[cfg(test)]
@@ -57,26 +191,41 @@ mod tests {
     use crate::http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 
-    #[test]
-    fn host_names_one_segment() {
-        let id = Identifier::from_config(&IdentifierConfig::default());
-        let buf = b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n";
+    fn name_of(kinds: &[IdentifierKind], request: &[u8]) -> Result<String, String> {
+        let ids = Identifiers::from_config(kinds).unwrap();
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
-        let key = id.key(&head).unwrap();
-        let name = id.name(&Path::parse("/svc").unwrap(), key).unwrap();
-        assert_eq!(name.show(), "/svc/serviceB");
-        // A host with a port stays one segment, as in linkerd.
-        let name = id.name(&Path::parse("/svc").unwrap(), b"b:8080").unwrap();
-        assert_eq!(name.len(), 2);
+        let head = parse_request(request, &mut slots, &Limits::default()).unwrap().unwrap();
+        let mut key = Vec::new();
+        ids.key(&head, &mut key)?;
+        ids.name(&Path::parse("/svc").unwrap(), &key).map(|p| p.show())
     }
 
     #[test]
-    fn missing_header_is_an_error() {
-        let id = Identifier::from_config(&IdentifierConfig::HeaderToken { header: "x-dst".into() });
-        let buf = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n";
-        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
-        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
-        assert_eq!(id.key(&head).unwrap_err(), "no x-dst header");
+    fn each_identifier_kind() {
+        let get = b"GET /users/42?x=1 HTTP/1.1\r\nHost: serviceB\r\nl5d-name: /s/custom\r\n\r\n";
+        assert_eq!(name_of(&[IdentifierKind::default()], get).unwrap(), "/svc/serviceB");
+        assert_eq!(
+            name_of(&[IdentifierKind::MethodAndHost { http_uri_in_dst: false }], get).unwrap(),
+            "/svc/1.1/GET/serviceB"
+        );
+        assert_eq!(
+            name_of(&[IdentifierKind::MethodAndHost { http_uri_in_dst: true }], get).unwrap(),
+            "/svc/1.1/GET/serviceB/users/42"
+        );
+        assert_eq!(name_of(&[IdentifierKind::Path { segments: 1, consume: false }], get).unwrap(), "/svc/users");
+        assert_eq!(name_of(&[IdentifierKind::Header { header: "l5d-name".into() }], get).unwrap(), "/s/custom");
+        assert_eq!(name_of(&[IdentifierKind::Static { path: "/x/y".into() }], get).unwrap(), "/x/y");
+        let v10 = b"GET /a HTTP/1.0\r\n\r\n";
+        assert_eq!(name_of(&[IdentifierKind::MethodAndHost { http_uri_in_dst: false }], v10).unwrap(), "/svc/1.0/GET");
+    }
+
+    #[test]
+    fn a_list_is_tried_in_order() {
+        let kinds = [IdentifierKind::Header { header: "x-dst".into() }, IdentifierKind::default()];
+        assert_eq!(name_of(&kinds, b"GET / HTTP/1.1\r\nHost: b\r\n\r\n").unwrap(), "/svc/b");
+        assert_eq!(name_of(&kinds, b"GET / HTTP/1.1\r\nHost: b\r\nx-dst: /o/v\r\n\r\n").unwrap(), "/o/v");
+        let err =
+            name_of(&[IdentifierKind::Path { segments: 2, consume: true }], b"GET /a HTTP/1.1\r\nHost: b\r\n\r\n");
+        assert!(err.unwrap_err().contains("fewer than 2"));
     }
 }

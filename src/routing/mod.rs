@@ -87,5 +87,5 @@ mod identifier;
 mod snapshot;
 
 pub use cache::{CoreRoutes, Route};
-pub use identifier::Identifier;
-pub use snapshot::{Endpoints, RouterRoutes, RoutingSnapshot, SharedSnapshot};
+pub use identifier::{Identifier, Identifiers};
+pub use snapshot::{Endpoints, FsNamer, NamerInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot};

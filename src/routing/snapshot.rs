@@ -1,28 +1,103 @@
-//! The routing snapshot: config, dtabs and (later) namer state compiled into
-//! one immutable value, published with arc-swap. Workers load it without a
-//! lock; each keeps its own cache of resolved destinations keyed by the
-//! snapshot's generation (see `cache`).
+//! The routing snapshot: config, dtabs and namer state compiled into one
+//! immutable value, published with arc-swap. Workers load it without a lock;
+//! each keeps its own cache of resolved destinations keyed by the snapshot's
+//! generation (see `cache`). Everything that can block — reading namer
+//! directories, DNS — happens before compiling, on the control thread
+//! ([`NamerInputs::load`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::{Config, NamerConfig, TransformerConfig};
+use crate::namer::{fs, FsState};
 use crate::proxy::RouterSettings;
 
-use super::delegate::{BoundName, Delegator, EmptyNamers};
+use super::delegate::{BoundName, Delegator, Namers};
 use super::dtab::Dtab;
-use super::identifier::Identifier;
+use super::identifier::Identifiers;
 use super::name_tree::NameTree;
 use super::path::Path;
 
 pub struct RouterRoutes {
     pub label: String,
     pub dst_prefix: Path,
-    pub identifier: Identifier,
+    pub identifiers: Identifiers,
     pub dtab: Dtab,
+    /// The interpreter's transformers, applied to every bound address set.
+    pub transformers: Vec<TransformerConfig>,
+    /// Honour `l5d-dtab` per-request overrides.
+    pub dtab_headers: bool,
+    /// Send `l5d-dst-*` context headers upstream.
+    pub context_headers: bool,
+}
+
+/// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.
+pub struct FsNamer {
+    pub prefix: Path,
+    pub state: FsState,
+    pub transformers: Vec<TransformerConfig>,
+}
+
+/// What the namers and DNS said when the snapshot was built.
+#[derive(Default)]
+pub struct NamerInputs {
+    /// One per configured namer, in config order.
+    pub fs: Vec<FsState>,
+    /// Host names seen in dtabs and namer files, resolved.
+    pub dns: HashMap<String, Vec<IpAddr>>,
+}
+
+impl NamerInputs {
+    /// Reads every namer directory and resolves every host name the config
+    /// and the namers mention. Blocking: call it off the data path.
+    pub fn load(config: &Config, previous: Option<&NamerInputs>) -> NamerInputs {
+        let mut inputs = NamerInputs::default();
+        for namer in &config.namers {
+            let NamerConfig::Fs { root_dir, .. } = namer;
+            let state = fs::read_dir(&PathBuf::from(root_dir)).unwrap_or_else(|e| {
+                tracing::warn!(namer = namer.prefix(), root_dir, error = %e, "cannot read namer directory");
+                FsState::default()
+            });
+            for problem in &state.problems {
+                tracing::warn!(namer = namer.prefix(), %problem, "skipped a namer line");
+            }
+            inputs.fs.push(state);
+        }
+        let mut names = Vec::new();
+        for router in &config.routers {
+            if let Ok(dtab) = Dtab::parse(&router.dtab) {
+                for dentry in dtab.dentries() {
+                    collect_inet_hosts(&dentry.dst, &mut names);
+                }
+            }
+        }
+        for state in &inputs.fs {
+            for addrs in state.services.values() {
+                names.extend(addrs.iter().filter(|a| a.host.parse::<IpAddr>().is_err()).map(|a| a.host.clone()));
+            }
+        }
+        for name in names {
+            if inputs.dns.contains_key(&name) {
+                continue;
+            }
+            let ips: Vec<IpAddr> = match (name.as_str(), 0u16).to_socket_addrs() {
+                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                Err(e) => {
+                    // Keep what resolved before: a DNS hiccup must not take a
+                    // working route away.
+                    let kept = previous.and_then(|p| p.dns.get(&name)).cloned().unwrap_or_default();
+                    tracing::warn!(host = %name, error = %e, kept = kept.len(), "DNS resolution failed");
+                    kept
+                }
+            };
+            inputs.dns.insert(name, ips);
+        }
+        inputs
+    }
 }
 
 pub struct RoutingSnapshot {
@@ -32,84 +107,197 @@ pub struct RoutingSnapshot {
     /// Settings of every configured server, routers in order and each
     /// router's servers in order (the index workers' listeners carry).
     pub servers: Vec<RouterSettings>,
-    /// `/$/inet` host names found in the dtabs, resolved when the snapshot was
-    /// built, off the data path. Workers never block on DNS.
-    resolved_hosts: HashMap<String, Vec<IpAddr>>,
+    pub namers: Vec<FsNamer>,
+    dns: HashMap<String, Vec<IpAddr>>,
 }
 
 /// Where a bound name sends traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoints {
-    Addrs(Vec<SocketAddr>),
+    /// The addresses, and the client name (the bound id with any transformer
+    /// prefix, e.g. `/%/io.l5d.port/4141/#/io.l5d.fs/serviceB`).
+    Addrs { client: String, addrs: Vec<SocketAddr> },
     /// Bound, but nothing can be reached through it (with the reason).
     Unavailable(String),
 }
 
+impl Namers for [FsNamer] {
+    fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
+        if path.segment(0) != Some(b"#") {
+            return None;
+        }
+        let rest = path.drop(1);
+        let namer = self.iter().find(|n| rest.starts_with(&n.prefix))?;
+        let at = 1 + namer.prefix.len();
+        let Some(service) = path.segment_str(at) else { return Some(NameTree::Neg) };
+        if !namer.state.services.contains_key(service) {
+            return Some(NameTree::Neg);
+        }
+        Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
+    }
+}
+
 impl RoutingSnapshot {
+    /// Compiles with freshly loaded namer inputs (blocking; for `check`,
+    /// start-up and tests).
     pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
+        Self::compile_with(config, &NamerInputs::load(config, None), generation)
+    }
+
+    pub fn compile_with(config: &Config, inputs: &NamerInputs, generation: u64) -> Result<RoutingSnapshot, String> {
         let mut routers = Vec::with_capacity(config.routers.len());
         let mut servers = Vec::new();
-        let mut resolved_hosts = HashMap::new();
         for (i, r) in config.routers.iter().enumerate() {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
-            for dentry in dtab.dentries() {
-                collect_inet_hosts(&dentry.dst, &mut resolved_hosts);
-            }
+            let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
             servers.extend(r.servers.iter().map(|server| RouterSettings::from_config(config, i, server)));
             routers.push(RouterRoutes {
                 label: r.label().to_string(),
                 dst_prefix,
-                identifier: Identifier::from_config(&r.identifier()),
+                identifiers,
                 dtab,
+                transformers: r.interpreter.transformers.clone(),
+                dtab_headers: r.dtab_headers,
+                context_headers: r.context_headers,
             });
         }
-        Ok(RoutingSnapshot { generation, routers, servers, resolved_hosts })
-    }
-
-    /// Delegates `name` through the router's dtab to a bound tree.
-    pub fn bind(&self, router: usize, name: &Path) -> Result<NameTree<BoundName>, String> {
-        let routes = &self.routers[router];
-        Delegator::new(&routes.dtab, &EmptyNamers).bind(name).map_err(|e| e.to_string())
-    }
-
-    /// The addresses behind a bound id (`/$/inet/HOST/PORT`).
-    pub fn endpoints(&self, bound: &BoundName) -> Endpoints {
-        let id = &bound.id;
-        if id.len() == 4 && id.segment(0) == Some(b"$") && id.segment(1) == Some(b"inet") {
-            let (Some(host), Some(port)) = (id.segment_str(2), id.segment_str(3)) else {
-                return Endpoints::Unavailable(format!("invalid inet address {id}"));
-            };
-            let Ok(port) = port.parse::<u16>() else {
-                return Endpoints::Unavailable(format!("invalid port in {id}"));
-            };
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                return Endpoints::Addrs(vec![SocketAddr::new(ip, port)]);
-            }
-            return match self.resolved_hosts.get(host) {
-                Some(ips) if !ips.is_empty() => {
-                    Endpoints::Addrs(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
-                }
-                Some(_) => Endpoints::Unavailable(format!("{host} resolved to no address")),
-                None => Endpoints::Unavailable(format!("{host} is not a resolved address")),
-            };
+        let mut namers = Vec::new();
+        for (i, namer) in config.namers.iter().enumerate() {
+            let NamerConfig::Fs { transformers, .. } = namer;
+            let prefix = Path::parse(namer.prefix()).map_err(|e| format!("namers[{i}].prefix: {e}"))?;
+            let state = inputs.fs.get(i).cloned().unwrap_or_default();
+            namers.push(FsNamer { prefix, state, transformers: transformers.clone() });
         }
-        Endpoints::Unavailable(format!("no namer resolves {id}"))
+        Ok(RoutingSnapshot { generation, routers, servers, namers, dns: inputs.dns.clone() })
+    }
+
+    /// Delegates `name` through the router's dtab (plus a per-request dtab)
+    /// to a bound tree.
+    pub fn bind(&self, router: usize, name: &Path, local: Option<&Dtab>) -> Result<NameTree<BoundName>, String> {
+        let routes = &self.routers[router];
+        let namers: &[FsNamer] = &self.namers;
+        let delegator = Delegator::new(&routes.dtab, namers);
+        let delegator = match local {
+            Some(local) => delegator.with_local(local),
+            None => delegator,
+        };
+        delegator.bind(name).map_err(|e| e.to_string())
+    }
+
+    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        match self.dns.get(host) {
+            Some(ips) if !ips.is_empty() => Ok(ips.clone()),
+            Some(_) => Err(format!("{host} resolved to no address")),
+            None => Err(format!("{host} is not a resolved address")),
+        }
+    }
+
+    /// The addresses behind a bound id, after the namer's and the router's
+    /// transformers.
+    pub fn endpoints(&self, router: usize, bound: &BoundName) -> Endpoints {
+        let id = &bound.id;
+        let (mut addrs, namer_transformers): (Vec<SocketAddr>, &[TransformerConfig]) =
+            if id.len() == 4 && id.segment(0) == Some(b"$") && id.segment(1) == Some(b"inet") {
+                let (Some(host), Some(port)) = (id.segment_str(2), id.segment_str(3)) else {
+                    return Endpoints::Unavailable(format!("invalid inet address {id}"));
+                };
+                let Ok(port) = port.parse::<u16>() else {
+                    return Endpoints::Unavailable(format!("invalid port in {id}"));
+                };
+                match self.resolve_host(host) {
+                    Ok(ips) => (ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(), &[]),
+                    Err(e) => return Endpoints::Unavailable(e),
+                }
+            } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
+                let service = id.segment_str(1 + namer.prefix.len()).unwrap_or_default();
+                let entries = namer.state.services.get(service).map(Vec::as_slice).unwrap_or_default();
+                let mut addrs = Vec::new();
+                let mut problems = Vec::new();
+                for entry in entries.iter().filter(|e| e.weight > 0.0) {
+                    match self.resolve_host(&entry.host) {
+                        Ok(ips) => addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, entry.port))),
+                        Err(e) => problems.push(e),
+                    }
+                }
+                if addrs.is_empty() {
+                    let why = if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
+                    return Endpoints::Unavailable(why);
+                }
+                (addrs, &namer.transformers)
+            } else {
+                return Endpoints::Unavailable(format!("no namer resolves {id}"));
+            };
+        let mut client = id.show();
+        for t in namer_transformers.iter().chain(&self.routers[router].transformers) {
+            addrs = transform(t, addrs);
+            client = format!("{}{client}", t.client_prefix());
+        }
+        if addrs.is_empty() {
+            return Endpoints::Unavailable(format!("{client}: no address left after the transformers"));
+        }
+        Endpoints::Addrs { client, addrs }
     }
 }
 
-/// Finds `/$/inet/HOST/...` leaves with a non-IP HOST and resolves them now.
-fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut HashMap<String, Vec<IpAddr>>) {
+/// linkerd's interpreter transformers.
+fn transform(t: &TransformerConfig, addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    match t {
+        TransformerConfig::Port { port, .. } => addrs.into_iter().map(|a| SocketAddr::new(a.ip(), *port)).collect(),
+        TransformerConfig::Localhost { .. } => {
+            let local = local_addresses();
+            addrs.into_iter().filter(|a| a.ip().is_loopback() || local.contains(&a.ip())).collect()
+        }
+    }
+}
+
+/// The addresses of this host's interfaces.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifaddrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free below.
+    if unsafe { libc::getifaddrs(&mut ifaddrs) } != 0 {
+        return out;
+    }
+    let mut cur = ifaddrs;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned.
+        let addr = unsafe { (*cur).ifa_addr };
+        if !addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it names.
+            unsafe {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // SAFETY: as above.
+        cur = unsafe { (*cur).ifa_next };
+    }
+    // SAFETY: frees the list getifaddrs allocated, once.
+    unsafe { libc::freeifaddrs(ifaddrs) };
+    out
+}
+
+/// Finds `/$/inet/HOST/...` leaves with a non-IP HOST.
+fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut Vec<String>) {
     match tree {
         NameTree::Leaf(p) => {
             if p.len() >= 4 && p.segment(0) == Some(b"$") && p.segment(1) == Some(b"inet") {
                 if let Some(host) = p.segment_str(2) {
-                    if host.parse::<IpAddr>().is_err() && !out.contains_key(host) {
-                        let ips = (host, 0u16)
-                            .to_socket_addrs()
-                            .map(|addrs| addrs.map(|a| a.ip()).collect())
-                            .unwrap_or_default();
-                        out.insert(host.to_string(), ips);
+                    if host.parse::<IpAddr>().is_err() {
+                        out.push(host.to_string());
                     }
                 }
             }

@@ -13,11 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
-use crate::routing::{RoutingSnapshot, SharedSnapshot};
+use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
 
 const POLL: Duration = Duration::from_millis(200);
+/// How often host names (in dtabs and namer files) are resolved again.
+const DNS_REFRESH: Duration = Duration::from_secs(10);
 
 /// Counters the admin server reports (reloads, refusals, snapshot generation).
 #[derive(Default)]
@@ -33,6 +35,9 @@ pub struct Control {
     shared: SharedSnapshot,
     generation: u64,
     config_watch: Option<Watched>,
+    namer_watches: Vec<Watched>,
+    inputs: NamerInputs,
+    last_dns: std::time::Instant,
     /// Set by the signal thread on SIGHUP.
     pub hup: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
@@ -44,12 +49,17 @@ impl Control {
         let config_watch = config_path.as_deref().map(Watched::new);
         let stats = Arc::new(ControlStats::default());
         stats.generation.store(generation, Ordering::Relaxed);
+        let namer_watches = namer_watches(&config);
+        let inputs = NamerInputs::load(&config, None);
         Control {
             config_path,
             config,
             shared,
             generation,
             config_watch,
+            namer_watches,
+            inputs,
+            last_dns: std::time::Instant::now(),
             hup: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(AtomicBool::new(false)),
             stats,
@@ -64,6 +74,35 @@ impl Control {
             let file_changed = self.config_watch.as_mut().is_some_and(Watched::changed);
             if hup || file_changed {
                 self.reload(if hup { "SIGHUP" } else { "config file changed" });
+                continue;
+            }
+            let mut namers_changed = false;
+            for w in &mut self.namer_watches {
+                namers_changed |= w.changed();
+            }
+            let dns_due = self.last_dns.elapsed() >= DNS_REFRESH;
+            if namers_changed || dns_due {
+                self.last_dns = std::time::Instant::now();
+                let inputs = NamerInputs::load(&self.config, Some(&self.inputs));
+                if inputs.fs != self.inputs.fs || inputs.dns != self.inputs.dns {
+                    self.inputs = inputs;
+                    self.publish(if namers_changed { "namer changed" } else { "DNS changed" });
+                }
+            }
+        }
+    }
+
+    /// Compiles the current config and inputs into a new snapshot.
+    fn publish(&mut self, why: &str) {
+        match RoutingSnapshot::compile_with(&self.config, &self.inputs, self.generation + 1) {
+            Ok(snapshot) => {
+                self.generation += 1;
+                self.shared.publish(snapshot);
+                self.stats.generation.store(self.generation, Ordering::Relaxed);
+                tracing::info!(trigger = why, generation = self.generation, "routing updated");
+            }
+            Err(e) => {
+                tracing::error!(trigger = why, error = %e, "routing update failed; the previous routing keeps serving")
             }
         }
     }
@@ -74,24 +113,50 @@ impl Control {
             stats.reloads_refused.fetch_add(1, Ordering::Relaxed);
             tracing::error!(trigger = why, %reason, "config reload refused; the running config keeps serving");
         };
-        let config = match Config::load(&path) {
-            Ok(c) => c,
+        let config = match Config::load_with_warnings(&path) {
+            Ok((c, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                c
+            }
             Err(e) => return refuse(&self.stats, e.to_string()),
         };
+        let (errors, pending) = config.not_yet_in_effect();
+        if !errors.is_empty() {
+            return refuse(&self.stats, errors.join("; "));
+        }
+        for w in pending {
+            tracing::warn!("{w}");
+        }
         if let Some(what) = needs_restart(&self.config, &config) {
             return refuse(&self.stats, format!("{what} changed, which needs a restart"));
         }
-        let snapshot = match RoutingSnapshot::compile(&config, self.generation + 1) {
+        let inputs = NamerInputs::load(&config, Some(&self.inputs));
+        let snapshot = match RoutingSnapshot::compile_with(&config, &inputs, self.generation + 1) {
             Ok(s) => s,
             Err(e) => return refuse(&self.stats, e),
         };
         self.generation += 1;
         self.shared.publish(snapshot);
+        self.namer_watches = namer_watches(&config);
+        self.inputs = inputs;
         self.config = config;
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         self.stats.generation.store(self.generation, Ordering::Relaxed);
         tracing::info!(trigger = why, generation = self.generation, "config reloaded");
     }
+}
+
+fn namer_watches(config: &Config) -> Vec<Watched> {
+    config
+        .namers
+        .iter()
+        .map(|n| {
+            let NamerConfig::Fs { root_dir, .. } = n;
+            Watched::new(std::path::Path::new(root_dir))
+        })
+        .collect()
 }
 
 /// The first setting that differs between `old` and `new` and cannot change
