@@ -39,6 +39,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Explain how a path delegates: each rewrite step, then `=> TREE`, the
+    /// bound name tree in finagle syntax (as linkerd's delegator shows it).
+    Delegate {
+        /// A config whose router's dtab and namers to use.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Which router (by label); default: the first.
+        #[arg(long)]
+        router: Option<String>,
+        /// A dtab to delegate with: alone, or appended to the router's (as a
+        /// per-request `l5d-dtab` would be).
+        #[arg(long)]
+        dtab: Option<String>,
+        /// Print linkerd's /delegator.json instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The path, e.g. /svc/serviceB.
+        path: String,
+    },
     /// Run the seed scenario on localhost: a demo serviceB, sidecar B
     /// (incoming, :4143) and sidecar A (outgoing, :4141), and send requests
     /// through them as ServiceA.
@@ -55,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, io } => run(config, io),
         Command::Check { config } => check(config),
+        Command::Delegate { config, router, dtab, json, path } => delegate(config, router, dtab, json, &path),
         Command::Demo { check } => corelink::demo::run(check).map_err(anyhow::Error::from),
     };
     match result {
@@ -134,5 +154,40 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
+    Ok(())
+}
+
+fn delegate(
+    config: Option<PathBuf>,
+    router: Option<String>,
+    dtab: Option<String>,
+    json: bool,
+    path: &str,
+) -> anyhow::Result<()> {
+    use corelink::routing::{Delegator, Dtab, EmptyNamers, Path, RoutingSnapshot};
+    let path = Path::parse(path).map_err(|e| anyhow::anyhow!("path {path:?}: {e}"))?;
+    let extra = dtab.as_deref().map(Dtab::parse).transpose().map_err(|e| anyhow::anyhow!("--dtab: {e}"))?;
+    let delegation = match config {
+        Some(config_path) => {
+            let config = load(&config_path)?;
+            let snapshot = RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
+            let index = match &router {
+                Some(label) => {
+                    snapshot.router_index(label).ok_or_else(|| anyhow::anyhow!("no router labelled {label:?}"))?
+                }
+                None => 0,
+            };
+            snapshot.delegate(index, &path, extra.as_ref())
+        }
+        None => {
+            let dtab = extra.ok_or_else(|| anyhow::anyhow!("give --config, --dtab or both"))?;
+            Delegator::new(&dtab, &EmptyNamers).delegate(&path)
+        }
+    };
+    if json {
+        println!("{}", delegation.to_json());
+    } else {
+        print!("{}", delegation.render_text());
+    }
     Ok(())
 }

@@ -232,3 +232,31 @@ fn per_request_dtab_only_when_enabled_and_clear_context_strips_it() {
         assert!(seen.contains("l5d-dst-service: /svc/x"), "{io}: {seen}");
     }
 }
+
+#[test]
+fn delegate_explains_a_route_on_the_cli_and_the_admin_port() {
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "delegate",
+            "--dtab",
+            "/svc => /#/io.l5d.fs; /svc/b => 0.3*/$/inet/127.0.0.1/1 & 0.7*/$/inet/127.0.0.1/2",
+            "/svc/b",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().last(), Some("=> 0.30*/$/inet/127.0.0.1/1 & 0.70*/$/inet/127.0.0.1/2"), "{text}");
+    assert!(text.contains("[/svc=>/#/io.l5d.fs] -> ~"), "{text}");
+
+    let a = Backend::start();
+    let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), "epoll");
+    let mut c = Conn::open(proxy.admin);
+    c.send(b"GET /delegator.json?path=/svc/x&dtab=/svc/y%3D%3E/svc/x HTTP/1.1\r\nHost: admin\r\n\r\n");
+    let rsp = c.read_response("GET").unwrap();
+    assert_eq!(rsp.status, 200);
+    let json = String::from_utf8_lossy(&rsp.body);
+    assert!(json.contains(&format!("\"bound\":{{\"id\":\"{}\"", inet(a.addr))), "{json}");
+    let rsp = get(proxy.admin, "/delegator.json", "admin").unwrap();
+    assert_eq!(rsp.status, 400);
+}

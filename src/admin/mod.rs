@@ -19,6 +19,8 @@ use crate::http1::{self, Limits, Method, HEADER_SLOTS};
 pub struct AdminState {
     /// Every router listens on every worker and the routing snapshot is built.
     pub ready: AtomicBool,
+    /// The published routing, for `/delegator.json`.
+    pub snapshot: std::sync::OnceLock<crate::routing::SharedSnapshot>,
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
@@ -84,7 +86,7 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
 
 fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or(target);
-    let known = matches!(path, "/admin/ping" | "/admin/ready");
+    let known = matches!(path, "/admin/ping" | "/admin/ready" | "/delegator.json");
     if known && !matches!(method, Method::Get | Method::Head) {
         return plain(405, "method not allowed");
     }
@@ -92,8 +94,71 @@ fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ping" => plain(200, "pong"),
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
+        "/delegator.json" => delegator(target, state),
         _ => plain(404, "not found"),
     }
+}
+
+/// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the
+/// delegation of `path` through the router's dtab (plus an optional dtab),
+/// as JSON.
+fn delegator(target: &str, state: &AdminState) -> Vec<u8> {
+    use crate::routing::{Dtab, Path};
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| {
+        query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| url_decode(v))
+    };
+    let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
+        return plain(503, "routing not ready");
+    };
+    let Some(path) = param("path") else { return plain(400, "missing path parameter") };
+    let path = match Path::parse(&path) {
+        Ok(p) => p,
+        Err(e) => return plain(400, &format!("invalid path: {e}")),
+    };
+    let local = match param("dtab").filter(|d| !d.is_empty()).map(|d| Dtab::parse(&d)).transpose() {
+        Ok(d) => d,
+        Err(e) => return plain(400, &format!("invalid dtab: {e}")),
+    };
+    let router = match param("router") {
+        Some(label) => match snapshot.router_index(&label) {
+            Some(i) => i,
+            None => return plain(404, &format!("no router labelled {label:?}")),
+        },
+        None => 0,
+    };
+    let body = snapshot.delegate(router, &path, local.as_ref()).to_json();
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space).
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn plain(status: u16, body: &str) -> Vec<u8> {

@@ -185,6 +185,23 @@ impl RoutingSnapshot {
         delegator.bind(name).map_err(|e| e.to_string())
     }
 
+    /// Explains how `path` delegates on `router` (linkerd's delegator): every
+    /// rewrite step and the resulting bound tree.
+    pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> super::delegate::Delegation {
+        let routes = &self.routers[router];
+        let namers: &[FsNamer] = &self.namers;
+        let delegator = Delegator::new(&routes.dtab, namers);
+        match local {
+            Some(local) => delegator.with_local(local).delegate(path),
+            None => delegator.delegate(path),
+        }
+    }
+
+    /// The index of the router with this label.
+    pub fn router_index(&self, label: &str) -> Option<usize> {
+        self.routers.iter().position(|r| r.label == label)
+    }
+
     fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);

@@ -77,6 +77,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 
     let admin_state = Arc::new(AdminState::default());
+    let _ = admin_state.snapshot.set(shared.clone());
     let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone())
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
