@@ -53,10 +53,11 @@ impl<B: Backend> Drop for OpenConnection<B> {
 }
 
 /// How long a connection may sit idle in its (large) active task before it
-/// is parked in a small one. Under load the next request arrives within
-/// microseconds and nothing is spawned; a connection idle longer than this
-/// moves to a ~0.5 KiB task so thousands of idle keep-alive connections cost
-/// little memory (docs/io-backends.md has the measurements).
+/// is parked in a small one (epoll only; see `wait_holding_small_buffer` for
+/// io_uring). Under load the next request arrives within microseconds and
+/// nothing is spawned; a connection idle longer than this moves to a
+/// ~0.5 KiB task so thousands of idle keep-alive connections cost little
+/// memory (docs/io-backends.md has the measurements).
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes.
@@ -170,21 +171,56 @@ impl<B: Backend> Session<'_, B> {
     /// idle timeout, or the start of draining. After [`HOT_IDLE`] the caller
     /// parks the connection in a smaller task.
     async fn wait_for_request(&mut self, first: bool) -> Waited {
-        if self.rbuf.capacity() != 0 {
-            let rbuf = std::mem::take(&mut self.rbuf);
-            self.ctx.give_buffer(rbuf);
-        }
         if self.ctx.shutdown.is_draining() && !first {
             return Waited::Closed;
         }
         let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
+        if B::Stream::WAIT_NEEDS_BUFFER {
+            self.wait_holding_small_buffer(first, limit).await
+        } else {
+            self.wait_then_park(first, limit).await
+        }
+    }
+
+    /// epoll: read straight into the read buffer (no extra syscall when the
+    /// next request is already there); after [`HOT_IDLE`], hand over to a
+    /// parked task. Dropping a tokio read on the timeout loses nothing: no
+    /// read is in flight in the kernel.
+    async fn wait_then_park(&mut self, first: bool, limit: Duration) -> Waited {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = self.ctx.take_buffer();
+        }
         let hot = limit.min(HOT_IDLE);
-        let small = if B::Stream::WAIT_NEEDS_BUFFER { self.ctx.take_small() } else { Vec::new() };
-        let wait = tokio::time::timeout(hot, self.client.wait_readable(small));
+        let size = self.ctx.buffer_size();
+        let read = tokio::time::timeout(hot, read_into(self.client, &mut self.rbuf, size));
+        tokio::select! {
+            r = read => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
+                Ok(Ok(_)) => Waited::Ready,
+                // The dropped read took the (empty) buffer with it.
+                Err(_elapsed) if limit > hot => Waited::StillIdle(limit - hot),
+                Err(_elapsed) => Waited::Closed,
+            },
+            () = self.ctx.shutdown.draining(), if !first => Waited::Closed,
+        }
+    }
+
+    /// io_uring: a read in the ring cannot be abandoned while the connection
+    /// lives (tokio-uring does not cancel: a dropped read would still take
+    /// the next bytes), so the connection waits here for the whole idle
+    /// timeout, parking a small buffer rather than a full one, and is not
+    /// handed to a parked task. It is closed on timeout or draining, which
+    /// completes the pending read (see `UringStream`'s drop).
+    async fn wait_holding_small_buffer(&mut self, first: bool, limit: Duration) -> Waited {
+        if self.rbuf.capacity() != 0 {
+            let rbuf = std::mem::take(&mut self.rbuf);
+            self.ctx.give_buffer(rbuf);
+        }
+        let small = self.ctx.take_small();
+        let wait = tokio::time::timeout(limit, self.client.wait_readable(small));
         let (res, small) = tokio::select! {
             r = wait => match r {
                 Ok(r) => r,
-                Err(_elapsed) if limit > hot => return Waited::StillIdle(limit - hot),
                 Err(_elapsed) => return Waited::Closed,
             },
             () = self.ctx.shutdown.draining(), if !first => return Waited::Closed,
