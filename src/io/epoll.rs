@@ -16,16 +16,37 @@ impl Stream for EpollStream {
     const WAIT_NEEDS_BUFFER: bool = false;
 
     fn has_unread_input(&self) -> bool {
-        super::peek_unread(socket2::SockRef::from(&self.0))
+        // Readiness was cleared after the last short read (see `read`): if
+        // epoll has not reported the socket readable since, nothing arrived,
+        // and no syscall is needed. Otherwise confirm with a peek.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.0.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => false,
+            std::task::Poll::Ready(_) => super::peek_unread(socket2::SockRef::from(&self.0)),
+        }
     }
 
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
         debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
         loop {
+            let spare = buf.capacity() - buf.len();
             // try_read_buf consults tokio's cached readiness first, so trying
             // before waiting costs no syscall when the socket is known empty.
             match self.0.try_read_buf(&mut buf) {
-                Ok(n) => return (Ok(n), buf),
+                Ok(n) => {
+                    if n > 0 && n < spare {
+                        // A short read drained the socket. Tell tokio, so the
+                        // next read waits for epoll instead of first making a
+                        // recv that fails with EAGAIN (one syscall less per
+                        // request). Safe: no reactor turn can happen between
+                        // the recv above and this, so an event for data that
+                        // arrived since is still pending in epoll.
+                        let _ = self
+                            .0
+                            .try_io(tokio::io::Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                    }
+                    return (Ok(n), buf);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.0.readable().await {
                         return (Err(e), buf);
