@@ -178,7 +178,7 @@ impl<B: Backend> Session<'_, B> {
         if B::Stream::WAIT_NEEDS_BUFFER {
             self.wait_holding_small_buffer(first, limit).await
         } else {
-            self.wait_then_park(first, limit).await
+            self.wait_then_park(limit).await
         }
     }
 
@@ -186,22 +186,21 @@ impl<B: Backend> Session<'_, B> {
     /// next request is already there); after [`HOT_IDLE`], hand over to a
     /// parked task. Dropping a tokio read on the timeout loses nothing: no
     /// read is in flight in the kernel.
-    async fn wait_then_park(&mut self, first: bool, limit: Duration) -> Waited {
+    async fn wait_then_park(&mut self, limit: Duration) -> Waited {
         if self.rbuf.capacity() == 0 {
             self.rbuf = self.ctx.take_buffer();
         }
         let hot = limit.min(HOT_IDLE);
         let size = self.ctx.buffer_size();
-        let read = tokio::time::timeout(hot, read_into(self.client, &mut self.rbuf, size));
-        tokio::select! {
-            r = read => match r {
-                Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
-                Ok(Ok(_)) => Waited::Ready,
-                // The dropped read took the (empty) buffer with it.
-                Err(_elapsed) if limit > hot => Waited::StillIdle(limit - hot),
-                Err(_elapsed) => Waited::Closed,
-            },
-            () = self.ctx.shutdown.draining(), if !first => Waited::Closed,
+        // No draining wake-up here: registering with the shutdown `Notify`
+        // twice per request costs more than it saves. A connection idle when
+        // draining starts is closed within HOT_IDLE, by `park`.
+        match tokio::time::timeout(hot, read_into(self.client, &mut self.rbuf, size)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
+            Ok(Ok(_)) => Waited::Ready,
+            // The dropped read took the (empty) buffer with it.
+            Err(_elapsed) if limit > hot && !self.ctx.shutdown.is_draining() => Waited::StillIdle(limit - hot),
+            Err(_elapsed) => Waited::Closed,
         }
     }
 
