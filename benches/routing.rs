@@ -92,5 +92,39 @@ fn bind(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dtab_parse, bind);
+/// The whole per-request routing step as a worker runs it: the per-core
+/// cache hit (identify from the parsed head, one hash lookup, a weighted pick)
+/// against what a miss costs (build the name, delegate, resolve endpoints).
+fn route(c: &mut Criterion) {
+    use corelink::config::Config;
+    use corelink::http1::{parse_request, Limits, HEADER_SLOTS};
+    use corelink::routing::{CoreRoutes, RoutingSnapshot, SharedSnapshot};
+    use std::mem::MaybeUninit;
+
+    let text = format!("routers:\n- protocol: http\n  dtab: |\n    {SCENARIO};\n  servers: [{{port: 1}}]\n");
+    let config = Config::parse(&text, "bench.yaml").expect("config");
+    let shared = SharedSnapshot::new(RoutingSnapshot::compile(&config, 1).expect("snapshot"));
+    let routes = CoreRoutes::new(shared.clone());
+    let request = b"GET / HTTP/1.1\r\nHost: serviceB\r\nUser-Agent: bench\r\n\r\n";
+    let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+    let head = parse_request(request, &mut slots, &Limits::default()).expect("parses").expect("complete");
+    routes.route(0, &head).expect("routes");
+
+    let mut g = quick(c, "route");
+    g.bench_function("cached (per-core cache hit)", |b| {
+        b.iter(|| black_box(routes.route(0, black_box(&head)).expect("routes")))
+    });
+    let snapshot = shared.load_full();
+    g.bench_function("uncached (name, delegate, endpoints)", |b| {
+        b.iter(|| {
+            let name = Path::from_segments(["svc", black_box("serviceB")]).expect("path");
+            let bound = snapshot.bind(0, &name, None).expect("binds");
+            let NameTree::Leaf(leaf) = &bound else { panic!("a leaf") };
+            black_box(snapshot.endpoints(0, leaf))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, dtab_parse, bind, route);
 criterion_main!(benches);

@@ -408,3 +408,17 @@ fn one_gib_each_way_keeps_rss_flat() {
         assert!(rss < 40 * 1024, "{io}: peak RSS {rss} KiB");
     }
 }
+
+#[test]
+fn header_count_limit_is_configurable() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  maxHeaders: 5\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: svc\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 200, "{io}: 5 fields pass");
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: svc\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 431, "{io}: 6 fields are too many");
+    }
+}

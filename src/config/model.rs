@@ -336,6 +336,9 @@ pub struct CorelinkConfig {
     pub backlog: i32,
     /// Time a client gets to send a complete request head (slowloris guard).
     pub header_read_timeout_ms: u64,
+    /// Header fields per message (431 over it on requests, 502 on responses);
+    /// linkerd has no key for it. At most `http1::HEADER_SLOTS` (256).
+    pub max_headers: usize,
     /// Upstream TCP connect timeout (finagle's default connect timeout is 1 s).
     pub connect_timeout_ms: u64,
     /// After SIGTERM, keep serving (and accepting) this long before draining:
@@ -352,6 +355,7 @@ impl Default for CorelinkConfig {
             buffer_size: 16 * 1024,
             backlog: 1024,
             header_read_timeout_ms: 10_000,
+            max_headers: crate::http1::Limits::default().max_headers,
             connect_timeout_ms: 1_000,
             shutdown_delay_ms: 5_000,
         }

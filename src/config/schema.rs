@@ -239,6 +239,7 @@ pub(crate) const CORELINK: &[KeySpec] = &[
     ok("bufferSize"),
     ok("backlog"),
     ok("headerReadTimeoutMs"),
+    ok("maxHeaders"),
     ok("connectTimeoutMs"),
     ok("shutdownDelayMs"),
 ];
@@ -435,6 +436,7 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
         buffer_size,
         backlog: o.int(ctx, "backlog", 1, i64::from(i32::MAX))?.unwrap_or(d.backlog),
         header_read_timeout_ms: o.u64(ctx, "headerReadTimeoutMs")?.unwrap_or(d.header_read_timeout_ms),
+        max_headers: o.int::<usize>(ctx, "maxHeaders", 1, crate::http1::HEADER_SLOTS as i64)?.unwrap_or(d.max_headers),
         connect_timeout_ms: o.u64(ctx, "connectTimeoutMs")?.unwrap_or(d.connect_timeout_ms),
         shutdown_delay_ms: o.u64(ctx, "shutdownDelayMs")?.unwrap_or(d.shutdown_delay_ms),
     })

@@ -52,7 +52,7 @@ impl RouterSettings {
         RouterSettings {
             router: router_index,
             label: router.label().to_string(),
-            limits: router.limits(),
+            limits: crate::http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
             max_call_depth: router.max_call_depth_for(server),
             clear_context: server.clear_context,
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
