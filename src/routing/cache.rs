@@ -139,17 +139,18 @@ impl CoreRoutes {
             }
         }
         let cache = &mut per_router[router];
-        if !cache.contains_key(key) {
-            let entry = resolve(snapshot, router, key, None)?;
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-            cache.insert(key.into(), entry);
+        // One hash on a hit (the common case); the key is client-controlled,
+        // so the map keeps std's seeded SipHash against collision floods.
+        if let Some(entry) = cache.get(key) {
+            return self.pick(entry, consume, context);
         }
-        match cache.get(key) {
-            Some(entry) => self.pick(entry, consume, context),
-            None => Err(ProxyError::NoRoute("route cache lost an entry".into())),
+        let entry = resolve(snapshot, router, key, None)?;
+        let route = self.pick(&entry, consume, context);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
         }
+        cache.insert(key.into(), entry);
+        route
     }
 
     /// Chooses an endpoint from a resolved destination.
