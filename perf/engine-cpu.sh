@@ -25,6 +25,11 @@ done
 [ -x "$BIN/corelink" ] && [ -x "$BIN/examples/bare_forwarder" ] || {
   echo "build first: cargo build --release --bin corelink --example bare_forwarder"; exit 1; }
 
+for port in 18181 18182 18183 18184 18185; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is in use: stop whatever listens there first"; exit 1
+  fi
+done
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$WORK"; }
@@ -36,6 +41,8 @@ PROXY_CPU=1
 
 mkdir -p "$WORK/backend" "$WORK/nginx-proxy" "$WORK/www"
 head -c 65536 /dev/urandom > "$WORK/www/64k.bin"
+# nginx workers run as nobody: mktemp -d makes a 0700 directory.
+chmod 755 "$WORK" "$WORK/www" && chmod 644 "$WORK/www/64k.bin"
 cat > "$WORK/backend/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $WORK/backend/nginx.pid;
 error_log stderr crit;
@@ -86,6 +93,8 @@ NGINX_PROXY_WORKER=$(pgrep -P $NGINX_PROXY_MASTER | head -1)
 declare -A PORT=([forwarder]=18185 [corelink-epoll]=18183 [corelink-uring]=18184 [nginx]=18182)
 declare -A PID=([forwarder]=$FORWARDER [corelink-epoll]=$COREL_EPOLL [corelink-uring]=$COREL_URING [nginx]=$NGINX_PROXY_WORKER)
 CONTENDERS=(forwarder corelink-epoll corelink-uring nginx)
+# The bare forwarder assumes one read holds a whole message: small bodies only.
+[ "$BODY" = small ] || CONTENDERS=(corelink-epoll corelink-uring nginx)
 TICK=$(getconf CLK_TCK)
 
 cpu_ticks() { # total utime+stime of a process and its threads
@@ -103,6 +112,7 @@ for round in $(seq 1 "$ROUNDS"); do
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+    if [ -n "$errs" ]; then echo "ERROR: $c: $errs" >&2; fi
     us=$(awk -v t=$((after - before)) -v hz="$TICK" -v n="$reqs" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
     echo "$c $rps $us" >> "$RESULTS"
     printf 'round %d %-15s %10s req/s %7s CPU-us/req %s\n' "$round" "$c" "$rps" "$us" "$errs"
@@ -115,11 +125,13 @@ echo "|---|---|---|---|---|"
 median() { sort -n | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 NGX=$(awk '$1=="nginx" {print $3}' "$RESULTS" | median)
 FWD=$(awk '$1=="forwarder" {print $3}' "$RESULTS" | median)
+[ -n "$FWD" ] || FWD=nan
 for c in "${CONTENDERS[@]}"; do
   rps=$(awk -v c="$c" '$1==c {print $2}' "$RESULTS" | median)
   us=$(awk -v c="$c" '$1==c {print $3}' "$RESULTS" | median)
   lo=$(awk -v c="$c" '$1==c {print $3}' "$RESULTS" | sort -n | head -1)
   hi=$(awk -v c="$c" '$1==c {print $3}' "$RESULTS" | sort -n | tail -1)
-  printf '| %s | %s | %s (%s–%s) | %.2f× | %.2f× |\n' "$c" "$rps" "$us" "$lo" "$hi" \
-    "$(awk -v a="$us" -v b="$FWD" 'BEGIN{print a/b}')" "$(awk -v a="$us" -v b="$NGX" 'BEGIN{print a/b}')"
+  vs_fwd=$(awk -v a="$us" -v b="$FWD" 'BEGIN { if (b == "nan") print "–"; else printf "%.2f×", a/b }')
+  printf '| %s | %s | %s (%s–%s) | %s | %.2f× |\n' "$c" "$rps" "$us" "$lo" "$hi" \
+    "$vs_fwd" "$(awk -v a="$us" -v b="$NGX" 'BEGIN{print a/b}')"
 done
