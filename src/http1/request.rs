@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use super::framing::BodyFraming;
 use super::limits::Limits;
-use super::tokens::{self, classify, list_contains, list_items, HeaderKind, Version};
+use super::tokens::{self, classify, list_contains, list_items, ConnectionOptions, HeaderKind, Version};
 use super::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +128,7 @@ pub fn parse_request<'b, 'h>(
     let mut transfer_encoding = false;
     let mut other_coding = false;
     let mut host: Option<&'b str> = None;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut conn_upgrade = false;
-    let mut connection_names_fields = false;
+    let mut connection = ConnectionOptions::default();
     let mut expect_continue = false;
     let mut upgrade_value: Option<&'b [u8]> = None;
     let mut via_hops = 0;
@@ -164,19 +161,7 @@ pub fn parse_request<'b, 'h>(
                     return Err(ParseError::TransferEncodingNotChunked);
                 }
             }
-            HeaderKind::Connection => {
-                for item in list_items(h.value) {
-                    if item.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
-                    } else if item.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
-                    } else if item.eq_ignore_ascii_case(b"upgrade") {
-                        conn_upgrade = true;
-                    } else {
-                        connection_names_fields = true;
-                    }
-                }
-            }
+            HeaderKind::Connection => connection.add(h.value),
             HeaderKind::Host => {
                 if host.is_some() {
                     return Err(ParseError::DuplicateHost);
@@ -225,10 +210,10 @@ pub fn parse_request<'b, 'h>(
     validate_target(method, target, host)?;
 
     let keep_alive = match version {
-        Version::Http11 => !conn_close,
-        Version::Http10 => conn_keep_alive && !conn_close,
+        Version::Http11 => !connection.close,
+        Version::Http10 => connection.keep_alive && !connection.close,
     };
-    let upgrade = if conn_upgrade && version == Version::Http11 { upgrade_value } else { None };
+    let upgrade = if connection.upgrade && version == Version::Http11 { upgrade_value } else { None };
 
     Ok(Some(RequestHead {
         method,
@@ -243,7 +228,7 @@ pub fn parse_request<'b, 'h>(
         upgrade,
         host,
         via_hops,
-        connection_names_fields,
+        connection_names_fields: connection.names_fields,
     }))
 }
 

@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use super::framing::BodyFraming;
 use super::limits::Limits;
 use super::request::Method;
-use super::tokens::{self, classify, list_items, HeaderKind, Version};
+use super::tokens::{self, classify, list_items, ConnectionOptions, HeaderKind, Version};
 use super::ParseError;
 
 #[derive(Debug)]
@@ -72,10 +72,7 @@ pub fn parse_response<'b, 'h>(
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut chunked_count = 0;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut conn_upgrade = false;
-    let mut connection_names_fields = false;
+    let mut connection = ConnectionOptions::default();
     let mut upgrade_value = None;
 
     for h in headers {
@@ -96,19 +93,7 @@ pub fn parse_response<'b, 'h>(
                     }
                 }
             }
-            HeaderKind::Connection => {
-                for item in list_items(h.value) {
-                    if item.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
-                    } else if item.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
-                    } else if item.eq_ignore_ascii_case(b"upgrade") {
-                        conn_upgrade = true;
-                    } else {
-                        connection_names_fields = true;
-                    }
-                }
-            }
+            HeaderKind::Connection => connection.add(h.value),
             HeaderKind::Upgrade => upgrade_value = Some(h.value),
             _ => {}
         }
@@ -116,7 +101,7 @@ pub fn parse_response<'b, 'h>(
 
     let informational = (100..200).contains(&status) && status != 101;
     let framing = if status == 101 {
-        if !upgrade_requested || !conn_upgrade || upgrade_value.is_none() {
+        if !upgrade_requested || !connection.upgrade || upgrade_value.is_none() {
             return Err(ParseError::BadStatus);
         }
         BodyFraming::Tunnel
@@ -150,8 +135,8 @@ pub fn parse_response<'b, 'h>(
     };
 
     let keep_alive = match version {
-        Version::Http11 => !conn_close,
-        Version::Http10 => conn_keep_alive && !conn_close,
+        Version::Http11 => !connection.close,
+        Version::Http10 => connection.keep_alive && !connection.close,
     } && framing != BodyFraming::CloseDelimited;
 
     Ok(Some(ResponseHead {
@@ -164,7 +149,7 @@ pub fn parse_response<'b, 'h>(
         keep_alive,
         informational,
         upgrade: if status == 101 { upgrade_value } else { None },
-        connection_names_fields,
+        connection_names_fields: connection.names_fields,
     }))
 }
 

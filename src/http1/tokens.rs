@@ -90,6 +90,33 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// What the `Connection` fields of a message say.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// Other tokens: names of fields that must be removed before forwarding.
+    pub names_fields: bool,
+}
+
+impl ConnectionOptions {
+    /// Adds one `Connection` field value (a message may carry several).
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for item in list_items(value) {
+            if item.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if item.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if item.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            } else {
+                self.names_fields = true;
+            }
+        }
+    }
+}
+
 /// Does a `Connection` field value list `token` (case-insensitive)?
 pub(crate) fn list_contains(value: &[u8], token: &str) -> bool {
     list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))

@@ -105,19 +105,10 @@ impl Listener for EpollListener {
     }
 
     fn try_accept(&self) -> io::Result<Option<(EpollStream, SocketAddr)>> {
-        // tokio has no try_accept; accept on the raw fd (non-blocking).
-        let sock = socket2::SockRef::from(&self.0);
-        match sock.accept() {
-            Ok((s, peer)) => {
-                let std: std::net::TcpStream = s.into();
-                std.set_nonblocking(true)?;
-                std.set_nodelay(true)?;
-                let peer = peer.as_socket().ok_or_else(|| io::Error::other("non-IP peer"))?;
-                Ok(Some((EpollStream(tokio::net::TcpStream::from_std(std)?), peer)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        let Some((std, peer)) = super::try_accept_queued(&self.0)? else { return Ok(None) };
+        std.set_nonblocking(true)?;
+        std.set_nodelay(true)?;
+        Ok(Some((EpollStream(tokio::net::TcpStream::from_std(std)?), peer)))
     }
 }
 

@@ -87,3 +87,18 @@ pub(crate) fn peek_unread(sock: socket2::SockRef<'_>) -> bool {
         Ok(_) => true,
     }
 }
+
+/// Accepts a connection already queued on a tokio listener without waiting
+/// (tokio has no `try_accept`): for draining, on both backends.
+pub(crate) fn try_accept_queued(
+    listener: &tokio::net::TcpListener,
+) -> io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
+    match socket2::SockRef::from(listener).accept() {
+        Ok((socket, peer)) => {
+            let peer = peer.as_socket().ok_or_else(|| io::Error::other("non-IP peer"))?;
+            Ok(Some((socket.into(), peer)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}

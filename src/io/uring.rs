@@ -81,14 +81,8 @@ impl Listener for UringListener {
     }
 
     fn try_accept(&self) -> io::Result<Option<(UringStream, SocketAddr)>> {
-        match socket2::SockRef::from(&self.0).accept() {
-            Ok((s, peer)) => {
-                let peer = peer.as_socket().ok_or_else(|| io::Error::other("non-IP peer"))?;
-                Ok(Some((into_uring(s.into())?, peer)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        let Some((std, peer)) = super::try_accept_queued(&self.0)? else { return Ok(None) };
+        Ok(Some((into_uring(std)?, peer)))
     }
 }
 
