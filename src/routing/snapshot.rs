@@ -307,11 +307,14 @@ fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
-/// Finds `/$/inet/HOST/...` leaves with a non-IP HOST.
+/// Finds `/$/inet/HOST[/...]` leaves with a non-IP HOST (the port may come
+/// from the rest of the name, as in `/svc => /$/inet/localhost`).
+/// A host that only a request supplies (`/svc => /$/inet`) cannot be found
+/// here: such names answer 502 "not a resolved address".
 fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut Vec<String>) {
     match tree {
         NameTree::Leaf(p) => {
-            if p.len() >= 4 && p.segment(0) == Some(b"$") && p.segment(1) == Some(b"inet") {
+            if p.len() >= 3 && p.segment(0) == Some(b"$") && p.segment(1) == Some(b"inet") {
                 if let Some(host) = p.segment_str(2) {
                     if host.parse::<IpAddr>().is_err() {
                         out.push(host.to_string());
@@ -344,5 +347,48 @@ impl SharedSnapshot {
 
     pub fn publish(&self, snapshot: RoutingSnapshot) {
         self.0.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dtab: &str) -> Config {
+        let text = format!("routers:\n- protocol: http\n  dtab: |\n    {dtab}\n  servers: [{{port: 1}}]\n");
+        Config::parse(&text, "t").unwrap()
+    }
+
+    fn endpoints_of(snapshot: &RoutingSnapshot, path: &str) -> Endpoints {
+        let bound = snapshot.bind(0, &Path::parse(path).unwrap(), None).unwrap();
+        let NameTree::Leaf(leaf) = bound else { panic!("not a leaf: {bound:?}") };
+        snapshot.endpoints(0, &leaf)
+    }
+
+    #[test]
+    fn inet_names_in_the_dtab_are_resolved_ahead() {
+        let c = config("/svc => /$/inet/localhost;");
+        let snapshot = RoutingSnapshot::compile(&c, 1).unwrap();
+        match endpoints_of(&snapshot, "/svc/8080") {
+            Endpoints::Addrs { client, addrs } => {
+                assert_eq!(client, "/$/inet/localhost/8080");
+                assert!(addrs.iter().all(|a| a.port() == 8080 && a.ip().is_loopback()), "{addrs:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn port_transformer_rewrites_addresses_and_prefixes_the_client_name() {
+        let text = "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.0.0.1/8080;\n  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.port\n      port: 4141\n  servers: [{port: 1}]\n";
+        let c = Config::parse(text, "t").unwrap();
+        let snapshot = RoutingSnapshot::compile(&c, 1).unwrap();
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc"),
+            Endpoints::Addrs {
+                client: "/%/io.l5d.port/4141/$/inet/127.0.0.1/8080".into(),
+                addrs: vec!["127.0.0.1:4141".parse().unwrap()]
+            }
+        );
     }
 }
