@@ -422,3 +422,29 @@ fn header_count_limit_is_configurable() {
         assert_eq!(c.read_response("GET").unwrap().status, 431, "{io}: 6 fields are too many");
     }
 }
+
+#[test]
+fn draining_serves_connections_already_queued_instead_of_resetting_them() {
+    let backend = Backend::start();
+    for io in backends() {
+        let mut proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 2\n"), io);
+        let addr = proxy.addr();
+        // Freeze corelink: the kernel still completes handshakes, so these
+        // connections wait in the workers' accept queues with their requests.
+        proxy.signal(libc::SIGSTOP);
+        let mut queued: Vec<Conn> = (0..10).map(|_| Conn::open(addr)).collect();
+        for c in &mut queued {
+            c.send(b"GET /bytes/5 HTTP/1.1\r\nHost: svc\r\n\r\n");
+        }
+        proxy.signal(libc::SIGTERM);
+        proxy.signal(libc::SIGCONT);
+        for (i, c) in queued.iter_mut().enumerate() {
+            let rsp = c.read_response("GET").unwrap_or_else(|e| panic!("{io}: queued connection {i}: {e}"));
+            assert_eq!((rsp.status, rsp.body.len()), (200, 5), "{io}: queued connection {i}");
+            // Served either just before draining began or while draining;
+            // either way it is then closed cleanly, not reset.
+            assert!(c.is_closed(Duration::from_secs(3)), "{io}: queued connection {i} stays open");
+        }
+        assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0), "{io}");
+    }
+}
