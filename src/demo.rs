@@ -66,7 +66,7 @@ fn run_in(dir: &Path, check: bool) -> Result<(), DemoError> {
 
     let mut failures = Vec::new();
     for i in 1..=3 {
-        match send_as_service_a(i) {
+        match send_as_service_a(i, sidecar_a.admin) {
             Ok(report) => {
                 if i == 1 {
                     println!("{report}");
@@ -103,8 +103,27 @@ fn wait_for_ctrl_c() {
     });
 }
 
+/// What a sidecar's delegator says `path` binds to (from its admin port's
+/// `/delegator.json`, as an operator would ask it).
+fn bound_by(admin: SocketAddr, path: &str) -> String {
+    let ask = || -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(admin)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET /delegator.json?path={path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    };
+    let response = ask().unwrap_or_default();
+    let key = "\"bound\":{\"id\":\"";
+    match response.find(key) {
+        Some(at) => response[at + key.len()..].split('"').next().unwrap_or("?").to_string(),
+        None => "?".to_string(),
+    }
+}
+
 /// Sends one request as ServiceA and describes each hop.
-fn send_as_service_a(i: usize) -> Result<String, String> {
+fn send_as_service_a(i: usize, admin_a: SocketAddr) -> Result<String, String> {
     let mut stream =
         TcpStream::connect(("127.0.0.1", OUTGOING_PORT)).map_err(|e| format!("connect to sidecar A: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
@@ -127,7 +146,7 @@ fn send_as_service_a(i: usize) -> Result<String, String> {
          sidecar B: identified {}, bound it to {}\n  \
          serviceB saw: Via {}\n  \
          response: {status_line}, {} Via entries on the way back, body {:?}",
-        seen("l5d-dst-client (first hop):"),
+        bound_by(admin_a, "/svc/serviceB"),
         seen("l5d-dst-service:"),
         seen("l5d-dst-client:"),
         seen("via:"),
@@ -203,10 +222,9 @@ fn serve_service_b(mut stream: TcpStream) {
         };
         let clients = header("l5d-dst-client");
         let body = format!(
-            "Hello from serviceB\nvia: {}\nl5d-dst-service: {}\nl5d-dst-client (first hop): {}\nl5d-dst-client: {}\n",
+            "Hello from serviceB\nvia: {}\nl5d-dst-service: {}\nl5d-dst-client: {}\n",
             header("via").join(", "),
             header("l5d-dst-service").last().cloned().unwrap_or_default(),
-            clients.first().cloned().unwrap_or_default(),
             clients.last().cloned().unwrap_or_default(),
         );
         let response =
