@@ -3,7 +3,7 @@
 //! and connection fields this hop decides, plus `Via`.
 
 use super::framing::BodyFraming;
-use super::request::{connection_names, RequestHead};
+use super::request::{connection_names, Method, RequestHead};
 use super::response::ResponseHead;
 use super::tokens::{classify, HeaderKind, Version};
 use super::VIA_PSEUDONYM;
@@ -62,8 +62,9 @@ pub fn encode_request_head_with(
 ) {
     out.extend_from_slice(head.method_str.as_bytes());
     out.push(b' ');
-    if head.target.starts_with(['?', '#']) {
-        // A target whose path segments were consumed by the identifier.
+    if head.method != Method::Connect && head.target.starts_with(['?', '#']) {
+        // An origin-form target whose path segments the identifier consumed
+        // (`io.l5d.path`, `consume: true`): the path is `/` again.
         out.push(b'/');
     }
     out.extend_from_slice(head.target.as_bytes());

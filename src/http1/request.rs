@@ -371,7 +371,13 @@ fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(
         return Err(ParseError::BadTarget);
     }
     if method == Method::Connect {
-        let valid = !target.is_empty() && !target.contains('/') && target.contains(':');
+        // authority-form = uri-host ":" port (RFC 9112 §3.2.3).
+        let valid = target.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && validate_host(host.as_bytes()).is_ok()
+                && !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+        });
         return if valid { Ok(()) } else { Err(ParseError::BadTarget) };
     }
     if target.starts_with('/') {
@@ -477,6 +483,8 @@ mod tests {
             (b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::HostMismatch),
             (b"GET x HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
             (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"CONNECT ?a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", ParseError::BadTarget),
+            (b"CONNECT a:https HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
             (b"GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", ParseError::UnsupportedExpectation),
             (b"GET / HTTP/1.1\nHost: a\r\n\r\n", ParseError::BareLineEnding),
             (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Malformed),
