@@ -113,18 +113,15 @@ pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     write_end_to_end_fields(out, head.headers, head.connection_names_fields);
-    if head.framing == BodyFraming::Chunked && !opts.dechunk {
-        // Upstream's codings (validated to end in chunked) pass unchanged.
-        for h in head.headers {
-            if classify(h.name) == HeaderKind::TransferEncoding {
-                out.extend_from_slice(b"Transfer-Encoding: ");
-                out.extend_from_slice(h.value);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    if head.framing == BodyFraming::CloseDelimited {
-        // Codings on a close-delimited body (e.g. `gzip` alone) still apply.
+    // Upstream's codings pass unchanged: validated to end in chunked, or on a
+    // close-delimited body (e.g. `gzip` alone), where they still apply. Only
+    // a body de-chunked for an HTTP/1.0 client loses them.
+    let keep_codings = match head.framing {
+        BodyFraming::Chunked => !opts.dechunk,
+        BodyFraming::CloseDelimited => true,
+        _ => false,
+    };
+    if keep_codings {
         for h in head.headers {
             if classify(h.name) == HeaderKind::TransferEncoding {
                 out.extend_from_slice(b"Transfer-Encoding: ");

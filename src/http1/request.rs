@@ -252,10 +252,7 @@ fn first_error(buf: &[u8], limits: &Limits, error: ParseError) -> ParseError {
 
 /// The length of the shortest prefix of `buf` that exceeds a limit, and which.
 fn limit_position(buf: &[u8], limits: &Limits) -> Option<(usize, ParseError)> {
-    let mut start = 0;
-    while buf[start..].starts_with(b"\r\n") {
-        start += 2;
-    }
+    let start = empty_lines_len(buf);
     let line = if line_len(buf) > limits.max_initial_line {
         Some((start + limits.max_initial_line + 1, ParseError::LineTooLong))
     } else {
@@ -280,14 +277,20 @@ fn check_partial(buf: &[u8], limits: &Limits) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Length of the first line (without leading empty lines), or of the whole
-/// buffer when no line end is there yet.
-fn line_len(buf: &[u8]) -> usize {
+/// Length of the empty lines before the request line, which RFC 9112 §2.2
+/// lets a server skip.
+fn empty_lines_len(buf: &[u8]) -> usize {
     let mut start = 0;
-    // RFC 9112 §2.2 lets a server skip empty lines before the request line.
     while buf[start..].starts_with(b"\r\n") {
         start += 2;
     }
+    start
+}
+
+/// Length of the first line (without leading empty lines), or of the whole
+/// buffer when no line end is there yet.
+fn line_len(buf: &[u8]) -> usize {
+    let start = empty_lines_len(buf);
     match memchr::memchr(b'\n', &buf[start..]) {
         Some(i) => i + 1,
         None => buf.len() - start,
@@ -299,10 +302,7 @@ fn line_len(buf: &[u8]) -> usize {
 /// cannot be (a malformed line: 400), `None` while the line has not ended and
 /// what is there could still become one.
 fn request_line_version(buf: &[u8]) -> Option<bool> {
-    let mut start = 0;
-    while buf[start..].starts_with(b"\r\n") {
-        start += 2;
-    }
+    let start = empty_lines_len(buf);
     let rest = &buf[start..];
     let end = memchr::memchr2(b'\r', b'\n', rest);
     let line = &rest[..end.unwrap_or(rest.len())];
