@@ -45,12 +45,18 @@ pub struct Control {
 }
 
 impl Control {
-    pub fn new(config_path: Option<PathBuf>, config: Config, shared: SharedSnapshot, generation: u64) -> Control {
+    /// `inputs` are what the published snapshot was compiled from.
+    pub fn new(
+        config_path: Option<PathBuf>,
+        config: Config,
+        inputs: NamerInputs,
+        shared: SharedSnapshot,
+        generation: u64,
+    ) -> Control {
         let config_watch = config_path.as_deref().map(Watched::new);
         let stats = Arc::new(ControlStats::default());
         stats.generation.store(generation, Ordering::Relaxed);
         let namer_watches = namer_watches(&config);
-        let inputs = NamerInputs::load(&config, None);
         Control {
             config_path,
             config,

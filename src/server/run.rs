@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
-use crate::routing::{RoutingSnapshot, SharedSnapshot};
+use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
 
 use super::control::Control;
 use super::sys;
@@ -52,7 +52,10 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let cpus = sys::allowed_cpus();
     let workers = config.corelink.workers.unwrap_or(cpus.len().max(1));
 
-    let snapshot = RoutingSnapshot::compile(&config, 1).map_err(RunError::Routing)?;
+    // Namer directories and DNS are read once here; the control thread keeps
+    // these inputs and refreshes them.
+    let inputs = NamerInputs::load(&config, None);
+    let snapshot = RoutingSnapshot::compile_with(&config, &inputs, 1).map_err(RunError::Routing)?;
     let shared = SharedSnapshot::new(snapshot);
     // Bind everything before starting anything, so a port conflict is a clean
     // start-up error.
@@ -118,7 +121,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         "corelink started"
     );
 
-    let control = Control::new(options.config_path.clone(), config.clone(), shared, 1);
+    let control = Control::new(options.config_path.clone(), config.clone(), inputs, shared, 1);
     let hup = control.hup.clone();
     let stop_control = control.stop.clone();
     std::thread::Builder::new()
