@@ -17,3 +17,4 @@ pub mod pool;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod tls;
