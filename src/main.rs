@@ -117,6 +117,9 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     for w in pending {
         tracing::warn!("{}: {w}", path.display());
     }
+    for w in config.tls_warnings() {
+        tracing::warn!("{}: {w}", path.display());
+    }
     if !errors.is_empty() {
         anyhow::bail!("{}: {}", path.display(), errors.join("; "));
     }

@@ -86,7 +86,7 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
 
 fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or(target);
-    let known = matches!(path, "/admin/ping" | "/admin/ready" | "/delegator.json");
+    let known = matches!(path, "/admin/ping" | "/admin/ready" | "/delegator.json" | "/admin/metrics.json");
     if known && !matches!(method, Method::Get | Method::Head) {
         return plain(405, "method not allowed");
     }
@@ -95,8 +95,53 @@ fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
         "/delegator.json" => delegator(target, state),
+        "/admin/metrics.json" => metrics(state),
         _ => plain(404, "not found"),
     }
+}
+
+/// Counters as a flat JSON object, linkerd style (`rt/<router>/srv/<ip>/<port>/...`).
+/// For now: each TLS server's handshake outcomes.
+fn metrics(state: &AdminState) -> Vec<u8> {
+    let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
+        return plain(503, "routing not ready");
+    };
+    let mut entries = Vec::new();
+    for server in &snapshot.servers {
+        let Some(tls) = &server.tls else { continue };
+        let c = &tls.counters;
+        let prefix = format!("rt/{}/srv/{}/tls", server.label, server.addr);
+        for (name, counter) in [
+            ("handshakes", &c.handshakes),
+            ("resumed", &c.resumed),
+            ("handshake_failures", &c.failures),
+            ("plaintext_refused", &c.plaintext_refused),
+            ("handshake_timeouts", &c.timeouts),
+        ] {
+            entries.push(format!("\"{}/{name}\": {}", json_escape(&prefix), counter.load(Ordering::Relaxed)));
+        }
+    }
+    let body = format!("{{{}}}", entries.join(", "));
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the

@@ -227,7 +227,7 @@ pub enum ResponseClassifier {
 }
 
 /// A TLS protocol version named in `protocols`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsVersion {
     Tls12,
     Tls13,

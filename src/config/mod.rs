@@ -125,28 +125,20 @@ impl Config {
 mod tests;
 
 impl Config {
-    /// Keys this build reads and validates but does not act on yet. TLS is an
-    /// error: running a TLS config in plaintext would be a silent downgrade.
-    /// The rest are warnings: traffic flows, without that behaviour.
+    /// Keys this build reads and validates but does not act on yet, as
+    /// warnings: traffic flows, without that behaviour. (Errors: none left;
+    /// a key whose absence would silently weaken security belongs there.)
     pub fn not_yet_in_effect(&self) -> (Vec<String>, Vec<String>) {
-        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let errors = Vec::new();
+        let mut warnings = Vec::new();
         for (i, r) in self.routers.iter().enumerate() {
             for (j, s) in r.servers.iter().enumerate() {
-                if s.tls.is_some() {
-                    errors.push(format!(
-                        "routers[{i}].servers[{j}].tls: server TLS is not implemented in this build yet"
-                    ));
-                }
                 if s.max_concurrent_requests.is_some() {
                     warnings.push(format!("routers[{i}].servers[{j}].maxConcurrentRequests is not in effect yet"));
                 }
                 if s.timeout_ms.is_some() {
                     warnings.push(format!("routers[{i}].servers[{j}].timeoutMs is not in effect yet"));
                 }
-            }
-            let client_tls = r.client.tls.is_some() || r.client.configs.iter().any(|c| c.params.tls.is_some());
-            if client_tls {
-                errors.push(format!("routers[{i}].client.tls: client TLS is not implemented in this build yet"));
             }
             if r.client.failure_accrual.is_some() {
                 warnings.push(format!("routers[{i}].client.failureAccrual is not in effect yet"));
@@ -162,5 +154,31 @@ impl Config {
             }
         }
         (errors, warnings)
+    }
+
+    /// Start-up warnings about client TLS that does not protect every
+    /// destination, naming the router: validation off (encrypted, but anyone
+    /// can impersonate the peer), or a non-strict boundPath (destinations no
+    /// prefix matches go in plaintext, as linkerd did).
+    pub fn tls_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.routers {
+            let label = r.label();
+            let all = r.client.tls.iter().chain(r.client.configs.iter().filter_map(|c| c.params.tls.as_ref()));
+            for tls in all {
+                if !tls.validates() {
+                    out.push(format!(
+                        "router {label}: client TLS without validation: traffic is encrypted but the peers are NOT authenticated"
+                    ));
+                }
+                if let ClientTlsConfig::BoundPath { strict: false, .. } = tls {
+                    out.push(format!(
+                        "router {label}: client TLS boundPath with strict: false: bound paths that match no prefix are sent in PLAINTEXT"
+                    ));
+                }
+            }
+        }
+        out.dedup();
+        out
     }
 }

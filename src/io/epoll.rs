@@ -76,7 +76,7 @@ impl Stream for EpollStream {
         (Ok(()), buf)
     }
 
-    fn shutdown_write(&self) -> io::Result<()> {
+    async fn shutdown_write(&self) -> io::Result<()> {
         socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
     }
 

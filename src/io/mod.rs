@@ -37,7 +37,8 @@ pub trait Stream: 'static {
         self.write_range(buf, 0..len)
     }
     /// Half-closes the write side (FIN), for tunnels and close-delimited bodies.
-    fn shutdown_write(&self) -> io::Result<()>;
+    /// Async because TLS sends its close_notify alert first.
+    fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
     /// Waits until the stream is readable without parking a full-size buffer:
     /// idle keep-alive connections should cost as little memory as possible.
     /// epoll waits for readiness and leaves `small` empty; io_uring cannot wait

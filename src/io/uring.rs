@@ -62,7 +62,7 @@ impl Stream for UringStream {
         (res, slice.into_inner())
     }
 
-    fn shutdown_write(&self) -> io::Result<()> {
+    async fn shutdown_write(&self) -> io::Result<()> {
         self.0.shutdown(std::net::Shutdown::Write)
     }
 

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
 use crate::routing::Route;
+use crate::tls::{MaybeTls, ServerTls, TlsServerCounters, TlsStream};
 
 use super::body::{consume, read_into, write_all};
 use super::ctx::{CoreCtx, RouterSettings};
@@ -60,9 +61,60 @@ impl<B: Backend> Drop for OpenConnection<B> {
 /// memory (docs/io-backends.md has the measurements).
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
-/// Serves one accepted client connection until it closes.
+/// Serves one accepted client connection until it closes: the TLS handshake
+/// first when the server terminates TLS.
 pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, client: B::Stream) {
-    run_active(OpenConnection::new(ctx), server, client, Vec::new(), true).await;
+    let open = OpenConnection::new(ctx);
+    let settings = open.0.routes.server(server);
+    let client = match &settings.tls {
+        None => MaybeTls::Plain(client),
+        Some(tls) => match accept_tls(&settings, tls, client).await {
+            Some(stream) => MaybeTls::Tls(stream),
+            None => return,
+        },
+    };
+    drop(settings);
+    run_active(open, server, client, Vec::new(), true).await;
+}
+
+/// The server side of a TLS handshake, bounded by the header read timeout
+/// (a client that connects and sends nothing is a slowloris all the same).
+/// Failures close the connection and are counted; a plaintext HTTP client
+/// gets a plaintext 400 first, as nginx answers one.
+async fn accept_tls<S: Stream>(settings: &RouterSettings, tls: &ServerTls, io: S) -> Option<Box<TlsStream<S>>> {
+    let conn = match rustls::ServerConnection::new(tls.config.clone()) {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(router = %settings.label, error = %e, "cannot start a TLS session");
+            return None;
+        }
+    };
+    let stream = Box::new(TlsStream::new(io, conn));
+    let counters = &tls.counters;
+    match tokio::time::timeout(settings.header_read_timeout, stream.handshake()).await {
+        Ok(Ok(())) => {
+            TlsServerCounters::add(&counters.handshakes);
+            if stream.resumed() {
+                TlsServerCounters::add(&counters.resumed);
+            }
+            Some(stream)
+        }
+        Ok(Err(e)) if stream.peer_spoke_plaintext() => {
+            TlsServerCounters::add(&counters.plaintext_refused);
+            tracing::debug!(router = %settings.label, error = %e, "plaintext HTTP on a TLS port");
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.reject_plaintext()).await;
+            None
+        }
+        Ok(Err(e)) => {
+            TlsServerCounters::add(&counters.failures);
+            tracing::debug!(router = %settings.label, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_elapsed) => {
+            TlsServerCounters::add(&counters.timeouts);
+            None
+        }
+    }
 }
 
 /// The active phase: requests are read, routed and exchanged until the
@@ -70,7 +122,7 @@ pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, cl
 async fn run_active<B: Backend>(
     open: OpenConnection<B>,
     server: usize,
-    client: B::Stream,
+    client: MaybeTls<B::Stream>,
     initial: Vec<u8>,
     first: bool,
 ) {
@@ -100,7 +152,7 @@ async fn run_active<B: Backend>(
 /// The parked phase: a small task waits for the next request (or EOF, the
 /// rest of the idle timeout, draining) and hands the connection back to a
 /// new active task.
-async fn park<B: Backend>(open: OpenConnection<B>, server: usize, client: B::Stream, remaining: Duration) {
+async fn park<B: Backend>(open: OpenConnection<B>, server: usize, client: MaybeTls<B::Stream>, remaining: Duration) {
     let small = if B::Stream::WAIT_NEEDS_BUFFER { open.0.take_small() } else { Vec::new() };
     let wait = tokio::time::timeout(remaining, client.wait_readable(small));
     let (res, small) = tokio::select! {
@@ -139,7 +191,7 @@ pub(super) struct Session<'a, B: Backend> {
     /// That server's settings from the current routing snapshot, refreshed
     /// before each request so a reload applies to open connections too.
     pub settings: Rc<RouterSettings>,
-    pub client: &'a B::Stream,
+    pub client: &'a MaybeTls<B::Stream>,
     /// Client read buffer. Empty (and returned to the core) while idle.
     pub rbuf: Vec<u8>,
 }

@@ -10,6 +10,7 @@ use crate::http1::Limits;
 use crate::io::Backend;
 use crate::pool::{Pool, PoolLimits};
 use crate::routing::CoreRoutes;
+use crate::tls::MaybeTls;
 
 /// Size of the buffer an idle io_uring connection parks a read in.
 const SMALL_BUFFER: usize = 512;
@@ -22,6 +23,8 @@ pub struct RouterSettings {
     /// Index of the router in the config (and the routing snapshot).
     pub router: usize,
     pub label: String,
+    /// The server's configured address (`ip/port`, as linkerd's metrics name it).
+    pub addr: String,
     pub limits: Limits,
     pub max_call_depth: usize,
     pub header_read_timeout: Duration,
@@ -35,6 +38,8 @@ pub struct RouterSettings {
     pub pool: PoolLimits,
     /// `clearContext`: drop the client's `l5d-*` headers (untrusted clients).
     pub clear_context: bool,
+    /// `tls`: this server terminates TLS (set when the snapshot is compiled).
+    pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
 }
 
 impl RouterSettings {
@@ -52,6 +57,7 @@ impl RouterSettings {
         RouterSettings {
             router: router_index,
             label: router.label().to_string(),
+            addr: format!("{}/{}", server.addr().ip(), server.addr().port()),
             limits: crate::http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
             max_call_depth: router.max_call_depth_for(server),
             clear_context: server.clear_context,
@@ -65,13 +71,15 @@ impl RouterSettings {
                 max_idle: pool.max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
                 idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
             },
+            tls: None,
         }
     }
 }
 
-/// Pooled connections are per router and endpoint: routers may differ in
-/// client settings (and, with TLS, in identity).
-pub type PoolKey = (usize, SocketAddr);
+/// Pooled connections are per router, endpoint and TLS identity: routers may
+/// differ in client settings, and a TLS connection verified for one name
+/// must never carry a request meant for another (None: plaintext).
+pub type PoolKey = (usize, SocketAddr, Option<Rc<str>>);
 
 /// The worker's view of shutdown: set once draining starts; idle connections
 /// waiting for their next request are woken and closed.
@@ -103,7 +111,7 @@ impl Shutdown {
 
 pub struct CoreCtx<B: Backend> {
     pub core: usize,
-    pub pool: RefCell<Pool<PoolKey, B::Stream>>,
+    pub pool: RefCell<Pool<PoolKey, MaybeTls<B::Stream>>>,
     pub routes: CoreRoutes,
     pub shutdown: Shutdown,
     /// Open client connections on this core (for draining).

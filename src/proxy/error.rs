@@ -46,6 +46,15 @@ pub enum ProxyError {
     TotalTimeout(Duration),
     #[error("client connection failed: {0}")]
     ClientIo(io::Error),
+    /// No TLS can be set up for this destination (a strict boundPath with no
+    /// matching prefix, an invalid derived name).
+    #[error("{0}")]
+    TlsPolicy(String),
+    /// The TLS handshake with the upstream failed: `reason` says which check.
+    #[error("TLS to {addr} failed: {reason}")]
+    UpstreamTls { addr: SocketAddr, reason: String },
+    #[error("TLS handshake with {0} timed out")]
+    TlsHandshakeTimeout(SocketAddr),
 }
 
 impl ProxyError {
@@ -56,13 +65,18 @@ impl ProxyError {
             | ProxyError::CallDepthExceeded(_)
             | ProxyError::RequestTooLarge
             | ProxyError::ClientIo(_) => Side::Client,
-            ProxyError::NoRoute(_) | ProxyError::NoEndpoints(_) | ProxyError::TotalTimeout(_) => Side::Internal,
+            ProxyError::NoRoute(_)
+            | ProxyError::NoEndpoints(_)
+            | ProxyError::TotalTimeout(_)
+            | ProxyError::TlsPolicy(_) => Side::Internal,
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout(_)
             | ProxyError::UpstreamIo { .. }
             | ProxyError::UpstreamClosed { .. }
             | ProxyError::UpstreamGarbage { .. }
-            | ProxyError::ResponseTooLarge => Side::Upstream,
+            | ProxyError::ResponseTooLarge
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::TlsHandshakeTimeout(_) => Side::Upstream,
         }
     }
 
@@ -96,6 +110,9 @@ impl ProxyError {
             ProxyError::ResponseTooLarge => "response_too_large",
             ProxyError::TotalTimeout(_) => "timeout",
             ProxyError::ClientIo(_) => "client_io",
+            ProxyError::TlsPolicy(_) => "tls_policy",
+            ProxyError::UpstreamTls { .. } => "upstream_tls",
+            ProxyError::TlsHandshakeTimeout(_) => "tls_handshake_timeout",
         }
     }
 }

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
+use crate::routing::RouteTls;
+use crate::tls::{MaybeTls, TlsStream};
 
 use super::body::{consume, pump_body, read_into, write_all, write_range, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
@@ -71,8 +73,12 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     }
 }
 
-async fn acquire<B: Backend>(s: &Session<'_, B>, addr: SocketAddr) -> Result<(B::Stream, bool), ProxyError> {
-    let key = (s.settings.router, addr);
+async fn acquire<B: Backend>(
+    s: &Session<'_, B>,
+    addr: SocketAddr,
+    tls: Option<&RouteTls>,
+) -> Result<(MaybeTls<B::Stream>, bool), ProxyError> {
+    let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
     loop {
         let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
         if conn.has_unread_input() {
@@ -83,14 +89,52 @@ async fn acquire<B: Backend>(s: &Session<'_, B>, addr: SocketAddr) -> Result<(B:
         }
         return Ok((conn, true));
     }
-    Ok((connect::<B>(addr, s.settings.connect_timeout).await?, false))
+    Ok((connect::<B>(addr, tls, s.settings.connect_timeout).await?, false))
 }
 
-async fn connect<B: Backend>(addr: SocketAddr, limit: std::time::Duration) -> Result<B::Stream, ProxyError> {
-    match tokio::time::timeout(limit, B::connect(addr)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(source)) => Err(ProxyError::Connect { addr, source }),
-        Err(_elapsed) => Err(ProxyError::ConnectTimeout(addr)),
+/// A new connection: TCP within the connect timeout, then (for a TLS
+/// destination) a handshake within the same budget again.
+async fn connect<B: Backend>(
+    addr: SocketAddr,
+    tls: Option<&RouteTls>,
+    limit: std::time::Duration,
+) -> Result<MaybeTls<B::Stream>, ProxyError> {
+    let tcp = match tokio::time::timeout(limit, B::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+        Err(_elapsed) => return Err(ProxyError::ConnectTimeout(addr)),
+    };
+    let Some(tls) = tls else { return Ok(MaybeTls::Plain(tcp)) };
+    let name = tls.name.clone().unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+    let conn = rustls::ClientConnection::new(tls.config.clone(), name)
+        .map_err(|e| ProxyError::UpstreamTls { addr, reason: e.to_string() })?;
+    let stream = Box::new(TlsStream::new(tcp, conn));
+    match tokio::time::timeout(limit, stream.handshake()).await {
+        Ok(Ok(())) => {
+            let info = stream.info();
+            tracing::debug!(
+                target: "corelink::tls",
+                %addr,
+                peer = %tls.name_text,
+                verified = tls.validates,
+                version = info.version,
+                cipher = %info.cipher,
+                resumed = info.resumed,
+                "TLS connection established"
+            );
+            Ok(MaybeTls::Tls(stream))
+        }
+        Ok(Err(e)) => {
+            let reason = match crate::tls::tls_error(&e) {
+                Some(tls_err) => crate::tls::verify::describe(tls_err, &tls.name_text),
+                None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    "the peer closed the connection during the TLS handshake (is it a TLS port?)".to_string()
+                }
+                None => e.to_string(),
+            };
+            Err(ProxyError::UpstreamTls { addr, reason })
+        }
+        Err(_elapsed) => Err(ProxyError::TlsHandshakeTimeout(addr)),
     }
 }
 
@@ -103,7 +147,8 @@ async fn exchange<B: Backend>(
     started: &Cell<bool>,
 ) -> Result<Next, ProxyError> {
     let addr = p.route.addr;
-    let (mut upstream, mut reused) = acquire(s, addr).await?;
+    let tls = p.route.tls.clone();
+    let (mut upstream, mut reused) = acquire(s, addr, tls.as_deref()).await?;
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = p.meta.replay_safe && p.body.is_done();
     let relayed = loop {
@@ -117,7 +162,7 @@ async fn exchange<B: Backend>(
         match attempt {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
-                upstream = connect::<B>(addr, s.settings.connect_timeout).await?;
+                upstream = connect::<B>(addr, tls.as_deref(), s.settings.connect_timeout).await?;
                 reused = false;
             }
             Err(RelayError::ClosedBeforeResponse(e)) => {
@@ -135,7 +180,7 @@ async fn exchange<B: Backend>(
         Relayed::Done { upstream_reusable, client_close } => {
             if upstream_reusable && !s.ctx.shutdown.is_draining() {
                 s.ctx.pool.borrow_mut().put(
-                    (s.settings.router, addr),
+                    (s.settings.router, addr, tls.as_ref().map(|t| t.identity.clone())),
                     upstream,
                     std::time::Instant::now(),
                     s.settings.pool,
@@ -156,7 +201,7 @@ async fn exchange<B: Backend>(
 /// down (a server may answer early, or send `100 Continue` first).
 async fn pump_and_relay<B: Backend>(
     s: &mut Session<'_, B>,
-    upstream: &B::Stream,
+    upstream: &MaybeTls<B::Stream>,
     p: &mut Prepared,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
@@ -215,7 +260,7 @@ struct ResponseMeta {
 /// Reads the response (relaying any 1xx first) and streams it to the client.
 async fn relay_response<B: Backend>(
     s: &Session<'_, B>,
-    upstream: &B::Stream,
+    upstream: &MaybeTls<B::Stream>,
     addr: SocketAddr,
     meta: &RequestMeta,
     ubuf: &mut Vec<u8>,
@@ -307,7 +352,7 @@ fn encode_response_head<B: Backend>(
 #[allow(clippy::too_many_arguments)]
 async fn stream_response_body<B: Backend>(
     s: &Session<'_, B>,
-    upstream: &B::Stream,
+    upstream: &MaybeTls<B::Stream>,
     addr: SocketAddr,
     body: &mut BodyReader,
     ubuf: &mut Vec<u8>,
@@ -351,7 +396,7 @@ async fn stream_response_body<B: Backend>(
         match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
             Ok(0) => {
                 if body.finish_on_close() {
-                    let _ = s.client.shutdown_write();
+                    let _ = s.client.shutdown_write().await;
                     return Ok(false);
                 }
                 return Err(failed(ProxyError::UpstreamClosed { addr }));

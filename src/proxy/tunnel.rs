@@ -14,7 +14,7 @@ async fn copy_one_way<F: Stream, T: Stream>(from: &F, to: &T, mut buf: Vec<u8>, 
         }
         match read_into(from, &mut buf, buffer_size).await {
             Ok(0) => {
-                let _ = to.shutdown_write();
+                let _ = to.shutdown_write().await;
                 return Ok(());
             }
             Ok(_) => {}

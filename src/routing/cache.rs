@@ -31,6 +31,26 @@ pub struct Route {
     pub service: Rc<str>,
     /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
     pub client: Rc<str>,
+    /// TLS to this destination (None: plaintext).
+    pub tls: Option<Rc<RouteTls>>,
+}
+
+/// How to speak TLS to one destination, derived once per core from its
+/// client name.
+#[derive(Debug)]
+pub struct RouteTls {
+    /// This core's rustls configuration for the destination's profile.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name sent as SNI and verified; None: noValidation without a name
+    /// (the endpoint's address stands in).
+    pub name: Option<rustls::pki_types::ServerName<'static>>,
+    /// The same name as text, for logs and errors ("" when None).
+    pub name_text: Rc<str>,
+    /// False for noValidation: the peer's certificate is not checked.
+    pub validates: bool,
+    /// The pool key part: profile and name, so a connection verified for one
+    /// identity never carries a request for another.
+    pub identity: Rc<str>,
 }
 
 impl Route {
@@ -43,6 +63,9 @@ impl Route {
 #[derive(Debug)]
 struct BoundEndpoints {
     client: Rc<str>,
+    /// The TLS this destination gets, or why it cannot have any (a strict
+    /// boundPath with no matching prefix, an invalid derived name).
+    tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
     addrs: Vec<SocketAddr>,
     /// Round-robin cursor over `addrs` (the balancer work replaces this).
     next: Cell<usize>,
@@ -79,13 +102,17 @@ struct State {
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
     servers: Vec<Rc<RouterSettings>>,
+    /// Per router, this core's rustls client configurations (one per TLS
+    /// profile, each with its own session cache: resumption per core).
+    client_tls: Vec<Vec<Arc<rustls::ClientConfig>>>,
 }
 
 impl State {
     fn new(snapshot: Arc<RoutingSnapshot>) -> State {
         let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
         let servers = snapshot.servers.iter().cloned().map(Rc::new).collect();
-        State { snapshot, per_router, servers }
+        let client_tls = snapshot.routers.iter().map(|r| r.client_tls.per_core()).collect();
+        State { snapshot, per_router, servers, client_tls }
     }
 }
 
@@ -119,7 +146,8 @@ impl CoreRoutes {
     pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, ProxyError> {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
-        let State { snapshot, per_router, .. } = &mut *state;
+        let State { snapshot, per_router, client_tls, .. } = &mut *state;
+        let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
         let routes = &snapshot.routers[router];
         let mut key = self.key.borrow_mut();
         routes.identifiers.key(head, &mut key).map_err(ProxyError::UnknownDestination)?;
@@ -134,7 +162,7 @@ impl CoreRoutes {
                     .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
                 let local = super::dtab::Dtab::parse(text)
                     .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
-                let entry = resolve(snapshot, router, key, Some(&local))?;
+                let entry = resolve(snapshot, router, key, Some(&local), tls_configs)?;
                 return self.pick(&entry, consume, context);
             }
         }
@@ -144,7 +172,7 @@ impl CoreRoutes {
         if let Some(entry) = cache.get(key) {
             return self.pick(entry, consume, context);
         }
-        let entry = resolve(snapshot, router, key, None)?;
+        let entry = resolve(snapshot, router, key, None, tls_configs)?;
         let route = self.pick(&entry, consume, context);
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -163,7 +191,8 @@ impl CoreRoutes {
                         let i = bound.next.get();
                         bound.next.set(i.wrapping_add(1));
                         let addr = bound.addrs[i % bound.addrs.len()];
-                        Ok(Route { addr, consume, context, service: service.clone(), client: bound.client.clone() })
+                        let tls = bound.tls.clone().map_err(|why| ProxyError::TlsPolicy(why.to_string()))?;
+                        Ok(Route { addr, consume, context, service: service.clone(), client: bound.client.clone(), tls })
                     }
                     _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
                 }
@@ -194,6 +223,7 @@ fn resolve(
     router: usize,
     key: &[u8],
     local: Option<&super::dtab::Dtab>,
+    tls_configs: &[Arc<rustls::ClientConfig>],
 ) -> Result<Cached, ProxyError> {
     let routes = &snapshot.routers[router];
     let name = match routes.identifiers.name(&routes.dst_prefix, key) {
@@ -216,7 +246,8 @@ fn resolve(
     let mut unavailable = Vec::new();
     let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
         Endpoints::Addrs { client, addrs } => {
-            Some(Rc::new(BoundEndpoints { client: client.into(), addrs, next: Cell::new(0) }))
+            let tls = route_tls(&routes.client_tls, tls_configs, &client);
+            Some(Rc::new(BoundEndpoints { client: client.into(), tls, addrs, next: Cell::new(0) }))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
@@ -235,6 +266,27 @@ fn resolve(
         )),
         tree => Ok(Cached::Routed { service, tree }),
     }
+}
+
+/// The TLS of one destination, from its client name.
+fn route_tls(
+    policy: &crate::tls::ClientTlsPolicy,
+    configs: &[Arc<rustls::ClientConfig>],
+    client: &str,
+) -> Result<Option<Rc<RouteTls>>, Rc<str>> {
+    let Some(target) = policy.target(client)? else { return Ok(None) };
+    let name = match &target.name {
+        Some(n) => Some(crate::tls::client::server_name(n)?),
+        None => None,
+    };
+    let identity = format!("{}:{}", target.profile, target.name.as_deref().unwrap_or(""));
+    Ok(Some(Rc::new(RouteTls {
+        config: configs[target.profile].clone(),
+        name,
+        name_text: target.name.as_deref().unwrap_or("").into(),
+        validates: target.validates,
+        identity: identity.into(),
+    })))
 }
 
 fn prune(tree: NameTree<Option<Rc<BoundEndpoints>>>) -> NameTree<Rc<BoundEndpoints>> {

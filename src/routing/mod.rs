@@ -86,6 +86,6 @@ mod cache;
 mod identifier;
 mod snapshot;
 
-pub use cache::{CoreRoutes, Route};
+pub use cache::{CoreRoutes, Route, RouteTls};
 pub use identifier::{Identifier, Identifiers};
 pub use snapshot::{Endpoints, FsNamer, NamerInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot};

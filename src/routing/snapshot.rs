@@ -33,6 +33,8 @@ pub struct RouterRoutes {
     pub dtab_headers: bool,
     /// Send `l5d-dst-*` context headers upstream.
     pub context_headers: bool,
+    /// Which destinations speak TLS, verified against which name.
+    pub client_tls: crate::tls::ClientTlsPolicy,
 }
 
 /// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.
@@ -151,7 +153,16 @@ impl RoutingSnapshot {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
-            servers.extend(r.servers.iter().map(|server| RouterSettings::from_config(config, i, server)));
+            for (j, server) in r.servers.iter().enumerate() {
+                let mut settings = RouterSettings::from_config(config, i, server);
+                if let Some(tls) = &server.tls {
+                    let tls = crate::tls::ServerTls::shared(tls).map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;
+                    settings.tls = Some(tls);
+                }
+                servers.push(settings);
+            }
+            let client_tls =
+                crate::tls::ClientTlsPolicy::compile(&r.client).map_err(|e| format!("routers[{i}].client.tls: {e}"))?;
             routers.push(RouterRoutes {
                 label: r.label().to_string(),
                 dst_prefix,
@@ -160,6 +171,7 @@ impl RoutingSnapshot {
                 transformers: r.interpreter.transformers.clone(),
                 dtab_headers: r.dtab_headers,
                 context_headers: r.context_headers,
+                client_tls,
             });
         }
         let mut namers = Vec::new();

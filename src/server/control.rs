@@ -20,6 +20,8 @@ use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
 const POLL: Duration = Duration::from_millis(200);
 /// How often host names (in dtabs and namer files) are resolved again.
 const DNS_REFRESH: Duration = Duration::from_secs(10);
+/// How often server certificate files are compared with what is served.
+const CERT_POLL: Duration = Duration::from_secs(2);
 
 /// Counters the admin server reports (reloads, refusals, snapshot generation).
 #[derive(Default)]
@@ -38,6 +40,7 @@ pub struct Control {
     namer_watches: Vec<Watched>,
     inputs: NamerInputs,
     last_dns: std::time::Instant,
+    last_cert_poll: std::time::Instant,
     /// Set by the signal thread on SIGHUP.
     pub hup: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
@@ -66,6 +69,7 @@ impl Control {
             namer_watches,
             inputs,
             last_dns: std::time::Instant::now(),
+            last_cert_poll: std::time::Instant::now(),
             hup: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(AtomicBool::new(false)),
             stats,
@@ -76,6 +80,10 @@ impl Control {
     pub fn run(mut self) {
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::sleep(POLL);
+            if self.last_cert_poll.elapsed() >= CERT_POLL {
+                self.last_cert_poll = std::time::Instant::now();
+                self.reload_certificates();
+            }
             let hup = self.hup.swap(false, Ordering::Relaxed);
             let file_changed = self.config_watch.as_mut().is_some_and(Watched::changed);
             if hup || file_changed {
@@ -94,6 +102,32 @@ impl Control {
                     self.inputs = inputs;
                     self.publish(if namers_changed { "namer changed" } else { "DNS changed" });
                 }
+            }
+        }
+    }
+
+    /// Swaps in server certificates changed on disk (no restart, open
+    /// connections untouched). A changed but unusable pair is logged each
+    /// time it is seen, and the served one stays.
+    fn reload_certificates(&self) {
+        let snapshot = self.shared.load_full();
+        let mut seen = Vec::new();
+        for server in &snapshot.servers {
+            let Some(tls) = &server.tls else { continue };
+            if seen.iter().any(|s| Arc::ptr_eq(s, tls)) {
+                continue;
+            }
+            seen.push(tls.clone());
+            match tls.reload_if_changed() {
+                crate::tls::server::Reload::Unchanged => {}
+                crate::tls::server::Reload::Reloaded => {
+                    tracing::info!(router = %server.label, cert = %tls.cert_path().display(), "server certificate reloaded")
+                }
+                crate::tls::server::Reload::Failed(e) => tracing::error!(
+                    router = %server.label,
+                    error = %e,
+                    "server certificate changed but cannot be used; still serving the previous one"
+                ),
             }
         }
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod certs;
 pub mod client;
 pub mod raw_backend;
 

@@ -1,0 +1,460 @@
+//! Client TLS: which name a destination's certificate must carry, derived
+//! from its client name (the bound path), and the rustls configurations that
+//! check it.
+//!
+//! A router's [`ClientTlsPolicy`] is compiled from its `client` section when
+//! the routing snapshot is built (CA files are read then, off the data path).
+//! Each core derives the TLS target of a bound name once, when it first
+//! resolves it (see `routing::cache`), and keeps its own copy of every rustls
+//! `ClientConfig`, so TLS session resumption state is per core, unshared.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+
+use crate::config::{ClientConfig, ClientKind, ClientTlsConfig, TlsVersion};
+
+use super::files;
+use super::verify::{NameVerifier, NoValidation};
+
+/// TLS sessions remembered per core, per profile, for resumption.
+const SESSIONS_PER_CORE: usize = 256;
+
+/// What one destination's connections speak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsTarget {
+    /// Index into the policy's profiles (one rustls `ClientConfig` each).
+    pub profile: usize,
+    /// Sent as SNI and verified. None (noValidation without a name): the
+    /// endpoint's IP address stands in, and no SNI is sent.
+    pub name: Option<String>,
+    pub validates: bool,
+}
+
+/// One client TLS rule as configured, with `{var}`s still in its names.
+#[derive(Debug, Clone)]
+enum Rule {
+    /// `enabled: false`: plaintext.
+    Off,
+    /// One name for every peer (the pattern may use the configs prefix's
+    /// captures).
+    Name { profile: usize, pattern: String },
+    NoValidation { profile: usize, pattern: Option<String> },
+    /// The 2016 boundPath form: the first matching `names` prefix wins.
+    BoundPath { profile: usize, names: Vec<(String, String)>, strict: bool },
+}
+
+#[derive(Debug, Clone)]
+struct PrefixRule {
+    prefix: String,
+    rule: Rule,
+}
+
+/// A router's client TLS, compiled.
+#[derive(Debug, Default)]
+pub struct ClientTlsPolicy {
+    base: Option<Rule>,
+    /// `io.l5d.static` configs that set `tls`, in file order: every match
+    /// applies, later ones overriding earlier ones.
+    prefixed: Vec<PrefixRule>,
+    /// Templates; each core clones them (see [`ClientTlsPolicy::per_core`]).
+    profiles: Vec<Arc<rustls::ClientConfig>>,
+}
+
+impl ClientTlsPolicy {
+    /// Compiles a router's client section, reading CA and client-certificate
+    /// files. Errors name the file and the problem.
+    pub fn compile(client: &ClientConfig) -> Result<ClientTlsPolicy, String> {
+        let mut builder = ProfileBuilder::default();
+        let base = match &client.tls {
+            Some(tls) => Some(builder.rule(tls)?),
+            None => None,
+        };
+        let mut prefixed = Vec::new();
+        if client.kind == ClientKind::Static {
+            for c in &client.configs {
+                if let Some(tls) = &c.params.tls {
+                    prefixed.push(PrefixRule { prefix: c.prefix.clone(), rule: builder.rule(tls)? });
+                }
+            }
+        }
+        Ok(ClientTlsPolicy { base, prefixed, profiles: builder.profiles })
+    }
+
+    /// Whether any destination of this router can speak TLS.
+    pub fn is_enabled(&self) -> bool {
+        !self.profiles.is_empty()
+    }
+
+    /// This core's rustls configurations, one per profile, each with its own
+    /// session cache.
+    pub fn per_core(&self) -> Vec<Arc<rustls::ClientConfig>> {
+        self.profiles
+            .iter()
+            .map(|template| {
+                let mut config = (**template).clone();
+                config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_CORE);
+                Arc::new(config)
+            })
+            .collect()
+    }
+
+    /// The TLS a destination with this client name gets: None for plaintext,
+    /// an error (the request fails with 502) when a strict boundPath rule
+    /// matches nothing or the derived name is not a valid TLS name.
+    pub fn target(&self, client_name: &str) -> Result<Option<TlsTarget>, String> {
+        let mut chosen: Option<(&Rule, Captures<'_>)> = self.base.as_ref().map(|r| (r, Captures::default()));
+        for p in &self.prefixed {
+            if let Some(captures) = match_prefix(&p.prefix, client_name) {
+                chosen = Some((&p.rule, captures));
+            }
+        }
+        let Some((rule, captures)) = chosen else { return Ok(None) };
+        let target = match rule {
+            Rule::Off => return Ok(None),
+            Rule::Name { profile, pattern } => {
+                TlsTarget { profile: *profile, name: Some(substitute(pattern, &captures)), validates: true }
+            }
+            Rule::NoValidation { profile, pattern } => TlsTarget {
+                profile: *profile,
+                name: pattern.as_ref().map(|p| substitute(p, &captures)),
+                validates: false,
+            },
+            Rule::BoundPath { profile, names, strict } => {
+                let found = names
+                    .iter()
+                    .find_map(|(prefix, pattern)| match_prefix(prefix, client_name).map(|c| substitute(pattern, &c)));
+                match found {
+                    Some(name) => TlsTarget { profile: *profile, name: Some(name), validates: true },
+                    None if *strict => {
+                        return Err(format!(
+                            "TLS: the bound name {client_name} matches no boundPath `names` prefix (strict: true)"
+                        ))
+                    }
+                    None => return Ok(None),
+                }
+            }
+        };
+        if let Some(name) = &target.name {
+            server_name(name)?;
+        }
+        Ok(Some(target))
+    }
+
+    /// Start-up warnings: validation off, or a non-strict boundPath that
+    /// sends unmatched destinations in plaintext.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let rules = self.base.iter().chain(self.prefixed.iter().map(|p| &p.rule));
+        let mut out = Vec::new();
+        for rule in rules {
+            match rule {
+                Rule::NoValidation { .. } => out.push(
+                    "client TLS without validation: traffic is encrypted but peers are NOT authenticated",
+                ),
+                Rule::BoundPath { strict: false, .. } => out.push(
+                    "client TLS boundPath with strict: false: destinations no prefix matches are sent in PLAINTEXT",
+                ),
+                _ => {}
+            }
+        }
+        out.dedup();
+        out
+    }
+}
+
+/// The name as rustls takes it (a DNS name or an IP address).
+pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(name.to_owned())
+        .map_err(|_| format!("TLS: the derived name {name:?} is not a valid DNS name or IP address"))
+}
+
+#[derive(Default)]
+struct ProfileBuilder {
+    profiles: Vec<Arc<rustls::ClientConfig>>,
+    /// Identical settings share one profile (and one session cache).
+    seen: HashMap<ProfileKey, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ProfileKey {
+    /// None: no validation.
+    trust: Option<Vec<String>>,
+    client_auth: Option<(String, String, Option<String>)>,
+    protocols: Vec<TlsVersion>,
+}
+
+impl ProfileBuilder {
+    fn rule(&mut self, tls: &ClientTlsConfig) -> Result<Rule, String> {
+        Ok(match tls {
+            ClientTlsConfig::Params(p) if !p.enabled => Rule::Off,
+            ClientTlsConfig::Params(p) => {
+                let key = ProfileKey {
+                    trust: (!p.disable_validation).then(|| p.trust_certs.clone()),
+                    client_auth: p
+                        .client_auth
+                        .as_ref()
+                        .map(|a| (a.cert_path.clone(), a.key_path.clone(), a.intermediate_certs_path.clone())),
+                    protocols: p.protocols.clone(),
+                };
+                let profile = self.profile(key)?;
+                if p.disable_validation {
+                    Rule::NoValidation { profile, pattern: p.common_name.clone() }
+                } else {
+                    let pattern = p.common_name.clone().ok_or("client TLS: commonName is required")?;
+                    Rule::Name { profile, pattern }
+                }
+            }
+            ClientTlsConfig::NoValidation { common_name } => {
+                let profile = self.profile(ProfileKey { trust: None, client_auth: None, protocols: Vec::new() })?;
+                Rule::NoValidation { profile, pattern: common_name.clone() }
+            }
+            ClientTlsConfig::Static { common_name, ca_cert_path } => {
+                let trust = ca_cert_path.iter().cloned().collect();
+                let profile =
+                    self.profile(ProfileKey { trust: Some(trust), client_auth: None, protocols: Vec::new() })?;
+                Rule::Name { profile, pattern: common_name.clone() }
+            }
+            ClientTlsConfig::BoundPath { ca_cert_path, names, strict } => {
+                let trust = ca_cert_path.iter().cloned().collect();
+                let profile =
+                    self.profile(ProfileKey { trust: Some(trust), client_auth: None, protocols: Vec::new() })?;
+                let names = names.iter().map(|n| (n.prefix.clone(), n.common_name_pattern.clone())).collect();
+                Rule::BoundPath { profile, names, strict: *strict }
+            }
+        })
+    }
+
+    fn profile(&mut self, key: ProfileKey) -> Result<usize, String> {
+        if let Some(&i) = self.seen.get(&key) {
+            return Ok(i);
+        }
+        let config = build_client_config(&key)?;
+        self.profiles.push(Arc::new(config));
+        self.seen.insert(key, self.profiles.len() - 1);
+        Ok(self.profiles.len() - 1)
+    }
+}
+
+pub fn versions(protocols: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    if protocols.is_empty() {
+        return rustls::DEFAULT_VERSIONS.to_vec();
+    }
+    protocols
+        .iter()
+        .map(|v| match v {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        })
+        .collect()
+}
+
+fn build_client_config(key: &ProfileKey) -> Result<rustls::ClientConfig, String> {
+    let provider = super::provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions(&key.protocols))
+        .map_err(|e| format!("client TLS protocols: {e}"))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match &key.trust {
+        None => Arc::new(NoValidation::new(provider.clone())),
+        Some(paths) => Arc::new(NameVerifier::new(files::load_roots(paths)?, provider.clone())?),
+    };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let mut config = match &key.client_auth {
+        None => builder.with_no_client_auth(),
+        Some((cert, key_path, intermediates)) => {
+            let mut chain = files::load_certs(Path::new(cert)).map_err(|e| e.to_string())?;
+            if let Some(i) = intermediates {
+                chain.extend(files::load_certs(Path::new(i)).map_err(|e| e.to_string())?);
+            }
+            let key = files::load_key(Path::new(key_path)).map_err(|e| e.to_string())?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client TLS clientAuth {cert} / {key_path}: {e}"))?
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `{var}` captures of a prefix match.
+type Captures<'a> = Vec<(&'a str, &'a str)>;
+
+/// Matches a linkerd prefix pattern against the leading segments of a path:
+/// a literal segment matches itself, `*` any one segment, `{var}` any one
+/// segment, captured. `/` matches every path.
+pub fn match_prefix<'a>(pattern: &'a str, path: &'a str) -> Option<Captures<'a>> {
+    let mut captures = Vec::new();
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    for want in pattern.split('/').filter(|s| !s.is_empty()) {
+        let got = segments.next()?;
+        if want == "*" {
+            continue;
+        }
+        if let Some(var) = want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+            captures.push((var, got));
+        } else if want != got {
+            return None;
+        }
+    }
+    Some(captures)
+}
+
+/// Replaces each `{var}` in `pattern` by its capture; unknown ones stay.
+pub fn substitute(pattern: &str, captures: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        match after.find('}') {
+            Some(close) => {
+                let var = &after[1..close];
+                match captures.iter().find(|(v, _)| *v == var) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&after[..=close]),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(after);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BoundPathName, ClientParams, ClientPrefixConfig, TlsClientParams};
+
+    fn no_validation() -> ClientTlsConfig {
+        ClientTlsConfig::NoValidation { common_name: None }
+    }
+
+    #[test]
+    fn prefixes_match_segments_and_capture() {
+        assert_eq!(match_prefix("/#/io.l5d.fs/{service}", "/#/io.l5d.fs/serviceB"), Some(vec![("service", "serviceB")]));
+        assert_eq!(match_prefix("/#/io.l5d.fs/{service}", "/#/io.l5d.fs"), None);
+        assert_eq!(match_prefix("/#/*/{s}", "/#/io.l5d.fs/b/extra"), Some(vec![("s", "b")]));
+        assert_eq!(match_prefix("/", "/anything"), Some(vec![]));
+        assert_eq!(match_prefix("/#/io.l5d.k8s", "/#/io.l5d.fs/b"), None);
+        // The transformer prefix is part of the client name.
+        let port = "/%/io.l5d.port/4141/#/io.l5d.fs/serviceB";
+        assert_eq!(match_prefix("/%/io.l5d.port/4141/#/io.l5d.fs/{service}", port), Some(vec![("service", "serviceB")]));
+        assert_eq!(match_prefix("/#/io.l5d.fs/{service}", port), None);
+    }
+
+    #[test]
+    fn substitution_fills_captured_vars() {
+        assert_eq!(substitute("{service}.linkerd", &[("service", "b")]), "b.linkerd");
+        assert_eq!(substitute("{a}-{b}", &[("a", "1"), ("b", "2")]), "1-2");
+        assert_eq!(substitute("{x}", &[]), "{x}");
+        assert_eq!(substitute("open{", &[]), "open{");
+    }
+
+    fn bound_path(strict: bool) -> ClientConfig {
+        ClientConfig {
+            tls: Some(ClientTlsConfig::BoundPath {
+                ca_cert_path: None,
+                names: vec![BoundPathName {
+                    prefix: "/#/io.l5d.fs/{service}".into(),
+                    common_name_pattern: "{service}".into(),
+                }],
+                strict,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Compiling a validating profile needs roots; these tests use the
+    /// system's, and skip when a machine has none.
+    fn compile(client: &ClientConfig) -> Option<ClientTlsPolicy> {
+        match ClientTlsPolicy::compile(client) {
+            Ok(p) => Some(p),
+            Err(e) if e.contains("system's trust store") => {
+                eprintln!("skipped: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn bound_path_names_come_from_the_bound_path() {
+        let Some(policy) = compile(&bound_path(true)) else { return };
+        let t = policy.target("/#/io.l5d.fs/serviceB").unwrap().unwrap();
+        assert_eq!(t.name.as_deref(), Some("serviceB"));
+        assert!(t.validates);
+        let e = policy.target("/$/inet/127.0.0.1/80").unwrap_err();
+        assert!(e.contains("matches no boundPath"), "{e}");
+        let Some(lax) = compile(&bound_path(false)) else { return };
+        assert_eq!(lax.target("/$/inet/127.0.0.1/80").unwrap(), None);
+        assert_eq!(lax.warnings().len(), 1);
+    }
+
+    #[test]
+    fn static_configs_apply_in_order_later_overriding() {
+        let params = |cn: &str| {
+            ClientTlsConfig::Params(TlsClientParams {
+                enabled: true,
+                common_name: Some(cn.into()),
+                trust_certs: vec![],
+                disable_validation: false,
+                client_auth: None,
+                protocols: vec![],
+            })
+        };
+        let entry = |prefix: &str, tls: ClientTlsConfig| ClientPrefixConfig {
+            prefix: prefix.into(),
+            params: ClientParams { tls: Some(tls), ..Default::default() },
+        };
+        let client = ClientConfig {
+            kind: ClientKind::Static,
+            configs: vec![
+                entry("/#/io.l5d.fs/{service}", params("{service}.example")),
+                entry("/#/io.l5d.fs/special", params("special-cn")),
+                entry("/$/inet", no_validation()),
+            ],
+            ..Default::default()
+        };
+        let Some(policy) = compile(&client) else { return };
+        assert_eq!(policy.target("/#/io.l5d.fs/a").unwrap().unwrap().name.as_deref(), Some("a.example"));
+        assert_eq!(policy.target("/#/io.l5d.fs/special").unwrap().unwrap().name.as_deref(), Some("special-cn"));
+        let inet = policy.target("/$/inet/127.0.0.1/80").unwrap().unwrap();
+        assert!(!inet.validates && inet.name.is_none());
+        assert_eq!(policy.target("/#/other/x").unwrap(), None);
+        assert_eq!(policy.profiles.len(), 2, "identical settings share a profile");
+    }
+
+    #[test]
+    fn invalid_derived_names_fail_the_destination() {
+        let client = ClientConfig {
+            tls: Some(ClientTlsConfig::BoundPath {
+                ca_cert_path: None,
+                names: vec![BoundPathName { prefix: "/#/{a}/{b}".into(), common_name_pattern: "{a} {b}".into() }],
+                strict: true,
+            }),
+            ..Default::default()
+        };
+        let Some(policy) = compile(&client) else { return };
+        let e = policy.target("/#/x/y").unwrap_err();
+        assert!(e.contains("not a valid DNS name"), "{e}");
+    }
+
+    #[test]
+    fn missing_ca_file_is_an_error_naming_it() {
+        let client = ClientConfig {
+            tls: Some(ClientTlsConfig::Static {
+                common_name: "b".into(),
+                ca_cert_path: Some("/nonexistent/ca.pem".into()),
+            }),
+            ..Default::default()
+        };
+        let e = ClientTlsPolicy::compile(&client).unwrap_err();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+    }
+}

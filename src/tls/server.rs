@@ -1,0 +1,222 @@
+//! Server TLS: one rustls `ServerConfig` per TLS server, shared by its cores.
+//!
+//! - Certificates are served through [`ReloadingCert`], an arc-swapped
+//!   `CertifiedKey`: the control thread re-reads the files every few seconds
+//!   and swaps in a new pair when they changed (also through a Kubernetes
+//!   `..data` symlink swap, since the files' contents are compared), without
+//!   a restart and without touching open connections. A pair whose key does
+//!   not match its certificate (a half-written update) is refused and the old
+//!   pair kept.
+//! - Session tickets are sealed with keys from one process-wide ticketer, so
+//!   a client resumes on whichever core its next connection lands on.
+//! - No server-side session cache (it takes a lock): tickets only.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+
+use crate::config::ServerTlsConfig;
+
+use super::files;
+
+/// Handshake outcomes of one TLS server, summed over its cores. Touched once
+/// per connection, never per request.
+#[derive(Debug, Default)]
+pub struct TlsServerCounters {
+    pub handshakes: AtomicU64,
+    /// Of those, resumed sessions (no full handshake).
+    pub resumed: AtomicU64,
+    pub failures: AtomicU64,
+    /// Connections that spoke plaintext HTTP to this TLS port.
+    pub plaintext_refused: AtomicU64,
+    pub timeouts: AtomicU64,
+}
+
+impl TlsServerCounters {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub counters: TlsServerCounters,
+    cert: Arc<ReloadingCert>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("cert", &self.cert.paths).finish()
+    }
+}
+
+/// The process's ticket keys: created once, shared by every server and every
+/// reloaded configuration, so reloads do not break resumption either.
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    static TICKETER: OnceLock<Arc<dyn rustls::server::ProducesTickets>> = OnceLock::new();
+    if let Some(t) = TICKETER.get() {
+        return Ok(t.clone());
+    }
+    let t = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| format!("cannot create TLS ticket keys: {e}"))?;
+    Ok(TICKETER.get_or_init(|| t).clone())
+}
+
+impl ServerTls {
+    /// The server TLS for this configuration, built once per process and
+    /// shared by every snapshot that uses it: its handshake counters and its
+    /// reloaded certificate survive namer updates and config reloads.
+    pub fn shared(tls: &ServerTlsConfig) -> Result<Arc<ServerTls>, String> {
+        static BUILT: OnceLock<Mutex<Vec<(ServerTlsConfig, Arc<ServerTls>)>>> = OnceLock::new();
+        let built = BUILT.get_or_init(Default::default);
+        let mut built = built.lock().map_err(|_| "server TLS registry poisoned".to_string())?;
+        if let Some((_, existing)) = built.iter().find(|(c, _)| c == tls) {
+            return Ok(existing.clone());
+        }
+        let new = Arc::new(ServerTls::new(tls)?);
+        built.push((tls.clone(), new.clone()));
+        Ok(new)
+    }
+
+    pub fn new(tls: &ServerTlsConfig) -> Result<ServerTls, String> {
+        let provider = super::provider();
+        let paths = CertPaths {
+            cert: PathBuf::from(&tls.cert_path),
+            key: PathBuf::from(&tls.key_path),
+            intermediates: tls.intermediate_certs_path.as_ref().map(PathBuf::from),
+        };
+        let (contents, key) = paths.load(&provider)?;
+        let cert = Arc::new(ReloadingCert {
+            current: ArcSwap::from_pointee(key),
+            contents: Mutex::new(contents),
+            paths,
+            provider: provider.clone(),
+        });
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&super::client::versions(&tls.protocols))
+            .map_err(|e| format!("server TLS protocols: {e}"))?;
+        let builder = match &tls.ca_cert_path {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let roots = files::load_roots(std::slice::from_ref(ca))?;
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let verifier = if tls.require_client_auth { verifier } else { verifier.allow_unauthenticated() };
+                let verifier = verifier.build().map_err(|e| format!("server TLS caCertPath {ca}: {e}"))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_cert_resolver(cert.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.ticketer = ticketer()?;
+        Ok(ServerTls { config: Arc::new(config), counters: TlsServerCounters::default(), cert })
+    }
+
+    /// Re-reads the certificate files; swaps them in if they changed and are
+    /// consistent. Returns what happened, for the control thread's log.
+    pub fn reload_if_changed(&self) -> Reload {
+        self.cert.reload_if_changed()
+    }
+
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert.paths.cert
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    Unchanged,
+    Reloaded,
+    /// Changed but unusable (the old pair stays); the text says why.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+struct CertPaths {
+    cert: PathBuf,
+    key: PathBuf,
+    intermediates: Option<PathBuf>,
+}
+
+/// The raw bytes of the files, to tell whether they changed.
+type Contents = Vec<Vec<u8>>;
+
+impl CertPaths {
+    fn read_all(&self) -> Result<Contents, String> {
+        let mut out = Vec::new();
+        for p in [Some(&self.cert), Some(&self.key), self.intermediates.as_ref()].into_iter().flatten() {
+            out.push(std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?);
+        }
+        Ok(out)
+    }
+
+    fn load(&self, provider: &rustls::crypto::CryptoProvider) -> Result<(Contents, CertifiedKey), String> {
+        let contents = self.read_all()?;
+        let mut chain = files::load_certs(&self.cert).map_err(|e| e.to_string())?;
+        if let Some(i) = &self.intermediates {
+            chain.extend(files::load_certs(i).map_err(|e| e.to_string())?);
+        }
+        let key = files::load_key(&self.key).map_err(|e| e.to_string())?;
+        let signing = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| format!("{}: unusable private key: {e}", self.key.display()))?;
+        let certified = CertifiedKey::new(chain, signing);
+        match certified.keys_match() {
+            Ok(()) => {}
+            // A key whose public half rustls cannot compute is let through.
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(_) => {
+                return Err(format!(
+                    "{}: the private key does not match the certificate {}",
+                    self.key.display(),
+                    self.cert.display()
+                ))
+            }
+        }
+        Ok((contents, certified))
+    }
+}
+
+/// Serves the current certificate; swapped atomically on reload.
+struct ReloadingCert {
+    current: ArcSwap<CertifiedKey>,
+    /// Only the control thread touches this (when polling).
+    contents: Mutex<Contents>,
+    paths: CertPaths,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for ReloadingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCert").field("paths", &self.paths).finish()
+    }
+}
+
+impl ReloadingCert {
+    fn reload_if_changed(&self) -> Reload {
+        let Ok(mut known) = self.contents.lock() else { return Reload::Unchanged };
+        match self.paths.read_all() {
+            Ok(now) if now == *known => return Reload::Unchanged,
+            Ok(_) => {}
+            Err(e) => return Reload::Failed(e),
+        }
+        match self.paths.load(&self.provider) {
+            Ok((contents, key)) => {
+                self.current.store(Arc::new(key));
+                *known = contents;
+                Reload::Reloaded
+            }
+            Err(e) => Reload::Failed(e),
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}

@@ -1,0 +1,356 @@
+//! Linker-to-linker TLS through the real binary: the seed scenario (plain
+//! HTTP into sidecar A, TLS between the sidecars, plain HTTP out of sidecar
+//! B) for each client TLS kind in each config form, every failure the issue
+//! lists, mTLS, certificate reload, pooling and resumption. Certificates are
+//! made at test time. Every test runs on each I/O backend.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::backend::Backend;
+use common::certs::{Ca, Names};
+use common::client::{get, Conn};
+use common::tempdir::Dir;
+use common::{backends, Corelink};
+
+/// Sidecar B: terminates TLS with `tls` (YAML lines under `tls:`) and routes
+/// everything to `backend`.
+fn sidecar_b(backend: SocketAddr, tls: &str, io: &str) -> Corelink {
+    let config = format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: incoming\n  dtab: |\n    /svc/* => /$/inet/{}/{};\n  servers:\n  - port: 0\n    tls:\n{tls}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+        backend.ip(),
+        backend.port()
+    );
+    Corelink::start(&config, io)
+}
+
+fn server_tls(cert: &Path, key: &Path) -> String {
+    format!("      certPath: {}\n      keyPath: {}\n", cert.display(), key.display())
+}
+
+/// Sidecar A: `/svc => /#/io.l5d.fs`, the fs namer pointing serviceB at
+/// sidecar B, and `client` (YAML lines under `client:`).
+fn sidecar_a(namer_dir: &Path, b: SocketAddr, client: &str, io: &str) -> Corelink {
+    std::fs::write(namer_dir.join("serviceB"), format!("{} {}\n", b.ip(), b.port())).unwrap();
+    let config = format!(
+        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: outgoing\n  dtab: |\n    /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n  client:\n{client}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+        namer_dir.display()
+    );
+    Corelink::start(&config, io)
+}
+
+fn bound_path_client(ca: &Path) -> String {
+    format!(
+        "    tls:\n      kind: io.l5d.boundPath\n      caCertPath: {}\n      names:\n      - prefix: \"/#/io.l5d.fs/{{service}}\"\n        commonNamePattern: \"{{service}}\"\n",
+        ca.display()
+    )
+}
+
+/// The counter `name` of sidecar B's TLS server, from its admin metrics.
+fn tls_counter(b: &Corelink, name: &str) -> u64 {
+    let rsp = get(b.admin, "/admin/metrics.json", "admin").unwrap();
+    let body = String::from_utf8_lossy(&rsp.body).into_owned();
+    let key = format!("/tls/{name}\": ");
+    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
+    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+}
+
+struct Scenario {
+    _dir: Dir,
+    backend: Backend,
+    a: Corelink,
+    b: Corelink,
+}
+
+/// The seed scenario with a CA, serviceB's certificate (`names`), and
+/// sidecar A's client section made by `client(ca_path)`.
+fn scenario(io: &str, names: Names, client: impl Fn(&Path, &Path) -> String) -> Scenario {
+    let dir = Dir::new("tls");
+    let ca = Ca::new("corelink test CA");
+    let ca_path = ca.write(dir.path(), "ca.pem");
+    let (cert, key) = ca.issue("serviceB", names).write(dir.path(), "serviceB");
+    let backend = Backend::start();
+    let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
+    let namers = dir.path().join("disco");
+    std::fs::create_dir_all(&namers).unwrap();
+    let a = sidecar_a(&namers, b.addr(), &client(&ca_path, dir.path()), io);
+    Scenario { _dir: dir, backend, a, b }
+}
+
+fn assert_reaches_backend(s: &Scenario, io: &str, what: &str) {
+    let before = s.backend.requests();
+    let rsp = get(s.a.addr(), "/", "serviceB").unwrap();
+    assert_eq!(rsp.status, 200, "{what} on {io}: {:?} {}", rsp.header("l5d-err"), String::from_utf8_lossy(&rsp.body));
+    assert_eq!(s.backend.requests(), before + 1, "{what} on {io}");
+    assert!(tls_counter(&s.b, "handshakes") >= 1, "{what} on {io}: the hop between the sidecars was not TLS");
+}
+
+fn assert_fails_with(s: &Scenario, io: &str, what: &str, expected: &str) {
+    let before = s.backend.requests();
+    let rsp = get(s.a.addr(), "/", "serviceB").unwrap();
+    let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+    assert_eq!(rsp.status, 502, "{what} on {io}: {err}");
+    assert!(err.contains(expected), "{what} on {io}: l5d-err {err:?} should say {expected:?}");
+    assert_eq!(s.backend.requests(), before, "{what} on {io}: nothing may reach serviceB");
+}
+
+#[test]
+fn bound_path_2016_form_end_to_end() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| bound_path_client(ca));
+        assert_reaches_backend(&s, io, "boundPath");
+    }
+}
+
+#[test]
+fn bound_path_with_cn_only_certificates_as_the_write_up_makes_them() {
+    for io in backends() {
+        let s = scenario(io, Names::CnOnly, |ca, _| bound_path_client(ca));
+        assert_reaches_backend(&s, io, "boundPath, CN-only certificate");
+    }
+}
+
+#[test]
+fn static_2016_form_and_linkerd_1_form() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| {
+            format!("    tls:\n      kind: io.l5d.static\n      commonName: serviceB\n      caCertPath: {}\n", ca.display())
+        });
+        assert_reaches_backend(&s, io, "static (2016)");
+        let s = scenario(io, Names::CnOnly, |ca, _| {
+            format!("    tls:\n      commonName: serviceB\n      trustCerts:\n      - {}\n", ca.display())
+        });
+        assert_reaches_backend(&s, io, "static (linkerd 1.x)");
+    }
+}
+
+#[test]
+fn per_prefix_configs_form_derives_the_name_from_the_bound_path() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| {
+            format!(
+                "    kind: io.l5d.static\n    configs:\n    - prefix: \"/#/io.l5d.fs/{{service}}\"\n      tls:\n        commonName: \"{{service}}\"\n        trustCerts: [{}]\n",
+                ca.display()
+            )
+        });
+        assert_reaches_backend(&s, io, "configs form");
+    }
+}
+
+#[test]
+fn no_validation_encrypts_without_checking_and_warns() {
+    for io in backends() {
+        // A certificate for another name, from a CA nobody trusts: accepted.
+        let s = scenario(io, Names::CnAndSan, |_, _| "    tls:\n      kind: io.l5d.noValidation\n".to_string());
+        assert_reaches_backend(&s, io, "noValidation (2016)");
+        let warned = s.a.stderr_lines().iter().any(|l| l.contains("router outgoing") && l.contains("NOT authenticated"));
+        assert!(warned, "noValidation must warn at start-up, naming the router");
+        let s = scenario(io, Names::CnAndSan, |_, _| "    tls:\n      disableValidation: true\n".to_string());
+        assert_reaches_backend(&s, io, "disableValidation (linkerd 1.x)");
+    }
+}
+
+#[test]
+fn wrong_name_unknown_ca_and_expired_certificates_fail_with_502() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| {
+            format!("    tls:\n      commonName: serviceC\n      trustCerts: [{}]\n", ca.display())
+        });
+        assert_fails_with(&s, io, "wrong name", "not valid for serviceC");
+        let s = scenario(io, Names::CnOnly, |ca, _| {
+            format!("    tls:\n      commonName: serviceC\n      trustCerts: [{}]\n", ca.display())
+        });
+        assert_fails_with(&s, io, "wrong CN", "not valid for serviceC");
+        let s = scenario(io, Names::CnAndSan, |_, dir| {
+            let other = Ca::new("some other CA");
+            let path = other.write(dir, "other-ca.pem");
+            format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", path.display())
+        });
+        assert_fails_with(&s, io, "unknown CA", "unknown CA");
+
+        // Expired: sidecar B serves a certificate that ended yesterday.
+        let dir = Dir::new("tls-expired");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue_valid("serviceB", Names::CnAndSan, -30, -1).write(dir.path(), "b");
+        let backend = Backend::start();
+        let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, b.addr(), &bound_path_client(&ca_path), io);
+        let s = Scenario { _dir: dir, backend, a, b };
+        assert_fails_with(&s, io, "expired", "expired");
+    }
+}
+
+#[test]
+fn plaintext_peer_and_silent_peer_fail_with_502() {
+    for io in backends() {
+        let dir = Dir::new("tls-plain-peer");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        // serviceB's "sidecar" is a plaintext HTTP server.
+        let plain = Backend::start();
+        let a = sidecar_a(&namers, plain.addr, &bound_path_client(&ca_path), io);
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 502, "{io}: {err}");
+        assert!(err.contains("TLS"), "{io}: {err}");
+        assert_eq!(plain.requests(), 0, "{io}: a plaintext peer must not get the request");
+
+        // A peer that accepts and never answers the ClientHello.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = sidecar_a(&namers, silent.local_addr().unwrap(), &bound_path_client(&ca_path), io);
+        let started = Instant::now();
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 502, "{io}: {err}");
+        assert!(err.contains("timed out"), "{io}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{io}: the handshake must be bounded");
+    }
+}
+
+#[test]
+fn plaintext_client_on_a_tls_port_is_refused_and_counted() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| bound_path_client(ca));
+        let mut conn = Conn::open(s.b.addr());
+        conn.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+        let rsp = conn.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 400, "{io}");
+        assert!(conn.is_closed(Duration::from_secs(5)), "{io}");
+        assert_eq!(tls_counter(&s.b, "plaintext_refused"), 1, "{io}");
+        assert_eq!(s.backend.requests(), 0, "{io}");
+    }
+}
+
+#[test]
+fn mutual_tls_accepts_a_client_certificate_and_refuses_none() {
+    for io in backends() {
+        let dir = Dir::new("tls-mtls");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let (a_cert, a_key) = ca.issue("serviceA", Names::CnAndSan).write(dir.path(), "a");
+        let backend = Backend::start();
+        let tls = format!("{}      caCertPath: {}\n      requireClientAuth: true\n", server_tls(&cert, &key), ca_path.display());
+        let b = sidecar_b(backend.addr, &tls, io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let without = format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", ca_path.display());
+        let a = sidecar_a(&namers, b.addr(), &without, io);
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        assert_eq!(rsp.status, 502, "{io}: no client certificate must be refused");
+        assert_eq!(backend.requests(), 0, "{io}");
+        let with = format!(
+            "{without}      clientAuth:\n        certPath: {}\n        keyPath: {}\n",
+            a_cert.display(),
+            a_key.display()
+        );
+        let a = sidecar_a(&namers, b.addr(), &with, io);
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        assert_eq!(rsp.status, 200, "{io}: {:?}", rsp.header("l5d-err"));
+        assert_eq!(backend.requests(), 1, "{io}");
+    }
+}
+
+#[test]
+fn pooled_tls_connections_are_reused_and_new_ones_resume() {
+    for io in backends() {
+        let s = scenario(io, Names::CnAndSan, |ca, _| bound_path_client(ca));
+        let mut conn = Conn::open(s.a.addr());
+        for _ in 0..20 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 200, "{io}");
+        }
+        assert_eq!(tls_counter(&s.b, "handshakes"), 1, "{io}: 20 requests must share one pooled TLS connection");
+
+        // With no idle connections kept, each request needs a new TLS
+        // connection: all but the first resume the session.
+        let s = scenario(io, Names::CnAndSan, |ca, _| {
+            format!("{}    hostConnectionPool:\n      maxIdle: 0\n", bound_path_client(ca))
+        });
+        let mut conn = Conn::open(s.a.addr());
+        for _ in 0..5 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 200, "{io}");
+        }
+        assert_eq!(tls_counter(&s.b, "handshakes"), 5, "{io}");
+        assert_eq!(tls_counter(&s.b, "resumed"), 4, "{io}: new connections to a known peer must resume");
+    }
+}
+
+#[test]
+fn certificate_files_changed_on_disk_are_picked_up_without_restart() {
+    for io in backends() {
+        let dir = Dir::new("tls-reload");
+        let (old_ca, new_ca) = (Ca::new("old CA"), Ca::new("new CA"));
+        let new_ca_path = new_ca.write(dir.path(), "new-ca.pem");
+        // Kubernetes mounts secrets as `..data -> ..2024_x/` with the files
+        // as symlinks through `..data`; an update swaps `..data`.
+        let v1 = dir.path().join("..v1");
+        let v2 = dir.path().join("..v2");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::create_dir_all(&v2).unwrap();
+        old_ca.issue("serviceB", Names::CnAndSan).write(&v1, "tls");
+        new_ca.issue("serviceB", Names::CnAndSan).write(&v2, "tls");
+        let data = dir.path().join("..data");
+        std::os::unix::fs::symlink(&v1, &data).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::os::unix::fs::symlink("..data/tls.crt", &cert).unwrap();
+        std::os::unix::fs::symlink("..data/tls.key", &key).unwrap();
+
+        let backend = Backend::start();
+        let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, b.addr(), &bound_path_client(&new_ca_path), io);
+        // Sidecar A trusts only the new CA: refused until B serves the new pair.
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 502, "{io}");
+        let tmp = dir.path().join("..data.tmp");
+        std::os::unix::fs::symlink(&v2, &tmp).unwrap();
+        std::fs::rename(&tmp, &data).unwrap();
+        let started = Instant::now();
+        loop {
+            let rsp = get(a.addr(), "/", "serviceB").unwrap();
+            if rsp.status == 200 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "{io}: the new certificate was never served");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(b.stderr_lines().iter().any(|l| l.contains("server certificate reloaded")), "{io}");
+    }
+}
+
+#[test]
+fn strict_bound_path_fails_unmatched_names_and_lax_sends_plaintext() {
+    for io in backends() {
+        let dir = Dir::new("tls-strict");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let backend = Backend::start();
+        let client = |strict: bool| {
+            format!(
+                "    tls:\n      kind: io.l5d.boundPath\n      caCertPath: {}\n      strict: {strict}\n      names:\n      - prefix: \"/#/io.l5d.k8s/{{service}}\"\n        commonNamePattern: \"{{service}}\"\n",
+                ca_path.display()
+            )
+        };
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, backend.addr, &client(true), io);
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 502, "{io}");
+        assert!(err.contains("matches no boundPath"), "{io}: {err}");
+        assert_eq!(backend.requests(), 0);
+        let a = sidecar_a(&namers, backend.addr, &client(false), io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+        assert!(a.stderr_lines().iter().any(|l| l.contains("router outgoing") && l.contains("PLAINTEXT")), "{io}");
+    }
+}
