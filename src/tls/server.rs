@@ -91,7 +91,7 @@ impl ServerTls {
         let (contents, key) = paths.load(&provider)?;
         let cert = Arc::new(ReloadingCert {
             current: ArcSwap::from_pointee(key),
-            contents: Mutex::new(contents),
+            contents: Mutex::new(PollState { served: contents, failed: None }),
             paths,
             provider: provider.clone(),
         });
@@ -144,6 +144,13 @@ struct CertPaths {
 /// The raw bytes of the files, to tell whether they changed.
 type Contents = Vec<Vec<u8>>;
 
+/// What the poller knows: the files being served, and the last contents
+/// that could not be used (so a bad update is reported once, not every poll).
+struct PollState {
+    served: Contents,
+    failed: Option<Contents>,
+}
+
 impl CertPaths {
     fn read_all(&self) -> Result<Contents, String> {
         let mut out = Vec::new();
@@ -185,7 +192,7 @@ impl CertPaths {
 struct ReloadingCert {
     current: ArcSwap<CertifiedKey>,
     /// Only the control thread touches this (when polling).
-    contents: Mutex<Contents>,
+    contents: Mutex<PollState>,
     paths: CertPaths,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
@@ -198,19 +205,32 @@ impl std::fmt::Debug for ReloadingCert {
 
 impl ReloadingCert {
     fn reload_if_changed(&self) -> Reload {
-        let Ok(mut known) = self.contents.lock() else { return Reload::Unchanged };
-        match self.paths.read_all() {
-            Ok(now) if now == *known => return Reload::Unchanged,
-            Ok(_) => {}
-            Err(e) => return Reload::Failed(e),
+        let Ok(mut state) = self.contents.lock() else { return Reload::Unchanged };
+        let now = match self.paths.read_all() {
+            Ok(now) => now,
+            // Unreadable (a file missing mid-update): reported once; an empty
+            // list marks it, since a readable pair is never empty.
+            Err(_) if state.failed.as_ref().is_some_and(Vec::is_empty) => return Reload::Unchanged,
+            Err(e) => {
+                state.failed = Some(Vec::new());
+                return Reload::Failed(e);
+            }
+        };
+        if now == state.served || state.failed.as_ref() == Some(&now) {
+            return Reload::Unchanged;
         }
         match self.paths.load(&self.provider) {
             Ok((contents, key)) => {
                 self.current.store(Arc::new(key));
-                *known = contents;
+                state.served = contents;
+                state.failed = None;
                 Reload::Reloaded
             }
-            Err(e) => Reload::Failed(e),
+            // Remember the bad contents: logged once, not at every poll.
+            Err(e) => {
+                state.failed = Some(now);
+                Reload::Failed(e)
+            }
         }
     }
 }
@@ -218,5 +238,57 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current.load_full())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn reload_swaps_good_pairs_and_refuses_a_mismatched_key_once() {
+        let dir = std::env::temp_dir().join(format!("corelink-server-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_path, key_path) = (dir.join("c.pem"), dir.join("k.pem"));
+        let (c1, k1) = pair("one");
+        std::fs::write(&cert_path, &c1).unwrap();
+        std::fs::write(&key_path, &k1).unwrap();
+        let config = ServerTlsConfig {
+            cert_path: cert_path.display().to_string(),
+            key_path: key_path.display().to_string(),
+            intermediate_certs_path: None,
+            ca_cert_path: None,
+            require_client_auth: false,
+            protocols: vec![],
+        };
+        let tls = ServerTls::new(&config).unwrap();
+        assert_eq!(tls.reload_if_changed(), Reload::Unchanged);
+
+        // Half an update: a new certificate with the old key.
+        let (c2, k2) = pair("two");
+        std::fs::write(&cert_path, &c2).unwrap();
+        assert!(matches!(tls.reload_if_changed(), Reload::Failed(e) if e.contains("does not match")));
+        assert_eq!(tls.reload_if_changed(), Reload::Unchanged, "a bad update is reported once");
+        let served = tls.cert.current.load_full();
+        assert_eq!(served.cert[0].as_ref(), rustls::pki_types::CertificateDer::from_pem_slice(c1.as_bytes()).unwrap().as_ref());
+
+        // The key arrives: the new pair is served.
+        std::fs::write(&key_path, &k2).unwrap();
+        assert_eq!(tls.reload_if_changed(), Reload::Reloaded);
+        let served = tls.cert.current.load_full();
+        assert_eq!(served.cert[0].as_ref(), rustls::pki_types::CertificateDer::from_pem_slice(c2.as_bytes()).unwrap().as_ref());
+
+        // A file gone for a moment: reported once, the pair still served.
+        std::fs::remove_file(&key_path).unwrap();
+        assert!(matches!(tls.reload_if_changed(), Reload::Failed(_)));
+        assert_eq!(tls.reload_if_changed(), Reload::Unchanged);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
