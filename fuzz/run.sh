@@ -23,7 +23,7 @@ FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$FUZZ_DIR")"
 SECONDS_PER_TARGET="${1:-30}"
 shift $(($# > 0 ? 1 : 0))
-ALL_TARGETS=(request_head response_head chunked request_framing dtab path config)
+ALL_TARGETS=(request_head response_head chunked request_framing dtab path config tls_name cert_name)
 if (($# > 0)); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 SEED="${FUZZ_SEED:-1}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FUZZ_DIR/target}"

@@ -123,10 +123,7 @@ impl ClientTlsPolicy {
                 validates: false,
             },
             Rule::BoundPath { profile, names, strict } => {
-                let found = names
-                    .iter()
-                    .find_map(|(prefix, pattern)| match_prefix(prefix, client_name).map(|c| substitute(pattern, &c)));
-                match found {
+                match bound_path_name(names, client_name) {
                     Some(name) => TlsTarget { profile: *profile, name: Some(name), validates: true },
                     None if *strict => {
                         return Err(format!(
@@ -162,6 +159,13 @@ impl ClientTlsPolicy {
         out.dedup();
         out
     }
+}
+
+/// The 2016 boundPath rule: the first `(prefix, commonNamePattern)` whose
+/// prefix matches the client name gives the name, its `{var}`s filled from
+/// the prefix's captures. None: no prefix matches.
+pub fn bound_path_name(names: &[(String, String)], client_name: &str) -> Option<String> {
+    names.iter().find_map(|(prefix, pattern)| match_prefix(prefix, client_name).map(|c| substitute(pattern, &c)))
 }
 
 /// The name as rustls takes it (a DNS name or an IP address).
@@ -291,7 +295,10 @@ pub fn match_prefix<'a>(pattern: &'a str, path: &'a str) -> Option<Captures<'a>>
         if want == "*" {
             continue;
         }
-        if let Some(var) = want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+        // `{name}` captures; a name holding braces is not one (found by
+        // fuzz/tls_name), so the segment is matched literally.
+        let var = want.strip_prefix('{').and_then(|w| w.strip_suffix('}')).filter(|v| !v.contains(['{', '}']));
+        if let Some(var) = var {
             captures.push((var, got));
         } else if want != got {
             return None;
@@ -306,19 +313,21 @@ pub fn substitute(pattern: &str, captures: &[(&str, &str)]) -> String {
     let mut rest = pattern;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let after = &rest[open..];
-        match after.find('}') {
-            Some(close) => {
-                let var = &after[1..close];
+        let after = &rest[open + 1..];
+        // A var name runs to the next `}`; a `{` before it means this `{`
+        // was a literal one.
+        match after.find(['{', '}']) {
+            Some(close) if after.as_bytes()[close] == b'}' => {
+                let var = &after[..close];
                 match captures.iter().find(|(v, _)| *v == var) {
                     Some((_, value)) => out.push_str(value),
-                    None => out.push_str(&after[..=close]),
+                    None => out.push_str(&rest[open..open + close + 2]),
                 }
                 rest = &after[close + 1..];
             }
-            None => {
-                out.push_str(after);
-                rest = "";
+            _ => {
+                out.push('{');
+                rest = after;
             }
         }
     }
@@ -354,6 +363,9 @@ mod tests {
         assert_eq!(substitute("{a}-{b}", &[("a", "1"), ("b", "2")]), "1-2");
         assert_eq!(substitute("{x}", &[]), "{x}");
         assert_eq!(substitute("open{", &[]), "open{");
+        // Found by fuzz/tls_name: a literal `{` before a var.
+        assert_eq!(substitute("{b-{a}", &[("a", "1")]), "{b-1");
+        assert_eq!(substitute("{{a}}", &[("a", "1")]), "{1}");
     }
 
     fn bound_path(strict: bool) -> ClientConfig {

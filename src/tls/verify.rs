@@ -37,7 +37,11 @@ impl NameVerifier {
 pub fn cn_matches(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
     let Some(cn) = subject_cn_without_san(cert) else { return false };
     match name {
-        ServerName::DnsName(dns) => cn.eq_ignore_ascii_case(dns.as_ref()),
+        // A trailing dot (an absolute DNS name) does not change the name.
+        ServerName::DnsName(dns) => {
+            let absolute = |s: &str| s.strip_suffix('.').unwrap_or(s).to_owned();
+            absolute(&cn).eq_ignore_ascii_case(&absolute(dns.as_ref()))
+        }
         ServerName::IpAddress(ip) => cn.parse::<std::net::IpAddr>().is_ok_and(|c| c == std::net::IpAddr::from(*ip)),
         _ => false,
     }
