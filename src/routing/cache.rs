@@ -105,14 +105,23 @@ struct State {
     /// Per router, this core's rustls client configurations (one per TLS
     /// profile, each with its own session cache: resumption per core).
     client_tls: Vec<Vec<Arc<rustls::ClientConfig>>>,
+    /// The same configurations by template, carried to the next snapshot so
+    /// unchanged profiles keep their TLS sessions.
+    tls_by_template: crate::tls::client::CoreConfigs,
 }
 
 impl State {
-    fn new(snapshot: Arc<RoutingSnapshot>) -> State {
+    fn new(snapshot: Arc<RoutingSnapshot>, known: &crate::tls::client::CoreConfigs) -> State {
         let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
         let servers = snapshot.servers.iter().cloned().map(Rc::new).collect();
-        let client_tls = snapshot.routers.iter().map(|r| r.client_tls.per_core()).collect();
-        State { snapshot, per_router, servers, client_tls }
+        let mut client_tls = Vec::with_capacity(snapshot.routers.len());
+        let mut tls_by_template = crate::tls::client::CoreConfigs::new();
+        for router in &snapshot.routers {
+            let (configs, kept) = router.client_tls.per_core(known);
+            client_tls.push(configs);
+            tls_by_template.extend(kept);
+        }
+        State { snapshot, per_router, servers, client_tls, tls_by_template }
     }
 }
 
@@ -123,7 +132,7 @@ impl CoreRoutes {
         CoreRoutes {
             shared,
             key: RefCell::new(Vec::with_capacity(256)),
-            state: RefCell::new(State::new(snapshot)),
+            state: RefCell::new(State::new(snapshot, &Default::default())),
             rng: Cell::new(seed | 1),
         }
     }
@@ -131,7 +140,7 @@ impl CoreRoutes {
     /// Adopts a newer published snapshot, if any, dropping this core's cache.
     fn refresh(&self, state: &mut State) {
         if self.shared.load().generation != state.snapshot.generation {
-            *state = State::new(self.shared.load_full());
+            *state = State::new(self.shared.load_full(), &state.tls_by_template);
         }
     }
 

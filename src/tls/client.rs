@@ -22,6 +22,11 @@ use super::verify::{NameVerifier, NoValidation};
 /// TLS sessions remembered per core, per profile, for resumption.
 const SESSIONS_PER_CORE: usize = 256;
 
+/// A core's own client configurations, by the address of the template they
+/// were cloned from (templates live in the process registry, so an address
+/// names one template for as long as it can be looked up).
+pub type CoreConfigs = HashMap<usize, Arc<rustls::ClientConfig>>;
+
 /// What one destination's connections speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsTarget {
@@ -89,16 +94,27 @@ impl ClientTlsPolicy {
     }
 
     /// This core's rustls configurations, one per profile, each with its own
-    /// session cache.
-    pub fn per_core(&self) -> Vec<Arc<rustls::ClientConfig>> {
-        self.profiles
+    /// session cache. `known` holds the core's configurations from earlier
+    /// snapshots, by template: a profile that did not change keeps its
+    /// sessions across namer updates and reloads. Returns the configurations
+    /// and the map to keep (only the templates still in use).
+    pub fn per_core(&self, known: &CoreConfigs) -> (Vec<Arc<rustls::ClientConfig>>, CoreConfigs) {
+        let mut kept = CoreConfigs::new();
+        let configs = self
+            .profiles
             .iter()
             .map(|template| {
-                let mut config = (**template).clone();
-                config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_CORE);
-                Arc::new(config)
+                let id = Arc::as_ptr(template) as usize;
+                let config = known.get(&id).cloned().unwrap_or_else(|| {
+                    let mut config = (**template).clone();
+                    config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_CORE);
+                    Arc::new(config)
+                });
+                kept.insert(id, config.clone());
+                config
             })
-            .collect()
+            .collect();
+        (configs, kept)
     }
 
     /// The TLS a destination with this client name gets: None for plaintext,
@@ -234,11 +250,34 @@ impl ProfileBuilder {
         if let Some(&i) = self.seen.get(&key) {
             return Ok(i);
         }
-        let config = build_client_config(&key)?;
-        self.profiles.push(Arc::new(config));
+        let config = shared_template(&key)?;
+        self.profiles.push(config);
         self.seen.insert(key, self.profiles.len() - 1);
         Ok(self.profiles.len() - 1)
     }
+}
+
+/// The template for these settings, built once per process and rebuilt only
+/// when the settings or the files they name change: snapshots compiled for
+/// namer updates share it, and so do the per-core session caches.
+fn shared_template(key: &ProfileKey) -> Result<Arc<rustls::ClientConfig>, String> {
+    type Registry = Vec<(ProfileKey, Vec<Vec<u8>>, Arc<rustls::ClientConfig>)>;
+    static REGISTRY: std::sync::OnceLock<std::sync::Mutex<Registry>> = std::sync::OnceLock::new();
+    let mut files: Vec<&str> = key.trust.iter().flatten().map(String::as_str).collect();
+    if let Some((cert, k, intermediates)) = &key.client_auth {
+        files.extend([cert.as_str(), k.as_str()]);
+        files.extend(intermediates.as_deref());
+    }
+    let contents: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap_or_default()).collect();
+    let registry = REGISTRY.get_or_init(Default::default);
+    let mut registry = registry.lock().map_err(|_| "client TLS registry poisoned".to_string())?;
+    if let Some((_, _, t)) = registry.iter().find(|(k, c, _)| k == key && *c == contents) {
+        return Ok(t.clone());
+    }
+    let template = Arc::new(build_client_config(key)?);
+    registry.retain(|(k, _, _)| k != key);
+    registry.push((key.clone(), contents, template.clone()));
+    Ok(template)
 }
 
 pub fn versions(protocols: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
@@ -440,6 +479,21 @@ mod tests {
         assert!(!inet.validates && inet.name.is_none());
         assert_eq!(policy.target("/#/other/x").unwrap(), None);
         assert_eq!(policy.profiles.len(), 2, "identical settings share a profile");
+    }
+
+    #[test]
+    fn recompiled_policies_keep_each_cores_sessions() {
+        let client = ClientConfig { tls: Some(no_validation()), ..Default::default() };
+        let first = ClientTlsPolicy::compile(&client).unwrap();
+        let (configs, known) = first.per_core(&CoreConfigs::new());
+        // A new snapshot (a namer update) compiles the same policy again.
+        let second = ClientTlsPolicy::compile(&client).unwrap();
+        let (again, kept) = second.per_core(&known);
+        assert!(Arc::ptr_eq(&configs[0], &again[0]), "same template: the core keeps its session cache");
+        assert_eq!(kept.len(), 1);
+        // Another core (no known configs) gets its own.
+        let (other, _) = second.per_core(&CoreConfigs::new());
+        assert!(!Arc::ptr_eq(&configs[0], &other[0]));
     }
 
     #[test]
