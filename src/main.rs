@@ -66,6 +66,56 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Make certificates for linker-to-linker TLS, in the file layout of the
+    /// linkerd "Transparent TLS" write-up (no openssl needed).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA: OUT/cacertificate.pem and OUT/cakey.pem (mode 0600).
+    Ca {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The CA's subject common name.
+        #[arg(long, default_value = corelink::certs::DEFAULT_CA_NAME)]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = corelink::certs::DEFAULT_CA_DAYS)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a certificate for a service, signed by the CA in --ca:
+    /// OUT/certificate.pem and OUT/key.pem (mode 0600). X.509 v3 with the
+    /// name as CN and subjectAltName, for both server and client (mTLS) use.
+    Issue {
+        /// Directory holding cacertificate.pem and cakey.pem.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The name peers verify (the client's commonName, e.g. serviceB),
+        /// or an IP address.
+        #[arg(long)]
+        name: String,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = corelink::certs::DEFAULT_CERT_DAYS)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Also print, on stdout, a Kubernetes Secret of this name holding
+        /// cacertificate.pem, certificate.pem and key.pem.
+        #[arg(long, value_name = "SECRET_NAME")]
+        k8s_secret: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +126,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(config),
         Command::Delegate { config, router, dtab, json, path } => delegate(config, router, dtab, json, &path),
         Command::Demo { check } => corelink::demo::run(check).map_err(anyhow::Error::from),
+        Command::Certs { command } => certs(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,6 +186,12 @@ fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = load(&path)?;
+    // Before compiling, which loads the TLS files too but stops at the first
+    // problem with a terser message.
+    let cert_errors = check_certificates(&config);
+    if cert_errors > 0 {
+        anyhow::bail!("{}: {cert_errors} certificate error(s)", path.display());
+    }
     corelink::routing::RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());
@@ -157,6 +214,129 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
+    Ok(())
+}
+
+/// Prints, on stderr, the problems of every certificate, key and CA file the
+/// config names, with the router and the config key that names the file;
+/// returns how many are errors. Run at check time because at run time they
+/// only show as failed handshakes.
+fn check_certificates(config: &Config) -> usize {
+    use corelink::config::ClientTlsConfig;
+    use corelink::tls::inspect::{inspect_cert_and_key, inspect_intermediates, inspect_trust_anchors};
+    let now = time::OffsetDateTime::now_utc();
+    let path = std::path::Path::new;
+    let mut report = CertReporter::default();
+    for (i, router) in config.routers.iter().enumerate() {
+        let label = router.label();
+        for (j, server) in router.servers.iter().enumerate() {
+            let Some(tls) = &server.tls else { continue };
+            let base = format!("routers[{i}].servers[{j}].tls");
+            report.pair(label, &base, inspect_cert_and_key(path(&tls.cert_path), path(&tls.key_path), now));
+            if let Some(p) = &tls.intermediate_certs_path {
+                report.file(label, &format!("{base}.intermediateCertsPath"), inspect_intermediates(path(p), now));
+            }
+            if let Some(p) = &tls.ca_cert_path {
+                report.file(label, &format!("{base}.caCertPath"), inspect_trust_anchors(path(p), now));
+            }
+        }
+        let client = &router.client;
+        let global = client.tls.iter().map(|tls| (format!("routers[{i}].client.tls"), tls));
+        let per_prefix = client.configs.iter().enumerate().filter_map(|(k, c)| {
+            c.params.tls.as_ref().map(|tls| (format!("routers[{i}].client.configs[{k}].tls"), tls))
+        });
+        for (base, tls) in global.chain(per_prefix) {
+            match tls {
+                ClientTlsConfig::Params(p) if p.enabled => {
+                    if !p.disable_validation {
+                        for (k, ca) in p.trust_certs.iter().enumerate() {
+                            // trustCertsBundle arrives as the only entry.
+                            let key = if p.trust_certs.len() == 1 {
+                                format!("{base}.trustCerts/trustCertsBundle")
+                            } else {
+                                format!("{base}.trustCerts[{k}]")
+                            };
+                            report.file(label, &key, inspect_trust_anchors(path(ca), now));
+                        }
+                    }
+                    if let Some(auth) = &p.client_auth {
+                        let auth_base = format!("{base}.clientAuth");
+                        let findings = inspect_cert_and_key(path(&auth.cert_path), path(&auth.key_path), now);
+                        report.pair(label, &auth_base, findings);
+                        if let Some(chain) = &auth.intermediate_certs_path {
+                            let key = format!("{auth_base}.intermediateCertsPath");
+                            report.file(label, &key, inspect_intermediates(path(chain), now));
+                        }
+                    }
+                }
+                ClientTlsConfig::Static { ca_cert_path: Some(ca), .. }
+                | ClientTlsConfig::BoundPath { ca_cert_path: Some(ca), .. } => {
+                    report.file(label, &format!("{base}.caCertPath"), inspect_trust_anchors(path(ca), now));
+                }
+                _ => {}
+            }
+        }
+    }
+    report.errors
+}
+
+#[derive(Default)]
+struct CertReporter {
+    errors: usize,
+}
+
+impl CertReporter {
+    /// Findings about a certificate/key pair under `base` (`...tls`).
+    fn pair(&mut self, label: &str, base: &str, findings: Vec<corelink::tls::inspect::Finding>) {
+        use corelink::tls::inspect::FileRole;
+        for f in findings {
+            let key = if f.role == FileRole::Key { "keyPath" } else { "certPath" };
+            self.print(label, &format!("{base}.{key}"), &f);
+        }
+    }
+
+    /// Findings about the one file named by `key`.
+    fn file(&mut self, label: &str, key: &str, findings: Vec<corelink::tls::inspect::Finding>) {
+        for f in findings {
+            self.print(label, key, &f);
+        }
+    }
+
+    fn print(&mut self, label: &str, key: &str, finding: &corelink::tls::inspect::Finding) {
+        let level = if finding.is_error() {
+            self.errors += 1;
+            "error"
+        } else {
+            "warning"
+        };
+        eprintln!("{level}: router {label}: {key}: {finding}");
+    }
+}
+
+/// `corelink certs ca|issue`. What was written goes to stderr, so that
+/// stdout carries only the Secret manifest (for `| kubectl apply -f -`).
+fn certs(command: CertsCommand) -> anyhow::Result<()> {
+    use corelink::certs;
+    match command {
+        CertsCommand::Ca { out, name, days, force } => {
+            let files = certs::create_ca(&out, &name, days, force).context("corelink certs ca")?;
+            eprintln!("wrote {} (the CA certificate peers trust: caCertPath, trustCerts)", files.cert.display());
+            eprintln!("wrote {} (the CA key, mode 0600: keep it off the proxies' machines)", files.key.display());
+        }
+        CertsCommand::Issue { ca, name, out, days, force, k8s_secret } => {
+            // Checked first, so a bad name does not leave files behind.
+            if let Some(secret) = &k8s_secret {
+                certs::check_k8s_secret_name(secret).context("--k8s-secret")?;
+            }
+            let files = certs::issue(&ca, &name, &out, days, force)
+                .with_context(|| format!("corelink certs issue --name {name}"))?;
+            eprintln!("wrote {} (certificate for {name}: certPath)", files.cert.display());
+            eprintln!("wrote {} (its key, mode 0600: keyPath)", files.key.display());
+            if let Some(secret) = k8s_secret {
+                print!("{}", certs::k8s_secret(&name, &secret, &files.ca_cert_pem, &files.pem.cert, &files.pem.key));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -11,5 +11,8 @@ fn demo_check_passes() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("sidecar A: identified /svc/serviceB, dtab bound it to /#/io.l5d.fs/serviceB"), "{text}");
     assert!(text.contains("sidecar A verified the certificate of serviceB"), "{text}");
-    assert!(text.contains("3 requests from ServiceA reached serviceB through both sidecars, over TLS between them."), "{text}");
+    assert!(
+        text.contains("3 requests from ServiceA reached serviceB through both sidecars, over TLS between them."),
+        "{text}"
+    );
 }

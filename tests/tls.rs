@@ -117,7 +117,10 @@ fn bound_path_with_cn_only_certificates_as_the_write_up_makes_them() {
 fn static_2016_form_and_linkerd_1_form() {
     for io in backends() {
         let s = scenario(io, Names::CnAndSan, |ca, _| {
-            format!("    tls:\n      kind: io.l5d.static\n      commonName: serviceB\n      caCertPath: {}\n", ca.display())
+            format!(
+                "    tls:\n      kind: io.l5d.static\n      commonName: serviceB\n      caCertPath: {}\n",
+                ca.display()
+            )
         });
         assert_reaches_backend(&s, io, "static (2016)");
         let s = scenario(io, Names::CnOnly, |ca, _| {
@@ -146,7 +149,8 @@ fn no_validation_encrypts_without_checking_and_warns() {
         // A certificate for another name, from a CA nobody trusts: accepted.
         let s = scenario(io, Names::CnAndSan, |_, _| "    tls:\n      kind: io.l5d.noValidation\n".to_string());
         assert_reaches_backend(&s, io, "noValidation (2016)");
-        let warned = s.a.stderr_lines().iter().any(|l| l.contains("router outgoing") && l.contains("NOT authenticated"));
+        let warned =
+            s.a.stderr_lines().iter().any(|l| l.contains("router outgoing") && l.contains("NOT authenticated"));
         assert!(warned, "noValidation must warn at start-up, naming the router");
         let s = scenario(io, Names::CnAndSan, |_, _| "    tls:\n      disableValidation: true\n".to_string());
         assert_reaches_backend(&s, io, "disableValidation (linkerd 1.x)");
@@ -238,7 +242,11 @@ fn mutual_tls_accepts_a_client_certificate_and_refuses_none() {
         let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
         let (a_cert, a_key) = ca.issue("serviceA", Names::CnAndSan).write(dir.path(), "a");
         let backend = Backend::start();
-        let tls = format!("{}      caCertPath: {}\n      requireClientAuth: true\n", server_tls(&cert, &key), ca_path.display());
+        let tls = format!(
+            "{}      caCertPath: {}\n      requireClientAuth: true\n",
+            server_tls(&cert, &key),
+            ca_path.display()
+        );
         let b = sidecar_b(backend.addr, &tls, io);
         let namers = dir.path().join("disco");
         std::fs::create_dir_all(&namers).unwrap();

@@ -201,7 +201,14 @@ impl CoreRoutes {
                         bound.next.set(i.wrapping_add(1));
                         let addr = bound.addrs[i % bound.addrs.len()];
                         let tls = bound.tls.clone().map_err(|why| ProxyError::TlsPolicy(why.to_string()))?;
-                        Ok(Route { addr, consume, context, service: service.clone(), client: bound.client.clone(), tls })
+                        Ok(Route {
+                            addr,
+                            consume,
+                            context,
+                            service: service.clone(),
+                            client: bound.client.clone(),
+                            tls,
+                        })
                     }
                     _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
                 }

@@ -156,7 +156,8 @@ impl RoutingSnapshot {
             for (j, server) in r.servers.iter().enumerate() {
                 let mut settings = RouterSettings::from_config(config, i, server);
                 if let Some(tls) = &server.tls {
-                    let tls = crate::tls::ServerTls::shared(tls).map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;
+                    let tls = crate::tls::ServerTls::shared(tls)
+                        .map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;
                     settings.tls = Some(tls);
                 }
                 servers.push(settings);

@@ -45,10 +45,20 @@ enum Rule {
     Off,
     /// One name for every peer (the pattern may use the configs prefix's
     /// captures).
-    Name { profile: usize, pattern: String },
-    NoValidation { profile: usize, pattern: Option<String> },
+    Name {
+        profile: usize,
+        pattern: String,
+    },
+    NoValidation {
+        profile: usize,
+        pattern: Option<String>,
+    },
     /// The 2016 boundPath form: the first matching `names` prefix wins.
-    BoundPath { profile: usize, names: Vec<(String, String)>, strict: bool },
+    BoundPath {
+        profile: usize,
+        names: Vec<(String, String)>,
+        strict: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -138,17 +148,15 @@ impl ClientTlsPolicy {
                 name: pattern.as_ref().map(|p| substitute(p, &captures)),
                 validates: false,
             },
-            Rule::BoundPath { profile, names, strict } => {
-                match bound_path_name(names, client_name) {
-                    Some(name) => TlsTarget { profile: *profile, name: Some(name), validates: true },
-                    None if *strict => {
-                        return Err(format!(
-                            "TLS: the bound name {client_name} matches no boundPath `names` prefix (strict: true)"
-                        ))
-                    }
-                    None => return Ok(None),
+            Rule::BoundPath { profile, names, strict } => match bound_path_name(names, client_name) {
+                Some(name) => TlsTarget { profile: *profile, name: Some(name), validates: true },
+                None if *strict => {
+                    return Err(format!(
+                        "TLS: the bound name {client_name} matches no boundPath `names` prefix (strict: true)"
+                    ))
                 }
-            }
+                None => return Ok(None),
+            },
         };
         if let Some(name) = &target.name {
             server_name(name)?;
@@ -163,9 +171,9 @@ impl ClientTlsPolicy {
         let mut out = Vec::new();
         for rule in rules {
             match rule {
-                Rule::NoValidation { .. } => out.push(
-                    "client TLS without validation: traffic is encrypted but peers are NOT authenticated",
-                ),
+                Rule::NoValidation { .. } => {
+                    out.push("client TLS without validation: traffic is encrypted but peers are NOT authenticated")
+                }
                 Rule::BoundPath { strict: false, .. } => out.push(
                     "client TLS boundPath with strict: false: destinations no prefix matches are sent in PLAINTEXT",
                 ),
@@ -385,14 +393,20 @@ mod tests {
 
     #[test]
     fn prefixes_match_segments_and_capture() {
-        assert_eq!(match_prefix("/#/io.l5d.fs/{service}", "/#/io.l5d.fs/serviceB"), Some(vec![("service", "serviceB")]));
+        assert_eq!(
+            match_prefix("/#/io.l5d.fs/{service}", "/#/io.l5d.fs/serviceB"),
+            Some(vec![("service", "serviceB")])
+        );
         assert_eq!(match_prefix("/#/io.l5d.fs/{service}", "/#/io.l5d.fs"), None);
         assert_eq!(match_prefix("/#/*/{s}", "/#/io.l5d.fs/b/extra"), Some(vec![("s", "b")]));
         assert_eq!(match_prefix("/", "/anything"), Some(vec![]));
         assert_eq!(match_prefix("/#/io.l5d.k8s", "/#/io.l5d.fs/b"), None);
         // The transformer prefix is part of the client name.
         let port = "/%/io.l5d.port/4141/#/io.l5d.fs/serviceB";
-        assert_eq!(match_prefix("/%/io.l5d.port/4141/#/io.l5d.fs/{service}", port), Some(vec![("service", "serviceB")]));
+        assert_eq!(
+            match_prefix("/%/io.l5d.port/4141/#/io.l5d.fs/{service}", port),
+            Some(vec![("service", "serviceB")])
+        );
         assert_eq!(match_prefix("/#/io.l5d.fs/{service}", port), None);
     }
 

@@ -61,9 +61,7 @@ pub fn load_roots(paths: &[String]) -> Result<rustls::RootCertStore, String> {
     for path in paths {
         let path = Path::new(path);
         for cert in load_certs(path).map_err(|e| e.to_string())? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: not usable as a trust anchor: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("{}: not usable as a trust anchor: {e}", path.display()))?;
         }
     }
     Ok(roots)

@@ -70,7 +70,8 @@ impl ServerTls {
     /// shared by every snapshot that uses it: its handshake counters and its
     /// reloaded certificate survive namer updates and config reloads.
     pub fn shared(tls: &ServerTlsConfig) -> Result<Arc<ServerTls>, String> {
-        static BUILT: OnceLock<Mutex<Vec<(ServerTlsConfig, Arc<ServerTls>)>>> = OnceLock::new();
+        type Registry = Vec<(ServerTlsConfig, Arc<ServerTls>)>;
+        static BUILT: OnceLock<Mutex<Registry>> = OnceLock::new();
         let built = BUILT.get_or_init(Default::default);
         let mut built = built.lock().map_err(|_| "server TLS registry poisoned".to_string())?;
         if let Some((_, existing)) = built.iter().find(|(c, _)| c == tls) {
@@ -176,10 +177,17 @@ impl CertPaths {
             Ok(()) => {}
             // A key whose public half rustls cannot compute is let through.
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-            Err(_) => {
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
                 return Err(format!(
                     "{}: the private key does not match the certificate {}",
                     self.key.display(),
+                    self.cert.display()
+                ))
+            }
+            // webpki could not parse the certificate (an X.509 v1 one, say).
+            Err(e) => {
+                return Err(format!(
+                    "{}: certificate unusable ({e}); `corelink check` says why and how to reissue it",
                     self.cert.display()
                 ))
             }
@@ -277,13 +285,19 @@ mod tests {
         assert!(matches!(tls.reload_if_changed(), Reload::Failed(e) if e.contains("does not match")));
         assert_eq!(tls.reload_if_changed(), Reload::Unchanged, "a bad update is reported once");
         let served = tls.cert.current.load_full();
-        assert_eq!(served.cert[0].as_ref(), rustls::pki_types::CertificateDer::from_pem_slice(c1.as_bytes()).unwrap().as_ref());
+        assert_eq!(
+            served.cert[0].as_ref(),
+            rustls::pki_types::CertificateDer::from_pem_slice(c1.as_bytes()).unwrap().as_ref()
+        );
 
         // The key arrives: the new pair is served.
         std::fs::write(&key_path, &k2).unwrap();
         assert_eq!(tls.reload_if_changed(), Reload::Reloaded);
         let served = tls.cert.current.load_full();
-        assert_eq!(served.cert[0].as_ref(), rustls::pki_types::CertificateDer::from_pem_slice(c2.as_bytes()).unwrap().as_ref());
+        assert_eq!(
+            served.cert[0].as_ref(),
+            rustls::pki_types::CertificateDer::from_pem_slice(c2.as_bytes()).unwrap().as_ref()
+        );
 
         // A file gone for a moment: reported once, the pair still served.
         std::fs::remove_file(&key_path).unwrap();

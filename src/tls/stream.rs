@@ -288,7 +288,8 @@ impl<S: Stream> TlsStream<S> {
             return true;
         }
         let mut tls = self.tls.borrow_mut();
-        let buffered = matches!(tls.reader().fill_buf(), Ok(_));
+        // Ok: bytes, or an empty slice for close_notify (input all the same).
+        let buffered = tls.reader().fill_buf().is_ok();
         buffered
     }
 

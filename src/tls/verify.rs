@@ -35,7 +35,7 @@ impl NameVerifier {
 
 /// The CN fallback: `cert` has no subjectAltName and its subject CN is `name`.
 pub fn cn_matches(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
-    let Some(cn) = subject_cn_without_san(cert) else { return false };
+    let Some(cn) = super::inspect::subject_cn_without_san(cert) else { return false };
     match name {
         // A trailing dot (an absolute DNS name) does not change the name.
         ServerName::DnsName(dns) => {
@@ -45,23 +45,6 @@ pub fn cn_matches(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
         ServerName::IpAddress(ip) => cn.parse::<std::net::IpAddr>().is_ok_and(|c| c == std::net::IpAddr::from(*ip)),
         _ => false,
     }
-}
-
-/// The subject's commonName, only for a certificate with no subjectAltName
-/// extension at all (RFC 6125 §6.4.4: with SANs, the CN is not consulted).
-/// Never panics on arbitrary bytes (fuzzed: `fuzz_targets/cert_name.rs`).
-pub fn subject_cn_without_san(der: &[u8]) -> Option<String> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let has_san = cert
-        .extensions()
-        .iter()
-        .any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME);
-    if has_san {
-        return None;
-    }
-    let cn = cert.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
 }
 
 impl ServerCertVerifier for NameVerifier {
