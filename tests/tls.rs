@@ -362,3 +362,34 @@ fn strict_bound_path_fails_unmatched_names_and_lax_sends_plaintext() {
         assert!(a.stderr_lines().iter().any(|l| l.contains("router outgoing") && l.contains("PLAINTEXT")), "{io}");
     }
 }
+
+#[test]
+fn tls_client_on_a_plaintext_port_is_closed_without_an_answer_and_counted() {
+    // A real ClientHello, as a client configured for TLS sends it.
+    let config = rustls::ClientConfig::builder_with_provider(corelink::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut hello = Vec::new();
+    let name = rustls::pki_types::ServerName::try_from("serviceB").unwrap();
+    let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    tls.write_tls(&mut hello).unwrap();
+    let counter = |proxy: &Corelink| {
+        let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
+        let body = String::from_utf8_lossy(&rsp.body).into_owned();
+        let key = "/tls_on_plaintext\": ";
+        let at = body.find(key).unwrap_or_else(|| panic!("{body}")) + key.len();
+        body[at..].split([',', '}']).next().unwrap().trim().parse::<u64>().unwrap()
+    };
+    for io in backends() {
+        let backend = Backend::start();
+        let proxy = Corelink::start(&common::simple_config(backend.addr, "", ""), io);
+        let mut conn = Conn::open(proxy.addr());
+        conn.send(&hello);
+        assert!(conn.is_closed(Duration::from_secs(5)), "{io}");
+        assert!(conn.take_buffered().is_empty(), "{io}: a plaintext answer would be garbage to a TLS client");
+        assert_eq!(counter(&proxy), 1, "{io}");
+        assert_eq!(backend.requests(), 0);
+    }
+}

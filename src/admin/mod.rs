@@ -101,13 +101,17 @@ fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
 }
 
 /// Counters as a flat JSON object, linkerd style (`rt/<router>/srv/<ip>/<port>/...`).
-/// For now: each TLS server's handshake outcomes.
+/// For now: each TLS server's handshake outcomes, and TLS clients refused
+/// by plaintext servers.
 fn metrics(state: &AdminState) -> Vec<u8> {
     let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
         return plain(503, "routing not ready");
     };
     let mut entries = Vec::new();
     for server in &snapshot.servers {
+        let tls_on_plaintext = server.counters.tls_on_plaintext.load(Ordering::Relaxed);
+        let prefix = format!("rt/{}/srv/{}", server.label, server.addr);
+        entries.push(format!("\"{}/tls_on_plaintext\": {tls_on_plaintext}", json_escape(&prefix)));
         let Some(tls) = &server.tls else { continue };
         let c = &tls.counters;
         let prefix = format!("rt/{}/srv/{}/tls", server.label, server.addr);

@@ -299,6 +299,11 @@ impl<B: Backend> Session<'_, B> {
                 match self.try_prepare(&limits, sbuf) {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => {}
+                    Err(ProxyError::BadRequest(_)) if self.settings.tls.is_none() && starts_like_tls(&self.rbuf) => {
+                        self.settings.counters.tls_on_plaintext.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(router = %self.settings.label, "TLS ClientHello on a plaintext port; closed");
+                        return Err(Next::Close);
+                    }
                     Err(e) => {
                         self.respond_error(&e).await;
                         return Err(Next::Close);
@@ -388,6 +393,12 @@ impl<B: Backend> Session<'_, B> {
         let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
         self.ctx.give_buffer(out);
     }
+}
+
+/// A TLS handshake record (content type 22, version 3.x) where a request
+/// line should be: no HTTP method starts with byte 0x16.
+fn starts_like_tls(buf: &[u8]) -> bool {
+    buf.len() >= 2 && buf[0] == 0x16 && buf[1] == 0x03
 }
 
 /// Drops the first `n` path segments of a request target (`io.l5d.path` with

@@ -40,6 +40,36 @@ pub struct RouterSettings {
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    /// Counters of this server, shared by its cores and kept across
+    /// snapshots (see [`ServerCounters::shared`]).
+    pub counters: std::sync::Arc<ServerCounters>,
+}
+
+/// Per-server events the admin reports. Touched per connection event, never
+/// per request.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// TLS ClientHellos that arrived on this plaintext server (a client
+    /// configured for TLS pointed at the wrong port): closed without an
+    /// answer, since a plaintext one would be garbage to a TLS client.
+    pub tls_on_plaintext: std::sync::atomic::AtomicU64,
+}
+
+impl ServerCounters {
+    /// The counters of the server `label` at `addr`, one set per process.
+    pub fn shared(label: &str, addr: &str) -> std::sync::Arc<ServerCounters> {
+        use std::sync::{Arc, Mutex, OnceLock};
+        type Registry = Vec<(String, Arc<ServerCounters>)>;
+        static ALL: OnceLock<Mutex<Registry>> = OnceLock::new();
+        let key = format!("{label} {addr}");
+        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, c)) = all.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let c = Arc::new(ServerCounters::default());
+        all.push((key, c.clone()));
+        c
+    }
 }
 
 impl RouterSettings {
@@ -72,6 +102,10 @@ impl RouterSettings {
                 idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
             },
             tls: None,
+            counters: ServerCounters::shared(
+                router.label(),
+                &format!("{}/{}", server.addr().ip(), server.addr().port()),
+            ),
         }
     }
 }
