@@ -157,7 +157,8 @@ fn tls_hop(a: &Sidecar, b: &Sidecar) -> Result<String, String> {
     let handshakes = admin_get(b.admin, "/admin/metrics.json")
         .ok()
         .and_then(|body| {
-            let at = body.find("/tls/handshakes\": ")? + "/tls/handshakes\": ".len();
+            let key = format!("/server/127.0.0.1/{INCOMING_PORT}/tls/handshakes\": ");
+            let at = body.find(&key)? + key.len();
             body[at..].split([',', '}']).next()?.trim().parse::<u64>().ok()
         })
         .unwrap_or(0);

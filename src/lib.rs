@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod http1;
 pub mod io;
+pub mod metrics;
 pub mod namer;
 pub mod pool;
 pub mod proxy;

@@ -51,11 +51,23 @@ fn bound_path_client(ca: &Path) -> String {
 
 /// The counter `name` of sidecar B's TLS server, from its admin metrics.
 fn tls_counter(b: &Corelink, name: &str) -> u64 {
-    let rsp = get(b.admin, "/admin/metrics.json", "admin").unwrap();
+    server_metric(b, &format!("tls/{name}"))
+}
+
+/// A server-scope metric (`rt/<router>/server/<ip>/<port>/<name>`) from
+/// `/admin/metrics.json`.
+fn server_metric(proxy: &Corelink, name: &str) -> u64 {
+    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
     let body = String::from_utf8_lossy(&rsp.body).into_owned();
-    let key = format!("/tls/{name}\": ");
-    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
-    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+    let suffix = format!("/{name}");
+    body.trim_matches(['{', '}'])
+        .split(", ")
+        .filter_map(|kv| kv.split_once(": "))
+        .find(|(k, _)| k.contains("/server/") && k.trim_matches('"').ends_with(&suffix))
+        .unwrap_or_else(|| panic!("no server metric {name} in {body}"))
+        .1
+        .parse()
+        .unwrap()
 }
 
 struct Scenario {
@@ -375,13 +387,6 @@ fn tls_client_on_a_plaintext_port_is_closed_without_an_answer_and_counted() {
     let name = rustls::pki_types::ServerName::try_from("serviceB").unwrap();
     let mut tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
     tls.write_tls(&mut hello).unwrap();
-    let counter = |proxy: &Corelink| {
-        let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
-        let body = String::from_utf8_lossy(&rsp.body).into_owned();
-        let key = "/tls_on_plaintext\": ";
-        let at = body.find(key).unwrap_or_else(|| panic!("{body}")) + key.len();
-        body[at..].split([',', '}']).next().unwrap().trim().parse::<u64>().unwrap()
-    };
     for io in backends() {
         let backend = Backend::start();
         let proxy = Corelink::start(&common::simple_config(backend.addr, "", ""), io);
@@ -389,7 +394,7 @@ fn tls_client_on_a_plaintext_port_is_closed_without_an_answer_and_counted() {
         conn.send(&hello);
         assert!(conn.is_closed(Duration::from_secs(5)), "{io}");
         assert!(conn.take_buffered().is_empty(), "{io}: a plaintext answer would be garbage to a TLS client");
-        assert_eq!(counter(&proxy), 1, "{io}");
+        assert_eq!(server_metric(&proxy, "tls_on_plaintext"), 1, "{io}");
         assert_eq!(backend.requests(), 0);
     }
 }

@@ -21,6 +21,10 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The published routing, for `/delegator.json`.
     pub snapshot: std::sync::OnceLock<crate::routing::SharedSnapshot>,
+    /// Every server as (router label, resolved `ip/port`), in snapshot order.
+    pub servers: std::sync::OnceLock<Vec<(String, String)>>,
+    /// How to ask the cores for their metrics.
+    pub scrape: crate::metrics::Scrape,
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
@@ -75,7 +79,7 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
         }
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         match http1::parse_request(&buf, &mut slots, &limits) {
-            Ok(Some(head)) => break answer(head.method, head.target, state),
+            Ok(Some(head)) => break answer(head.method, head.target, state).await,
             Ok(None) => continue,
             Err(e) => break plain(e.request_status(), &e.to_string()),
         }
@@ -84,7 +88,7 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
     stream.shutdown().await
 }
 
-fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
+async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or(target);
     let known = matches!(path, "/admin/ping" | "/admin/ready" | "/delegator.json" | "/admin/metrics.json");
     if known && !matches!(method, Method::Get | Method::Head) {
@@ -95,26 +99,30 @@ fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
         "/delegator.json" => delegator(target, state),
-        "/admin/metrics.json" => metrics(state),
+        "/admin/metrics.json" => metrics(state).await,
         _ => plain(404, "not found"),
     }
 }
 
-/// Counters as a flat JSON object, linkerd style (`rt/<router>/srv/<ip>/<port>/...`).
-/// For now: each TLS server's handshake outcomes, and TLS clients refused
-/// by plaintext servers.
-fn metrics(state: &AdminState) -> Vec<u8> {
+/// linkerd's flat metric tree: every core's metrics merged (see
+/// `crate::metrics`), plus the process-wide TLS server counters.
+async fn metrics(state: &AdminState) -> Vec<u8> {
     let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
         return plain(503, "routing not ready");
     };
-    let mut entries = Vec::new();
-    for server in &snapshot.servers {
-        let tls_on_plaintext = server.counters.tls_on_plaintext.load(Ordering::Relaxed);
-        let prefix = format!("rt/{}/srv/{}", server.label, server.addr);
-        entries.push(format!("\"{}/tls_on_plaintext\": {tls_on_plaintext}", json_escape(&prefix)));
+    let cores = state.scrape.collect(Duration::from_secs(2)).await;
+    let merged = crate::metrics::merge(&cores);
+    let mut extra = Vec::new();
+    let names = state.servers.get().cloned().unwrap_or_default();
+    for (i, server) in snapshot.servers.iter().enumerate() {
+        let (label, addr) = names.get(i).cloned().unwrap_or_else(|| (server.label.clone(), server.addr.clone()));
+        let prefix = format!("rt/{label}/server/{addr}");
+        extra.push((
+            format!("{prefix}/tls_on_plaintext"),
+            server.counters.tls_on_plaintext.load(Ordering::Relaxed).to_string(),
+        ));
         let Some(tls) = &server.tls else { continue };
         let c = &tls.counters;
-        let prefix = format!("rt/{}/srv/{}/tls", server.label, server.addr);
         for (name, counter) in [
             ("handshakes", &c.handshakes),
             ("resumed", &c.resumed),
@@ -122,29 +130,16 @@ fn metrics(state: &AdminState) -> Vec<u8> {
             ("plaintext_refused", &c.plaintext_refused),
             ("handshake_timeouts", &c.timeouts),
         ] {
-            entries.push(format!("\"{}/{name}\": {}", json_escape(&prefix), counter.load(Ordering::Relaxed)));
+            extra.push((format!("{prefix}/tls/{name}"), counter.load(Ordering::Relaxed).to_string()));
         }
     }
-    let body = format!("{{{}}}", entries.join(", "));
+    let body = merged.to_linkerd_json(&extra);
     let mut out = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
     out.extend_from_slice(body.as_bytes());
-    out
-}
-
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
     out
 }
 

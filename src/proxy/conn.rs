@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
+use crate::metrics::ServerStats;
 use crate::routing::Route;
 use crate::tls::{MaybeTls, ServerTls, TlsServerCounters, TlsStream};
 
@@ -37,19 +38,24 @@ pub(super) struct Prepared {
 }
 
 /// Counts the connection as open on its core while it lives (also while
-/// parked), so draining knows when the core is done.
-struct OpenConnection<B: Backend>(Rc<CoreCtx<B>>);
+/// parked), so draining knows when the core is done, and in its server's
+/// `connections` gauge.
+struct OpenConnection<B: Backend>(Rc<CoreCtx<B>>, Rc<ServerStats>);
 
 impl<B: Backend> OpenConnection<B> {
-    fn new(ctx: Rc<CoreCtx<B>>) -> Self {
+    fn new(ctx: Rc<CoreCtx<B>>, server: usize) -> Self {
         ctx.active.set(ctx.active.get() + 1);
-        OpenConnection(ctx)
+        let stats = ctx.routes.metrics().server(server);
+        stats.connects.incr();
+        stats.connections.incr();
+        OpenConnection(ctx, stats)
     }
 }
 
 impl<B: Backend> Drop for OpenConnection<B> {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get() - 1);
+        self.1.connections.decr();
     }
 }
 
@@ -64,7 +70,7 @@ const HOT_IDLE: Duration = Duration::from_secs(1);
 /// Serves one accepted client connection until it closes: the TLS handshake
 /// first when the server terminates TLS.
 pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, client: B::Stream) {
-    let open = OpenConnection::new(ctx);
+    let open = OpenConnection::new(ctx, server);
     let settings = open.0.routes.server(server);
     let client = match &settings.tls {
         None => MaybeTls::Plain(client),
@@ -127,8 +133,16 @@ async fn run_active<B: Backend>(
     first: bool,
 ) {
     let ctx = open.0.clone();
-    let mut session =
-        Session { ctx: &ctx, server, settings: ctx.routes.server(server), client: &client, rbuf: Vec::new() };
+    let mut session = Session {
+        ctx: &ctx,
+        server,
+        settings: ctx.routes.server(server),
+        client: &client,
+        rbuf: Vec::new(),
+        stats: open.1.clone(),
+        begun: std::time::Instant::now(),
+        status: std::cell::Cell::new(0),
+    };
     if !initial.is_empty() {
         session.rbuf = ctx.take_buffer();
         session.rbuf.extend_from_slice(&initial);
@@ -194,6 +208,13 @@ pub(super) struct Session<'a, B: Backend> {
     pub client: &'a MaybeTls<B::Stream>,
     /// Client read buffer. Empty (and returned to the core) while idle.
     pub rbuf: Vec<u8>,
+    /// This server's metrics on this core.
+    pub stats: Rc<ServerStats>,
+    /// When the current request's head started to be read (its latency is
+    /// measured from here to the end of its response).
+    pub begun: std::time::Instant,
+    /// The status of the response sent for the current request.
+    pub status: std::cell::Cell<u16>,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -293,6 +314,7 @@ impl<B: Backend> Session<'_, B> {
     /// forwarded head (plus any body bytes already read) into `sbuf`.
     async fn read_head(&mut self, sbuf: &mut Vec<u8>) -> Result<Prepared, Next> {
         let deadline = Instant::now() + self.settings.header_read_timeout;
+        self.begun = std::time::Instant::now();
         let limits = self.settings.limits;
         loop {
             if !self.rbuf.is_empty() {
@@ -306,6 +328,8 @@ impl<B: Backend> Session<'_, B> {
                     }
                     Err(e) => {
                         self.respond_error(&e).await;
+                        self.stats.errors.record(e.label());
+                        self.finish(e.status(), None);
                         return Err(Next::Close);
                     }
                 }
@@ -381,6 +405,19 @@ impl<B: Backend> Session<'_, B> {
         sbuf.extend_from_slice(&self.rbuf[head_len..head_len + progress.consumed]);
         consume(&mut self.rbuf, head_len + progress.consumed);
         Ok(Some(Prepared { meta, route, body }))
+    }
+
+    /// Records a finished request in this server's metrics, and in its
+    /// destination's (bound name, logical name) when it was routed.
+    pub(super) fn finish(&self, status: u16, route: Option<&Route>) {
+        let now = std::time::Instant::now();
+        let elapsed = now.duration_since(self.begun);
+        self.stats.requests.record(status, elapsed, now);
+        if let Some(route) = route {
+            route.client_stats.requests.record(status, elapsed, now);
+            route.service_stats.requests.record(status, elapsed, now);
+        }
+        self.ctx.routes.metrics().requests.incr();
     }
 
     /// Answers an error corelink itself detected; the connection closes after

@@ -115,6 +115,26 @@ impl RouterSettings {
 /// must never carry a request meant for another (None: plaintext).
 pub type PoolKey = (usize, SocketAddr, Option<Rc<str>>);
 
+/// A connection to an upstream, counted in its bound name's `connections`
+/// gauge while it lives, in use or pooled.
+pub struct Upstream<S> {
+    pub conn: MaybeTls<S>,
+    _open: crate::metrics::OpenGuard,
+}
+
+impl<S> Upstream<S> {
+    pub fn new(conn: MaybeTls<S>, open: crate::metrics::OpenGuard) -> Self {
+        Upstream { conn, _open: open }
+    }
+}
+
+impl<S> std::ops::Deref for Upstream<S> {
+    type Target = MaybeTls<S>;
+    fn deref(&self) -> &MaybeTls<S> {
+        &self.conn
+    }
+}
+
 /// The worker's view of shutdown: set once draining starts; idle connections
 /// waiting for their next request are woken and closed.
 #[derive(Default)]
@@ -145,7 +165,7 @@ impl Shutdown {
 
 pub struct CoreCtx<B: Backend> {
     pub core: usize,
-    pub pool: RefCell<Pool<PoolKey, MaybeTls<B::Stream>>>,
+    pub pool: RefCell<Pool<PoolKey, Upstream<B::Stream>>>,
     pub routes: CoreRoutes,
     pub shutdown: Shutdown,
     /// Open client connections on this core (for draining).

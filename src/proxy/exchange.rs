@@ -16,11 +16,13 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
-use crate::routing::RouteTls;
+use crate::metrics::{ClientStats, OpenGuard};
+use crate::routing::{Route, RouteTls};
 use crate::tls::{MaybeTls, TlsStream};
 
 use super::body::{consume, pump_body, read_into, write_all, write_range, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
+use super::ctx::Upstream;
 use super::error::ProxyError;
 use super::tunnel::tunnel;
 
@@ -43,6 +45,9 @@ enum RelayError {
 
 pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
     let started = Cell::new(false);
+    // The metrics scopes outlive `p`, which the exchange consumes.
+    let route = p.route.clone();
+    s.status.set(0);
     let mut sbuf = sbuf;
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
@@ -61,12 +66,19 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     s.ctx.give_buffer(ubuf);
     s.ctx.give_buffer(wbuf);
     match result {
-        Ok(next) => next,
+        Ok(next) => {
+            s.finish(s.status.get(), Some(&route));
+            next
+        }
         Err(e) => {
+            s.stats.errors.record(e.label());
             if !started.get() {
                 s.respond_error(&e).await;
+                s.finish(e.status(), Some(&route));
             } else {
+                // The status line went out: it is what the client saw.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
+                s.finish(s.status.get(), Some(&route));
             }
             Next::Close
         }
@@ -76,8 +88,9 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
 async fn acquire<B: Backend>(
     s: &Session<'_, B>,
     addr: SocketAddr,
-    tls: Option<&RouteTls>,
-) -> Result<(MaybeTls<B::Stream>, bool), ProxyError> {
+    route: &Route,
+) -> Result<(Upstream<B::Stream>, bool), ProxyError> {
+    let tls = route.tls.as_deref();
     let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
     loop {
         let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
@@ -87,16 +100,41 @@ async fn acquire<B: Backend>(
             tracing::debug!(%addr, "discarding a pooled connection with unread input");
             continue;
         }
+        route.client_stats.pool_reused.incr();
         return Ok((conn, true));
     }
-    Ok((connect::<B>(addr, tls, s.settings.connect_timeout).await?, false))
+    Ok((connect::<B>(addr, route, s.settings.connect_timeout).await?, false))
 }
 
-/// A new connection: TCP within the connect timeout, then (for a TLS
-/// destination) a handshake within the same budget again.
+/// A new connection, counted in the bound name's metrics: TCP within the
+/// connect timeout, then (for a TLS destination) a handshake within the same
+/// budget again.
 async fn connect<B: Backend>(
     addr: SocketAddr,
+    route: &Route,
+    limit: std::time::Duration,
+) -> Result<Upstream<B::Stream>, ProxyError> {
+    let stats = &route.client_stats;
+    let started = std::time::Instant::now();
+    let result = connect_inner::<B>(addr, route.tls.as_deref(), stats, limit).await;
+    let now = std::time::Instant::now();
+    match result {
+        Ok(conn) => {
+            stats.connects.incr();
+            stats.connect_latency.record(now.duration_since(started), now);
+            Ok(Upstream::new(conn, OpenGuard::new(stats.clone())))
+        }
+        Err(e) => {
+            stats.connect_failures.incr();
+            Err(e)
+        }
+    }
+}
+
+async fn connect_inner<B: Backend>(
+    addr: SocketAddr,
     tls: Option<&RouteTls>,
+    stats: &ClientStats,
     limit: std::time::Duration,
 ) -> Result<MaybeTls<B::Stream>, ProxyError> {
     let tcp = match tokio::time::timeout(limit, B::connect(addr)).await {
@@ -112,6 +150,10 @@ async fn connect<B: Backend>(
     match tokio::time::timeout(limit, stream.handshake()).await {
         Ok(Ok(())) => {
             let info = stream.info();
+            stats.tls_handshakes.incr();
+            if info.resumed {
+                stats.tls_resumed.incr();
+            }
             tracing::debug!(
                 target: "corelink::tls",
                 %addr,
@@ -125,16 +167,23 @@ async fn connect<B: Backend>(
             Ok(MaybeTls::Tls(stream))
         }
         Ok(Err(e)) => {
-            let reason = match crate::tls::tls_error(&e) {
-                Some(tls_err) => crate::tls::verify::describe(tls_err, &tls.name_text),
-                None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    "the peer closed the connection during the TLS handshake (is it a TLS port?)".to_string()
+            let (label, reason) = match crate::tls::tls_error(&e) {
+                Some(tls_err) => {
+                    (crate::tls::verify::reason_label(tls_err), crate::tls::verify::describe(tls_err, &tls.name_text))
                 }
-                None => e.to_string(),
+                None if e.kind() == std::io::ErrorKind::UnexpectedEof => (
+                    "closed",
+                    "the peer closed the connection during the TLS handshake (is it a TLS port?)".to_string(),
+                ),
+                None => ("io", e.to_string()),
             };
+            stats.tls_failures.record(label);
             Err(ProxyError::UpstreamTls { addr, reason })
         }
-        Err(_elapsed) => Err(ProxyError::TlsHandshakeTimeout(addr)),
+        Err(_elapsed) => {
+            stats.tls_failures.record("timeout");
+            Err(ProxyError::TlsHandshakeTimeout(addr))
+        }
     }
 }
 
@@ -148,21 +197,21 @@ async fn exchange<B: Backend>(
 ) -> Result<Next, ProxyError> {
     let addr = p.route.addr;
     let tls = p.route.tls.clone();
-    let (mut upstream, mut reused) = acquire(s, addr, tls.as_deref()).await?;
+    let (mut upstream, mut reused) = acquire(s, addr, &p.route).await?;
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = p.meta.replay_safe && p.body.is_done();
     let relayed = loop {
         ubuf.clear();
-        let sent = write_all(&upstream, sbuf).await;
+        let sent = write_all(&upstream.conn, sbuf).await;
         let attempt = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
-            Ok(()) if p.body.is_done() => relay_response(s, &upstream, addr, &p.meta, ubuf, wbuf, started).await,
-            Ok(()) => pump_and_relay(s, &upstream, &mut p, ubuf, wbuf, started).await,
+            Ok(()) if p.body.is_done() => relay_response(s, &upstream.conn, addr, &p.meta, ubuf, wbuf, started).await,
+            Ok(()) => pump_and_relay(s, &upstream.conn, &mut p, ubuf, wbuf, started).await,
         };
         match attempt {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
-                upstream = connect::<B>(addr, tls.as_deref(), s.settings.connect_timeout).await?;
+                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout).await?;
                 reused = false;
             }
             Err(RelayError::ClosedBeforeResponse(e)) => {
@@ -191,7 +240,7 @@ async fn exchange<B: Backend>(
         Relayed::Tunnel => {
             let client_pending = std::mem::take(&mut s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
-            tunnel(s.client, &upstream, client_pending, upstream_pending, s.ctx.buffer_size()).await;
+            tunnel(s.client, &upstream.conn, client_pending, upstream_pending, s.ctx.buffer_size()).await;
             Ok(Next::Close)
         }
     }
@@ -322,6 +371,9 @@ fn encode_response_head<B: Backend>(
     let Some(head) = http1::parse_response(ubuf, &mut slots, meta.method, meta.upgrade, &s.settings.limits)? else {
         return Ok(None);
     };
+    if !head.informational {
+        s.status.set(head.status);
+    }
     let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10;
     let client_close =
         !meta.keep_alive || head.framing == BodyFraming::CloseDelimited || dechunk || s.ctx.shutdown.is_draining();

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::http1::RequestHead;
+use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::proxy::{ProxyError, RouterSettings};
 
 use super::name_tree::{NameTree, Pick};
@@ -33,6 +34,9 @@ pub struct Route {
     pub client: Rc<str>,
     /// TLS to this destination (None: plaintext).
     pub tls: Option<Rc<RouteTls>>,
+    /// This core's metrics of the bound name and of the logical name.
+    pub client_stats: Rc<ClientStats>,
+    pub service_stats: Rc<ServiceStats>,
 }
 
 /// How to speak TLS to one destination, derived once per core from its
@@ -66,6 +70,7 @@ struct BoundEndpoints {
     /// The TLS this destination gets, or why it cannot have any (a strict
     /// boundPath with no matching prefix, an invalid derived name).
     tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
+    stats: Rc<ClientStats>,
     addrs: Vec<SocketAddr>,
     /// Round-robin cursor over `addrs` (the balancer work replaces this).
     next: Cell<usize>,
@@ -75,6 +80,7 @@ struct BoundEndpoints {
 enum Cached {
     Routed {
         service: Rc<str>,
+        stats: Rc<ServiceStats>,
         tree: NameTree<Rc<BoundEndpoints>>,
     },
     /// 502 with this text (no route, no endpoints), cached for the generation.
@@ -94,6 +100,9 @@ pub struct CoreRoutes {
     key: RefCell<Vec<u8>>,
     state: RefCell<State>,
     rng: Cell<u64>,
+    /// This core's metrics: client and service scopes are handed to the
+    /// cache entries that route to them.
+    metrics: Rc<CoreMetrics>,
 }
 
 struct State {
@@ -126,7 +135,14 @@ impl State {
 }
 
 impl CoreRoutes {
+    /// A route cache with metrics of its own (tests and benchmarks).
     pub fn new(shared: SharedSnapshot) -> Self {
+        let snapshot = shared.load_full();
+        let routers: Vec<String> = snapshot.routers.iter().map(|r| r.label.clone()).collect();
+        Self::with_metrics(shared, Rc::new(CoreMetrics::new(0, &routers, &[])))
+    }
+
+    pub fn with_metrics(shared: SharedSnapshot, metrics: Rc<CoreMetrics>) -> Self {
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
         CoreRoutes {
@@ -134,6 +150,7 @@ impl CoreRoutes {
             key: RefCell::new(Vec::with_capacity(256)),
             state: RefCell::new(State::new(snapshot, &Default::default())),
             rng: Cell::new(seed | 1),
+            metrics,
         }
     }
 
@@ -142,6 +159,11 @@ impl CoreRoutes {
         if self.shared.load().generation != state.snapshot.generation {
             *state = State::new(self.shared.load_full(), &state.tls_by_template);
         }
+    }
+
+    /// This core's metrics.
+    pub fn metrics(&self) -> &Rc<CoreMetrics> {
+        &self.metrics
     }
 
     /// The current settings of server `index` (see `RoutingSnapshot::servers`).
@@ -171,7 +193,7 @@ impl CoreRoutes {
                     .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
                 let local = super::dtab::Dtab::parse(text)
                     .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
-                let entry = resolve(snapshot, router, key, Some(&local), tls_configs)?;
+                let entry = resolve(snapshot, router, key, Some(&local), tls_configs, &self.metrics)?;
                 return self.pick(&entry, consume, context);
             }
         }
@@ -181,7 +203,7 @@ impl CoreRoutes {
         if let Some(entry) = cache.get(key) {
             return self.pick(entry, consume, context);
         }
-        let entry = resolve(snapshot, router, key, None, tls_configs)?;
+        let entry = resolve(snapshot, router, key, None, tls_configs, &self.metrics)?;
         let route = self.pick(&entry, consume, context);
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -193,7 +215,7 @@ impl CoreRoutes {
     /// Chooses an endpoint from a resolved destination.
     fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, ProxyError> {
         match Some(entry) {
-            Some(Cached::Routed { service, tree }) => {
+            Some(Cached::Routed { service, stats, tree }) => {
                 let pick = tree.pick(self.next_random());
                 match pick {
                     Pick::Leaf(bound) => {
@@ -208,6 +230,8 @@ impl CoreRoutes {
                             service: service.clone(),
                             client: bound.client.clone(),
                             tls,
+                            client_stats: bound.stats.clone(),
+                            service_stats: stats.clone(),
                         })
                     }
                     _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
@@ -240,6 +264,7 @@ fn resolve(
     key: &[u8],
     local: Option<&super::dtab::Dtab>,
     tls_configs: &[Arc<rustls::ClientConfig>],
+    metrics: &CoreMetrics,
 ) -> Result<Cached, ProxyError> {
     let routes = &snapshot.routers[router];
     let name = match routes.identifiers.name(&routes.dst_prefix, key) {
@@ -263,7 +288,8 @@ fn resolve(
     let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
         Endpoints::Addrs { client, addrs } => {
             let tls = route_tls(&routes.client_tls, tls_configs, &client);
-            Some(Rc::new(BoundEndpoints { client: client.into(), tls, addrs, next: Cell::new(0) }))
+            let stats = metrics.client(router, &client);
+            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, addrs, next: Cell::new(0) }))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
@@ -280,7 +306,10 @@ fn resolve(
             ProxyErrorKind::NoEndpoints,
             format!("{} ({})", no_hosts(), unavailable.join("; ")).into(),
         )),
-        tree => Ok(Cached::Routed { service, tree }),
+        tree => {
+            let stats = metrics.service(router, &service);
+            Ok(Cached::Routed { service, stats, tree })
+        }
     }
 }
 

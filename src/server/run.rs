@@ -61,7 +61,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     // start-up error.
     let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
     let mut server_index = 0;
-    for router in &config.routers {
+    // Each server's metrics scope: (router index, resolved `ip/port`).
+    let mut metric_servers = Vec::new();
+    for (router_index, router) in config.routers.iter().enumerate() {
         for server in &router.servers {
             let settings_index = server_index;
             server_index += 1;
@@ -73,14 +75,19 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             })?;
             // A stable, parseable line: tests and scripts find ports here.
             println!("corelink: router {} listening on {bound}", router.label());
+            metric_servers.push((router_index, format!("{}/{}", bound.ip(), bound.port())));
             for (w, listener) in group.into_iter().enumerate() {
                 per_worker[w].push((settings_index, listener));
             }
         }
     }
 
+    let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
     let admin_state = Arc::new(AdminState::default());
     let _ = admin_state.snapshot.set(shared.clone());
+    let _ = admin_state
+        .servers
+        .set(metric_servers.iter().map(|(router, addr)| (router_labels[*router].clone(), addr.clone())).collect());
     let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone())
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
@@ -97,6 +104,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             phase: phase_rx.clone(),
             buffer_size: config.corelink.buffer_size,
             started: started_tx.clone(),
+            metric_routers: router_labels.clone(),
+            metric_servers: metric_servers.clone(),
+            scrape: admin_state.scrape.clone(),
         };
         let thread = std::thread::Builder::new().name(format!("corelink-w{core}")).spawn(move || match io {
             IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::io::{Backend, Listener, Stream};
+use crate::metrics::CoreMetrics;
 use crate::proxy::{serve_connection, CoreCtx};
 use crate::routing::{CoreRoutes, SharedSnapshot};
 
@@ -33,6 +34,12 @@ pub struct WorkerSpec {
     pub buffer_size: usize,
     /// Reports start-up success or failure to the control thread.
     pub started: mpsc::Sender<Result<(), String>>,
+    /// Router labels and (router, `ip/port`) of each server, to name this
+    /// core's metric scopes (built on the worker thread: they are `Rc`s).
+    pub metric_routers: Vec<String>,
+    pub metric_servers: Vec<(usize, String)>,
+    /// Where the admin server asks this core for its metrics.
+    pub scrape: crate::metrics::Scrape,
 }
 
 pub fn run_worker<B: Backend>(spec: WorkerSpec) {
@@ -48,8 +55,22 @@ pub fn run_worker<B: Backend>(spec: WorkerSpec) {
 }
 
 async fn worker_main<B: Backend>(spec: WorkerSpec) {
-    let WorkerSpec { core, listeners, snapshot, mut phase, buffer_size, started, .. } = spec;
-    let ctx = CoreCtx::<B>::new(core, CoreRoutes::new(snapshot), buffer_size);
+    let WorkerSpec {
+        core,
+        listeners,
+        snapshot,
+        mut phase,
+        buffer_size,
+        started,
+        metric_routers,
+        metric_servers,
+        scrape,
+        ..
+    } = spec;
+    let metrics = Rc::new(CoreMetrics::new(core, &metric_routers, &metric_servers));
+    let routes = CoreRoutes::with_metrics(snapshot, metrics.clone());
+    let ctx = CoreCtx::<B>::new(core, routes, buffer_size);
+    let mut scrapes = scrape.register();
 
     let mut wrapped = Vec::with_capacity(listeners.len());
     for (server, std_listener) in listeners {
@@ -65,6 +86,13 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     drop(started);
 
     let sweeper = tokio::task::spawn_local(sweep_pool(ctx.clone()));
+    // Scrapes are answered here, between requests: a copy of this core's
+    // metrics, made on this core, so the data path never shares them.
+    let answering = tokio::task::spawn_local(async move {
+        while let Some(reply) = scrapes.recv().await {
+            let _ = reply.send(metrics.snapshot());
+        }
+    });
     let mut loops = Vec::new();
     for (server, listener) in wrapped {
         let task = accept_loop::<B>(ctx.clone(), server, listener, phase.clone());
@@ -93,6 +121,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         tracing::warn!(core, open = ctx.active.get(), "drain deadline passed; closing remaining connections");
     }
     sweeper.abort();
+    answering.abort();
     ctx.pool.borrow_mut().clear();
 }
 

@@ -141,6 +141,23 @@ impl ServerCertVerifier for NoValidation {
     }
 }
 
+/// A short, stable label for a handshake failure (metrics).
+pub fn reason_label(e: &Error) -> &'static str {
+    match e {
+        Error::InvalidCertificate(c) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => "name_mismatch",
+            CertificateError::UnknownIssuer => "unknown_ca",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "not_yet_valid",
+            _ => "bad_certificate",
+        },
+        Error::InvalidMessage(_) => "not_tls",
+        Error::AlertReceived(_) => "refused_by_peer",
+        Error::NoCertificatesPresented => "no_certificate",
+        _ => "other",
+    }
+}
+
 /// One line for an `l5d-err` header and the logs: which check failed.
 pub fn describe(e: &Error, name: &str) -> String {
     match e {
