@@ -149,9 +149,6 @@ impl Config {
             if r.service.retries.is_some() {
                 warnings.push(format!("routers[{i}].service.retries is not in effect yet"));
             }
-            if r.http_access_log.is_some() {
-                warnings.push(format!("routers[{i}].httpAccessLog is not in effect yet"));
-            }
         }
         (errors, warnings)
     }

@@ -69,7 +69,12 @@ const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes: the TLS handshake
 /// first when the server terminates TLS.
-pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, client: B::Stream) {
+pub async fn serve_connection<B: Backend>(
+    ctx: Rc<CoreCtx<B>>,
+    server: usize,
+    client: B::Stream,
+    peer: std::net::SocketAddr,
+) {
     let open = OpenConnection::new(ctx, server);
     let settings = open.0.routes.server(server);
     let client = match &settings.tls {
@@ -80,7 +85,7 @@ pub async fn serve_connection<B: Backend>(ctx: Rc<CoreCtx<B>>, server: usize, cl
         },
     };
     drop(settings);
-    run_active(open, server, client, Vec::new(), true).await;
+    run_active(open, server, client, peer.ip(), Vec::new(), true).await;
 }
 
 /// The server side of a TLS handshake, bounded by the header read timeout
@@ -129,6 +134,7 @@ async fn run_active<B: Backend>(
     open: OpenConnection<B>,
     server: usize,
     client: MaybeTls<B::Stream>,
+    peer: std::net::IpAddr,
     initial: Vec<u8>,
     first: bool,
 ) {
@@ -142,6 +148,9 @@ async fn run_active<B: Backend>(
         stats: open.1.clone(),
         begun: std::time::Instant::now(),
         status: std::cell::Cell::new(0),
+        sent: std::cell::Cell::new(0),
+        peer,
+        pending_log: Vec::new(),
     };
     if !initial.is_empty() {
         session.rbuf = ctx.take_buffer();
@@ -159,14 +168,20 @@ async fn run_active<B: Backend>(
     let rbuf = std::mem::take(&mut session.rbuf);
     ctx.give_buffer(rbuf);
     if let Some(remaining) = parked {
-        tokio::task::spawn_local(park(open, server, client, remaining));
+        tokio::task::spawn_local(park(open, server, client, peer, remaining));
     }
 }
 
 /// The parked phase: a small task waits for the next request (or EOF, the
 /// rest of the idle timeout, draining) and hands the connection back to a
 /// new active task.
-async fn park<B: Backend>(open: OpenConnection<B>, server: usize, client: MaybeTls<B::Stream>, remaining: Duration) {
+async fn park<B: Backend>(
+    open: OpenConnection<B>,
+    server: usize,
+    client: MaybeTls<B::Stream>,
+    peer: std::net::IpAddr,
+    remaining: Duration,
+) {
     let small = if B::Stream::WAIT_NEEDS_BUFFER { open.0.take_small() } else { Vec::new() };
     let wait = tokio::time::timeout(remaining, client.wait_readable(small));
     let (res, small) = tokio::select! {
@@ -177,7 +192,7 @@ async fn park<B: Backend>(open: OpenConnection<B>, server: usize, client: MaybeT
         () = open.0.shutdown.draining() => return,
     };
     if matches!(res, Ok(true)) {
-        tokio::task::spawn_local(run_active(open, server, client, small, false));
+        tokio::task::spawn_local(run_active(open, server, client, peer, small, false));
     } else {
         open.0.give_small(small);
     }
@@ -215,6 +230,13 @@ pub(super) struct Session<'a, B: Backend> {
     pub begun: std::time::Instant,
     /// The status of the response sent for the current request.
     pub status: std::cell::Cell<u16>,
+    /// Response body bytes sent for the current request (access log).
+    pub sent: std::cell::Cell<u64>,
+    /// The client's address (access log).
+    pub peer: std::net::IpAddr,
+    /// The current request's access log line so far (empty unless the
+    /// router has `httpAccessLog`).
+    pub pending_log: Vec<u8>,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -315,6 +337,7 @@ impl<B: Backend> Session<'_, B> {
     async fn read_head(&mut self, sbuf: &mut Vec<u8>) -> Result<Prepared, Next> {
         let deadline = Instant::now() + self.settings.header_read_timeout;
         self.begun = std::time::Instant::now();
+        self.pending_log.clear();
         let limits = self.settings.limits;
         loop {
             if !self.rbuf.is_empty() {
@@ -365,6 +388,10 @@ impl<B: Backend> Session<'_, B> {
         };
         if head.via_hops > self.settings.max_call_depth {
             return Err(ProxyError::CallDepthExceeded(self.settings.max_call_depth));
+        }
+        if self.settings.access_log.is_some() {
+            self.pending_log.clear();
+            super::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
         let route = self.ctx.routes.route(self.settings.router, &head)?;
         if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing) {
@@ -418,6 +445,16 @@ impl<B: Backend> Session<'_, B> {
             route.service_stats.requests.record(status, elapsed, now);
         }
         self.ctx.routes.metrics().requests.incr();
+        if let Some(log) = &self.settings.access_log {
+            if self.pending_log.is_empty() {
+                // The head never parsed: a line all the same.
+                let mut line = Vec::new();
+                super::access_log::start_unparsed(&mut line, self.peer);
+                self.ctx.log_access(log, &line, status, 0);
+            } else {
+                self.ctx.log_access(log, &self.pending_log, status, self.sent.get());
+            }
+        }
     }
 
     /// Answers an error corelink itself detected; the connection closes after
@@ -484,7 +521,7 @@ mod tests {
             let (accepted, _) = listener.accept().unwrap();
             drop(accepted);
             let client = crate::io::epoll::EpollStream::for_tests(stream);
-            let fut = serve_connection::<Epoll>(ctx, 0, client);
+            let fut = serve_connection::<Epoll>(ctx, 0, client, "127.0.0.1:1".parse().unwrap());
             eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&fut));
             assert!(std::mem::size_of_val(&fut) < 16 * 1024);
         });

@@ -40,6 +40,8 @@ pub struct RouterSettings {
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    /// `httpAccessLog` of the router (set when the snapshot is compiled).
+    pub access_log: Option<std::sync::Arc<super::access_log::AccessLog>>,
     /// Counters of this server, shared by its cores and kept across
     /// snapshots (see [`ServerCounters::shared`]).
     pub counters: std::sync::Arc<ServerCounters>,
@@ -102,6 +104,7 @@ impl RouterSettings {
                 idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
             },
             tls: None,
+            access_log: None,
             counters: ServerCounters::shared(
                 router.label(),
                 &format!("{}/{}", server.addr().ip(), server.addr().port()),
@@ -173,6 +176,8 @@ pub struct CoreCtx<B: Backend> {
     buffer_size: usize,
     free: RefCell<Vec<Vec<u8>>>,
     free_small: RefCell<Vec<Vec<u8>>>,
+    /// Access log lines waiting for the flush task, per log.
+    access_lines: RefCell<Vec<(std::sync::Arc<super::access_log::AccessLog>, Vec<u8>)>>,
 }
 
 impl<B: Backend> CoreCtx<B> {
@@ -186,6 +191,7 @@ impl<B: Backend> CoreCtx<B> {
             buffer_size,
             free: RefCell::new(Vec::new()),
             free_small: RefCell::new(Vec::new()),
+            access_lines: RefCell::new(Vec::new()),
         })
     }
 
@@ -217,6 +223,39 @@ impl<B: Backend> CoreCtx<B> {
         if buf.capacity() == SMALL_BUFFER && free.len() < MAX_FREE_BUFFERS {
             buf.clear();
             free.push(buf);
+        }
+    }
+
+    /// Appends a finished request's access log line to this core's buffer
+    /// for `log`; a full buffer goes to the writer at once.
+    pub fn log_access(
+        &self,
+        log: &std::sync::Arc<super::access_log::AccessLog>,
+        pending: &[u8],
+        status: u16,
+        size: u64,
+    ) {
+        let mut all = self.access_lines.borrow_mut();
+        let i = match all.iter().position(|(l, _)| std::sync::Arc::ptr_eq(l, log)) {
+            Some(i) => i,
+            None => {
+                all.push((log.clone(), Vec::with_capacity(4096)));
+                all.len() - 1
+            }
+        };
+        let buf = &mut all[i].1;
+        super::access_log::finish_line(buf, pending, status, Some(size));
+        if buf.len() >= super::access_log::FLUSH_AT {
+            log.submit(std::mem::take(buf));
+        }
+    }
+
+    /// Hands every buffered access log line to its writer.
+    pub fn flush_access_logs(&self) {
+        for (log, buf) in self.access_lines.borrow_mut().iter_mut() {
+            if !buf.is_empty() {
+                log.submit(std::mem::take(buf));
+            }
         }
     }
 

@@ -48,6 +48,7 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     // The metrics scopes outlive `p`, which the exchange consumes.
     let route = p.route.clone();
     s.status.set(0);
+    s.sent.set(0);
     let mut sbuf = sbuf;
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
@@ -438,6 +439,7 @@ async fn stream_response_body<B: Backend>(
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
+            s.sent.set(s.sent.get() + progress.consumed as u64);
             head_pending = false;
             wbuf.clear();
             consume(ubuf, progress.consumed);

@@ -155,6 +155,11 @@ impl RoutingSnapshot {
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
             for (j, server) in r.servers.iter().enumerate() {
                 let mut settings = RouterSettings::from_config(config, i, server);
+                if let Some(path) = &r.http_access_log {
+                    let log = crate::proxy::access_log::AccessLog::shared(path, r.http_access_log_append)
+                        .map_err(|e| format!("routers[{i}]: {e}"))?;
+                    settings.access_log = Some(log);
+                }
                 if let Some(tls) = &server.tls {
                     let tls = crate::tls::ServerTls::shared(tls)
                         .map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;

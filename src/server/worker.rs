@@ -121,6 +121,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         tracing::warn!(core, open = ctx.active.get(), "drain deadline passed; closing remaining connections");
     }
     sweeper.abort();
+    ctx.flush_access_logs();
     answering.abort();
     ctx.pool.borrow_mut().clear();
 }
@@ -144,9 +145,9 @@ async fn accept_loop<B: Backend>(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
-                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream));
+                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream, peer));
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of file descriptors or memory: back off instead of
@@ -163,8 +164,8 @@ async fn accept_loop<B: Backend>(
     }
     loop {
         match listener.try_accept() {
-            Ok(Some((stream, _peer))) => {
-                tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream));
+            Ok(Some((stream, peer))) => {
+                tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream, peer));
             }
             Ok(None) => break,
             Err(e) if is_resource_exhaustion(&e) => {
@@ -179,10 +180,13 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
+/// Once a second: closes idle pooled connections past their timeout or with
+/// unread input, and hands buffered access log lines to their writers.
 async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        ctx.flush_access_logs();
         ctx.pool.borrow_mut().sweep(std::time::Instant::now(), |conn| !conn.has_unread_input());
     }
 }
