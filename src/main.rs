@@ -228,7 +228,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
                 router.client.configs.iter().filter_map(|c| c.params.tls.as_ref().map(|t| (c.prefix.clone(), t))),
             );
         for (scope, tls) in client_tls {
-            println!("  client TLS ({scope}): {}", describe_client_tls(tls));
+            println!("  client TLS ({scope}): {}", tls.describe());
         }
         let ids: Vec<String> = router.identifiers().iter().map(|i| i.describe()).collect();
         println!("  identifier: {}", ids.join(", then "));
@@ -246,41 +246,6 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
     Ok(())
-}
-
-/// One line on how a client TLS config names and checks its peers.
-fn describe_client_tls(tls: &corelink::config::ClientTlsConfig) -> String {
-    use corelink::config::ClientTlsConfig;
-    let trust = |paths: &[String]| if paths.is_empty() { "the system's roots".to_string() } else { paths.join(", ") };
-    match tls {
-        ClientTlsConfig::Params(p) if !p.enabled => "off (plaintext)".into(),
-        ClientTlsConfig::Params(p) if p.disable_validation => {
-            "encrypted, peers NOT verified (disableValidation)".into()
-        }
-        ClientTlsConfig::Params(p) => format!(
-            "peer must be {} (trusting {}){}",
-            p.common_name.as_deref().unwrap_or("?"),
-            trust(&p.trust_certs),
-            if p.client_auth.is_some() { ", presenting a client certificate" } else { "" }
-        ),
-        ClientTlsConfig::NoValidation { .. } => "encrypted, peers NOT verified (io.l5d.noValidation)".into(),
-        ClientTlsConfig::Static { common_name, ca_cert_path } => {
-            format!(
-                "peer must be {common_name} (trusting {})",
-                trust(&ca_cert_path.iter().cloned().collect::<Vec<_>>())
-            )
-        }
-        ClientTlsConfig::BoundPath { names, strict, ca_cert_path } => {
-            let rules: Vec<String> =
-                names.iter().map(|n| format!("{} => {}", n.prefix, n.common_name_pattern)).collect();
-            format!(
-                "name from the bound path: {} (trusting {}; unmatched: {})",
-                rules.join(", "),
-                trust(&ca_cert_path.iter().cloned().collect::<Vec<_>>()),
-                if *strict { "request fails" } else { "PLAINTEXT" }
-            )
-        }
-    }
 }
 
 /// Prints, on stderr, the problems of every certificate, key and CA file the

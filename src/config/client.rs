@@ -298,6 +298,44 @@ pub struct BoundPathName {
 }
 
 impl ClientTlsConfig {
+    /// One line on how this config names and checks its peers (for
+    /// `corelink check` and the start-up log).
+    pub fn describe(&self) -> String {
+        let trust =
+            |paths: &[String]| if paths.is_empty() { "the system's roots".to_string() } else { paths.join(", ") };
+        match self {
+            ClientTlsConfig::Params(p) if !p.enabled => "off (plaintext)".into(),
+            ClientTlsConfig::Params(p) if p.disable_validation => {
+                "encrypted, peers NOT verified (disableValidation)".into()
+            }
+            ClientTlsConfig::Params(p) => format!(
+                "peer must be {} (trusting {}){}",
+                p.common_name.as_deref().unwrap_or("?"),
+                trust(&p.trust_certs),
+                if p.client_auth.is_some() { ", presenting a client certificate" } else { "" }
+            ),
+            ClientTlsConfig::NoValidation { .. } => "encrypted, peers NOT verified (io.l5d.noValidation)".into(),
+            ClientTlsConfig::Static { common_name, ca_cert_path } => {
+                format!(
+                    "peer must be {common_name} (trusting {})",
+                    trust(&ca_cert_path.iter().cloned().collect::<Vec<_>>())
+                )
+            }
+            ClientTlsConfig::BoundPath { names, strict, ca_cert_path } => {
+                let rules: Vec<String> =
+                    names.iter().map(|n| format!("{} => {}", n.prefix, n.common_name_pattern)).collect();
+                format!(
+                    "name from the bound path: {} (trusting {}; unmatched: {})",
+                    rules.join(", "),
+                    trust(&ca_cert_path.iter().cloned().collect::<Vec<_>>()),
+                    if *strict { "request fails" } else { "PLAINTEXT" }
+                )
+            }
+        }
+    }
+}
+
+impl ClientTlsConfig {
     /// False when this config verifies nothing about the peer.
     pub fn validates(&self) -> bool {
         match self {

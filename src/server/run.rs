@@ -130,6 +130,20 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         admin = %admin_addr,
         "corelink started"
     );
+    for (i, router) in config.routers.iter().enumerate() {
+        let servers: Vec<String> = metric_servers
+            .iter()
+            .zip(config.routers.iter().flat_map(|r| r.servers.iter()))
+            .filter(|((r, _), _)| *r == i)
+            .map(|((_, addr), s)| format!("{addr}{}", if s.tls.is_some() { " (TLS)" } else { "" }))
+            .collect();
+        let client_tls = match &router.client.tls {
+            Some(tls) => tls.describe(),
+            None if router.client.configs.iter().any(|c| c.params.tls.is_some()) => "per prefix".to_string(),
+            None => "plaintext".to_string(),
+        };
+        tracing::info!(router = router.label(), servers = %servers.join(", "), client_tls = %client_tls, dtab = %router.dtab.split_whitespace().collect::<Vec<_>>().join(" "), "router ready");
+    }
 
     let control = Control::new(options.config_path.clone(), config.clone(), inputs, shared, 1);
     let hup = control.hup.clone();
