@@ -19,7 +19,7 @@ pub mod snapshot;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use snapshot::{merge, CoreSnapshot, HistogramSnapshot, Merged, Scope, ScopeKind, ScopeSnapshot};
 
@@ -28,13 +28,16 @@ pub use snapshot::{merge, CoreSnapshot, HistogramSnapshot, Merged, Scope, ScopeK
 const MAX_LATENCY_US: u64 = 60_000_000;
 /// Latency stats report the last 30–60 s, as linkerd's one-minute windows
 /// do: two halves, rotated every 30 s.
-const WINDOW_HALF: Duration = Duration::from_secs(30);
+pub const WINDOW_HALF: Duration = Duration::from_secs(30);
 /// Client and service scopes per router and core; past this (a flood of
 /// distinct Host headers), requests are counted in one overflow scope.
 pub const MAX_SCOPES: usize = 1000;
 pub const OVERFLOW_SCOPE: &str = "_overflow";
 
 pub type Histogram = hdrhistogram::Histogram<u32>;
+
+/// Whether requests are recorded (the `metrics` feature, on by default).
+pub const ENABLED: bool = cfg!(feature = "metrics");
 
 fn new_histogram() -> Histogram {
     // The bounds are constants that hdrhistogram accepts.
@@ -47,11 +50,15 @@ pub struct Counter(Cell<u64>);
 impl Counter {
     #[inline]
     pub fn incr(&self) {
-        self.0.set(self.0.get() + 1);
+        if ENABLED {
+            self.0.set(self.0.get() + 1);
+        }
     }
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.set(self.0.get() + n);
+        if ENABLED {
+            self.0.set(self.0.get() + n);
+        }
     }
     pub fn get(&self) -> u64 {
         self.0.get()
@@ -65,67 +72,133 @@ pub struct Gauge(Cell<i64>);
 impl Gauge {
     #[inline]
     pub fn incr(&self) {
-        self.0.set(self.0.get() + 1);
+        if ENABLED {
+            self.0.set(self.0.get() + 1);
+        }
     }
     #[inline]
     pub fn decr(&self) {
-        self.0.set(self.0.get() - 1);
+        if ENABLED {
+            self.0.set(self.0.get() - 1);
+        }
     }
     pub fn get(&self) -> i64 {
         self.0.get()
     }
 }
 
-/// A latency distribution over the last 30–60 s, in µs.
+/// Log-linear buckets: exact below 256 µs, then 128 per power of two (under
+/// 0.8 % relative error), up to [`MAX_LATENCY_US`]. Recording is a
+/// leading-zeros count, two shifts and an add, cheaper than an HdrHistogram
+/// record; the buckets become an HdrHistogram when scraped.
+#[derive(Debug, Clone)]
+struct Buckets(Box<[u32]>);
+
+const BUCKETS: usize = bucket_of(MAX_LATENCY_US) + 1;
+
+#[inline]
+const fn bucket_of(us: u64) -> usize {
+    if us < 256 {
+        us as usize
+    } else {
+        let shift = 63 - us.leading_zeros() - 7;
+        256 + (shift as usize - 1) * 128 + ((us >> shift) as usize - 128)
+    }
+}
+
+/// The lowest value and width of bucket `i`.
+fn bucket_range(i: usize) -> (u64, u64) {
+    if i < 256 {
+        (i as u64, 1)
+    } else {
+        let shift = (i - 256) / 128 + 1;
+        ((((i - 256) % 128 + 128) as u64) << shift, 1u64 << shift)
+    }
+}
+
+impl Buckets {
+    fn new() -> Self {
+        Buckets(vec![0; BUCKETS].into_boxed_slice())
+    }
+
+    #[inline]
+    fn record(&mut self, us: u64) {
+        let i = bucket_of(us.min(MAX_LATENCY_US));
+        self.0[i] = self.0[i].saturating_add(1);
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(0);
+    }
+
+    /// Adds these counts to `h`, each at its bucket's midpoint.
+    fn add_to(&self, h: &mut Histogram) {
+        for (i, &n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let (low, width) = bucket_range(i);
+            h.saturating_record_n((low + (width - 1) / 2).max(1), n);
+        }
+    }
+}
+
+/// A latency distribution over the last 30–60 s, in µs: two halves, the
+/// current one and the one before. The core's sweeper advances the window
+/// epoch every 30 s ([`CoreMetrics::advance_window`]); a histogram notices a
+/// new epoch on its next record or snapshot and rotates, so recording costs
+/// one integer compare for the window.
 #[derive(Debug)]
 pub struct Latency {
-    current: RefCell<Histogram>,
-    previous: RefCell<Histogram>,
-    rotated: Cell<Instant>,
+    current: RefCell<Buckets>,
+    previous: RefCell<Buckets>,
+    epoch: Cell<u32>,
 }
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency {
-            current: RefCell::new(new_histogram()),
-            previous: RefCell::new(new_histogram()),
-            rotated: Cell::new(Instant::now()),
-        }
+        Latency { current: RefCell::new(Buckets::new()), previous: RefCell::new(Buckets::new()), epoch: Cell::new(0) }
     }
 }
 
 impl Latency {
     #[inline]
-    pub fn record(&self, elapsed: Duration, now: Instant) {
-        if now.duration_since(self.rotated.get()) >= WINDOW_HALF {
-            self.rotate(now);
+    pub fn record(&self, us: u64, epoch: u32) {
+        if !ENABLED {
+            return;
         }
-        let us = (elapsed.as_micros() as u64).clamp(1, MAX_LATENCY_US);
-        self.current.borrow_mut().saturating_record(us);
+        if epoch != self.epoch.get() {
+            self.rotate(epoch);
+        }
+        self.current.borrow_mut().record(us);
     }
 
     #[cold]
-    fn rotate(&self, now: Instant) {
+    fn rotate(&self, epoch: u32) {
         let mut current = self.current.borrow_mut();
         let mut previous = self.previous.borrow_mut();
-        std::mem::swap(&mut *current, &mut *previous);
-        current.reset();
-        // Idle longer than a whole window: the previous half is stale too.
-        if now.duration_since(self.rotated.get()) >= 2 * WINDOW_HALF {
-            previous.reset();
+        if epoch.wrapping_sub(self.epoch.get()) == 1 {
+            std::mem::swap(&mut *current, &mut *previous);
+        } else {
+            // Idle a whole window or more: the previous half is stale too.
+            previous.clear();
         }
-        self.rotated.set(now);
+        current.clear();
+        self.epoch.set(epoch);
     }
 
-    fn snapshot(&self, now: Instant) -> Histogram {
-        if now.duration_since(self.rotated.get()) >= WINDOW_HALF {
-            self.rotate(now);
+    fn snapshot(&self, epoch: u32) -> Histogram {
+        if epoch != self.epoch.get() {
+            self.rotate(epoch);
         }
-        let mut h = self.previous.borrow().clone();
-        // Same bounds on both: adding cannot fail.
-        let _ = h.add(&*self.current.borrow());
+        let mut h = new_histogram();
+        self.previous.borrow().add_to(&mut h);
+        self.current.borrow().add_to(&mut h);
         h
     }
+}
+
+/// Microseconds in a duration, without 128-bit arithmetic.
+#[inline]
+pub fn micros(d: Duration) -> u64 {
+    d.as_secs().saturating_mul(1_000_000) + u64::from(d.subsec_micros())
 }
 
 /// Status codes seen, with counts: a short list (a scope sees a handful).
@@ -135,6 +208,9 @@ pub struct Statuses(RefCell<Vec<(u16, u64)>>);
 impl Statuses {
     #[inline]
     pub fn record(&self, status: u16) {
+        if !ENABLED {
+            return;
+        }
         let mut v = self.0.borrow_mut();
         match v.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
@@ -147,10 +223,10 @@ impl Statuses {
 }
 
 /// What every scope counts about requests: linkerd's `requests`, `success`,
-/// `failures`, `status/<code>`, `request_latency_ms`.
+/// `failures`, `status/<code>`, `request_latency_ms`. (`requests` is
+/// `success + failures`, not counted twice.)
 #[derive(Debug, Default)]
 pub struct RequestStats {
-    pub requests: Counter,
     pub success: Counter,
     pub failures: Counter,
     pub statuses: Statuses,
@@ -161,23 +237,29 @@ impl RequestStats {
     /// A finished request. A 5xx (from upstream or from corelink) is a
     /// failure, as linkerd's default classifier (`nonRetryable5XX`) says.
     #[inline]
-    pub fn record(&self, status: u16, elapsed: Duration, now: Instant) {
-        self.requests.incr();
+    pub fn record(&self, status: u16, us: u64, epoch: u32) {
+        if !ENABLED {
+            return;
+        }
         if status >= 500 {
             self.failures.incr();
         } else {
             self.success.incr();
         }
         self.statuses.record(status);
-        self.latency.record(elapsed, now);
+        self.latency.record(us, epoch);
     }
 
-    fn snapshot_into(&self, s: &mut ScopeSnapshot, now: Instant) {
-        s.counters.push(("requests", self.requests.get()));
+    pub fn requests(&self) -> u64 {
+        self.success.get() + self.failures.get()
+    }
+
+    fn snapshot_into(&self, s: &mut ScopeSnapshot, epoch: u32) {
+        s.counters.push(("requests", self.requests()));
         s.counters.push(("success", self.success.get()));
         s.counters.push(("failures", self.failures.get()));
         s.statuses = self.statuses.snapshot();
-        s.histograms.push(("request_latency_ms", HistogramSnapshot(self.latency.snapshot(now))));
+        s.histograms.push(("request_latency_ms", HistogramSnapshot(self.latency.snapshot(epoch))));
     }
 }
 
@@ -198,6 +280,9 @@ pub struct Errors(RefCell<Vec<(&'static str, u64)>>);
 
 impl Errors {
     pub fn record(&self, label: &'static str) {
+        if !ENABLED {
+            return;
+        }
         let mut v = self.0.borrow_mut();
         match v.iter_mut().find(|(l, _)| *l == label) {
             Some((_, n)) => *n += 1,
@@ -266,8 +351,8 @@ pub struct CoreMetrics {
     clients: RefCell<Vec<HashMap<Rc<str>, Rc<ClientStats>>>>,
     services: RefCell<Vec<HashMap<Rc<str>, Rc<ServiceStats>>>>,
     router_labels: Vec<String>,
-    /// Requests this core finished (all routers).
-    pub requests: Counter,
+    /// The latency window's epoch (see [`Latency`]).
+    epoch: Cell<u32>,
 }
 
 impl CoreMetrics {
@@ -285,8 +370,20 @@ impl CoreMetrics {
             clients: RefCell::new(routers.iter().map(|_| HashMap::new()).collect()),
             services: RefCell::new(routers.iter().map(|_| HashMap::new()).collect()),
             router_labels: routers.to_vec(),
-            requests: Counter::default(),
+            epoch: Cell::new(0),
         }
+    }
+
+    /// The current latency window epoch, read once per request.
+    #[inline]
+    pub fn epoch(&self) -> u32 {
+        self.epoch.get()
+    }
+
+    /// Starts a new half of the latency windows (every 30 s, from the
+    /// core's sweeper).
+    pub fn advance_window(&self) {
+        self.epoch.set(self.epoch.get().wrapping_add(1));
     }
 
     pub fn server(&self, index: usize) -> Rc<ServerStats> {
@@ -305,7 +402,7 @@ impl CoreMetrics {
 
     /// A copy of everything, for the admin server to merge.
     pub fn snapshot(&self) -> CoreSnapshot {
-        let now = Instant::now();
+        let now = self.epoch.get();
         let mut scopes = Vec::new();
         for (scope, s) in &self.servers {
             let mut snap = ScopeSnapshot::new(scope.clone());
@@ -344,7 +441,8 @@ impl CoreMetrics {
                 scopes.push(snap);
             }
         }
-        CoreSnapshot { core: self.core, requests: self.requests.get(), scopes }
+        let requests = self.servers.iter().map(|(_, s)| s.requests.requests()).sum();
+        CoreSnapshot { core: self.core, requests, scopes }
     }
 }
 
@@ -408,25 +506,51 @@ mod tests {
     #[test]
     fn request_stats_classify_and_window() {
         let s = RequestStats::default();
-        let now = Instant::now();
-        s.record(200, Duration::from_millis(3), now);
-        s.record(503, Duration::from_millis(30), now);
-        s.record(200, Duration::from_micros(0), now);
-        assert_eq!((s.requests.get(), s.success.get(), s.failures.get()), (3, 2, 1));
+        s.record(200, 3_000, 0);
+        s.record(503, 30_000, 0);
+        s.record(200, 0, 0);
+        assert_eq!((s.requests(), s.success.get(), s.failures.get()), (3, 2, 1));
         assert_eq!(s.statuses.snapshot(), vec![(200, 2), (503, 1)]);
-        let h = s.latency.snapshot(now);
+        let h = s.latency.snapshot(0);
         assert_eq!(h.len(), 3);
         assert!(h.value_at_quantile(0.5) >= 2_900 && h.value_at_quantile(0.5) <= 3_100);
-        // 30 s later the window rotates; 60 s later it is empty.
-        assert_eq!(s.latency.snapshot(now + WINDOW_HALF).len(), 3);
-        assert_eq!(s.latency.snapshot(now + 3 * WINDOW_HALF).len(), 0);
+        // One half later the window still holds them; two halves later not.
+        assert_eq!(s.latency.snapshot(1).len(), 3);
+        s.record(200, 10, 1);
+        assert_eq!(s.latency.snapshot(1).len(), 4);
+        assert_eq!(s.latency.snapshot(3).len(), 0);
+    }
+
+    #[test]
+    fn buckets_cover_the_range_contiguously() {
+        let mut next = 0;
+        for i in 0..BUCKETS {
+            let (low, width) = bucket_range(i);
+            assert_eq!(low, next, "bucket {i}");
+            assert_eq!(bucket_of(low), i);
+            assert_eq!(bucket_of(low + width - 1), i);
+            next = low + width;
+        }
+        assert!(next > MAX_LATENCY_US);
+        // Relative width stays under 1 %.
+        for v in [300u64, 5_000, 123_456, 59_999_999] {
+            let (_, width) = bucket_range(bucket_of(v));
+            assert!((width as f64) / (v as f64) < 0.01, "{v}");
+        }
+    }
+
+    #[test]
+    fn micros_match_std() {
+        for d in [Duration::ZERO, Duration::from_nanos(1_999), Duration::from_millis(1_500), Duration::from_secs(90)] {
+            assert_eq!(micros(d), d.as_micros() as u64);
+        }
     }
 
     #[test]
     fn scopes_are_bounded() {
         let m = CoreMetrics::new(0, &["r".to_string()], &[]);
         for i in 0..MAX_SCOPES + 10 {
-            m.service(0, &format!("/svc/{i}")).requests.requests.incr();
+            m.service(0, &format!("/svc/{i}")).requests.success.incr();
         }
         let snap = m.snapshot();
         assert_eq!(snap.scopes.len(), MAX_SCOPES + 1);

@@ -249,18 +249,16 @@ pub fn json_escape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::metrics::CoreMetrics;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn cores_merge_and_render_linkerd_names() {
         let routers = vec!["outgoing".to_string()];
         let servers = vec![(0, "127.0.0.1/4141".to_string())];
         let (a, b) = (CoreMetrics::new(0, &routers, &servers), CoreMetrics::new(1, &routers, &servers));
-        let now = Instant::now();
-        a.server(0).requests.record(200, Duration::from_millis(2), now);
-        b.server(0).requests.record(502, Duration::from_millis(4), now);
-        a.client(0, "/#/io.l5d.fs/serviceB").requests.record(200, Duration::from_millis(2), now);
-        b.service(0, "/svc/serviceB").requests.record(502, Duration::from_millis(4), now);
+        a.server(0).requests.record(200, 2_000, 0);
+        b.server(0).requests.record(502, 4_000, 0);
+        a.client(0, "/#/io.l5d.fs/serviceB").requests.record(200, 2_000, 0);
+        b.service(0, "/svc/serviceB").requests.record(502, 4_000, 0);
         let merged = merge(&[a.snapshot(), b.snapshot()]);
         let json = merged.to_linkerd_json(&[]);
         for want in [

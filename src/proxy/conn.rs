@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
-use crate::metrics::ServerStats;
+use crate::metrics::{ClientStats, ServerStats, ServiceStats};
 use crate::routing::Route;
 use crate::tls::{MaybeTls, ServerTls, TlsServerCounters, TlsStream};
 
@@ -335,8 +335,10 @@ impl<B: Backend> Session<'_, B> {
     /// Reads until a complete head is parsed, then routes it and encodes the
     /// forwarded head (plus any body bytes already read) into `sbuf`.
     async fn read_head(&mut self, sbuf: &mut Vec<u8>) -> Result<Prepared, Next> {
-        let deadline = Instant::now() + self.settings.header_read_timeout;
-        self.begun = std::time::Instant::now();
+        // One clock read serves the head timeout and the request's latency.
+        let start = std::time::Instant::now();
+        let deadline = Instant::from_std(start) + self.settings.header_read_timeout;
+        self.begun = start;
         self.pending_log.clear();
         let limits = self.settings.limits;
         loop {
@@ -436,15 +438,16 @@ impl<B: Backend> Session<'_, B> {
 
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed.
-    pub(super) fn finish(&self, status: u16, route: Option<&Route>) {
-        let now = std::time::Instant::now();
-        let elapsed = now.duration_since(self.begun);
-        self.stats.requests.record(status, elapsed, now);
-        if let Some(route) = route {
-            route.client_stats.requests.record(status, elapsed, now);
-            route.service_stats.requests.record(status, elapsed, now);
+    pub(super) fn finish(&self, status: u16, route: Option<(&ClientStats, &ServiceStats)>) {
+        if crate::metrics::ENABLED {
+            let us = crate::metrics::micros(self.begun.elapsed());
+            let epoch = self.ctx.routes.metrics().epoch();
+            self.stats.requests.record(status, us, epoch);
+            if let Some((client, service)) = route {
+                client.requests.record(status, us, epoch);
+                service.requests.record(status, us, epoch);
+            }
         }
-        self.ctx.routes.metrics().requests.incr();
         if let Some(log) = &self.settings.access_log {
             if self.pending_log.is_empty() {
                 // The head never parsed: a line all the same.

@@ -46,7 +46,8 @@ enum RelayError {
 pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
     let started = Cell::new(false);
     // The metrics scopes outlive `p`, which the exchange consumes.
-    let route = p.route.clone();
+    let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
+    let route = Some((&*client_stats, &*service_stats));
     s.status.set(0);
     s.sent.set(0);
     let mut sbuf = sbuf;
@@ -68,18 +69,18 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     s.ctx.give_buffer(wbuf);
     match result {
         Ok(next) => {
-            s.finish(s.status.get(), Some(&route));
+            s.finish(s.status.get(), route);
             next
         }
         Err(e) => {
             s.stats.errors.record(e.label());
             if !started.get() {
                 s.respond_error(&e).await;
-                s.finish(e.status(), Some(&route));
+                s.finish(e.status(), route);
             } else {
                 // The status line went out: it is what the client saw.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
-                s.finish(s.status.get(), Some(&route));
+                s.finish(s.status.get(), route);
             }
             Next::Close
         }
@@ -104,7 +105,7 @@ async fn acquire<B: Backend>(
         route.client_stats.pool_reused.incr();
         return Ok((conn, true));
     }
-    Ok((connect::<B>(addr, route, s.settings.connect_timeout).await?, false))
+    Ok((connect::<B>(addr, route, s.settings.connect_timeout, s.ctx.routes.metrics().epoch()).await?, false))
 }
 
 /// A new connection, counted in the bound name's metrics: TCP within the
@@ -114,6 +115,7 @@ async fn connect<B: Backend>(
     addr: SocketAddr,
     route: &Route,
     limit: std::time::Duration,
+    epoch: u32,
 ) -> Result<Upstream<B::Stream>, ProxyError> {
     let stats = &route.client_stats;
     let started = std::time::Instant::now();
@@ -122,7 +124,7 @@ async fn connect<B: Backend>(
     match result {
         Ok(conn) => {
             stats.connects.incr();
-            stats.connect_latency.record(now.duration_since(started), now);
+            stats.connect_latency.record(crate::metrics::micros(now.duration_since(started)), epoch);
             Ok(Upstream::new(conn, OpenGuard::new(stats.clone())))
         }
         Err(e) => {
@@ -212,7 +214,8 @@ async fn exchange<B: Backend>(
         match attempt {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
-                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout).await?;
+                let epoch = s.ctx.routes.metrics().epoch();
+                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout, epoch).await?;
                 reused = false;
             }
             Err(RelayError::ClosedBeforeResponse(e)) => {

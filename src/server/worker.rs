@@ -184,9 +184,14 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// unread input, and hands buffered access log lines to their writers.
 async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut since_window = std::time::Instant::now();
     loop {
         tick.tick().await;
         ctx.flush_access_logs();
+        if since_window.elapsed() >= crate::metrics::WINDOW_HALF {
+            since_window = std::time::Instant::now();
+            ctx.routes.metrics().advance_window();
+        }
         ctx.pool.borrow_mut().sweep(std::time::Instant::now(), |conn| !conn.has_unread_input());
     }
 }
