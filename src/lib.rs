@@ -8,6 +8,7 @@
 //! reads linkerd 1.x YAML.
 
 pub mod admin;
+pub mod balance;
 pub mod certs;
 pub mod config;
 pub mod demo;

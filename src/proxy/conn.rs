@@ -354,7 +354,7 @@ impl<B: Backend> Session<'_, B> {
                     Err(e) => {
                         self.respond_error(&e).await;
                         self.stats.errors.record(e.label());
-                        self.finish(e.status(), None);
+                        self.finish(e.status(), None, std::time::Instant::now());
                         return Err(Next::Close);
                     }
                 }
@@ -438,9 +438,9 @@ impl<B: Backend> Session<'_, B> {
 
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed.
-    pub(super) fn finish(&self, status: u16, route: Option<(&ClientStats, &ServiceStats)>) {
+    pub(super) fn finish(&self, status: u16, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
         if crate::metrics::ENABLED {
-            let us = crate::metrics::micros(self.begun.elapsed());
+            let us = crate::metrics::micros(now.saturating_duration_since(self.begun));
             let epoch = self.ctx.routes.metrics().epoch();
             self.stats.requests.record(status, us, epoch);
             if let Some((client, service)) = route {

@@ -40,6 +40,9 @@ pub struct RouterSettings {
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    /// `service.responseClassifier`: which responses count as failures (for
+    /// failure accrual).
+    pub classifier: crate::config::ResponseClassifier,
     /// `httpAccessLog` of the router (set when the snapshot is compiled).
     pub access_log: Option<std::sync::Arc<super::access_log::AccessLog>>,
     /// Counters of this server, shared by its cores and kept across
@@ -104,6 +107,7 @@ impl RouterSettings {
                 idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
             },
             tls: None,
+            classifier: router.service.response_classifier.unwrap_or_default(),
             access_log: None,
             counters: ServerCounters::shared(
                 router.label(),

@@ -80,6 +80,18 @@ impl ProxyError {
         }
     }
 
+    /// Connecting to the endpoint failed (TCP or TLS): nothing was sent, so
+    /// the request may go to another endpoint.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout(_)
+                | ProxyError::UpstreamTls { .. }
+                | ProxyError::TlsHandshakeTimeout(_)
+        )
+    }
+
     /// The status answered to the client, when nothing of the response has
     /// been sent yet.
     pub fn status(&self) -> u16 {

@@ -8,12 +8,15 @@
 //! whole body was sent with the head), it is sent once more on a fresh
 //! connection, as Go's net/http and nginx do.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use tokio::time::Instant;
 
+use crate::balance::{Endpoint, InFlight, LazyNow};
+use crate::config::ResponseClassifier;
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
 use crate::metrics::{ClientStats, OpenGuard};
@@ -23,7 +26,7 @@ use crate::tls::{MaybeTls, TlsStream};
 use super::body::{consume, pump_body, read_into, write_all, write_range, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
 use super::ctx::Upstream;
-use super::error::ProxyError;
+use super::error::{ProxyError, Side};
 use super::tunnel::tunnel;
 
 /// How the response relay ended.
@@ -50,15 +53,20 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     let route = Some((&*client_stats, &*service_stats));
     s.status.set(0);
     s.sent.set(0);
+    let destination = p.route.destination.clone();
+    // The endpoint that served the request (None until a connection to one
+    // is up): its accrual state and latency learn the outcome.
+    let chosen = RefCell::new(None);
     let mut sbuf = sbuf;
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
     let total = s.settings.total_timeout;
     let result = match total {
-        None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started).await,
+        None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen).await,
         Some(limit) => {
             let deadline = Instant::now() + limit;
-            match tokio::time::timeout_at(deadline, exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started)).await {
+            let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen);
+            match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(r) => r,
                 Err(_elapsed) => Err(ProxyError::TotalTimeout(limit)),
             }
@@ -67,45 +75,87 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     s.ctx.give_buffer(sbuf);
     s.ctx.give_buffer(ubuf);
     s.ctx.give_buffer(wbuf);
+    let now = std::time::Instant::now();
+    if let Some(endpoint) = chosen.take() {
+        let success = match &result {
+            Ok(_) => !is_failure(s.settings.classifier, s.status.get()),
+            Err(e) => e.side() != Side::Upstream,
+        };
+        let balancer = &destination.balancer;
+        balancer.accrual.on_result(&endpoint.health, success, now);
+        balancer.observe(&endpoint, now.saturating_duration_since(s.begun), now);
+    }
     match result {
         Ok(next) => {
-            s.finish(s.status.get(), route);
+            s.finish(s.status.get(), route, now);
             next
         }
         Err(e) => {
             s.stats.errors.record(e.label());
             if !started.get() {
                 s.respond_error(&e).await;
-                s.finish(e.status(), route);
+                s.finish(e.status(), route, now);
             } else {
                 // The status line went out: it is what the client saw.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
-                s.finish(s.status.get(), route);
+                s.finish(s.status.get(), route, now);
             }
             Next::Close
         }
     }
 }
 
+/// Whether a response counts as a failure for failure accrual (linkerd's
+/// response classifiers: 5XX, unless every response is a success).
+fn is_failure(classifier: ResponseClassifier, status: u16) -> bool {
+    classifier != ResponseClassifier::AllSuccessful && status >= 500
+}
+
+/// A connection for the request: pooled, or new. A connect (or TLS
+/// handshake) failure counts against that endpoint's accrual and the request
+/// moves to another endpoint of the destination, up to `maxEffort` of them:
+/// nothing was sent, so this is always safe. Returns the connection, whether
+/// it was pooled, and the endpoint it goes to.
 async fn acquire<B: Backend>(
     s: &Session<'_, B>,
-    addr: SocketAddr,
     route: &Route,
-) -> Result<(Upstream<B::Stream>, bool), ProxyError> {
+) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
     let tls = route.tls.as_deref();
-    let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
+    let balancer = &route.destination.balancer;
+    let mut endpoint = route.endpoint.clone();
+    let mut tries = 1;
     loop {
-        let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
-        if conn.has_unread_input() {
-            // The server wrote past its last response, or hung up, while the
-            // connection sat idle: drop it rather than misread those bytes.
-            tracing::debug!(%addr, "discarding a pooled connection with unread input");
-            continue;
+        let addr = endpoint.addr;
+        let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
+        loop {
+            let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
+            if conn.has_unread_input() {
+                // The server wrote past its last response, or hung up, while the
+                // connection sat idle: drop it rather than misread those bytes.
+                tracing::debug!(%addr, "discarding a pooled connection with unread input");
+                continue;
+            }
+            route.client_stats.pool_reused.incr();
+            return Ok((conn, true, endpoint));
         }
-        route.client_stats.pool_reused.incr();
-        return Ok((conn, true));
+        let epoch = s.ctx.routes.metrics().epoch();
+        match connect::<B>(addr, route, s.settings.connect_timeout, epoch).await {
+            Ok(conn) => return Ok((conn, false, endpoint)),
+            Err(e) if e.is_connection_failure() => {
+                balancer.accrual.on_result(&endpoint.health, false, std::time::Instant::now());
+                let next = (tries < balancer.max_effort()).then(|| balancer.pick(&LazyNow::default(), Some(&endpoint)));
+                match next.flatten() {
+                    Some(other) => {
+                        tracing::debug!(%addr, error = %e, next = %other.addr, "connect failed; trying another endpoint");
+                        endpoint = other;
+                        tries += 1;
+                    }
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok((connect::<B>(addr, route, s.settings.connect_timeout, s.ctx.routes.metrics().epoch()).await?, false))
 }
 
 /// A new connection, counted in the bound name's metrics: TCP within the
@@ -197,10 +247,14 @@ async fn exchange<B: Backend>(
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     started: &Cell<bool>,
+    chosen: &RefCell<Option<Rc<Endpoint>>>,
 ) -> Result<Next, ProxyError> {
-    let addr = p.route.addr;
     let tls = p.route.tls.clone();
-    let (mut upstream, mut reused) = acquire(s, addr, &p.route).await?;
+    let (mut upstream, mut reused, endpoint) = acquire(s, &p.route).await?;
+    let addr = endpoint.addr;
+    // In flight on its endpoint (the balancers' load) until the exchange ends.
+    let _in_flight = InFlight::new(endpoint.clone());
+    *chosen.borrow_mut() = Some(endpoint);
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = p.meta.replay_safe && p.body.is_done();
     let relayed = loop {
@@ -209,7 +263,7 @@ async fn exchange<B: Backend>(
         let attempt = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
             Ok(()) if p.body.is_done() => relay_response(s, &upstream.conn, addr, &p.meta, ubuf, wbuf, started).await,
-            Ok(()) => pump_and_relay(s, &upstream.conn, &mut p, ubuf, wbuf, started).await,
+            Ok(()) => pump_and_relay(s, &upstream.conn, addr, &mut p, ubuf, wbuf, started).await,
         };
         match attempt {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
@@ -255,6 +309,7 @@ async fn exchange<B: Backend>(
 async fn pump_and_relay<B: Backend>(
     s: &mut Session<'_, B>,
     upstream: &MaybeTls<B::Stream>,
+    addr: SocketAddr,
     p: &mut Prepared,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
@@ -266,7 +321,7 @@ async fn pump_and_relay<B: Backend>(
     let mut rbuf = std::mem::take(&mut s.rbuf);
     let outcome = {
         let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget);
-        let relay = relay_response(s, upstream, p.route.addr, &p.meta, ubuf, wbuf, started);
+        let relay = relay_response(s, upstream, addr, &p.meta, ubuf, wbuf, started);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
         loop {
@@ -294,9 +349,7 @@ async fn pump_and_relay<B: Backend>(
             Err(RelayError::Failed(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof.into())))
         }
         Err(PumpError::SenderIo(e)) => Err(RelayError::Failed(ProxyError::ClientIo(e))),
-        Err(PumpError::ReceiverIo(e)) => {
-            Err(RelayError::Failed(ProxyError::UpstreamIo { addr: p.route.addr, source: e }))
-        }
+        Err(PumpError::ReceiverIo(e)) => Err(RelayError::Failed(ProxyError::UpstreamIo { addr, source: e })),
     }
 }
 

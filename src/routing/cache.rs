@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::balance::{Accrual, Balancer, Endpoint, LazyNow};
 use crate::http1::RequestHead;
 use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::proxy::{ProxyError, RouterSettings};
@@ -22,7 +23,10 @@ const MAX_CACHED: usize = 10_000;
 /// Where one request goes, and the names linkerd puts in its context headers.
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub addr: SocketAddr,
+    /// The endpoint chosen, and the destination's balancer (to choose
+    /// another after a connect failure).
+    pub endpoint: Rc<Endpoint>,
+    pub destination: Rc<BoundEndpoints>,
     /// Leading path segments the identifier consumed (`io.l5d.path` with
     /// `consume: true`), stripped from the target sent upstream.
     pub consume: usize,
@@ -65,15 +69,13 @@ impl Route {
 
 /// A bound name with its endpoints, as cached per core.
 #[derive(Debug)]
-struct BoundEndpoints {
+pub struct BoundEndpoints {
     client: Rc<str>,
     /// The TLS this destination gets, or why it cannot have any (a strict
     /// boundPath with no matching prefix, an invalid derived name).
     tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
     stats: Rc<ClientStats>,
-    addrs: Vec<SocketAddr>,
-    /// Round-robin cursor over `addrs` (the balancer work replaces this).
-    next: Cell<usize>,
+    pub balancer: Balancer,
 }
 
 #[derive(Debug)]
@@ -103,6 +105,9 @@ pub struct CoreRoutes {
     /// This core's metrics: client and service scopes are handed to the
     /// cache entries that route to them.
     metrics: Rc<CoreMetrics>,
+    /// This core's endpoints by (router, address): load, latency and
+    /// accrual state outlive cache entries and snapshots.
+    endpoints: RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
 }
 
 struct State {
@@ -151,6 +156,7 @@ impl CoreRoutes {
             state: RefCell::new(State::new(snapshot, &Default::default())),
             rng: Cell::new(seed | 1),
             metrics,
+            endpoints: RefCell::new(HashMap::new()),
         }
     }
 
@@ -193,7 +199,8 @@ impl CoreRoutes {
                     .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
                 let local = super::dtab::Dtab::parse(text)
                     .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
-                let entry = resolve(snapshot, router, key, Some(&local), tls_configs, &self.metrics)?;
+                let core = CoreParts { tls_configs, metrics: &self.metrics, endpoints: &self.endpoints };
+                let entry = resolve(snapshot, router, key, Some(&local), &core)?;
                 return self.pick(&entry, consume, context);
             }
         }
@@ -203,7 +210,8 @@ impl CoreRoutes {
         if let Some(entry) = cache.get(key) {
             return self.pick(entry, consume, context);
         }
-        let entry = resolve(snapshot, router, key, None, tls_configs, &self.metrics)?;
+        let core = CoreParts { tls_configs, metrics: &self.metrics, endpoints: &self.endpoints };
+        let entry = resolve(snapshot, router, key, None, &core)?;
         let route = self.pick(&entry, consume, context);
         if cache.len() >= MAX_CACHED {
             cache.clear();
@@ -219,12 +227,16 @@ impl CoreRoutes {
                 let pick = tree.pick(self.next_random());
                 match pick {
                     Pick::Leaf(bound) => {
-                        let i = bound.next.get();
-                        bound.next.set(i.wrapping_add(1));
-                        let addr = bound.addrs[i % bound.addrs.len()];
+                        let Some(endpoint) = bound.balancer.pick(&LazyNow::default(), None) else {
+                            return Err(ProxyError::NoEndpoints(format!(
+                                "{service}: every endpoint of {} is marked dead (failure accrual)",
+                                bound.client
+                            )));
+                        };
                         let tls = bound.tls.clone().map_err(|why| ProxyError::TlsPolicy(why.to_string()))?;
                         Ok(Route {
-                            addr,
+                            endpoint,
+                            destination: bound.clone(),
                             consume,
                             context,
                             service: service.clone(),
@@ -263,8 +275,7 @@ fn resolve(
     router: usize,
     key: &[u8],
     local: Option<&super::dtab::Dtab>,
-    tls_configs: &[Arc<rustls::ClientConfig>],
-    metrics: &CoreMetrics,
+    core: &CoreParts<'_>,
 ) -> Result<Cached, ProxyError> {
     let routes = &snapshot.routers[router];
     let name = match routes.identifiers.name(&routes.dst_prefix, key) {
@@ -287,9 +298,10 @@ fn resolve(
     let mut unavailable = Vec::new();
     let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
         Endpoints::Addrs { client, addrs } => {
-            let tls = route_tls(&routes.client_tls, tls_configs, &client);
-            let stats = metrics.client(router, &client);
-            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, addrs, next: Cell::new(0) }))
+            let tls = route_tls(&routes.client_tls, core.tls_configs, &client);
+            let stats = core.metrics.client(router, &client);
+            let balancer = core.balancer(router, &routes.client, &client, &addrs);
+            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, balancer }))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
@@ -307,10 +319,71 @@ fn resolve(
             format!("{} ({})", no_hosts(), unavailable.join("; ")).into(),
         )),
         tree => {
-            let stats = metrics.service(router, &service);
+            let stats = core.metrics.service(router, &service);
             Ok(Cached::Routed { service, stats, tree })
         }
     }
+}
+
+/// What a cache miss needs from its core.
+struct CoreParts<'a> {
+    tls_configs: &'a [Arc<rustls::ClientConfig>],
+    metrics: &'a CoreMetrics,
+    endpoints: &'a RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
+}
+
+/// Endpoints kept per core before those no destination uses are dropped.
+const MAX_ENDPOINTS: usize = 10_000;
+
+impl CoreParts<'_> {
+    /// The balancer of one bound name: this core's endpoints for its
+    /// addresses, and the algorithm and accrual its client config gives.
+    fn balancer(
+        &self,
+        router: usize,
+        client: &crate::config::ClientConfig,
+        name: &str,
+        addrs: &[(SocketAddr, f64)],
+    ) -> Balancer {
+        let mut all = self.endpoints.borrow_mut();
+        if all.len() >= MAX_ENDPOINTS {
+            all.retain(|_, e| Rc::strong_count(e) > 1);
+        }
+        let endpoints = addrs
+            .iter()
+            .map(|(addr, weight)| {
+                let e = all.entry((router, *addr)).or_insert_with(|| Rc::new(Endpoint::new(*addr))).clone();
+                (e, *weight)
+            })
+            .collect();
+        let (lb, accrual) = client_params(client, name);
+        Balancer::new(endpoints, lb, Rc::new(Accrual::from_config(accrual.as_ref())))
+    }
+}
+
+/// The load balancer and failure accrual for one client name: the router's
+/// `client` section, with every matching `io.l5d.static` prefix config
+/// applied in order (later ones override), as linkerd does.
+fn client_params(
+    client: &crate::config::ClientConfig,
+    name: &str,
+) -> (crate::config::LoadBalancerConfig, Option<crate::config::FailureAccrualConfig>) {
+    let mut lb = client.load_balancer.clone();
+    let mut accrual = client.failure_accrual.clone();
+    if client.kind == crate::config::ClientKind::Static {
+        for c in &client.configs {
+            if crate::tls::client::match_prefix(&c.prefix, name).is_none() {
+                continue;
+            }
+            if let Some(l) = &c.params.load_balancer {
+                lb = l.clone();
+            }
+            if let Some(a) = &c.params.failure_accrual {
+                accrual = Some(a.clone());
+            }
+        }
+    }
+    (lb, accrual)
 }
 
 /// The TLS of one destination, from its client name.

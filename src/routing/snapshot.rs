@@ -35,6 +35,9 @@ pub struct RouterRoutes {
     pub context_headers: bool,
     /// Which destinations speak TLS, verified against which name.
     pub client_tls: crate::tls::ClientTlsPolicy,
+    /// The router's `client` section (balancer and failure accrual per
+    /// client name).
+    pub client: crate::config::ClientConfig,
 }
 
 /// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.
@@ -114,11 +117,12 @@ pub struct RoutingSnapshot {
 }
 
 /// Where a bound name sends traffic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Endpoints {
     /// The addresses, and the client name (the bound id with any transformer
     /// prefix, e.g. `/%/io.l5d.port/4141/#/io.l5d.fs/serviceB`).
-    Addrs { client: String, addrs: Vec<SocketAddr> },
+    /// Each address with its weight (an `io.l5d.fs` file's `* weight`, else 1).
+    Addrs { client: String, addrs: Vec<(SocketAddr, f64)> },
     /// Bound, but nothing can be reached through it (with the reason).
     Unavailable(String),
 }
@@ -178,6 +182,7 @@ impl RoutingSnapshot {
                 dtab_headers: r.dtab_headers,
                 context_headers: r.context_headers,
                 client_tls,
+                client: r.client.clone(),
             });
         }
         let mut namers = Vec::new();
@@ -235,37 +240,39 @@ impl RoutingSnapshot {
     /// transformers.
     pub fn endpoints(&self, router: usize, bound: &BoundName) -> Endpoints {
         let id = &bound.id;
-        let (mut addrs, namer_transformers): (Vec<SocketAddr>, &[TransformerConfig]) =
-            if id.len() == 4 && id.segment(0) == Some(b"$") && id.segment(1) == Some(b"inet") {
-                let (Some(host), Some(port)) = (id.segment_str(2), id.segment_str(3)) else {
-                    return Endpoints::Unavailable(format!("invalid inet address {id}"));
-                };
-                let Ok(port) = port.parse::<u16>() else {
-                    return Endpoints::Unavailable(format!("invalid port in {id}"));
-                };
-                match self.resolve_host(host) {
-                    Ok(ips) => (ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(), &[]),
-                    Err(e) => return Endpoints::Unavailable(e),
-                }
-            } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
-                let service = id.segment_str(1 + namer.prefix.len()).unwrap_or_default();
-                let entries = namer.state.services.get(service).map(Vec::as_slice).unwrap_or_default();
-                let mut addrs = Vec::new();
-                let mut problems = Vec::new();
-                for entry in entries.iter().filter(|e| e.weight > 0.0) {
-                    match self.resolve_host(&entry.host) {
-                        Ok(ips) => addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, entry.port))),
-                        Err(e) => problems.push(e),
-                    }
-                }
-                if addrs.is_empty() {
-                    let why = if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
-                    return Endpoints::Unavailable(why);
-                }
-                (addrs, &namer.transformers)
-            } else {
-                return Endpoints::Unavailable(format!("no namer resolves {id}"));
+        let (mut addrs, namer_transformers): (Vec<(SocketAddr, f64)>, &[TransformerConfig]) = if id.len() == 4
+            && id.segment(0) == Some(b"$")
+            && id.segment(1) == Some(b"inet")
+        {
+            let (Some(host), Some(port)) = (id.segment_str(2), id.segment_str(3)) else {
+                return Endpoints::Unavailable(format!("invalid inet address {id}"));
             };
+            let Ok(port) = port.parse::<u16>() else {
+                return Endpoints::Unavailable(format!("invalid port in {id}"));
+            };
+            match self.resolve_host(host) {
+                Ok(ips) => (ips.into_iter().map(|ip| (SocketAddr::new(ip, port), 1.0)).collect(), &[]),
+                Err(e) => return Endpoints::Unavailable(e),
+            }
+        } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
+            let service = id.segment_str(1 + namer.prefix.len()).unwrap_or_default();
+            let entries = namer.state.services.get(service).map(Vec::as_slice).unwrap_or_default();
+            let mut addrs = Vec::new();
+            let mut problems = Vec::new();
+            for entry in entries.iter().filter(|e| e.weight > 0.0) {
+                match self.resolve_host(&entry.host) {
+                    Ok(ips) => addrs.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, entry.port), entry.weight))),
+                    Err(e) => problems.push(e),
+                }
+            }
+            if addrs.is_empty() {
+                let why = if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
+                return Endpoints::Unavailable(why);
+            }
+            (addrs, &namer.transformers)
+        } else {
+            return Endpoints::Unavailable(format!("no namer resolves {id}"));
+        };
         let mut client = id.show();
         for t in namer_transformers.iter().chain(&self.routers[router].transformers) {
             addrs = transform(t, addrs);
@@ -279,12 +286,14 @@ impl RoutingSnapshot {
 }
 
 /// linkerd's interpreter transformers.
-fn transform(t: &TransformerConfig, addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+fn transform(t: &TransformerConfig, addrs: Vec<(SocketAddr, f64)>) -> Vec<(SocketAddr, f64)> {
     match t {
-        TransformerConfig::Port { port, .. } => addrs.into_iter().map(|a| SocketAddr::new(a.ip(), *port)).collect(),
+        TransformerConfig::Port { port, .. } => {
+            addrs.into_iter().map(|(a, w)| (SocketAddr::new(a.ip(), *port), w)).collect()
+        }
         TransformerConfig::Localhost { .. } => {
             let local = local_addresses();
-            addrs.into_iter().filter(|a| a.ip().is_loopback() || local.contains(&a.ip())).collect()
+            addrs.into_iter().filter(|(a, _)| a.ip().is_loopback() || local.contains(&a.ip())).collect()
         }
     }
 }
@@ -390,7 +399,7 @@ mod tests {
         match endpoints_of(&snapshot, "/svc/8080") {
             Endpoints::Addrs { client, addrs } => {
                 assert_eq!(client, "/$/inet/localhost/8080");
-                assert!(addrs.iter().all(|a| a.port() == 8080 && a.ip().is_loopback()), "{addrs:?}");
+                assert!(addrs.iter().all(|(a, _)| a.port() == 8080 && a.ip().is_loopback()), "{addrs:?}");
             }
             other => panic!("{other:?}"),
         }
@@ -405,7 +414,7 @@ mod tests {
             endpoints_of(&snapshot, "/svc"),
             Endpoints::Addrs {
                 client: "/%/io.l5d.port/4141/$/inet/127.0.0.1/8080".into(),
-                addrs: vec!["127.0.0.1:4141".parse().unwrap()]
+                addrs: vec![("127.0.0.1:4141".parse().unwrap(), 1.0)]
             }
         );
     }
