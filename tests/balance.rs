@@ -23,6 +23,10 @@ struct Upstream {
 
 impl Upstream {
     fn start(delay: Duration) -> Upstream {
+        Self::start_with(delay, 200)
+    }
+
+    fn start_with(delay: Duration, status: u16) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -34,7 +38,7 @@ impl Upstream {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let (s, a) = (s.clone(), a.clone());
-                        std::thread::spawn(move || serve(conn, delay, &s, &a));
+                        std::thread::spawn(move || serve(conn, delay, status, &s, &a));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -54,7 +58,7 @@ impl Upstream {
     }
 }
 
-fn serve(mut conn: TcpStream, delay: Duration, served: &AtomicUsize, alive: &AtomicBool) {
+fn serve(mut conn: TcpStream, delay: Duration, status: u16, served: &AtomicUsize, alive: &AtomicBool) {
     conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -66,7 +70,8 @@ fn serve(mut conn: TcpStream, delay: Duration, served: &AtomicUsize, alive: &Ato
                 return;
             }
             served.fetch_add(1, Ordering::SeqCst);
-            if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+            let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
+            if conn.write_all(response.as_bytes()).is_err() {
                 return;
             }
             continue;
@@ -88,11 +93,16 @@ fn dead_port() -> SocketAddr {
 /// corelink with an `io.l5d.fs` namer: serviceB is `lines` (`addr [* weight]`),
 /// and `client` is YAML under `client:`.
 fn proxy(dir: &common::tempdir::Dir, lines: &[String], client: &str, io: &str) -> Corelink {
+    proxy_with(dir, lines, client, "", io)
+}
+
+/// As [`proxy`], with `router` (YAML at router level, e.g. `  service: ...`).
+fn proxy_with(dir: &common::tempdir::Dir, lines: &[String], client: &str, router: &str, io: &str) -> Corelink {
     let disco = dir.path().join("disco");
     std::fs::create_dir_all(&disco).unwrap();
     std::fs::write(disco.join("serviceB"), lines.join("\n") + "\n").unwrap();
     let config = format!(
-        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: out\n  dtab: |\n    /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n  client:\n{client}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: out\n  dtab: |\n    /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n  client:\n{client}{router}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
         disco.display()
     );
     Corelink::start(&config, io)
@@ -206,5 +216,93 @@ fn a_slow_endpoint_gets_less_traffic() {
             let limit = if kind == "ewma" { 0.10 } else { 0.15 };
             assert!(share < limit, "{io} {kind}: slow share {share}");
         }
+    }
+}
+
+/// A service-scope metric from `/admin/metrics.json`.
+fn service_metric(proxy: &Corelink, name: &str) -> u64 {
+    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
+    let body = String::from_utf8_lossy(&rsp.body).into_owned();
+    let key = format!("/service/svc/serviceB/{name}\": ");
+    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
+    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn retryable_failures_are_retried_on_healthy_endpoints() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-retry");
+        let (good, bad) = (Upstream::start(Duration::ZERO), Upstream::start_with(Duration::ZERO, 503));
+        let lines = vec![line(good.addr), line(bad.addr)];
+        let service = "  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n";
+        let client = "    failureAccrual:\n      kind: none\n";
+        let proxy = proxy_with(&dir, &lines, client, service, io);
+        let mut conn = Conn::open(proxy.addr());
+        for _ in 0..100 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 200, "{io}");
+        }
+        // POST is not retryable with retryableRead5XX: some reach the client as 503.
+        let mut failed_posts = 0;
+        for _ in 0..40 {
+            conn.send(b"POST / HTTP/1.1\r\nHost: serviceB\r\nContent-Length: 0\r\n\r\n");
+            if conn.read_response("POST").unwrap().status == 503 {
+                failed_posts += 1;
+            }
+        }
+        assert!(failed_posts > 0, "{io}");
+        let retries = service_metric(&proxy, "retries/total");
+        assert_eq!(retries as usize, bad.served() - failed_posts, "{io}: every 503 to a GET was retried");
+    }
+}
+
+#[test]
+fn the_retry_budget_bounds_retry_traffic_when_everything_fails() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-budget");
+        let ups: Vec<Upstream> = (0..2).map(|_| Upstream::start_with(Duration::ZERO, 503)).collect();
+        let lines: Vec<String> = ups.iter().map(|u| line(u.addr)).collect();
+        let service = "  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n    retries:\n      budget:\n        minRetriesPerSec: 0\n        percentCanRetry: 0.2\n        ttlSecs: 10\n";
+        let proxy = proxy_with(&dir, &lines, "    failureAccrual:\n      kind: none\n", service, io);
+        let mut conn = Conn::open(proxy.addr());
+        for _ in 0..500 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 503, "{io}");
+        }
+        let attempts: usize = ups.iter().map(Upstream::served).sum();
+        eprintln!("{io}: 500 requests, {attempts} attempts");
+        assert!(attempts <= 600, "{io}: {attempts} attempts exceed the 20 % budget");
+        assert!(attempts >= 590, "{io}: the budget was not used ({attempts})");
+        assert!(service_metric(&proxy, "retries/budget_exhausted") >= 390, "{io}");
+    }
+}
+
+#[test]
+fn attempt_and_total_timeouts_answer_503() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-timeouts");
+        let slow = Upstream::start(Duration::from_millis(600));
+        let lines = vec![line(slow.addr)];
+        let proxy = proxy(&dir, &lines, "    requestAttemptTimeoutMs: 100\n", io);
+        let started = Instant::now();
+        let rsp = get(proxy.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 503, "{io}: {err}");
+        assert!(err.contains("requestAttemptTimeoutMs"), "{io}: {err}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{io}");
+
+        let proxy = proxy_with(
+            &dir,
+            &lines,
+            "    failureAccrual:\n      kind: none\n",
+            "  service:\n    totalTimeoutMs: 100\n",
+            io,
+        );
+        let started = Instant::now();
+        let rsp = get(proxy.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 503, "{io}: {err}");
+        assert!(err.contains("totalTimeoutMs"), "{io}: {err}");
+        assert!(started.elapsed() < Duration::from_millis(500), "{io}");
     }
 }

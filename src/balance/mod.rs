@@ -26,6 +26,7 @@
 //! pick fails at once: the request gets 502 with `l5d-err`, not a hang.
 
 pub mod accrual;
+pub mod retry;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub use accrual::{Accrual, Health};
+pub use retry::{RetryBudget, ServicePolicy};
 
 use crate::config::{LoadBalancerConfig, LoadBalancerKind};
 

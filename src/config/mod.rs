@@ -140,15 +140,6 @@ impl Config {
                     warnings.push(format!("routers[{i}].servers[{j}].timeoutMs is not in effect yet"));
                 }
             }
-            if r.client.failure_accrual.is_some() {
-                warnings.push(format!("routers[{i}].client.failureAccrual is not in effect yet"));
-            }
-            if r.client.request_attempt_timeout_ms.is_some() {
-                warnings.push(format!("routers[{i}].client.requestAttemptTimeoutMs is not in effect yet"));
-            }
-            if r.service.retries.is_some() {
-                warnings.push(format!("routers[{i}].service.retries is not in effect yet"));
-            }
         }
         (errors, warnings)
     }

@@ -317,6 +317,9 @@ pub struct ClientStats {
 #[derive(Debug, Default)]
 pub struct ServiceStats {
     pub requests: RequestStats,
+    /// Responses retried, and retries the budget refused.
+    pub retries: Counter,
+    pub budget_exhausted: Counter,
 }
 
 /// Keeps a connection counted as open in a gauge while it lives.
@@ -438,6 +441,8 @@ impl CoreMetrics {
                 };
                 let mut snap = ScopeSnapshot::new(scope);
                 s.requests.snapshot_into(&mut snap, now);
+                snap.counters.push(("retries/total", s.retries.get()));
+                snap.counters.push(("retries/budget_exhausted", s.budget_exhausted.get()));
                 scopes.push(snap);
             }
         }

@@ -30,7 +30,6 @@ pub struct RouterSettings {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
-    pub total_timeout: Option<Duration>,
     /// Enforced only when streaming is disabled (linkerd semantics).
     pub max_request_body: Option<u64>,
     pub max_response_body: Option<u64>,
@@ -40,9 +39,6 @@ pub struct RouterSettings {
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
-    /// `service.responseClassifier`: which responses count as failures (for
-    /// failure accrual).
-    pub classifier: crate::config::ResponseClassifier,
     /// `httpAccessLog` of the router (set when the snapshot is compiled).
     pub access_log: Option<std::sync::Arc<super::access_log::AccessLog>>,
     /// Counters of this server, shared by its cores and kept across
@@ -99,7 +95,6 @@ impl RouterSettings {
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(idle),
             connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
-            total_timeout: router.service.total_timeout_ms.map(Duration::from_millis),
             max_request_body: limited.then_some(router.max_request_kb * 1024),
             max_response_body: limited.then_some(router.max_response_kb * 1024),
             pool: PoolLimits {
@@ -107,7 +102,6 @@ impl RouterSettings {
                 idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
             },
             tls: None,
-            classifier: router.service.response_classifier.unwrap_or_default(),
             access_log: None,
             counters: ServerCounters::shared(
                 router.label(),

@@ -55,6 +55,8 @@ pub enum ProxyError {
     UpstreamTls { addr: SocketAddr, reason: String },
     #[error("TLS handshake with {0} timed out")]
     TlsHandshakeTimeout(SocketAddr),
+    #[error("no response from {addr} within requestAttemptTimeoutMs ({} ms)", .limit.as_millis())]
+    AttemptTimeout { addr: SocketAddr, limit: Duration },
 }
 
 impl ProxyError {
@@ -76,7 +78,8 @@ impl ProxyError {
             | ProxyError::UpstreamGarbage { .. }
             | ProxyError::ResponseTooLarge
             | ProxyError::UpstreamTls { .. }
-            | ProxyError::TlsHandshakeTimeout(_) => Side::Upstream,
+            | ProxyError::TlsHandshakeTimeout(_)
+            | ProxyError::AttemptTimeout { .. } => Side::Upstream,
         }
     }
 
@@ -99,7 +102,7 @@ impl ProxyError {
             ProxyError::BadRequest(e) => e.request_status(),
             ProxyError::UnknownDestination(_) | ProxyError::CallDepthExceeded(_) => 400,
             ProxyError::RequestTooLarge => 413,
-            ProxyError::TotalTimeout(_) => 503,
+            ProxyError::TotalTimeout(_) | ProxyError::AttemptTimeout { .. } => 503,
             ProxyError::ClientIo(_) => 400,
             _ => 502,
         }
@@ -125,6 +128,7 @@ impl ProxyError {
             ProxyError::TlsPolicy(_) => "tls_policy",
             ProxyError::UpstreamTls { .. } => "upstream_tls",
             ProxyError::TlsHandshakeTimeout(_) => "tls_handshake_timeout",
+            ProxyError::AttemptTimeout { .. } => "attempt_timeout",
         }
     }
 }

@@ -15,10 +15,10 @@ use std::rc::Rc;
 
 use tokio::time::Instant;
 
-use crate::balance::{Endpoint, InFlight, LazyNow};
-use crate::config::ResponseClassifier;
+use crate::balance::{Endpoint, InFlight, LazyNow, RetryBudget};
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
+use crate::metrics::ServiceStats;
 use crate::metrics::{ClientStats, OpenGuard};
 use crate::routing::{Route, RouteTls};
 use crate::tls::{MaybeTls, TlsStream};
@@ -43,6 +43,9 @@ enum Relayed {
 enum RelayError {
     /// The upstream closed (or reset) before sending a single response byte.
     ClosedBeforeResponse(std::io::Error),
+    /// A 5XX the classifier allows to retry, with room in the budget: not
+    /// sent to the client.
+    Retryable(u16),
     Failed(ProxyError),
 }
 
@@ -54,13 +57,14 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     s.status.set(0);
     s.sent.set(0);
     let destination = p.route.destination.clone();
+    let policy = p.route.policy.clone();
     // The endpoint that served the request (None until a connection to one
     // is up): its accrual state and latency learn the outcome.
     let chosen = RefCell::new(None);
     let mut sbuf = sbuf;
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
-    let total = s.settings.total_timeout;
+    let total = p.route.policy.total_timeout;
     let result = match total {
         None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen).await,
         Some(limit) => {
@@ -78,7 +82,7 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     let now = std::time::Instant::now();
     if let Some(endpoint) = chosen.take() {
         let success = match &result {
-            Ok(_) => !is_failure(s.settings.classifier, s.status.get()),
+            Ok(_) => !policy.is_failure(s.status.get()),
             Err(e) => e.side() != Side::Upstream,
         };
         let balancer = &destination.balancer;
@@ -105,12 +109,6 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     }
 }
 
-/// Whether a response counts as a failure for failure accrual (linkerd's
-/// response classifiers: 5XX, unless every response is a success).
-fn is_failure(classifier: ResponseClassifier, status: u16) -> bool {
-    classifier != ResponseClassifier::AllSuccessful && status >= 500
-}
-
 /// A connection for the request: pooled, or new. A connect (or TLS
 /// handshake) failure counts against that endpoint's accrual and the request
 /// moves to another endpoint of the destination, up to `maxEffort` of them:
@@ -119,10 +117,11 @@ fn is_failure(classifier: ResponseClassifier, status: u16) -> bool {
 async fn acquire<B: Backend>(
     s: &Session<'_, B>,
     route: &Route,
+    first: Rc<Endpoint>,
 ) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
     let tls = route.tls.as_deref();
     let balancer = &route.destination.balancer;
-    let mut endpoint = route.endpoint.clone();
+    let mut endpoint = first;
     let mut tries = 1;
     loop {
         let addr = endpoint.addr;
@@ -240,6 +239,18 @@ async fn connect_inner<B: Backend>(
     }
 }
 
+/// Retries of one request are bounded by the budget, and by this.
+const MAX_RETRIES: u32 = 8;
+
+/// What one attempt needs besides the request: where it goes, whether a
+/// 5XX may be retried (and the budget that says so), and until when the
+/// response head may take.
+struct Attempt<'a> {
+    addr: SocketAddr,
+    retry: Option<(&'a RetryBudget, &'a ServiceStats)>,
+    deadline: Option<(Instant, std::time::Duration)>,
+}
+
 async fn exchange<B: Backend>(
     s: &mut Session<'_, B>,
     mut p: Prepared,
@@ -250,22 +261,38 @@ async fn exchange<B: Backend>(
     chosen: &RefCell<Option<Rc<Endpoint>>>,
 ) -> Result<Next, ProxyError> {
     let tls = p.route.tls.clone();
-    let (mut upstream, mut reused, endpoint) = acquire(s, &p.route).await?;
-    let addr = endpoint.addr;
-    // In flight on its endpoint (the balancers' load) until the exchange ends.
-    let _in_flight = InFlight::new(endpoint.clone());
-    *chosen.borrow_mut() = Some(endpoint);
+    let policy = p.route.policy.clone();
+    let destination = p.route.destination.clone();
+    let service_stats = p.route.service_stats.clone();
+    // Every request earns retry room; only whole, retryable requests use it.
+    if let Some(budget) = &policy.budget {
+        budget.deposit(std::time::Instant::now());
+    }
+    let retry_budget = policy.budget.as_ref().filter(|_| policy.may_retry(p.meta.method) && p.body.is_done());
+    let (mut upstream, mut reused, mut endpoint) = acquire(s, &p.route, p.route.endpoint.clone()).await?;
+    // In flight on its endpoint (the balancers' load) until the attempt ends.
+    let mut in_flight = InFlight::new(endpoint.clone());
+    *chosen.borrow_mut() = Some(endpoint.clone());
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = p.meta.replay_safe && p.body.is_done();
+    let mut retries = 0;
     let relayed = loop {
+        let addr = endpoint.addr;
+        let attempt = Attempt {
+            addr,
+            retry: retry_budget.filter(|_| retries < MAX_RETRIES).map(|b| (b, &*service_stats)),
+            deadline: destination.attempt_timeout.map(|limit| (Instant::now() + limit, limit)),
+        };
         ubuf.clear();
         let sent = write_all(&upstream.conn, sbuf).await;
-        let attempt = match sent {
+        let outcome = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
-            Ok(()) if p.body.is_done() => relay_response(s, &upstream.conn, addr, &p.meta, ubuf, wbuf, started).await,
-            Ok(()) => pump_and_relay(s, &upstream.conn, addr, &mut p, ubuf, wbuf, started).await,
+            Ok(()) if p.body.is_done() => {
+                relay_response(s, &upstream.conn, &attempt, &p.meta, ubuf, wbuf, started).await
+            }
+            Ok(()) => pump_and_relay(s, &upstream.conn, &attempt, &mut p, ubuf, wbuf, started).await,
         };
-        match attempt {
+        match outcome {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
                 let epoch = s.ctx.routes.metrics().epoch();
@@ -279,11 +306,31 @@ async fn exchange<B: Backend>(
                     ProxyError::UpstreamIo { addr, source: e }
                 })
             }
+            Err(RelayError::Retryable(status)) => {
+                // The response was not sent; its connection is dropped (its
+                // body was not read). Another endpoint, if there is one.
+                service_stats.retries.incr();
+                retries += 1;
+                destination.balancer.accrual.on_result(&endpoint.health, false, std::time::Instant::now());
+                if let Some(backoff) = policy.backoff {
+                    tokio::time::sleep(retry_backoff(backoff, retries)).await;
+                }
+                let next = destination
+                    .balancer
+                    .pick(&LazyNow::default(), Some(&endpoint))
+                    .or_else(|| destination.balancer.pick(&LazyNow::default(), None))
+                    .unwrap_or_else(|| endpoint.clone());
+                tracing::debug!(%addr, status, next = %next.addr, retries, "retrying a failed response");
+                (upstream, reused, endpoint) = acquire(s, &p.route, next).await?;
+                in_flight = InFlight::new(endpoint.clone());
+                *chosen.borrow_mut() = Some(endpoint.clone());
+            }
             Err(RelayError::Failed(e)) => return Err(e),
             Ok(r) => break r,
         }
     };
-    match relayed {
+    let addr = endpoint.addr;
+    let next = match relayed {
         Relayed::Done { upstream_reusable, client_close } => {
             if upstream_reusable && !s.ctx.shutdown.is_draining() {
                 s.ctx.pool.borrow_mut().put(
@@ -293,13 +340,35 @@ async fn exchange<B: Backend>(
                     s.settings.pool,
                 );
             }
-            Ok(if client_close { Next::Close } else { Next::KeepAlive })
+            if client_close {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            }
         }
         Relayed::Tunnel => {
             let client_pending = std::mem::take(&mut s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
             tunnel(s.client, &upstream.conn, client_pending, upstream_pending, s.ctx.buffer_size()).await;
-            Ok(Next::Close)
+            Next::Close
+        }
+    };
+    drop(in_flight);
+    Ok(next)
+}
+
+/// The wait before retry `n` (1-based): constant, or jittered between the
+/// minimum and a bound that doubles with each retry, up to the maximum.
+fn retry_backoff(backoff: crate::config::BackoffConfig, n: u32) -> std::time::Duration {
+    use crate::config::BackoffConfig;
+    match backoff {
+        BackoffConfig::Constant { ms } => std::time::Duration::from_millis(ms),
+        BackoffConfig::Jittered { min_ms, max_ms } => {
+            let high = min_ms.saturating_mul(1u64 << n.min(16)).min(max_ms).max(min_ms);
+            let seed = u64::from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+            );
+            std::time::Duration::from_millis(min_ms + seed % (high - min_ms + 1))
         }
     }
 }
@@ -309,19 +378,20 @@ async fn exchange<B: Backend>(
 async fn pump_and_relay<B: Backend>(
     s: &mut Session<'_, B>,
     upstream: &MaybeTls<B::Stream>,
-    addr: SocketAddr,
+    attempt: &Attempt<'_>,
     p: &mut Prepared,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     started: &Cell<bool>,
 ) -> Result<Relayed, RelayError> {
+    let addr = attempt.addr;
     let budget = s.settings.max_request_body;
     let buffer_size = s.ctx.buffer_size();
     let client = s.client;
     let mut rbuf = std::mem::take(&mut s.rbuf);
     let outcome = {
         let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget);
-        let relay = relay_response(s, upstream, addr, &p.meta, ubuf, wbuf, started);
+        let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, started);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
         loop {
@@ -355,6 +425,7 @@ async fn pump_and_relay<B: Backend>(
 
 /// What the relay decided from one response head.
 struct ResponseMeta {
+    status: u16,
     framing: BodyFraming,
     informational: bool,
     upstream_keep_alive: bool,
@@ -367,13 +438,14 @@ struct ResponseMeta {
 async fn relay_response<B: Backend>(
     s: &Session<'_, B>,
     upstream: &MaybeTls<B::Stream>,
-    addr: SocketAddr,
+    attempt: &Attempt<'_>,
     meta: &RequestMeta,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     started: &Cell<bool>,
 ) -> Result<Relayed, RelayError> {
     let failed = RelayError::Failed;
+    let addr = attempt.addr;
     let mut received_any = false;
     loop {
         let rsp = loop {
@@ -384,7 +456,15 @@ async fn relay_response<B: Backend>(
                     Err(error) => return Err(failed(ProxyError::UpstreamGarbage { addr, error })),
                 }
             }
-            match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
+            let read = read_into(upstream, ubuf, s.ctx.buffer_size());
+            let read = match attempt.deadline {
+                None => read.await,
+                Some((deadline, limit)) => match tokio::time::timeout_at(deadline, read).await {
+                    Ok(r) => r,
+                    Err(_elapsed) => return Err(failed(ProxyError::AttemptTimeout { addr, limit })),
+                },
+            };
+            match read {
                 Ok(0) if !received_any => {
                     return Err(RelayError::ClosedBeforeResponse(std::io::ErrorKind::UnexpectedEof.into()))
                 }
@@ -401,6 +481,14 @@ async fn relay_response<B: Backend>(
                 started.set(true);
             }
             continue;
+        }
+        if let Some((budget, stats)) = attempt.retry {
+            if rsp.status >= 500 {
+                if budget.try_withdraw(std::time::Instant::now()) {
+                    return Err(RelayError::Retryable(rsp.status));
+                }
+                stats.budget_exhausted.incr();
+            }
         }
         if rsp.framing == BodyFraming::Tunnel {
             write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
@@ -444,6 +532,7 @@ fn encode_response_head<B: Backend>(
         http1::encode_response_head(wbuf, &head, opts);
     }
     let rsp = ResponseMeta {
+        status: head.status,
         framing: head.framing,
         informational: head.informational,
         upstream_keep_alive: head.keep_alive,

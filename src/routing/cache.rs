@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::balance::{Accrual, Balancer, Endpoint, LazyNow};
+use crate::balance::{Accrual, Balancer, Endpoint, LazyNow, ServicePolicy};
 use crate::http1::RequestHead;
 use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::proxy::{ProxyError, RouterSettings};
@@ -27,6 +27,8 @@ pub struct Route {
     /// another after a connect failure).
     pub endpoint: Rc<Endpoint>,
     pub destination: Rc<BoundEndpoints>,
+    /// The logical name's classifier, retries and timeout.
+    pub policy: Rc<ServicePolicy>,
     /// Leading path segments the identifier consumed (`io.l5d.path` with
     /// `consume: true`), stripped from the target sent upstream.
     pub consume: usize,
@@ -76,6 +78,9 @@ pub struct BoundEndpoints {
     tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
     stats: Rc<ClientStats>,
     pub balancer: Balancer,
+    /// `requestAttemptTimeoutMs`: how long one attempt may wait for its
+    /// response head.
+    pub attempt_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -83,6 +88,7 @@ enum Cached {
     Routed {
         service: Rc<str>,
         stats: Rc<ServiceStats>,
+        policy: Rc<ServicePolicy>,
         tree: NameTree<Rc<BoundEndpoints>>,
     },
     /// 502 with this text (no route, no endpoints), cached for the generation.
@@ -223,7 +229,7 @@ impl CoreRoutes {
     /// Chooses an endpoint from a resolved destination.
     fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, ProxyError> {
         match Some(entry) {
-            Some(Cached::Routed { service, stats, tree }) => {
+            Some(Cached::Routed { service, stats, policy, tree }) => {
                 let pick = tree.pick(self.next_random());
                 match pick {
                     Pick::Leaf(bound) => {
@@ -237,6 +243,7 @@ impl CoreRoutes {
                         Ok(Route {
                             endpoint,
                             destination: bound.clone(),
+                            policy: policy.clone(),
                             consume,
                             context,
                             service: service.clone(),
@@ -300,8 +307,8 @@ fn resolve(
         Endpoints::Addrs { client, addrs } => {
             let tls = route_tls(&routes.client_tls, core.tls_configs, &client);
             let stats = core.metrics.client(router, &client);
-            let balancer = core.balancer(router, &routes.client, &client, &addrs);
-            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, balancer }))
+            let (balancer, attempt_timeout) = core.balancer(router, &routes.client, &client, &addrs);
+            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, balancer, attempt_timeout }))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
@@ -320,7 +327,8 @@ fn resolve(
         )),
         tree => {
             let stats = core.metrics.service(router, &service);
-            Ok(Cached::Routed { service, stats, tree })
+            let policy = Rc::new(ServicePolicy::resolve(&routes.service, &service));
+            Ok(Cached::Routed { service, stats, policy, tree })
         }
     }
 }
@@ -344,7 +352,7 @@ impl CoreParts<'_> {
         client: &crate::config::ClientConfig,
         name: &str,
         addrs: &[(SocketAddr, f64)],
-    ) -> Balancer {
+    ) -> (Balancer, Option<std::time::Duration>) {
         let mut all = self.endpoints.borrow_mut();
         if all.len() >= MAX_ENDPOINTS {
             all.retain(|_, e| Rc::strong_count(e) > 1);
@@ -356,20 +364,23 @@ impl CoreParts<'_> {
                 (e, *weight)
             })
             .collect();
-        let (lb, accrual) = client_params(client, name);
-        Balancer::new(endpoints, lb, Rc::new(Accrual::from_config(accrual.as_ref())))
+        let (lb, accrual, attempt_timeout) = client_params(client, name);
+        let balancer = Balancer::new(endpoints, lb, Rc::new(Accrual::from_config(accrual.as_ref())));
+        (balancer, attempt_timeout.map(std::time::Duration::from_millis))
     }
 }
 
-/// The load balancer and failure accrual for one client name: the router's
+/// The load balancer, failure accrual and attempt timeout for one client
+/// name: the router's
 /// `client` section, with every matching `io.l5d.static` prefix config
 /// applied in order (later ones override), as linkerd does.
 fn client_params(
     client: &crate::config::ClientConfig,
     name: &str,
-) -> (crate::config::LoadBalancerConfig, Option<crate::config::FailureAccrualConfig>) {
+) -> (crate::config::LoadBalancerConfig, Option<crate::config::FailureAccrualConfig>, Option<u64>) {
     let mut lb = client.load_balancer.clone();
     let mut accrual = client.failure_accrual.clone();
+    let mut attempt_timeout = client.request_attempt_timeout_ms;
     if client.kind == crate::config::ClientKind::Static {
         for c in &client.configs {
             if crate::tls::client::match_prefix(&c.prefix, name).is_none() {
@@ -381,9 +392,10 @@ fn client_params(
             if let Some(a) = &c.params.failure_accrual {
                 accrual = Some(a.clone());
             }
+            attempt_timeout = c.params.request_attempt_timeout_ms.or(attempt_timeout);
         }
     }
-    (lb, accrual)
+    (lb, accrual, attempt_timeout)
 }
 
 /// The TLS of one destination, from its client name.

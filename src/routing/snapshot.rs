@@ -38,6 +38,9 @@ pub struct RouterRoutes {
     /// The router's `client` section (balancer and failure accrual per
     /// client name).
     pub client: crate::config::ClientConfig,
+    /// The router's `service` section (classifier, retries, timeouts per
+    /// logical name).
+    pub service: crate::config::ServiceConfig,
 }
 
 /// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.
@@ -183,6 +186,7 @@ impl RoutingSnapshot {
                 context_headers: r.context_headers,
                 client_tls,
                 client: r.client.clone(),
+                service: r.service.clone(),
             });
         }
         let mut namers = Vec::new();
