@@ -260,3 +260,28 @@ fn delegate_explains_a_route_on_the_cli_and_the_admin_port() {
     let rsp = get(proxy.admin, "/delegator.json", "admin").unwrap();
     assert_eq!(rsp.status, 400);
 }
+
+/// Every linkerd example passes `corelink check` as it is, run where its
+/// relative paths point (examples/linkerd: demo certificates, disco/).
+#[test]
+fn every_linkerd_example_passes_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let out = std::process::Command::new(common::binary())
+            .args(["check", "--config"])
+            .arg(path.file_name().unwrap())
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{}: {text}", path.display());
+        assert!(text.contains(": ok"), "{text}");
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked}");
+}
