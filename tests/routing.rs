@@ -65,6 +65,14 @@ fn routes_by_host_to_different_backends() {
         let seen = String::from_utf8_lossy(&rsp.body).to_string();
         assert!(seen.contains("l5d-dst-service: /svc/a"), "{io}: {seen}");
         assert!(seen.contains(&format!("l5d-dst-client: {}", inet(a.addr))), "{io}: {seen}");
+        // A request id is added when the client sent none, and kept when it did.
+        let id = seen.lines().find_map(|l| l.strip_prefix("l5d-reqid: ")).unwrap_or_default();
+        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{io}: {seen}");
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /headers HTTP/1.1\r\nHost: a\r\nl5d-reqid: mine\r\n\r\n");
+        let seen = String::from_utf8_lossy(&c.read_response("GET").unwrap().body).to_string();
+        assert_eq!(seen.matches("l5d-reqid").count(), 1, "{io}: {seen}");
+        assert!(seen.contains("l5d-reqid: mine"), "{io}: {seen}");
     }
 }
 

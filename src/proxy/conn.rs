@@ -423,8 +423,23 @@ impl<B: Backend> Session<'_, B> {
         if route.consume > 0 {
             head.target = strip_segments(head.target, route.consume);
         }
-        let route_headers = route.context_headers();
-        let extra: &[(&str, &[u8])] = if route.context { &route_headers } else { &[] };
+        // linkerd's context headers, and an `l5d-reqid` when the request has
+        // none of its own (or its own was cleared as untrusted).
+        let [service, client] = route.context_headers();
+        let mut reqid = [0u8; 16];
+        let with_id;
+        let extra: &[(&str, &[u8])] = if !route.context {
+            &[]
+        } else if !self.settings.clear_context
+            && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
+        {
+            with_id = [service, client, ("", &[][..])];
+            &with_id[..2]
+        } else {
+            hex_id(self.ctx.routes.random(), &mut reqid);
+            with_id = [service, client, ("l5d-reqid", &reqid[..])];
+            &with_id
+        };
         http1::encode_request_head_with(sbuf, &head, extra, self.settings.clear_context);
         let head_len = head.head_len;
         let mut body = head.framing.reader();
@@ -469,6 +484,14 @@ impl<B: Backend> Session<'_, B> {
         http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
         let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
         self.ctx.give_buffer(out);
+    }
+}
+
+/// A request id as 16 lower-case hex digits.
+fn hex_id(id: u64, out: &mut [u8; 16]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
     }
 }
 

@@ -266,6 +266,11 @@ impl CoreRoutes {
     }
 
     /// xorshift64*: per-core, no shared state, good enough for weights.
+    /// A per-core pseudo-random number (request ids, weighted picks).
+    pub fn random(&self) -> u64 {
+        self.next_random()
+    }
+
     fn next_random(&self) -> u64 {
         let mut x = self.rng.get();
         x ^= x >> 12;
