@@ -293,3 +293,23 @@ fn every_linkerd_example_passes_check() {
     }
     assert!(checked >= 7, "{checked}");
 }
+
+/// `legacyNamerPaths: true` lets a pre-0.6 dtab (`/svc => /io.l5d.fs`, no
+/// `/#`) reach the fs namer; without it the path is negative, as in linkerd
+/// 1.x.
+#[test]
+fn legacy_unprefixed_namer_paths_are_opt_in() {
+    let backend = Backend::start();
+    for io in backends() {
+        let disco = common::tempdir::Dir::new("legacy-disco");
+        std::fs::write(disco.path().join("serviceB"), format!("127.0.0.1 {}\n", backend.addr.port())).unwrap();
+        for (legacy, status) in [(true, 200), (false, 502)] {
+            let text = format!(
+                "admin:\n  port: 0\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n- protocol: http\n  label: r\n  legacyNamerPaths: {legacy}\n  dtab: |\n    /svc => /io.l5d.fs;\n  servers:\n  - port: 0\ncorelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+                disco.path().display()
+            );
+            let proxy = Corelink::start(&text, io);
+            assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, status, "{io} legacy={legacy}");
+        }
+    }
+}

@@ -141,7 +141,8 @@ impl Config {
                 }
             }
             let pool = &r.client.host_connection_pool;
-            let pools = std::iter::once(pool).chain(r.client.configs.iter().filter_map(|c| c.params.host_connection_pool.as_ref()));
+            let pools = std::iter::once(pool)
+                .chain(r.client.configs.iter().filter_map(|c| c.params.host_connection_pool.as_ref()));
             for pool in pools {
                 if pool.min_size.is_some() || pool.max_size.is_some() || pool.max_waiters.is_some() {
                     warnings.push(format!(

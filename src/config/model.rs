@@ -87,6 +87,10 @@ pub struct RouterConfig {
     /// client could otherwise reroute its requests; linkerd honoured them and
     /// relied on `clearContext` at the edge.
     pub dtab_headers: bool,
+    /// corelink extension `legacyNamerPaths` (default false): a path the
+    /// dtab does not rewrite, like `/io.l5d.fs/foo`, is offered to the namers
+    /// as `/#/io.l5d.fs/foo`, as linkerd before 0.6 did.
+    pub legacy_namer_paths: bool,
     /// corelink extension `contextHeaders` (default true, linkerd's
     /// behaviour): read and forward `l5d-ctx-*` context headers. `false`
     /// strips them, like `clearContext` on every server.

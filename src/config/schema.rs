@@ -65,6 +65,7 @@ pub(crate) const ROUTER: &[KeySpec] = &[
     ok("httpAccessLog"),
     ok("httpAccessLogAppend"),
     ok("dtabHeaders"),
+    ok("legacyNamerPaths"),
     ok("contextHeaders"),
     warn("bindingTimeoutMs", "binding is a lookup in corelink's in-memory routing snapshot and never waits"),
     warn(
@@ -554,6 +555,7 @@ fn router(ctx: &mut Ctx, o: &Obj) -> Result<RouterConfig> {
         http_access_log: o.str(ctx, "httpAccessLog")?,
         http_access_log_append: o.bool(ctx, "httpAccessLogAppend")?.unwrap_or(true),
         dtab_headers: o.bool(ctx, "dtabHeaders")?.unwrap_or(false),
+        legacy_namer_paths: o.bool(ctx, "legacyNamerPaths")?.unwrap_or(false),
         context_headers: o.bool(ctx, "contextHeaders")?.unwrap_or(true),
         client,
         service,

@@ -430,8 +430,7 @@ impl<B: Backend> Session<'_, B> {
         let with_id;
         let extra: &[(&str, &[u8])] = if !route.context {
             &[]
-        } else if !self.settings.clear_context
-            && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
+        } else if !self.settings.clear_context && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
         {
             with_id = [service, client, ("", &[][..])];
             &with_id[..2]

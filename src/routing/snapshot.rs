@@ -31,6 +31,8 @@ pub struct RouterRoutes {
     pub transformers: Vec<TransformerConfig>,
     /// Honour `l5d-dtab` per-request overrides.
     pub dtab_headers: bool,
+    /// Offer un-prefixed namer paths (`/io.l5d.fs/x`) to the namers.
+    pub legacy_namer_paths: bool,
     /// Send `l5d-dst-*` context headers upstream.
     pub context_headers: bool,
     /// Which destinations speak TLS, verified against which name.
@@ -183,6 +185,7 @@ impl RoutingSnapshot {
                 dtab,
                 transformers: r.interpreter.transformers.clone(),
                 dtab_headers: r.dtab_headers,
+                legacy_namer_paths: r.legacy_namer_paths,
                 context_headers: r.context_headers,
                 client_tls,
                 client: r.client.clone(),
@@ -204,7 +207,7 @@ impl RoutingSnapshot {
     pub fn bind(&self, router: usize, name: &Path, local: Option<&Dtab>) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
         let namers: &[FsNamer] = &self.namers;
-        let delegator = Delegator::new(&routes.dtab, namers);
+        let delegator = Delegator::new(&routes.dtab, namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegator = match local {
             Some(local) => delegator.with_local(local),
             None => delegator,
@@ -217,7 +220,7 @@ impl RoutingSnapshot {
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> super::delegate::Delegation {
         let routes = &self.routers[router];
         let namers: &[FsNamer] = &self.namers;
-        let delegator = Delegator::new(&routes.dtab, namers);
+        let delegator = Delegator::new(&routes.dtab, namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         match local {
             Some(local) => delegator.with_local(local).delegate(path),
             None => delegator.delegate(path),
