@@ -297,6 +297,13 @@ impl<S: Stream> TlsStream<S> {
         if self.has_buffered_input() {
             return (Ok(true), small);
         }
+        // Idle between requests: give back the two record-sized buffers
+        // (~33 KiB), so thousands of idle TLS connections stay cheap; the
+        // next read or write allocates them again.
+        if !self.flushing.get() {
+            *self.out.borrow_mut() = Vec::new();
+        }
+        *self.cipher.borrow_mut() = Vec::new();
         if !S::WAIT_NEEDS_BUFFER {
             return self.io.wait_readable(small).await;
         }
