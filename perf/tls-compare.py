@@ -164,7 +164,7 @@ def main():
         d, conf = nginx_conf(work, "nginx-b", f"""upstream be {{ server 127.0.0.1:{p["backend"]}; keepalive 64; }}
   server {{ listen 127.0.0.1:{p["ng_b"]} ssl; keepalive_requests 1000000;
     ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_session_tickets on; ssl_session_cache off;
+    ssl_session_tickets on;
     location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}""")
         ng_b = procs.start(["nginx", "-p", d, "-c", conf, "-e", f"{d}/error.log", "-g", "daemon off;"])
         d, conf = nginx_conf(work, "nginx-a", f"""upstream b {{ server 127.0.0.1:{p["ng_b"]}; keepalive 64; }}
