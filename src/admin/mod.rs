@@ -134,13 +134,7 @@ async fn metrics(state: &AdminState) -> Vec<u8> {
         }
     }
     let body = merged.to_linkerd_json(&extra);
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
-    out
+    json(&body)
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the
@@ -172,13 +166,7 @@ fn delegator(target: &str, state: &AdminState) -> Vec<u8> {
         None => 0,
     };
     let body = snapshot.delegate(router, &path, local.as_ref()).to_json();
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body.as_bytes());
-    out
+    json(&body)
 }
 
 /// `application/x-www-form-urlencoded` decoding (`+` is a space).
@@ -203,6 +191,17 @@ fn url_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A 200 with a JSON body.
+fn json(body: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 fn plain(status: u16, body: &str) -> Vec<u8> {

@@ -38,6 +38,26 @@ pub use retry::{RetryBudget, ServicePolicy};
 
 use crate::config::{LoadBalancerConfig, LoadBalancerKind};
 
+/// xorshift64*: a per-core pseudo-random sequence with no shared state,
+/// good enough for weighted picks and request ids.
+#[derive(Debug)]
+pub struct XorShift(Cell<u64>);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(Cell::new(seed | 1))
+    }
+
+    pub fn next(&self) -> u64 {
+        let mut x = self.0.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
 /// The current time, read from the clock only if something asks: a pick
 /// among live endpoints never needs it.
 #[derive(Debug, Default)]
@@ -134,7 +154,7 @@ pub struct Balancer {
     cumulative: Vec<f64>,
     config: LoadBalancerConfig,
     pub accrual: Rc<Accrual>,
-    rng: Cell<u64>,
+    rng: XorShift,
     cursor: Cell<usize>,
     aperture: Cell<usize>,
 }
@@ -156,7 +176,7 @@ impl Balancer {
             cumulative,
             config,
             accrual,
-            rng: Cell::new(seed | 1),
+            rng: XorShift::new(seed),
             cursor: Cell::new(0),
             aperture: Cell::new(aperture),
         }
@@ -174,17 +194,8 @@ impl Balancer {
         self.endpoints.iter().map(|(e, _)| e.addr)
     }
 
-    fn random(&self) -> u64 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
     fn unit(&self) -> f64 {
-        (self.random() >> 11) as f64 / (1u64 << 53) as f64
+        (self.rng.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A weighted random draw among the first `within` endpoints that

@@ -2,13 +2,13 @@
 //! snapshot generation; afterwards a request costs an arc-swap load, one hash
 //! lookup on the identifier's key, and a weighted pick. No lock anywhere.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::balance::{Accrual, Balancer, Endpoint, LazyNow, ServicePolicy};
+use crate::balance::{Accrual, Balancer, Endpoint, LazyNow, ServicePolicy, XorShift};
 use crate::http1::RequestHead;
 use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::proxy::{ProxyError, RouterSettings};
@@ -107,7 +107,7 @@ pub struct CoreRoutes {
     /// Scratch buffer for identification keys (reused: no allocation).
     key: RefCell<Vec<u8>>,
     state: RefCell<State>,
-    rng: Cell<u64>,
+    rng: XorShift,
     /// This core's metrics: client and service scopes are handed to the
     /// cache entries that route to them.
     metrics: Rc<CoreMetrics>,
@@ -160,7 +160,7 @@ impl CoreRoutes {
             shared,
             key: RefCell::new(Vec::with_capacity(256)),
             state: RefCell::new(State::new(snapshot, &Default::default())),
-            rng: Cell::new(seed | 1),
+            rng: XorShift::new(seed),
             metrics,
             endpoints: RefCell::new(HashMap::new()),
         }
@@ -230,7 +230,7 @@ impl CoreRoutes {
     fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, ProxyError> {
         match Some(entry) {
             Some(Cached::Routed { service, stats, policy, tree }) => {
-                let pick = tree.pick(self.next_random());
+                let pick = tree.pick(self.random());
                 match pick {
                     Pick::Leaf(bound) => {
                         let Some(endpoint) = bound.balancer.pick(&LazyNow::default(), None) else {
@@ -265,19 +265,9 @@ impl CoreRoutes {
         }
     }
 
-    /// xorshift64*: per-core, no shared state, good enough for weights.
     /// A per-core pseudo-random number (request ids, weighted picks).
     pub fn random(&self) -> u64 {
-        self.next_random()
-    }
-
-    fn next_random(&self) -> u64 {
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next()
     }
 }
 
