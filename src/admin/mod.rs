@@ -25,6 +25,9 @@ pub struct AdminState {
     pub servers: std::sync::OnceLock<Vec<(String, String)>>,
     /// How to ask the cores for their metrics.
     pub scrape: crate::metrics::Scrape,
+    /// `POST /admin/shutdown`: the start-up thread waits on this as on
+    /// SIGTERM.
+    pub shutdown: tokio::sync::Notify,
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
@@ -90,7 +93,22 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
 
 async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or(target);
-    let known = matches!(path, "/admin/ping" | "/admin/ready" | "/delegator.json" | "/admin/metrics.json");
+    if path == "/admin/shutdown" {
+        if method != Method::Post {
+            return plain(405, "method not allowed: POST /admin/shutdown");
+        }
+        state.shutdown.notify_one();
+        return plain(200, "shutting down");
+    }
+    let known = matches!(
+        path,
+        "/admin/ping"
+            | "/admin/ready"
+            | "/delegator.json"
+            | "/admin/metrics.json"
+            | "/admin/metrics/prometheus"
+            | "/metrics"
+    );
     if known && !matches!(method, Method::Get | Method::Head) {
         return plain(405, "method not allowed");
     }
@@ -99,42 +117,64 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
         "/delegator.json" => delegator(target, state),
-        "/admin/metrics.json" => metrics(state).await,
+        "/admin/metrics.json" => match merged_metrics(state).await {
+            Some(merged) => json(&merged.to_linkerd_json(&process_entries(state))),
+            None => plain(503, "routing not ready"),
+        },
+        "/admin/metrics/prometheus" | "/metrics" => match merged_metrics(state).await {
+            Some(merged) => {
+                let generation = state.snapshot.get().map_or(0, |s| s.load().generation) as f64;
+                let body = crate::metrics::prometheus::render(
+                    &merged,
+                    &[("routing_generation", "the routing snapshot's generation", generation)],
+                );
+                let mut out = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(body.as_bytes());
+                out
+            }
+            None => plain(503, "routing not ready"),
+        },
         _ => plain(404, "not found"),
     }
 }
 
-/// linkerd's flat metric tree: every core's metrics merged (see
-/// `crate::metrics`), plus the process-wide TLS server counters.
-async fn metrics(state: &AdminState) -> Vec<u8> {
-    let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
-        return plain(503, "routing not ready");
-    };
+/// Every core's metrics merged (see `crate::metrics`), with the process-wide
+/// TLS server counters folded into their server scopes, so both renderings
+/// show them the same way.
+async fn merged_metrics(state: &AdminState) -> Option<crate::metrics::Merged> {
+    use crate::metrics::{Scope, ScopeKind, ScopeSnapshot};
+    let snapshot = state.snapshot.get().map(|s| s.load_full())?;
     let cores = state.scrape.collect(Duration::from_secs(2)).await;
-    let merged = crate::metrics::merge(&cores);
-    let mut extra = Vec::new();
+    let mut merged = crate::metrics::merge(&cores);
     let names = state.servers.get().cloned().unwrap_or_default();
     for (i, server) in snapshot.servers.iter().enumerate() {
         let (label, addr) = names.get(i).cloned().unwrap_or_else(|| (server.label.clone(), server.addr.clone()));
-        let prefix = format!("rt/{label}/server/{addr}");
-        extra.push((
-            format!("{prefix}/tls_on_plaintext"),
-            server.counters.tls_on_plaintext.load(Ordering::Relaxed).to_string(),
-        ));
+        let scope = Scope { kind: ScopeKind::Server, router: label, name: addr };
+        let entry = merged.scopes.entry(scope.clone()).or_insert_with(|| ScopeSnapshot::new(scope));
+        entry.counters.push(("tls_on_plaintext", server.counters.tls_on_plaintext.load(Ordering::Relaxed)));
         let Some(tls) = &server.tls else { continue };
         let c = &tls.counters;
         for (name, counter) in [
-            ("handshakes", &c.handshakes),
-            ("resumed", &c.resumed),
-            ("handshake_failures", &c.failures),
-            ("plaintext_refused", &c.plaintext_refused),
-            ("handshake_timeouts", &c.timeouts),
+            ("tls/handshakes", &c.handshakes),
+            ("tls/resumed", &c.resumed),
+            ("tls/handshake_failures", &c.failures),
+            ("tls/plaintext_refused", &c.plaintext_refused),
+            ("tls/handshake_timeouts", &c.timeouts),
         ] {
-            extra.push((format!("{prefix}/tls/{name}"), counter.load(Ordering::Relaxed).to_string()));
+            entry.counters.push((name, counter.load(Ordering::Relaxed)));
         }
     }
-    let body = merged.to_linkerd_json(&extra);
-    json(&body)
+    Some(merged)
+}
+
+/// corelink's own process-wide entries in `/admin/metrics.json`.
+fn process_entries(state: &AdminState) -> Vec<(String, String)> {
+    let generation = state.snapshot.get().map_or(0, |s| s.load().generation);
+    vec![("corelink/routing/generation".to_string(), generation.to_string())]
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the

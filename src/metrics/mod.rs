@@ -14,6 +14,7 @@
 //! each resolved destination, so recording a request costs a few increments
 //! and one histogram record per scope, with no lookup.
 
+pub mod prometheus;
 pub mod snapshot;
 
 use std::cell::{Cell, RefCell};

@@ -152,7 +152,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         .name("corelink-control".into())
         .spawn(move || control.run())
         .map_err(|e| RunError::Worker(e.to_string()))?;
-    let result = wait_for_shutdown(&config, signals, hup, phase_tx, threads);
+    let result = wait_for_shutdown(&config, signals, hup, phase_tx, threads, admin_state.clone());
     stop_control.store(true, Ordering::Relaxed);
     result
 }
@@ -189,6 +189,7 @@ fn wait_for_shutdown(
     hup_flag: Arc<AtomicBool>,
     phase: watch::Sender<Phase>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    admin: Arc<AdminState>,
 ) -> Result<(), RunError> {
     let Signals { rt, mut term, mut int, mut hup } = signals;
     let delay = Duration::from_millis(config.corelink.shutdown_delay_ms);
@@ -198,6 +199,7 @@ fn wait_for_shutdown(
             tokio::select! {
                 _ = term.recv() => break "SIGTERM",
                 _ = int.recv() => break "SIGINT",
+                _ = admin.shutdown.notified() => break "POST /admin/shutdown",
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the config");
                     hup_flag.store(true, Ordering::Relaxed);

@@ -1,0 +1,153 @@
+//! The admin server through the real binary: exact metrics after known
+//! traffic (linkerd's JSON tree and Prometheus, parsed by a real parser), a
+//! latency histogram against a backend that sleeps a known time, and the
+//! endpoints' errors and shutdown. Every test runs on each I/O backend.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use common::backend::Backend;
+use common::client::{get, Conn};
+use common::{backends, Corelink};
+
+/// `/admin/metrics.json` as (key, number) pairs.
+fn metrics(proxy: &Corelink) -> Vec<(String, f64)> {
+    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
+    assert_eq!(rsp.status, 200);
+    let body = String::from_utf8_lossy(&rsp.body).into_owned();
+    body.trim_matches(['{', '}'])
+        .split(", ")
+        .filter_map(|kv| kv.split_once(": "))
+        .map(|(k, v)| (k.trim_matches('"').to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+fn metric(all: &[(String, f64)], key: &str) -> f64 {
+    all.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key} in {all:?}")).1
+}
+
+fn config(backend: SocketAddr) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: out\n  dtab: |\n    /svc/b => /$/inet/{}/{};\n    /svc/dead => /$/inet/127.0.0.1/1;\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n",
+        backend.ip(),
+        backend.port()
+    )
+}
+
+#[test]
+fn known_traffic_gives_exact_counts_in_json_and_prometheus() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&config(backend.addr), io);
+        let mut conn = Conn::open(proxy.addr());
+        for _ in 0..25 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 200);
+        }
+        assert_eq!(get(proxy.addr(), "/", "dead").unwrap().status, 502);
+        let m = metrics(&proxy);
+        let server = format!("rt/out/server/127.0.0.1/{}", proxy.addr().port());
+        assert_eq!(metric(&m, &format!("{server}/requests")), 26.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/success")), 25.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/failures")), 1.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/status/200")), 25.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/status/2XX")), 25.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/status/502")), 1.0, "{io}");
+        assert_eq!(metric(&m, &format!("{server}/request_latency_ms.count")), 26.0, "{io}");
+        let client = format!("rt/out/client/$/inet/{}/{}", backend.addr.ip(), backend.addr.port());
+        assert_eq!(metric(&m, &format!("{client}/requests")), 25.0, "{io}");
+        assert_eq!(metric(&m, &format!("{client}/connects")), 1.0, "{io}: one keep-alive client, one pooled upstream");
+        assert_eq!(metric(&m, "rt/out/service/svc/b/requests"), 25.0, "{io}");
+        assert_eq!(metric(&m, "rt/out/service/svc/dead/failures"), 1.0, "{io}");
+        let per_core: f64 = m.iter().filter(|(k, _)| k.starts_with("corelink/core/")).map(|(_, v)| v).sum();
+        assert_eq!(per_core, 26.0, "{io}");
+
+        let rsp = get(proxy.admin, "/metrics", "admin").unwrap();
+        assert_eq!(rsp.status, 200);
+        let text = String::from_utf8_lossy(&rsp.body).into_owned();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let requests: f64 = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "corelink_server_requests_total")
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum();
+        assert_eq!(requests, 26.0, "{io}: {text}");
+        let ok_200 = scrape.samples.iter().any(|s| {
+            s.metric == "corelink_service_responses_total"
+                && s.labels.get("service") == Some("/svc/b")
+                && s.labels.get("status_code") == Some("200")
+        });
+        assert!(ok_200, "{io}: {text}");
+        assert_eq!(get(proxy.admin, "/admin/metrics/prometheus", "admin").unwrap().status, 200);
+    }
+}
+
+/// A backend that answers after `delay`.
+fn sleepy_backend(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        std::thread::sleep(delay);
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn latency_percentiles_land_in_the_right_bucket() {
+    let backend = sleepy_backend(Duration::from_millis(50));
+    for io in backends() {
+        let proxy = Corelink::start(&config(backend), io);
+        let mut conn = Conn::open(proxy.addr());
+        for _ in 0..10 {
+            conn.send(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n");
+            assert_eq!(conn.read_response("GET").unwrap().status, 200);
+        }
+        let m = metrics(&proxy);
+        let p50 = metric(&m, &format!("rt/out/server/127.0.0.1/{}/request_latency_ms.p50", proxy.addr().port()));
+        assert!((45.0..80.0).contains(&p50), "{io}: p50 {p50} ms for a 50 ms backend");
+    }
+}
+
+#[test]
+fn admin_errors_and_shutdown() {
+    let backend = Backend::start();
+    for io in backends() {
+        let mut proxy = Corelink::start(&config(backend.addr), io);
+        assert_eq!(get(proxy.admin, "/admin/ping", "admin").unwrap().status, 200);
+        assert_eq!(get(proxy.admin, "/nope", "admin").unwrap().status, 404);
+        assert_eq!(get(proxy.admin, "/admin/shutdown", "admin").unwrap().status, 405, "{io}: GET must not shut down");
+        let mut c = Conn::open(proxy.admin);
+        c.send(b"POST /admin/metrics.json HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(c.read_response("POST").unwrap().status, 405);
+        let mut c = Conn::open(proxy.admin);
+        c.send(b"POST /admin/shutdown HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(c.read_response("POST").unwrap().status, 200);
+        assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0), "{io}: graceful exit");
+    }
+}
