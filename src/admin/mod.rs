@@ -21,8 +21,6 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The published routing, for `/delegator.json`.
     pub snapshot: std::sync::OnceLock<crate::routing::SharedSnapshot>,
-    /// Every server as (router label, resolved `ip/port`), in snapshot order.
-    pub servers: std::sync::OnceLock<Vec<(String, String)>>,
     /// How to ask the cores for their metrics.
     pub scrape: crate::metrics::Scrape,
     /// `POST /admin/shutdown`: the start-up thread waits on this as on
@@ -142,33 +140,12 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     }
 }
 
-/// Every core's metrics merged (see `crate::metrics`), with the process-wide
-/// TLS server counters folded into their server scopes, so both renderings
-/// show them the same way.
+/// Every core's metrics merged (see `crate::metrics`); None until the
+/// routing is built.
 async fn merged_metrics(state: &AdminState) -> Option<crate::metrics::Merged> {
-    use crate::metrics::{Scope, ScopeKind, ScopeSnapshot};
-    let snapshot = state.snapshot.get().map(|s| s.load_full())?;
+    state.snapshot.get()?;
     let cores = state.scrape.collect(Duration::from_secs(2)).await;
-    let mut merged = crate::metrics::merge(&cores);
-    let names = state.servers.get().cloned().unwrap_or_default();
-    for (i, server) in snapshot.servers.iter().enumerate() {
-        let (label, addr) = names.get(i).cloned().unwrap_or_else(|| (server.label.clone(), server.addr.clone()));
-        let scope = Scope { kind: ScopeKind::Server, router: label, name: addr };
-        let entry = merged.scopes.entry(scope.clone()).or_insert_with(|| ScopeSnapshot::new(scope));
-        entry.counters.push(("tls_on_plaintext", server.counters.tls_on_plaintext.load(Ordering::Relaxed)));
-        let Some(tls) = &server.tls else { continue };
-        let c = &tls.counters;
-        for (name, counter) in [
-            ("tls/handshakes", &c.handshakes),
-            ("tls/resumed", &c.resumed),
-            ("tls/handshake_failures", &c.failures),
-            ("tls/plaintext_refused", &c.plaintext_refused),
-            ("tls/handshake_timeouts", &c.timeouts),
-        ] {
-            entry.counters.push((name, counter.load(Ordering::Relaxed)));
-        }
-    }
-    Some(merged)
+    Some(crate::metrics::merge(&cores))
 }
 
 /// corelink's own process-wide entries in `/admin/metrics.json`.

@@ -273,6 +273,23 @@ pub struct ServerStats {
     pub connections: Gauge,
     /// Requests that failed before reaching an upstream, by error label.
     pub errors: Errors,
+    /// TLS ClientHellos refused on this plaintext server (a client set up
+    /// for TLS pointed at the wrong port).
+    pub tls_on_plaintext: Counter,
+    /// Server TLS handshakes: completed, of which resumed, failed, plaintext
+    /// HTTP clients refused, and clients that never finished.
+    pub tls: TlsServerStats,
+    /// Whether this server terminates TLS (its `tls/*` counters are shown).
+    terminates_tls: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct TlsServerStats {
+    pub handshakes: Counter,
+    pub resumed: Counter,
+    pub failures: Counter,
+    pub plaintext_refused: Counter,
+    pub timeouts: Counter,
 }
 
 /// Counts by a short static label (an error kind, a TLS failure reason).
@@ -360,15 +377,15 @@ pub struct CoreMetrics {
 }
 
 impl CoreMetrics {
-    /// `servers`: (router index, router label, `ip/port`) of each server.
-    pub fn new(core: usize, routers: &[String], servers: &[(usize, String)]) -> CoreMetrics {
+    /// `servers`: (router index, `ip/port`, terminates TLS) of each server.
+    pub fn new(core: usize, routers: &[String], servers: &[(usize, String, bool)]) -> CoreMetrics {
         CoreMetrics {
             core,
             servers: servers
                 .iter()
-                .map(|(router, addr)| {
+                .map(|(router, addr, tls)| {
                     let scope = Scope { kind: ScopeKind::Server, router: routers[*router].clone(), name: addr.clone() };
-                    (scope, Rc::new(ServerStats::default()))
+                    (scope, Rc::new(ServerStats { terminates_tls: *tls, ..Default::default() }))
                 })
                 .collect(),
             clients: RefCell::new(routers.iter().map(|_| HashMap::new()).collect()),
@@ -414,6 +431,15 @@ impl CoreMetrics {
             snap.counters.push(("connects", s.connects.get()));
             snap.gauges.push(("connections", s.connections.get()));
             snap.labelled.push(("errors", s.errors.snapshot()));
+            snap.counters.push(("tls_on_plaintext", s.tls_on_plaintext.get()));
+            if s.terminates_tls {
+                let t = &s.tls;
+                snap.counters.push(("tls/handshakes", t.handshakes.get()));
+                snap.counters.push(("tls/resumed", t.resumed.get()));
+                snap.counters.push(("tls/handshake_failures", t.failures.get()));
+                snap.counters.push(("tls/plaintext_refused", t.plaintext_refused.get()));
+                snap.counters.push(("tls/handshake_timeouts", t.timeouts.get()));
+            }
             scopes.push(snap);
         }
         for (router, map) in self.clients.borrow().iter().enumerate() {

@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn families_have_one_type_line_and_escaped_labels() {
         let routers = vec!["out\"er".to_string()];
-        let m = CoreMetrics::new(0, &routers, &[(0, "127.0.0.1/4141".to_string())]);
+        let m = CoreMetrics::new(0, &routers, &[(0, "127.0.0.1/4141".to_string(), false)]);
         m.server(0).requests.record(200, 1_500, 0);
         m.server(0).requests.record(503, 2_500, 0);
         m.client(0, "/#/io.l5d.fs/b").tls_failures.record("unknown_ca");

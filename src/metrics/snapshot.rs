@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn cores_merge_and_render_linkerd_names() {
         let routers = vec!["outgoing".to_string()];
-        let servers = vec![(0, "127.0.0.1/4141".to_string())];
+        let servers = vec![(0, "127.0.0.1/4141".to_string(), false)];
         let (a, b) = (CoreMetrics::new(0, &routers, &servers), CoreMetrics::new(1, &routers, &servers));
         a.server(0).requests.record(200, 2_000, 0);
         b.server(0).requests.record(502, 4_000, 0);

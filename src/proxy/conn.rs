@@ -10,9 +10,9 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
-use crate::metrics::{ClientStats, ServerStats, ServiceStats};
+use crate::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::routing::Route;
-use crate::tls::{MaybeTls, ServerTls, TlsServerCounters, TlsStream};
+use crate::tls::{MaybeTls, ServerTls, TlsStream};
 
 use super::body::{consume, read_into, write_all};
 use super::ctx::{CoreCtx, RouterSettings};
@@ -79,7 +79,7 @@ pub async fn serve_connection<B: Backend>(
     let settings = open.0.routes.server(server);
     let client = match &settings.tls {
         None => MaybeTls::Plain(client),
-        Some(tls) => match accept_tls(&settings, tls, client).await {
+        Some(tls) => match accept_tls(&settings, tls, &open.1.tls, client).await {
             Some(stream) => MaybeTls::Tls(stream),
             None => return,
         },
@@ -92,7 +92,12 @@ pub async fn serve_connection<B: Backend>(
 /// (a client that connects and sends nothing is a slowloris all the same).
 /// Failures close the connection and are counted; a plaintext HTTP client
 /// gets a plaintext 400 first, as nginx answers one.
-async fn accept_tls<S: Stream>(settings: &RouterSettings, tls: &ServerTls, io: S) -> Option<Box<TlsStream<S>>> {
+async fn accept_tls<S: Stream>(
+    settings: &RouterSettings,
+    tls: &ServerTls,
+    counters: &TlsServerStats,
+    io: S,
+) -> Option<Box<TlsStream<S>>> {
     let conn = match rustls::ServerConnection::new(tls.config.clone()) {
         Ok(conn) => conn,
         Err(e) => {
@@ -101,28 +106,27 @@ async fn accept_tls<S: Stream>(settings: &RouterSettings, tls: &ServerTls, io: S
         }
     };
     let stream = Box::new(TlsStream::new(io, conn));
-    let counters = &tls.counters;
     match tokio::time::timeout(settings.header_read_timeout, stream.handshake()).await {
         Ok(Ok(())) => {
-            TlsServerCounters::add(&counters.handshakes);
+            counters.handshakes.incr();
             if stream.resumed() {
-                TlsServerCounters::add(&counters.resumed);
+                counters.resumed.incr();
             }
             Some(stream)
         }
         Ok(Err(e)) if stream.peer_spoke_plaintext() => {
-            TlsServerCounters::add(&counters.plaintext_refused);
+            counters.plaintext_refused.incr();
             tracing::debug!(router = %settings.label, error = %e, "plaintext HTTP on a TLS port");
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.reject_plaintext()).await;
             None
         }
         Ok(Err(e)) => {
-            TlsServerCounters::add(&counters.failures);
+            counters.failures.incr();
             tracing::debug!(router = %settings.label, error = %e, "TLS handshake failed");
             None
         }
         Err(_elapsed) => {
-            TlsServerCounters::add(&counters.timeouts);
+            counters.timeouts.incr();
             None
         }
     }
@@ -347,7 +351,7 @@ impl<B: Backend> Session<'_, B> {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => {}
                     Err(ProxyError::BadRequest(_)) if self.settings.tls.is_none() && starts_like_tls(&self.rbuf) => {
-                        self.settings.counters.tls_on_plaintext.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.stats.tls_on_plaintext.incr();
                         tracing::debug!(router = %self.settings.label, "TLS ClientHello on a plaintext port; closed");
                         return Err(Next::Close);
                     }

@@ -23,8 +23,6 @@ pub struct RouterSettings {
     /// Index of the router in the config (and the routing snapshot).
     pub router: usize,
     pub label: String,
-    /// The server's configured address (`ip/port`, as linkerd's metrics name it).
-    pub addr: String,
     pub limits: Limits,
     pub max_call_depth: usize,
     pub header_read_timeout: Duration,
@@ -41,36 +39,6 @@ pub struct RouterSettings {
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
     /// `httpAccessLog` of the router (set when the snapshot is compiled).
     pub access_log: Option<std::sync::Arc<super::access_log::AccessLog>>,
-    /// Counters of this server, shared by its cores and kept across
-    /// snapshots (see [`ServerCounters::shared`]).
-    pub counters: std::sync::Arc<ServerCounters>,
-}
-
-/// Per-server events the admin reports. Touched per connection event, never
-/// per request.
-#[derive(Debug, Default)]
-pub struct ServerCounters {
-    /// TLS ClientHellos that arrived on this plaintext server (a client
-    /// configured for TLS pointed at the wrong port): closed without an
-    /// answer, since a plaintext one would be garbage to a TLS client.
-    pub tls_on_plaintext: std::sync::atomic::AtomicU64,
-}
-
-impl ServerCounters {
-    /// The counters of the server `label` at `addr`, one set per process.
-    pub fn shared(label: &str, addr: &str) -> std::sync::Arc<ServerCounters> {
-        use std::sync::{Arc, Mutex, OnceLock};
-        type Registry = Vec<(String, Arc<ServerCounters>)>;
-        static ALL: OnceLock<Mutex<Registry>> = OnceLock::new();
-        let key = format!("{label} {addr}");
-        let mut all = ALL.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, c)) = all.iter().find(|(k, _)| *k == key) {
-            return c.clone();
-        }
-        let c = Arc::new(ServerCounters::default());
-        all.push((key, c.clone()));
-        c
-    }
 }
 
 impl RouterSettings {
@@ -88,7 +56,6 @@ impl RouterSettings {
         RouterSettings {
             router: router_index,
             label: router.label().to_string(),
-            addr: format!("{}/{}", server.addr().ip(), server.addr().port()),
             limits: crate::http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
             max_call_depth: router.max_call_depth_for(server),
             clear_context: server.clear_context,
@@ -103,10 +70,6 @@ impl RouterSettings {
             },
             tls: None,
             access_log: None,
-            counters: ServerCounters::shared(
-                router.label(),
-                &format!("{}/{}", server.addr().ip(), server.addr().port()),
-            ),
         }
     }
 }

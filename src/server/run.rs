@@ -61,7 +61,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     // start-up error.
     let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers).map(|_| Vec::new()).collect();
     let mut server_index = 0;
-    // Each server's metrics scope: (router index, resolved `ip/port`).
+    // Each server's metrics scope: (router index, resolved `ip/port`,
+    // terminates TLS).
     let mut metric_servers = Vec::new();
     for (router_index, router) in config.routers.iter().enumerate() {
         for server in &router.servers {
@@ -75,7 +76,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             })?;
             // A stable, parseable line: tests and scripts find ports here.
             println!("corelink: router {} listening on {bound}", router.label());
-            metric_servers.push((router_index, format!("{}/{}", bound.ip(), bound.port())));
+            metric_servers.push((router_index, format!("{}/{}", bound.ip(), bound.port()), server.tls.is_some()));
             for (w, listener) in group.into_iter().enumerate() {
                 per_worker[w].push((settings_index, listener));
             }
@@ -85,9 +86,6 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
     let admin_state = Arc::new(AdminState::default());
     let _ = admin_state.snapshot.set(shared.clone());
-    let _ = admin_state
-        .servers
-        .set(metric_servers.iter().map(|(router, addr)| (router_labels[*router].clone(), addr.clone())).collect());
     let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone())
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
@@ -133,9 +131,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     for (i, router) in config.routers.iter().enumerate() {
         let servers: Vec<String> = metric_servers
             .iter()
-            .zip(config.routers.iter().flat_map(|r| r.servers.iter()))
-            .filter(|((r, _), _)| *r == i)
-            .map(|((_, addr), s)| format!("{addr}{}", if s.tls.is_some() { " (TLS)" } else { "" }))
+            .filter(|(r, _, _)| *r == i)
+            .map(|(_, addr, tls)| format!("{addr}{}", if *tls { " (TLS)" } else { "" }))
             .collect();
         let client_tls = match &router.client.tls {
             Some(tls) => tls.describe(),

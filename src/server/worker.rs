@@ -37,7 +37,7 @@ pub struct WorkerSpec {
     /// Router labels and (router, `ip/port`) of each server, to name this
     /// core's metric scopes (built on the worker thread: they are `Rc`s).
     pub metric_routers: Vec<String>,
-    pub metric_servers: Vec<(usize, String)>,
+    pub metric_servers: Vec<(usize, String, bool)>,
     /// Where the admin server asks this core for its metrics.
     pub scrape: crate::metrics::Scrape,
 }

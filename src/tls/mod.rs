@@ -22,7 +22,7 @@ pub mod verify;
 use std::sync::{Arc, OnceLock};
 
 pub use client::{ClientTlsPolicy, TlsTarget};
-pub use server::{ServerTls, TlsServerCounters};
+pub use server::ServerTls;
 pub use stream::{tls_error, MaybeTls, TlsInfo, TlsStream};
 
 /// aws-lc-rs, built once per process.

@@ -12,7 +12,6 @@
 //! - No server-side session cache (it takes a lock): tickets only.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -23,28 +22,8 @@ use crate::config::ServerTlsConfig;
 
 use super::files;
 
-/// Handshake outcomes of one TLS server, summed over its cores. Touched once
-/// per connection, never per request.
-#[derive(Debug, Default)]
-pub struct TlsServerCounters {
-    pub handshakes: AtomicU64,
-    /// Of those, resumed sessions (no full handshake).
-    pub resumed: AtomicU64,
-    pub failures: AtomicU64,
-    /// Connections that spoke plaintext HTTP to this TLS port.
-    pub plaintext_refused: AtomicU64,
-    pub timeouts: AtomicU64,
-}
-
-impl TlsServerCounters {
-    pub fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 pub struct ServerTls {
     pub config: Arc<rustls::ServerConfig>,
-    pub counters: TlsServerCounters,
     cert: Arc<ReloadingCert>,
 }
 
@@ -67,8 +46,8 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
 
 impl ServerTls {
     /// The server TLS for this configuration, built once per process and
-    /// shared by every snapshot that uses it: its handshake counters and its
-    /// reloaded certificate survive namer updates and config reloads.
+    /// shared by every snapshot that uses it: its reloaded certificate and
+    /// its ticket keys survive namer updates and config reloads.
     pub fn shared(tls: &ServerTlsConfig) -> Result<Arc<ServerTls>, String> {
         type Registry = Vec<(ServerTlsConfig, Arc<ServerTls>)>;
         static BUILT: OnceLock<Mutex<Registry>> = OnceLock::new();
@@ -113,7 +92,7 @@ impl ServerTls {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.ticketer = ticketer()?;
-        Ok(ServerTls { config: Arc::new(config), counters: TlsServerCounters::default(), cert })
+        Ok(ServerTls { config: Arc::new(config), cert })
     }
 
     /// Re-reads the certificate files; swaps them in if they changed and are
