@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use super::XorShift;
 use crate::config::{BackoffConfig, FailureAccrualConfig, FailureAccrualPolicy};
 
 /// linkerd's default: 5 consecutive failures.
@@ -40,11 +41,25 @@ impl Health {
     }
 }
 
+/// linkerd's `backoff`, for failure accrual and for retries alike: constant,
+/// or decorrelated jitter, a random wait between the minimum and three times
+/// the previous one, capped at the maximum (`previous` is zero at first).
+pub fn next_backoff(config: BackoffConfig, previous: Duration, rng: &XorShift) -> Duration {
+    match config {
+        BackoffConfig::Constant { ms } => Duration::from_millis(ms),
+        BackoffConfig::Jittered { min_ms, max_ms } => {
+            let low = min_ms.min(max_ms);
+            let high = (previous.as_millis() as u64).saturating_mul(3).clamp(low, max_ms.max(low));
+            Duration::from_millis(low + rng.next() % (high - low + 1))
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Accrual {
     policy: FailureAccrualPolicy,
     backoff: BackoffConfig,
-    rng: Cell<u64>,
+    rng: XorShift,
 }
 
 impl Default for Accrual {
@@ -55,7 +70,7 @@ impl Default for Accrual {
 
 impl Accrual {
     pub fn new(policy: FailureAccrualPolicy, backoff: Option<BackoffConfig>) -> Accrual {
-        Accrual { policy, backoff: backoff.unwrap_or(DEFAULT_BACKOFF), rng: Cell::new(0x2545_F491_4F6C_DD1D) }
+        Accrual { policy, backoff: backoff.unwrap_or(DEFAULT_BACKOFF), rng: XorShift::new(0x2545_F491_4F6C_DD1D) }
     }
 
     pub fn from_config(config: Option<&FailureAccrualConfig>) -> Accrual {
@@ -158,19 +173,7 @@ impl Accrual {
     /// Constant, or decorrelated jitter: a random time between the minimum
     /// and three times the previous backoff, capped.
     fn next_backoff(&self, previous: Duration) -> Duration {
-        match self.backoff {
-            BackoffConfig::Constant { ms } => Duration::from_millis(ms),
-            BackoffConfig::Jittered { min_ms, max_ms } => {
-                let low = min_ms.min(max_ms);
-                let high = (previous.as_millis() as u64).saturating_mul(3).clamp(low, max_ms.max(low));
-                let mut x = self.rng.get();
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                self.rng.set(x);
-                Duration::from_millis(low + x % (high - low + 1))
-            }
-        }
+        next_backoff(self.backoff, previous, &self.rng)
     }
 }
 

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub use accrual::{Accrual, Health};
+pub use accrual::{next_backoff, Accrual, Health};
 pub use retry::{RetryBudget, ServicePolicy};
 
 use crate::config::{LoadBalancerConfig, LoadBalancerKind};
@@ -314,6 +314,11 @@ impl Balancer {
         if self.config.kind == LoadBalancerKind::Ewma {
             endpoint.observe_latency(latency, now, self.decay());
         }
+    }
+
+    /// This balancer's pseudo-random sequence (retry backoff jitter).
+    pub fn rng(&self) -> &XorShift {
+        &self.rng
     }
 
     /// `ewma`'s decay time.

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use tokio::time::Instant;
 
-use crate::balance::{Endpoint, InFlight, LazyNow, RetryBudget};
+use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
 use crate::metrics::ServiceStats;
@@ -276,6 +276,7 @@ async fn exchange<B: Backend>(
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = p.meta.replay_safe && p.body.is_done();
     let mut retries = 0;
+    let mut backoff = std::time::Duration::ZERO;
     let relayed = loop {
         let addr = endpoint.addr;
         let attempt = Attempt {
@@ -312,8 +313,9 @@ async fn exchange<B: Backend>(
                 service_stats.retries.incr();
                 retries += 1;
                 destination.balancer.accrual.on_result(&endpoint.health, false, std::time::Instant::now());
-                if let Some(backoff) = policy.backoff {
-                    tokio::time::sleep(retry_backoff(backoff, retries)).await;
+                if let Some(config) = policy.backoff {
+                    backoff = next_backoff(config, backoff, destination.balancer.rng());
+                    tokio::time::sleep(backoff).await;
                 }
                 let next = destination
                     .balancer
@@ -355,22 +357,6 @@ async fn exchange<B: Backend>(
     };
     drop(in_flight);
     Ok(next)
-}
-
-/// The wait before retry `n` (1-based): constant, or jittered between the
-/// minimum and a bound that doubles with each retry, up to the maximum.
-fn retry_backoff(backoff: crate::config::BackoffConfig, n: u32) -> std::time::Duration {
-    use crate::config::BackoffConfig;
-    match backoff {
-        BackoffConfig::Constant { ms } => std::time::Duration::from_millis(ms),
-        BackoffConfig::Jittered { min_ms, max_ms } => {
-            let high = min_ms.saturating_mul(1u64 << n.min(16)).min(max_ms).max(min_ms);
-            let seed = u64::from(
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
-            );
-            std::time::Duration::from_millis(min_ms + seed % (high - min_ms + 1))
-        }
-    }
 }
 
 /// The request body is still streaming: pump it up while the response comes
