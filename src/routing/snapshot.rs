@@ -162,13 +162,16 @@ impl RoutingSnapshot {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
+            let access_log = match &r.http_access_log {
+                Some(path) => Some(
+                    crate::proxy::access_log::AccessLog::shared(path, r.http_access_log_append)
+                        .map_err(|e| format!("routers[{i}]: {e}"))?,
+                ),
+                None => None,
+            };
             for (j, server) in r.servers.iter().enumerate() {
                 let mut settings = RouterSettings::from_config(config, i, server);
-                if let Some(path) = &r.http_access_log {
-                    let log = crate::proxy::access_log::AccessLog::shared(path, r.http_access_log_append)
-                        .map_err(|e| format!("routers[{i}]: {e}"))?;
-                    settings.access_log = Some(log);
-                }
+                settings.access_log = access_log.clone();
                 if let Some(tls) = &server.tls {
                     let tls = crate::tls::ServerTls::shared(tls)
                         .map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;
