@@ -505,3 +505,17 @@ fn docs_list_every_key() {
         }
     }
 }
+
+#[test]
+fn lax_bound_path_and_no_validation_warn_naming_the_router() {
+    let lax = "routers:\n- protocol: http\n  label: out\n  servers: [{port: 1}]\n  client:\n    tls:\n      kind: io.l5d.boundPath\n      strict: false\n      names:\n      - prefix: \"/#/io.l5d.fs/{service}\"\n        commonNamePattern: \"{service}\"\n";
+    let warnings = Config::parse(lax, "t").unwrap().tls_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("router out") && warnings[0].contains("PLAINTEXT"), "{warnings:?}");
+    let open = "routers:\n- protocol: http\n  label: out\n  servers: [{port: 1}]\n  client:\n    tls:\n      kind: io.l5d.noValidation\n";
+    let warnings = Config::parse(open, "t").unwrap().tls_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("router out") && warnings[0].contains("NOT authenticated"), "{warnings:?}");
+    let strict = lax.replace("strict: false", "strict: true");
+    assert!(Config::parse(&strict, "t").unwrap().tls_warnings().is_empty());
+}

@@ -98,11 +98,6 @@ impl ClientTlsPolicy {
         Ok(ClientTlsPolicy { base, prefixed, profiles: builder.profiles })
     }
 
-    /// Whether any destination of this router can speak TLS.
-    pub fn is_enabled(&self) -> bool {
-        !self.profiles.is_empty()
-    }
-
     /// This core's rustls configurations, one per profile, each with its own
     /// session cache. `known` holds the core's configurations from earlier
     /// snapshots, by template: a profile that did not change keeps its
@@ -162,26 +157,6 @@ impl ClientTlsPolicy {
             server_name(name)?;
         }
         Ok(Some(target))
-    }
-
-    /// Start-up warnings: validation off, or a non-strict boundPath that
-    /// sends unmatched destinations in plaintext.
-    pub fn warnings(&self) -> Vec<&'static str> {
-        let rules = self.base.iter().chain(self.prefixed.iter().map(|p| &p.rule));
-        let mut out = Vec::new();
-        for rule in rules {
-            match rule {
-                Rule::NoValidation { .. } => {
-                    out.push("client TLS without validation: traffic is encrypted but peers are NOT authenticated")
-                }
-                Rule::BoundPath { strict: false, .. } => out.push(
-                    "client TLS boundPath with strict: false: destinations no prefix matches are sent in PLAINTEXT",
-                ),
-                _ => {}
-            }
-        }
-        out.dedup();
-        out
     }
 }
 
@@ -458,7 +433,6 @@ mod tests {
         assert!(e.contains("matches no boundPath"), "{e}");
         let Some(lax) = compile(&bound_path(false)) else { return };
         assert_eq!(lax.target("/$/inet/127.0.0.1/80").unwrap(), None);
-        assert_eq!(lax.warnings().len(), 1);
     }
 
     #[test]
