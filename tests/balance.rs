@@ -161,6 +161,28 @@ fn every_endpoint_dead_fails_fast_with_502() {
         assert_eq!(rsp.status, 502, "{io}");
         assert!(err.contains("marked dead"), "{io}: {err}");
         assert!(started.elapsed() < Duration::from_millis(500), "{io}: must fail fast");
+        assert_eq!(client_metric(&proxy, "failure_accrual/removals"), 2, "{io}: both endpoints marked dead once");
+        assert_eq!(client_metric(&proxy, "failure_accrual/probes"), 0, "{io}: the backoff has not expired");
+    }
+}
+
+#[test]
+fn a_revived_endpoint_is_counted() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-revive");
+        let flaky = Upstream::start_with(Duration::ZERO, 500);
+        let lines = vec![line(flaky.addr)];
+        let client = "    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 2\n      backoff:\n        kind: constant\n        ms: 300\n";
+        let proxy = proxy(&dir, &lines, client, io);
+        for _ in 0..2 {
+            assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, 500, "{io}");
+        }
+        assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, 502, "{io}: marked dead");
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, 500, "{io}: the probe goes through, and fails");
+        assert_eq!(client_metric(&proxy, "failure_accrual/removals"), 1, "{io}");
+        assert_eq!(client_metric(&proxy, "failure_accrual/probes"), 1, "{io}");
+        assert_eq!(client_metric(&proxy, "failure_accrual/revivals"), 0, "{io}");
     }
 }
 
@@ -221,10 +243,20 @@ fn a_slow_endpoint_gets_less_traffic() {
 
 /// A service-scope metric from `/admin/metrics.json`.
 fn service_metric(proxy: &Corelink, name: &str) -> u64 {
+    metric(proxy, &format!("/service/svc/serviceB/{name}"))
+}
+
+/// A metric of serviceB's client (`rt/out/client/#/io.l5d.fs/serviceB/…`).
+fn client_metric(proxy: &Corelink, name: &str) -> u64 {
+    metric(proxy, &format!("/client/#/io.l5d.fs/serviceB/{name}"))
+}
+
+/// The `/admin/metrics.json` entry whose key ends with `suffix`.
+fn metric(proxy: &Corelink, suffix: &str) -> u64 {
     let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
     let body = String::from_utf8_lossy(&rsp.body).into_owned();
-    let key = format!("/service/svc/serviceB/{name}\": ");
-    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
+    let key = format!("{suffix}\": ");
+    let at = body.find(&key).unwrap_or_else(|| panic!("no {suffix} in {body}")) + key.len();
     body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
 }
 
@@ -304,5 +336,88 @@ fn attempt_and_total_timeouts_answer_503() {
         assert_eq!(rsp.status, 503, "{io}: {err}");
         assert!(err.contains("totalTimeoutMs"), "{io}: {err}");
         assert!(started.elapsed() < Duration::from_millis(500), "{io}");
+    }
+}
+
+#[test]
+fn pool_max_waiters_exceeded_fails_fast_with_502() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-waiters");
+        let slow = Upstream::start(Duration::from_millis(600));
+        let lines = vec![line(slow.addr)];
+        let client = "    hostConnectionPool:\n      maxSize: 1\n      maxWaiters: 1\n";
+        let proxy = proxy(&dir, &lines, client, io);
+        let addr = proxy.addr();
+        // The first request holds the only connection; the second waits for
+        // it; the third finds the waiting line full.
+        let first = std::thread::spawn(move || get(addr, "/", "serviceB").unwrap().status);
+        std::thread::sleep(Duration::from_millis(100));
+        let second = std::thread::spawn(move || {
+            let started = Instant::now();
+            (get(addr, "/", "serviceB").unwrap().status, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let rsp = get(addr, "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 502, "{io}: {err}");
+        assert!(err.contains("maxWaiters"), "{io}: {err}");
+        assert!(started.elapsed() < Duration::from_millis(300), "{io}: must fail fast");
+        assert_eq!(first.join().unwrap(), 200, "{io}");
+        let (status, waited) = second.join().unwrap();
+        assert_eq!(status, 200, "{io}");
+        assert!(waited >= Duration::from_millis(900), "{io}: the waiter had to wait for the connection ({waited:?})");
+        assert_eq!(client_metric(&proxy, "connects"), 1, "{io}: maxSize 1");
+        assert_eq!(client_metric(&proxy, "pool_num_waited"), 1, "{io}");
+        assert_eq!(client_metric(&proxy, "pool_num_too_many_waiters"), 1, "{io}");
+        assert_eq!(client_metric(&proxy, "pool_waiters"), 0, "{io}");
+        assert_eq!(client_metric(&proxy, "pool_reused"), 1, "{io}: the waiter took the returned connection");
+    }
+}
+
+#[test]
+fn min_size_keeps_idle_connections_past_their_idle_time() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-minsize");
+        let up = Upstream::start(Duration::ZERO);
+        let lines = vec![line(up.addr)];
+        for (pool, kept) in [("minSize: 1, idleTimeMs: 100", 1), ("idleTimeMs: 100", 0)] {
+            let client = format!("    hostConnectionPool: {{{pool}}}\n");
+            let proxy = proxy(&dir, &lines, &client, io);
+            assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+            // Past the idle time and at least one sweep (every second).
+            std::thread::sleep(Duration::from_millis(2100));
+            assert_eq!(client_metric(&proxy, "connections"), kept, "{io} {pool}");
+            assert_eq!(get(proxy.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+            assert_eq!(client_metric(&proxy, "pool_reused"), kept, "{io} {pool}");
+        }
+    }
+}
+
+#[test]
+fn the_requeue_budget_bounds_requeues_of_connect_failures() {
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("balance-requeue");
+        let up = Upstream::start(Duration::ZERO);
+        let lines = vec![line(up.addr), line(dead_port())];
+        // Round robin sends every other request to the dead endpoint, and
+        // without accrual it stays in rotation: each of those needs a requeue.
+        let client = "    loadBalancer: {kind: roundRobin}\n    failureAccrual: {kind: none}\n    requeueBudget: {minRetriesPerSec: 0, percentCanRetry: 0.25, ttlSecs: 10}\n    hostConnectionPool: {maxIdle: 0}\n";
+        let proxy = proxy(&dir, &lines, client, io);
+        let mut failed = 0;
+        for _ in 0..200 {
+            match get(proxy.addr(), "/", "serviceB").unwrap().status {
+                200 => {}
+                502 => failed += 1,
+                other => panic!("{io}: {other}"),
+            }
+        }
+        let requeues = client_metric(&proxy, "retries/requeues");
+        let exhausted = client_metric(&proxy, "retries/budget_exhausted");
+        eprintln!("{io}: 200 requests, {requeues} requeued, {failed} failed");
+        assert!(requeues <= 50, "{io}: {requeues} requeues exceed 25 % of 200 requests");
+        assert!(requeues >= 45, "{io}: the budget was not used ({requeues})");
+        assert_eq!(exhausted, failed, "{io}: every refused requeue is a failed request");
+        assert_eq!(up.served() as u64, 200 - failed, "{io}");
     }
 }

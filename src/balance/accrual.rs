@@ -31,8 +31,6 @@ pub struct Health {
     probing: Cell<bool>,
     /// The last backoff, for jittered growth.
     backoff: Cell<Duration>,
-    /// Times this endpoint was marked dead (a counter for the admin).
-    pub marked_dead: Cell<u64>,
 }
 
 impl Health {
@@ -53,6 +51,20 @@ pub fn next_backoff(config: BackoffConfig, previous: Duration, rng: &XorShift) -
             Duration::from_millis(low + rng.next() % (high - low + 1))
         }
     }
+}
+
+/// What one outcome did to an endpoint's accrual state (for the
+/// `failure_accrual/*` counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccrualEvent {
+    /// Nothing changed state.
+    None,
+    /// Alive, now marked dead.
+    Removed,
+    /// A probe succeeded: alive again.
+    Revived,
+    /// A probe failed: dead for another backoff.
+    ProbeFailed,
 }
 
 #[derive(Debug)]
@@ -100,19 +112,19 @@ impl Accrual {
 
     /// The outcome of a request to this endpoint (a connect failure or a
     /// response the classifier calls a failure is `false`).
-    pub fn on_result(&self, h: &Health, success: bool, now: Instant) {
+    pub fn on_result(&self, h: &Health, success: bool, now: Instant) -> AccrualEvent {
         if h.dead_until.get().is_some() {
             if !h.probing.get() {
                 // A request picked before the endpoint died: not the probe.
-                return;
+                return AccrualEvent::None;
             }
             h.probing.set(false);
             if success {
                 self.revive(h);
-            } else {
-                self.mark_dead(h, now);
+                return AccrualEvent::Revived;
             }
-            return;
+            self.mark_dead(h, now);
+            return AccrualEvent::ProbeFailed;
         }
         if success {
             h.consecutive_failures.set(0);
@@ -151,14 +163,15 @@ impl Accrual {
         };
         if dead {
             self.mark_dead(h, now);
+            return AccrualEvent::Removed;
         }
+        AccrualEvent::None
     }
 
     fn mark_dead(&self, h: &Health, now: Instant) {
         let backoff = self.next_backoff(h.backoff.get());
         h.backoff.set(backoff);
         h.dead_until.set(Some(now + backoff));
-        h.marked_dead.set(h.marked_dead.get() + 1);
         tracing::debug!(backoff_ms = backoff.as_millis() as u64, "endpoint marked dead");
     }
 
@@ -197,17 +210,18 @@ mod tests {
         a.on_result(&h, false, t0);
         let at = LazyNow::at;
         assert!(a.available(&h, &at(t0)), "a success resets the count");
-        a.on_result(&h, false, t0);
+        assert_eq!(a.on_result(&h, false, t0), AccrualEvent::Removed);
         assert!(!a.available(&h, &at(t0)));
+        assert_eq!(a.on_result(&h, false, t0), AccrualEvent::None, "picked before it died: not the probe");
         let later = t0 + Duration::from_millis(100);
         assert!(a.available(&h, &at(later)));
         a.on_pick(&h, &at(later));
         assert!(!a.available(&h, &at(later)), "one probe at a time");
-        a.on_result(&h, false, later);
+        assert_eq!(a.on_result(&h, false, later), AccrualEvent::ProbeFailed);
         assert!(!a.available(&h, &at(later + Duration::from_millis(50))), "a failed probe: dead again");
         let again = later + Duration::from_millis(100);
         a.on_pick(&h, &at(again));
-        a.on_result(&h, true, again);
+        assert_eq!(a.on_result(&h, true, again), AccrualEvent::Revived);
         assert!(a.available(&h, &at(again)) && !h.is_dead(again), "a good probe revives");
     }
 

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-pub use accrual::{next_backoff, Accrual, Health};
+pub use accrual::{next_backoff, Accrual, AccrualEvent, Health};
 pub use retry::{RetryBudget, ServicePolicy};
 
 use crate::config::{LoadBalancerConfig, LoadBalancerKind};

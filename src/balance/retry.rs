@@ -105,6 +105,10 @@ impl RetryBudget {
         slot
     }
 
+    pub fn config(&self) -> &RetryBudgetConfig {
+        &self.config
+    }
+
     /// Every request (first attempts) earns retry room.
     pub fn deposit(&self, now: Instant) {
         let mut slots = self.slots.borrow_mut();

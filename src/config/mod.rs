@@ -140,22 +140,6 @@ impl Config {
                     warnings.push(format!("routers[{i}].servers[{j}].timeoutMs is not in effect yet"));
                 }
             }
-            let pool = &r.client.host_connection_pool;
-            let pools = std::iter::once(pool)
-                .chain(r.client.configs.iter().filter_map(|c| c.params.host_connection_pool.as_ref()));
-            for pool in pools {
-                if pool.min_size.is_some() || pool.max_size.is_some() || pool.max_waiters.is_some() {
-                    warnings.push(format!(
-                        "routers[{i}].client.hostConnectionPool: minSize, maxSize and maxWaiters are not in effect yet (each core keeps maxIdle idle connections per endpoint)"
-                    ));
-                    break;
-                }
-            }
-            if r.client.requeue_budget.is_some() {
-                warnings.push(format!(
-                    "routers[{i}].client.requeueBudget is not in effect yet: a failed connect moves to another endpoint, up to loadBalancer.maxEffort of them"
-                ));
-            }
         }
         (errors, warnings)
     }

@@ -329,6 +329,22 @@ pub struct ClientStats {
     pub tls_handshakes: Counter,
     pub tls_resumed: Counter,
     pub tls_failures: Errors,
+    /// `hostConnectionPool`: requests that waited for a connection
+    /// (`pool_num_waited`), waiting now (`pool_waiters`), refused past
+    /// `maxWaiters` (`pool_num_too_many_waiters`); finagle's names.
+    pub pool_waited: Counter,
+    pub pool_waiters: Gauge,
+    pub pool_too_many_waiters: Counter,
+    /// Connect failures moved to another endpoint (`retries/requeues`), and
+    /// those the `requeueBudget` refused (`retries/budget_exhausted`).
+    pub requeues: Counter,
+    pub requeue_budget_exhausted: Counter,
+    /// Failure accrual: endpoints marked dead (`failure_accrual/removals`),
+    /// brought back by a successful probe (`failure_accrual/revivals`), and
+    /// probes sent (`failure_accrual/probes`).
+    pub accrual_removals: Counter,
+    pub accrual_revivals: Counter,
+    pub accrual_probes: Counter,
 }
 
 /// One logical name (linkerd's service), e.g. `/svc/serviceB`.
@@ -451,6 +467,14 @@ impl CoreMetrics {
                 snap.counters.push(("connects", c.connects.get()));
                 snap.counters.push(("connect_failures", c.connect_failures.get()));
                 snap.counters.push(("pool_reused", c.pool_reused.get()));
+                snap.counters.push(("pool_num_waited", c.pool_waited.get()));
+                snap.gauges.push(("pool_waiters", c.pool_waiters.get()));
+                snap.counters.push(("pool_num_too_many_waiters", c.pool_too_many_waiters.get()));
+                snap.counters.push(("retries/requeues", c.requeues.get()));
+                snap.counters.push(("retries/budget_exhausted", c.requeue_budget_exhausted.get()));
+                snap.counters.push(("failure_accrual/removals", c.accrual_removals.get()));
+                snap.counters.push(("failure_accrual/revivals", c.accrual_revivals.get()));
+                snap.counters.push(("failure_accrual/probes", c.accrual_probes.get()));
                 snap.counters.push(("tls/handshakes", c.tls_handshakes.get()));
                 snap.counters.push(("tls/resumed", c.tls_resumed.get()));
                 snap.gauges.push(("connections", c.connections.get()));

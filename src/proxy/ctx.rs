@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::http1::Limits;
 use crate::io::Backend;
-use crate::pool::{Pool, PoolLimits};
+use crate::pool::{HostSlots, Pool, SlotPermit};
 use crate::routing::CoreRoutes;
 use crate::tls::MaybeTls;
 
@@ -31,8 +31,6 @@ pub struct RouterSettings {
     /// Enforced only when streaming is disabled (linkerd semantics).
     pub max_request_body: Option<u64>,
     pub max_response_body: Option<u64>,
-    /// `client.hostConnectionPool`: idle upstream connections kept per endpoint.
-    pub pool: PoolLimits,
     /// `clearContext`: drop the client's `l5d-*` headers (untrusted clients).
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
@@ -48,11 +46,10 @@ impl RouterSettings {
         router_index: usize,
         server: &crate::config::ServerConfig,
     ) -> RouterSettings {
-        use crate::config::{DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE, DEFAULT_SERVER_IDLE_MS};
+        use crate::config::DEFAULT_SERVER_IDLE_MS;
         let router = &config.routers[router_index];
         let idle = server.server_session.idle_time_ms.unwrap_or(DEFAULT_SERVER_IDLE_MS);
         let limited = !router.streaming_enabled;
-        let pool = &router.client.host_connection_pool;
         RouterSettings {
             router: router_index,
             label: router.label().to_string(),
@@ -64,10 +61,6 @@ impl RouterSettings {
             connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
             max_request_body: limited.then_some(router.max_request_kb * 1024),
             max_response_body: limited.then_some(router.max_response_kb * 1024),
-            pool: PoolLimits {
-                max_idle: pool.max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE),
-                idle_timeout: Duration::from_millis(pool.idle_time_ms.unwrap_or(DEFAULT_POOL_IDLE_MS)),
-            },
             tls: None,
             access_log: None,
         }
@@ -80,15 +73,30 @@ impl RouterSettings {
 pub type PoolKey = (usize, SocketAddr, Option<Rc<str>>);
 
 /// A connection to an upstream, counted in its bound name's `connections`
-/// gauge while it lives, in use or pooled.
+/// gauge while it lives, in use or pooled, and holding its endpoint's
+/// `maxSize` slot when the pool is bounded.
 pub struct Upstream<S> {
     pub conn: MaybeTls<S>,
     _open: crate::metrics::OpenGuard,
+    slot: Option<SlotPermit>,
 }
 
 impl<S> Upstream<S> {
-    pub fn new(conn: MaybeTls<S>, open: crate::metrics::OpenGuard) -> Self {
-        Upstream { conn, _open: open }
+    pub fn new(conn: MaybeTls<S>, open: crate::metrics::OpenGuard, slot: Option<SlotPermit>) -> Self {
+        Upstream { conn, _open: open, slot }
+    }
+
+    /// Its `maxSize` slot, moved to the connection that replaces it.
+    pub fn take_slot(&mut self) -> Option<SlotPermit> {
+        self.slot.take()
+    }
+
+    /// The connection went back to the pool: a request waiting for a slot
+    /// of its endpoint may take it.
+    pub fn returned(&self) {
+        if let Some(slot) = &self.slot {
+            slot.returned();
+        }
     }
 }
 
@@ -130,6 +138,9 @@ impl Shutdown {
 pub struct CoreCtx<B: Backend> {
     pub core: usize,
     pub pool: RefCell<Pool<PoolKey, Upstream<B::Stream>>>,
+    /// Open connections and waiters per pool key, for clients with a
+    /// `maxSize` (no entry otherwise).
+    slots: RefCell<std::collections::HashMap<PoolKey, Rc<HostSlots>>>,
     pub routes: CoreRoutes,
     pub shutdown: Shutdown,
     /// Open client connections on this core (for draining).
@@ -146,6 +157,7 @@ impl<B: Backend> CoreCtx<B> {
         Rc::new(CoreCtx {
             core,
             pool: RefCell::new(Pool::new()),
+            slots: RefCell::new(std::collections::HashMap::new()),
             routes,
             shutdown: Shutdown::default(),
             active: Cell::new(0),
@@ -154,6 +166,21 @@ impl<B: Backend> CoreCtx<B> {
             free_small: RefCell::new(Vec::new()),
             access_lines: RefCell::new(Vec::new()),
         })
+    }
+
+    /// The `maxSize` accounting of one pool key, created on first use.
+    pub fn slots(&self, key: &PoolKey) -> Rc<HostSlots> {
+        let mut all = self.slots.borrow_mut();
+        if let Some(s) = all.get(key) {
+            return s.clone();
+        }
+        all.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets keys with nothing open and nobody waiting (from the sweeper).
+    pub fn sweep_slots(&self) {
+        // Open connections and waiters hold the other references.
+        self.slots.borrow_mut().retain(|_, s| Rc::strong_count(s) > 1);
     }
 
     /// An empty buffer with `buffer_size` capacity, recycled when possible so

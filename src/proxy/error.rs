@@ -57,6 +57,12 @@ pub enum ProxyError {
     TlsHandshakeTimeout(SocketAddr),
     #[error("no response from {addr} within requestAttemptTimeoutMs ({} ms)", .limit.as_millis())]
     AttemptTimeout { addr: SocketAddr, limit: Duration },
+    /// `hostConnectionPool`: `max_size` connections to `addr` are busy and
+    /// `max_waiters` requests already wait for one (numbers per core).
+    #[error(
+        "too many waiters: {max_waiters} requests already wait for one of the {max_size} connections to {addr} (hostConnectionPool.maxWaiters, per core)"
+    )]
+    TooManyWaiters { addr: SocketAddr, max_size: usize, max_waiters: usize },
 }
 
 impl ProxyError {
@@ -70,6 +76,7 @@ impl ProxyError {
             ProxyError::NoRoute(_)
             | ProxyError::NoEndpoints(_)
             | ProxyError::TotalTimeout(_)
+            | ProxyError::TooManyWaiters { .. }
             | ProxyError::TlsPolicy(_) => Side::Internal,
             ProxyError::Connect { .. }
             | ProxyError::ConnectTimeout(_)
@@ -129,6 +136,7 @@ impl ProxyError {
             ProxyError::UpstreamTls { .. } => "upstream_tls",
             ProxyError::TlsHandshakeTimeout(_) => "tls_handshake_timeout",
             ProxyError::AttemptTimeout { .. } => "attempt_timeout",
+            ProxyError::TooManyWaiters { .. } => "too_many_waiters",
         }
     }
 }
@@ -144,5 +152,7 @@ mod tests {
         assert_eq!(ProxyError::NoRoute("x".into()).status(), 502);
         assert_eq!(ProxyError::ConnectTimeout(SocketAddr::from(([127, 0, 0, 1], 1))).status(), 502);
         assert_eq!(ProxyError::TotalTimeout(Duration::from_secs(1)).status(), 503);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert_eq!(ProxyError::TooManyWaiters { addr, max_size: 1, max_waiters: 0 }.status(), 502);
     }
 }

@@ -28,6 +28,7 @@ use super::conn::{Next, Prepared, RequestMeta, Session};
 use super::ctx::Upstream;
 use super::error::{ProxyError, Side};
 use super::tunnel::tunnel;
+use crate::pool::SlotPermit;
 
 /// How the response relay ended.
 enum Relayed {
@@ -85,9 +86,8 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
             Ok(_) => !policy.is_failure(s.status.get()),
             Err(e) => e.side() != Side::Upstream,
         };
-        let balancer = &destination.balancer;
-        balancer.accrual.on_result(&endpoint.health, success, now);
-        balancer.observe(&endpoint, now.saturating_duration_since(s.begun), now);
+        destination.accrue(&endpoint, success, now);
+        destination.balancer.observe(&endpoint, now.saturating_duration_since(s.begun), now);
     }
     match result {
         Ok(next) => {
@@ -111,60 +111,129 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
 
 /// A connection for the request: pooled, or new. A connect (or TLS
 /// handshake) failure counts against that endpoint's accrual and the request
-/// moves to another endpoint of the destination, up to `maxEffort` of them:
-/// nothing was sent, so this is always safe. Returns the connection, whether
-/// it was pooled, and the endpoint it goes to.
+/// is requeued on another endpoint of the destination (nothing was sent, so
+/// this is always safe), up to `maxEffort` endpoints and while the client's
+/// `requeueBudget` has room. Returns the connection, whether it was pooled,
+/// and the endpoint it goes to.
 async fn acquire<B: Backend>(
     s: &Session<'_, B>,
     route: &Route,
     first: Rc<Endpoint>,
 ) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
     let tls = route.tls.as_deref();
-    let balancer = &route.destination.balancer;
+    let destination = &route.destination;
+    let balancer = &destination.balancer;
     let mut endpoint = first;
     let mut tries = 1;
     loop {
         let addr = endpoint.addr;
         let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
-        loop {
-            let Some(conn) = s.ctx.pool.borrow_mut().take(&key, std::time::Instant::now()) else { break };
-            if conn.has_unread_input() {
-                // The server wrote past its last response, or hung up, while the
-                // connection sat idle: drop it rather than misread those bytes.
-                tracing::debug!(%addr, "discarding a pooled connection with unread input");
-                continue;
+        let slot = loop {
+            if let Some(conn) = take_pooled(s, &key) {
+                route.client_stats.pool_reused.incr();
+                return Ok((conn, true, endpoint));
             }
-            route.client_stats.pool_reused.incr();
-            return Ok((conn, true, endpoint));
-        }
+            match slot_for(s, route, &key).await? {
+                Slot::Connect(slot) => break slot,
+                Slot::Released => continue,
+            }
+        };
         let epoch = s.ctx.routes.metrics().epoch();
-        match connect::<B>(addr, route, s.settings.connect_timeout, epoch).await {
+        match connect::<B>(addr, route, s.settings.connect_timeout, epoch, slot).await {
             Ok(conn) => return Ok((conn, false, endpoint)),
             Err(e) if e.is_connection_failure() => {
-                balancer.accrual.on_result(&endpoint.health, false, std::time::Instant::now());
-                let next = (tries < balancer.max_effort()).then(|| balancer.pick(&LazyNow::default(), Some(&endpoint)));
-                match next.flatten() {
-                    Some(other) => {
-                        tracing::debug!(%addr, error = %e, next = %other.addr, "connect failed; trying another endpoint");
-                        endpoint = other;
-                        tries += 1;
-                    }
-                    None => return Err(e),
+                let now = std::time::Instant::now();
+                destination.accrue(&endpoint, false, now);
+                if tries >= balancer.max_effort() {
+                    return Err(e);
                 }
+                if !destination.requeue.try_withdraw(now) {
+                    route.client_stats.requeue_budget_exhausted.incr();
+                    return Err(e);
+                }
+                let Some(other) = balancer.pick(&LazyNow::default(), Some(&endpoint)) else { return Err(e) };
+                tracing::debug!(%addr, error = %e, next = %other.addr, "connect failed; requeued on another endpoint");
+                route.client_stats.requeues.incr();
+                endpoint = other;
+                tries += 1;
             }
             Err(e) => return Err(e),
         }
     }
 }
 
+/// The newest idle pooled connection for `key` that is still clean.
+fn take_pooled<B: Backend>(s: &Session<'_, B>, key: &super::ctx::PoolKey) -> Option<Upstream<B::Stream>> {
+    loop {
+        let conn = s.ctx.pool.borrow_mut().take(key, std::time::Instant::now())?;
+        if !conn.has_unread_input() {
+            return Some(conn);
+        }
+        // The server wrote past its last response, or hung up, while the
+        // connection sat idle: drop it rather than misread those bytes.
+        tracing::debug!(addr = %key.1, "discarding a pooled connection with unread input");
+    }
+}
+
+/// What `hostConnectionPool.maxSize` allows a request that found no idle
+/// connection.
+enum Slot {
+    /// Open a new connection (holding this slot, when the pool is bounded).
+    Connect(Option<SlotPermit>),
+    /// It waited: a connection came back to the pool or closed; look again.
+    Released,
+}
+
+/// A slot for a new connection to `key`, or a wait for one among at most
+/// `maxWaiters` requests; past that, the request fails at once (502, as
+/// linkerd answers finagle's TooManyWaitersException).
+async fn slot_for<B: Backend>(
+    s: &Session<'_, B>,
+    route: &Route,
+    key: &super::ctx::PoolKey,
+) -> Result<Slot, ProxyError> {
+    let policy = route.destination.pool;
+    let Some(max) = policy.max_size else { return Ok(Slot::Connect(None)) };
+    let slots = s.ctx.slots(key);
+    if let Some(permit) = slots.try_open(max) {
+        return Ok(Slot::Connect(Some(permit)));
+    }
+    let stats = &route.client_stats;
+    if let Some(max_waiters) = policy.max_waiters.filter(|&m| slots.waiting() >= m) {
+        stats.pool_too_many_waiters.incr();
+        return Err(ProxyError::TooManyWaiters { addr: key.1, max_size: max, max_waiters });
+    }
+    stats.pool_waited.incr();
+    let _waiting = GaugeGuard::new(&stats.pool_waiters);
+    slots.released().await;
+    Ok(Slot::Released)
+}
+
+/// Counts one in a gauge while it lives (a request waiting for a slot).
+struct GaugeGuard<'a>(&'a crate::metrics::Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    fn new(gauge: &'a crate::metrics::Gauge) -> Self {
+        gauge.incr();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.decr();
+    }
+}
+
 /// A new connection, counted in the bound name's metrics: TCP within the
 /// connect timeout, then (for a TLS destination) a handshake within the same
-/// budget again.
+/// budget again. `slot` is its place under `maxSize`, if bounded.
 async fn connect<B: Backend>(
     addr: SocketAddr,
     route: &Route,
     limit: std::time::Duration,
     epoch: u32,
+    slot: Option<SlotPermit>,
 ) -> Result<Upstream<B::Stream>, ProxyError> {
     let stats = &route.client_stats;
     let started = std::time::Instant::now();
@@ -174,7 +243,7 @@ async fn connect<B: Backend>(
         Ok(conn) => {
             stats.connects.incr();
             stats.connect_latency.record(crate::metrics::micros(now.duration_since(started)), epoch);
-            Ok(Upstream::new(conn, OpenGuard::new(stats.clone())))
+            Ok(Upstream::new(conn, OpenGuard::new(stats.clone()), slot))
         }
         Err(e) => {
             stats.connect_failures.incr();
@@ -265,8 +334,10 @@ async fn exchange<B: Backend>(
     let destination = p.route.destination.clone();
     let service_stats = p.route.service_stats.clone();
     // Every request earns retry room; only whole, retryable requests use it.
+    // The request's start time stands in for now: no clock read.
+    destination.requeue.deposit(s.begun);
     if let Some(budget) = &policy.budget {
-        budget.deposit(std::time::Instant::now());
+        budget.deposit(s.begun);
     }
     let retry_budget = policy.budget.as_ref().filter(|_| policy.may_retry(p.meta.method) && p.body.is_done());
     let (mut upstream, mut reused, mut endpoint) = acquire(s, &p.route, p.route.endpoint.clone()).await?;
@@ -297,7 +368,10 @@ async fn exchange<B: Backend>(
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
                 let epoch = s.ctx.routes.metrics().epoch();
-                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout, epoch).await?;
+                // The new connection takes the closed one's maxSize slot.
+                let slot = upstream.take_slot();
+                drop(upstream);
+                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout, epoch, slot).await?;
                 reused = false;
             }
             Err(RelayError::ClosedBeforeResponse(e)) => {
@@ -312,7 +386,7 @@ async fn exchange<B: Backend>(
                 // body was not read). Another endpoint, if there is one.
                 service_stats.retries.incr();
                 retries += 1;
-                destination.balancer.accrual.on_result(&endpoint.health, false, std::time::Instant::now());
+                destination.accrue(&endpoint, false, std::time::Instant::now());
                 if let Some(config) = policy.backoff {
                     backoff = next_backoff(config, backoff, destination.balancer.rng());
                     tokio::time::sleep(backoff).await;
@@ -323,6 +397,8 @@ async fn exchange<B: Backend>(
                     .or_else(|| destination.balancer.pick(&LazyNow::default(), None))
                     .unwrap_or_else(|| endpoint.clone());
                 tracing::debug!(%addr, status, next = %next.addr, retries, "retrying a failed response");
+                // Its slot is free before the retry asks for one.
+                drop(upstream);
                 (upstream, reused, endpoint) = acquire(s, &p.route, next).await?;
                 in_flight = InFlight::new(endpoint.clone());
                 *chosen.borrow_mut() = Some(endpoint.clone());
@@ -335,11 +411,12 @@ async fn exchange<B: Backend>(
     let next = match relayed {
         Relayed::Done { upstream_reusable, client_close } => {
             if upstream_reusable && !s.ctx.shutdown.is_draining() {
+                upstream.returned();
                 s.ctx.pool.borrow_mut().put(
                     (s.settings.router, addr, tls.as_ref().map(|t| t.identity.clone())),
                     upstream,
                     std::time::Instant::now(),
-                    s.settings.pool,
+                    destination.pool.limits,
                 );
             }
             if client_close {

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::balance::{Accrual, Balancer, Endpoint, LazyNow, ServicePolicy, XorShift};
+use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
+use crate::config::RetryBudgetConfig;
 use crate::http1::RequestHead;
 use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
+use crate::pool::PoolPolicy;
 use crate::proxy::{ProxyError, RouterSettings};
 
 use super::name_tree::{NameTree, Pick};
@@ -81,6 +83,26 @@ pub struct BoundEndpoints {
     /// `requestAttemptTimeoutMs`: how long one attempt may wait for its
     /// response head.
     pub attempt_timeout: Option<std::time::Duration>,
+    /// `hostConnectionPool`, per core.
+    pub pool: PoolPolicy,
+    /// `requeueBudget`: connect failures moved to another endpoint.
+    pub requeue: Rc<RetryBudget>,
+}
+
+impl BoundEndpoints {
+    /// Tells failure accrual how a request to `endpoint` went, and counts
+    /// what changed in the client's `failure_accrual/*` metrics.
+    pub fn accrue(&self, endpoint: &Endpoint, success: bool, now: std::time::Instant) {
+        match self.balancer.accrual.on_result(&endpoint.health, success, now) {
+            AccrualEvent::None => {}
+            AccrualEvent::Removed => self.stats.accrual_removals.incr(),
+            AccrualEvent::Revived => {
+                self.stats.accrual_probes.incr();
+                self.stats.accrual_revivals.incr();
+            }
+            AccrualEvent::ProbeFailed => self.stats.accrual_probes.incr(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +136,10 @@ pub struct CoreRoutes {
     /// This core's endpoints by (router, address): load, latency and
     /// accrual state outlive cache entries and snapshots.
     endpoints: RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
+    /// This core's `requeueBudget` per (router, client name): like the
+    /// endpoints, it outlives cache entries and snapshots.
+    requeue_budgets: RefCell<RequeueBudgets>,
+    workers: usize,
 }
 
 struct State {
@@ -150,10 +176,11 @@ impl CoreRoutes {
     pub fn new(shared: SharedSnapshot) -> Self {
         let snapshot = shared.load_full();
         let routers: Vec<String> = snapshot.routers.iter().map(|r| r.label.clone()).collect();
-        Self::with_metrics(shared, Rc::new(CoreMetrics::new(0, &routers, &[])))
+        Self::with_metrics(shared, Rc::new(CoreMetrics::new(0, &routers, &[])), 1)
     }
 
-    pub fn with_metrics(shared: SharedSnapshot, metrics: Rc<CoreMetrics>) -> Self {
+    /// `workers`: how many cores share linkerd's per-host pool limits.
+    pub fn with_metrics(shared: SharedSnapshot, metrics: Rc<CoreMetrics>, workers: usize) -> Self {
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
         CoreRoutes {
@@ -163,6 +190,8 @@ impl CoreRoutes {
             rng: XorShift::new(seed),
             metrics,
             endpoints: RefCell::new(HashMap::new()),
+            requeue_budgets: RefCell::new(HashMap::new()),
+            workers,
         }
     }
 
@@ -170,6 +199,16 @@ impl CoreRoutes {
     fn refresh(&self, state: &mut State) {
         if self.shared.load().generation != state.snapshot.generation {
             *state = State::new(self.shared.load_full(), &state.tls_by_template);
+        }
+    }
+
+    fn parts<'a>(&'a self, tls_configs: &'a [Arc<rustls::ClientConfig>]) -> CoreParts<'a> {
+        CoreParts {
+            tls_configs,
+            metrics: &self.metrics,
+            endpoints: &self.endpoints,
+            requeue_budgets: &self.requeue_budgets,
+            workers: self.workers,
         }
     }
 
@@ -205,7 +244,7 @@ impl CoreRoutes {
                     .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
                 let local = super::dtab::Dtab::parse(text)
                     .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
-                let core = CoreParts { tls_configs, metrics: &self.metrics, endpoints: &self.endpoints };
+                let core = self.parts(tls_configs);
                 let entry = resolve(snapshot, router, key, Some(&local), &core)?;
                 return self.pick(&entry, consume, context);
             }
@@ -216,7 +255,7 @@ impl CoreRoutes {
         if let Some(entry) = cache.get(key) {
             return self.pick(entry, consume, context);
         }
-        let core = CoreParts { tls_configs, metrics: &self.metrics, endpoints: &self.endpoints };
+        let core = self.parts(tls_configs);
         let entry = resolve(snapshot, router, key, None, &core)?;
         let route = self.pick(&entry, consume, context);
         if cache.len() >= MAX_CACHED {
@@ -302,8 +341,7 @@ fn resolve(
         Endpoints::Addrs { client, addrs } => {
             let tls = route_tls(&routes.client_tls, core.tls_configs, &client);
             let stats = core.metrics.client(router, &client);
-            let (balancer, attempt_timeout) = core.balancer(router, &routes.client, &client, &addrs);
-            Some(Rc::new(BoundEndpoints { client: client.into(), tls, stats, balancer, attempt_timeout }))
+            Some(Rc::new(core.bound(router, &routes.client, client.into(), tls, stats, &addrs)))
         }
         Endpoints::Unavailable(why) => {
             unavailable.push(why);
@@ -328,26 +366,33 @@ fn resolve(
     }
 }
 
+/// Per (router, client name): that client's requeue budget on this core.
+type RequeueBudgets = HashMap<(usize, Rc<str>), Rc<RetryBudget>>;
+
 /// What a cache miss needs from its core.
 struct CoreParts<'a> {
     tls_configs: &'a [Arc<rustls::ClientConfig>],
     metrics: &'a CoreMetrics,
     endpoints: &'a RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
+    requeue_budgets: &'a RefCell<RequeueBudgets>,
+    workers: usize,
 }
 
 /// Endpoints kept per core before those no destination uses are dropped.
 const MAX_ENDPOINTS: usize = 10_000;
 
 impl CoreParts<'_> {
-    /// The balancer of one bound name: this core's endpoints for its
-    /// addresses, and the algorithm and accrual its client config gives.
-    fn balancer(
+    /// One bound name as this core routes to it: its endpoints, the
+    /// balancer, accrual, pool and requeue budget its client config gives.
+    fn bound(
         &self,
         router: usize,
         client: &crate::config::ClientConfig,
-        name: &str,
+        name: Rc<str>,
+        tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
+        stats: Rc<ClientStats>,
         addrs: &[(SocketAddr, f64)],
-    ) -> (Balancer, Option<std::time::Duration>) {
+    ) -> BoundEndpoints {
         let mut all = self.endpoints.borrow_mut();
         if all.len() >= MAX_ENDPOINTS {
             all.retain(|_, e| Rc::strong_count(e) > 1);
@@ -359,38 +404,75 @@ impl CoreParts<'_> {
                 (e, *weight)
             })
             .collect();
-        let (lb, accrual, attempt_timeout) = client_params(client, name);
-        let balancer = Balancer::new(endpoints, lb, Rc::new(Accrual::from_config(accrual.as_ref())));
-        (balancer, attempt_timeout.map(std::time::Duration::from_millis))
+        let params = ClientParams::resolve(client, &name);
+        let balancer =
+            Balancer::new(endpoints, params.load_balancer, Rc::new(Accrual::from_config(params.accrual.as_ref())));
+        let requeue = self.requeue_budget(router, &name, params.requeue_budget);
+        BoundEndpoints {
+            client: name,
+            tls,
+            stats,
+            balancer,
+            attempt_timeout: params.attempt_timeout_ms.map(std::time::Duration::from_millis),
+            pool: PoolPolicy::new(&params.pool, self.workers),
+            requeue,
+        }
+    }
+
+    /// The client's requeue budget on this core, kept across cache entries
+    /// (and snapshots) while its config stays the same.
+    fn requeue_budget(&self, router: usize, name: &Rc<str>, config: RetryBudgetConfig) -> Rc<RetryBudget> {
+        let mut all = self.requeue_budgets.borrow_mut();
+        if all.len() >= MAX_ENDPOINTS {
+            all.retain(|_, b| Rc::strong_count(b) > 1);
+        }
+        let entry = all.entry((router, name.clone())).or_insert_with(|| Rc::new(RetryBudget::new(config)));
+        if *entry.config() != config {
+            *entry = Rc::new(RetryBudget::new(config));
+        }
+        entry.clone()
     }
 }
 
-/// The load balancer, failure accrual and attempt timeout for one client
-/// name: the router's
-/// `client` section, with every matching `io.l5d.static` prefix config
-/// applied in order (later ones override), as linkerd does.
-fn client_params(
-    client: &crate::config::ClientConfig,
-    name: &str,
-) -> (crate::config::LoadBalancerConfig, Option<crate::config::FailureAccrualConfig>, Option<u64>) {
-    let mut lb = client.load_balancer.clone();
-    let mut accrual = client.failure_accrual.clone();
-    let mut attempt_timeout = client.request_attempt_timeout_ms;
-    if client.kind == crate::config::ClientKind::Static {
-        for c in &client.configs {
-            if crate::tls::client::match_prefix(&c.prefix, name).is_none() {
-                continue;
-            }
-            if let Some(l) = &c.params.load_balancer {
-                lb = l.clone();
-            }
-            if let Some(a) = &c.params.failure_accrual {
-                accrual = Some(a.clone());
-            }
-            attempt_timeout = c.params.request_attempt_timeout_ms.or(attempt_timeout);
+/// One client name's parameters: the router's `client` section, with every
+/// matching `io.l5d.static` prefix config applied in order (later ones
+/// override), as linkerd does.
+struct ClientParams {
+    load_balancer: crate::config::LoadBalancerConfig,
+    accrual: Option<crate::config::FailureAccrualConfig>,
+    attempt_timeout_ms: Option<u64>,
+    pool: crate::config::HostConnectionPool,
+    requeue_budget: RetryBudgetConfig,
+}
+
+impl ClientParams {
+    fn resolve(client: &crate::config::ClientConfig, name: &str) -> ClientParams {
+        let mut p = ClientParams {
+            load_balancer: client.load_balancer.clone(),
+            accrual: client.failure_accrual.clone(),
+            attempt_timeout_ms: client.request_attempt_timeout_ms,
+            pool: client.host_connection_pool.clone(),
+            requeue_budget: client.requeue_budget.unwrap_or_default(),
+        };
+        if client.kind != crate::config::ClientKind::Static {
+            return p;
         }
+        for c in client.configs.iter().filter(|c| crate::tls::client::match_prefix(&c.prefix, name).is_some()) {
+            let c = &c.params;
+            if let Some(l) = &c.load_balancer {
+                p.load_balancer = l.clone();
+            }
+            if let Some(a) = &c.failure_accrual {
+                p.accrual = Some(a.clone());
+            }
+            p.attempt_timeout_ms = c.request_attempt_timeout_ms.or(p.attempt_timeout_ms);
+            if let Some(pool) = &c.host_connection_pool {
+                p.pool = pool.clone();
+            }
+            p.requeue_budget = c.requeue_budget.unwrap_or(p.requeue_budget);
+        }
+        p
     }
-    (lb, accrual, attempt_timeout)
 }
 
 /// The TLS of one destination, from its client name.

@@ -105,6 +105,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             metric_routers: router_labels.clone(),
             metric_servers: metric_servers.clone(),
             scrape: admin_state.scrape.clone(),
+            workers,
         };
         let thread = std::thread::Builder::new().name(format!("corelink-w{core}")).spawn(move || match io {
             IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),

@@ -40,6 +40,8 @@ pub struct WorkerSpec {
     pub metric_servers: Vec<(usize, String, bool)>,
     /// Where the admin server asks this core for its metrics.
     pub scrape: crate::metrics::Scrape,
+    /// How many workers share the per-host pool limits.
+    pub workers: usize,
 }
 
 pub fn run_worker<B: Backend>(spec: WorkerSpec) {
@@ -65,10 +67,11 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         metric_routers,
         metric_servers,
         scrape,
+        workers,
         ..
     } = spec;
     let metrics = Rc::new(CoreMetrics::new(core, &metric_routers, &metric_servers));
-    let routes = CoreRoutes::with_metrics(snapshot, metrics.clone());
+    let routes = CoreRoutes::with_metrics(snapshot, metrics.clone(), workers);
     let ctx = CoreCtx::<B>::new(core, routes, buffer_size);
     let mut scrapes = scrape.register();
 
@@ -193,5 +196,6 @@ async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
             ctx.routes.metrics().advance_window();
         }
         ctx.pool.borrow_mut().sweep(std::time::Instant::now(), |conn| !conn.has_unread_input());
+        ctx.sweep_slots();
     }
 }
