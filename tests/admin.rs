@@ -151,3 +151,34 @@ fn admin_errors_and_shutdown() {
         assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0), "{io}: graceful exit");
     }
 }
+
+#[test]
+fn config_json_is_the_effective_config_without_key_material() {
+    let backend = Backend::start();
+    let dir = common::tempdir::Dir::new("admin-config");
+    let leaf = common::certs::Ca::new("corelink test CA").issue("serviceB", common::certs::Names::CnAndSan);
+    let (cert, key) = leaf.write(dir.path(), "serviceB");
+    let key_body = leaf.key_pem.lines().nth(1).unwrap().to_string();
+    for io in backends() {
+        let config = format!(
+            "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: in\n  dtab: /svc => /$/inet/{}/{};\n  servers:\n  - port: 0\n    tls:\n      certPath: {}\n      keyPath: {}\ncorelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+            backend.addr.ip(),
+            backend.addr.port(),
+            cert.display(),
+            key.display()
+        );
+        let proxy = Corelink::start(&config, io);
+        let rsp = get(proxy.admin, "/config.json", "admin").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        assert_eq!(rsp.header("content-type"), Some("application/json"), "{io}");
+        let body = String::from_utf8_lossy(&rsp.body).into_owned();
+        assert!(body.contains(&format!("\"keyPath\": \"{}\"", key.display())), "{io}: the key path is shown\n{body}");
+        assert!(!body.contains(&key_body) && !body.contains("PRIVATE KEY"), "{io}: never the key itself");
+        assert!(body.contains("\"label\": \"in\""), "{io}: {body}");
+        assert!(body.contains("\"kind\": \"io.l5d.header.token\""), "{io}: defaults are filled in\n{body}");
+        assert!(body.contains("\"workers\": 1"), "{io}: {body}");
+        let mut c = Conn::open(proxy.admin);
+        c.send(b"DELETE /config.json HTTP/1.1\r\nHost: admin\r\n\r\n");
+        assert_eq!(c.read_response("DELETE").unwrap().status, 405, "{io}");
+    }
+}

@@ -103,6 +103,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ping"
             | "/admin/ready"
             | "/delegator.json"
+            | "/config.json"
             | "/admin/metrics.json"
             | "/admin/metrics/prometheus"
             | "/metrics"
@@ -115,6 +116,10 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
         "/delegator.json" => delegator(target, state),
+        "/config.json" => match state.snapshot.get() {
+            Some(shared) => json(&shared.load().config.effective_json()),
+            None => plain(503, "routing not ready"),
+        },
         "/admin/metrics.json" => match merged_metrics(state).await {
             Some(merged) => json(&merged.to_linkerd_json(&process_entries(state))),
             None => plain(503, "routing not ready"),

@@ -9,7 +9,8 @@ use super::model::SessionConfig;
 /// client. `kind: io.l5d.static`: `configs` holds per-prefix parameters;
 /// every config whose prefix matches the client name applies, later ones
 /// overriding earlier ones, on top of the (default) parameters below.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientConfig {
     pub kind: ClientKind,
     pub host_connection_pool: HostConnectionPool,
@@ -28,25 +29,30 @@ pub struct ClientConfig {
     pub configs: Vec<ClientPrefixConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub enum ClientKind {
     #[default]
+    #[serde(rename = "io.l5d.global")]
     Global,
+    #[serde(rename = "io.l5d.static")]
     Static,
 }
 
 /// One entry of `client.configs` (`io.l5d.static`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientPrefixConfig {
     /// A path pattern over client names: `*` matches one segment, `{name}`
     /// captures one (usable in `tls.commonName`).
     pub prefix: String,
+    #[serde(flatten)]
     pub params: ClientParams,
 }
 
 /// Client parameters as written in one `configs` entry: None where the
 /// entry leaves a parameter alone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientParams {
     pub host_connection_pool: Option<HostConnectionPool>,
     pub request_attempt_timeout_ms: Option<u64>,
@@ -59,7 +65,8 @@ pub struct ClientParams {
 }
 
 /// linkerd's `client.hostConnectionPool`, plus corelink's `maxIdle`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HostConnectionPool {
     /// `minSize` (linkerd default 0): connections kept open per endpoint.
     pub min_size: Option<usize>,
@@ -75,7 +82,8 @@ pub struct HostConnectionPool {
 }
 
 /// `client.loadBalancer`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LoadBalancerConfig {
     pub kind: LoadBalancerKind,
     /// `maxEffort` (default 5): picks retried when the chosen node is down.
@@ -109,7 +117,8 @@ impl Default for LoadBalancerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum LoadBalancerKind {
     /// Power of two choices, least loaded (linkerd's default).
     #[default]
@@ -122,28 +131,40 @@ pub enum LoadBalancerKind {
 }
 
 /// `client.failureAccrual`: when an endpoint is marked dead.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FailureAccrualConfig {
+    #[serde(flatten)]
     pub policy: FailureAccrualPolicy,
     /// `backoff`: how long a dead endpoint waits before it is probed again
     /// (linkerd default: jittered 5 s to 300 s).
     pub backoff: Option<BackoffConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
 pub enum FailureAccrualPolicy {
     /// `io.l5d.consecutiveFailures {failures}`.
+    #[serde(rename = "io.l5d.consecutiveFailures")]
     ConsecutiveFailures { failures: u32 },
     /// `io.l5d.successRate {successRate, requests}`.
+    #[serde(rename = "io.l5d.successRate")]
     SuccessRate { success_rate: f64, requests: u32 },
     /// `io.l5d.successRateWindowed {successRate, window}` (seconds).
-    SuccessRateWindowed { success_rate: f64, window_secs: u32 },
+    #[serde(rename = "io.l5d.successRateWindowed")]
+    SuccessRateWindowed {
+        success_rate: f64,
+        #[serde(rename = "window")]
+        window_secs: u32,
+    },
     /// `none`: never mark endpoints dead.
+    #[serde(rename = "none")]
     None,
 }
 
 /// `backoff: {kind: constant, ms}` / `{kind: jittered, minMs, maxMs}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", rename_all_fields = "camelCase")]
 pub enum BackoffConfig {
     Constant {
         ms: u64,
@@ -157,7 +178,8 @@ pub enum BackoffConfig {
 
 /// A retry budget (`service.retries.budget`, `client.requeueBudget`),
 /// defaults filled in as in linkerd.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetryBudgetConfig {
     /// `minRetriesPerSec` (default 10).
     pub min_retries_per_sec: u32,
@@ -174,7 +196,8 @@ impl Default for RetryBudgetConfig {
 }
 
 /// `routers[].service`: policy per logical name (`/svc/...`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServiceConfig {
     pub kind: ServiceKind,
     /// Whole request, from the head read to the last response byte: 503.
@@ -186,14 +209,17 @@ pub struct ServiceConfig {
     pub configs: Vec<ServicePrefixConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub enum ServiceKind {
     #[default]
+    #[serde(rename = "io.l5d.global")]
     Global,
+    #[serde(rename = "io.l5d.static")]
     Static,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServicePrefixConfig {
     pub prefix: String,
     pub total_timeout_ms: Option<u64>,
@@ -202,7 +228,8 @@ pub struct ServicePrefixConfig {
 }
 
 /// `service.retries`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RetriesConfig {
     pub budget: RetryBudgetConfig,
     /// None: linkerd's default (no backoff between retries).
@@ -211,25 +238,33 @@ pub struct RetriesConfig {
 
 /// `service.responseClassifier.kind`: which responses are failures, and
 /// which of those may be retried.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind")]
 pub enum ResponseClassifier {
     /// 5XX are failures, none retryable (the default).
     #[default]
+    #[serde(rename = "io.l5d.http.nonRetryable5XX")]
     NonRetryable5XX,
     /// ... GET, HEAD, OPTIONS, TRACE may be retried.
+    #[serde(rename = "io.l5d.http.retryableRead5XX")]
     RetryableRead5XX,
     /// ... PUT and DELETE too.
+    #[serde(rename = "io.l5d.http.retryableIdempotent5XX")]
     RetryableIdempotent5XX,
     /// ... every method.
+    #[serde(rename = "io.l5d.http.retryableAll5XX")]
     RetryableAll5XX,
     /// Every response is a success.
+    #[serde(rename = "io.l5d.http.allSuccessful")]
     AllSuccessful,
 }
 
 /// A TLS protocol version named in `protocols`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
     Tls12,
+    #[serde(rename = "TLSv1.3")]
     Tls13,
 }
 
@@ -263,7 +298,8 @@ pub enum ClientTlsConfig {
 }
 
 /// linkerd 1.x client TLS parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TlsClientParams {
     /// `enabled: false` turns TLS off (e.g. for one prefix of a static
     /// client).
@@ -281,7 +317,8 @@ pub struct TlsClientParams {
 }
 
 /// `clientAuth`: the certificate this client presents (mTLS).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientAuth {
     pub cert_path: String,
     pub key_path: String,
@@ -289,7 +326,8 @@ pub struct ClientAuth {
 }
 
 /// One `names` entry of the 2016 boundPath form.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BoundPathName {
     /// Path pattern over the bound name: `*` one segment, `{var}` captures.
     pub prefix: String,
@@ -330,6 +368,33 @@ impl ClientTlsConfig {
                     trust(&ca_cert_path.iter().cloned().collect::<Vec<_>>()),
                     if *strict { "request fails" } else { "PLAINTEXT" }
                 )
+            }
+        }
+    }
+}
+
+/// linkerd's shapes: the 1.x parameters as they are, the 2016 forms with
+/// their `kind`.
+impl serde::Serialize for ClientTlsConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        #[serde(tag = "kind", rename_all_fields = "camelCase")]
+        enum Legacy<'a> {
+            #[serde(rename = "io.l5d.noValidation")]
+            NoValidation { common_name: &'a Option<String> },
+            #[serde(rename = "io.l5d.static")]
+            Static { common_name: &'a str, ca_cert_path: &'a Option<String> },
+            #[serde(rename = "io.l5d.boundPath")]
+            BoundPath { ca_cert_path: &'a Option<String>, names: &'a [BoundPathName], strict: bool },
+        }
+        match self {
+            ClientTlsConfig::Params(p) => p.serialize(serializer),
+            ClientTlsConfig::NoValidation { common_name } => Legacy::NoValidation { common_name }.serialize(serializer),
+            ClientTlsConfig::Static { common_name, ca_cert_path } => {
+                Legacy::Static { common_name, ca_cert_path }.serialize(serializer)
+            }
+            ClientTlsConfig::BoundPath { ca_cert_path, names, strict } => {
+                Legacy::BoundPath { ca_cert_path, names, strict: *strict }.serialize(serializer)
             }
         }
     }

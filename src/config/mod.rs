@@ -125,6 +125,30 @@ impl Config {
 mod tests;
 
 impl Config {
+    /// The effective configuration as JSON (linkerd's `/config.json`):
+    /// linkerd's key names, defaults filled in, unset optional keys left
+    /// out. File paths (certificates, keys, namer directories) are shown;
+    /// the config holds no key material, so none can appear.
+    pub fn effective_json(&self) -> String {
+        fn strip_nulls(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    map.retain(|_, v| !v.is_null());
+                    map.values_mut().for_each(strip_nulls);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+                _ => {}
+            }
+        }
+        let mut value = match serde_json::to_value(self) {
+            Ok(v) => v,
+            // Every type here serializes (string keys, finite numbers).
+            Err(e) => return format!("{{\"error\": {:?}}}", e.to_string()),
+        };
+        strip_nulls(&mut value);
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    }
+
     /// Keys this build reads and validates but does not act on yet, as
     /// warnings: traffic flows, without that behaviour. (Errors: none left;
     /// a key whose absence would silently weaken security belongs there.)

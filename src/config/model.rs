@@ -13,7 +13,8 @@ pub(crate) fn loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Config {
     pub admin: AdminConfig,
     pub routers: Vec<RouterConfig>,
@@ -22,7 +23,8 @@ pub struct Config {
     pub corelink: CorelinkConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AdminConfig {
     pub ip: IpAddr,
     pub port: u16,
@@ -46,12 +48,14 @@ impl AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Http,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RouterConfig {
     pub protocol: Protocol,
     pub label: Option<String>,
@@ -61,17 +65,23 @@ pub struct RouterConfig {
     /// Compatibility view of `identifiers` for code that knows only
     /// `io.l5d.header.token`: `Some` exactly when the router has one
     /// identifier and it is a header.token. Prefer [`RouterConfig::identifiers`].
+    #[serde(skip)]
     pub identifier: Option<IdentifierConfig>,
     /// `identifier:` (one, or a list tried in order until one names the
     /// request). Never empty: defaults to `io.l5d.header.token` on `Host`.
+    #[serde(rename = "identifier")]
     pub identifiers: Vec<IdentifierKind>,
     pub interpreter: InterpreterConfig,
     pub servers: Vec<ServerConfig>,
+    #[serde(rename = "maxHeadersKB")]
     pub max_headers_kb: usize,
+    #[serde(rename = "maxInitialLineKB")]
     pub max_initial_line_kb: usize,
     /// Only enforced when `streamingEnabled: false` (as in linkerd, where a
     /// streamed message is never buffered and so never limited).
+    #[serde(rename = "maxRequestKB")]
     pub max_request_kb: u64,
+    #[serde(rename = "maxResponseKB")]
     pub max_response_kb: u64,
     pub streaming_enabled: bool,
     /// linkerd's loop protection: more `Via` entries than this is a 400.
@@ -129,19 +139,25 @@ impl Default for IdentifierConfig {
 }
 
 /// linkerd's HTTP/1.1 identifiers (`routers[].identifier`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
 pub enum IdentifierKind {
     /// `io.l5d.header.token`: `/dstPrefix/<header value>` (one segment).
+    #[serde(rename = "io.l5d.header.token")]
     HeaderToken { header: String },
     /// `io.l5d.methodAndHost`: `/dstPrefix/1.1/<METHOD>/<host>[/uri...]`
     /// (HTTP/1.0: `/dstPrefix/1.0/<METHOD>[/uri...]`).
+    #[serde(rename = "io.l5d.methodAndHost")]
     MethodAndHost { http_uri_in_dst: bool },
     /// `io.l5d.path`: the first `segments` segments of the URL path;
     /// `consume` strips them from the request sent upstream.
+    #[serde(rename = "io.l5d.path")]
     Path { segments: usize, consume: bool },
     /// `io.l5d.header`: the header's value read as a path.
+    #[serde(rename = "io.l5d.header")]
     Header { header: String },
     /// `io.l5d.static`: every request gets `path`.
+    #[serde(rename = "io.l5d.static")]
     Static { path: String },
 }
 
@@ -191,19 +207,23 @@ impl IdentifierKind {
 
 /// `routers[].interpreter`: only linkerd's `default` interpreter (the
 /// router's dtab over the configured namers), with its transformers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename = "default")]
 pub struct InterpreterConfig {
     /// Applied in order to every bound address set.
     pub transformers: Vec<TransformerConfig>,
 }
 
 /// Transformers rewrite the addresses a name is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind")]
 pub enum TransformerConfig {
     /// `io.l5d.port`: replace every address's port (linker-to-linker: send
     /// to the peer's incoming router instead of the service).
+    #[serde(rename = "io.l5d.port")]
     Port { port: u16, prefix: Option<String> },
     /// `io.l5d.localhost`: keep only addresses of this host.
+    #[serde(rename = "io.l5d.localhost")]
     Localhost { prefix: Option<String> },
 }
 
@@ -234,10 +254,12 @@ impl TransformerConfig {
 }
 
 /// `namers[]`: only the file-system namer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all_fields = "camelCase")]
 pub enum NamerConfig {
     /// `io.l5d.fs`: one file per service name under `root_dir`, each line
     /// `host port [* weight]`; resolves `/#<prefix>/<file name>`.
+    #[serde(rename = "io.l5d.fs")]
     Fs {
         root_dir: String,
         /// With a leading `/`; default `/io.l5d.fs`.
@@ -256,7 +278,8 @@ impl NamerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServerConfig {
     pub ip: IpAddr,
     pub port: u16,
@@ -304,7 +327,8 @@ impl Default for ServerConfig {
 }
 
 /// `servers[].tls`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServerTlsConfig {
     pub cert_path: String,
     pub key_path: String,
@@ -319,7 +343,8 @@ pub struct ServerTlsConfig {
 }
 
 /// linkerd's `serverSession` / `clientSession`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SessionConfig {
     /// Close a connection idle for this long. Server side default 60 s (linkerd
     /// leaves it unbounded; a sidecar holding idle connections forever costs
@@ -330,7 +355,8 @@ pub struct SessionConfig {
 }
 
 /// corelink's own tuning: only what linkerd has no key for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CorelinkConfig {
     /// Worker threads (one event loop each, pinned). Default: one per core.
     pub workers: Option<usize>,

@@ -519,3 +519,56 @@ fn lax_bound_path_and_no_validation_warn_naming_the_router() {
     let strict = lax.replace("strict: false", "strict: true");
     assert!(Config::parse(&strict, "t").unwrap().tls_warnings().is_empty());
 }
+
+#[test]
+fn effective_json_uses_linkerd_keys_with_defaults_and_no_key_material() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+    for file in ["linker-to-linker.yaml", "linker-to-linker-2016.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let json = parse(&text).effective_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{file}: {e}\n{json}"));
+        let outgoing = &v["routers"][0];
+        assert_eq!(outgoing["label"], "outgoing", "{file}");
+        assert_eq!(outgoing["identifier"][0]["kind"], "io.l5d.header.token", "{file}: defaults filled in");
+        assert_eq!(outgoing["identifier"][0]["header"], "Host", "{file}");
+        assert_eq!(outgoing["maxHeadersKB"], default_max_headers_kb(), "{file}");
+        assert_eq!(outgoing["client"]["loadBalancer"]["kind"], "p2c", "{file}");
+        assert_eq!(outgoing["service"]["kind"], "io.l5d.global", "{file}");
+        assert_eq!(v["namers"][0]["kind"], "io.l5d.fs", "{file}");
+        assert_eq!(v["namers"][0]["rootDir"], "disco", "{file}");
+        assert_eq!(v["admin"]["port"], 9990, "{file}");
+        assert_eq!(v["corelink"]["io"], "auto", "{file}");
+        let server_tls = &v["routers"][1]["servers"][0]["tls"];
+        assert_eq!(server_tls["keyPath"], "certificates/serviceA.key", "{file}: paths are shown");
+        assert!(!json.contains("null"), "{file}: unset keys are left out\n{json}");
+        assert!(!json.contains("PRIVATE KEY") && !json.contains("BEGIN"), "{file}: no key material");
+    }
+    let legacy = parse(&std::fs::read_to_string(dir.join("linker-to-linker-2016.yaml")).unwrap()).effective_json();
+    let v: serde_json::Value = serde_json::from_str(&legacy).unwrap();
+    let tls = &v["routers"][0]["client"]["tls"];
+    assert_eq!(tls["kind"], "io.l5d.boundPath");
+    assert_eq!(tls["names"][0]["commonNamePattern"], "{service}");
+    let modern = parse(&std::fs::read_to_string(dir.join("linker-to-linker.yaml")).unwrap()).effective_json();
+    let v: serde_json::Value = serde_json::from_str(&modern).unwrap();
+    let config = &v["routers"][0]["client"]["configs"][0];
+    assert_eq!(config["prefix"], "/#/io.l5d.fs/{service}");
+    assert_eq!(config["tls"]["commonName"], "{service}");
+    assert_eq!(v["routers"][0]["client"]["kind"], "io.l5d.static");
+}
+
+#[test]
+fn effective_json_names_policies_by_kind() {
+    let c = parse(&router(
+        "  client:\n    failureAccrual:\n      kind: io.l5d.successRateWindowed\n      successRate: 0.9\n      window: 30\n      backoff: {kind: jittered, minMs: 10, maxMs: 100}\n  service:\n    responseClassifier: {kind: io.l5d.http.retryableRead5XX}\n    retries:\n      budget: {percentCanRetry: 0.5}\n",
+    ));
+    let v: serde_json::Value = serde_json::from_str(&c.effective_json()).unwrap();
+    let accrual = &v["routers"][0]["client"]["failureAccrual"];
+    assert_eq!(accrual["kind"], "io.l5d.successRateWindowed");
+    assert_eq!(accrual["successRate"], 0.9);
+    assert_eq!(accrual["window"], 30);
+    assert_eq!(accrual["backoff"], serde_json::json!({"kind": "jittered", "minMs": 10, "maxMs": 100}));
+    let service = &v["routers"][0]["service"];
+    assert_eq!(service["responseClassifier"]["kind"], "io.l5d.http.retryableRead5XX");
+    assert_eq!(service["retries"]["budget"]["percentCanRetry"], 0.5);
+    assert_eq!(service["retries"]["budget"]["minRetriesPerSec"], 10, "linkerd's default filled in");
+}

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// What the operator asked for (config `corelink.io`, env `CORELINK_IO`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     #[default]

@@ -119,6 +119,8 @@ pub struct RoutingSnapshot {
     pub servers: Vec<RouterSettings>,
     pub namers: Vec<FsNamer>,
     dns: HashMap<String, Vec<IpAddr>>,
+    /// The configuration this snapshot was compiled from (`/config.json`).
+    pub config: std::sync::Arc<Config>,
 }
 
 /// Where a bound name sends traffic.
@@ -202,7 +204,14 @@ impl RoutingSnapshot {
             let state = inputs.fs.get(i).cloned().unwrap_or_default();
             namers.push(FsNamer { prefix, state, transformers: transformers.clone() });
         }
-        Ok(RoutingSnapshot { generation, routers, servers, namers, dns: inputs.dns.clone() })
+        Ok(RoutingSnapshot {
+            generation,
+            routers,
+            servers,
+            namers,
+            dns: inputs.dns.clone(),
+            config: std::sync::Arc::new(config.clone()),
+        })
     }
 
     /// Delegates `name` through the router's dtab (plus a per-request dtab)
