@@ -1,7 +1,8 @@
 //! The admin server (linkerd's `admin: {ip, port}`, default 127.0.0.1:9990).
-//! It runs on its own thread with its own small event loop, off the data path.
-//! This module serves `/admin/ping` and `/admin/ready`; the instrumentation
-//! work adds metrics and the dashboard.
+//! It runs on its own thread with its own small event loop, off the data path:
+//! the dashboard at `/`, `/admin/ping`, `/admin/ready`, `/config.json`,
+//! `/delegator.json`, metrics (`/admin/metrics.json`, Prometheus at
+//! `/admin/metrics/prometheus` and `/metrics`) and `POST /admin/shutdown`.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -100,7 +101,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     }
     let known = matches!(
         path,
-        "/admin/ping"
+        "/" | "/admin/ping"
             | "/admin/ready"
             | "/delegator.json"
             | "/config.json"
@@ -112,6 +113,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         return plain(405, "method not allowed");
     }
     match path {
+        "/" => ok("text/html; charset=utf-8", DASHBOARD),
         "/admin/ping" => plain(200, "pong"),
         "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
@@ -131,13 +133,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
                     &merged,
                     &[("routing_generation", "the routing snapshot's generation", generation)],
                 );
-                let mut out = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                out.extend_from_slice(body.as_bytes());
-                out
+                ok("text/plain; version=0.0.4", &body)
             }
             None => plain(503, "routing not ready"),
         },
@@ -215,10 +211,17 @@ fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The dashboard: one self-contained page that polls `/admin/metrics.json`.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// A 200 with a JSON body.
 fn json(body: &str) -> Vec<u8> {
+    ok("application/json", body)
+}
+
+fn ok(content_type: &str, body: &str) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
