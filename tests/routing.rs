@@ -12,6 +12,14 @@ use common::backend::Backend;
 use common::client::{get, Conn};
 use common::{backends, Corelink};
 
+/// A process-wide number from `/admin/metrics.json` (`corelink/<name>`).
+fn process_metric(proxy: &Corelink, name: &str) -> u64 {
+    let body = String::from_utf8(get(proxy.admin, "/admin/metrics.json", "admin").unwrap().body).unwrap();
+    let key = format!("\"corelink/{name}\": ");
+    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
+    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+}
+
 fn inet(addr: SocketAddr) -> String {
     format!("/$/inet/{}/{}", addr.ip(), addr.port())
 }
@@ -111,6 +119,8 @@ fn reload_applies_a_new_dtab_without_restart() {
             .unwrap();
         proxy.signal(libc::SIGHUP);
         wait_until_routed_to(&proxy, &a, "x", Duration::from_secs(3));
+        assert!(process_metric(&proxy, "config/reloads") >= 2, "{io}: reloads are counted");
+        assert_eq!(process_metric(&proxy, "config/reloads_refused"), 0, "{io}");
     }
 }
 
@@ -132,6 +142,8 @@ fn bad_reloads_are_refused_and_the_old_config_keeps_serving() {
             let log = proxy.stderr_lines().join("\n");
             assert!(log.contains("config reload refused") && log.contains(why), "{io}: {why}: {log}");
         }
+        assert!(process_metric(&proxy, "config/reloads_refused") >= 3, "{io}: refusals are counted");
+        assert_eq!(process_metric(&proxy, "config/reloads"), 0, "{io}");
     }
 }
 
@@ -205,6 +217,9 @@ fn fs_namer_changes_apply_without_restart() {
         std::fs::rename(&tmp, disco.path().join("serviceB")).unwrap();
         let took = wait_until_routed_to(&proxy, &b, "serviceB", Duration::from_secs(3));
         assert!(took < Duration::from_secs(1), "{io}: the namer change took {took:?}");
+        assert!(process_metric(&proxy, "routing/namer_updates") >= 1, "{io}: namer updates are counted");
+        assert_eq!(process_metric(&proxy, "workers"), 2, "{io}");
+        assert_eq!(process_metric(&proxy, "io/uring"), u64::from(io == "uring"), "{io}");
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http1::{self, Limits, Method, HEADER_SLOTS};
+use crate::metrics::prometheus::{ProcessKind, ProcessMetric};
 
 /// State the admin endpoints report. Written by the control thread.
 #[derive(Default)]
@@ -27,6 +28,11 @@ pub struct AdminState {
     /// `POST /admin/shutdown`: the start-up thread waits on this as on
     /// SIGTERM.
     pub shutdown: tokio::sync::Notify,
+    /// Reloads and namer updates, counted by the control thread.
+    pub control: Arc<crate::server::ControlStats>,
+    /// The I/O backend running (set once at start-up) and the workers.
+    pub io: std::sync::OnceLock<crate::io::IoKind>,
+    pub workers: std::sync::atomic::AtomicUsize,
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
@@ -123,16 +129,18 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
             None => plain(503, "routing not ready"),
         },
         "/admin/metrics.json" => match merged_metrics(state).await {
-            Some(merged) => json(&merged.to_linkerd_json(&process_entries(state))),
+            Some(merged) => {
+                let entries: Vec<(String, String)> = process_metrics(state)
+                    .iter()
+                    .map(|m| (format!("corelink/{}", m.name), m.value.to_string()))
+                    .collect();
+                json(&merged.to_linkerd_json(&entries))
+            }
             None => plain(503, "routing not ready"),
         },
         "/admin/metrics/prometheus" | "/metrics" => match merged_metrics(state).await {
             Some(merged) => {
-                let generation = state.snapshot.get().map_or(0, |s| s.load().generation) as f64;
-                let body = crate::metrics::prometheus::render(
-                    &merged,
-                    &[("routing_generation", "the routing snapshot's generation", generation)],
-                );
+                let body = crate::metrics::prometheus::render(&merged, &process_metrics(state));
                 ok("text/plain; version=0.0.4", &body)
             }
             None => plain(503, "routing not ready"),
@@ -149,10 +157,30 @@ async fn merged_metrics(state: &AdminState) -> Option<crate::metrics::Merged> {
     Some(crate::metrics::merge(&cores))
 }
 
-/// corelink's own process-wide entries in `/admin/metrics.json`.
-fn process_entries(state: &AdminState) -> Vec<(String, String)> {
+/// corelink's own process-wide numbers (docs/metrics.md).
+fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let metric = |name, kind, help, value| ProcessMetric { name, kind, help, value };
     let generation = state.snapshot.get().map_or(0, |s| s.load().generation);
-    vec![("corelink/routing/generation".to_string(), generation.to_string())]
+    let uring = state.io.get() == Some(&crate::io::IoKind::Uring);
+    vec![
+        metric("routing/generation", ProcessKind::Gauge, "the routing snapshot's generation", generation),
+        metric(
+            "routing/namer_updates",
+            ProcessKind::Counter,
+            "routing snapshots published because a namer file or DNS changed",
+            count(&state.control.namer_updates),
+        ),
+        metric("config/reloads", ProcessKind::Counter, "configuration reloads applied", count(&state.control.reloads)),
+        metric(
+            "config/reloads_refused",
+            ProcessKind::Counter,
+            "configuration reloads refused (invalid, or needing a restart)",
+            count(&state.control.reloads_refused),
+        ),
+        metric("io/uring", ProcessKind::Gauge, "1 when the io_uring backend runs, 0 for epoll", u64::from(uring)),
+        metric("workers", ProcessKind::Gauge, "worker threads (cores)", state.workers.load(Ordering::Relaxed) as u64),
+    ]
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the

@@ -58,8 +58,25 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// Renders `merged` plus process-wide `gauges` (name, help, value).
-pub fn render(merged: &Merged, gauges: &[(&str, &str, f64)]) -> String {
+/// One process-wide number (not per scope): `corelink/<name>` in
+/// `/admin/metrics.json`, `corelink_<name>[_total]` here.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessMetric {
+    /// Path-like, e.g. `config/reloads`.
+    pub name: &'static str,
+    pub kind: ProcessKind,
+    pub help: &'static str,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessKind {
+    Counter,
+    Gauge,
+}
+
+/// Renders `merged` plus the process-wide metrics.
+pub fn render(merged: &Merged, process: &[ProcessMetric]) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     let mut add = |name: String, kind: &'static str, help: String, sample: String| {
         families.entry(name).or_insert_with(|| Family { kind, help, samples: Vec::new() }).samples.push(sample);
@@ -115,9 +132,13 @@ pub fn render(merged: &Merged, gauges: &[(&str, &str, f64)]) -> String {
         let l = labels(&[("core", &core.to_string())]);
         add(family.clone(), "counter", "requests finished per core".into(), format!("{family}{l} {requests}"));
     }
-    for (name, help, value) in gauges {
-        let family = format!("corelink_{}", sanitize(name));
-        add(family.clone(), "gauge", (*help).to_string(), format!("{family} {value}"));
+    for m in process {
+        let family = match m.kind {
+            ProcessKind::Counter => format!("corelink_{}_total", sanitize(m.name)),
+            ProcessKind::Gauge => format!("corelink_{}", sanitize(m.name)),
+        };
+        let kind = if m.kind == ProcessKind::Counter { "counter" } else { "gauge" };
+        add(family.clone(), kind, m.help.to_string(), format!("{family} {}", m.value));
     }
     let mut out = String::new();
     for (name, f) in families {
@@ -143,7 +164,14 @@ mod tests {
         m.server(0).requests.record(200, 1_500, 0);
         m.server(0).requests.record(503, 2_500, 0);
         m.client(0, "/#/io.l5d.fs/b").tls_failures.record("unknown_ca");
-        let text = render(&merge(&[m.snapshot()]), &[("routing_generation", "snapshot generation", 3.0)]);
+        let generation = ProcessMetric {
+            name: "routing/generation",
+            kind: ProcessKind::Gauge,
+            help: "snapshot generation",
+            value: 3,
+        };
+        let reloads = ProcessMetric { name: "config/reloads", kind: ProcessKind::Counter, help: "reloads", value: 2 };
+        let text = render(&merge(&[m.snapshot()]), &[generation, reloads]);
         assert_eq!(text.matches("# TYPE corelink_server_requests_total counter").count(), 1);
         assert!(
             text.contains("corelink_server_requests_total{router=\"out\\\"er\",server=\"127.0.0.1/4141\"} 2"),
@@ -154,5 +182,9 @@ mod tests {
         assert!(text.contains("# TYPE corelink_server_request_latency_seconds summary"), "{text}");
         assert!(text.contains("corelink_server_request_latency_seconds_count{"), "{text}");
         assert!(text.contains("corelink_routing_generation 3"), "{text}");
+        assert!(
+            text.contains("# TYPE corelink_config_reloads_total counter\ncorelink_config_reloads_total 2"),
+            "{text}"
+        );
     }
 }

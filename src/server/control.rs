@@ -23,11 +23,14 @@ const DNS_REFRESH: Duration = Duration::from_secs(10);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
 
-/// Counters the admin server reports (reloads, refusals, snapshot generation).
-#[derive(Default)]
+/// Counters the admin server reports (reloads, refusals, namer updates,
+/// snapshot generation). Written by the control thread only.
+#[derive(Debug, Default)]
 pub struct ControlStats {
     pub reloads: AtomicU64,
     pub reloads_refused: AtomicU64,
+    /// Routing snapshots published because a namer file or DNS changed.
+    pub namer_updates: AtomicU64,
     pub generation: AtomicU64,
 }
 
@@ -55,9 +58,9 @@ impl Control {
         inputs: NamerInputs,
         shared: SharedSnapshot,
         generation: u64,
+        stats: Arc<ControlStats>,
     ) -> Control {
         let config_watch = config_path.as_deref().map(Watched::new);
-        let stats = Arc::new(ControlStats::default());
         stats.generation.store(generation, Ordering::Relaxed);
         let namer_watches = namer_watches(&config);
         Control {
@@ -139,6 +142,7 @@ impl Control {
                 self.generation += 1;
                 self.shared.publish(snapshot);
                 self.stats.generation.store(self.generation, Ordering::Relaxed);
+                self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(trigger = why, generation = self.generation, "routing updated");
             }
             Err(e) => {

@@ -86,6 +86,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
     let admin_state = Arc::new(AdminState::default());
     let _ = admin_state.snapshot.set(shared.clone());
+    let _ = admin_state.io.set(io);
+    admin_state.workers.store(workers, Ordering::Relaxed);
     let admin_addr = admin::spawn(config.admin.addr(), admin_state.clone())
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
@@ -143,7 +145,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         tracing::info!(router = router.label(), servers = %servers.join(", "), client_tls = %client_tls, dtab = %router.dtab.split_whitespace().collect::<Vec<_>>().join(" "), "router ready");
     }
 
-    let control = Control::new(options.config_path.clone(), config.clone(), inputs, shared, 1);
+    let control =
+        Control::new(options.config_path.clone(), config.clone(), inputs, shared, 1, admin_state.control.clone());
     let hup = control.hup.clone();
     let stop_control = control.stop.clone();
     std::thread::Builder::new()
