@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod http1;
 pub mod io;
+pub mod logging;
 pub mod metrics;
 pub mod namer;
 pub mod pool;

@@ -119,7 +119,7 @@ enum CertsCommand {
 }
 
 fn main() -> ExitCode {
-    init_logging();
+    corelink::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, io } => run(config, io),
@@ -151,17 +151,6 @@ fn error_chain(e: &anyhow::Error) -> String {
     message
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoice>> {
     match std::env::var("CORELINK_IO") {
         Ok(v) if !v.is_empty() => {
@@ -175,6 +164,7 @@ fn io_override(flag: Option<BackendChoice>) -> anyhow::Result<Option<BackendChoi
 /// Loads a config, logging the warnings for keys accepted but ignored.
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     let (config, warnings) = Config::load_with_warnings(path)?;
+    corelink::logging::apply_config_level(config.corelink.log_level.as_deref());
     for w in warnings {
         tracing::warn!("{w}");
     }

@@ -182,3 +182,37 @@ fn config_json_is_the_effective_config_without_key_material() {
         assert_eq!(c.read_response("DELETE").unwrap().status, 405, "{io}");
     }
 }
+
+#[test]
+fn log_level_comes_from_the_config_unless_rust_log_is_set() {
+    let dir = common::tempdir::Dir::new("log-level");
+    let write = |level: &str| {
+        let path = dir.path().join(format!("{}.yaml", level.replace(',', "_")));
+        std::fs::write(
+            &path,
+            format!("routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.0.0.1/1;\n  servers:\n  - port: 1\ncorelink:\n  logLevel: {level}\n"),
+        )
+        .unwrap();
+        path
+    };
+    let check = |path: &std::path::Path, rust_log: Option<&str>| {
+        let mut command = std::process::Command::new(common::binary());
+        command.args(["check", "--config"]).arg(path).env_remove("RUST_LOG");
+        if let Some(level) = rust_log {
+            command.env("RUST_LOG", level);
+        }
+        let out = command.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let debug = write("debug");
+    let (ok, stderr) = check(&debug, None);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("log level set from the config"), "logLevel: debug logs debug lines: {stderr}");
+    let (_, stderr) = check(&debug, Some("warn"));
+    assert!(!stderr.contains("log level set"), "RUST_LOG wins: {stderr}");
+    let (ok, stderr) = check(&write("warn,corelink::logging=debug"), None);
+    assert!(ok && stderr.contains("log level set from the config"), "per-target directives: {stderr}");
+    let (ok, stderr) = check(&write("loud=="), None);
+    assert!(!ok, "an invalid level is a config error");
+    assert!(stderr.contains("corelink.logLevel") && stderr.contains(".yaml:7:"), "{stderr}");
+}

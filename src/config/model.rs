@@ -371,6 +371,9 @@ pub struct CorelinkConfig {
     pub max_headers: usize,
     /// Upstream TCP connect timeout (finagle's default connect timeout is 1 s).
     pub connect_timeout_ms: u64,
+    /// `logLevel`: the log filter (`info`, `debug`, or per target, as
+    /// `RUST_LOG` takes it); `RUST_LOG`, when set, wins. None: `info`.
+    pub log_level: Option<String>,
     /// After SIGTERM, keep serving (and accepting) this long before draining:
     /// in Kubernetes the application gets SIGTERM at the same moment and may
     /// still call out through its sidecar while it shuts down.
@@ -388,6 +391,7 @@ impl Default for CorelinkConfig {
             max_headers: crate::http1::Limits::default().max_headers,
             connect_timeout_ms: 1_000,
             shutdown_delay_ms: 5_000,
+            log_level: None,
         }
     }
 }

@@ -243,6 +243,7 @@ pub(crate) const CORELINK: &[KeySpec] = &[
     ok("maxHeaders"),
     ok("connectTimeoutMs"),
     ok("shutdownDelayMs"),
+    ok("logLevel"),
 ];
 
 /// Every table, named for `docs/config.md`'s completeness test.
@@ -431,9 +432,20 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
             "must be at least 1024",
         ));
     }
+    let log_level = o.str(ctx, "logLevel")?;
+    if let Some(level) = &log_level {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+            return Err(ctx.invalid(
+                o.get("logLevel").map_or(o.mark, |v| v.mark),
+                &o.path("logLevel"),
+                format!("not a log level or filter ({e}); e.g. info, debug, or warn,corelink::tls=debug"),
+            ));
+        }
+    }
     Ok(CorelinkConfig {
         workers,
         io,
+        log_level,
         buffer_size,
         backlog: o.int(ctx, "backlog", 1, i64::from(i32::MAX))?.unwrap_or(d.backlog),
         header_read_timeout_ms: o.u64(ctx, "headerReadTimeoutMs")?.unwrap_or(d.header_read_timeout_ms),

@@ -188,6 +188,7 @@ impl Control {
         self.config = config;
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         self.stats.generation.store(self.generation, Ordering::Relaxed);
+        crate::logging::apply_config_level(self.config.corelink.log_level.as_deref());
         tracing::info!(trigger = why, generation = self.generation, "config reloaded");
     }
 }
