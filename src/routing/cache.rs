@@ -457,7 +457,7 @@ impl ClientParams {
         if client.kind != crate::config::ClientKind::Static {
             return p;
         }
-        for c in client.configs.iter().filter(|c| crate::tls::client::match_prefix(&c.prefix, name).is_some()) {
+        for c in super::prefix::matching(&client.configs, name, |c| &c.prefix) {
             let c = &c.params;
             if let Some(l) = &c.load_balancer {
                 p.load_balancer = l.clone();

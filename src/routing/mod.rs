@@ -73,6 +73,7 @@ pub mod delegate;
 pub mod dtab;
 pub mod name_tree;
 pub mod path;
+pub mod prefix;
 
 pub use delegate::{
     global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator, EmptyNamers, Namers,
