@@ -42,15 +42,15 @@ OUT_PORT, IN_PORT, BACKEND_PORT, ADMIN_PORT, DEVTOOLS_PORT = 14141, 14143, 18080
 
 class Backend(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per response and no Nagle: otherwise the body waits for the
+    # ACK of the head (40 ms of delayed ACK on Linux).
+    disable_nagle_algorithm = True
 
     def do_GET(self):
         time.sleep(random.uniform(0.0005, 0.004))
         status = 500 if self.path.startswith("/fail") else 200
-        body = b"ok\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reason = "OK" if status == 200 else "Internal Server Error"
+        self.wfile.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 3\r\n\r\nok\n".encode())
 
     def log_message(self, *args):
         pass
