@@ -40,7 +40,7 @@ pub type Histogram = hdrhistogram::Histogram<u32>;
 /// Whether requests are recorded (the `metrics` feature, on by default).
 pub const ENABLED: bool = cfg!(feature = "metrics");
 
-fn new_histogram() -> Histogram {
+pub(super) fn new_histogram() -> Histogram {
     // The bounds are constants that hdrhistogram accepts.
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).unwrap_or_else(|_| unreachable!("valid histogram bounds"))
 }
@@ -93,9 +93,16 @@ impl Gauge {
 /// leading-zeros count, two shifts and an add, cheaper than an HdrHistogram
 /// record; the buckets become an HdrHistogram when scraped.
 #[derive(Debug, Clone)]
-struct Buckets(Box<[u32]>);
+struct Buckets {
+    counts: Box<[u32]>,
+    /// Bit `b` set: block `b` (buckets `64 b .. 64 b + 63`) may hold counts.
+    /// A scrape visits only those blocks instead of reading all ~10 KiB.
+    blocks: u64,
+}
 
 const BUCKETS: usize = bucket_of(MAX_LATENCY_US) + 1;
+const BLOCK: usize = 64;
+const _: () = assert!(BUCKETS <= BLOCK * 64, "one bit per block must cover every bucket");
 
 #[inline]
 const fn bucket_of(us: u64) -> usize {
@@ -108,7 +115,7 @@ const fn bucket_of(us: u64) -> usize {
 }
 
 /// The lowest value and width of bucket `i`.
-fn bucket_range(i: usize) -> (u64, u64) {
+pub(super) fn bucket_range(i: usize) -> (u64, u64) {
     if i < 256 {
         (i as u64, 1)
     } else {
@@ -119,26 +126,44 @@ fn bucket_range(i: usize) -> (u64, u64) {
 
 impl Buckets {
     fn new() -> Self {
-        Buckets(vec![0; BUCKETS].into_boxed_slice())
+        Buckets { counts: vec![0; BUCKETS].into_boxed_slice(), blocks: 0 }
     }
 
     #[inline]
     fn record(&mut self, us: u64) {
         let i = bucket_of(us.min(MAX_LATENCY_US));
-        self.0[i] = self.0[i].saturating_add(1);
+        self.counts[i] = self.counts[i].saturating_add(1);
+        self.blocks |= 1 << (i / BLOCK);
     }
 
     fn clear(&mut self) {
-        self.0.fill(0);
+        let mut blocks = self.blocks;
+        while blocks != 0 {
+            let b = blocks.trailing_zeros() as usize;
+            blocks &= blocks - 1;
+            let end = ((b + 1) * BLOCK).min(BUCKETS);
+            self.counts[b * BLOCK..end].fill(0);
+        }
+        self.blocks = 0;
     }
+}
 
-    /// Adds these counts to `h`, each at its bucket's midpoint.
-    fn add_to(&self, h: &mut Histogram) {
-        for (i, &n) in self.0.iter().enumerate().filter(|(_, n)| **n > 0) {
-            let (low, width) = bucket_range(i);
-            h.saturating_record_n((low + (width - 1) / 2).max(1), n);
+/// The non-empty buckets of two halves, summed: what a core hands the admin
+/// (the touched blocks only; the admin thread builds the HdrHistogram).
+fn sparse(a: &Buckets, b: &Buckets) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    let mut blocks = a.blocks | b.blocks;
+    while blocks != 0 {
+        let block = blocks.trailing_zeros() as usize;
+        blocks &= blocks - 1;
+        let range = block * BLOCK..((block + 1) * BLOCK).min(BUCKETS);
+        for (i, (&x, &y)) in a.counts[range.clone()].iter().zip(&b.counts[range.clone()]).enumerate() {
+            if (x | y) != 0 {
+                out.push(((range.start + i) as u32, u64::from(x) + u64::from(y)));
+            }
         }
     }
+    out
 }
 
 /// A latency distribution over the last 30–60 s, in µs: two halves, the
@@ -185,14 +210,11 @@ impl Latency {
         self.epoch.set(epoch);
     }
 
-    fn snapshot(&self, epoch: u32) -> Histogram {
+    fn snapshot(&self, epoch: u32) -> HistogramSnapshot {
         if epoch != self.epoch.get() {
             self.rotate(epoch);
         }
-        let mut h = new_histogram();
-        self.previous.borrow().add_to(&mut h);
-        self.current.borrow().add_to(&mut h);
-        h
+        HistogramSnapshot::from_buckets(sparse(&self.previous.borrow(), &self.current.borrow()))
     }
 }
 
@@ -260,7 +282,7 @@ impl RequestStats {
         s.counters.push(("success", self.success.get()));
         s.counters.push(("failures", self.failures.get()));
         s.statuses = self.statuses.snapshot();
-        s.histograms.push(("request_latency_ms", HistogramSnapshot(self.latency.snapshot(epoch))));
+        s.histograms.push(("request_latency_ms", self.latency.snapshot(epoch)));
     }
 }
 
@@ -478,7 +500,7 @@ impl CoreMetrics {
                 snap.counters.push(("tls/handshakes", c.tls_handshakes.get()));
                 snap.counters.push(("tls/resumed", c.tls_resumed.get()));
                 snap.gauges.push(("connections", c.connections.get()));
-                snap.histograms.push(("connect_latency_ms", HistogramSnapshot(c.connect_latency.snapshot(now))));
+                snap.histograms.push(("connect_latency_ms", c.connect_latency.snapshot(now)));
                 snap.labelled.push(("tls/failures", c.tls_failures.snapshot()));
                 scopes.push(snap);
             }
@@ -567,14 +589,14 @@ mod tests {
         s.record(200, 0, 0);
         assert_eq!((s.requests(), s.success.get(), s.failures.get()), (3, 2, 1));
         assert_eq!(s.statuses.snapshot(), vec![(200, 2), (503, 1)]);
-        let h = s.latency.snapshot(0);
+        let h = s.latency.snapshot(0).histogram();
         assert_eq!(h.len(), 3);
         assert!(h.value_at_quantile(0.5) >= 2_900 && h.value_at_quantile(0.5) <= 3_100);
         // One half later the window still holds them; two halves later not.
-        assert_eq!(s.latency.snapshot(1).len(), 3);
+        assert_eq!(s.latency.snapshot(1).histogram().len(), 3);
         s.record(200, 10, 1);
-        assert_eq!(s.latency.snapshot(1).len(), 4);
-        assert_eq!(s.latency.snapshot(3).len(), 0);
+        assert_eq!(s.latency.snapshot(1).histogram().len(), 4);
+        assert_eq!(s.latency.snapshot(3).histogram().len(), 0);
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub fn render(merged: &Merged, process: &[ProcessMetric]) -> String {
             }
         }
         for (name, h) in &s.histograms {
-            let h = &h.0;
+            let h = h.histogram();
             let family = format!("corelink_{kind}_{}_seconds", sanitize(name.trim_end_matches("_ms")));
             let help = format!("{name} over the last 30-60 s, per {kind}");
             for q in QUANTILES {

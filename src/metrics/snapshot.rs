@@ -35,9 +35,60 @@ impl Scope {
     }
 }
 
-/// A latency histogram in µs.
-#[derive(Debug, Clone)]
-pub struct HistogramSnapshot(pub Histogram);
+/// A latency distribution in µs as the cores send it: the non-empty
+/// buckets (index, count), sorted. Merging adds counts; the HdrHistogram is
+/// built on the admin thread when rendering, never on a core.
+#[derive(Debug, Clone, Default)]
+pub struct HistogramSnapshot {
+    buckets: Vec<(u32, u64)>,
+}
+
+impl HistogramSnapshot {
+    pub(super) fn from_buckets(buckets: Vec<(u32, u64)>) -> Self {
+        HistogramSnapshot { buckets }
+    }
+
+    /// Adds another core's counts (both sorted by bucket).
+    fn add(&mut self, other: &HistogramSnapshot) {
+        let mut merged = Vec::with_capacity(self.buckets.len().max(other.buckets.len()));
+        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&(i, x)), Some(&&(j, y))) if i == j => {
+                    a.next();
+                    b.next();
+                    (i, x + y)
+                }
+                (Some(&&x), Some(&&y)) if x.0 < y.0 => {
+                    a.next();
+                    x
+                }
+                (_, Some(&&y)) => {
+                    b.next();
+                    y
+                }
+                (Some(&&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.buckets = merged;
+    }
+
+    /// The distribution as an HdrHistogram, each bucket's count at its
+    /// midpoint.
+    pub fn histogram(&self) -> Histogram {
+        let mut h = super::new_histogram();
+        for &(i, n) in &self.buckets {
+            let (low, width) = super::bucket_range(i as usize);
+            h.saturating_record_n((low + (width - 1) / 2).max(1), u32::try_from(n).unwrap_or(u32::MAX));
+        }
+        h
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ScopeSnapshot {
@@ -70,8 +121,8 @@ impl ScopeSnapshot {
         self.gauges.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
-    pub fn histogram(&self, name: &str) -> Option<&Histogram> {
-        self.histograms.iter().find(|(n, _)| *n == name).map(|(_, h)| &h.0)
+    pub fn histogram(&self, name: &str) -> Option<Histogram> {
+        self.histograms.iter().find(|(n, _)| *n == name).map(|(_, h)| h.histogram())
     }
 
     fn add(&mut self, other: &ScopeSnapshot) {
@@ -102,10 +153,7 @@ impl ScopeSnapshot {
         }
         for (name, h) in &other.histograms {
             match self.histograms.iter_mut().find(|(n, _)| n == name) {
-                // Same bounds everywhere: adding cannot fail.
-                Some((_, mine)) => {
-                    let _ = mine.0.add(&h.0);
-                }
+                Some((_, mine)) => mine.add(h),
                 None => self.histograms.push((name, h.clone())),
             }
         }
@@ -195,7 +243,7 @@ impl Merged {
                 }
             }
             for (name, h) in &s.histograms {
-                let h = &h.0;
+                let h = h.histogram();
                 let base = format!("{p}/{name}");
                 entries.insert(format!("{base}.count"), h.len().to_string());
                 if h.is_empty() {
@@ -284,5 +332,16 @@ mod tests {
         assert_eq!(ms(2000.0), "2");
         assert_eq!(ms(7.0), "0.007");
         assert_eq!(ms(0.0), "0");
+    }
+
+    #[test]
+    fn sparse_histograms_merge_by_bucket() {
+        let mut a = HistogramSnapshot::from_buckets(vec![(1, 2), (5, 1), (300, 4)]);
+        a.add(&HistogramSnapshot::from_buckets(vec![(0, 1), (5, 2), (301, 1)]));
+        assert_eq!(a.buckets, vec![(0, 1), (1, 2), (5, 3), (300, 4), (301, 1)]);
+        assert_eq!(a.histogram().len(), 11);
+        let mut empty = HistogramSnapshot::default();
+        empty.add(&a);
+        assert_eq!(empty.buckets, a.buckets);
     }
 }
