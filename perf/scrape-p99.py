@@ -12,10 +12,13 @@ Each round measures twice, interleaved, in alternating order:
 
 Both modes make the same number of admin requests, so the side thread costs
 the same CPU; only the scrapes reach the worker (it answers them between
-requests). Reports p50/p99/p99.9 per mode (median over rounds) and the
-ratio. Needs nginx; builds corelink and corelink-load in release.
+requests). Before measuring, one request each to `--scopes` distinct Host
+names gives the core that many service scopes to copy per scrape (a
+sidecar usually has a handful). Reports p50/p99/p99.9 per mode (median over
+rounds) and the ratio. Needs nginx; builds corelink and corelink-load in
+release.
 
-    perf/scrape-p99.py [--rounds 5] [--seconds 10] [--rate 4000]
+    perf/scrape-p99.py [--rounds 7] [--seconds 10] [--rate 4000] [--scopes 100]
 """
 import argparse
 import json
@@ -73,9 +76,10 @@ def measure(load, rate, seconds, paths):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=int, default=4000)
+    parser.add_argument("--scopes", type=int, default=100)
     args = parser.parse_args()
 
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "corelink", "--bin", "corelink"], cwd=ROOT, check=True)
@@ -115,6 +119,9 @@ corelink: {{workers: 1, io: epoll, shutdownDelayMs: 0}}
             if time.time() > deadline:
                 sys.exit("corelink did not become ready")
             time.sleep(0.2)
+        for i in range(args.scopes):
+            req = urllib.request.Request(f"http://127.0.0.1:{PROXY}/", headers={"Host": f"scope{i}"})
+            urllib.request.urlopen(req, timeout=5).read()
         modes = {"control": ["/admin/ping"], "scrape": ["/admin/metrics.json", "/admin/metrics/prometheus"]}
         results = {m: [] for m in modes}
         for r in range(args.rounds):
@@ -124,7 +131,8 @@ corelink: {{workers: 1, io: epoll, shutdownDelayMs: 0}}
                 results[mode].append(m)
                 print(f"round {r + 1} {mode:8s} {m['rps']:.0f} req/s  p50 {m['p50']:.3f}  p99 {m['p99']:.3f}  "
                       f"p99.9 {m['p999']:.3f} ms  errors {m['errors']}", flush=True)
-        print(f"\n{args.rounds} rounds of {args.seconds} s at {args.rate} req/s (open loop, 20 connections)\n")
+        print(f"\n{args.rounds} rounds of {args.seconds} s at {args.rate} req/s (open loop, 20 connections), "
+              f"{args.scopes} extra service scopes\n")
         print("| mode | p50 ms | p99 ms | p99.9 ms |\n|---|---|---|---|")
         med = {mode: {k: statistics.median(x[k] for x in rs) for k in ("p50", "p99", "p999")}
                for mode, rs in results.items()}
