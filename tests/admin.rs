@@ -11,23 +11,7 @@ use std::time::Duration;
 
 use common::backend::Backend;
 use common::client::{get, Conn};
-use common::{backends, Corelink};
-
-/// `/admin/metrics.json` as (key, number) pairs.
-fn metrics(proxy: &Corelink) -> Vec<(String, f64)> {
-    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
-    assert_eq!(rsp.status, 200);
-    let body = String::from_utf8_lossy(&rsp.body).into_owned();
-    body.trim_matches(['{', '}'])
-        .split(", ")
-        .filter_map(|kv| kv.split_once(": "))
-        .map(|(k, v)| (k.trim_matches('"').to_string(), v.parse().unwrap()))
-        .collect()
-}
-
-fn metric(all: &[(String, f64)], key: &str) -> f64 {
-    all.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key} in {all:?}")).1
-}
+use common::{backends, metric, Corelink};
 
 fn config(backend: SocketAddr) -> String {
     format!(
@@ -48,7 +32,7 @@ fn known_traffic_gives_exact_counts_in_json_and_prometheus() {
             assert_eq!(conn.read_response("GET").unwrap().status, 200);
         }
         assert_eq!(get(proxy.addr(), "/", "dead").unwrap().status, 502);
-        let m = metrics(&proxy);
+        let m = proxy.metrics();
         let server = format!("rt/out/server/127.0.0.1/{}", proxy.addr().port());
         assert_eq!(metric(&m, &format!("{server}/requests")), 26.0, "{io}");
         assert_eq!(metric(&m, &format!("{server}/success")), 25.0, "{io}");
@@ -128,7 +112,7 @@ fn latency_percentiles_land_in_the_right_bucket() {
             conn.send(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n");
             assert_eq!(conn.read_response("GET").unwrap().status, 200);
         }
-        let m = metrics(&proxy);
+        let m = proxy.metrics();
         let p50 = metric(&m, &format!("rt/out/server/127.0.0.1/{}/request_latency_ms.p50", proxy.addr().port()));
         assert!((45.0..80.0).contains(&p50), "{io}: p50 {p50} ms for a 50 ms backend");
     }

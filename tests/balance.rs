@@ -243,21 +243,12 @@ fn a_slow_endpoint_gets_less_traffic() {
 
 /// A service-scope metric from `/admin/metrics.json`.
 fn service_metric(proxy: &Corelink, name: &str) -> u64 {
-    metric(proxy, &format!("/service/svc/serviceB/{name}"))
+    proxy.metric_ending(&format!("/service/svc/serviceB/{name}")) as u64
 }
 
 /// A metric of serviceB's client (`rt/out/client/#/io.l5d.fs/serviceB/…`).
 fn client_metric(proxy: &Corelink, name: &str) -> u64 {
-    metric(proxy, &format!("/client/#/io.l5d.fs/serviceB/{name}"))
-}
-
-/// The `/admin/metrics.json` entry whose key ends with `suffix`.
-fn metric(proxy: &Corelink, suffix: &str) -> u64 {
-    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
-    let body = String::from_utf8_lossy(&rsp.body).into_owned();
-    let key = format!("{suffix}\": ");
-    let at = body.find(&key).unwrap_or_else(|| panic!("no {suffix} in {body}")) + key.len();
-    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+    proxy.metric_ending(&format!("/client/#/io.l5d.fs/serviceB/{name}")) as u64
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::backend::Backend;
 use common::certs::{Ca, Names};
 use common::client::{get, Conn};
-use common::{backends, Corelink};
+use common::{backends, metric, Corelink};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
@@ -60,20 +60,6 @@ fn shown(dom: &str, router: &str, field: &str) -> String {
     let key = format!("data-router=\"{router}\" data-field=\"{field}\" data-value=\"");
     let at = dom.find(&key).unwrap_or_else(|| panic!("the page shows no {field} for {router}:\n{dom}")) + key.len();
     dom[at..].split('"').next().unwrap().to_string()
-}
-
-/// `/admin/metrics.json` as (key, number) pairs.
-fn metrics(proxy: &Corelink) -> Vec<(String, f64)> {
-    let body = String::from_utf8(get(proxy.admin, "/admin/metrics.json", "admin").unwrap().body).unwrap();
-    body.trim_matches(['{', '}'])
-        .split(", ")
-        .filter_map(|kv| kv.split_once(": "))
-        .map(|(k, v)| (k.trim_matches('"').to_string(), v.parse().unwrap()))
-        .collect()
-}
-
-fn metric(all: &[(String, f64)], key: &str) -> f64 {
-    all.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key}")).1
 }
 
 fn free_port() -> u16 {
@@ -127,7 +113,7 @@ fn the_dashboard_shows_what_the_metrics_endpoint_says() {
         let url = format!("http://{}/?interval=500", proxy.admin);
         let profile = dir.path().join("chromium-profile");
         let dom = run_chromium(&browser, &profile, &url, &["--dump-dom"]);
-        let m = metrics(&proxy);
+        let m = proxy.metrics();
         let refreshes: u32 =
             dom.split("data-refreshes=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().parse().unwrap();
         assert!(refreshes >= 2, "{io}: the page refreshes by itself ({refreshes})");

@@ -14,10 +14,7 @@ use common::{backends, Corelink};
 
 /// A process-wide number from `/admin/metrics.json` (`corelink/<name>`).
 fn process_metric(proxy: &Corelink, name: &str) -> u64 {
-    let body = String::from_utf8(get(proxy.admin, "/admin/metrics.json", "admin").unwrap().body).unwrap();
-    let key = format!("\"corelink/{name}\": ");
-    let at = body.find(&key).unwrap_or_else(|| panic!("no {name} in {body}")) + key.len();
-    body[at..].split([',', '}']).next().unwrap().trim().parse().unwrap()
+    common::metric(&proxy.metrics(), &format!("corelink/{name}")) as u64
 }
 
 fn inet(addr: SocketAddr) -> String {

@@ -54,20 +54,13 @@ fn tls_counter(b: &Corelink, name: &str) -> u64 {
     server_metric(b, &format!("tls/{name}"))
 }
 
-/// A server-scope metric (`rt/<router>/server/<ip>/<port>/<name>`) from
-/// `/admin/metrics.json`.
+/// The metric `name` of the (one) server of `proxy`
+/// (`rt/<router>/server/<ip>/<port>/<name>`) from `/admin/metrics.json`.
 fn server_metric(proxy: &Corelink, name: &str) -> u64 {
-    let rsp = get(proxy.admin, "/admin/metrics.json", "admin").unwrap();
-    let body = String::from_utf8_lossy(&rsp.body).into_owned();
+    let all = proxy.metrics();
     let suffix = format!("/{name}");
-    body.trim_matches(['{', '}'])
-        .split(", ")
-        .filter_map(|kv| kv.split_once(": "))
-        .find(|(k, _)| k.contains("/server/") && k.trim_matches('"').ends_with(&suffix))
-        .unwrap_or_else(|| panic!("no server metric {name} in {body}"))
-        .1
-        .parse()
-        .unwrap()
+    let found = all.iter().find(|(k, _)| k.contains("/server/") && k.ends_with(&suffix));
+    found.unwrap_or_else(|| panic!("no server metric {name} in {all:?}")).1 as u64
 }
 
 struct Scenario {

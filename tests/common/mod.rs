@@ -148,6 +148,29 @@ impl Corelink {
         Ok(c)
     }
 
+    /// `/admin/metrics.json` as (key, number) pairs, in the endpoint's order.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let rsp = client::get(self.admin, "/admin/metrics.json", "admin").unwrap();
+        assert_eq!(rsp.status, 200, "/admin/metrics.json");
+        let body = String::from_utf8(rsp.body).unwrap();
+        body.trim_matches(['{', '}'])
+            .split(", ")
+            .filter_map(|kv| kv.split_once(": "))
+            .map(|(k, v)| (k.trim_matches('"').to_string(), v.parse().unwrap()))
+            .collect()
+    }
+
+    /// The one metric whose key ends with `suffix` (a whole key works too).
+    pub fn metric_ending(&self, suffix: &str) -> f64 {
+        let all = self.metrics();
+        let found: Vec<_> = all.iter().filter(|(k, _)| k.ends_with(suffix)).collect();
+        match found.as_slice() {
+            [(_, v)] => *v,
+            [] => panic!("no metric ending {suffix} in {all:?}"),
+            many => panic!("several metrics end with {suffix}: {many:?}"),
+        }
+    }
+
     fn wait_ready(&self) {
         for _ in 0..200 {
             if let Ok(rsp) = client::get(self.admin, "/admin/ready", "admin") {
@@ -228,4 +251,9 @@ pub fn simple_config(backend: SocketAddr, router_extra: &str, corelink_extra: &s
         backend.port(),
         workers = if corelink_extra.contains("workers:") { "" } else { "  workers: 2\n" },
     )
+}
+
+/// The metric `key` of a [`Corelink::metrics`] list.
+pub fn metric(all: &[(String, f64)], key: &str) -> f64 {
+    all.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key} in {all:?}")).1
 }
