@@ -93,6 +93,7 @@ impl<S> Upstream<S> {
 
     /// The connection went back to the pool: a request waiting for a slot
     /// of its endpoint may take it.
+    #[inline]
     pub fn returned(&self) {
         if let Some(slot) = &self.slot {
             slot.returned();

@@ -133,8 +133,10 @@ async fn acquire<B: Backend>(
                 route.client_stats.pool_reused.incr();
                 return Ok((conn, true, endpoint));
             }
-            match slot_for(s, route, &key).await? {
-                Slot::Connect(slot) => break slot,
+            // Only a bounded pool (`maxSize`) has slots to count.
+            let Some(max) = destination.pool.max_size else { break None };
+            match slot_for(s, route, &key, max).await? {
+                Slot::Connect(slot) => break Some(slot),
                 Slot::Released => continue,
             }
         };
@@ -178,25 +180,26 @@ fn take_pooled<B: Backend>(s: &Session<'_, B>, key: &super::ctx::PoolKey) -> Opt
 /// What `hostConnectionPool.maxSize` allows a request that found no idle
 /// connection.
 enum Slot {
-    /// Open a new connection (holding this slot, when the pool is bounded).
-    Connect(Option<SlotPermit>),
+    /// Open a new connection, holding this slot.
+    Connect(SlotPermit),
     /// It waited: a connection came back to the pool or closed; look again.
     Released,
 }
 
-/// A slot for a new connection to `key`, or a wait for one among at most
-/// `maxWaiters` requests; past that, the request fails at once (502, as
-/// linkerd answers finagle's TooManyWaitersException).
+/// A slot for a new connection to `key` when fewer than `max` (`maxSize`)
+/// are open, or a wait for one among at most `maxWaiters` requests; past
+/// that, the request fails at once (502, as linkerd answers finagle's
+/// TooManyWaitersException).
 async fn slot_for<B: Backend>(
     s: &Session<'_, B>,
     route: &Route,
     key: &super::ctx::PoolKey,
+    max: usize,
 ) -> Result<Slot, ProxyError> {
     let policy = route.destination.pool;
-    let Some(max) = policy.max_size else { return Ok(Slot::Connect(None)) };
     let slots = s.ctx.slots(key);
     if let Some(permit) = slots.try_open(max) {
-        return Ok(Slot::Connect(Some(permit)));
+        return Ok(Slot::Connect(permit));
     }
     let stats = &route.client_stats;
     if let Some(max_waiters) = policy.max_waiters.filter(|&m| slots.waiting() >= m) {
