@@ -90,6 +90,9 @@ impl ServerTls {
         };
         let mut config = builder.with_cert_resolver(cert.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Our suite order (SHA-256 first, see `tls::provider`), not the
+        // client's: most clients list AES-256-GCM-SHA384 first.
+        config.ignore_client_order = true;
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.ticketer = ticketer()?;
         Ok(ServerTls { config: Arc::new(config), cert })
