@@ -57,6 +57,13 @@ pub fn sha256_suites_first(suites: &mut [rustls::SupportedCipherSuite]) {
     });
 }
 
+/// Whether the first bytes a client sent to a TLS port look like plaintext
+/// HTTP (a request line starts with an upper-case method; a TLS record with
+/// 0x16).
+pub fn looks_like_plaintext_http(first: &[u8]) -> bool {
+    first.first().is_some_and(|b| b.is_ascii_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,11 +76,4 @@ mod tests {
         assert!(names[first_sha384..].iter().all(|n| n.ends_with("SHA384")), "{names:?}");
         assert_eq!(names[0], "TLS13_AES_128_GCM_SHA256", "{names:?}");
     }
-}
-
-/// Whether the first bytes a client sent to a TLS port look like plaintext
-/// HTTP (a request line starts with an upper-case method; a TLS record with
-/// 0x16).
-pub fn looks_like_plaintext_http(first: &[u8]) -> bool {
-    first.first().is_some_and(|b| b.is_ascii_uppercase())
 }
