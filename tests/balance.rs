@@ -167,7 +167,7 @@ fn every_endpoint_dead_fails_fast_with_502() {
 }
 
 #[test]
-fn a_revived_endpoint_is_counted() {
+fn a_failed_probe_is_counted() {
     for io in backends() {
         let dir = common::tempdir::Dir::new("balance-revive");
         let flaky = Upstream::start_with(Duration::ZERO, 500);
