@@ -23,15 +23,15 @@ const DNS_REFRESH: Duration = Duration::from_secs(10);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
 
-/// Counters the admin server reports (reloads, refusals, namer updates,
-/// snapshot generation). Written by the control thread only.
+/// Counters the admin server reports (reloads, refusals, namer updates;
+/// the generation it reads from the published snapshot). Written by the
+/// control thread only.
 #[derive(Debug, Default)]
 pub struct ControlStats {
     pub reloads: AtomicU64,
     pub reloads_refused: AtomicU64,
     /// Routing snapshots published because a namer file or DNS changed.
     pub namer_updates: AtomicU64,
-    pub generation: AtomicU64,
 }
 
 pub struct Control {
@@ -61,7 +61,6 @@ impl Control {
         stats: Arc<ControlStats>,
     ) -> Control {
         let config_watch = config_path.as_deref().map(Watched::new);
-        stats.generation.store(generation, Ordering::Relaxed);
         let namer_watches = namer_watches(&config);
         Control {
             config_path,
@@ -141,7 +140,6 @@ impl Control {
             Ok(snapshot) => {
                 self.generation += 1;
                 self.shared.publish(snapshot);
-                self.stats.generation.store(self.generation, Ordering::Relaxed);
                 self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(trigger = why, generation = self.generation, "routing updated");
             }
@@ -187,7 +185,6 @@ impl Control {
         self.inputs = inputs;
         self.config = config;
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
-        self.stats.generation.store(self.generation, Ordering::Relaxed);
         crate::logging::apply_config_level(self.config.corelink.log_level.as_deref());
         tracing::info!(trigger = why, generation = self.generation, "config reloaded");
     }
