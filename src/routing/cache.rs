@@ -404,7 +404,7 @@ impl CoreParts<'_> {
                 (e, *weight)
             })
             .collect();
-        let params = ClientParams::resolve(client, &name);
+        let params = EffectiveClient::resolve(client, &name);
         let balancer =
             Balancer::new(endpoints, params.load_balancer, Rc::new(Accrual::from_config(params.accrual.as_ref())));
         let requeue = self.requeue_budget(router, &name, params.requeue_budget);
@@ -434,10 +434,11 @@ impl CoreParts<'_> {
     }
 }
 
-/// One client name's parameters: the router's `client` section, with every
-/// matching `io.l5d.static` prefix config applied in order (later ones
-/// override), as linkerd does.
-struct ClientParams {
+/// One client name's parameters as in effect: the router's `client`
+/// section, with every matching `io.l5d.static` prefix config (each a
+/// `config::ClientParams`) applied in order, later ones overriding, as
+/// linkerd does.
+struct EffectiveClient {
     load_balancer: crate::config::LoadBalancerConfig,
     accrual: Option<crate::config::FailureAccrualConfig>,
     attempt_timeout_ms: Option<u64>,
@@ -445,9 +446,9 @@ struct ClientParams {
     requeue_budget: RetryBudgetConfig,
 }
 
-impl ClientParams {
-    fn resolve(client: &crate::config::ClientConfig, name: &str) -> ClientParams {
-        let mut p = ClientParams {
+impl EffectiveClient {
+    fn resolve(client: &crate::config::ClientConfig, name: &str) -> EffectiveClient {
+        let mut p = EffectiveClient {
             load_balancer: client.load_balancer.clone(),
             accrual: client.failure_accrual.clone(),
             attempt_timeout_ms: client.request_attempt_timeout_ms,
