@@ -137,26 +137,30 @@ impl Buckets {
     }
 
     fn clear(&mut self) {
-        let mut blocks = self.blocks;
-        while blocks != 0 {
-            let b = blocks.trailing_zeros() as usize;
-            blocks &= blocks - 1;
-            let end = ((b + 1) * BLOCK).min(BUCKETS);
-            self.counts[b * BLOCK..end].fill(0);
+        for range in touched(self.blocks) {
+            self.counts[range].fill(0);
         }
         self.blocks = 0;
     }
+}
+
+/// The bucket ranges of the blocks set in `blocks`, in order.
+fn touched(mut blocks: u64) -> impl Iterator<Item = std::ops::Range<usize>> {
+    std::iter::from_fn(move || {
+        if blocks == 0 {
+            return None;
+        }
+        let block = blocks.trailing_zeros() as usize;
+        blocks &= blocks - 1;
+        Some(block * BLOCK..((block + 1) * BLOCK).min(BUCKETS))
+    })
 }
 
 /// The non-empty buckets of two halves, summed: what a core hands the admin
 /// (the touched blocks only; the admin thread builds the HdrHistogram).
 fn sparse(a: &Buckets, b: &Buckets) -> Vec<(u32, u64)> {
     let mut out = Vec::new();
-    let mut blocks = a.blocks | b.blocks;
-    while blocks != 0 {
-        let block = blocks.trailing_zeros() as usize;
-        blocks &= blocks - 1;
-        let range = block * BLOCK..((block + 1) * BLOCK).min(BUCKETS);
+    for range in touched(a.blocks | b.blocks) {
         for (i, (&x, &y)) in a.counts[range.clone()].iter().zip(&b.counts[range.clone()]).enumerate() {
             if (x | y) != 0 {
                 out.push(((range.start + i) as u32, u64::from(x) + u64::from(y)));
