@@ -1,4 +1,4 @@
-//! `corelink demo`: the seed scenario of linkerd's "Transparent TLS" write-up
+//! `corelink demo`: the linker-to-linker TLS scenario of linkerd's "Transparent TLS" write-up
 //! on localhost, with nothing from the user. A root CA and serviceB's
 //! certificate are made in a temporary directory; a demo serviceB runs behind
 //! sidecar B ("incoming", :4143, server TLS with serviceB's certificate);

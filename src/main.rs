@@ -58,7 +58,7 @@ enum Command {
         /// The path, e.g. /svc/serviceB.
         path: String,
     },
-    /// Run the seed scenario on localhost: a demo serviceB, sidecar B
+    /// Run the linker-to-linker TLS scenario on localhost: a demo serviceB, sidecar B
     /// (incoming, :4143) and sidecar A (outgoing, :4141), and send requests
     /// through them as ServiceA.
     Demo {
@@ -192,11 +192,16 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     let config = load(&path)?;
     // Before compiling, which loads the TLS files too but stops at the first
     // problem with a terser message.
-    let cert_errors = check_certificates(&config);
+    // Read again for positions: certificate findings point at the line
+    // that names the file, as decoding errors do.
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let origin = path.display().to_string();
+    let cert_errors = check_certificates(&config, CertReporter::new(origin.clone(), text.clone()));
     if cert_errors > 0 {
-        anyhow::bail!("{}: {cert_errors} certificate error(s)", path.display());
+        anyhow::bail!("{origin}: {cert_errors} certificate error(s)");
     }
-    corelink::routing::RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
+    corelink::routing::RoutingSnapshot::compile(&config, 0)
+        .map_err(|e| anyhow::anyhow!("{}", with_position(&origin, &text, &e)))?;
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());
     for router in &config.routers {
@@ -238,16 +243,26 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `FILE:LINE:COL: MESSAGE` for a message that starts with the key path it
+/// is about (`routers[0].httpAccessLog: …`), as decoding errors read;
+/// `FILE: MESSAGE` when the key cannot be found.
+fn with_position(origin: &str, text: &str, message: &str) -> String {
+    let key = message.split(": ").next().unwrap_or_default();
+    match corelink::config::locate(text, key) {
+        Some(mark) => format!("{origin}:{mark}: {message}"),
+        None => format!("{origin}: {message}"),
+    }
+}
+
 /// Prints, on stderr, the problems of every certificate, key and CA file the
 /// config names, with the router and the config key that names the file;
 /// returns how many are errors. Run at check time because at run time they
 /// only show as failed handshakes.
-fn check_certificates(config: &Config) -> usize {
+fn check_certificates(config: &Config, mut report: CertReporter) -> usize {
     use corelink::config::ClientTlsConfig;
     use corelink::tls::inspect::{inspect_cert_and_key, inspect_intermediates, inspect_trust_anchors};
     let now = time::OffsetDateTime::now_utc();
     let path = std::path::Path::new;
-    let mut report = CertReporter::default();
     for (i, router) in config.routers.iter().enumerate() {
         let label = router.label();
         for (j, server) in router.servers.iter().enumerate() {
@@ -271,13 +286,16 @@ fn check_certificates(config: &Config) -> usize {
                 ClientTlsConfig::Params(p) if p.enabled => {
                     if !p.disable_validation {
                         for (k, ca) in p.trust_certs.iter().enumerate() {
-                            // trustCertsBundle arrives as the only entry.
-                            let key = if p.trust_certs.len() == 1 {
-                                format!("{base}.trustCerts/trustCertsBundle")
+                            let findings = inspect_trust_anchors(path(ca), now);
+                            if p.trust_certs.len() == 1 {
+                                // trustCertsBundle arrives as the only entry.
+                                let at = report
+                                    .locate(&format!("{base}.trustCerts[0]"))
+                                    .or_else(|| report.locate(&format!("{base}.trustCertsBundle")));
+                                report.print_all(label, &format!("{base}.trustCerts/trustCertsBundle"), at, findings);
                             } else {
-                                format!("{base}.trustCerts[{k}]")
-                            };
-                            report.file(label, &key, inspect_trust_anchors(path(ca), now));
+                                report.file(label, &format!("{base}.trustCerts[{k}]"), findings);
+                            }
                         }
                     }
                     if let Some(auth) = &p.client_auth {
@@ -301,36 +319,69 @@ fn check_certificates(config: &Config) -> usize {
     report.errors
 }
 
-#[derive(Default)]
+/// Prints certificate findings as config errors are printed: `FILE:LINE:COL:`
+/// of the key that names the file, then the router and the key's path.
 struct CertReporter {
     errors: usize,
+    /// The config file, as the user named it.
+    origin: String,
+    /// Its text, to find where each key is written.
+    text: String,
 }
 
 impl CertReporter {
+    fn new(origin: String, text: String) -> Self {
+        CertReporter { errors: 0, origin, text }
+    }
+
+    fn locate(&self, key: &str) -> Option<corelink::config::Mark> {
+        corelink::config::locate(&self.text, key)
+    }
+
     /// Findings about a certificate/key pair under `base` (`...tls`).
     fn pair(&mut self, label: &str, base: &str, findings: Vec<corelink::tls::inspect::Finding>) {
         use corelink::tls::inspect::FileRole;
         for f in findings {
-            let key = if f.role == FileRole::Key { "keyPath" } else { "certPath" };
-            self.print(label, &format!("{base}.{key}"), &f);
+            let key = format!("{base}.{}", if f.role == FileRole::Key { "keyPath" } else { "certPath" });
+            self.print(label, &key, self.locate(&key), &f);
         }
     }
 
     /// Findings about the one file named by `key`.
     fn file(&mut self, label: &str, key: &str, findings: Vec<corelink::tls::inspect::Finding>) {
+        self.print_all(label, key, self.locate(key), findings);
+    }
+
+    fn print_all(
+        &mut self,
+        label: &str,
+        key: &str,
+        at: Option<corelink::config::Mark>,
+        findings: Vec<corelink::tls::inspect::Finding>,
+    ) {
         for f in findings {
-            self.print(label, key, &f);
+            self.print(label, key, at, &f);
         }
     }
 
-    fn print(&mut self, label: &str, key: &str, finding: &corelink::tls::inspect::Finding) {
+    fn print(
+        &mut self,
+        label: &str,
+        key: &str,
+        at: Option<corelink::config::Mark>,
+        finding: &corelink::tls::inspect::Finding,
+    ) {
         let level = if finding.is_error() {
             self.errors += 1;
             "error"
         } else {
             "warning"
         };
-        eprintln!("{level}: router {label}: {key}: {finding}");
+        let origin = &self.origin;
+        match at {
+            Some(mark) => eprintln!("{origin}:{mark}: {level}: router {label}: {key}: {finding}"),
+            None => eprintln!("{origin}: {level}: router {label}: {key}: {finding}"),
+        }
     }
 }
 

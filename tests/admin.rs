@@ -136,6 +136,42 @@ fn admin_errors_and_shutdown() {
     }
 }
 
+/// A page of another site can POST text/plain to the admin without a CORS
+/// preflight: state-changing requests a browser marks as cross-site are
+/// refused, while probes without `Origin` and the admin's own origin work.
+#[test]
+fn cross_site_shutdown_is_refused() {
+    let backend = Backend::start();
+    for io in backends() {
+        let mut proxy = Corelink::start(&config(backend.addr), io);
+        let post = |headers: &str| {
+            let mut c = Conn::open(proxy.admin);
+            c.send(
+                format!(
+                    "POST /admin/shutdown HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+                    proxy.admin
+                )
+                .as_bytes(),
+            );
+            c.read_response("POST").unwrap().status
+        };
+        for headers in [
+            "Origin: http://evil.example\r\n",
+            "Origin: null\r\n",
+            &format!("Origin: http://localhost.evil.example:{}\r\n", proxy.admin.port()),
+            "Sec-Fetch-Site: cross-site\r\n",
+            "Sec-Fetch-Site: same-site\r\n",
+            &format!("Origin: http://{}\r\nSec-Fetch-Site: cross-site\r\n", proxy.admin),
+        ] {
+            assert_eq!(post(headers), 403, "{io}: {headers:?} must be refused");
+        }
+        assert_eq!(get(proxy.admin, "/admin/ping", "admin").unwrap().status, 200, "{io}: still running");
+        // The admin's own origin (its dashboard) may.
+        assert_eq!(post(&format!("Origin: http://{}\r\nSec-Fetch-Site: same-origin\r\n", proxy.admin)), 200);
+        assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0), "{io}: graceful exit");
+    }
+}
+
 #[test]
 fn config_json_is_the_effective_config_without_key_material() {
     let backend = Backend::start();

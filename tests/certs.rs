@@ -229,6 +229,34 @@ fn check_reports_certificate_errors_with_router_and_key() {
     let r = corelink(&["check", "--config", s(&bad)]);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "{err}");
-    assert!(err.contains("error: router incoming: routers[0].servers[0].tls.keyPath:"), "{err}");
+    // FILE:LINE:COL of the value that names the file, as decoding errors give.
+    let at = format!("{}:11:16: error: router incoming: routers[0].servers[0].tls.keyPath:", bad.display());
+    assert!(err.contains(&at), "{err}");
     assert!(err.contains("does not belong to the certificate"), "{err}");
+
+    let missing = server_config(&dir, &out.join("certificate.pem"), &out.join("key.pem"), &dir.join("no-such-ca.pem"));
+    let r = corelink(&["check", "--config", s(&missing)]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    let at = format!("{}:12:19: error: router incoming: routers[0].servers[0].tls.caCertPath:", missing.display());
+    assert!(err.contains(&at), "{err}");
+}
+
+/// A file the config names that cannot be opened is reported at the line
+/// and column of the key that names it, as every other config error is.
+#[test]
+fn check_gives_file_errors_a_position() {
+    let dir = Dir::new("check-file");
+    let config = dir.join("config.yaml");
+    let log = dir.join("no-such-dir").join("access.log");
+    let text = format!(
+        "routers:\n- protocol: http\n  httpAccessLog: {}\n  dtab: /svc => /$/inet/127.0.0.1/1;\n  servers:\n  - port: 4140\n",
+        log.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let r = corelink(&["check", "--config", s(&config)]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    let at = format!("{}:3:18: routers[0].httpAccessLog: {}: No such file", config.display(), log.display());
+    assert!(err.contains(&at), "{err}");
 }

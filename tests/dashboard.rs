@@ -66,7 +66,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One corelink, two routers as in the seed scenario: `out` (plaintext in,
+/// One corelink, two routers as in the linker-to-linker TLS scenario: `out` (plaintext in,
 /// TLS to `in`) and `in` (terminates TLS, forwards to the backend).
 fn two_routers(backend: SocketAddr, dir: &Path, io: &str) -> Corelink {
     let ca = Ca::new("dashboard test CA");

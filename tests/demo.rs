@@ -1,4 +1,4 @@
-//! `corelink demo --check`: the seed scenario end to end, as the README's
+//! `corelink demo --check`: the linker-to-linker TLS scenario end to end, as the README's
 //! first command runs it (sidecars on the write-up's ports 4141 and 4143,
 //! TLS between them with certificates made on the spot).
 

@@ -269,6 +269,23 @@ fn delegate_explains_a_route_on_the_cli_and_the_admin_port() {
     assert_eq!(text.lines().last(), Some("=> 0.30*/$/inet/127.0.0.1/1 & 0.70*/$/inet/127.0.0.1/2"), "{text}");
     assert!(text.contains("[/svc=>/#/io.l5d.fs] -> ~"), "{text}");
 
+    // The `=>` line is what the data path binds: the first alternative that
+    // is not negative, with the residual beside the bound id (finagle's
+    // `Name.Bound`), while the trace above keeps every alternative.
+    let delegate = |dtab: &str, path: &str| {
+        let out =
+            std::process::Command::new(common::binary()).args(["delegate", "--dtab", dtab, path]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = delegate("/svc => /$/inet/127.0.0.1/8080 | /$/inet/127.0.0.1/9090", "/svc/foobar");
+    assert_eq!(text.lines().last(), Some("=> /$/inet/127.0.0.1/8080 (residual /foobar)"), "{text}");
+    assert!(text.contains("/$/inet/127.0.0.1/9090/foobar"), "the trace keeps the other alternative: {text}");
+    let text = delegate("/svc => /#/io.l5d.fs | /$/inet/127.0.0.1/9090", "/svc/foobar");
+    assert_eq!(text.lines().last(), Some("=> /$/inet/127.0.0.1/9090 (residual /foobar)"), "{text}");
+    let text = delegate("/svc => /#/io.l5d.fs", "/svc/foobar");
+    assert_eq!(text.lines().last(), Some("=> ~"), "{text}");
+
     let a = Backend::start();
     let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), "epoll");
     let mut c = Conn::open(proxy.admin);

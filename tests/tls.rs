@@ -1,4 +1,4 @@
-//! Linker-to-linker TLS through the real binary: the seed scenario (plain
+//! Linker-to-linker TLS through the real binary: the linker-to-linker TLS scenario (plain
 //! HTTP into sidecar A, TLS between the sidecars, plain HTTP out of sidecar
 //! B) for each client TLS kind in each config form, every failure the issue
 //! lists, mTLS, certificate reload, pooling and resumption. Certificates are
@@ -70,7 +70,7 @@ struct Scenario {
     b: Corelink,
 }
 
-/// The seed scenario with a CA, serviceB's certificate (`names`), and
+/// The linker-to-linker TLS scenario with a CA, serviceB's certificate (`names`), and
 /// sidecar A's client section made by `client(ca_path)`.
 fn scenario(io: &str, names: Names, client: impl Fn(&Path, &Path) -> String) -> Scenario {
     let dir = Dir::new("tls");

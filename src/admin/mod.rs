@@ -79,6 +79,7 @@ async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>) {
 }
 
 async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Result<()> {
+    let local = stream.local_addr()?;
     let mut buf = Vec::with_capacity(4096);
     let limits = Limits::default();
     let response = loop {
@@ -87,6 +88,10 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
         }
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         match http1::parse_request(&buf, &mut slots, &limits) {
+            Ok(Some(head)) if changes_state(head.method) && browser_cross_site(head.headers, local) => {
+                tracing::warn!(target = head.target, "refused a state-changing admin request from another site");
+                break plain(403, "forbidden: a state-changing admin request from a page of another site");
+            }
             Ok(Some(head)) => break answer(head.method, head.target, state).await,
             Ok(None) => continue,
             Err(e) => break plain(e.request_status(), &e.to_string()),
@@ -94,6 +99,44 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
     };
     stream.write_all(&response).await?;
     stream.shutdown().await
+}
+
+/// Requests that do something rather than read something (`POST
+/// /admin/shutdown` today; any method but GET, HEAD and OPTIONS).
+fn changes_state(method: Method) -> bool {
+    !matches!(method, Method::Get | Method::Head | Method::Options)
+}
+
+/// Whether a browser marked the request as sent by a page of another site:
+/// `Sec-Fetch-Site` other than `same-origin` or `none` (a page on another port
+/// of localhost is `same-site`, and no less hostile), or an `Origin` that is
+/// not the admin's own address. A text/plain cross-site POST needs no CORS
+/// preflight, so without this any page a browser on the host visits could
+/// shut corelink down. Probes and scrapers (kubelet, curl, Prometheus) send
+/// neither header and are not affected; `Host` is not checked, since kubelet
+/// sends the pod IP and DNS rebinding controls it anyway.
+fn browser_cross_site(headers: &[httparse::Header<'_>], local: SocketAddr) -> bool {
+    headers.iter().any(|h| {
+        if h.name.eq_ignore_ascii_case("sec-fetch-site") {
+            !(h.value.eq_ignore_ascii_case(b"same-origin") || h.value.eq_ignore_ascii_case(b"none"))
+        } else if h.name.eq_ignore_ascii_case("origin") {
+            !is_own_origin(h.value, local)
+        } else {
+            false
+        }
+    })
+}
+
+/// `http://<the address this connection came in on>`, or `http://localhost:<port>`
+/// on a loopback address; anything else (including `null`) is another origin.
+fn is_own_origin(origin: &[u8], local: SocketAddr) -> bool {
+    let Some(authority) = origin.strip_prefix(b"http://") else { return false };
+    let Ok(authority) = std::str::from_utf8(authority) else { return false };
+    let authority = authority.to_ascii_lowercase();
+    if authority == local.to_string() {
+        return true;
+    }
+    local.ip().is_loopback() && authority == format!("localhost:{}", local.port())
 }
 
 async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {

@@ -35,7 +35,7 @@ mod schema;
 mod yaml;
 
 pub use model::*;
-pub use yaml::Mark;
+pub use yaml::{locate, Mark};
 
 use std::path::Path;
 

@@ -129,6 +129,32 @@ impl Node {
     }
 }
 
+/// Where the value at `key_path` (`routers[0].servers[1].tls.certPath`, the
+/// form every config message uses) is written in `text`; `None` when the
+/// text does not parse or has no such key. Lets checks that run on the
+/// decoded config (certificate files, for one) point at the line that names
+/// the file, as decoding errors do.
+pub fn locate(text: &str, key_path: &str) -> Option<Mark> {
+    let root = parse(text).ok()??;
+    let mut node = &root;
+    for part in key_path.split('.') {
+        let (key, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            let Value::Map(entries) = &node.value else { return None };
+            node = &entries.iter().find(|(k, _)| k.text() == Some(key))?.1;
+        }
+        for index in indices.split('[').skip(1) {
+            let index: usize = index.strip_suffix(']')?.parse().ok()?;
+            let Value::Seq(items) = &node.value else { return None };
+            node = items.get(index)?;
+        }
+    }
+    Some(node.mark)
+}
+
 fn resolve_plain(text: &str) -> Scalar<'_> {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,

@@ -49,7 +49,7 @@ impl AccessLog {
             .write(true)
             .truncate(!append)
             .open(path)
-            .map_err(|e| format!("httpAccessLog {path}: {e}"))?;
+            .map_err(|e| format!("{path}: {e}"))?;
         let (sender, receiver) = sync_channel::<Vec<u8>>(QUEUE);
         let name = path.to_string();
         std::thread::Builder::new()
@@ -61,7 +61,7 @@ impl AccessLog {
                     }
                 }
             })
-            .map_err(|e| format!("httpAccessLog {path}: {e}"))?;
+            .map_err(|e| format!("{path}: {e}"))?;
         let log = Arc::new(AccessLog { path: path.to_string(), sender, dropped: AtomicU64::new(0) });
         all.push(log.clone());
         Ok(log)

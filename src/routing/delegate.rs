@@ -306,7 +306,8 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
         let trace = self.delegate_leaf(path.clone(), None, 0, &budget).simplified();
         let tree = trace.to_name_tree();
         let simplified = tree.simplify();
-        Delegation { path: path.clone(), trace, tree, simplified }
+        let bound = self.bind(path);
+        Delegation { path: path.clone(), trace, tree, simplified, bound }
     }
 
     /// linkerd `delegateBind` of `Leaf(_, dentry, Name.Path(path))`.
@@ -710,17 +711,39 @@ pub struct Delegation {
     pub trace: DelegateTree,
     /// The bound tree as the trace gives it, unsimplified.
     pub tree: NameTree<BoundName>,
-    /// `tree.simplify()`: what requests are routed over.
+    /// `tree.simplify()`: every alternative still in it.
     pub simplified: NameTree<BoundName>,
+    /// What [`Delegator::bind`] (finagle's `bind`, and the data path) gives:
+    /// the first alternative that is not negative; no `Alt` left.
+    pub bound: Result<NameTree<BoundName>, BindError>,
+}
+
+/// A bound leaf as finagle shows `Name.Bound`: its id, and the residual path
+/// beside it rather than appended (`/$/inet/1234 (residual /foobar)`), since
+/// requests go to the id and carry the residual.
+struct ShownBound<'a>(&'a BoundName);
+
+impl fmt::Display for ShownBound<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.id)?;
+        if !self.0.residual.is_empty() {
+            write!(f, " (residual {})", self.0.residual)?;
+        }
+        Ok(())
+    }
 }
 
 impl Delegation {
-    /// One line per step, two spaces of indent per level, then
-    /// `=> TREE` with the simplified bound tree in finagle syntax.
+    /// One line per step, two spaces of indent per level (the whole tree,
+    /// every alternative), then `=> TREE`: what the path binds to, as the
+    /// data path binds it, in finagle syntax.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         self.trace.render_text_into(&mut s, 0);
-        let _ = writeln!(s, "=> {}", self.simplified);
+        let _ = match &self.bound {
+            Ok(tree) => writeln!(s, "=> {}", tree.map(&mut |b| ShownBound(b).to_string())),
+            Err(e) => writeln!(s, "=> error: {e}"),
+        };
         s
     }
 
@@ -991,7 +1014,10 @@ mod tests {
             text.contains("  0.25* /$/inet/a/1/x [/svc/w=>0.25*/$/inet/a/1 & 0.75*/$/inet/b/2] -> bound /$/inet/a/1 residual /x\n"),
             "{text}"
         );
-        assert!(text.ends_with("=> 0.25*/$/inet/a/1/x & 0.75*/$/inet/b/2/x | /$/inet/old/1/w/x\n"), "{text}");
+        // The trace keeps the fall-back; the `=>` line is what the data path
+        // binds (the union), with the residuals beside the bound ids.
+        assert!(text.contains("/$/inet/old/1/w/x [/svc=>/$/inet/old/1] -> bound"), "{text}");
+        assert!(text.ends_with("=> 0.25*/$/inet/a/1 (residual /x) & 0.75*/$/inet/b/2 (residual /x)\n"), "{text}");
         let json = del.to_json();
         assert!(json.contains(r#""union":[{"weight":0.25,"tree":{"type":"leaf""#), "{json}");
         // The data path picks the union (the later entry) and ignores the

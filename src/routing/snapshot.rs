@@ -167,7 +167,7 @@ impl RoutingSnapshot {
             let access_log = match &r.http_access_log {
                 Some(path) => Some(
                     crate::proxy::access_log::AccessLog::shared(path, r.http_access_log_append)
-                        .map_err(|e| format!("routers[{i}]: {e}"))?,
+                        .map_err(|e| format!("routers[{i}].httpAccessLog: {e}"))?,
                 ),
                 None => None,
             };
