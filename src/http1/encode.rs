@@ -53,7 +53,9 @@ pub fn encode_request_head(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, extra:
 }
 
 /// [`encode_request_head`], optionally dropping every received `l5d-*` field
-/// (a server with `clearContext: true` does not trust its clients' context).
+/// and `Dtab-Local` (a server with `clearContext: true` does not trust its
+/// clients' context; linkerd forwards `Dtab-Local`, but a finagle service
+/// behind corelink would honour it).
 pub fn encode_request_head_with(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
@@ -70,10 +72,12 @@ pub fn encode_request_head_with(
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_fields_except(out, head.headers, head.connection_names_fields, |name| {
-        // Only `l5d-` names can be dropped here: one cheap test for the rest.
-        name.len() > 4
-            && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
-            && (clear_context || extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+        if clear_context {
+            is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
+        } else {
+            // Only `l5d-` names can be replaced: one cheap test for the rest.
+            is_l5d(name) && extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        }
     });
     if head.framing == BodyFraming::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -93,6 +97,11 @@ pub fn encode_request_head_with(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A linkerd header: `l5d-` and at least one more byte.
+fn is_l5d(name: &str) -> bool {
+    name.len() > 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
+}
+
 /// What the proxy decided about the client side of a response.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseHeadOptions {
@@ -103,6 +112,12 @@ pub struct ResponseHeadOptions {
     /// The body is chunked upstream but is sent de-chunked (to an HTTP/1.0
     /// client): drop the Transfer-Encoding field.
     pub dechunk: bool,
+    /// `clearContext`: drop every `l5d-*` field, as linkerd's
+    /// `ClearMiscServerFilter` does on the way back.
+    pub clear_context: bool,
+    /// The body is not relayed (`clearContext` and an `l5d-err` response):
+    /// send `Content-Length: 0` in place of upstream's framing fields.
+    pub empty_body: bool,
 }
 
 /// Encodes the response head sent to the client.
@@ -112,11 +127,21 @@ pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    if opts.clear_context {
+        write_fields_except(out, head.headers, head.connection_names_fields, |name| {
+            is_l5d(name) || (opts.empty_body && classify(name) == HeaderKind::ContentLength)
+        });
+    } else {
+        write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    }
+    if opts.empty_body {
+        out.extend_from_slice(b"Content-Length: 0\r\n");
+    }
     // Upstream's codings pass unchanged: validated to end in chunked, or on a
     // close-delimited body (e.g. `gzip` alone), where they still apply. Only
-    // a body de-chunked for an HTTP/1.0 client loses them.
+    // a body de-chunked for an HTTP/1.0 client, or not sent, loses them.
     let keep_codings = match head.framing {
+        _ if opts.empty_body => false,
         BodyFraming::Chunked => !opts.dechunk,
         BodyFraming::CloseDelimited => true,
         _ => false,
@@ -162,6 +187,22 @@ pub fn encode_error_response(out: &mut Vec<u8>, status: u16, message: &str, clos
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
     out.push(b'\n');
+}
+
+/// The error response of a server with `clearContext: true`: status only, no
+/// `l5d-err` and an empty body, as linkerd's `ClearMiscServerFilter` leaves
+/// its `ErrorResponder`'s answers (the text names dtabs and addresses that an
+/// untrusted client has no business reading).
+pub fn encode_cleared_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, status);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_status(out: &mut Vec<u8>, status: u16) {
