@@ -97,9 +97,10 @@ pub fn encode_request_head_with(
     out.extend_from_slice(b"\r\n");
 }
 
-/// A linkerd header: `l5d-` and at least one more byte.
+/// A linkerd header: a name starting with `l5d-` (any case), as linkerd's
+/// `ClearMiscServerFilter` matches them.
 fn is_l5d(name: &str) -> bool {
-    name.len() > 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
+    name.len() >= 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
 }
 
 /// What the proxy decided about the client side of a response.
@@ -291,6 +292,50 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn clear_context_drops_the_clients_context_and_dtab_local() {
+        let buf = b"GET /x HTTP/1.1\r\nHost: b\r\nl5d-ctx-trace: t\r\nL5D-DTAB: /a=>/b\r\nDtab-Local: /a=>/b\r\nl5d-: x\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        encode_request_head_with(&mut out, &head, &[("l5d-dst-service", b"/svc/b")], true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: b\r\nVia: 1.1 corelink\r\nl5d-dst-service: /svc/b\r\n\r\n"
+        );
+        // Without clearContext only the fields corelink sets are replaced.
+        let mut out = Vec::new();
+        encode_request_head_with(&mut out, &head, &[("l5d-ctx-trace", b"mine")], false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("L5D-DTAB: /a=>/b\r\nDtab-Local: /a=>/b\r\n") && !text.contains(": t\r\n"), "{text}");
+    }
+
+    #[test]
+    fn cleared_responses_lose_l5d_fields_and_maybe_their_body() {
+        let buf = b"HTTP/1.1 502 Bad Gateway\r\nl5d-err: x\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_response(buf, &mut slots, Method::Get, false, &Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        let opts = ResponseHeadOptions { clear_context: true, ..Default::default() };
+        encode_response_head(&mut out, &head, opts);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\nX-A: 1\r\nContent-Length: 2\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_response_head(&mut out, &head, ResponseHeadOptions { empty_body: true, ..opts });
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\nX-A: 1\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_cleared_error_response(&mut out, 400, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\nConnection: close\r\n\r\n"
         );
     }
 
