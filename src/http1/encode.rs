@@ -71,6 +71,16 @@ pub fn encode_request_head_with(
     }
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); an HTTP/1.0 request may lack
+    // the field and name its host in the target, which the parser then took
+    // as `head.host`. (With no host anywhere, the caller supplies one.)
+    if head.version == Version::Http10 {
+        if let Some(host) = head.host.filter(|_| !head.headers.iter().any(|h| classify(h.name) == HeaderKind::Host)) {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     write_fields_except(out, head.headers, head.connection_names_fields, |name| {
         if clear_context {
             is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
@@ -311,6 +321,27 @@ mod tests {
         encode_request_head_with(&mut out, &head, &[("l5d-ctx-trace", b"mine")], false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("L5D-DTAB: /a=>/b\r\nDtab-Local: /a=>/b\r\n") && !text.contains(": t\r\n"), "{text}");
+    }
+
+    #[test]
+    fn http10_request_without_host_field_gets_its_targets_authority() {
+        let encode = |buf: &[u8]| {
+            let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+            let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
+            let mut out = Vec::new();
+            encode_request_head(&mut out, &head, &[]);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            encode(b"GET http://b:81/x HTTP/1.0\r\nX: 1\r\n\r\n"),
+            "GET http://b:81/x HTTP/1.1\r\nHost: b:81\r\nX: 1\r\nVia: 1.0 corelink\r\n\r\n"
+        );
+        assert_eq!(
+            encode(b"GET http://b:81/x HTTP/1.0\r\nhost: b:81\r\n\r\n"),
+            "GET http://b:81/x HTTP/1.1\r\nhost: b:81\r\nVia: 1.0 corelink\r\n\r\n"
+        );
+        // No host anywhere: the proxy adds the endpoint's address, not this.
+        assert_eq!(encode(b"GET /x HTTP/1.0\r\n\r\n"), "GET /x HTTP/1.1\r\nVia: 1.0 corelink\r\n\r\n");
     }
 
     #[test]

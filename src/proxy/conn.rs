@@ -444,14 +444,14 @@ impl<B: Backend> Session<'_, B> {
             &with_id
         };
         // HTTP/1.0 may omit Host; what goes upstream is HTTP/1.1, which must
-        // carry one (RFC 9112 §3.2): the target's authority (parsed into
-        // `head.host`) or else the address of the endpoint chosen first (the
-        // head is encoded once; a requeue to another endpoint keeps it).
-        // Only HTTP/1.0 heads are scanned for a Host field.
+        // carry one (RFC 9112 §3.2). The encoder writes the target's authority
+        // when there is one; without, the address of the endpoint chosen
+        // first stands in (the head is encoded once; a requeue to another
+        // endpoint keeps it).
         let added_host;
         let with_host;
-        if head.version == Version::Http10 && !head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("host")) {
-            added_host = head.host.map_or_else(|| route.endpoint.addr.to_string(), str::to_owned);
+        if head.version == Version::Http10 && head.host.is_none() {
+            added_host = route.endpoint.addr.to_string();
             let mut fields = [("Host", added_host.as_bytes()); 4];
             fields[1..=extra.len()].copy_from_slice(extra);
             with_host = fields;
