@@ -123,8 +123,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Encode what would be forwarded; it must parse back to the same request.
-    // An HTTP/1.0 request without Host becomes an HTTP/1.1 one without Host
-    // (rejected by design on re-parse), so only requests with a Host go round.
+    // An HTTP/1.0 request without Host gets one from its target's authority
+    // (the encoder writes it) or else from the endpoint (the proxy adds it,
+    // not the encoder), so only requests with a host go round.
     if head.host.is_none() {
         return;
     }

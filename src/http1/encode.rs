@@ -53,7 +53,9 @@ pub fn encode_request_head(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, extra:
 }
 
 /// [`encode_request_head`], optionally dropping every received `l5d-*` field
-/// (a server with `clearContext: true` does not trust its clients' context).
+/// and `Dtab-Local` (a server with `clearContext: true` does not trust its
+/// clients' context; linkerd forwards `Dtab-Local`, but a finagle service
+/// behind corelink would honour it).
 pub fn encode_request_head_with(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
@@ -69,11 +71,23 @@ pub fn encode_request_head_with(
     }
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); an HTTP/1.0 request may lack
+    // the field and name its host in the target, which the parser then took
+    // as `head.host`. (With no host anywhere, the caller supplies one.)
+    if head.version == Version::Http10 {
+        if let Some(host) = head.host.filter(|_| !head.headers.iter().any(|h| classify(h.name) == HeaderKind::Host)) {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     write_fields_except(out, head.headers, head.connection_names_fields, |name| {
-        // Only `l5d-` names can be dropped here: one cheap test for the rest.
-        name.len() > 4
-            && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
-            && (clear_context || extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+        if clear_context {
+            is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
+        } else {
+            // Only `l5d-` names can be replaced: one cheap test for the rest.
+            is_l5d(name) && extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        }
     });
     if head.framing == BodyFraming::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -93,6 +107,12 @@ pub fn encode_request_head_with(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A linkerd header: a name starting with `l5d-` (any case), as linkerd's
+/// `ClearMiscServerFilter` matches them.
+fn is_l5d(name: &str) -> bool {
+    name.len() >= 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
+}
+
 /// What the proxy decided about the client side of a response.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResponseHeadOptions {
@@ -103,6 +123,12 @@ pub struct ResponseHeadOptions {
     /// The body is chunked upstream but is sent de-chunked (to an HTTP/1.0
     /// client): drop the Transfer-Encoding field.
     pub dechunk: bool,
+    /// `clearContext`: drop every `l5d-*` field, as linkerd's
+    /// `ClearMiscServerFilter` does on the way back.
+    pub clear_context: bool,
+    /// The body is not relayed (`clearContext` and an `l5d-err` response):
+    /// send `Content-Length: 0` in place of upstream's framing fields.
+    pub empty_body: bool,
 }
 
 /// Encodes the response head sent to the client.
@@ -112,11 +138,21 @@ pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    if opts.clear_context {
+        write_fields_except(out, head.headers, head.connection_names_fields, |name| {
+            is_l5d(name) || (opts.empty_body && classify(name) == HeaderKind::ContentLength)
+        });
+    } else {
+        write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+    }
+    if opts.empty_body {
+        out.extend_from_slice(b"Content-Length: 0\r\n");
+    }
     // Upstream's codings pass unchanged: validated to end in chunked, or on a
     // close-delimited body (e.g. `gzip` alone), where they still apply. Only
-    // a body de-chunked for an HTTP/1.0 client loses them.
+    // a body de-chunked for an HTTP/1.0 client, or not sent, loses them.
     let keep_codings = match head.framing {
+        _ if opts.empty_body => false,
         BodyFraming::Chunked => !opts.dechunk,
         BodyFraming::CloseDelimited => true,
         _ => false,
@@ -162,6 +198,22 @@ pub fn encode_error_response(out: &mut Vec<u8>, status: u16, message: &str, clos
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(message.as_bytes());
     out.push(b'\n');
+}
+
+/// The error response of a server with `clearContext: true`: status only, no
+/// `l5d-err` and an empty body, as linkerd's `ClearMiscServerFilter` leaves
+/// its `ErrorResponder`'s answers (the text names dtabs and addresses that an
+/// untrusted client has no business reading).
+pub fn encode_cleared_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_status(out, status);
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_status(out: &mut Vec<u8>, status: u16) {
@@ -250,6 +302,71 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn clear_context_drops_the_clients_context_and_dtab_local() {
+        let buf = b"GET /x HTTP/1.1\r\nHost: b\r\nl5d-ctx-trace: t\r\nL5D-DTAB: /a=>/b\r\nDtab-Local: /a=>/b\r\nl5d-: x\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        encode_request_head_with(&mut out, &head, &[("l5d-dst-service", b"/svc/b")], true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /x HTTP/1.1\r\nHost: b\r\nVia: 1.1 corelink\r\nl5d-dst-service: /svc/b\r\n\r\n"
+        );
+        // Without clearContext only the fields corelink sets are replaced.
+        let mut out = Vec::new();
+        encode_request_head_with(&mut out, &head, &[("l5d-ctx-trace", b"mine")], false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("L5D-DTAB: /a=>/b\r\nDtab-Local: /a=>/b\r\n") && !text.contains(": t\r\n"), "{text}");
+    }
+
+    #[test]
+    fn http10_request_without_host_field_gets_its_targets_authority() {
+        let encode = |buf: &[u8]| {
+            let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+            let head = parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap();
+            let mut out = Vec::new();
+            encode_request_head(&mut out, &head, &[]);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            encode(b"GET http://b:81/x HTTP/1.0\r\nX: 1\r\n\r\n"),
+            "GET http://b:81/x HTTP/1.1\r\nHost: b:81\r\nX: 1\r\nVia: 1.0 corelink\r\n\r\n"
+        );
+        assert_eq!(
+            encode(b"GET http://b:81/x HTTP/1.0\r\nhost: b:81\r\n\r\n"),
+            "GET http://b:81/x HTTP/1.1\r\nhost: b:81\r\nVia: 1.0 corelink\r\n\r\n"
+        );
+        // No host anywhere: the proxy adds the endpoint's address, not this.
+        assert_eq!(encode(b"GET /x HTTP/1.0\r\n\r\n"), "GET /x HTTP/1.1\r\nVia: 1.0 corelink\r\n\r\n");
+    }
+
+    #[test]
+    fn cleared_responses_lose_l5d_fields_and_maybe_their_body() {
+        let buf = b"HTTP/1.1 502 Bad Gateway\r\nl5d-err: x\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_response(buf, &mut slots, Method::Get, false, &Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        let opts = ResponseHeadOptions { clear_context: true, ..Default::default() };
+        encode_response_head(&mut out, &head, opts);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\nX-A: 1\r\nContent-Length: 2\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_response_head(&mut out, &head, ResponseHeadOptions { empty_body: true, ..opts });
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 502 Bad Gateway\r\nX-A: 1\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        encode_cleared_error_response(&mut out, 400, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\nConnection: close\r\n\r\n"
         );
     }
 

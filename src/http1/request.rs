@@ -207,7 +207,10 @@ pub fn parse_request<'b, 'h>(
     if version == Version::Http11 && host.is_none() {
         return Err(ParseError::MissingHost);
     }
-    validate_target(method, target, host)?;
+    // An HTTP/1.0 request without Host names its host in an absolute-form or
+    // authority-form target, if at all (RFC 9112 §3.2.2): that is its Host.
+    let authority = validate_target(method, target, host)?;
+    let host = host.or(authority);
 
     let keep_alive = match version {
         Version::Http11 => !connection.close,
@@ -361,16 +364,19 @@ fn validate_host(value: &[u8]) -> Result<&str, ParseError> {
 }
 
 /// request-target forms (RFC 9112 §3.2): origin-form for most methods,
-/// absolute-form (whose authority must then agree with Host), authority-form
-/// only for CONNECT, asterisk-form only for OPTIONS.
-fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(), ParseError> {
+/// absolute-form only for other methods, authority-form only for CONNECT,
+/// asterisk-form only for OPTIONS. An absolute-form or authority-form target
+/// must agree with Host (a proxy routing on one and forwarding the other would
+/// let a client send a request somewhere its Host does not say); without Host
+/// (HTTP/1.0 only) its authority is returned to stand in for it.
+fn validate_target<'b>(method: Method, target: &'b str, host: Option<&str>) -> Result<Option<&'b str>, ParseError> {
     // httparse lets bytes >= 0x80 through (for UTF-8 paths); a request-target
     // is ASCII only (RFC 9112 §3.2, RFC 3986 §2): raw non-ASCII would reach the
     // next hop for it to decode as it likes.
     if !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ParseError::BadTarget);
     }
-    if method == Method::Connect {
+    let authority = if method == Method::Connect {
         // authority-form = uri-host ":" port (RFC 9112 §3.2.3).
         let valid = target.rsplit_once(':').is_some_and(|(host, port)| {
             !host.is_empty()
@@ -378,25 +384,29 @@ fn validate_target(method: Method, target: &str, host: Option<&str>) -> Result<(
                 && !port.is_empty()
                 && port.bytes().all(|b| b.is_ascii_digit())
         });
-        return if valid { Ok(()) } else { Err(ParseError::BadTarget) };
-    }
-    if target.starts_with('/') {
-        return Ok(());
-    }
-    if target == "*" {
-        return if method == Method::Options { Ok(()) } else { Err(ParseError::BadTarget) };
-    }
-    let rest = strip_prefix_ignore_case(target, "http://").or_else(|| strip_prefix_ignore_case(target, "https://"));
-    let Some(rest) = rest else {
-        return Err(ParseError::BadTarget);
+        if !valid {
+            return Err(ParseError::BadTarget);
+        }
+        target
+    } else if target.starts_with('/') {
+        return Ok(None);
+    } else if target == "*" {
+        return if method == Method::Options { Ok(None) } else { Err(ParseError::BadTarget) };
+    } else {
+        let rest = strip_prefix_ignore_case(target, "http://").or_else(|| strip_prefix_ignore_case(target, "https://"));
+        let Some(rest) = rest else {
+            return Err(ParseError::BadTarget);
+        };
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.is_empty() || authority.contains('@') || validate_host(authority.as_bytes()).is_err() {
+            return Err(ParseError::BadTarget);
+        }
+        authority
     };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() || authority.contains('@') {
-        return Err(ParseError::BadTarget);
-    }
     match host {
-        Some(h) if h.eq_ignore_ascii_case(authority) => Ok(()),
-        _ => Err(ParseError::HostMismatch),
+        None => Ok(Some(authority)),
+        Some(h) if h.eq_ignore_ascii_case(authority) => Ok(None),
+        Some(_) => Err(ParseError::HostMismatch),
     }
 }
 
@@ -544,5 +554,24 @@ mod tests {
         assert!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").unwrap().is_some());
         assert!(parse(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().is_some());
         assert!(parse(b"GET http://A/x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().is_some());
+        // The authority of a CONNECT must agree with Host, as an absolute-form
+        // target's must.
+        assert_eq!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: b:443\r\n\r\n"), Err(ParseError::HostMismatch));
+        assert_eq!(parse(b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n"), Err(ParseError::HostMismatch));
+    }
+
+    #[test]
+    fn http10_without_host_takes_the_targets_authority() {
+        let host = |buf: &[u8]| {
+            let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+            parse_request(buf, &mut slots, &Limits::default()).unwrap().unwrap().host.map(str::to_owned)
+        };
+        assert_eq!(host(b"GET http://b:8080/x HTTP/1.0\r\n\r\n").as_deref(), Some("b:8080"));
+        assert_eq!(host(b"CONNECT b:443 HTTP/1.0\r\n\r\n").as_deref(), Some("b:443"));
+        assert_eq!(host(b"GET /x HTTP/1.0\r\n\r\n"), None);
+        assert_eq!(parse(b"GET http://b c/ HTTP/1.0\r\n\r\n"), Err(ParseError::Malformed));
+        assert_eq!(parse(b"GET http://b/c@d HTTP/1.0\r\n\r\n").map(|h| h.is_some()), Ok(true));
+        assert_eq!(parse(b"GET http://u@b/ HTTP/1.0\r\n\r\n"), Err(ParseError::BadTarget));
+        assert_eq!(parse(b"GET http://b\"/ HTTP/1.0\r\n\r\n"), Err(ParseError::BadTarget));
     }
 }

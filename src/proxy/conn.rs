@@ -425,14 +425,14 @@ impl<B: Backend> Session<'_, B> {
         }
         sbuf.clear();
         if route.consume > 0 {
-            head.target = strip_segments(head.target, route.consume);
+            head.target = crate::routing::consume_segments(head.target, route.consume);
         }
         // linkerd's context headers, and an `l5d-reqid` when the request has
         // none of its own (or its own was cleared as untrusted).
         let [service, client] = route.context_headers();
         let mut reqid = [0u8; 16];
         let with_id;
-        let extra: &[(&str, &[u8])] = if !route.context {
+        let mut extra: &[(&str, &[u8])] = if !route.context {
             &[]
         } else if !self.settings.clear_context && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
         {
@@ -443,6 +443,20 @@ impl<B: Backend> Session<'_, B> {
             with_id = [service, client, ("l5d-reqid", &reqid[..])];
             &with_id
         };
+        // HTTP/1.0 may omit Host; what goes upstream is HTTP/1.1, which must
+        // carry one (RFC 9112 §3.2). The encoder writes the target's authority
+        // when there is one; without, the address of the endpoint chosen
+        // first stands in (the head is encoded once; a requeue to another
+        // endpoint keeps it).
+        let added_host;
+        let with_host;
+        if head.version == Version::Http10 && head.host.is_none() {
+            added_host = route.endpoint.addr.to_string();
+            let mut fields = [("Host", added_host.as_bytes()); 4];
+            fields[1..=extra.len()].copy_from_slice(extra);
+            with_host = fields;
+            extra = &with_host[..=extra.len()];
+        }
         http1::encode_request_head_with(sbuf, &head, extra, self.settings.clear_context);
         let head_len = head.head_len;
         let mut body = head.framing.reader();
@@ -484,7 +498,11 @@ impl<B: Backend> Session<'_, B> {
         tracing::debug!(router = %self.settings.label, error = %e, side = ?e.side(), "request failed");
         let mut out = self.ctx.take_buffer();
         out.clear();
-        http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
+        if self.settings.clear_context {
+            http1::encode_cleared_error_response(&mut out, e.status(), true);
+        } else {
+            http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
         self.ctx.give_buffer(out);
     }
@@ -504,35 +522,10 @@ fn starts_like_tls(buf: &[u8]) -> bool {
     buf.len() >= 2 && buf[0] == 0x16 && buf[1] == 0x03
 }
 
-/// Drops the first `n` path segments of a request target (`io.l5d.path` with
-/// `consume: true`): `/users/42?x` without one segment is `/42?x`.
-fn strip_segments(target: &str, n: usize) -> &str {
-    let mut rest = target;
-    for _ in 0..n {
-        let trimmed = rest.trim_start_matches('/');
-        let end = trimmed.find(['/', '?', '#']).unwrap_or(trimmed.len());
-        rest = &trimmed[end..];
-    }
-    // What is left is empty, a path, or only a query (`?x`): the encoder
-    // writes a `/` in front of a target that does not start with one.
-    if rest.is_empty() {
-        "/"
-    } else {
-        rest
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn consumed_segments_are_stripped() {
-        assert_eq!(strip_segments("/users/42?x=1", 1), "/42?x=1");
-        assert_eq!(strip_segments("/users", 1), "/");
-        assert_eq!(strip_segments("/users?x", 1), "?x");
-        assert_eq!(strip_segments("//a/b/c", 2), "/c");
-    }
     use crate::io::epoll::Epoll;
 
     /// An idle keep-alive connection costs its task's future, allocated once

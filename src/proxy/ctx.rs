@@ -31,7 +31,9 @@ pub struct RouterSettings {
     /// Enforced only when streaming is disabled (linkerd semantics).
     pub max_request_body: Option<u64>,
     pub max_response_body: Option<u64>,
-    /// `clearContext`: drop the client's `l5d-*` headers (untrusted clients).
+    /// `clearContext` (or the router's `contextHeaders: false`): drop the
+    /// client's `l5d-*` and `Dtab-Local` headers (untrusted clients), and
+    /// `l5d-*` from responses, as linkerd's clearContext does.
     pub clear_context: bool,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
@@ -55,7 +57,9 @@ impl RouterSettings {
             label: router.label().to_string(),
             limits: crate::http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
             max_call_depth: router.max_call_depth_for(server),
-            clear_context: server.clear_context,
+            // docs/config.md: `contextHeaders: false` is `clearContext: true`
+            // on every server of the router.
+            clear_context: server.clear_context || !router.context_headers,
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(idle),
             connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),

@@ -498,6 +498,9 @@ struct ResponseMeta {
     client_close: bool,
     /// Chunked upstream, HTTP/1.0 client: send the payload close-delimited.
     dechunk: bool,
+    /// `clearContext` and an `l5d-err` response: the client gets the head
+    /// with an empty body; upstream's body is not read.
+    drop_body: bool,
 }
 
 /// Reads the response (relaying any 1xx first) and streams it to the client.
@@ -561,6 +564,13 @@ async fn relay_response<B: Backend>(
             started.set(true);
             return Ok(Relayed::Tunnel);
         }
+        if rsp.drop_body {
+            // Rare (a downstream linkerd's error at an edge): the unread body
+            // goes with the upstream connection rather than being drained.
+            write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            started.set(true);
+            return Ok(Relayed::Done { upstream_reusable: false, client_close: rsp.client_close });
+        }
         let mut body = rsp.framing.reader();
         let leftover = stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.dechunk, started).await?;
         return Ok(Relayed::Done {
@@ -585,15 +595,24 @@ fn encode_response_head<B: Backend>(
     if !head.informational {
         s.status.set(head.status);
     }
-    let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10;
-    let client_close =
-        !meta.keep_alive || head.framing == BodyFraming::CloseDelimited || dechunk || s.ctx.shutdown.is_draining();
+    // linkerd's clearContext sends an `l5d-err` response (an error of a
+    // linkerd further on) with its l5d-* fields removed and an empty body.
+    let clear_context = s.settings.clear_context;
+    let drop_body = clear_context
+        && !head.informational
+        && matches!(head.framing, BodyFraming::Length(_) | BodyFraming::Chunked | BodyFraming::CloseDelimited)
+        && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-err"));
+    let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10 && !drop_body;
+    let close_delimited = head.framing == BodyFraming::CloseDelimited && !drop_body;
+    let client_close = !meta.keep_alive || close_delimited || dechunk || s.ctx.shutdown.is_draining();
     wbuf.clear();
     if !head.informational || meta.version == Version::Http11 {
         let opts = ResponseHeadOptions {
             close: client_close && !head.informational,
             keep_alive_http10: meta.version == Version::Http10 && !client_close,
             dechunk,
+            clear_context,
+            empty_body: drop_body,
         };
         http1::encode_response_head(wbuf, &head, opts);
     }
@@ -604,6 +623,7 @@ fn encode_response_head<B: Backend>(
         upstream_keep_alive: head.keep_alive,
         client_close,
         dechunk,
+        drop_body,
     };
     let head_len = head.head_len;
     consume(ubuf, head_len);

@@ -175,14 +175,49 @@ impl Identifier {
     }
 }
 
+/// The target forwarded after `io.l5d.path` with `consume: true` took the
+/// first `n` path segments: `/users/42?x` without one segment is `/42?x`.
+/// Segments are taken from the path of the URI, so an absolute-form target
+/// (`http://h/users/42?x`) is forwarded in origin-form (`/42?x`), as linkerd
+/// rewrites the URI from the request's path. The result is empty, a path, or
+/// only a query (`?x`): the encoder writes a `/` in front of a target that
+/// does not start with one.
+pub fn consume_segments(target: &str, n: usize) -> &str {
+    let mut rest = origin_part(target);
+    for _ in 0..n {
+        let trimmed = rest.trim_start_matches('/');
+        let end = trimmed.find(['/', '?', '#']).unwrap_or(trimmed.len());
+        rest = &trimmed[end..];
+    }
+    if rest.is_empty() {
+        "/"
+    } else {
+        rest
+    }
+}
+
 /// The path part of a request target (no query or fragment; the path of an
 /// absolute-form target).
 fn path_of(target: &str) -> &str {
-    let target = match target.find("://") {
-        Some(i) => target[i + 3..].find('/').map_or("/", |j| &target[i + 3 + j..]),
-        None => target,
-    };
+    let target = origin_part(target);
     &target[..target.find(['?', '#']).unwrap_or(target.len())]
+}
+
+/// What follows the authority of an absolute-form target (its path and
+/// query: `http://h/a?b` gives `/a?b`, `http://h` gives ``); any other form
+/// is returned whole. A target is absolute-form only when it does not start
+/// with `/`: a `://` inside an origin-form query (`/a?x=://y/b`) is data.
+fn origin_part(target: &str) -> &str {
+    if target.starts_with('/') {
+        return target;
+    }
+    match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            &rest[rest.find(['/', '?', '#']).unwrap_or(rest.len())..]
+        }
+        None => target,
+    }
 }
 
 #[cfg(test)]
@@ -216,7 +251,39 @@ mod tests {
         assert_eq!(name_of(&[IdentifierKind::Header { header: "l5d-name".into() }], get).unwrap(), "/s/custom");
         assert_eq!(name_of(&[IdentifierKind::Static { path: "/x/y".into() }], get).unwrap(), "/x/y");
         let v10 = b"GET /a HTTP/1.0\r\n\r\n";
+        // Only a target that does not start with `/` is absolute-form: a
+        // `://` in an origin-form query names nothing.
+        let tricky = b"GET /admin/secret?x=://y/api HTTP/1.1\r\nHost: b\r\n\r\n";
+        assert_eq!(name_of(&[IdentifierKind::Path { segments: 1, consume: false }], tricky).unwrap(), "/svc/admin");
+        assert_eq!(
+            name_of(&[IdentifierKind::MethodAndHost { http_uri_in_dst: true }], tricky).unwrap(),
+            "/svc/1.1/GET/b/admin/secret"
+        );
+        let absolute = b"GET http://b/users/42?x=1 HTTP/1.1\r\nHost: b\r\n\r\n";
+        assert_eq!(name_of(&[IdentifierKind::Path { segments: 1, consume: false }], absolute).unwrap(), "/svc/users");
         assert_eq!(name_of(&[IdentifierKind::MethodAndHost { http_uri_in_dst: false }], v10).unwrap(), "/svc/1.0/GET");
+    }
+
+    #[test]
+    fn consumed_segments_are_stripped() {
+        assert_eq!(consume_segments("/users/42?x=1", 1), "/42?x=1");
+        assert_eq!(consume_segments("/users", 1), "/");
+        assert_eq!(consume_segments("/users?x", 1), "?x");
+        assert_eq!(consume_segments("//a/b/c", 2), "/c");
+        // Absolute-form: from the path of the URI, forwarded in origin-form.
+        assert_eq!(consume_segments("http://h/users/42?x=1", 1), "/42?x=1");
+        assert_eq!(consume_segments("http://h/users", 1), "/");
+        assert_eq!(consume_segments("http://h/users?x", 1), "?x");
+    }
+
+    #[test]
+    fn origin_part_of_each_target_form() {
+        assert_eq!(origin_part("/a/b?c=://d/e"), "/a/b?c=://d/e");
+        assert_eq!(origin_part("http://h:1/a/b?c"), "/a/b?c");
+        assert_eq!(origin_part("HTTP://h?c"), "?c");
+        assert_eq!(origin_part("http://h"), "");
+        assert_eq!(origin_part("h:443"), "h:443");
+        assert_eq!(origin_part("*"), "*");
     }
 
     #[test]

@@ -88,5 +88,5 @@ mod identifier;
 mod snapshot;
 
 pub use cache::{CoreRoutes, Route, RouteTls};
-pub use identifier::{Identifier, Identifiers};
+pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use snapshot::{Endpoints, FsNamer, NamerInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot};
