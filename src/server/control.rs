@@ -108,9 +108,10 @@ impl Control {
         }
     }
 
-    /// Swaps in server certificates changed on disk (no restart, open
-    /// connections untouched). A changed but unusable pair is logged each
-    /// time it is seen, and the served one stays.
+    /// Swaps in server TLS whose files (certificate, key, intermediates,
+    /// client CA bundle) changed on disk: no restart, open connections
+    /// untouched, and new ticket keys with the new policy. A changed but
+    /// unusable set is logged once, and the served one stays.
     fn reload_certificates(&self) {
         let snapshot = self.shared.load_full();
         let mut seen = Vec::new();
@@ -123,12 +124,12 @@ impl Control {
             match tls.reload_if_changed() {
                 crate::tls::server::Reload::Unchanged => {}
                 crate::tls::server::Reload::Reloaded => {
-                    tracing::info!(router = %server.label, cert = %tls.cert_path().display(), "server certificate reloaded")
+                    tracing::info!(router = %server.label, cert = %tls.cert_path().display(), "server TLS files reloaded")
                 }
                 crate::tls::server::Reload::Failed(e) => tracing::error!(
                     router = %server.label,
                     error = %e,
-                    "server certificate changed but cannot be used; still serving the previous one"
+                    "server TLS files changed but cannot be used; still serving the previous ones"
                 ),
             }
         }
