@@ -615,3 +615,31 @@ fn a_servers_client_ca_bundle_changed_on_disk_is_picked_up_without_restart() {
         assert!(b.stderr_lines().iter().any(|l| l.contains("server TLS files reloaded")), "{io}");
     }
 }
+
+#[test]
+fn a_client_certificate_changed_on_disk_is_picked_up_without_restart() {
+    for io in backends() {
+        let dir = Dir::new("tls-client-cert");
+        let (ca, other) = (Ca::new("ca"), Ca::new("some other CA"));
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        // serviceA starts with a certificate serviceB does not trust.
+        let (a_cert, a_key) = other.issue("serviceA", Names::CnAndSan).write(dir.path(), "a");
+        let backend = Backend::start();
+        let tls = format!(
+            "{}      caCertPath: {}\n      requireClientAuth: true\n",
+            server_tls(&cert, &key),
+            ca_path.display()
+        );
+        let b = sidecar_b(backend.addr, &tls, io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, b.addr(), &client_with_certificate(&ca_path, &a_cert, &a_key), io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 502, "{io}: the first certificate is not trusted");
+
+        let renewed = ca.issue("serviceA", Names::CnAndSan);
+        replace_file(&a_key, &renewed.key_pem);
+        replace_file(&a_cert, &renewed.cert_pem);
+        assert_eq!(wait_for_status(&a, 200), 200, "{io}: the new client certificate was never presented");
+    }
+}
