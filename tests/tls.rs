@@ -6,8 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
@@ -19,12 +21,22 @@ use common::{backends, Corelink};
 /// Sidecar B: terminates TLS with `tls` (YAML lines under `tls:`) and routes
 /// everything to `backend`.
 fn sidecar_b(backend: SocketAddr, tls: &str, io: &str) -> Corelink {
-    let config = format!(
-        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: incoming\n  dtab: |\n    /svc/* => /$/inet/{}/{};\n  servers:\n  - port: 0\n    tls:\n{tls}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n",
+    Corelink::start(&tls_process(&[tls_router("incoming", backend, tls)]), io)
+}
+
+/// A router (an item of `routers:`) whose one server terminates TLS with
+/// `tls` and that routes everything to `backend`.
+fn tls_router(label: &str, backend: SocketAddr, tls: &str) -> String {
+    format!(
+        "- protocol: http\n  label: {label}\n  dtab: |\n    /svc/* => /$/inet/{}/{};\n  servers:\n  - port: 0\n    tls:\n{tls}",
         backend.ip(),
         backend.port()
-    );
-    Corelink::start(&config, io)
+    )
+}
+
+/// A config with these routers, one worker.
+fn tls_process(routers: &[String]) -> String {
+    format!("admin:\n  port: 0\nrouters:\n{}corelink:\n  workers: 1\n  shutdownDelayMs: 0\n", routers.concat())
 }
 
 fn server_tls(cert: &Path, key: &Path) -> String {
@@ -337,7 +349,7 @@ fn certificate_files_changed_on_disk_are_picked_up_without_restart() {
             assert!(started.elapsed() < Duration::from_secs(15), "{io}: the new certificate was never served");
             std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(b.stderr_lines().iter().any(|l| l.contains("server certificate reloaded")), "{io}");
+        assert!(b.stderr_lines().iter().any(|l| l.contains("server TLS files reloaded")), "{io}");
     }
 }
 
@@ -389,5 +401,245 @@ fn tls_client_on_a_plaintext_port_is_closed_without_an_answer_and_counted() {
         assert!(conn.take_buffered().is_empty(), "{io}: a plaintext answer would be garbage to a TLS client");
         assert_eq!(server_metric(&proxy, "tls_on_plaintext"), 1, "{io}");
         assert_eq!(backend.requests(), 0);
+    }
+}
+
+/// A TLS client of the test's own (rustls, blocking, outside corelink) that
+/// trusts `ca`, presents no certificate and keeps its sessions (rustls's
+/// default in-memory cache), so its next connection offers a ticket.
+fn ticket_keeping_client(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(corelink::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// One request to serviceB over a new connection from `client`: the status
+/// and whether the session was resumed, or the TLS (or socket) error.
+fn get_over_tls(client: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<(u16, bool), String> {
+    let name = rustls::pki_types::ServerName::try_from("serviceB").unwrap();
+    let conn = rustls::ClientConnection::new(client.clone(), name).unwrap();
+    let socket = TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, socket);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        let n = tls.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before the response".into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut rsp = httparse::Response::new(&mut headers);
+    rsp.parse(&head).unwrap();
+    let resumed = tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    Ok((rsp.code.unwrap(), resumed))
+}
+
+/// Replaces `path` in one step, as a deployment tool would.
+fn replace_file(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Sends requests for serviceB through `a` until one gets `status`, for up
+/// to 10 s; returns the last status.
+fn wait_for_status(a: &Corelink, status: u16) -> u16 {
+    let started = Instant::now();
+    loop {
+        let got = get(a.addr(), "/", "serviceB").unwrap().status;
+        if got == status || started.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_ticket_does_not_resume_on_a_server_of_the_same_process_that_requires_client_certificates() {
+    for io in backends() {
+        let dir = Dir::new("tls-ticket-scope");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let backend = Backend::start();
+        // Two servers with the same certificate: one open to any client, one
+        // requiring a client certificate.
+        let open = server_tls(&cert, &key);
+        let mtls = format!("{open}      caCertPath: {}\n      requireClientAuth: true\n", ca_path.display());
+        let config = tls_process(&[tls_router("open", backend.addr, &open), tls_router("mtls", backend.addr, &mtls)]);
+        let b = Corelink::start(&config, io);
+        let client = ticket_keeping_client(&ca_path);
+        assert_eq!(get_over_tls(&client, b.routers[0]), Ok((200, false)), "{io}");
+        assert_eq!(get_over_tls(&client, b.routers[0]), Ok((200, true)), "{io}: tickets work where they were issued");
+        let refused = get_over_tls(&client, b.routers[1]);
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("CertificateRequired")),
+            "{io}: a client without a certificate got {refused:?} from the mTLS server"
+        );
+        assert_eq!(backend.requests(), 2, "{io}");
+    }
+}
+
+#[test]
+fn a_session_from_the_real_server_does_not_resume_on_an_impostor_in_the_same_process() {
+    for io in backends() {
+        let dir = Dir::new("tls-impostor");
+        let (ca, unknown) = (Ca::new("ca"), Ca::new("unknown CA"));
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let (fake_cert, fake_key) = unknown.issue("serviceB", Names::CnAndSan).write(dir.path(), "fake");
+        let (real, impostor) = (Backend::start(), Backend::start());
+        let b = Corelink::start(
+            &tls_process(&[
+                tls_router("real", real.addr, &server_tls(&cert, &key)),
+                tls_router("impostor", impostor.addr, &server_tls(&fake_cert, &fake_key)),
+            ]),
+            io,
+        );
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        // A new connection per request, so each one offers the session.
+        let client = format!(
+            "    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n    hostConnectionPool:\n      maxIdle: 0\n",
+            ca_path.display()
+        );
+        let a = sidecar_a(&namers, b.routers[0], &client, io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+        assert_eq!(real.requests(), 1, "{io}");
+
+        // serviceB now resolves to the impostor's port.
+        let moved = b.routers[1];
+        replace_file(&namers.join("serviceB"), &format!("{} {}\n", moved.ip(), moved.port()));
+        let started = Instant::now();
+        let rsp = loop {
+            let before = real.requests();
+            let rsp = get(a.addr(), "/", "serviceB").unwrap();
+            if real.requests() == before || started.elapsed() > Duration::from_secs(5) {
+                break rsp;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(impostor.requests(), 0, "{io}: the impostor was trusted through a resumed session");
+        assert_eq!(rsp.status, 502, "{io}: {err}");
+        assert!(err.contains("unknown CA"), "{io}: {err}");
+    }
+}
+
+#[test]
+fn a_reload_that_requires_client_certificates_invalidates_older_tickets() {
+    for io in backends() {
+        let dir = Dir::new("tls-reload-tickets");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let backend = Backend::start();
+        let tls = |required: bool| {
+            format!(
+                "{}      caCertPath: {}\n      requireClientAuth: {required}\n",
+                server_tls(&cert, &key),
+                ca_path.display()
+            )
+        };
+        let b = sidecar_b(backend.addr, &tls(false), io);
+        let client = ticket_keeping_client(&ca_path);
+        assert_eq!(get_over_tls(&client, b.addr()), Ok((200, false)), "{io}");
+        assert_eq!(get_over_tls(&client, b.addr()), Ok((200, true)), "{io}");
+
+        replace_file(
+            &b.dir.path().join("corelink.yaml"),
+            &tls_process(&[tls_router("incoming", backend.addr, &tls(true))]),
+        );
+        let started = Instant::now();
+        let mut log = Vec::new();
+        while !log.iter().any(|l: &String| l.contains("config reloaded")) {
+            assert!(started.elapsed() < Duration::from_secs(5), "{io}: no reload: {log:?}");
+            std::thread::sleep(Duration::from_millis(100));
+            log.extend(b.stderr_lines());
+        }
+        let refused = get_over_tls(&client, b.addr());
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("CertificateRequired")),
+            "{io}: a ticket from before the reload got {refused:?}"
+        );
+        assert_eq!(backend.requests(), 2, "{io}");
+    }
+}
+
+/// Sidecar A's client section: serviceB's name and CA, and a client
+/// certificate.
+fn client_with_certificate(ca: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n      clientAuth:\n        certPath: {}\n        keyPath: {}\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    )
+}
+
+#[test]
+fn a_servers_client_ca_bundle_changed_on_disk_is_picked_up_without_restart() {
+    for io in backends() {
+        let dir = Dir::new("tls-ca-bundle");
+        let (ca, clients_ca) = (Ca::new("ca"), Ca::new("clients' CA"));
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let bundle = ca.write(dir.path(), "client-cas.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let (a_cert, a_key) = clients_ca.issue("serviceA", Names::CnAndSan).write(dir.path(), "a");
+        let backend = Backend::start();
+        let tls = format!(
+            "{}      caCertPath: {}\n      requireClientAuth: true\n",
+            server_tls(&cert, &key),
+            bundle.display()
+        );
+        let b = sidecar_b(backend.addr, &tls, io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, b.addr(), &client_with_certificate(&ca_path, &a_cert, &a_key), io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 502, "{io}: serviceA's CA is not trusted yet");
+
+        replace_file(&bundle, &format!("{}{}", ca.cert_pem, clients_ca.cert_pem));
+        assert_eq!(wait_for_status(&a, 200), 200, "{io}: the new client CA bundle was never used");
+        assert!(b.stderr_lines().iter().any(|l| l.contains("server TLS files reloaded")), "{io}");
+    }
+}
+
+#[test]
+fn a_client_certificate_changed_on_disk_is_picked_up_without_restart() {
+    for io in backends() {
+        let dir = Dir::new("tls-client-cert");
+        let (ca, other) = (Ca::new("ca"), Ca::new("some other CA"));
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        // serviceA starts with a certificate serviceB does not trust.
+        let (a_cert, a_key) = other.issue("serviceA", Names::CnAndSan).write(dir.path(), "a");
+        let backend = Backend::start();
+        let tls = format!(
+            "{}      caCertPath: {}\n      requireClientAuth: true\n",
+            server_tls(&cert, &key),
+            ca_path.display()
+        );
+        let b = sidecar_b(backend.addr, &tls, io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, b.addr(), &client_with_certificate(&ca_path, &a_cert, &a_key), io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 502, "{io}: the first certificate is not trusted");
+
+        let renewed = ca.issue("serviceA", Names::CnAndSan);
+        replace_file(&a_key, &renewed.key_pem);
+        replace_file(&a_cert, &renewed.cert_pem);
+        assert_eq!(wait_for_status(&a, 200), 200, "{io}: the new client certificate was never presented");
     }
 }

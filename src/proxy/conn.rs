@@ -98,7 +98,7 @@ async fn accept_tls<S: Stream>(
     counters: &TlsServerStats,
     io: S,
 ) -> Option<Box<TlsStream<S>>> {
-    let conn = match rustls::ServerConnection::new(tls.config.clone()) {
+    let conn = match rustls::ServerConnection::new(tls.config()) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(router = %settings.label, error = %e, "cannot start a TLS session");

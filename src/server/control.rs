@@ -44,6 +44,10 @@ pub struct Control {
     inputs: NamerInputs,
     last_dns: std::time::Instant,
     last_cert_poll: std::time::Instant,
+    /// Client TLS files whose snapshot failed to compile (a key that does
+    /// not match its certificate, half an update): not retried, nor logged
+    /// again, until they change.
+    client_tls_failed: Option<crate::tls::client::FileContents>,
     /// Set by the signal thread on SIGHUP.
     pub hup: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
@@ -72,6 +76,7 @@ impl Control {
             inputs,
             last_dns: std::time::Instant::now(),
             last_cert_poll: std::time::Instant::now(),
+            client_tls_failed: None,
             hup: Arc::new(AtomicBool::new(false)),
             stop: Arc::new(AtomicBool::new(false)),
             stats,
@@ -85,6 +90,7 @@ impl Control {
             if self.last_cert_poll.elapsed() >= CERT_POLL {
                 self.last_cert_poll = std::time::Instant::now();
                 self.reload_certificates();
+                self.reload_client_tls();
             }
             let hup = self.hup.swap(false, Ordering::Relaxed);
             let file_changed = self.config_watch.as_mut().is_some_and(Watched::changed);
@@ -102,15 +108,18 @@ impl Control {
                 let inputs = NamerInputs::load(&self.config, Some(&self.inputs));
                 if inputs.fs != self.inputs.fs || inputs.dns != self.inputs.dns {
                     self.inputs = inputs;
-                    self.publish(if namers_changed { "namer changed" } else { "DNS changed" });
+                    if self.publish(if namers_changed { "namer changed" } else { "DNS changed" }) {
+                        self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
     }
 
-    /// Swaps in server certificates changed on disk (no restart, open
-    /// connections untouched). A changed but unusable pair is logged each
-    /// time it is seen, and the served one stays.
+    /// Swaps in server TLS whose files (certificate, key, intermediates,
+    /// client CA bundle) changed on disk: no restart, open connections
+    /// untouched, and new ticket keys with the new policy. A changed but
+    /// unusable set is logged once, and the served one stays.
     fn reload_certificates(&self) {
         let snapshot = self.shared.load_full();
         let mut seen = Vec::new();
@@ -123,28 +132,46 @@ impl Control {
             match tls.reload_if_changed() {
                 crate::tls::server::Reload::Unchanged => {}
                 crate::tls::server::Reload::Reloaded => {
-                    tracing::info!(router = %server.label, cert = %tls.cert_path().display(), "server certificate reloaded")
+                    tracing::info!(router = %server.label, cert = %tls.cert_path().display(), "server TLS files reloaded")
                 }
                 crate::tls::server::Reload::Failed(e) => tracing::error!(
                     router = %server.label,
                     error = %e,
-                    "server certificate changed but cannot be used; still serving the previous one"
+                    "server TLS files changed but cannot be used; still serving the previous ones"
                 ),
             }
         }
     }
 
-    /// Compiles the current config and inputs into a new snapshot.
-    fn publish(&mut self, why: &str) {
+    /// Publishes a new snapshot when files of a client TLS profile (trust
+    /// roots, a `clientAuth` certificate or key) changed on disk: compiling
+    /// it builds the profiles again from the new files. Connections already
+    /// pooled keep the identity they were made with.
+    fn reload_client_tls(&mut self) {
+        let snapshot = self.shared.load_full();
+        let changed: Vec<_> = snapshot.routers.iter().filter_map(|r| r.client_tls.changed_files()).collect();
+        if changed.is_empty() || self.client_tls_failed.as_ref() == Some(&changed.concat()) {
+            return;
+        }
+        self.client_tls_failed = match self.publish("client TLS files changed") {
+            true => None,
+            false => Some(changed.concat()),
+        };
+    }
+
+    /// Compiles the current config and inputs into a new snapshot; returns
+    /// whether it was published.
+    fn publish(&mut self, why: &str) -> bool {
         match RoutingSnapshot::compile_with(&self.config, &self.inputs, self.generation + 1) {
             Ok(snapshot) => {
                 self.generation += 1;
                 self.shared.publish(snapshot);
-                self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(trigger = why, generation = self.generation, "routing updated");
+                true
             }
             Err(e) => {
-                tracing::error!(trigger = why, error = %e, "routing update failed; the previous routing keeps serving")
+                tracing::error!(trigger = why, error = %e, "routing update failed; the previous routing keeps serving");
+                false
             }
         }
     }
@@ -184,6 +211,7 @@ impl Control {
         self.namer_watches = namer_watches(&config);
         self.inputs = inputs;
         self.config = config;
+        self.client_tls_failed = None;
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         crate::logging::apply_config_level(self.config.corelink.log_level.as_deref());
         tracing::info!(trigger = why, generation = self.generation, "config reloaded");

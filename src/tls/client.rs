@@ -3,7 +3,8 @@
 //! check it.
 //!
 //! A router's [`ClientTlsPolicy`] is compiled from its `client` section when
-//! the routing snapshot is built (CA files are read then, off the data path).
+//! the routing snapshot is built (CA files are read then, off the data path;
+//! the control thread compiles it again when they change on disk).
 //! Each core derives the TLS target of a bound name once, when it first
 //! resolves it (see `routing::cache`), and keeps its own copy of every rustls
 //! `ClientConfig`, so TLS session resumption state is per core, unshared.
@@ -81,6 +82,24 @@ pub struct ClientTlsPolicy {
     prefixed: Vec<PrefixRule>,
     /// Templates; each core clones them (see [`ClientTlsPolicy::per_core`]).
     profiles: Vec<Arc<rustls::ClientConfig>>,
+    /// Per profile, the files it was built from and their bytes then.
+    sources: Vec<Sources>,
+}
+
+/// The files a profile is built from (trust roots, client certificate, key,
+/// intermediates) and their bytes, to tell when they change on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sources {
+    paths: Vec<String>,
+    contents: FileContents,
+}
+
+/// The bytes of a list of files; an unreadable file reads as empty (building
+/// the profile then reports it).
+pub type FileContents = Vec<Vec<u8>>;
+
+fn read_files(paths: &[String]) -> FileContents {
+    paths.iter().map(|p| std::fs::read(p).unwrap_or_default()).collect()
 }
 
 impl ClientTlsPolicy {
@@ -100,7 +119,18 @@ impl ClientTlsPolicy {
                 }
             }
         }
-        Ok(ClientTlsPolicy { base, prefixed, profiles: builder.profiles })
+        Ok(ClientTlsPolicy { base, prefixed, profiles: builder.profiles, sources: builder.sources })
+    }
+
+    /// The bytes of every file the profiles are built from, read now, when
+    /// any of them differs from what the profiles were built from: then a
+    /// snapshot compiled again builds new profiles with them (a new client
+    /// certificate, new trust roots), with new session caches. The control
+    /// thread polls this, as it polls the server certificates.
+    pub fn changed_files(&self) -> Option<FileContents> {
+        let now: Vec<FileContents> = self.sources.iter().map(|s| read_files(&s.paths)).collect();
+        let changed = now.iter().zip(&self.sources).any(|(now, built)| *now != built.contents);
+        changed.then(|| now.concat())
     }
 
     /// This core's rustls configurations, one per profile, each with its own
@@ -181,6 +211,7 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 #[derive(Default)]
 struct ProfileBuilder {
     profiles: Vec<Arc<rustls::ClientConfig>>,
+    sources: Vec<Sources>,
     /// Identical settings share one profile (and one session cache).
     seen: HashMap<ProfileKey, usize>,
 }
@@ -191,6 +222,18 @@ struct ProfileKey {
     trust: Option<Vec<String>>,
     client_auth: Option<(String, String, Option<String>)>,
     protocols: Vec<TlsVersion>,
+}
+
+impl ProfileKey {
+    /// The files the profile reads.
+    fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.trust.iter().flatten().cloned().collect();
+        if let Some((cert, key, intermediates)) = &self.client_auth {
+            paths.extend([cert.clone(), key.clone()]);
+            paths.extend(intermediates.clone());
+        }
+        paths
+    }
 }
 
 impl ProfileBuilder {
@@ -238,8 +281,9 @@ impl ProfileBuilder {
         if let Some(&i) = self.seen.get(&key) {
             return Ok(i);
         }
-        let config = shared_template(&key)?;
+        let (config, sources) = shared_template(&key)?;
         self.profiles.push(config);
+        self.sources.push(sources);
         self.seen.insert(key, self.profiles.len() - 1);
         Ok(self.profiles.len() - 1)
     }
@@ -248,24 +292,21 @@ impl ProfileBuilder {
 /// The template for these settings, built once per process and rebuilt only
 /// when the settings or the files they name change: snapshots compiled for
 /// namer updates share it, and so do the per-core session caches.
-fn shared_template(key: &ProfileKey) -> Result<Arc<rustls::ClientConfig>, String> {
-    type Registry = Vec<(ProfileKey, Vec<Vec<u8>>, Arc<rustls::ClientConfig>)>;
+fn shared_template(key: &ProfileKey) -> Result<(Arc<rustls::ClientConfig>, Sources), String> {
+    type Registry = Vec<(ProfileKey, FileContents, Arc<rustls::ClientConfig>)>;
     static REGISTRY: std::sync::OnceLock<std::sync::Mutex<Registry>> = std::sync::OnceLock::new();
-    let mut files: Vec<&str> = key.trust.iter().flatten().map(String::as_str).collect();
-    if let Some((cert, k, intermediates)) = &key.client_auth {
-        files.extend([cert.as_str(), k.as_str()]);
-        files.extend(intermediates.as_deref());
-    }
-    let contents: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap_or_default()).collect();
+    let paths = key.paths();
+    let contents = read_files(&paths);
     let registry = REGISTRY.get_or_init(Default::default);
     let mut registry = registry.lock().map_err(|_| "client TLS registry poisoned".to_string())?;
-    if let Some((_, _, t)) = registry.iter().find(|(k, c, _)| k == key && *c == contents) {
-        return Ok(t.clone());
+    let sources = Sources { paths, contents };
+    if let Some((_, _, t)) = registry.iter().find(|(k, c, _)| k == key && *c == sources.contents) {
+        return Ok((t.clone(), sources));
     }
     let template = Arc::new(build_client_config(key)?);
     registry.retain(|(k, _, _)| k != key);
-    registry.push((key.clone(), contents, template.clone()));
-    Ok(template)
+    registry.push((key.clone(), sources.contents.clone(), template.clone()));
+    Ok((template, sources))
 }
 
 pub fn versions(protocols: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
@@ -403,6 +444,33 @@ mod tests {
         // Another core (no known configs) gets its own.
         let (other, _) = second.per_core(&CoreConfigs::new());
         assert!(!Arc::ptr_eq(&configs[0], &other[0]));
+    }
+
+    #[test]
+    fn changed_trust_files_are_noticed_and_build_a_new_template() {
+        let dir = std::env::temp_dir().join(format!("corelink-client-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let self_signed = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().self_signed(&key).unwrap().pem()
+        };
+        std::fs::write(&ca, self_signed("one")).unwrap();
+        let client = ClientConfig {
+            tls: Some(ClientTlsConfig::Static {
+                common_name: "b".into(),
+                ca_cert_path: Some(ca.display().to_string()),
+            }),
+            ..Default::default()
+        };
+        let first = ClientTlsPolicy::compile(&client).unwrap();
+        assert_eq!(first.changed_files(), None);
+        std::fs::write(&ca, self_signed("two")).unwrap();
+        assert!(first.changed_files().is_some());
+        let second = ClientTlsPolicy::compile(&client).unwrap();
+        assert_eq!(second.changed_files(), None);
+        assert!(!Arc::ptr_eq(&first.profiles[0], &second.profiles[0]), "new files, new template");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

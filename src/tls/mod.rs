@@ -3,8 +3,8 @@
 //!
 //! - [`stream`]: [`TlsStream`] over any engine stream; [`MaybeTls`], what
 //!   the proxy reads and writes.
-//! - [`server`]: server TLS (certificates reloaded from disk, shared ticket
-//!   keys, optional client certificates).
+//! - [`server`]: server TLS (files reloaded from disk, ticket keys per TLS
+//!   policy, optional client certificates).
 //! - [`client`]: client TLS (static, boundPath, noValidation): the name a
 //!   destination must prove, derived from its bound path.
 //! - [`verify`]: webpki plus the subject-CN fallback for certificates with
