@@ -912,7 +912,10 @@ fn response_chunk_framing_is_rewritten_and_forbidden_trailers_dropped() {
 #[test]
 fn dropped_trailers_are_counted() {
     let backend = RawBackend::start_with(Arc::new(|_req: &Request| {
-        vec![Action::Send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nHost: evil\r\nX-Ok: 1\r\n\r\n".to_vec())]
+        vec![Action::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nHost: evil\r\nX-Ok: 1\r\n\r\n"
+                .to_vec(),
+        )]
     }));
     for io in backends() {
         let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);

@@ -35,7 +35,9 @@ impl BodyFraming {
 /// Tracks the end of one body as bytes stream through.
 #[derive(Debug, Clone)]
 pub enum BodyReader {
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     /// The decoder, and the re-encoder `forward` uses.
     Chunked(ChunkedDecoder, Rechunker),
     UntilClose,
