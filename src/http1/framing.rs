@@ -32,13 +32,11 @@ impl BodyFraming {
     }
 }
 
-/// Tracks the end of one body as bytes stream through.
+/// Tracks the end of one body as bytes stream through (and, for `forward`,
+/// re-encodes a chunked one: `Chunked` holds the decoder and the re-encoder).
 #[derive(Debug, Clone)]
 pub enum BodyReader {
-    Length {
-        remaining: u64,
-    },
-    /// The decoder, and the re-encoder `forward` uses.
+    Length { remaining: u64 },
     Chunked(ChunkedDecoder, Rechunker),
     UntilClose,
     Done,
