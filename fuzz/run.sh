@@ -23,7 +23,7 @@ FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$FUZZ_DIR")"
 SECONDS_PER_TARGET="${1:-30}"
 shift $(($# > 0 ? 1 : 0))
-ALL_TARGETS=(request_head response_head chunked request_framing dtab path config tls_name cert_name)
+ALL_TARGETS=(request_head response_head chunked rechunk request_framing dtab path config tls_name cert_name)
 if (($# > 0)); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 SEED="${FUZZ_SEED:-1}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FUZZ_DIR/target}"
@@ -45,7 +45,7 @@ fi
 flags_for() {
     case "$1" in
     request_head | request_framing) echo "-dict=$FUZZ_DIR/dict/http.dict -max_len=16384" ;;
-    response_head | chunked) echo "-dict=$FUZZ_DIR/dict/http.dict" ;;
+    response_head | chunked | rechunk) echo "-dict=$FUZZ_DIR/dict/http.dict" ;;
     *) echo "" ;;
     esac
 }

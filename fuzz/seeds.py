@@ -4,7 +4,7 @@
 Run from anywhere: `python3 fuzz/seeds.py`. Existing seed-* files of each
 target are replaced; other (fuzzer-generated, git-ignored) files are left alone.
 
-`chunked` and `request_framing` inputs start with the split header read by
+`chunked`, `rechunk` and `request_framing` inputs start with the split header read by
 `corelink_fuzz::split_input`: one byte n (cut count), then n little-endian u16
 cut offsets into the payload that follows.
 """
@@ -89,6 +89,20 @@ CHUNKED = {
     "many-tiny": split(b"1\r\na\r\n" * 24 + b"0\r\n\r\n", (3, 50, 100)),
 }
 
+RECHUNK = {
+    "bws-extension": split(b"5 ;a=b\r\nhello\r\n0\r\n\r\n"),
+    "extensions-split": split(b"5\t;a=\"x;y\"\r\nhello\r\n0;last\r\n\r\n", (3, 12)),
+    "hex-zeros": split(b"000A\r\n0123456789\r\n0000\r\n\r\n", (8,)),
+    "forbidden-trailers": split(
+        b"2\r\nok\r\n0\r\nContent-Length: 5\r\nX-Checksum:  abc \r\nHost: evil\r\n"
+        b"Transfer-Encoding: chunked\r\nSet-Cookie: a=b\r\nl5d-dtab: /svc=>/x\r\nX-Empty:\r\n\r\n",
+        (12, 30, 31),
+    ),
+    "trailer-split-everywhere": split(b"1\r\na\r\n0\r\nA:1\r\nB:\t2\t\r\n\r\nGET / HTTP/1.1\r\n", (9, 10, 11, 12, 13, 14, 15, 16)),
+    "many-tiny": split(b"1\r\na\r\n" * 24 + b"0\r\n\r\n", (3, 50, 100)),
+    "bad-trailer": split(b"0\r\nBad Name: x\r\n\r\n"),
+}
+
 FRAMING = {
     "pipelined": split(REQUESTS["pipelined"], (5, 30, 60)),
     "pipelined-chunked": split(REQUESTS["post-chunked"] + REQUESTS["wrk-get"], (70, 71)),
@@ -149,6 +163,7 @@ def write(target, seeds):
 write("request_head", REQUESTS)
 write("response_head", RESPONSES)
 write("chunked", CHUNKED)
+write("rechunk", RECHUNK)
 write("request_framing", FRAMING)
 write("dtab", DTABS)
 write("path", PATHS)

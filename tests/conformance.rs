@@ -41,11 +41,14 @@ use common::{backends, simple_config, Corelink};
 // Request cases: model and runner.
 // ---------------------------------------------------------------------------
 
-/// A request the backend must receive: method, target, de-chunked body.
+/// A request the backend must receive: method, target, de-chunked body, and
+/// (for a chunked body, which must arrive in corelink's canonical framing)
+/// its trailer field lines.
 struct Fwd {
     method: &'static str,
     target: &'static str,
     body: Vec<u8>,
+    trailers: Vec<&'static str>,
 }
 
 struct Case {
@@ -69,7 +72,7 @@ struct Case {
 }
 
 fn fwd(list: &[(&'static str, &'static str, &[u8])]) -> Vec<Fwd> {
-    list.iter().map(|&(method, target, body)| Fwd { method, target, body: body.to_vec() }).collect()
+    list.iter().map(|&(method, target, body)| Fwd { method, target, body: body.to_vec(), trailers: vec![] }).collect()
 }
 
 /// A request that must be refused with `status`, the connection closed, and
@@ -150,6 +153,19 @@ impl Case {
         self.may_abort = true;
         self
     }
+
+    /// The rest of a valid request, sent 100 ms later (so it is streamed
+    /// after the head went upstream).
+    fn rest_after_pause(mut self, more: &[u8]) -> Case {
+        self.then = more.to_vec();
+        self
+    }
+
+    /// The trailer lines the first forwarded request must carry.
+    fn trailers(mut self, lines: &[&'static str]) -> Case {
+        self.expect_backend[0].trailers = lines.to_vec();
+        self
+    }
 }
 
 const FOLLOW_UP: &[u8] = b"GET /follow-up HTTP/1.1\r\nHost: svc\r\n\r\n";
@@ -207,6 +223,17 @@ fn check_forwarded(got: &Request, want: &Fwd) -> Result<(), String> {
             show(&want.body)
         ));
     }
+    if got.header("transfer-encoding").is_some() {
+        let body_at = got.raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(got.raw.len(), |i| i + 4);
+        let trailers = canonical_chunked(&got.raw[body_at..])
+            .map_err(|why| format!("{} {}: chunked body not in canonical framing: {why}", got.method, got.target))?;
+        if trailers != want.trailers {
+            return Err(format!(
+                "{} {}: backend got trailers {trailers:?}, expected {:?}",
+                got.method, got.target, want.trailers
+            ));
+        }
+    }
     let via = got.header("via").unwrap_or_default();
     if !String::from_utf8_lossy(via).contains("corelink") {
         return Err(format!(
@@ -217,6 +244,56 @@ fn check_forwarded(got: &Request, want: &Fwd) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The trailer lines of a chunked body written in corelink's canonical
+/// framing, or why it is not: each chunk `<lower-case hex, no leading
+/// zero>\r\n<data>\r\n` (no extension, no whitespace, no empty chunk), then
+/// `0\r\n`, trailer lines `name: value\r\n` (or `name:\r\n`), `\r\n`, and
+/// nothing after. A hand-written oracle, independent of corelink's codec.
+fn canonical_chunked(mut b: &[u8]) -> Result<Vec<String>, String> {
+    fn line<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], String> {
+        let end = b.windows(2).position(|w| w == b"\r\n").ok_or_else(|| format!("no CRLF in {}", show(b)))?;
+        let l = &b[..end];
+        *b = &b[end + 2..];
+        Ok(l)
+    }
+    loop {
+        let size_line = line(&mut b)?;
+        if size_line == b"0" {
+            break;
+        }
+        let hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+        if size_line.first().is_none_or(|&c| c == b'0') || !size_line.iter().all(hex) {
+            return Err(format!("size line `{}`", show(size_line)));
+        }
+        let size = usize::from_str_radix(std::str::from_utf8(size_line).unwrap_or("x"), 16)
+            .map_err(|e| format!("size line `{}`: {e}", show(size_line)))?;
+        if b.len() < size + 2 || &b[size..size + 2] != b"\r\n" {
+            return Err(format!("chunk of {size} not followed by CRLF: {}", show(b)));
+        }
+        b = &b[size + 2..];
+    }
+    let mut trailers = Vec::new();
+    loop {
+        let l = line(&mut b)?;
+        if l.is_empty() {
+            break;
+        }
+        let text = String::from_utf8_lossy(l).into_owned();
+        let (name, value) = text.split_once(':').ok_or_else(|| format!("trailer `{text}` without a colon"))?;
+        let canonical = !name.is_empty()
+            && name.bytes().all(|c| c.is_ascii_graphic())
+            && (value.is_empty() || (value.starts_with(' ') && value.len() > 1 && value.trim() == &value[1..]));
+        if !canonical {
+            return Err(format!("trailer line `{text}`"));
+        }
+        trailers.push(text);
+    }
+    if !b.is_empty() {
+        return Err(format!("bytes after the chunked body: {}", show(b)));
+    }
+    Ok(trailers)
 }
 
 /// Requests the backend saw since `cursor`. Every byte received since
@@ -287,7 +364,7 @@ fn run_case(addr: SocketAddr, backend: &RawBackend, case: &Case) -> Result<(), S
         }
     }
     let mut expected: Vec<&Fwd> = case.expect_backend.iter().collect();
-    let follow_up = Fwd { method: "GET", target: "/follow-up", body: vec![] };
+    let follow_up = Fwd { method: "GET", target: "/follow-up", body: vec![], trailers: vec![] };
     if case.close {
         expect_closed(&mut c, Duration::from_secs(2))?;
         // Give anything forwarded late a moment to arrive.
@@ -372,7 +449,7 @@ fn valid_requests_are_forwarded_exactly() {
         accept("chunked body", "RFC 9112 §7.1", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", &[("POST", "/c", b"hello world")]),
         accept("chunk extensions, token and quoted", "RFC 9112 §7.1.1", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b;c=\"d;e\"\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
         accept("BWS before a chunk extension (`5 ;ext`)", "RFC 9112 §7.1.1 (chunk-ext = *( BWS \";\" BWS ... ))", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5 ;ext\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
-        accept("trailer section", "RFC 9112 §7.1.2", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n", &[("POST", "/c", b"hello")]),
+        accept("trailer section", "RFC 9112 §7.1.2", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n", &[("POST", "/c", b"hello")]).trailers(&["X-Trailer: 1"]),
         accept("upper-case hex, leading zeros", "RFC 9112 §7.1 (chunk-size = 1*HEXDIG)", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\n\r\n000A\r\n0123456789\r\n00\r\n\r\n", &[("POST", "/c", b"0123456789")]),
         accept("`Transfer-Encoding: Chunked`", "RFC 9112 §7 (coding names are case-insensitive)", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
         accept("Content-Length with OWS (`  5 `)", "RFC 9110 §5.5 (OWS around a field value is not part of it)", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length:  5 \r\n\r\nhello", &[("POST", "/p", b"hello")]),
@@ -492,6 +569,27 @@ fn malformed_chunked_bodies() {
     run_table(&cases);
 }
 
+/// Trailer fields RFC 9110 §6.5.1 forbids, mixed with allowed ones.
+const MIXED_TRAILERS: &[u8] = b"0\r\nContent-Length: 5\r\nX-Checksum:  abc \r\nHost: evil\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer x\r\nTrailer: X-Checksum\r\nl5d-dtab: /svc=>/evil\r\nX-Empty:\r\n\r\n";
+
+/// What a strict next hop gets must be framed one way only: corelink writes
+/// chunk framing itself (every forwarded chunked body is checked against
+/// `canonical_chunked` in `check_forwarded`) and drops forbidden trailers.
+#[test]
+fn chunk_framing_is_rewritten_and_forbidden_trailers_dropped() {
+    let mixed = [&chunked(b"5\r\nhello\r\n")[..], MIXED_TRAILERS].concat();
+    #[rustfmt::skip]
+    let cases = vec![
+        accept("BWS before an extension `5 ;a=b` reaches the backend as `5`", "RFC 9112 §7.1.1; Weikop, 'Funky chunks' (2025): BWS parsed differently by strict and lenient hops", &chunked(b"5 ;a=b\r\nhello\r\n0\r\n\r\n"), &[("POST", "/", b"hello")]),
+        accept("tab BWS and a quoted extension with `;` inside", "RFC 9112 §7.1.1; HTTP Garden (Kallus et al., 2024)", &chunked(b"5\t;a=\"x;y\"\r\nhello\r\n0;last\r\n\r\n"), &[("POST", "/", b"hello")]),
+        accept("`0000` last chunk and upper-case hex", "RFC 9112 §7.1 (chunk-size = 1*HEXDIG); nginx/HAProxy chunk-size tests", &chunked(b"00B\r\nhello world\r\n0000\r\n\r\n"), &[("POST", "/", b"hello world")]),
+        accept("forbidden trailers dropped, allowed ones kept", "RFC 9110 §6.5.1; RFC 9112 §7.1.2 (a proxy must not merge them into the header section)", &mixed, &[("POST", "/", b"hello")]).trailers(&["X-Checksum: abc", "X-Empty:"]),
+        accept("forbidden trailers streamed after the head", "RFC 9110 §6.5.1; docs/http1.md (bodies stream)", &chunked(b"5 ;a\r\nhel"), &[("POST", "/", b"hello")]).rest_after_pause(&[&b"lo\r\n"[..], MIXED_TRAILERS].concat()).trailers(&["X-Checksum: abc", "X-Empty:"]),
+        accept("trailer-only `Content-Length: 0` does not frame the next request", "PortSwigger (2019) request smuggling via trailers; RFC 9110 §6.5.1", &[&chunked(b"0\r\nContent-Length: 44\r\n\r\n")[..], b"GET /next HTTP/1.1\r\nHost: svc\r\n\r\n"].concat(), &[("POST", "/", b""), ("GET", "/next", b"")]),
+    ];
+    run_table(&cases);
+}
+
 // ---------------------------------------------------------------------------
 // Line endings, obs-fold, control and non-ASCII bytes.
 // ---------------------------------------------------------------------------
@@ -543,6 +641,10 @@ fn request_line_version_target_and_host() {
         reject("CONNECT without authority", "RFC 9112 §3.2.3 (authority-form)", b"CONNECT / HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
         reject("CONNECT authority without a port", "RFC 9112 §3.2.3 (authority-form = uri-host \":\" port)", b"CONNECT svc HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
         reject("relative target", "RFC 9112 §3.2", b"GET a/b HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        reject("fragment in an origin-form target `/a#b`", "RFC 9112 §3.2 (no form of request-target has a fragment); HAProxy CVE-2023-45539", b"GET /a#b HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        reject("fragment hiding a path `/pub#/../admin`", "HAProxy CVE-2023-45539 (a next hop cutting at `#` sees another path)", b"GET /pub?x#/../admin HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        reject("fragment in an absolute-form target", "RFC 9112 §3.2.2 (absolute-URI has no fragment)", b"GET http://svc/a#b HTTP/1.1\r\nHost: svc\r\n\r\n", 400),
+        pipeline("fragment after a good pipelined request", "RFC 9112 §3.2; RFC 9112 §9.3.2", b"GET /one HTTP/1.1\r\nHost: svc\r\n\r\nGET /two#x HTTP/1.1\r\nHost: svc\r\n\r\nGET /three HTTP/1.1\r\nHost: svc\r\n\r\n", &[200, 400], &[("GET", "/one", b"")]),
         reject("missing Host in HTTP/1.1", "RFC 9112 §3.2 (MUST respond 400)", b"GET / HTTP/1.1\r\n\r\n", 400),
         reject("duplicate Host, differing", "RFC 9112 §3.2 (more than one Host: 400)", b"GET / HTTP/1.1\r\nHost: svc\r\nHost: evil\r\n\r\n", 400),
         reject("duplicate Host, identical", "RFC 9112 §3.2 (more than one Host: 400)", b"GET / HTTP/1.1\r\nHost: svc\r\nHost: svc\r\n\r\n", 400),
@@ -599,6 +701,10 @@ enum Up {
     Truncated,
     /// Control: a valid response; the upstream connection is pooled and reused.
     Pooled,
+    /// A valid chunked response: relayed in canonical framing (see
+    /// `canonical_chunked`) with this payload and these trailer lines, and
+    /// the upstream connection pooled.
+    Rechunked { body: &'static [u8], trailers: &'static [&'static str] },
 }
 
 struct UpCase {
@@ -654,6 +760,17 @@ fn run_up_case(addr: SocketAddr, backend: &RawBackend, index: usize, case: &UpCa
             }
         }
         (Up::Pooled, Ok(r)) if r.status == 200 && r.body == b"ok" => {}
+        (Up::Rechunked { body, trailers }, Ok(r)) if r.status == 200 => {
+            let got = canonical_chunked(&r.chunked_raw)
+                .map_err(|why| format!("client got a chunked body not in canonical framing: {why}"))?;
+            if r.body != *body || got != *trailers {
+                return Err(format!("client got body {:?} trailers {got:?}", show(&r.body)));
+            }
+            let extra = c.take_buffered();
+            if !extra.is_empty() {
+                return Err(format!("extra bytes after the response: {}", show(&extra)));
+            }
+        }
         (Up::Truncated, Err(e))
             if matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset) => {}
         (_, Ok(r)) => {
@@ -666,7 +783,7 @@ fn run_up_case(addr: SocketAddr, backend: &RawBackend, index: usize, case: &UpCa
         return Err(format!("backend saw {} requests, expected 1", requests.len()));
     };
     let first_conn = first.conn;
-    let pooled = matches!(case.expect, Up::Pooled);
+    let pooled = matches!(case.expect, Up::Pooled | Up::Rechunked { .. });
     let wait = Duration::from_millis(if pooled { 100 } else { 2000 });
     if backend.wait_closed(first_conn, wait) == pooled {
         return Err(if pooled {
@@ -771,4 +888,42 @@ fn late_bytes_after_a_response_do_not_poison_the_pool() {
         up_split("204 with its body after a pause", "RFC 9112 §6.3 rule 1 (204 has no body)", "GET", b"HTTP/1.1 204 No Content\r\n\r\n", Some(b"hello"), Up::Relayed { status: 204, body: b"" }),
     ];
     run_up_table(cases);
+}
+
+/// The response direction of `chunk_framing_is_rewritten_and_forbidden_trailers_dropped`:
+/// a client (or the next proxy) gets corelink's chunk framing and no trailer
+/// field RFC 9110 §6.5.1 forbids.
+#[test]
+fn response_chunk_framing_is_rewritten_and_forbidden_trailers_dropped() {
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const TRAILERS: &[u8] = b"0\r\nContent-Length: 5\r\nX-Checksum:  abc \r\nSet-Cookie: admin=1\r\nTransfer-Encoding: chunked\r\nLocation: /evil\r\nX-Empty:\r\n\r\n";
+    let mixed = [HEAD, b"2 ;a=b\r\nok\r\n", TRAILERS].concat();
+    #[rustfmt::skip]
+    let cases = vec![
+        up("BWS before an extension in a response chunk", "RFC 9112 §7.1.1; Weikop, 'Funky chunks' (2025)", &[HEAD, b"2 ;a=b\r\nok\r\n0\r\n\r\n"].concat(), Up::Rechunked { body: b"ok", trailers: &[] }),
+        up("upper-case hex, leading zeros, extension on the last chunk", "RFC 9112 §7.1", &[HEAD, b"0002\r\nok\r\n000;x=\"y\"\r\n\r\n"].concat(), Up::Rechunked { body: b"ok", trailers: &[] }),
+        up("forbidden response trailers dropped", "RFC 9110 §6.5.1 (framing, response controls, authentication)", &mixed, Up::Rechunked { body: b"ok", trailers: &["X-Checksum: abc", "X-Empty:"] }),
+        up_split("forbidden response trailers after a pause", "RFC 9110 §6.5.1; docs/http1.md (bodies stream)", "GET", &[HEAD, b"2;a\r\no"].concat(), Some(&[&b"k\r\n"[..], TRAILERS].concat()), Up::Rechunked { body: b"ok", trailers: &["X-Checksum: abc", "X-Empty:"] }),
+    ];
+    run_up_table(cases);
+}
+
+/// Dropped trailer fields are counted per server, by direction.
+#[test]
+fn dropped_trailers_are_counted() {
+    let backend = RawBackend::start_with(Arc::new(|_req: &Request| {
+        vec![Action::Send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nHost: evil\r\nX-Ok: 1\r\n\r\n"
+                .to_vec(),
+        )]
+    }));
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = open(proxy.addr());
+        c.send(&chunked(b"2\r\nhi\r\n0\r\nContent-Length: 9\r\nCookie: a=b\r\nX-Ok: 1\r\n\r\n"));
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!((rsp.status, rsp.trailers.as_slice()), (200, &["X-Ok: 1".to_string()][..]), "{io}");
+        assert_eq!(proxy.metric_ending("/request_trailers_dropped"), 2.0, "{io}");
+        assert_eq!(proxy.metric_ending("/response_trailers_dropped"), 1.0, "{io}");
+    }
 }

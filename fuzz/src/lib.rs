@@ -1,8 +1,8 @@
 //! Helpers shared by the corelink fuzz targets.
 //!
-//! The differential targets (`chunked`, `request_framing`) feed the same bytes
-//! to the code under test whole and split into pieces; the fuzzer chooses the
-//! cut points with a small header in front of the payload:
+//! The differential targets (`chunked`, `rechunk`, `request_framing`) feed
+//! the same bytes to the code under test whole and split into pieces; the
+//! fuzzer chooses the cut points with a small header in front of the payload:
 //!
 //! ```text
 //! byte 0        n = byte % 16: number of cut points

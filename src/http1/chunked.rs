@@ -1,9 +1,10 @@
 //! Incremental, strict decoder for the chunked transfer coding (RFC 9112 §7.1).
 //!
-//! The proxy forwards chunked bodies byte for byte; this decoder validates them
-//! and finds where the message ends, so a pipelined next request or a smuggled
-//! one can never be mistaken for body. It accepts input split at any byte and
-//! never buffers: state lives in a small enum.
+//! This decoder validates chunked bodies and finds where the message ends, so
+//! a pipelined next request or a smuggled one can never be mistaken for body;
+//! the proxy then forwards what it decoded, re-encoded (`rechunk.rs`), never
+//! the peer's framing bytes. It accepts input split at any byte and never
+//! buffers: state lives in a small enum.
 //!
 //! Strictness (what gets `BadChunk`): a chunk-size must be 1*HEXDIG with no sign,
 //! prefix or overflow; whitespace after it is allowed only before a `;`
@@ -61,6 +62,18 @@ enum ExtState {
     AfterValue,
 }
 
+/// What `decode_events` reports besides where the message ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkedEvent<'a> {
+    /// A run of payload bytes (never empty).
+    Data(&'a [u8]),
+    /// Bytes of a trailer field line (`name: value`, without its CRLF). A
+    /// line split across inputs arrives in several parts.
+    TrailerPart(&'a [u8]),
+    /// The trailer field line reported so far is complete (its CRLF seen).
+    TrailerEnd,
+}
+
 /// Result of one `decode` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkedProgress {
@@ -106,12 +119,30 @@ impl ChunkedDecoder {
     /// Feeds `input`; calls `on_data` with each run of payload bytes. Stops at
     /// the end of the message, so `consumed` may be less than `input.len()`.
     pub fn decode(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) -> Result<ChunkedProgress, ParseError> {
+        self.decode_events(input, |event| {
+            if let ChunkedEvent::Data(data) = event {
+                on_data(data);
+            }
+        })
+    }
+
+    /// `decode`, also reporting the trailer field lines, for a caller that
+    /// re-encodes the message (`Rechunker`). The decoder still buffers
+    /// nothing: a trailer line split across inputs comes in parts.
+    pub fn decode_events(
+        &mut self,
+        input: &[u8],
+        mut on_event: impl FnMut(ChunkedEvent<'_>),
+    ) -> Result<ChunkedProgress, ParseError> {
+        // Where the trailer line being read starts in `input` (0 when it
+        // began in an earlier input).
+        let mut line_start = matches!(self.state, State::TrailerName | State::TrailerValue).then_some(0);
         let mut i = 0;
         while i < input.len() {
             if self.state == State::Data {
                 let available = input.len() - i;
                 let take = available.min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-                on_data(&input[i..i + take]);
+                on_event(ChunkedEvent::Data(&input[i..i + take]));
                 i += take;
                 self.remaining -= take as u64;
                 if self.remaining == 0 {
@@ -122,8 +153,24 @@ impl ChunkedDecoder {
             if self.state == State::Done {
                 return Ok(ChunkedProgress { consumed: i, done: true });
             }
+            let before = self.state;
             self.step(input[i])?;
+            match (before, self.state) {
+                (State::TrailerStart, State::TrailerName) => line_start = Some(i),
+                (State::TrailerValue, State::TrailerLf) => {
+                    if let Some(start) = line_start.take() {
+                        on_event(ChunkedEvent::TrailerPart(&input[start..i]));
+                    }
+                }
+                (State::TrailerLf, State::TrailerStart) => on_event(ChunkedEvent::TrailerEnd),
+                _ => {}
+            }
             i += 1;
+        }
+        if let Some(start) = line_start {
+            if start < input.len() {
+                on_event(ChunkedEvent::TrailerPart(&input[start..]));
+            }
         }
         Ok(ChunkedProgress { consumed: i, done: self.state == State::Done })
     }
@@ -303,6 +350,33 @@ mod tests {
         for input in bad {
             assert!(decode_all(input).is_err(), "accepted {:?}", String::from_utf8_lossy(input));
             assert!(decode_split(input).is_err(), "split accepted {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn trailer_lines_are_reported_whole_however_split() {
+        let input = b"2;x\r\nok\r\n0\r\nA: 1\r\nBee:\t two \r\n\r\nNEXT";
+        for step in 1..=input.len() {
+            let mut d = ChunkedDecoder::new();
+            let (mut line, mut lines, mut data) = (Vec::new(), Vec::new(), Vec::new());
+            let mut consumed = 0;
+            for piece in input.chunks(step) {
+                let p = d
+                    .decode_events(piece, |e| match e {
+                        ChunkedEvent::Data(b) => data.extend_from_slice(b),
+                        ChunkedEvent::TrailerPart(b) => line.extend_from_slice(b),
+                        ChunkedEvent::TrailerEnd => lines.push(std::mem::take(&mut line)),
+                    })
+                    .unwrap();
+                consumed += p.consumed;
+                if p.done {
+                    break;
+                }
+            }
+            assert_eq!(data, b"ok", "step {step}");
+            assert_eq!(lines, [&b"A: 1"[..], b"Bee:\t two "], "step {step}");
+            assert!(line.is_empty());
+            assert_eq!(&input[consumed..], b"NEXT", "step {step}");
         }
     }
 

@@ -372,8 +372,11 @@ fn validate_host(value: &[u8]) -> Result<&str, ParseError> {
 fn validate_target<'b>(method: Method, target: &'b str, host: Option<&str>) -> Result<Option<&'b str>, ParseError> {
     // httparse lets bytes >= 0x80 through (for UTF-8 paths); a request-target
     // is ASCII only (RFC 9112 §3.2, RFC 3986 §2): raw non-ASCII would reach the
-    // next hop for it to decode as it likes.
-    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+    // next hop for it to decode as it likes. No form of request-target has a
+    // fragment (RFC 9112 §3.2): a next hop that cuts at `#` routes or
+    // authorises `/a` where corelink saw `/a#/../b` (HAProxy CVE-2023-45539).
+    // Both checks share one pass over the target.
+    if !target.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
         return Err(ParseError::BadTarget);
     }
     let authority = if method == Method::Connect {
@@ -509,6 +512,11 @@ mod tests {
             // Raw non-ASCII in the target (httparse accepts it).
             (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
             (b"GET http://a/\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            // A fragment in any form of target (RFC 9112 §3.2; CVE-2023-45539).
+            (b"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET /a?q#/../admin HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET http://a/x#y HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
+            (b"GET # HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::BadTarget),
         ];
         for (input, err) in cases {
             assert_eq!(parse(input), Err(*err), "{}", String::from_utf8_lossy(input));

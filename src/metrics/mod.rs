@@ -302,6 +302,11 @@ pub struct ServerStats {
     /// TLS ClientHellos refused on this plaintext server (a client set up
     /// for TLS pointed at the wrong port).
     pub tls_on_plaintext: Counter,
+    /// Trailer fields dropped because RFC 9110 §6.5.1 forbids them there
+    /// (`Content-Length`, `Host`, …): in request bodies from clients, and
+    /// in response bodies relayed to them.
+    pub request_trailers_dropped: Counter,
+    pub response_trailers_dropped: Counter,
     /// Server TLS handshakes: completed, of which resumed, failed, plaintext
     /// HTTP clients refused, and clients that never finished.
     pub tls: TlsServerStats,
@@ -474,6 +479,8 @@ impl CoreMetrics {
             snap.gauges.push(("connections", s.connections.get()));
             snap.labelled.push(("errors", s.errors.snapshot()));
             snap.counters.push(("tls_on_plaintext", s.tls_on_plaintext.get()));
+            snap.counters.push(("request_trailers_dropped", s.request_trailers_dropped.get()));
+            snap.counters.push(("response_trailers_dropped", s.response_trailers_dropped.get()));
             if s.terminates_tls {
                 let t = &s.tls;
                 snap.counters.push(("tls/handshakes", t.handshakes.get()));

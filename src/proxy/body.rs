@@ -57,6 +57,8 @@ pub(super) enum PumpError {
 
 /// Streams the rest of a request body from `from` to `to`. `buf` holds no body
 /// bytes on entry; on return it holds whatever followed the body (pipelining).
+/// A chunked body goes out re-encoded (`BodyReader::forward`), any other as
+/// it came. Returns the number of trailer fields dropped.
 pub(super) async fn pump_body<F: Stream, T: Stream>(
     from: &F,
     to: &T,
@@ -64,21 +66,28 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
     buf: &mut Vec<u8>,
     buffer_size: usize,
     mut budget: Option<u64>,
-) -> Result<(), PumpError> {
+) -> Result<u32, PumpError> {
+    // The re-encoded chunks; stays unallocated for other bodies.
+    let mut out = Vec::new();
+    let rewrites = reader.rewrites();
+    let mut trailers_dropped = 0;
     while !reader.is_done() {
         buf.clear();
         let n = read_into(from, buf, buffer_size).await.map_err(PumpError::SenderIo)?;
         if n == 0 {
             return Err(PumpError::SenderClosed);
         }
-        let progress = reader.advance(buf, |_| {}).map_err(PumpError::Framing)?;
+        let progress = reader.forward(buf, &mut out).map_err(PumpError::Framing)?;
+        trailers_dropped += progress.trailers_dropped;
         if let Some(left) = budget.as_mut() {
             *left = left.checked_sub(progress.consumed as u64).ok_or(PumpError::TooLarge)?;
         }
-        write_range(to, buf, progress.consumed).await.map_err(PumpError::ReceiverIo)?;
+        let sent = if rewrites { write_all(to, &mut out).await } else { write_range(to, buf, progress.consumed).await };
+        sent.map_err(PumpError::ReceiverIo)?;
+        out.clear();
         consume(buf, progress.consumed);
     }
-    Ok(())
+    Ok(trailers_dropped)
 }
 
 #[cfg(test)]

@@ -461,10 +461,21 @@ impl<B: Backend> Session<'_, B> {
         let head_len = head.head_len;
         let mut body = head.framing.reader();
 
-        // Body bytes that arrived with the head go out with it, in one write.
-        let progress = body.advance(&self.rbuf[head_len..], |_| {}).map_err(ProxyError::BadRequest)?;
-        sbuf.extend_from_slice(&self.rbuf[head_len..head_len + progress.consumed]);
-        consume(&mut self.rbuf, head_len + progress.consumed);
+        // Body bytes that arrived with the head go out with it, in one write:
+        // a chunked body re-encoded, any other (or none) as it came.
+        let rest = &self.rbuf[head_len..];
+        let consumed = if body.rewrites() {
+            let progress = body.forward(rest, sbuf).map_err(ProxyError::BadRequest)?;
+            if progress.trailers_dropped > 0 {
+                self.stats.request_trailers_dropped.add(u64::from(progress.trailers_dropped));
+            }
+            progress.consumed
+        } else {
+            let progress = body.advance(rest, |_| {}).map_err(ProxyError::BadRequest)?;
+            sbuf.extend_from_slice(&rest[..progress.consumed]);
+            progress.consumed
+        };
+        consume(&mut self.rbuf, head_len + consumed);
         Ok(Some(Prepared { meta, route, body }))
     }
 

@@ -464,7 +464,12 @@ async fn pump_and_relay<B: Backend>(
             tokio::select! {
                 r = &mut relay => break Ok((r, pump_finished)),
                 r = &mut pump, if !pump_finished => match r {
-                    Ok(()) => pump_finished = true,
+                    Ok(trailers_dropped) => {
+                        pump_finished = true;
+                        if trailers_dropped > 0 {
+                            s.stats.request_trailers_dropped.add(u64::from(trailers_dropped));
+                        }
+                    }
                     Err(e) => break Err(e),
                 },
             }
@@ -647,20 +652,25 @@ async fn stream_response_body<B: Backend>(
     let failed = RelayError::Failed;
     let mut budget = s.settings.max_response_body;
     // The first round sends the head in wbuf; later rounds write straight
-    // from ubuf, except when de-chunking, which copies payload into wbuf.
+    // from ubuf, except for a chunked body, copied into wbuf: de-chunked
+    // payload, or re-encoded chunks (`BodyReader::forward`).
     let mut head_pending = true;
+    let copies = dechunk || body.rewrites();
     loop {
         if !ubuf.is_empty() || head_pending {
             let progress = if dechunk {
                 body.advance(ubuf, |data| wbuf.extend_from_slice(data))
             } else {
-                body.advance(ubuf, |_| {})
+                body.forward(ubuf, wbuf)
             }
             .map_err(|error| failed(ProxyError::UpstreamGarbage { addr, error }))?;
             if let Some(left) = budget.as_mut() {
                 *left = left.checked_sub(progress.consumed as u64).ok_or(failed(ProxyError::ResponseTooLarge))?;
             }
-            let sent = if dechunk {
+            if progress.trailers_dropped > 0 {
+                s.stats.response_trailers_dropped.add(u64::from(progress.trailers_dropped));
+            }
+            let sent = if copies {
                 write_all(s.client, wbuf).await
             } else if head_pending {
                 wbuf.extend_from_slice(&ubuf[..progress.consumed]);
