@@ -291,15 +291,23 @@ pub struct ServerConfig {
     /// servers exposed to untrusted clients.
     pub clear_context: bool,
     /// `maxConcurrentRequests`: beyond this many in flight, new requests
-    /// get 503. None: unlimited.
+    /// get finagle's nack (503, `finagle-http-nack: true`). Divided among
+    /// the workers, rounded up. None: unlimited.
     pub max_concurrent_requests: Option<usize>,
     /// `maxCallDepth` on the server (linkerd's place for it); None: the
     /// router's [`RouterConfig::max_call_depth`].
     pub max_call_depth: Option<usize>,
-    /// `timeoutMs`: linkerd's server-side request timeout.
+    /// `timeoutMs`: finagle's server timeout, from dispatch to the response
+    /// head (503 past it).
     pub timeout_ms: Option<u64>,
     /// `socketOptions.backlog`; None: `corelink.backlog`.
     pub backlog: Option<i32>,
+    /// `socketOptions.readTimeoutMs`: each read of a request body from the
+    /// client. None: only `corelink.bodyProgressTimeoutMs`.
+    pub read_timeout_ms: Option<u64>,
+    /// `socketOptions.writeTimeoutMs`: each write of a response to the
+    /// client. None: only `corelink.bodyProgressTimeoutMs`.
+    pub write_timeout_ms: Option<u64>,
 }
 
 pub(crate) const DEFAULT_SERVER_PORT: u16 = 4140;
@@ -322,6 +330,8 @@ impl Default for ServerConfig {
             max_call_depth: None,
             timeout_ms: None,
             backlog: None,
+            read_timeout_ms: None,
+            write_timeout_ms: None,
         }
     }
 }
@@ -371,6 +381,13 @@ pub struct CorelinkConfig {
     pub max_headers: usize,
     /// Upstream TCP connect timeout (finagle's default connect timeout is 1 s).
     pub connect_timeout_ms: u64,
+    /// `bodyProgressTimeoutMs`: the longest a body may make no progress, in
+    /// either direction (one read or write of it waiting this long ends the
+    /// exchange). linkerd leaves bodies unbounded, so a client dripping a
+    /// body, or never reading a response, would hold its connection, an
+    /// upstream connection and a `maxSize` slot forever. The 60 s default is
+    /// nginx's `client_body_timeout` / `send_timeout` / `proxy_read_timeout`.
+    pub body_progress_timeout_ms: u64,
     /// `logLevel`: the log filter (`info`, `debug`, or per target, as
     /// `RUST_LOG` takes it); `RUST_LOG`, when set, wins. None: `info`.
     pub log_level: Option<String>,
@@ -390,12 +407,15 @@ impl Default for CorelinkConfig {
             header_read_timeout_ms: 10_000,
             max_headers: crate::http1::Limits::default().max_headers,
             connect_timeout_ms: 1_000,
+            body_progress_timeout_ms: DEFAULT_BODY_PROGRESS_TIMEOUT_MS,
             shutdown_delay_ms: 5_000,
             log_level: None,
         }
     }
 }
 
+/// See [`CorelinkConfig::body_progress_timeout_ms`].
+pub const DEFAULT_BODY_PROGRESS_TIMEOUT_MS: u64 = 60_000;
 /// Idle keep-alive default for servers (see [`SessionConfig::idle_time_ms`]).
 pub const DEFAULT_SERVER_IDLE_MS: u64 = 60_000;
 /// Idle time of pooled upstream connections (nginx `keepalive_timeout` is 60 s

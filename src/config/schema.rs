@@ -119,11 +119,8 @@ pub(crate) const SERVER_SOCKET_OPTIONS: &[KeySpec] = &[
     warn("noDelay", "corelink always sets TCP_NODELAY"),
     warn("reuseAddr", "corelink always sets SO_REUSEADDR on listeners"),
     warn("reusePort", "corelink always sets SO_REUSEPORT: every worker core has its own listener"),
-    warn(
-        "readTimeoutMs",
-        "socket timeouts are not applied; use corelink.headerReadTimeoutMs and serverSession.idleTimeMs",
-    ),
-    warn("writeTimeoutMs", "socket timeouts are not applied; use serverSession.idleTimeMs"),
+    ok("readTimeoutMs"),
+    ok("writeTimeoutMs"),
     warn("keepAlive", "SO_KEEPALIVE is not set"),
 ];
 
@@ -242,6 +239,7 @@ pub(crate) const CORELINK: &[KeySpec] = &[
     ok("headerReadTimeoutMs"),
     ok("maxHeaders"),
     ok("connectTimeoutMs"),
+    ok("bodyProgressTimeoutMs"),
     ok("shutdownDelayMs"),
     ok("logLevel"),
 ];
@@ -451,6 +449,10 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
         header_read_timeout_ms: o.u64(ctx, "headerReadTimeoutMs")?.unwrap_or(d.header_read_timeout_ms),
         max_headers: o.int::<usize>(ctx, "maxHeaders", 1, crate::http1::HEADER_SLOTS as i64)?.unwrap_or(d.max_headers),
         connect_timeout_ms: o.u64(ctx, "connectTimeoutMs")?.unwrap_or(d.connect_timeout_ms),
+        // Positive: there is no "forever" (that is the hole it closes).
+        body_progress_timeout_ms: o
+            .int(ctx, "bodyProgressTimeoutMs", 1, i64::MAX)?
+            .unwrap_or(d.body_progress_timeout_ms),
         shutdown_delay_ms: o.u64(ctx, "shutdownDelayMs")?.unwrap_or(d.shutdown_delay_ms),
     })
 }
@@ -654,11 +656,15 @@ fn header_name(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
 fn server(ctx: &mut Ctx, o: &Obj) -> Result<ServerConfig> {
     o.check(ctx, &[SERVER])?;
     let d = ServerConfig::default();
-    let backlog = match o.obj(ctx, "socketOptions")? {
-        None => None,
+    let (backlog, read_timeout_ms, write_timeout_ms) = match o.obj(ctx, "socketOptions")? {
+        None => (None, None, None),
         Some(so) => {
             so.check(ctx, &[SERVER_SOCKET_OPTIONS])?;
-            so.int(ctx, "backlog", 1, i64::from(i32::MAX))?
+            (
+                so.int(ctx, "backlog", 1, i64::from(i32::MAX))?,
+                so.int(ctx, "readTimeoutMs", 1, i64::MAX)?,
+                so.int(ctx, "writeTimeoutMs", 1, i64::MAX)?,
+            )
         }
     };
     let tls = match o.obj(ctx, "tls")? {
@@ -682,8 +688,10 @@ fn server(ctx: &mut Ctx, o: &Obj) -> Result<ServerConfig> {
             n => n,
         },
         max_call_depth: o.usize(ctx, "maxCallDepth")?,
-        timeout_ms: o.u64(ctx, "timeoutMs")?,
+        timeout_ms: o.int(ctx, "timeoutMs", 1, i64::MAX)?,
         backlog,
+        read_timeout_ms,
+        write_timeout_ms,
     })
 }
 

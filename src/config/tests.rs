@@ -572,3 +572,26 @@ fn effective_json_names_policies_by_kind() {
     assert_eq!(service["retries"]["budget"]["percentCanRetry"], 0.5);
     assert_eq!(service["retries"]["budget"]["minRetriesPerSec"], 10, "linkerd's default filled in");
 }
+
+#[test]
+fn server_timeouts_and_the_body_progress_timeout() {
+    let text = "routers:\n- protocol: http\n  servers:\n  - port: 1\n    timeoutMs: 300\n    maxConcurrentRequests: 8\n    socketOptions: {readTimeoutMs: 400, writeTimeoutMs: 500}\ncorelink: {bodyProgressTimeoutMs: 700}\n";
+    let (c, w) = Config::parse_with_warnings(text, "t.yaml").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.not_yet_in_effect(), (Vec::new(), Vec::new()), "every key here is in effect");
+    let s = &c.routers[0].servers[0];
+    assert_eq!((s.timeout_ms, s.max_concurrent_requests), (Some(300), Some(8)));
+    assert_eq!((s.read_timeout_ms, s.write_timeout_ms), (Some(400), Some(500)));
+    assert_eq!(c.corelink.body_progress_timeout_ms, 700);
+    // Unset: no socket timeouts, and bodies get the safe default.
+    let c = parse(&router(""));
+    assert_eq!((c.routers[0].servers[0].read_timeout_ms, c.routers[0].servers[0].timeout_ms), (None, None));
+    assert_eq!(c.corelink.body_progress_timeout_ms, 60_000);
+    // Zero would mean "at once" to finagle and "never" to a reader: refused.
+    let err = error("routers:\n- protocol: http\n  servers:\n  - socketOptions: {readTimeoutMs: 0}\n");
+    assert!(err.starts_with("t.yaml:4:36: routers[0].servers[0].socketOptions.readTimeoutMs: "), "{err}");
+    let err = error("routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink: {bodyProgressTimeoutMs: 0}\n");
+    assert!(err.starts_with("t.yaml:4:35: corelink.bodyProgressTimeoutMs: "), "{err}");
+    let err = error("routers:\n- protocol: http\n  servers:\n  - timeoutMs: 0\n");
+    assert!(err.starts_with("t.yaml:4:16: routers[0].servers[0].timeoutMs: "), "{err}");
+}

@@ -216,6 +216,22 @@ pub fn encode_cleared_error_response(out: &mut Vec<u8>, status: u16, close: bool
     out.extend_from_slice(b"\r\n");
 }
 
+/// finagle's retryable nack (`HttpNackFilter`): the request was refused
+/// before any processing (`maxConcurrentRequests`) and is safe to retry, at
+/// once (`Retry-After: 0`). No `l5d-err`: it is not a failure of the request.
+pub fn encode_nack_response(out: &mut Vec<u8>, close: bool) {
+    const BODY: &[u8] = b"Request was not processed by the server due to an error and is safe to retry";
+    out.extend_from_slice(b"HTTP/1.1 503 Service Unavailable\r\nfinagle-http-nack: true\r\nRetry-After: 0\r\n");
+    out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
+    push_decimal(out, BODY.len() as u64);
+    out.extend_from_slice(b"\r\nVia: 1.1 corelink\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(BODY);
+}
+
 fn push_status(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(&[
         b'0' + (status / 100 % 10) as u8,

@@ -7,6 +7,8 @@ use std::io;
 use crate::http1::{BodyReader, ParseError};
 use crate::io::Stream;
 
+use super::timed::{read_into_within, write_all_within, write_range_within, IoLimit};
+
 /// Reads from `s`, appending into `buf`'s spare capacity (reserving `min_spare`
 /// when full). If the future is dropped mid-read the buffer is lost with it;
 /// callers only drop reads when they are about to close the connection.
@@ -55,10 +57,12 @@ pub(super) enum PumpError {
     TooLarge,
 }
 
-/// Streams the rest of a request body from `from` to `to`. `buf` holds no body
-/// bytes on entry; on return it holds whatever followed the body (pipelining).
-/// A chunked body goes out re-encoded (`BodyReader::forward`), any other as
-/// it came. Returns the number of trailer fields dropped.
+/// Streams the rest of a request body from `from` to `to`, each read and
+/// write within its limit. `buf` holds no body bytes on entry; on return it
+/// holds whatever followed the body (pipelining). A chunked body goes out
+/// re-encoded (`BodyReader::forward`), any other as it came. Returns the
+/// number of trailer fields dropped.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn pump_body<F: Stream, T: Stream>(
     from: &F,
     to: &T,
@@ -66,6 +70,7 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
     buf: &mut Vec<u8>,
     buffer_size: usize,
     mut budget: Option<u64>,
+    (read_limit, write_limit): (IoLimit, IoLimit),
 ) -> Result<u32, PumpError> {
     // The re-encoded chunks; stays unallocated for other bodies.
     let mut out = Vec::new();
@@ -73,7 +78,7 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
     let mut trailers_dropped = 0;
     while !reader.is_done() {
         buf.clear();
-        let n = read_into(from, buf, buffer_size).await.map_err(PumpError::SenderIo)?;
+        let n = read_into_within(from, buf, buffer_size, read_limit).await.map_err(PumpError::SenderIo)?;
         if n == 0 {
             return Err(PumpError::SenderClosed);
         }
@@ -82,7 +87,11 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
         if let Some(left) = budget.as_mut() {
             *left = left.checked_sub(progress.consumed as u64).ok_or(PumpError::TooLarge)?;
         }
-        let sent = if rewrites { write_all(to, &mut out).await } else { write_range(to, buf, progress.consumed).await };
+        let sent = if rewrites {
+            write_all_within(to, &mut out, write_limit).await
+        } else {
+            write_range_within(to, buf, progress.consumed, write_limit).await
+        };
         sent.map_err(PumpError::ReceiverIo)?;
         out.clear();
         consume(buf, progress.consumed);

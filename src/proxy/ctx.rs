@@ -12,6 +12,8 @@ use crate::pool::{HostSlots, Pool, SlotPermit};
 use crate::routing::CoreRoutes;
 use crate::tls::MaybeTls;
 
+use super::timed::IoLimits;
+
 /// Size of the buffer an idle io_uring connection parks a read in.
 const SMALL_BUFFER: usize = 512;
 /// Free buffers kept per core; beyond that they are freed.
@@ -35,6 +37,14 @@ pub struct RouterSettings {
     /// client's `l5d-*` and `Dtab-Local` headers (untrusted clients), and
     /// `l5d-*` from responses, as linkerd's clearContext does.
     pub clear_context: bool,
+    /// `timeoutMs`: from dispatch to the response head (503 past it).
+    pub server_timeout: Option<Duration>,
+    /// `maxConcurrentRequests`: the whole server's limit here; the route
+    /// cache replaces it with this core's share ([`RouterSettings::for_core`]).
+    pub max_concurrent_requests: Option<usize>,
+    /// Per read and write of a body: `socketOptions.readTimeoutMs` /
+    /// `writeTimeoutMs` and `corelink.bodyProgressTimeoutMs`.
+    pub io_limits: IoLimits,
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
     /// `httpAccessLog` of the router (set when the snapshot is compiled).
@@ -60,6 +70,13 @@ impl RouterSettings {
             // docs/config.md: `contextHeaders: false` is `clearContext: true`
             // on every server of the router.
             clear_context: server.clear_context || !router.context_headers,
+            server_timeout: server.timeout_ms.map(Duration::from_millis),
+            max_concurrent_requests: server.max_concurrent_requests,
+            io_limits: IoLimits::new(
+                server.read_timeout_ms.map(Duration::from_millis),
+                server.write_timeout_ms.map(Duration::from_millis),
+                Duration::from_millis(config.corelink.body_progress_timeout_ms),
+            ),
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(idle),
             connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
@@ -67,6 +84,18 @@ impl RouterSettings {
             max_response_body: limited.then_some(router.max_response_kb * 1024),
             tls: None,
             access_log: None,
+        }
+    }
+
+    /// This core's copy. `maxConcurrentRequests` is divided among the
+    /// workers and rounded up, as `hostConnectionPool`'s limits are: each
+    /// core counts its own requests in a `Cell`, where one counter for the
+    /// whole server would be a cache line every core writes twice per
+    /// request. The price: a busy core may nack while another has room.
+    pub fn for_core(&self, workers: usize) -> RouterSettings {
+        RouterSettings {
+            max_concurrent_requests: self.max_concurrent_requests.map(|n| n.div_ceil(workers.max(1))),
+            ..self.clone()
         }
     }
 }
@@ -109,6 +138,18 @@ impl<S> std::ops::Deref for Upstream<S> {
     type Target = MaybeTls<S>;
     fn deref(&self) -> &MaybeTls<S> {
         &self.conn
+    }
+}
+
+/// One request counted against its server's `maxConcurrentRequests` on
+/// this core, until dropped (when its response head arrives, as finagle
+/// releases its semaphore when the response future is satisfied).
+#[derive(Debug)]
+pub struct ConcurrencyPermit(Rc<Cell<usize>>);
+
+impl Drop for ConcurrencyPermit {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -155,6 +196,9 @@ pub struct CoreCtx<B: Backend> {
     free_small: RefCell<Vec<Vec<u8>>>,
     /// Access log lines waiting for the flush task, per log.
     access_lines: RefCell<Vec<(std::sync::Arc<super::access_log::AccessLog>, Vec<u8>)>>,
+    /// Requests in flight per server index on this core, for servers with
+    /// `maxConcurrentRequests` (created on first use).
+    in_flight: RefCell<Vec<Option<Rc<Cell<usize>>>>>,
 }
 
 impl<B: Backend> CoreCtx<B> {
@@ -170,7 +214,25 @@ impl<B: Backend> CoreCtx<B> {
             free: RefCell::new(Vec::new()),
             free_small: RefCell::new(Vec::new()),
             access_lines: RefCell::new(Vec::new()),
+            in_flight: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A `maxConcurrentRequests` permit on `server` if fewer than `max`
+    /// (this core's share) of its requests are in flight here.
+    pub fn admit(&self, server: usize, max: usize) -> Option<ConcurrencyPermit> {
+        let count = {
+            let mut all = self.in_flight.borrow_mut();
+            if all.len() <= server {
+                all.resize(server + 1, None);
+            }
+            all[server].get_or_insert_with(Default::default).clone()
+        };
+        if count.get() >= max {
+            return None;
+        }
+        count.set(count.get() + 1);
+        Some(ConcurrencyPermit(count))
     }
 
     /// The `maxSize` accounting of one pool key, created on first use.

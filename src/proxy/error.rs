@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use crate::http1::ParseError;
 
+use super::timed::{stalled, IoLimit, Op, Setting};
+
 /// Which side of the proxy a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -63,6 +65,19 @@ pub enum ProxyError {
         "too many waiters: {max_waiters} requests already wait for one of the {max_size} connections to {addr} (hostConnectionPool.maxWaiters, per core)"
     )]
     TooManyWaiters { addr: SocketAddr, max_size: usize, max_waiters: usize },
+    /// The server's `timeoutMs` (finagle's server timeout) passed before the
+    /// response head arrived.
+    #[error("no response within the server's timeoutMs ({} ms)", .0.as_millis())]
+    ServerTimeout(Duration),
+    /// One read or write of a body (or of the response head to the client)
+    /// waited longer than its limit; see `timed::IoLimit`.
+    #[error("{0}")]
+    Stalled(IoLimit),
+    /// `maxConcurrentRequests` (this core's share) requests are in flight:
+    /// answered with finagle's nack, not an `l5d-err` (the request was not
+    /// processed and is safe to retry).
+    #[error("over maxConcurrentRequests ({0} per core): nacked")]
+    MaxConcurrentRequests(usize),
 }
 
 impl ProxyError {
@@ -73,9 +88,15 @@ impl ProxyError {
             | ProxyError::CallDepthExceeded(_)
             | ProxyError::RequestTooLarge
             | ProxyError::ClientIo(_) => Side::Client,
+            ProxyError::Stalled(l) => match l.op {
+                Op::ClientRead | Op::ClientWrite => Side::Client,
+                Op::UpstreamRead | Op::UpstreamWrite => Side::Upstream,
+            },
             ProxyError::NoRoute(_)
             | ProxyError::NoEndpoints(_)
             | ProxyError::TotalTimeout(_)
+            | ProxyError::ServerTimeout(_)
+            | ProxyError::MaxConcurrentRequests(_)
             | ProxyError::TooManyWaiters { .. }
             | ProxyError::TlsPolicy(_) => Side::Internal,
             ProxyError::Connect { .. }
@@ -102,6 +123,25 @@ impl ProxyError {
         )
     }
 
+    /// A read or write that timed out (see `timed`) as the error it is: the
+    /// body loops report it as plain I/O, carrying the limit that fired.
+    pub fn classify_stall(self) -> ProxyError {
+        match &self {
+            ProxyError::ClientIo(e) | ProxyError::UpstreamIo { source: e, .. } => match stalled(e) {
+                Some(limit) => ProxyError::Stalled(limit),
+                None => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// Whether an error response may still be written: not when a write to
+    /// the client timed out (part of a head may be out, and the client is
+    /// not reading anyway).
+    pub fn answerable(&self) -> bool {
+        !matches!(self, ProxyError::Stalled(l) if l.op == Op::ClientWrite)
+    }
+
     /// The status answered to the client, when nothing of the response has
     /// been sent yet.
     pub fn status(&self) -> u16 {
@@ -109,7 +149,11 @@ impl ProxyError {
             ProxyError::BadRequest(e) => e.request_status(),
             ProxyError::UnknownDestination(_) | ProxyError::CallDepthExceeded(_) => 400,
             ProxyError::RequestTooLarge => 413,
-            ProxyError::TotalTimeout(_) | ProxyError::AttemptTimeout { .. } => 503,
+            ProxyError::Stalled(l) if matches!(l.op, Op::ClientRead | Op::ClientWrite) => 408,
+            ProxyError::TotalTimeout(_)
+            | ProxyError::AttemptTimeout { .. }
+            | ProxyError::ServerTimeout(_)
+            | ProxyError::MaxConcurrentRequests(_) => 503,
             ProxyError::ClientIo(_) => 400,
             _ => 502,
         }
@@ -137,6 +181,14 @@ impl ProxyError {
             ProxyError::TlsHandshakeTimeout(_) => "tls_handshake_timeout",
             ProxyError::AttemptTimeout { .. } => "attempt_timeout",
             ProxyError::TooManyWaiters { .. } => "too_many_waiters",
+            ProxyError::ServerTimeout(_) => "server_timeout",
+            ProxyError::Stalled(l) => match (l.setting, l.op) {
+                (Setting::ReadTimeout, _) => "read_timeout",
+                (Setting::WriteTimeout, _) => "write_timeout",
+                (Setting::BodyProgress, Op::ClientRead | Op::ClientWrite) => "client_body_timeout",
+                (Setting::BodyProgress, Op::UpstreamRead | Op::UpstreamWrite) => "upstream_body_timeout",
+            },
+            ProxyError::MaxConcurrentRequests(_) => "max_concurrent_requests",
         }
     }
 }
@@ -154,5 +206,23 @@ mod tests {
         assert_eq!(ProxyError::TotalTimeout(Duration::from_secs(1)).status(), 503);
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         assert_eq!(ProxyError::TooManyWaiters { addr, max_size: 1, max_waiters: 0 }.status(), 502);
+        assert_eq!(ProxyError::ServerTimeout(Duration::from_secs(1)).status(), 503);
+        assert_eq!(ProxyError::MaxConcurrentRequests(1).status(), 503);
+    }
+
+    #[test]
+    fn stalls_are_classified_by_operation_and_setting() {
+        let ms = Duration::from_millis(300);
+        let limits = super::super::timed::IoLimits::new(Some(ms), None, Duration::from_secs(60));
+        let timed_out = |l: IoLimit| io::Error::new(io::ErrorKind::TimedOut, l);
+        let e = ProxyError::ClientIo(timed_out(limits.client_read)).classify_stall();
+        assert_eq!((e.status(), e.label(), e.side(), e.answerable()), (408, "read_timeout", Side::Client, true));
+        let e = ProxyError::ClientIo(timed_out(limits.client_write)).classify_stall();
+        assert_eq!((e.label(), e.answerable()), ("client_body_timeout", false));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let e = ProxyError::UpstreamIo { addr, source: timed_out(limits.upstream_read) }.classify_stall();
+        assert_eq!((e.status(), e.label(), e.side()), (502, "upstream_body_timeout", Side::Upstream));
+        let e = ProxyError::ClientIo(io::ErrorKind::TimedOut.into()).classify_stall();
+        assert_eq!(e.label(), "client_io", "a kernel ETIMEDOUT stays an I/O error");
     }
 }

@@ -9,9 +9,11 @@
 //! connection, as Go's net/http and nginx do.
 
 use std::cell::{Cell, RefCell};
+use std::future::{pending, Future};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -23,10 +25,11 @@ use crate::metrics::{ClientStats, OpenGuard};
 use crate::routing::{Route, RouteTls};
 use crate::tls::{MaybeTls, TlsStream};
 
-use super::body::{consume, pump_body, read_into, write_all, write_range, PumpError};
+use super::body::{consume, pump_body, read_into, write_all, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
-use super::ctx::Upstream;
+use super::ctx::{ConcurrencyPermit, Upstream};
 use super::error::{ProxyError, Side};
+use super::timed::{read_into_within, write_all_within, write_range_within};
 use super::tunnel::tunnel;
 use crate::pool::SlotPermit;
 
@@ -50,13 +53,38 @@ enum RelayError {
     Failed(ProxyError),
 }
 
+/// The server's side of one request, finagle's dispatch: until the response
+/// head arrives it is under the server's `timeoutMs` and holds its
+/// `maxConcurrentRequests` permit.
+#[derive(Default)]
+struct Dispatch {
+    head_arrived: Cell<bool>,
+    permit: Cell<Option<ConcurrencyPermit>>,
+}
+
+impl Dispatch {
+    /// The final response head arrived (not a 1xx, not a 5XX about to be
+    /// retried): the server timeout stops, the permit is released.
+    fn head_arrived(&self) {
+        self.head_arrived.set(true);
+        drop(self.permit.take());
+    }
+}
+
 pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
+    s.status.set(0);
+    s.sent.set(0);
+    let dispatch = Dispatch::default();
+    if let Some(max) = s.settings.max_concurrent_requests {
+        match s.ctx.admit(s.server, max) {
+            Some(permit) => dispatch.permit.set(Some(permit)),
+            None => return nack(s, &p, sbuf, max).await,
+        }
+    }
     let started = Cell::new(false);
     // The metrics scopes outlive `p`, which the exchange consumes.
     let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
     let route = Some((&*client_stats, &*service_stats));
-    s.status.set(0);
-    s.sent.set(0);
     let destination = p.route.destination.clone();
     let policy = p.route.policy.clone();
     // The endpoint that served the request (None until a connection to one
@@ -66,17 +94,14 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
     let total = p.route.policy.total_timeout;
-    let result = match total {
-        None => exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen).await,
-        Some(limit) => {
-            let deadline = Instant::now() + limit;
-            let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen);
-            match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(r) => r,
-                Err(_elapsed) => Err(ProxyError::TotalTimeout(limit)),
-            }
-        }
+    let server_timeout = s.settings.server_timeout;
+    let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch);
+    let result = match (total, server_timeout) {
+        (None, None) => attempt.await,
+        _ => bounded(attempt, total, server_timeout, &dispatch).await,
     };
+    // A read or write that timed out comes back as I/O; name it.
+    let result = result.map_err(ProxyError::classify_stall);
     s.ctx.give_buffer(sbuf);
     s.ctx.give_buffer(ubuf);
     s.ctx.give_buffer(wbuf);
@@ -97,7 +122,9 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
         Err(e) => {
             s.stats.errors.record(e.label());
             if !started.get() {
-                s.respond_error(&e).await;
+                if e.answerable() {
+                    s.respond_error(&e).await;
+                }
                 s.finish(e.status(), route, now);
             } else {
                 // The status line went out: it is what the client saw.
@@ -106,6 +133,63 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
             }
             Next::Close
         }
+    }
+}
+
+/// The exchange under `service.totalTimeoutMs` (all of it) and the server's
+/// `timeoutMs` (until the response head arrives): at most two timers per
+/// exchange, each only when configured, none per read or write.
+async fn bounded(
+    exchange: impl Future<Output = Result<Next, ProxyError>>,
+    total: Option<Duration>,
+    server: Option<Duration>,
+    dispatch: &Dispatch,
+) -> Result<Next, ProxyError> {
+    let now = Instant::now();
+    let total_expired = async {
+        let Some(limit) = total else { return pending().await };
+        tokio::time::sleep_until(now + limit).await;
+        ProxyError::TotalTimeout(limit)
+    };
+    let server_expired = async {
+        let Some(limit) = server else { return pending().await };
+        tokio::time::sleep_until(now + limit).await;
+        if dispatch.head_arrived.get() {
+            // The response is streaming: the server timeout is over.
+            return pending().await;
+        }
+        ProxyError::ServerTimeout(limit)
+    };
+    // The exchange first: a response ready as a timer fires is not lost.
+    tokio::select! {
+        biased;
+        r = exchange => r,
+        e = total_expired => Err(e),
+        e = server_expired => Err(e),
+    }
+}
+
+/// Over this core's share of `maxConcurrentRequests`: finagle's nack at
+/// once. The connection stays open when nothing of the request is left
+/// unread (no body, or all of it arrived with the head), so a client can
+/// retry on it as `Retry-After: 0` invites.
+async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, max: usize) -> Next {
+    s.ctx.give_buffer(sbuf);
+    let e = ProxyError::MaxConcurrentRequests(max);
+    tracing::debug!(router = %s.settings.label, error = %e, "request refused");
+    s.stats.errors.record(e.label());
+    let close =
+        !p.body.is_done() || !p.meta.keep_alive || p.meta.version != Version::Http11 || s.ctx.shutdown.is_draining();
+    let mut out = s.ctx.take_buffer();
+    out.clear();
+    http1::encode_nack_response(&mut out, close);
+    let written = write_all_within(s.client, &mut out, s.settings.io_limits.client_write).await;
+    s.ctx.give_buffer(out);
+    s.finish(e.status(), None, std::time::Instant::now());
+    if close || written.is_err() {
+        Next::Close
+    } else {
+        Next::KeepAlive
     }
 }
 
@@ -321,8 +405,10 @@ struct Attempt<'a> {
     addr: SocketAddr,
     retry: Option<(&'a RetryBudget, &'a ServiceStats)>,
     deadline: Option<(Instant, std::time::Duration)>,
+    dispatch: &'a Dispatch,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange<B: Backend>(
     s: &mut Session<'_, B>,
     mut p: Prepared,
@@ -331,6 +417,7 @@ async fn exchange<B: Backend>(
     wbuf: &mut Vec<u8>,
     started: &Cell<bool>,
     chosen: &RefCell<Option<Rc<Endpoint>>>,
+    dispatch: &Dispatch,
 ) -> Result<Next, ProxyError> {
     let tls = p.route.tls.clone();
     let policy = p.route.policy.clone();
@@ -357,8 +444,12 @@ async fn exchange<B: Backend>(
             addr,
             retry: retry_budget.filter(|_| retries < MAX_RETRIES).map(|b| (b, &*service_stats)),
             deadline: destination.attempt_timeout.map(|limit| (Instant::now() + limit, limit)),
+            dispatch,
         };
         ubuf.clear();
+        // Untimed: the head and at most one buffer of body go to an idle or
+        // new connection, whose socket buffer takes them; a timer here would
+        // cost every io_uring request one. What follows is timed.
         let sent = write_all(&upstream.conn, sbuf).await;
         let outcome = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
@@ -456,7 +547,8 @@ async fn pump_and_relay<B: Backend>(
     let client = s.client;
     let mut rbuf = std::mem::take(&mut s.rbuf);
     let outcome = {
-        let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget);
+        let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
+        let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
         let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, started);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
@@ -548,10 +640,11 @@ async fn relay_response<B: Backend>(
                 Err(e) => return Err(failed(ProxyError::UpstreamIo { addr, source: e })),
             }
         };
+        let to_client = s.settings.io_limits.client_write;
         if rsp.informational {
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
             if !wbuf.is_empty() {
-                write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+                write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
                 started.set(true);
             }
             continue;
@@ -564,15 +657,16 @@ async fn relay_response<B: Backend>(
                 stats.budget_exhausted.incr();
             }
         }
+        attempt.dispatch.head_arrived();
         if rsp.framing == BodyFraming::Tunnel {
-            write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
             return Ok(Relayed::Tunnel);
         }
         if rsp.drop_body {
             // Rare (a downstream linkerd's error at an edge): the unread body
             // goes with the upstream connection rather than being drained.
-            write_all(s.client, wbuf).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
             return Ok(Relayed::Done { upstream_reusable: false, client_close: rsp.client_close });
         }
@@ -671,12 +765,12 @@ async fn stream_response_body<B: Backend>(
                 s.stats.response_trailers_dropped.add(u64::from(progress.trailers_dropped));
             }
             let sent = if copies {
-                write_all(s.client, wbuf).await
+                write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
             } else if head_pending {
                 wbuf.extend_from_slice(&ubuf[..progress.consumed]);
-                write_all(s.client, wbuf).await
+                write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
             } else {
-                write_range(s.client, ubuf, progress.consumed).await
+                write_range_within(s.client, ubuf, progress.consumed, s.settings.io_limits.client_write).await
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
@@ -688,7 +782,7 @@ async fn stream_response_body<B: Backend>(
                 return Ok(!ubuf.is_empty());
             }
         }
-        match read_into(upstream, ubuf, s.ctx.buffer_size()).await {
+        match read_into_within(upstream, ubuf, s.ctx.buffer_size(), s.settings.io_limits.upstream_read).await {
             Ok(0) => {
                 if body.finish_on_close() {
                     let _ = s.client.shutdown_write().await;

@@ -5,6 +5,7 @@
 //! - `conn`: the client connection loop (read head, route, exchange, repeat).
 //! - `exchange`: one request/response with an upstream, incl. the retry.
 //! - `body`: streaming a body from one stream to another with backpressure.
+//! - `timed`: per-operation limits on body reads and writes.
 //! - `tunnel`: raw byte relay after Upgrade/CONNECT.
 //! - `error`: failures, their side, status and `l5d-err` text.
 
@@ -14,6 +15,7 @@ mod conn;
 mod ctx;
 mod error;
 mod exchange;
+mod timed;
 mod tunnel;
 
 pub use conn::serve_connection;

@@ -157,9 +157,9 @@ struct State {
 }
 
 impl State {
-    fn new(snapshot: Arc<RoutingSnapshot>, known: &crate::tls::client::CoreConfigs) -> State {
+    fn new(snapshot: Arc<RoutingSnapshot>, known: &crate::tls::client::CoreConfigs, workers: usize) -> State {
         let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
-        let servers = snapshot.servers.iter().cloned().map(Rc::new).collect();
+        let servers = snapshot.servers.iter().map(|s| Rc::new(s.for_core(workers))).collect();
         let mut client_tls = Vec::with_capacity(snapshot.routers.len());
         let mut tls_by_template = crate::tls::client::CoreConfigs::new();
         for router in &snapshot.routers {
@@ -186,7 +186,7 @@ impl CoreRoutes {
         CoreRoutes {
             shared,
             key: RefCell::new(Vec::with_capacity(256)),
-            state: RefCell::new(State::new(snapshot, &Default::default())),
+            state: RefCell::new(State::new(snapshot, &Default::default(), workers)),
             rng: XorShift::new(seed),
             metrics,
             endpoints: RefCell::new(HashMap::new()),
@@ -198,7 +198,7 @@ impl CoreRoutes {
     /// Adopts a newer published snapshot, if any, dropping this core's cache.
     fn refresh(&self, state: &mut State) {
         if self.shared.load().generation != state.snapshot.generation {
-            *state = State::new(self.shared.load_full(), &state.tls_by_template);
+            *state = State::new(self.shared.load_full(), &state.tls_by_template, self.workers);
         }
     }
 

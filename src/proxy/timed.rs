@@ -1,0 +1,193 @@
+//! Bounded reads and writes: `socketOptions.readTimeoutMs` /
+//! `writeTimeoutMs` and `corelink.bodyProgressTimeoutMs`, applied to each
+//! read or write of a body (and of the response head to the client), so a
+//! peer that stops reading or sending cannot hold its connection, an
+//! upstream connection and a `maxSize` slot forever.
+//!
+//! A timed-out operation fails with an `io::Error` of kind `TimedOut` that
+//! carries the [`IoLimit`] that fired. The body loops then fail as on any
+//! I/O error, unchanged, and the exchange turns that error into
+//! [`ProxyError::Stalled`](super::ProxyError::Stalled) in one place.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use crate::io::Stream;
+
+use super::body::{read_into, write_all, write_range};
+
+/// Which operation waited too long; it decides the side, status and label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Reading the request body from the client.
+    ClientRead,
+    /// Writing the response (head or body) to the client.
+    ClientWrite,
+    /// Writing the request body to the upstream.
+    UpstreamWrite,
+    /// Reading the response body from the upstream.
+    UpstreamRead,
+}
+
+/// The setting a limit comes from (named in `l5d-err` and the logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    ReadTimeout,
+    WriteTimeout,
+    BodyProgress,
+}
+
+impl Setting {
+    pub fn key(self) -> &'static str {
+        match self {
+            Setting::ReadTimeout => "socketOptions.readTimeoutMs",
+            Setting::WriteTimeout => "socketOptions.writeTimeoutMs",
+            Setting::BodyProgress => "corelink.bodyProgressTimeoutMs",
+        }
+    }
+}
+
+/// How long one operation may wait, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoLimit {
+    pub op: Op,
+    pub limit: Duration,
+    pub setting: Setting,
+}
+
+impl IoLimit {
+    /// The tighter of a socket option (if set) and the body progress
+    /// timeout: both bound the same wait, so the first to expire wins.
+    fn tighter(op: Op, socket: Option<(Duration, Setting)>, body: Duration) -> IoLimit {
+        match socket {
+            Some((limit, setting)) if limit < body => IoLimit { op, limit, setting },
+            _ => IoLimit { op, limit: body, setting: Setting::BodyProgress },
+        }
+    }
+}
+
+impl fmt::Display for IoLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.op {
+            Op::ClientRead => "the client sent none of the request body",
+            Op::ClientWrite => "the client read none of the response",
+            Op::UpstreamWrite => "the upstream read none of the request body",
+            Op::UpstreamRead => "the upstream sent none of the response body",
+        };
+        write!(f, "{what} for {} ms ({})", self.limit.as_millis(), self.setting.key())
+    }
+}
+
+impl std::error::Error for IoLimit {}
+
+/// The per-operation limits of one server, resolved once per snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoLimits {
+    pub client_read: IoLimit,
+    pub client_write: IoLimit,
+    pub upstream_read: IoLimit,
+    pub upstream_write: IoLimit,
+}
+
+impl IoLimits {
+    /// `read`/`write`: the server's `socketOptions` (client side only, as in
+    /// linkerd, where they are server socket options); `body`: the corelink
+    /// body progress timeout, which bounds both sides.
+    pub fn new(read: Option<Duration>, write: Option<Duration>, body: Duration) -> IoLimits {
+        IoLimits {
+            client_read: IoLimit::tighter(Op::ClientRead, read.map(|d| (d, Setting::ReadTimeout)), body),
+            client_write: IoLimit::tighter(Op::ClientWrite, write.map(|d| (d, Setting::WriteTimeout)), body),
+            upstream_read: IoLimit::tighter(Op::UpstreamRead, None, body),
+            upstream_write: IoLimit::tighter(Op::UpstreamWrite, None, body),
+        }
+    }
+}
+
+/// The limit that cut an operation short, if `e` is such a timeout.
+pub fn stalled(e: &io::Error) -> Option<IoLimit> {
+    if e.kind() != io::ErrorKind::TimedOut {
+        return None;
+    }
+    e.get_ref()?.downcast_ref::<IoLimit>().copied()
+}
+
+/// Runs `op` within `bound`. The operation is polled once before any timer
+/// exists: on epoll a read whose data is already there, or a write the
+/// socket buffer takes at once (the keep-alive GET's usual case), completes
+/// on that poll and arms no timer. Only an operation that has to wait arms
+/// one, and it pays for a reactor turn and a wake-up anyway, which cost more
+/// than a timer-wheel insert. (io_uring completes nothing on the first poll,
+/// so there every timed operation arms its timer.)
+///
+/// On timeout the operation is dropped mid-flight: the caller must close
+/// the connection (an io_uring operation may still complete in the kernel).
+async fn within<T>(bound: IoLimit, op: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    let mut op = pin!(op);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
+        return done;
+    }
+    match tokio::time::timeout(bound.limit, op).await {
+        Ok(done) => done,
+        Err(_elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, bound)),
+    }
+}
+
+/// [`read_into`] within `bound`.
+pub(super) async fn read_into_within<S: Stream>(
+    s: &S,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+    bound: IoLimit,
+) -> io::Result<usize> {
+    within(bound, read_into(s, buf, min_spare)).await
+}
+
+/// [`write_all`] within `bound`.
+pub(super) async fn write_all_within<S: Stream>(s: &S, buf: &mut Vec<u8>, bound: IoLimit) -> io::Result<()> {
+    within(bound, write_all(s, buf)).await
+}
+
+/// [`write_range`] within `bound`.
+pub(super) async fn write_range_within<S: Stream>(
+    s: &S,
+    buf: &mut Vec<u8>,
+    end: usize,
+    bound: IoLimit,
+) -> io::Result<()> {
+    within(bound, write_range(s, buf, end)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_tighter_limit_wins_and_is_named() {
+        let l = IoLimits::new(Some(300 * MS), None, 60_000 * MS);
+        assert_eq!((l.client_read.limit, l.client_read.setting), (300 * MS, Setting::ReadTimeout));
+        assert_eq!((l.client_write.limit, l.client_write.setting), (60_000 * MS, Setting::BodyProgress));
+        let l = IoLimits::new(Some(90_000 * MS), Some(100 * MS), 60_000 * MS);
+        assert_eq!(l.client_read.setting, Setting::BodyProgress);
+        assert_eq!((l.client_write.limit, l.client_write.setting), (100 * MS, Setting::WriteTimeout));
+        assert_eq!(l.upstream_read.setting, Setting::BodyProgress);
+        assert_eq!(l.upstream_write.op, Op::UpstreamWrite);
+    }
+
+    #[test]
+    fn a_timeout_is_recognised_and_other_errors_are_not() {
+        let l = IoLimits::new(None, None, 20 * MS).client_write;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let e = rt.block_on(within(l, std::future::pending::<io::Result<()>>())).unwrap_err();
+        assert_eq!(stalled(&e), Some(l));
+        assert_eq!(e.to_string(), "the client read none of the response for 20 ms (corelink.bodyProgressTimeoutMs)");
+        assert_eq!(stalled(&io::ErrorKind::TimedOut.into()), None, "a kernel ETIMEDOUT is not ours");
+        let ready = rt.block_on(within(l, async { Ok(7) })).unwrap();
+        assert_eq!(ready, 7);
+    }
+}
