@@ -448,3 +448,148 @@ fn draining_serves_connections_already_queued_instead_of_resetting_them() {
         assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0), "{io}");
     }
 }
+
+/// A config for one worker (so every connection meets the same per-core
+/// limits) with `server` keys on the server, `router` keys on the router.
+fn one_worker_config(backend: std::net::SocketAddr, server: &str, router: &str, corelink: &str) -> String {
+    simple_config(backend, &format!("{server}{router}"), &format!("  workers: 1\n{corelink}"))
+}
+
+const MAX_SIZE_1: &str = "  client:\n    hostConnectionPool:\n      maxSize: 1\n";
+
+#[test]
+fn a_dripping_request_body_times_out_and_frees_the_pool_slot() {
+    let backend = Backend::start();
+    for io in backends() {
+        for (server, corelink, label, key) in [
+            ("", "  bodyProgressTimeoutMs: 400\n", "client_body_timeout", "corelink.bodyProgressTimeoutMs"),
+            ("    socketOptions: {readTimeoutMs: 300}\n", "", "read_timeout", "socketOptions.readTimeoutMs"),
+        ] {
+            let proxy = Corelink::start(&one_worker_config(backend.addr, server, MAX_SIZE_1, corelink), io);
+            // The first client sends 10 of 100 body bytes, then nothing: its
+            // request holds the only upstream connection (maxSize: 1).
+            let mut dripping = Conn::open(proxy.addr());
+            dripping.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            dripping.send(b"POST /bytes/2 HTTP/1.1\r\nHost: svc\r\nContent-Length: 100\r\n\r\n0123456789");
+            std::thread::sleep(Duration::from_millis(100));
+            let addr = proxy.addr();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let _ = tx.send((get(addr, "/bytes/3", "svc").map(|r| r.status).ok(), started.elapsed()));
+            });
+            let rsp = dripping.read_response("POST").expect("the dripping client is answered");
+            assert_eq!(rsp.status, 408, "{io} {label}");
+            assert!(error_of(&rsp).replace('+', " ").contains(key), "{io}: {}", error_of(&rsp));
+            assert!(dripping.is_closed(Duration::from_secs(2)), "{io} {label}");
+            // The second client waited for the slot and got it once the
+            // first one's exchange was cut off.
+            let (status, waited) = rx.recv_timeout(Duration::from_secs(3)).expect("the second client is served");
+            assert_eq!(status, Some(200), "{io} {label}");
+            assert!(waited < Duration::from_millis(1500), "{io} {label}: {waited:?}");
+            assert_eq!(proxy.metric_ending(&format!("errors/{label}")), 1.0, "{io}");
+        }
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
+    let backend = Backend::start();
+    for io in backends() {
+        for (server, corelink, label) in [
+            ("", "  bodyProgressTimeoutMs: 400\n", "client_body_timeout"),
+            ("    socketOptions: {writeTimeoutMs: 300}\n", "", "write_timeout"),
+        ] {
+            let proxy = Corelink::start(&one_worker_config(backend.addr, server, MAX_SIZE_1, corelink), io);
+            // 32 MiB: more than the socket buffers between corelink and a
+            // client that reads nothing can take.
+            let size = 32 << 20;
+            let mut lazy = Conn::open(proxy.addr());
+            lazy.send(format!("GET /bytes/{size} HTTP/1.1\r\nHost: svc\r\n\r\n").as_bytes());
+            std::thread::sleep(Duration::from_millis(200));
+            let started = Instant::now();
+            let rsp = get(proxy.addr(), "/bytes/3", "svc").unwrap();
+            assert_eq!(rsp.status, 200, "{io} {label}");
+            assert!(started.elapsed() < Duration::from_secs(3), "{io} {label}: {:?}", started.elapsed());
+            // The lazy client's response was cut short: it ends before its
+            // Content-Length.
+            lazy.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut got = 0usize;
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                match std::io::Read::read(&mut lazy.stream, &mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) => panic!("{io} {label}: the cut-off connection must close ({e}) after {got} bytes"),
+                }
+            }
+            assert!(got < size, "{io} {label}: {got} bytes");
+            assert_eq!(proxy.metric_ending(&format!("errors/{label}")), 1.0, "{io}");
+        }
+    }
+}
+
+/// Answers `/slow-head` after 600 ms, `/slow-body` with its head at once and
+/// its body 600 ms later, anything else at once.
+fn slow_raw_backend() -> common::raw_backend::RawBackend {
+    use common::raw_backend::{ok_response, Action, RawBackend};
+    let pause = Action::Sleep(Duration::from_millis(600));
+    RawBackend::start_with(std::sync::Arc::new(move |req: &common::raw_backend::Request| match req.target.as_str() {
+        "/slow-head" => vec![pause.clone(), Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec())],
+        "/slow-body" => vec![
+            Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n".to_vec()),
+            pause.clone(),
+            Action::Send(b"body".to_vec()),
+        ],
+        _ => ok_response(req),
+    }))
+}
+
+#[test]
+fn server_timeout_answers_503_until_the_response_head_arrives() {
+    let backend = slow_raw_backend();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "    timeoutMs: 300\n", "", ""), io);
+        let started = Instant::now();
+        let rsp = get(proxy.addr(), "/slow-head", "svc").unwrap();
+        assert_eq!(rsp.status, 503, "{io}");
+        assert!(error_of(&rsp).contains("timeoutMs"), "{io}: {}", error_of(&rsp));
+        assert!(started.elapsed() < Duration::from_millis(550), "{io}: {:?}", started.elapsed());
+        // finagle's server timeout ends with the response head: a body that
+        // takes longer is relayed.
+        let rsp = get(proxy.addr(), "/slow-body", "svc").unwrap();
+        assert_eq!((rsp.status, rsp.body.as_slice()), (200, &b"body"[..]), "{io}");
+        assert_eq!(proxy.metric_ending("errors/server_timeout"), 1.0, "{io}");
+    }
+}
+
+#[test]
+fn max_concurrent_requests_nacks_the_request_over_the_limit() {
+    let backend = slow_raw_backend();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "    maxConcurrentRequests: 1\n", "", ""), io);
+        let addr = proxy.addr();
+        let first = std::thread::spawn(move || get(addr, "/slow-head", "svc").unwrap().status);
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        let mut c = Conn::open(addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let rsp = c.read_response("GET").unwrap();
+        assert!(started.elapsed() < Duration::from_millis(300), "{io}: nacked at once");
+        assert_eq!(rsp.status, 503, "{io}");
+        assert_eq!(rsp.header("finagle-http-nack"), Some("true"), "{io}");
+        assert_eq!(rsp.header("retry-after"), Some("0"), "{io}");
+        assert_eq!(rsp.header("l5d-err"), None, "{io}: a nack is not an l5d-err");
+        assert_eq!(first.join().unwrap(), 200, "{io}");
+        // The permit came back, and the nacked connection is still usable.
+        c.send(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 200, "{io}");
+        // The permit is released when the response head arrives, not when
+        // its body ends.
+        let slow_body = std::thread::spawn(move || get(addr, "/slow-body", "svc").unwrap().body);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(get(addr, "/", "svc").unwrap().status, 200, "{io}: admitted while the body streams");
+        assert_eq!(slow_body.join().unwrap(), b"body", "{io}");
+        assert_eq!(proxy.metric_ending("errors/max_concurrent_requests"), 1.0, "{io}");
+    }
+}
