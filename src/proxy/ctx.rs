@@ -318,3 +318,38 @@ impl<B: Backend> CoreCtx<B> {
         self.buffer_size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> RouterSettings {
+        let text = format!("routers:\n- protocol: http\n  servers:\n  - port: 1\n{extra}");
+        let config = crate::config::Config::parse(&text, "t").unwrap();
+        RouterSettings::from_config(&config, 0, &config.routers[0].servers[0])
+    }
+
+    #[test]
+    fn max_concurrent_requests_is_divided_among_the_workers_rounded_up() {
+        let s = settings("    maxConcurrentRequests: 10\n");
+        assert_eq!(s.for_core(1).max_concurrent_requests, Some(10));
+        assert_eq!(s.for_core(4).max_concurrent_requests, Some(3));
+        assert_eq!(settings("    maxConcurrentRequests: 1\n").for_core(4).max_concurrent_requests, Some(1));
+        assert_eq!(settings("").for_core(4).max_concurrent_requests, None);
+    }
+
+    #[test]
+    fn permits_are_counted_per_server_and_given_back_on_drop() {
+        let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
+        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let ctx = CoreCtx::<crate::io::epoll::Epoll>::new(0, routes, 16384);
+        let first = ctx.admit(0, 2).unwrap();
+        let second = ctx.admit(0, 2).unwrap();
+        assert!(ctx.admit(0, 2).is_none(), "full");
+        assert!(ctx.admit(3, 1).is_some(), "another server has its own count");
+        drop(first);
+        assert!(ctx.admit(0, 2).is_some(), "a dropped permit is given back");
+        drop(second);
+    }
+}
