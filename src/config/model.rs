@@ -300,14 +300,30 @@ pub struct ServerConfig {
     /// `timeoutMs`: finagle's server timeout, from dispatch to the response
     /// head (503 past it).
     pub timeout_ms: Option<u64>,
-    /// `socketOptions.backlog`; None: `corelink.backlog`.
+    /// `socketOptions`: the keys corelink reads.
+    #[serde(skip_serializing_if = "SocketOptions::is_empty")]
+    pub socket_options: SocketOptions,
+}
+
+/// A server's `socketOptions` (linkerd's `SocketOptionsConfig`), the keys
+/// corelink acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SocketOptions {
+    /// `backlog`; None: `corelink.backlog`.
     pub backlog: Option<i32>,
-    /// `socketOptions.readTimeoutMs`: each read of a request body from the
-    /// client. None: only `corelink.bodyProgressTimeoutMs`.
+    /// `readTimeoutMs`: each read of a request body from the client. None:
+    /// only `corelink.bodyProgressTimeoutMs`.
     pub read_timeout_ms: Option<u64>,
-    /// `socketOptions.writeTimeoutMs`: each write of a response to the
-    /// client. None: only `corelink.bodyProgressTimeoutMs`.
+    /// `writeTimeoutMs`: each write of a response to the client. None: only
+    /// `corelink.bodyProgressTimeoutMs`.
     pub write_timeout_ms: Option<u64>,
+}
+
+impl SocketOptions {
+    fn is_empty(&self) -> bool {
+        *self == SocketOptions::default()
+    }
 }
 
 pub(crate) const DEFAULT_SERVER_PORT: u16 = 4140;
@@ -329,9 +345,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: None,
             max_call_depth: None,
             timeout_ms: None,
-            backlog: None,
-            read_timeout_ms: None,
-            write_timeout_ms: None,
+            socket_options: SocketOptions::default(),
         }
     }
 }

@@ -656,15 +656,15 @@ fn header_name(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
 fn server(ctx: &mut Ctx, o: &Obj) -> Result<ServerConfig> {
     o.check(ctx, &[SERVER])?;
     let d = ServerConfig::default();
-    let (backlog, read_timeout_ms, write_timeout_ms) = match o.obj(ctx, "socketOptions")? {
-        None => (None, None, None),
+    let socket_options = match o.obj(ctx, "socketOptions")? {
+        None => SocketOptions::default(),
         Some(so) => {
             so.check(ctx, &[SERVER_SOCKET_OPTIONS])?;
-            (
-                so.int(ctx, "backlog", 1, i64::from(i32::MAX))?,
-                so.int(ctx, "readTimeoutMs", 1, i64::MAX)?,
-                so.int(ctx, "writeTimeoutMs", 1, i64::MAX)?,
-            )
+            SocketOptions {
+                backlog: so.int(ctx, "backlog", 1, i64::from(i32::MAX))?,
+                read_timeout_ms: so.int(ctx, "readTimeoutMs", 1, i64::MAX)?,
+                write_timeout_ms: so.int(ctx, "writeTimeoutMs", 1, i64::MAX)?,
+            }
         }
     };
     let tls = match o.obj(ctx, "tls")? {
@@ -689,9 +689,7 @@ fn server(ctx: &mut Ctx, o: &Obj) -> Result<ServerConfig> {
         },
         max_call_depth: o.usize(ctx, "maxCallDepth")?,
         timeout_ms: o.int(ctx, "timeoutMs", 1, i64::MAX)?,
-        backlog,
-        read_timeout_ms,
-        write_timeout_ms,
+        socket_options,
     })
 }
 

@@ -581,12 +581,19 @@ fn server_timeouts_and_the_body_progress_timeout() {
     assert_eq!(c.not_yet_in_effect(), (Vec::new(), Vec::new()), "every key here is in effect");
     let s = &c.routers[0].servers[0];
     assert_eq!((s.timeout_ms, s.max_concurrent_requests), (Some(300), Some(8)));
-    assert_eq!((s.read_timeout_ms, s.write_timeout_ms), (Some(400), Some(500)));
+    assert_eq!((s.socket_options.read_timeout_ms, s.socket_options.write_timeout_ms), (Some(400), Some(500)));
     assert_eq!(c.corelink.body_progress_timeout_ms, 700);
+    // `/config.json` shows them where linkerd has them.
+    let v: serde_json::Value = serde_json::from_str(&c.effective_json()).unwrap();
+    assert_eq!(v["routers"][0]["servers"][0]["socketOptions"]["readTimeoutMs"], 400);
+    assert_eq!(v["routers"][0]["servers"][0]["timeoutMs"], 300);
+    assert_eq!(v["corelink"]["bodyProgressTimeoutMs"], 700);
     // Unset: no socket timeouts, and bodies get the safe default.
     let c = parse(&router(""));
-    assert_eq!((c.routers[0].servers[0].read_timeout_ms, c.routers[0].servers[0].timeout_ms), (None, None));
+    let s = &c.routers[0].servers[0];
+    assert_eq!((s.socket_options.read_timeout_ms, s.timeout_ms), (None, None));
     assert_eq!(c.corelink.body_progress_timeout_ms, 60_000);
+    assert!(!c.effective_json().contains("socketOptions"), "unset: left out");
     // Zero would mean "at once" to finagle and "never" to a reader: refused.
     let err = error("routers:\n- protocol: http\n  servers:\n  - socketOptions: {readTimeoutMs: 0}\n");
     assert!(err.starts_with("t.yaml:4:36: routers[0].servers[0].socketOptions.readTimeoutMs: "), "{err}");

@@ -73,8 +73,8 @@ impl RouterSettings {
             server_timeout: server.timeout_ms.map(Duration::from_millis),
             max_concurrent_requests: server.max_concurrent_requests,
             io_limits: IoLimits::new(
-                server.read_timeout_ms.map(Duration::from_millis),
-                server.write_timeout_ms.map(Duration::from_millis),
+                server.socket_options.read_timeout_ms.map(Duration::from_millis),
+                server.socket_options.write_timeout_ms.map(Duration::from_millis),
                 Duration::from_millis(config.corelink.body_progress_timeout_ms),
             ),
             header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),

@@ -68,8 +68,12 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         for server in &router.servers {
             let settings_index = server_index;
             server_index += 1;
-            let group = bind_reuseport_group(server.addr(), workers, server.backlog.unwrap_or(config.corelink.backlog))
-                .map_err(|source| RunError::Bind { router: router.label().to_string(), source })?;
+            let group = bind_reuseport_group(
+                server.addr(),
+                workers,
+                server.socket_options.backlog.unwrap_or(config.corelink.backlog),
+            )
+            .map_err(|source| RunError::Bind { router: router.label().to_string(), source })?;
             let bound = group[0].local_addr().map_err(|e| RunError::Bind {
                 router: router.label().to_string(),
                 source: BindError::Io { addr: server.addr(), source: e },
