@@ -529,13 +529,16 @@ fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
     }
 }
 
-/// Answers `/slow-head` after 600 ms, `/slow-body` with its head at once and
+/// Answers `/slow-head` after 1 s, `/slow-body` with its head at once and
 /// its body 600 ms later, anything else at once.
 fn slow_raw_backend() -> common::raw_backend::RawBackend {
     use common::raw_backend::{ok_response, Action, RawBackend};
     let pause = Action::Sleep(Duration::from_millis(600));
+    let long_pause = Action::Sleep(Duration::from_millis(1000));
     RawBackend::start_with(std::sync::Arc::new(move |req: &common::raw_backend::Request| match req.target.as_str() {
-        "/slow-head" => vec![pause.clone(), Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec())],
+        "/slow-head" => {
+            vec![long_pause.clone(), Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec())]
+        }
         "/slow-body" => vec![
             Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n".to_vec()),
             pause.clone(),
@@ -554,7 +557,7 @@ fn server_timeout_answers_503_until_the_response_head_arrives() {
         let rsp = get(proxy.addr(), "/slow-head", "svc").unwrap();
         assert_eq!(rsp.status, 503, "{io}");
         assert!(error_of(&rsp).contains("timeoutMs"), "{io}: {}", error_of(&rsp));
-        assert!(started.elapsed() < Duration::from_millis(550), "{io}: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_millis(900), "{io}: {:?}", started.elapsed());
         // finagle's server timeout ends with the response head: a body that
         // takes longer is relayed.
         let rsp = get(proxy.addr(), "/slow-body", "svc").unwrap();
