@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::http1::ParseError;
 
-use super::timed::{stalled, IoLimit, Op, Setting};
+use super::timed::{stalled, IoLimit, IoOp, IoSetting};
 
 /// Which side of the proxy a failure belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,8 @@ impl ProxyError {
             | ProxyError::RequestTooLarge
             | ProxyError::ClientIo(_) => Side::Client,
             ProxyError::Stalled(l) => match l.op {
-                Op::ClientRead | Op::ClientWrite => Side::Client,
-                Op::UpstreamRead | Op::UpstreamWrite => Side::Upstream,
+                IoOp::ClientRead | IoOp::ClientWrite => Side::Client,
+                IoOp::UpstreamRead | IoOp::UpstreamWrite => Side::Upstream,
             },
             ProxyError::NoRoute(_)
             | ProxyError::NoEndpoints(_)
@@ -139,7 +139,7 @@ impl ProxyError {
     /// the client timed out (part of a head may be out, and the client is
     /// not reading anyway).
     pub fn answerable(&self) -> bool {
-        !matches!(self, ProxyError::Stalled(l) if l.op == Op::ClientWrite)
+        !matches!(self, ProxyError::Stalled(l) if l.op == IoOp::ClientWrite)
     }
 
     /// The status answered to the client, when nothing of the response has
@@ -149,7 +149,7 @@ impl ProxyError {
             ProxyError::BadRequest(e) => e.request_status(),
             ProxyError::UnknownDestination(_) | ProxyError::CallDepthExceeded(_) => 400,
             ProxyError::RequestTooLarge => 413,
-            ProxyError::Stalled(l) if matches!(l.op, Op::ClientRead | Op::ClientWrite) => 408,
+            ProxyError::Stalled(l) if matches!(l.op, IoOp::ClientRead | IoOp::ClientWrite) => 408,
             ProxyError::TotalTimeout(_)
             | ProxyError::AttemptTimeout { .. }
             | ProxyError::ServerTimeout(_)
@@ -183,10 +183,10 @@ impl ProxyError {
             ProxyError::TooManyWaiters { .. } => "too_many_waiters",
             ProxyError::ServerTimeout(_) => "server_timeout",
             ProxyError::Stalled(l) => match (l.setting, l.op) {
-                (Setting::ReadTimeout, _) => "read_timeout",
-                (Setting::WriteTimeout, _) => "write_timeout",
-                (Setting::BodyProgress, Op::ClientRead | Op::ClientWrite) => "client_body_timeout",
-                (Setting::BodyProgress, Op::UpstreamRead | Op::UpstreamWrite) => "upstream_body_timeout",
+                (IoSetting::ReadTimeout, _) => "read_timeout",
+                (IoSetting::WriteTimeout, _) => "write_timeout",
+                (IoSetting::BodyProgress, IoOp::ClientRead | IoOp::ClientWrite) => "client_body_timeout",
+                (IoSetting::BodyProgress, IoOp::UpstreamRead | IoOp::UpstreamWrite) => "upstream_body_timeout",
             },
             ProxyError::MaxConcurrentRequests(_) => "max_concurrent_requests",
         }

@@ -21,3 +21,4 @@ mod tunnel;
 pub use conn::serve_connection;
 pub use ctx::{CoreCtx, PoolKey, RouterSettings, Shutdown};
 pub use error::{ProxyError, Side};
+pub use timed::{IoLimit, IoLimits, IoOp, IoSetting};

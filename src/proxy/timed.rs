@@ -22,7 +22,7 @@ use super::body::{read_into, write_all, write_range};
 
 /// Which operation waited too long; it decides the side, status and label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum IoOp {
     /// Reading the request body from the client.
     ClientRead,
     /// Writing the response (head or body) to the client.
@@ -35,18 +35,18 @@ pub enum Op {
 
 /// The setting a limit comes from (named in `l5d-err` and the logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
+pub enum IoSetting {
     ReadTimeout,
     WriteTimeout,
     BodyProgress,
 }
 
-impl Setting {
+impl IoSetting {
     pub fn key(self) -> &'static str {
         match self {
-            Setting::ReadTimeout => "socketOptions.readTimeoutMs",
-            Setting::WriteTimeout => "socketOptions.writeTimeoutMs",
-            Setting::BodyProgress => "corelink.bodyProgressTimeoutMs",
+            IoSetting::ReadTimeout => "socketOptions.readTimeoutMs",
+            IoSetting::WriteTimeout => "socketOptions.writeTimeoutMs",
+            IoSetting::BodyProgress => "corelink.bodyProgressTimeoutMs",
         }
     }
 }
@@ -54,18 +54,18 @@ impl Setting {
 /// How long one operation may wait, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoLimit {
-    pub op: Op,
+    pub op: IoOp,
     pub limit: Duration,
-    pub setting: Setting,
+    pub setting: IoSetting,
 }
 
 impl IoLimit {
     /// The tighter of a socket option (if set) and the body progress
     /// timeout: both bound the same wait, so the first to expire wins.
-    fn tighter(op: Op, socket: Option<(Duration, Setting)>, body: Duration) -> IoLimit {
+    fn tighter(op: IoOp, socket: Option<(Duration, IoSetting)>, body: Duration) -> IoLimit {
         match socket {
             Some((limit, setting)) if limit < body => IoLimit { op, limit, setting },
-            _ => IoLimit { op, limit: body, setting: Setting::BodyProgress },
+            _ => IoLimit { op, limit: body, setting: IoSetting::BodyProgress },
         }
     }
 }
@@ -73,10 +73,10 @@ impl IoLimit {
 impl fmt::Display for IoLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.op {
-            Op::ClientRead => "the client sent none of the request body",
-            Op::ClientWrite => "the client read none of the response",
-            Op::UpstreamWrite => "the upstream read none of the request body",
-            Op::UpstreamRead => "the upstream sent none of the response body",
+            IoOp::ClientRead => "no request body bytes from the client",
+            IoOp::ClientWrite => "the client read no response bytes",
+            IoOp::UpstreamWrite => "the upstream read no request body bytes",
+            IoOp::UpstreamRead => "no response body bytes from the upstream",
         };
         write!(f, "{what} for {} ms ({})", self.limit.as_millis(), self.setting.key())
     }
@@ -99,10 +99,10 @@ impl IoLimits {
     /// body progress timeout, which bounds both sides.
     pub fn new(read: Option<Duration>, write: Option<Duration>, body: Duration) -> IoLimits {
         IoLimits {
-            client_read: IoLimit::tighter(Op::ClientRead, read.map(|d| (d, Setting::ReadTimeout)), body),
-            client_write: IoLimit::tighter(Op::ClientWrite, write.map(|d| (d, Setting::WriteTimeout)), body),
-            upstream_read: IoLimit::tighter(Op::UpstreamRead, None, body),
-            upstream_write: IoLimit::tighter(Op::UpstreamWrite, None, body),
+            client_read: IoLimit::tighter(IoOp::ClientRead, read.map(|d| (d, IoSetting::ReadTimeout)), body),
+            client_write: IoLimit::tighter(IoOp::ClientWrite, write.map(|d| (d, IoSetting::WriteTimeout)), body),
+            upstream_read: IoLimit::tighter(IoOp::UpstreamRead, None, body),
+            upstream_write: IoLimit::tighter(IoOp::UpstreamWrite, None, body),
         }
     }
 }
@@ -170,13 +170,13 @@ mod tests {
     #[test]
     fn the_tighter_limit_wins_and_is_named() {
         let l = IoLimits::new(Some(300 * MS), None, 60_000 * MS);
-        assert_eq!((l.client_read.limit, l.client_read.setting), (300 * MS, Setting::ReadTimeout));
-        assert_eq!((l.client_write.limit, l.client_write.setting), (60_000 * MS, Setting::BodyProgress));
+        assert_eq!((l.client_read.limit, l.client_read.setting), (300 * MS, IoSetting::ReadTimeout));
+        assert_eq!((l.client_write.limit, l.client_write.setting), (60_000 * MS, IoSetting::BodyProgress));
         let l = IoLimits::new(Some(90_000 * MS), Some(100 * MS), 60_000 * MS);
-        assert_eq!(l.client_read.setting, Setting::BodyProgress);
-        assert_eq!((l.client_write.limit, l.client_write.setting), (100 * MS, Setting::WriteTimeout));
-        assert_eq!(l.upstream_read.setting, Setting::BodyProgress);
-        assert_eq!(l.upstream_write.op, Op::UpstreamWrite);
+        assert_eq!(l.client_read.setting, IoSetting::BodyProgress);
+        assert_eq!((l.client_write.limit, l.client_write.setting), (100 * MS, IoSetting::WriteTimeout));
+        assert_eq!(l.upstream_read.setting, IoSetting::BodyProgress);
+        assert_eq!(l.upstream_write.op, IoOp::UpstreamWrite);
     }
 
     #[test]
@@ -185,7 +185,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let e = rt.block_on(within(l, std::future::pending::<io::Result<()>>())).unwrap_err();
         assert_eq!(stalled(&e), Some(l));
-        assert_eq!(e.to_string(), "the client read none of the response for 20 ms (corelink.bodyProgressTimeoutMs)");
+        assert_eq!(e.to_string(), "the client read no response bytes for 20 ms (corelink.bodyProgressTimeoutMs)");
         assert_eq!(stalled(&io::ErrorKind::TimedOut.into()), None, "a kernel ETIMEDOUT is not ours");
         let ready = rt.block_on(within(l, async { Ok(7) })).unwrap();
         assert_eq!(ready, 7);
