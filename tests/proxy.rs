@@ -530,7 +530,8 @@ fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
 }
 
 /// Answers `/slow-head` after 1 s, `/slow-body` with its head at once and
-/// its body 600 ms later, anything else at once.
+/// its body 600 ms later, `/stalled-body` with a head and 4 of 10 body bytes
+/// and then nothing for 5 s, anything else at once.
 fn slow_raw_backend() -> common::raw_backend::RawBackend {
     use common::raw_backend::{ok_response, Action, RawBackend};
     let pause = Action::Sleep(Duration::from_millis(600));
@@ -539,6 +540,10 @@ fn slow_raw_backend() -> common::raw_backend::RawBackend {
         "/slow-head" => {
             vec![long_pause.clone(), Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec())]
         }
+        "/stalled-body" => vec![
+            Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nsome".to_vec()),
+            Action::Sleep(Duration::from_secs(5)),
+        ],
         "/slow-body" => vec![
             Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n".to_vec()),
             pause.clone(),
@@ -594,5 +599,23 @@ fn max_concurrent_requests_nacks_the_request_over_the_limit() {
         assert_eq!(get(addr, "/", "svc").unwrap().status, 200, "{io}: admitted while the body streams");
         assert_eq!(slow_body.join().unwrap(), b"body", "{io}");
         assert_eq!(proxy.metric_ending("errors/max_concurrent_requests"), 1.0, "{io}");
+    }
+}
+
+#[test]
+fn an_upstream_that_stops_sending_its_body_is_cut_off() {
+    let backend = slow_raw_backend();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", "  bodyProgressTimeoutMs: 400\n"), io);
+        let started = Instant::now();
+        let mut c = Conn::open(proxy.addr());
+        c.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.send(b"GET /stalled-body HTTP/1.1\r\nHost: svc\r\n\r\n");
+        // The head and the first bytes went out; then the connection closes
+        // short of its Content-Length, so the client sees a truncated body.
+        let rsp = c.read_response("GET");
+        assert!(rsp.is_err(), "{io}: {rsp:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{io}: {:?}", started.elapsed());
+        assert_eq!(proxy.metric_ending("errors/upstream_body_timeout"), 1.0, "{io}");
     }
 }
