@@ -1,0 +1,68 @@
+# Shared by perf/metrics-cost.sh and perf/instr-cost.sh: an nginx backend, a
+# one-worker epoll corelink config in front of it, and a callgrind count of
+# the instructions corelink runs for a given number of proxied requests.
+# Source it after setting WORK, PORT_BACKEND, PORT_PROXY and LOAD.
+
+for tool in valgrind nginx; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
+done
+for p in $PORT_BACKEND $PORT_PROXY; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "port $p is busy" >&2; exit 2; fi
+done
+
+# nginx serving a small static response, and corelink's config in front of it.
+start_backend() {
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$PORT_BACKEND; keepalive_requests 1000000;
+           location / { return 200 "a small response body\n"; } }
+}
+NGINX
+    nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" -g 'daemon off;' &
+    NGINX_PID=$!
+    trap 'kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+    cat >"$WORK/corelink.yaml" <<YAML
+admin: {port: 0}
+routers:
+- protocol: http
+  label: cost
+  dtab: |
+    /svc/* => /\$/inet/127.0.0.1/$PORT_BACKEND;
+  servers: [{port: $PORT_PROXY, ip: 127.0.0.1}]
+corelink: {workers: 1, shutdownDelayMs: 0, io: epoll}
+YAML
+}
+
+# Total user-space instructions (Ir) of one corelink run ($1) serving $2
+# requests over 10 keep-alive connections.
+instructions() {
+    local bin=$1 requests=$2 out="$WORK/cg.$RANDOM"
+    valgrind --tool=callgrind --callgrind-out-file="$out.%p" --trace-children=no \
+        "$bin" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 200); do
+        grep -q "admin listening" "$WORK/run.log" && break
+        sleep 0.1
+    done
+    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY/" >/dev/null 2>&1
+    kill -TERM $pid
+    wait $pid || true
+    grep -h "^totals:\|^summary:" "$out".* | head -n1 | awk '{print $2}'
+}
+
+# Instructions per request of binary $1: the difference of a run with
+# $BASE + $N requests and one with $BASE, over $N (start-up and shutdown
+# cancel out).
+per_request() {
+    local small large
+    small=$(instructions "$1" "$BASE")
+    large=$(instructions "$1" $((BASE + N)))
+    echo $(( (large - small) / N ))
+}
