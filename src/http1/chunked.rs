@@ -89,9 +89,9 @@ pub struct ChunkedDecoder {
     /// Payload bytes left in the current chunk (also the size being parsed).
     remaining: u64,
     /// Bytes seen on the current size line (extensions included).
-    line_len: usize,
+    line_len: u32,
     /// Bytes seen in the trailer section.
-    trailer_len: usize,
+    trailer_len: u32,
     /// Total payload bytes decoded so far.
     payload: u64,
 }
@@ -180,13 +180,13 @@ impl ChunkedDecoder {
         match self.state {
             SizeStart | Size | SizeWs | Ext(_) => {
                 self.line_len += 1;
-                if self.line_len > MAX_CHUNK_LINE {
+                if self.line_len as usize > MAX_CHUNK_LINE {
                     return Err(ParseError::ChunkTooLarge);
                 }
             }
             TrailerStart | TrailerName | TrailerValue | TrailerLf | EndLf => {
                 self.trailer_len += 1;
-                if self.trailer_len > MAX_TRAILER_BYTES {
+                if self.trailer_len as usize > MAX_TRAILER_BYTES {
                     return Err(ParseError::ChunkTooLarge);
                 }
             }

@@ -13,15 +13,21 @@
 use super::chunked::ChunkedEvent;
 use super::tokens::trim_ows;
 
-/// Trailer state of one chunked body being re-encoded. Costs nothing until a
-/// trailer field arrives (the buffer is allocated then; the decoder bounds
-/// the trailer section to `MAX_TRAILER_BYTES`).
+/// Trailer state of one chunked body being re-encoded. One pointer, null
+/// until a trailer field arrives: it sits in every `BodyReader`, which the
+/// proxy moves by value several times per request, and trailers are rare.
 #[derive(Debug, Clone, Default)]
 pub struct Rechunker {
+    trailers: Option<Box<Trailers>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Trailers {
     /// The allowed trailer fields so far, re-encoded, then the raw bytes of
-    /// the line being read (which may arrive over several inputs).
-    trailers: Vec<u8>,
-    /// Where the raw line being read starts in `trailers`.
+    /// the line being read (which may arrive over several inputs). The
+    /// decoder bounds the section to `MAX_TRAILER_BYTES`.
+    fields: Vec<u8>,
+    /// Where the raw line being read starts in `fields`.
     line_start: usize,
     /// Trailer fields dropped so far.
     dropped: u32,
@@ -37,39 +43,47 @@ impl Rechunker {
     pub fn event(&mut self, event: ChunkedEvent<'_>, out: &mut Vec<u8>) {
         match event {
             ChunkedEvent::Data(data) => push_chunk(out, data),
-            ChunkedEvent::TrailerPart(part) => self.trailers.extend_from_slice(part),
-            ChunkedEvent::TrailerEnd => self.end_trailer_line(),
-        }
-    }
-
-    fn end_trailer_line(&mut self) {
-        let raw = self.trailers.split_off(self.line_start);
-        // The decoder accepted the line as `token ":" field-value`.
-        match raw.iter().position(|&b| b == b':') {
-            Some(colon) if !forbidden_in_trailers(&raw[..colon]) => {
-                let value = trim_ows(&raw[colon + 1..]);
-                self.trailers.extend_from_slice(&raw[..colon]);
-                self.trailers.push(b':');
-                if !value.is_empty() {
-                    self.trailers.push(b' ');
-                    self.trailers.extend_from_slice(value);
-                }
-                self.trailers.extend_from_slice(b"\r\n");
+            ChunkedEvent::TrailerPart(part) => {
+                self.trailers.get_or_insert_with(Default::default).fields.extend_from_slice(part)
             }
-            _ => self.dropped += 1,
+            ChunkedEvent::TrailerEnd => self.trailers.get_or_insert_with(Default::default).end_line(),
         }
-        self.line_start = self.trailers.len();
     }
 
     /// The body ended: writes the last chunk, the allowed trailer fields and
     /// the final CRLF to `out`. Returns the number of trailer fields dropped.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> u32 {
         out.extend_from_slice(b"0\r\n");
-        out.extend_from_slice(&self.trailers[..self.line_start]);
+        let dropped = match self.trailers.take() {
+            Some(t) => {
+                out.extend_from_slice(&t.fields[..t.line_start]);
+                t.dropped
+            }
+            None => 0,
+        };
         out.extend_from_slice(b"\r\n");
-        let dropped = self.dropped;
-        *self = Rechunker::default();
         dropped
+    }
+}
+
+impl Trailers {
+    fn end_line(&mut self) {
+        let raw = self.fields.split_off(self.line_start);
+        // The decoder accepted the line as `token ":" field-value`.
+        match raw.iter().position(|&b| b == b':') {
+            Some(colon) if !forbidden_in_trailers(&raw[..colon]) => {
+                let value = trim_ows(&raw[colon + 1..]);
+                self.fields.extend_from_slice(&raw[..colon]);
+                self.fields.push(b':');
+                if !value.is_empty() {
+                    self.fields.push(b' ');
+                    self.fields.extend_from_slice(value);
+                }
+                self.fields.extend_from_slice(b"\r\n");
+            }
+            _ => self.dropped += 1,
+        }
+        self.line_start = self.fields.len();
     }
 }
 

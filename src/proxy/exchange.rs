@@ -95,10 +95,14 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     let mut wbuf = s.ctx.take_buffer();
     let total = p.route.policy.total_timeout;
     let server_timeout = s.settings.server_timeout;
-    let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch);
-    let result = match (total, server_timeout) {
-        (None, None) => attempt.await,
-        _ => bounded(attempt, total, server_timeout, &dispatch).await,
+    // Each arm builds its own future where it is awaited: the exchange's
+    // future is large, and moving it into a local first costs a copy of it
+    // on every request.
+    let result = if total.is_none() && server_timeout.is_none() {
+        exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch).await
+    } else {
+        let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch);
+        bounded(attempt, total, server_timeout, &dispatch).await
     };
     // A read or write that timed out comes back as I/O; name it.
     let result = result.map_err(ProxyError::classify_stall);

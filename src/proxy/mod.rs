@@ -6,6 +6,7 @@
 //! - `exchange`: one request/response with an upstream, incl. the retry.
 //! - `body`: streaming a body from one stream to another with backpressure.
 //! - `timed`: per-operation limits on body reads and writes.
+//! - `watchdog`: the coarse per-core deadlines those limits use.
 //! - `tunnel`: raw byte relay after Upgrade/CONNECT.
 //! - `error`: failures, their side, status and `l5d-err` text.
 
@@ -17,6 +18,7 @@ mod error;
 mod exchange;
 mod timed;
 mod tunnel;
+mod watchdog;
 
 pub use conn::serve_connection;
 pub use ctx::{CoreCtx, PoolKey, RouterSettings, Shutdown};

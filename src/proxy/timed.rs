@@ -10,15 +10,16 @@
 //! [`ProxyError::Stalled`](super::ProxyError::Stalled) in one place.
 
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::io::Stream;
 
 use super::body::{read_into, write_all, write_range};
+use super::watchdog::Registration;
 
 /// Which operation waited too long; it decides the side, status and label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,50 +116,79 @@ pub fn stalled(e: &io::Error) -> Option<IoLimit> {
     e.get_ref()?.downcast_ref::<IoLimit>().copied()
 }
 
-/// Runs `op` within `bound`. The operation is polled once before any timer
-/// exists: on epoll a read whose data is already there, or a write the
-/// socket buffer takes at once (the keep-alive GET's usual case), completes
-/// on that poll and arms no timer. Only an operation that has to wait arms
-/// one, and it pays for a reactor turn and a wake-up anyway, which cost more
-/// than a timer-wheel insert. (io_uring completes nothing on the first poll,
-/// so there every timed operation arms its timer.)
+/// Runs `op` within `bound`. The operation is polled first: on epoll a read
+/// whose data is already there, or a write the socket buffer takes at once
+/// (the keep-alive GET's usual case), completes on that poll and registers
+/// nothing. An operation that has to wait (on io_uring, every one) registers
+/// with this core's [`watchdog`](super::watchdog), which costs a slot in a
+/// table rather than a timer, and is woken when the limit has passed.
 ///
 /// On timeout the operation is dropped mid-flight: the caller must close
 /// the connection (an io_uring operation may still complete in the kernel).
-async fn within<T>(bound: IoLimit, op: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    let mut op = pin!(op);
-    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
-        return done;
-    }
-    match tokio::time::timeout(bound.limit, op).await {
-        Ok(done) => done,
-        Err(_elapsed) => Err(io::Error::new(io::ErrorKind::TimedOut, bound)),
+fn within<T, F: Future<Output = io::Result<T>>>(bound: IoLimit, op: F) -> Within<F> {
+    Within { op, bound, registration: None }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`]: hand-written rather than an `async fn`, so
+    /// the operation's future is built in place once (an `async fn` taking
+    /// it, then pinning it, copies it twice per read or write).
+    #[must_use = "futures do nothing unless awaited"]
+    struct Within<F> {
+        #[pin]
+        op: F,
+        bound: IoLimit,
+        registration: Option<Registration>,
     }
 }
 
-/// [`read_into`] within `bound`.
-pub(super) async fn read_into_within<S: Stream>(
-    s: &S,
-    buf: &mut Vec<u8>,
+impl<T, F: Future<Output = io::Result<T>>> Future for Within<F> {
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.op.poll(cx) {
+            return Poll::Ready(done);
+        }
+        match this.registration {
+            None => {
+                *this.registration = Some(Registration::new(this.bound.limit, cx.waker()));
+                Poll::Pending
+            }
+            Some(r) if r.expired(cx.waker()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, *this.bound))),
+            Some(_) => Poll::Pending,
+        }
+    }
+}
+
+/// [`read_into`] within `bound`. (Functions returning the future, not
+/// `async fn`s: one layer of future less around every read and write.)
+pub(super) fn read_into_within<'a, S: Stream>(
+    s: &'a S,
+    buf: &'a mut Vec<u8>,
     min_spare: usize,
     bound: IoLimit,
-) -> io::Result<usize> {
-    within(bound, read_into(s, buf, min_spare)).await
+) -> impl Future<Output = io::Result<usize>> + 'a {
+    within(bound, read_into(s, buf, min_spare))
 }
 
 /// [`write_all`] within `bound`.
-pub(super) async fn write_all_within<S: Stream>(s: &S, buf: &mut Vec<u8>, bound: IoLimit) -> io::Result<()> {
-    within(bound, write_all(s, buf)).await
+pub(super) fn write_all_within<'a, S: Stream>(
+    s: &'a S,
+    buf: &'a mut Vec<u8>,
+    bound: IoLimit,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    within(bound, write_all(s, buf))
 }
 
 /// [`write_range`] within `bound`.
-pub(super) async fn write_range_within<S: Stream>(
-    s: &S,
-    buf: &mut Vec<u8>,
+pub(super) fn write_range_within<'a, S: Stream>(
+    s: &'a S,
+    buf: &'a mut Vec<u8>,
     end: usize,
     bound: IoLimit,
-) -> io::Result<()> {
-    within(bound, write_range(s, buf, end)).await
+) -> impl Future<Output = io::Result<()>> + 'a {
+    within(bound, write_range(s, buf, end))
 }
 
 #[cfg(test)]
@@ -183,11 +213,13 @@ mod tests {
     fn a_timeout_is_recognised_and_other_errors_are_not() {
         let l = IoLimits::new(None, None, 20 * MS).client_write;
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-        let e = rt.block_on(within(l, std::future::pending::<io::Result<()>>())).unwrap_err();
+        // The watchdog's ticker is a local task.
+        let local = tokio::task::LocalSet::new();
+        let e = local.block_on(&rt, within(l, std::future::pending::<io::Result<()>>())).unwrap_err();
         assert_eq!(stalled(&e), Some(l));
         assert_eq!(e.to_string(), "the client read no response bytes for 20 ms (corelink.bodyProgressTimeoutMs)");
         assert_eq!(stalled(&io::ErrorKind::TimedOut.into()), None, "a kernel ETIMEDOUT is not ours");
-        let ready = rt.block_on(within(l, async { Ok(7) })).unwrap();
+        let ready = local.block_on(&rt, within(l, async { Ok(7) })).unwrap();
         assert_eq!(ready, 7);
     }
 }
