@@ -1,7 +1,8 @@
 # Shared by perf/metrics-cost.sh and perf/instr-cost.sh: an nginx backend, a
 # one-worker epoll corelink config in front of it, and a callgrind count of
 # the instructions corelink runs for a given number of proxied requests.
-# Source it after setting WORK, PORT_BACKEND, PORT_PROXY and LOAD.
+# Source it after setting WORK, PORT_BACKEND, PORT_PROXY and LOAD; IO=uring
+# measures the io_uring backend (default epoll).
 
 for tool in valgrind nginx; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
@@ -36,7 +37,7 @@ routers:
   dtab: |
     /svc/* => /\$/inet/127.0.0.1/$PORT_BACKEND;
   servers: [{port: $PORT_PROXY, ip: 127.0.0.1}]
-corelink: {workers: 1, shutdownDelayMs: 0, io: epoll}
+corelink: {workers: 1, shutdownDelayMs: 0, io: ${IO:-epoll}}
 YAML
 }
 

@@ -8,7 +8,7 @@
 # each under callgrind (epoll, one worker) in front of nginx with 1,000 and
 # 1,000 + REQUESTS requests over 10 keep-alive connections, and prints the
 # user-space instructions per proxied request of both and the difference.
-# Needs valgrind, nginx.
+# IO=uring measures the io_uring backend (default: epoll). Needs valgrind, nginx.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REV="${1:?usage: perf/instr-cost.sh REV [REQUESTS]}"

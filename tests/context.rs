@@ -173,6 +173,15 @@ fn clear_context_answers_corelinks_own_errors_without_l5d_err_or_body() {
             "{io}"
         );
         drop(proxy);
+        // The head read timeout's 408 too.
+        let slow = config(&dtab, "", "    clearContext: true\n") + "  headerReadTimeoutMs: 300\n";
+        let proxy = Corelink::start(&slow, io);
+        assert_eq!(
+            exchange(&proxy, b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nVia: 1.1 corelink\r\nConnection: close\r\n\r\n",
+            "{io}"
+        );
+        drop(proxy);
         let proxy = Corelink::start(&config(&dtab, "", ""), io);
         let plain = exchange(&proxy, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(plain.contains("\r\nl5d-err: connection+to+127.0.0.1"), "{io}: {plain}");

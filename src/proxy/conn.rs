@@ -374,11 +374,15 @@ impl<B: Backend> Session<'_, B> {
                 Err(_elapsed) if !had_bytes => return Err(Next::Close),
                 Err(_elapsed) => {
                     let mut out = Vec::new();
-                    let message = format!(
-                        "request head not received within {} ms",
-                        self.settings.header_read_timeout.as_millis()
-                    );
-                    http1::encode_error_response(&mut out, 408, &message, true);
+                    if self.settings.clear_context {
+                        http1::encode_cleared_error_response(&mut out, 408, true);
+                    } else {
+                        let message = format!(
+                            "request head not received within {} ms",
+                            self.settings.header_read_timeout.as_millis()
+                        );
+                        http1::encode_error_response(&mut out, 408, &message, true);
+                    }
                     let _ = tokio::time::timeout(Duration::from_secs(1), write_all(self.client, &mut out)).await;
                     return Err(Next::Close);
                 }
