@@ -219,7 +219,7 @@ pub fn encode_cleared_error_response(out: &mut Vec<u8>, status: u16, close: bool
 /// finagle's retryable nack (`HttpNackFilter`): the request was refused
 /// before any processing (`maxConcurrentRequests`) and is safe to retry, at
 /// once (`Retry-After: 0`). No `l5d-err`: it is not a failure of the request.
-pub fn encode_nack_response(out: &mut Vec<u8>, close: bool) {
+pub fn encode_nack_response(out: &mut Vec<u8>, close: bool, head_request: bool) {
     const BODY: &[u8] = b"Request was not processed by the server due to an error and is safe to retry";
     out.extend_from_slice(b"HTTP/1.1 503 Service Unavailable\r\nfinagle-http-nack: true\r\nRetry-After: 0\r\n");
     out.extend_from_slice(b"Content-Type: text/plain\r\nContent-Length: ");
@@ -229,7 +229,11 @@ pub fn encode_nack_response(out: &mut Vec<u8>, close: bool) {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(BODY);
+    // The answer to HEAD has the fields of the answer to GET and no body
+    // (RFC 9110 §9.3.2); a body here would be read as the next response.
+    if !head_request {
+        out.extend_from_slice(BODY);
+    }
 }
 
 fn push_status(out: &mut Vec<u8>, status: u16) {

@@ -129,6 +129,9 @@ const FORBIDDEN_TRAILERS: &[&str] = &[
     "host",
     "max-forwards",
     "via",
+    // finagle's per-request dtab (linkerd honours it) and client identity.
+    "dtab-local",
+    "forwarded",
     // Authentication.
     "authorization",
     "proxy-authorization",

@@ -186,7 +186,7 @@ async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, m
         !p.body.is_done() || !p.meta.keep_alive || p.meta.version != Version::Http11 || s.ctx.shutdown.is_draining();
     let mut out = s.ctx.take_buffer();
     out.clear();
-    http1::encode_nack_response(&mut out, close);
+    http1::encode_nack_response(&mut out, close, p.meta.method == http1::Method::Head);
     let written = write_all_within(s.client, &mut out, s.settings.io_limits.client_write).await;
     s.ctx.give_buffer(out);
     s.finish(e.status(), None, std::time::Instant::now());

@@ -71,8 +71,9 @@ impl Registration {
                     slots.len() - 1
                 }
             };
-            if !w.ticking.replace(true) {
+            if !w.ticking.get() {
                 tokio::task::spawn_local(tick());
+                w.ticking.set(true);
             }
             Registration(index)
         })
@@ -107,6 +108,15 @@ impl Drop for Registration {
 /// This core's ticker: advances the tick count and wakes expired waits;
 /// ends when nothing is registered (the next registration starts another).
 async fn tick() {
+    // However the task ends (also dropped with its runtime), the next
+    // registration must start another.
+    struct Ticking;
+    impl Drop for Ticking {
+        fn drop(&mut self) {
+            let _ = WATCHDOG.try_with(|w| w.ticking.set(false));
+        }
+    }
+    let _ticking = Ticking;
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -129,7 +139,6 @@ async fn tick() {
                 // Nothing to watch: release the table's memory too.
                 slots.clear();
                 w.free.borrow_mut().clear();
-                w.ticking.set(false);
             }
             live == 0
         });

@@ -27,8 +27,12 @@ fn read(path: &Path) -> Result<Vec<u8>, PemError> {
 
 /// Every certificate in a PEM file, in file order (a chain: leaf first).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
-    let bytes = read(path)?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
+    parse_certs(path, &read(path)?)
+}
+
+/// Every certificate in `bytes`, read from `path` (named in errors).
+pub fn parse_certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PemError::Invalid { path: path.to_owned(), reason: e.to_string() })?;
     if certs.is_empty() {
@@ -44,6 +48,18 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
         rustls::pki_types::pem::Error::NoItemsFound => PemError::NoKey(path.to_owned()),
         other => PemError::Invalid { path: path.to_owned(), reason: other.to_string() },
     })
+}
+
+/// A root store from the bytes of one CA file read from `path` (several
+/// certificates allowed). Parsing the bytes the caller holds, rather than
+/// reading the file again, keeps what it compares (a server's ticket policy)
+/// and what it trusts the same even while the file is being replaced.
+pub fn parse_roots(path: &Path, bytes: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in parse_certs(path, bytes).map_err(|e| e.to_string())? {
+        roots.add(cert).map_err(|e| format!("{}: not usable as a trust anchor: {e}", path.display()))?;
+    }
+    Ok(roots)
 }
 
 /// A root store from CA files (each may hold several certificates); with no

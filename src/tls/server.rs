@@ -196,8 +196,10 @@ fn load(tls: &ServerTlsConfig) -> Result<(Contents, Served), String> {
     let (builder, client_cas) = match &tls.ca_cert_path {
         None => (builder.with_no_client_auth(), None),
         Some(ca) => {
+            // Read once: the ticket policy and the verifier must be built
+            // from the same bytes.
             let bytes = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
-            let roots = files::load_roots(std::slice::from_ref(ca))?;
+            let roots = files::parse_roots(std::path::Path::new(ca), &bytes)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
             let verifier = if tls.require_client_auth { verifier } else { verifier.allow_unauthenticated() };
             let verifier = verifier.build().map_err(|e| format!("server TLS caCertPath {ca}: {e}"))?;
