@@ -5,13 +5,13 @@
 //! → `proxy` (per-connection state machine) → `http1` (sans-IO codec)
 //! → `routing` (identify, delegate through the dtab snapshot) → `pool`
 //! (per-core upstream connections). `admin` serves the admin port; `config`
-//! reads linkerd 1.x YAML.
+//! reads linkerd 1.x YAML. `cli` holds the commands other than `run`
+//! (check, delegate, certs, demo), behind `src/main.rs`.
 
 pub mod admin;
 pub mod balance;
-pub mod certs;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod http1;
 pub mod io;
 pub mod logging;
