@@ -4,6 +4,10 @@
 //! `/delegator.json`, metrics (`/admin/metrics.json`, Prometheus at
 //! `/admin/metrics/prometheus` and `/metrics`) and `POST /admin/shutdown`.
 
+mod control_stats;
+
+pub use control_stats::ControlStats;
+
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -29,7 +33,7 @@ pub struct AdminState {
     /// SIGTERM.
     pub shutdown: tokio::sync::Notify,
     /// Reloads and namer updates, counted by the control thread.
-    pub control: Arc<crate::server::ControlStats>,
+    pub control: Arc<ControlStats>,
     /// The I/O backend running (set once at start-up) and the workers.
     pub io: std::sync::OnceLock<crate::io::IoKind>,
     pub workers: std::sync::atomic::AtomicUsize,
