@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use corelink::metrics::CoreMetrics;
+use corelink::telemetry::metrics::CoreMetrics;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn core_with_scopes(n: usize) -> CoreMetrics {

@@ -5,20 +5,21 @@
 //! → `proxy` (per-connection state machine) → `http1` (sans-IO codec)
 //! → `routing` (identify, delegate through the dtab snapshot) → `pool`
 //! (per-core upstream connections). `admin` serves the admin port; `config`
-//! reads linkerd 1.x YAML.
+//! reads linkerd 1.x YAML. `telemetry` holds the
+//! per-core metrics and the access log. `cli` holds the commands other than `run`
+//! (check, delegate, certs, demo), behind `src/main.rs`.
 
 pub mod admin;
 pub mod balance;
-pub mod certs;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod http1;
 pub mod io;
 pub mod logging;
-pub mod metrics;
 pub mod namer;
 pub mod pool;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod telemetry;
 pub mod tls;

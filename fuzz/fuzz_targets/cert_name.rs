@@ -4,7 +4,7 @@
 //! subjectAltName.
 #![no_main]
 
-use corelink::tls::inspect::subject_cn_without_san;
+use corelink::tls::verify::subject_cn_without_san;
 use corelink::tls::verify::cn_matches;
 use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::{CertificateDer, ServerName};

@@ -4,6 +4,10 @@
 //! `/delegator.json`, metrics (`/admin/metrics.json`, Prometheus at
 //! `/admin/metrics/prometheus` and `/metrics`) and `POST /admin/shutdown`.
 
+mod control_stats;
+
+pub use control_stats::ControlStats;
+
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http1::{self, Limits, Method, HEADER_SLOTS};
-use crate::metrics::prometheus::{ProcessKind, ProcessMetric};
+use crate::telemetry::prometheus::{ProcessKind, ProcessMetric};
 
 /// State the admin endpoints report. Written by the control thread.
 #[derive(Default)]
@@ -24,12 +28,12 @@ pub struct AdminState {
     /// The published routing, for `/delegator.json`.
     pub snapshot: std::sync::OnceLock<crate::routing::SharedSnapshot>,
     /// How to ask the cores for their metrics.
-    pub scrape: crate::metrics::Scrape,
+    pub scrape: crate::telemetry::metrics::Scrape,
     /// `POST /admin/shutdown`: the start-up thread waits on this as on
     /// SIGTERM.
     pub shutdown: tokio::sync::Notify,
     /// Reloads and namer updates, counted by the control thread.
-    pub control: Arc<crate::server::ControlStats>,
+    pub control: Arc<ControlStats>,
     /// The I/O backend running (set once at start-up) and the workers.
     pub io: std::sync::OnceLock<crate::io::IoKind>,
     pub workers: std::sync::atomic::AtomicUsize,
@@ -183,7 +187,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         },
         "/admin/metrics/prometheus" | "/metrics" => match merged_metrics(state).await {
             Some(merged) => {
-                let body = crate::metrics::prometheus::render(&merged, &process_metrics(state));
+                let body = crate::telemetry::prometheus::render(&merged, &process_metrics(state));
                 ok("text/plain; version=0.0.4", &body)
             }
             None => plain(503, "routing not ready"),
@@ -192,12 +196,12 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     }
 }
 
-/// Every core's metrics merged (see `crate::metrics`); None until the
+/// Every core's metrics merged (see `crate::telemetry::metrics`); None until the
 /// routing is built.
-async fn merged_metrics(state: &AdminState) -> Option<crate::metrics::Merged> {
+async fn merged_metrics(state: &AdminState) -> Option<crate::telemetry::metrics::Merged> {
     state.snapshot.get()?;
     let cores = state.scrape.collect(Duration::from_secs(2)).await;
-    Some(crate::metrics::merge(&cores))
+    Some(crate::telemetry::metrics::merge(&cores))
 }
 
 /// corelink's own process-wide numbers (docs/metrics.md).

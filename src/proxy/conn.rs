@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
-use crate::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::routing::Route;
+use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::{MaybeTls, ServerTls, TlsStream};
 
 use super::body::{consume, read_into, write_all};
@@ -401,7 +401,7 @@ impl<B: Backend> Session<'_, B> {
         }
         if self.settings.access_log.is_some() {
             self.pending_log.clear();
-            super::access_log::start_line(&mut self.pending_log, self.peer, &head);
+            crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
         let route = self.ctx.routes.route(self.settings.router, &head)?;
         if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing) {
@@ -486,8 +486,8 @@ impl<B: Backend> Session<'_, B> {
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed.
     pub(super) fn finish(&self, status: u16, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
-        if crate::metrics::ENABLED {
-            let us = crate::metrics::micros(now.saturating_duration_since(self.begun));
+        if crate::telemetry::metrics::ENABLED {
+            let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
             let epoch = self.ctx.routes.metrics().epoch();
             self.stats.requests.record(status, us, epoch);
             if let Some((client, service)) = route {
@@ -499,7 +499,7 @@ impl<B: Backend> Session<'_, B> {
             if self.pending_log.is_empty() {
                 // The head never parsed: a line all the same.
                 let mut line = Vec::new();
-                super::access_log::start_unparsed(&mut line, self.peer);
+                crate::telemetry::access_log::start_unparsed(&mut line, self.peer);
                 self.ctx.log_access(log, &line, status, 0);
             } else {
                 self.ctx.log_access(log, &self.pending_log, status, self.sent.get());

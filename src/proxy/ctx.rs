@@ -48,7 +48,7 @@ pub struct RouterSettings {
     /// `tls`: this server terminates TLS (set when the snapshot is compiled).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
     /// `httpAccessLog` of the router (set when the snapshot is compiled).
-    pub access_log: Option<std::sync::Arc<super::access_log::AccessLog>>,
+    pub access_log: Option<std::sync::Arc<crate::telemetry::access_log::AccessLog>>,
 }
 
 impl RouterSettings {
@@ -110,12 +110,12 @@ pub type PoolKey = (usize, SocketAddr, Option<Rc<str>>);
 /// `maxSize` slot when the pool is bounded.
 pub struct Upstream<S> {
     pub conn: MaybeTls<S>,
-    _open: crate::metrics::OpenGuard,
+    _open: crate::telemetry::metrics::OpenGuard,
     slot: Option<SlotPermit>,
 }
 
 impl<S> Upstream<S> {
-    pub fn new(conn: MaybeTls<S>, open: crate::metrics::OpenGuard, slot: Option<SlotPermit>) -> Self {
+    pub fn new(conn: MaybeTls<S>, open: crate::telemetry::metrics::OpenGuard, slot: Option<SlotPermit>) -> Self {
         Upstream { conn, _open: open, slot }
     }
 
@@ -195,7 +195,7 @@ pub struct CoreCtx<B: Backend> {
     free: RefCell<Vec<Vec<u8>>>,
     free_small: RefCell<Vec<Vec<u8>>>,
     /// Access log lines waiting for the flush task, per log.
-    access_lines: RefCell<Vec<(std::sync::Arc<super::access_log::AccessLog>, Vec<u8>)>>,
+    access_lines: RefCell<Vec<(std::sync::Arc<crate::telemetry::access_log::AccessLog>, Vec<u8>)>>,
     /// Requests in flight per server index on this core, for servers with
     /// `maxConcurrentRequests` (created on first use).
     in_flight: RefCell<Vec<Option<Rc<Cell<usize>>>>>,
@@ -285,7 +285,7 @@ impl<B: Backend> CoreCtx<B> {
     /// for `log`; a full buffer goes to the writer at once.
     pub fn log_access(
         &self,
-        log: &std::sync::Arc<super::access_log::AccessLog>,
+        log: &std::sync::Arc<crate::telemetry::access_log::AccessLog>,
         pending: &[u8],
         status: u16,
         size: u64,
@@ -299,8 +299,8 @@ impl<B: Backend> CoreCtx<B> {
             }
         };
         let buf = &mut all[i].1;
-        super::access_log::finish_line(buf, pending, status, Some(size));
-        if buf.len() >= super::access_log::FLUSH_AT {
+        crate::telemetry::access_log::finish_line(buf, pending, status, Some(size));
+        if buf.len() >= crate::telemetry::access_log::FLUSH_AT {
             log.submit(std::mem::take(buf));
         }
     }

@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
 use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
-use crate::metrics::ServiceStats;
-use crate::metrics::{ClientStats, OpenGuard};
 use crate::routing::{Route, RouteTls};
+use crate::telemetry::metrics::ServiceStats;
+use crate::telemetry::metrics::{ClientStats, OpenGuard};
 use crate::tls::{MaybeTls, TlsStream};
 
 use super::body::{consume, pump_body, read_into, write_all, PumpError};
@@ -301,10 +301,10 @@ async fn slot_for<B: Backend>(
 }
 
 /// Counts one in a gauge while it lives (a request waiting for a slot).
-struct GaugeGuard<'a>(&'a crate::metrics::Gauge);
+struct GaugeGuard<'a>(&'a crate::telemetry::metrics::Gauge);
 
 impl<'a> GaugeGuard<'a> {
-    fn new(gauge: &'a crate::metrics::Gauge) -> Self {
+    fn new(gauge: &'a crate::telemetry::metrics::Gauge) -> Self {
         gauge.incr();
         GaugeGuard(gauge)
     }
@@ -333,7 +333,7 @@ async fn connect<B: Backend>(
     match result {
         Ok(conn) => {
             stats.connects.incr();
-            stats.connect_latency.record(crate::metrics::micros(now.duration_since(started)), epoch);
+            stats.connect_latency.record(crate::telemetry::metrics::micros(now.duration_since(started)), epoch);
             Ok(Upstream::new(conn, OpenGuard::new(stats.clone()), slot))
         }
         Err(e) => {

@@ -10,7 +10,6 @@
 //! - `tunnel`: raw byte relay after Upgrade/CONNECT.
 //! - `error`: failures, their side, status and `l5d-err` text.
 
-pub mod access_log;
 mod body;
 mod conn;
 mod ctx;

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
 use crate::http1::RequestHead;
-use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::pool::PoolPolicy;
 use crate::proxy::{ProxyError, RouterSettings};
+use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
 
 use super::name_tree::{NameTree, Pick};
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};

@@ -166,7 +166,7 @@ impl RoutingSnapshot {
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
             let access_log = match &r.http_access_log {
                 Some(path) => Some(
-                    crate::proxy::access_log::AccessLog::shared(path, r.http_access_log_append)
+                    crate::telemetry::access_log::AccessLog::shared(path, r.http_access_log_append)
                         .map_err(|e| format!("routers[{i}].httpAccessLog: {e}"))?,
                 ),
                 None => None,

@@ -9,10 +9,11 @@
 //! old config keeps serving.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::ControlStats;
 use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
 use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
@@ -22,17 +23,6 @@ const POLL: Duration = Duration::from_millis(200);
 const DNS_REFRESH: Duration = Duration::from_secs(10);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
-
-/// Counters the admin server reports (reloads, refusals, namer updates;
-/// the generation it reads from the published snapshot). Written by the
-/// control thread only.
-#[derive(Debug, Default)]
-pub struct ControlStats {
-    pub reloads: AtomicU64,
-    pub reloads_refused: AtomicU64,
-    /// Routing snapshots published because a namer file or DNS changed.
-    pub namer_updates: AtomicU64,
-}
 
 pub struct Control {
     config_path: Option<PathBuf>,

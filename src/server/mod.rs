@@ -6,6 +6,5 @@ mod run;
 mod sys;
 mod worker;
 
-pub use control::ControlStats;
 pub use run::{run, RunOptions};
 pub use sys::raise_nofile_limit;

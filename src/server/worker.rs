@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::io::{Backend, Listener, Stream};
-use crate::metrics::CoreMetrics;
 use crate::proxy::{serve_connection, CoreCtx};
 use crate::routing::{CoreRoutes, SharedSnapshot};
+use crate::telemetry::metrics::CoreMetrics;
 
 /// What the control thread tells the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct WorkerSpec {
     pub metric_routers: Vec<String>,
     pub metric_servers: Vec<(usize, String, bool)>,
     /// Where the admin server asks this core for its metrics.
-    pub scrape: crate::metrics::Scrape,
+    pub scrape: crate::telemetry::metrics::Scrape,
     /// How many workers share the per-host pool limits.
     pub workers: usize,
 }
@@ -191,7 +191,7 @@ async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
     loop {
         tick.tick().await;
         ctx.flush_access_logs();
-        if since_window.elapsed() >= crate::metrics::WINDOW_HALF {
+        if since_window.elapsed() >= crate::telemetry::metrics::WINDOW_HALF {
             since_window = std::time::Instant::now();
             ctx.routes.metrics().advance_window();
         }

@@ -10,11 +10,9 @@
 //! - [`verify`]: webpki plus the subject-CN fallback for certificates with
 //!   no subjectAltName.
 //! - [`files`]: PEM certificates, keys and trust roots from disk.
-//! - [`inspect`]: what `corelink check` reports about certificates.
 
 pub mod client;
 pub mod files;
-pub mod inspect;
 pub mod server;
 pub mod stream;
 pub mod verify;

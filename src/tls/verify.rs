@@ -18,6 +18,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 #[derive(Debug)]
 pub struct NameVerifier {
@@ -33,9 +34,30 @@ impl NameVerifier {
     }
 }
 
+/// The subject's commonName, only for a certificate with no subjectAltName
+/// extension at all (RFC 6125 §6.4.4: with SANs, the CN is not consulted),
+/// and only when there is exactly one CN: with several, which one names the
+/// peer is ambiguous, so none does. Never panics on arbitrary bytes (fuzzed).
+pub fn subject_cn_without_san(cert_der: &[u8]) -> Option<String> {
+    let (rest, cert) = X509Certificate::from_der(cert_der).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let has_san = cert.extensions().iter().any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME);
+    if has_san {
+        return None;
+    }
+    let mut cns = cert.subject().iter_common_name();
+    let cn = cns.next()?;
+    if cns.next().is_some() {
+        return None;
+    }
+    cn.as_str().ok().map(str::to_owned)
+}
+
 /// The CN fallback: `cert` has no subjectAltName and its subject CN is `name`.
 pub fn cn_matches(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> bool {
-    let Some(cn) = super::inspect::subject_cn_without_san(cert) else { return false };
+    let Some(cn) = subject_cn_without_san(cert) else { return false };
     match name {
         // A trailing dot (an absolute DNS name) does not change the name.
         ServerName::DnsName(dns) => {

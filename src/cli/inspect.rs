@@ -1,5 +1,4 @@
-//! What `corelink check` reports about certificate files, and the subject-CN
-//! reading the verifier's fallback relies on.
+//! What `corelink check` reports about certificate files.
 //!
 //! The findings are the mistakes that otherwise surface only as handshake
 //! failures at run time, far from their cause: a key that is not the
@@ -15,28 +14,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::{SubjectPublicKeyInfo, X509Version};
 
-use super::files::{load_certs, load_key, PemError};
-
-/// The subject's commonName, only for a certificate with no subjectAltName
-/// extension at all (RFC 6125 §6.4.4: with SANs, the CN is not consulted),
-/// and only when there is exactly one CN: with several, which one names the
-/// peer is ambiguous, so none does. Never panics on arbitrary bytes (fuzzed).
-pub fn subject_cn_without_san(cert_der: &[u8]) -> Option<String> {
-    let (rest, cert) = X509Certificate::from_der(cert_der).ok()?;
-    if !rest.is_empty() {
-        return None;
-    }
-    let has_san = cert.extensions().iter().any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME);
-    if has_san {
-        return None;
-    }
-    let mut cns = cert.subject().iter_common_name();
-    let cn = cns.next()?;
-    if cns.next().is_some() {
-        return None;
-    }
-    cn.as_str().ok().map(str::to_owned)
-}
+use crate::tls::files::{load_certs, load_key, PemError};
 
 /// Within this many days of notAfter, a certificate gets a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -349,7 +327,8 @@ fn key_problem(cert: &[u8], key: &PrivateKeyDer<'_>, cert_path: &Path) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::{self, Pem, Validity};
+    use crate::cli::certs::{self, Pem, Validity};
+    use crate::tls::verify::subject_cn_without_san;
     use time::Duration;
 
     struct Dir(PathBuf);

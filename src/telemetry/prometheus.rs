@@ -155,7 +155,7 @@ pub fn render(merged: &Merged, process: &[ProcessMetric]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{merge, CoreMetrics};
+    use crate::telemetry::metrics::{merge, CoreMetrics};
 
     #[test]
     fn families_have_one_type_line_and_escaped_labels() {

@@ -56,11 +56,11 @@ pub fn run(check: bool) -> Result<(), DemoError> {
 /// `corelink certs` would (the CA key stays in memory: the write-up insists
 /// it is never deployed).
 fn make_certificates(dir: &Path) -> Result<PathBuf, DemoError> {
-    let setup = |e: crate::certs::CertsError| DemoError::Setup(format!("certificates: {e}"));
+    let setup = |e: crate::cli::certs::CertsError| DemoError::Setup(format!("certificates: {e}"));
     let certs = dir.join("certificates");
     std::fs::create_dir_all(&certs).map_err(|e| DemoError::Setup(format!("{}: {e}", certs.display())))?;
-    let (ca_pem, ca) = crate::certs::ca_in_memory("corelink demo CA").map_err(setup)?;
-    let service_b = crate::certs::issue_in_memory(&ca, "serviceB").map_err(setup)?;
+    let (ca_pem, ca) = crate::cli::certs::ca_in_memory("corelink demo CA").map_err(setup)?;
+    let service_b = crate::cli::certs::issue_in_memory(&ca, "serviceB").map_err(setup)?;
     for (name, text) in
         [("cacertificate.pem", &ca_pem.cert), ("serviceB.pem", &service_b.cert), ("serviceB.key", &service_b.key)]
     {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::Histogram;
+use super::metrics::Histogram;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ScopeKind {
@@ -81,9 +81,9 @@ impl HistogramSnapshot {
     /// The distribution as an HdrHistogram, each bucket's count at its
     /// midpoint.
     pub fn histogram(&self) -> Histogram {
-        let mut h = super::new_histogram();
+        let mut h = super::metrics::new_histogram();
         for &(i, n) in &self.buckets {
-            let (low, width) = super::bucket_range(i as usize);
+            let (low, width) = super::metrics::bucket_range(i as usize);
             h.saturating_record_n((low + (width - 1) / 2).max(1), u32::try_from(n).unwrap_or(u32::MAX));
         }
         h
@@ -296,7 +296,7 @@ pub fn json_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::CoreMetrics;
+    use crate::telemetry::metrics::CoreMetrics;
 
     #[test]
     fn cores_merge_and_render_linkerd_names() {

@@ -390,6 +390,39 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+/// `corelink certs ca`. What was written goes to stderr, so that stdout
+/// carries only the Secret manifest of `certs issue` (for `| kubectl apply -f -`).
+pub fn ca_command(out: &Path, name: &str, days: u32, force: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let files = create_ca(out, name, days, force).context("corelink certs ca")?;
+    eprintln!("wrote {} (the CA certificate peers trust: caCertPath, trustCerts)", files.cert.display());
+    eprintln!("wrote {} (the CA key, mode 0600: keep it off the proxies' machines)", files.key.display());
+    Ok(())
+}
+
+/// `corelink certs issue`; with `secret_name`, the Secret manifest on stdout.
+pub fn issue_command(
+    ca: &Path,
+    name: &str,
+    out: &Path,
+    days: u32,
+    force: bool,
+    secret_name: Option<&str>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // Checked first, so a bad name does not leave files behind.
+    if let Some(secret) = secret_name {
+        check_k8s_secret_name(secret).context("--k8s-secret")?;
+    }
+    let files = issue(ca, name, out, days, force).with_context(|| format!("corelink certs issue --name {name}"))?;
+    eprintln!("wrote {} (certificate for {name}: certPath)", files.cert.display());
+    eprintln!("wrote {} (its key, mode 0600: keyPath)", files.key.display());
+    if let Some(secret) = secret_name {
+        print!("{}", k8s_secret(name, secret, &files.ca_cert_pem, &files.pem.cert, &files.pem.key));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

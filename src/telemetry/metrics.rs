@@ -5,7 +5,7 @@
 //! request path takes a lock or writes a cache line another core reads. The
 //! admin server asks every core for a [`CoreSnapshot`] over a channel when it
 //! is scraped ([`Scrape`]), merges them ([`merge`]) and renders linkerd's
-//! flat JSON tree or Prometheus text (`admin`).
+//! flat JSON tree or Prometheus text ([`super::prometheus`], `admin`).
 //!
 //! Scopes follow linkerd 1.x: per server (`rt/<router>/server/<ip>/<port>/`),
 //! per client, i.e. bound name (`rt/<router>/client/<id>/`), and per logical
@@ -14,15 +14,12 @@
 //! each resolved destination, so recording a request costs a few increments
 //! and one histogram record per scope, with no lookup.
 
-pub mod prometheus;
-pub mod snapshot;
-
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use snapshot::{merge, CoreSnapshot, HistogramSnapshot, Merged, Scope, ScopeKind, ScopeSnapshot};
+pub use super::snapshot::{merge, CoreSnapshot, HistogramSnapshot, Merged, Scope, ScopeKind, ScopeSnapshot};
 
 /// Latency histograms cover 1 µs to 60 s with 2 significant digits; longer
 /// values are recorded as 60 s.

@@ -1,0 +1,40 @@
+//! `corelink delegate`: how a path delegates, each rewrite step then the
+//! bound name tree, as linkerd's delegator shows it.
+
+use std::path::PathBuf;
+
+/// `corelink delegate [--config PATH] [--router LABEL] [--dtab DTAB] [--json] PATH`.
+pub fn delegate(
+    config: Option<PathBuf>,
+    router: Option<String>,
+    dtab: Option<String>,
+    json: bool,
+    path: &str,
+) -> anyhow::Result<()> {
+    use crate::routing::{Delegator, Dtab, EmptyNamers, Path, RoutingSnapshot};
+    let path = Path::parse(path).map_err(|e| anyhow::anyhow!("path {path:?}: {e}"))?;
+    let extra = dtab.as_deref().map(Dtab::parse).transpose().map_err(|e| anyhow::anyhow!("--dtab: {e}"))?;
+    let delegation = match config {
+        Some(config_path) => {
+            let config = super::load(&config_path)?;
+            let snapshot = RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
+            let index = match &router {
+                Some(label) => {
+                    snapshot.router_index(label).ok_or_else(|| anyhow::anyhow!("no router labelled {label:?}"))?
+                }
+                None => 0,
+            };
+            snapshot.delegate(index, &path, extra.as_ref())
+        }
+        None => {
+            let dtab = extra.ok_or_else(|| anyhow::anyhow!("give --config, --dtab or both"))?;
+            Delegator::new(&dtab, &EmptyNamers).delegate(&path)
+        }
+    };
+    if json {
+        println!("{}", delegation.to_json());
+    } else {
+        print!("{}", delegation.render_text());
+    }
+    Ok(())
+}
