@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corelink::http1::ChunkedDecoder;
+use http1::ChunkedDecoder;
 
 #[derive(Default)]
 pub struct Stats {
