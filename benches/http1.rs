@@ -7,10 +7,8 @@ use std::hint::black_box;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-use corelink::http1::{
-    encode_request_head, parse_request, parse_response, ChunkedDecoder, Limits, Method, HEADER_SLOTS,
-};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use http1::{encode_request_head, parse_request, parse_response, ChunkedDecoder, Limits, Method, HEADER_SLOTS};
 
 /// What a browser sends: ~300 bytes, 8 header fields.
 const BROWSER_GET: &[u8] = b"GET /products/42?ref=home&lang=en HTTP/1.1\r\n\

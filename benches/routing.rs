@@ -97,8 +97,8 @@ fn bind(c: &mut Criterion) {
 /// against what a miss costs (build the name, delegate, resolve endpoints).
 fn route(c: &mut Criterion) {
     use corelink::config::Config;
-    use corelink::http1::{parse_request, Limits, HEADER_SLOTS};
     use corelink::routing::{CoreRoutes, RoutingSnapshot, SharedSnapshot};
+    use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 
     let text = format!("routers:\n- protocol: http\n  dtab: |\n    {SCENARIO};\n  servers: [{{port: 1}}]\n");

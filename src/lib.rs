@@ -2,7 +2,8 @@
 //! model of linkerd 1.x. The data path, in module order:
 //!
 //! `server` (workers, listeners, shutdown) → `io` (epoll / io_uring backends)
-//! → `proxy` (per-connection state machine) → `http1` (sans-IO codec)
+//! → `proxy` (per-connection state machine) → `http1` (sans-IO codec,
+//! the `corelink-http1` crate)
 //! → `routing` (identify, delegate through the dtab snapshot) → `pool`
 //! (per-core upstream connections). `admin` serves the admin port; `config`
 //! reads linkerd 1.x YAML. `telemetry` holds the
@@ -13,7 +14,6 @@ pub mod admin;
 pub mod balance;
 pub mod cli;
 pub mod config;
-pub mod http1;
 pub mod io;
 pub mod logging;
 pub mod namer;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::backend::Backend;
 use common::certs::{Ca, Names};
 use common::client::{get, Conn};
-use common::{backends, metric, Corelink};
+use common::{backends, free_port, metric, Corelink};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
@@ -60,10 +60,6 @@ fn shown(dom: &str, router: &str, field: &str) -> String {
     let key = format!("data-router=\"{router}\" data-field=\"{field}\" data-value=\"");
     let at = dom.find(&key).unwrap_or_else(|| panic!("the page shows no {field} for {router}:\n{dom}")) + key.len();
     dom[at..].split('"').next().unwrap().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One corelink, two routers as in the linker-to-linker TLS scenario: `out` (plaintext in,

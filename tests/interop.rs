@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use common::backend::Backend;
 use common::certs::{Ca, Names};
 use common::client::get;
 use common::tempdir::Dir;
-use common::{backends, Corelink};
+use common::{backends, free_port, Corelink};
 
 fn have(tool: &str) -> bool {
     let found =
@@ -191,10 +191,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts nginx with `server` (a `server { ... }` block using `PORT`).

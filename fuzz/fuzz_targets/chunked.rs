@@ -5,8 +5,8 @@
 //! error.
 #![no_main]
 
-use corelink::http1::{ChunkedDecoder, ParseError};
 use corelink_fuzz::{byte_pieces, pieces, show_bytes, split_input};
+use corelink_http1::{ChunkedDecoder, ParseError};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq, Eq)]

@@ -16,8 +16,8 @@
 //!   output may differ: they follow the reads).
 #![no_main]
 
-use corelink::http1::{forbidden_in_trailers, BodyFraming, ParseError};
 use corelink_fuzz::{byte_pieces, pieces, show_bytes, split_input};
+use corelink_http1::{forbidden_in_trailers, BodyFraming, ParseError};
 use libfuzzer_sys::fuzz_target;
 
 /// What the oracle read.

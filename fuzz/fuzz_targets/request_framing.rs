@@ -11,8 +11,8 @@
 
 use std::mem::MaybeUninit;
 
-use corelink::http1::{parse_request, BodyFraming, BodyReader, Limits, ParseError, HEADER_SLOTS};
 use corelink_fuzz::{byte_pieces, pieces, show_bytes, split_input};
+use corelink_http1::{parse_request, BodyFraming, BodyReader, Limits, ParseError, HEADER_SLOTS};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -36,7 +36,7 @@ enum Event {
     Incomplete { at: usize, body: Option<Vec<u8>> },
 }
 
-fn head_event(start: usize, h: &corelink::http1::RequestHead<'_, '_>) -> Event {
+fn head_event(start: usize, h: &corelink_http1::RequestHead<'_, '_>) -> Event {
     Event::Head {
         start,
         head_len: h.head_len,

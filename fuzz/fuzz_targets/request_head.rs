@@ -14,10 +14,10 @@
 
 use std::mem::MaybeUninit;
 
-use corelink::http1::{
+use corelink_fuzz::show_bytes;
+use corelink_http1::{
     encode_request_head, parse_request, BodyFraming, Limits, Method, RequestHead, Version, HEADER_SLOTS,
 };
-use corelink_fuzz::show_bytes;
 use libfuzzer_sys::fuzz_target;
 
 fn count(head: &RequestHead<'_, '_>, name: &str) -> usize {

@@ -14,11 +14,11 @@
 
 use std::mem::MaybeUninit;
 
-use corelink::http1::{
+use corelink_fuzz::show_bytes;
+use corelink_http1::{
     encode_response_head, parse_response, BodyFraming, Limits, Method, ResponseHead, ResponseHeadOptions, Version,
     HEADER_SLOTS,
 };
-use corelink_fuzz::show_bytes;
 use libfuzzer_sys::fuzz_target;
 
 fn count(head: &ResponseHead<'_, '_>, name: &str) -> usize {

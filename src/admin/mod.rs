@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http1::{Limits, Method, HEADER_SLOTS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::http1::{self, Limits, Method, HEADER_SLOTS};
 use crate::telemetry::prometheus::{ProcessKind, ProcessMetric};
 
 /// State the admin endpoints report. Written by the control thread.

@@ -12,8 +12,9 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
+use http1::Method;
+
 use crate::config::{BackoffConfig, ResponseClassifier, RetriesConfig, RetryBudgetConfig, ServiceConfig};
-use crate::http1::Method;
 
 /// A service's retry policy, resolved per logical name.
 #[derive(Debug)]

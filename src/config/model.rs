@@ -114,11 +114,11 @@ pub(crate) const DEFAULT_MAX_MESSAGE_KB: u64 = 5120;
 pub(crate) const DEFAULT_MAX_CALL_DEPTH: usize = 1000;
 
 pub(crate) fn default_max_headers_kb() -> usize {
-    crate::http1::Limits::default().max_head_bytes / 1024 - default_max_initial_line_kb()
+    http1::Limits::default().max_head_bytes / 1024 - default_max_initial_line_kb()
 }
 
 pub(crate) fn default_max_initial_line_kb() -> usize {
-    crate::http1::Limits::default().max_initial_line / 1024
+    http1::Limits::default().max_initial_line / 1024
 }
 
 /// The single identifier code written before identifier lists existed
@@ -419,7 +419,7 @@ impl Default for CorelinkConfig {
             buffer_size: 16 * 1024,
             backlog: 1024,
             header_read_timeout_ms: 10_000,
-            max_headers: crate::http1::Limits::default().max_headers,
+            max_headers: http1::Limits::default().max_headers,
             connect_timeout_ms: 1_000,
             body_progress_timeout_ms: DEFAULT_BODY_PROGRESS_TIMEOUT_MS,
             shutdown_delay_ms: 5_000,
@@ -445,12 +445,8 @@ impl RouterConfig {
         self.label.as_deref().unwrap_or("http")
     }
 
-    pub fn limits(&self) -> crate::http1::Limits {
-        crate::http1::Limits::from_kb(
-            self.max_headers_kb,
-            self.max_initial_line_kb,
-            crate::http1::Limits::default().max_headers,
-        )
+    pub fn limits(&self) -> http1::Limits {
+        http1::Limits::from_kb(self.max_headers_kb, self.max_initial_line_kb, http1::Limits::default().max_headers)
     }
 
     /// Compatibility: the router's identifier as the single-kind

@@ -447,7 +447,7 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
         buffer_size,
         backlog: o.int(ctx, "backlog", 1, i64::from(i32::MAX))?.unwrap_or(d.backlog),
         header_read_timeout_ms: o.u64(ctx, "headerReadTimeoutMs")?.unwrap_or(d.header_read_timeout_ms),
-        max_headers: o.int::<usize>(ctx, "maxHeaders", 1, crate::http1::HEADER_SLOTS as i64)?.unwrap_or(d.max_headers),
+        max_headers: o.int::<usize>(ctx, "maxHeaders", 1, http1::HEADER_SLOTS as i64)?.unwrap_or(d.max_headers),
         connect_timeout_ms: o.u64(ctx, "connectTimeoutMs")?.unwrap_or(d.connect_timeout_ms),
         // Positive: there is no "forever" (that is the hole it closes).
         body_progress_timeout_ms: o

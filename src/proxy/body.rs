@@ -4,7 +4,8 @@
 
 use std::io;
 
-use crate::http1::{BodyReader, ParseError};
+use http1::{BodyReader, ParseError};
+
 use crate::io::Stream;
 
 use super::timed::{read_into_within, write_all_within, write_range_within, IoLimit};

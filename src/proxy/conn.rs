@@ -6,9 +6,9 @@ use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::time::Duration;
 
+use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
-use crate::http1::{self, BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
 use crate::routing::Route;
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
@@ -551,7 +551,7 @@ mod tests {
     #[test]
     fn prepared_stays_small() {
         assert!(std::mem::size_of::<Prepared>() <= 144, "{}", std::mem::size_of::<Prepared>());
-        assert!(std::mem::size_of::<crate::http1::BodyReader>() <= 40);
+        assert!(std::mem::size_of::<http1::BodyReader>() <= 40);
     }
 
     /// An idle keep-alive connection costs its task's future, allocated once

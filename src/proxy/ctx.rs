@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::http1::Limits;
+use http1::Limits;
+
 use crate::io::Backend;
 use crate::pool::{HostSlots, Pool, SlotPermit};
 use crate::routing::CoreRoutes;
@@ -65,7 +66,7 @@ impl RouterSettings {
         RouterSettings {
             router: router_index,
             label: router.label().to_string(),
-            limits: crate::http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
+            limits: http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
             max_call_depth: router.max_call_depth_for(server),
             // docs/config.md: `contextHeaders: false` is `clearContext: true`
             // on every server of the router.

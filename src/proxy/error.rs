@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::http1::ParseError;
+use http1::ParseError;
 
 use super::timed::{stalled, IoLimit, IoOp, IoSetting};
 

@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use http1::{BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
-use crate::http1::{self, BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS};
 use crate::io::{Backend, Stream};
 use crate::routing::{Route, RouteTls};
 use crate::telemetry::metrics::ServiceStats;

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use http1::RequestHead;
+
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
-use crate::http1::RequestHead;
 use crate::pool::PoolPolicy;
 use crate::proxy::{ProxyError, RouterSettings};
 use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};

@@ -5,8 +5,9 @@
 //! destination costs one hash lookup and no allocation; the path itself is
 //! only built on a cache miss, from the key.
 
+use http1::{RequestHead, Version};
+
 use crate::config::IdentifierKind;
-use crate::http1::{RequestHead, Version};
 
 use super::path::Path;
 
@@ -223,7 +224,7 @@ fn origin_part(target: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::{parse_request, Limits, HEADER_SLOTS};
+    use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 
     fn name_of(kinds: &[IdentifierKind], request: &[u8]) -> Result<String, String> {

@@ -92,12 +92,12 @@ pub struct PendingLine {
 
 /// Starts a line: `HOST - - [TIME] "METHOD TARGET VERSION"` (the status,
 /// size, referer and user agent follow in [`finish_line`]).
-pub fn start_line(out: &mut Vec<u8>, peer: std::net::IpAddr, head: &crate::http1::RequestHead<'_, '_>) {
+pub fn start_line(out: &mut Vec<u8>, peer: std::net::IpAddr, head: &http1::RequestHead<'_, '_>) {
     let _ = write!(out, "{peer} - - [{}] \"{} ", clf_time(time::OffsetDateTime::now_utc()), head.method_str);
     push_sanitized(out, head.target.as_bytes());
     let version = match head.version {
-        crate::http1::Version::Http10 => "HTTP/1.0",
-        crate::http1::Version::Http11 => "HTTP/1.1",
+        http1::Version::Http10 => "HTTP/1.0",
+        http1::Version::Http11 => "HTTP/1.1",
     };
     let _ = write!(out, " {version}\" ");
     // Referer and User-Agent go at the end; keep them now, quoted.
@@ -180,7 +180,7 @@ mod tests {
     fn lines_are_common_log_format_and_cannot_be_forged() {
         let mut slots = [MaybeUninit::uninit(); 16];
         let raw = b"GET /hello?x=%22 HTTP/1.1\r\nHost: b\r\nUser-Agent: curl/8 \"evil\"\r\n\r\n";
-        let head = crate::http1::parse_request(raw, &mut slots, &Default::default()).unwrap().unwrap();
+        let head = http1::parse_request(raw, &mut slots, &Default::default()).unwrap().unwrap();
         let mut pending = Vec::new();
         start_line(&mut pending, "127.0.0.1".parse().unwrap(), &head);
         let mut out = Vec::new();

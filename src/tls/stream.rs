@@ -91,7 +91,7 @@ impl<S: Stream> TlsStream<S> {
     /// nginx does, before the connection is closed.
     pub async fn reject_plaintext(&self) {
         let mut out = Vec::new();
-        crate::http1::encode_error_response(&mut out, 400, "The plain HTTP request was sent to a TLS port", true);
+        http1::encode_error_response(&mut out, 400, "The plain HTTP request was sent to a TLS port", true);
         let _ = self.io.write_all(out).await;
     }
 

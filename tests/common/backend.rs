@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corelink::http1::ChunkedDecoder;
+use super::chunked;
 
 #[derive(Default)]
 pub struct Stats {
@@ -185,11 +185,11 @@ fn serve(mut conn: TcpStream, stats: &Stats, idle_close: Option<Duration>) -> st
             }
             body.extend(buf.drain(..n));
         } else if header("transfer-encoding").is_some() {
-            let mut dec = ChunkedDecoder::new();
             loop {
-                let p = dec.decode(&buf, |d| body.extend_from_slice(d)).expect("valid chunked from proxy");
-                buf.drain(..p.consumed);
-                if p.done {
+                let (used, done) =
+                    chunked::decode(&buf, &mut body).unwrap_or_else(|e| panic!("invalid chunked from proxy: {e}"));
+                buf.drain(..used);
+                if done {
                     break;
                 }
                 let mut chunk = [0u8; 65536];

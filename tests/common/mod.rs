@@ -5,11 +5,12 @@
 
 pub mod backend;
 pub mod certs;
+pub mod chunked;
 pub mod client;
 pub mod raw_backend;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -25,6 +26,11 @@ pub fn backends() -> Vec<&'static str> {
             vec!["epoll"]
         }
     }
+}
+
+/// A port nothing listens on right now (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Corelink {

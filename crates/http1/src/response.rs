@@ -156,7 +156,7 @@ pub fn parse_response<'b, 'h>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::limits::HEADER_SLOTS;
+    use crate::limits::HEADER_SLOTS;
 
     fn parse(buf: &[u8], method: Method) -> Result<Option<(u16, BodyFraming, bool)>, ParseError> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];

@@ -172,7 +172,7 @@ pub fn forbidden_in_trailers(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::chunked::ChunkedDecoder;
+    use crate::chunked::ChunkedDecoder;
 
     /// Decodes `input` fed in pieces of `step` bytes, re-encoding as it goes.
     fn rechunk(input: &[u8], step: usize) -> (Vec<u8>, u32) {

@@ -426,7 +426,7 @@ pub(crate) fn connection_names(headers: &[httparse::Header<'_>], name: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::limits::HEADER_SLOTS;
+    use crate::limits::HEADER_SLOTS;
 
     fn parse(buf: &[u8]) -> Result<Option<(BodyFraming, bool, usize)>, ParseError> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];

@@ -295,8 +295,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::limits::{Limits, HEADER_SLOTS};
-    use crate::http1::{parse_request, parse_response, Method};
+    use crate::limits::{Limits, HEADER_SLOTS};
+    use crate::{parse_request, parse_response, Method};
     use std::mem::MaybeUninit;
 
     #[test]
