@@ -8,7 +8,7 @@
 use crate::config::IdentifierKind;
 use crate::http1::{RequestHead, Version};
 
-use super::path::Path;
+use naming::Path;
 
 #[derive(Debug, Clone)]
 pub enum Identifier {
