@@ -496,8 +496,7 @@ fn router(ctx: &mut Ctx, o: &Obj) -> Result<RouterConfig> {
         None => String::new(),
         Some((v, key)) => {
             let text = v.str(ctx, &o.path(key))?;
-            naming::Dtab::parse(&text)
-                .map_err(|e| ctx.invalid(v.mark, &o.path(key), format!("invalid dtab: {e}")))?;
+            naming::Dtab::parse(&text).map_err(|e| ctx.invalid(v.mark, &o.path(key), format!("invalid dtab: {e}")))?;
             text
         }
     };

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use naming::{NameTree, Pick};
+
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
 use crate::http1::RequestHead;
@@ -15,7 +17,6 @@ use crate::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use crate::pool::PoolPolicy;
 use crate::proxy::{ProxyError, RouterSettings};
 
-use naming::{NameTree, Pick};
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
 
 /// Entries per router before the cache is cleared (a Host-header flood must

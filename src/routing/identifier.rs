@@ -5,10 +5,10 @@
 //! destination costs one hash lookup and no allocation; the path itself is
 //! only built on a cache miss, from the key.
 
+use naming::Path;
+
 use crate::config::IdentifierKind;
 use crate::http1::{RequestHead, Version};
-
-use naming::Path;
 
 #[derive(Debug, Clone)]
 pub enum Identifier {

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use crate::config::{Config, NamerConfig, TransformerConfig};
 use crate::namer::{fs, FsState};
 use crate::proxy::RouterSettings;
 
-use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 use super::identifier::Identifiers;
 
 pub struct RouterRoutes {
