@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use corelink::routing::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 /// The linker-to-linker scenario: everything through the fs namer, serviceB
 /// pinned to a local address.

@@ -7,7 +7,7 @@
 //! panicking (the lookup budget bounds hostile dtabs).
 #![no_main]
 
-use corelink::routing::{Delegator, Dentry, Dtab, EmptyNamers, Path, PrefixElem};
+use corelink_naming::{Delegator, Dentry, Dtab, EmptyNamers, Path, PrefixElem};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

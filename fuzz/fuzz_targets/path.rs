@@ -5,7 +5,7 @@
 //! and `pick`/`eval` do not panic on parsed trees.
 #![no_main]
 
-use corelink::routing::{NameTree, Path};
+use corelink_naming::{NameTree, Path};
 use libfuzzer_sys::fuzz_target;
 
 fn check_path(s: &str, p: &Path) {

@@ -11,7 +11,8 @@
 //! - a derived name rustls accepts is a non-empty name without `/`.
 #![no_main]
 
-use corelink::tls::client::{bound_path_name, match_prefix, server_name, substitute};
+use corelink::tls::client::{bound_path_name, server_name};
+use corelink_naming::prefix::{match_prefix, substitute};
 use libfuzzer_sys::fuzz_target;
 
 fn segments(s: &str) -> Vec<&str> {

@@ -234,7 +234,7 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
 /// delegation of `path` through the router's dtab (plus an optional dtab),
 /// as JSON.
 fn delegator(target: &str, state: &AdminState) -> Vec<u8> {
-    use crate::routing::{Dtab, Path};
+    use naming::{Dtab, Path};
     let query = target.split_once('?').map_or("", |(_, q)| q);
     let param = |name: &str| {
         query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| url_decode(v))

@@ -34,7 +34,7 @@ impl ServicePolicy {
         let mut total = service.total_timeout_ms;
         let mut retries: Option<RetriesConfig> = service.retries;
         if service.kind == crate::config::ServiceKind::Static {
-            for c in crate::routing::prefix::matching(&service.configs, name, |c| &c.prefix) {
+            for c in naming::prefix::matching(&service.configs, name, |c| &c.prefix) {
                 classifier = c.response_classifier.unwrap_or(classifier);
                 total = c.total_timeout_ms.or(total);
                 retries = c.retries.or(retries);

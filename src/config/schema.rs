@@ -496,14 +496,13 @@ fn router(ctx: &mut Ctx, o: &Obj) -> Result<RouterConfig> {
         None => String::new(),
         Some((v, key)) => {
             let text = v.str(ctx, &o.path(key))?;
-            crate::routing::Dtab::parse(&text)
-                .map_err(|e| ctx.invalid(v.mark, &o.path(key), format!("invalid dtab: {e}")))?;
+            naming::Dtab::parse(&text).map_err(|e| ctx.invalid(v.mark, &o.path(key), format!("invalid dtab: {e}")))?;
             text
         }
     };
     let dst_prefix = o.path_str(ctx, "dstPrefix")?.unwrap_or_else(|| DEFAULT_DST_PREFIX.into());
     if let Some(v) = o.get("dstPrefix") {
-        crate::routing::Path::parse(&dst_prefix)
+        naming::Path::parse(&dst_prefix)
             .map_err(|e| ctx.invalid(v.mark, &o.path("dstPrefix"), format!("invalid path: {e}")))?;
     }
 
@@ -630,7 +629,7 @@ fn identifier(ctx: &mut Ctx, o: &Obj) -> Result<IdentifierKind> {
             o.check(ctx, &[IDENTIFIER_STATIC])?;
             let v = o.require(ctx, "path")?;
             let path = v.path_str(ctx, &o.path("path"))?;
-            crate::routing::Path::parse(&path)
+            naming::Path::parse(&path)
                 .map_err(|e| ctx.invalid(v.mark, &o.path("path"), format!("invalid path: {e}")))?;
             IdentifierKind::Static { path }
         }
@@ -1364,7 +1363,7 @@ fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
             // linkerd's docs write the default without the slash.
             let text = v.str(ctx, &o.path("prefix"))?;
             let text = if text.starts_with('/') { text } else { format!("/{text}") };
-            crate::routing::Path::parse(&text)
+            naming::Path::parse(&text)
                 .map_err(|e| ctx.invalid(v.mark, &o.path("prefix"), format!("invalid path: {e}")))?;
             text
         }

@@ -3,7 +3,7 @@
 //! - `fs`: linkerd's `io.l5d.fs` (a directory of service files).
 //! - `watch`: change detection for watched paths (fs namers, the config file,
 //!   certificates), by polling content fingerprints.
-//! - `/$/inet/HOST/PORT` is built into `routing::delegate`; its host names are
+//! - `/$/inet/HOST/PORT` is built into `naming::delegate`; its host names are
 //!   resolved into the snapshot (`routing::snapshot`).
 
 pub mod fs;

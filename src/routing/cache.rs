@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use http1::RequestHead;
+use naming::{NameTree, Pick};
 
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
@@ -16,7 +17,6 @@ use crate::pool::PoolPolicy;
 use crate::proxy::{ProxyError, RouterSettings};
 use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
 
-use super::name_tree::{NameTree, Pick};
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
 
 /// Entries per router before the cache is cleared (a Host-header flood must
@@ -243,7 +243,7 @@ impl CoreRoutes {
             if let Some(h) = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")) {
                 let text = std::str::from_utf8(h.value)
                     .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
-                let local = super::dtab::Dtab::parse(text)
+                let local = naming::Dtab::parse(text)
                     .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
                 let core = self.parts(tls_configs);
                 let entry = resolve(snapshot, router, key, Some(&local), &core)?;
@@ -316,7 +316,7 @@ fn resolve(
     snapshot: &RoutingSnapshot,
     router: usize,
     key: &[u8],
-    local: Option<&super::dtab::Dtab>,
+    local: Option<&naming::Dtab>,
     core: &CoreParts<'_>,
 ) -> Result<Cached, ProxyError> {
     let routes = &snapshot.routers[router];
@@ -459,7 +459,7 @@ impl EffectiveClient {
         if client.kind != crate::config::ClientKind::Static {
             return p;
         }
-        for c in super::prefix::matching(&client.configs, name, |c| &c.prefix) {
+        for c in naming::prefix::matching(&client.configs, name, |c| &c.prefix) {
             let c = &c.params;
             if let Some(l) = &c.load_balancer {
                 p.load_balancer = l.clone();
@@ -504,7 +504,7 @@ fn prune(tree: NameTree<Option<Rc<BoundEndpoints>>>) -> NameTree<Rc<BoundEndpoin
         NameTree::Leaf(None) => NameTree::Neg,
         NameTree::Alt(ts) => NameTree::Alt(ts.into_iter().map(prune).collect()),
         NameTree::Union(ws) => {
-            NameTree::Union(ws.into_iter().map(|w| super::name_tree::Weighted::new(w.weight, prune(w.tree))).collect())
+            NameTree::Union(ws.into_iter().map(|w| naming::Weighted::new(w.weight, prune(w.tree))).collect())
         }
         NameTree::Neg => NameTree::Neg,
         NameTree::Fail => NameTree::Fail,

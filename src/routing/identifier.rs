@@ -6,10 +6,9 @@
 //! only built on a cache miss, from the key.
 
 use http1::{RequestHead, Version};
+use naming::Path;
 
 use crate::config::IdentifierKind;
-
-use super::path::Path;
 
 #[derive(Debug, Clone)]
 pub enum Identifier {

@@ -11,16 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use crate::config::{Config, NamerConfig, TransformerConfig};
 use crate::namer::{fs, FsState};
 use crate::proxy::RouterSettings;
 
-use super::delegate::{BoundName, Delegator, Namers};
-use super::dtab::Dtab;
 use super::identifier::Identifiers;
-use super::name_tree::NameTree;
-use super::path::Path;
 
 pub struct RouterRoutes {
     pub label: String,
@@ -134,13 +131,17 @@ pub enum Endpoints {
     Unavailable(String),
 }
 
-impl Namers for [FsNamer] {
+/// The snapshot's fs namers as the naming crate's [`Namers`] (a local type:
+/// the orphan rule forbids implementing it for `[FsNamer]` here).
+struct FsNamers<'a>(&'a [FsNamer]);
+
+impl Namers for FsNamers<'_> {
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
         if path.segment(0) != Some(b"#") {
             return None;
         }
         let rest = path.drop(1);
-        let namer = self.iter().find(|n| rest.starts_with(&n.prefix))?;
+        let namer = self.0.iter().find(|n| rest.starts_with(&n.prefix))?;
         let at = 1 + namer.prefix.len();
         let Some(service) = path.segment_str(at) else { return Some(NameTree::Neg) };
         if !namer.state.services.contains_key(service) {
@@ -218,8 +219,8 @@ impl RoutingSnapshot {
     /// to a bound tree.
     pub fn bind(&self, router: usize, name: &Path, local: Option<&Dtab>) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
-        let namers: &[FsNamer] = &self.namers;
-        let delegator = Delegator::new(&routes.dtab, namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
+        let namers = FsNamers(&self.namers);
+        let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegator = match local {
             Some(local) => delegator.with_local(local),
             None => delegator,
@@ -229,10 +230,10 @@ impl RoutingSnapshot {
 
     /// Explains how `path` delegates on `router` (linkerd's delegator): every
     /// rewrite step and the resulting bound tree.
-    pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> super::delegate::Delegation {
+    pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
-        let namers: &[FsNamer] = &self.namers;
-        let delegator = Delegator::new(&routes.dtab, namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
+        let namers = FsNamers(&self.namers);
+        let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         match local {
             Some(local) => delegator.with_local(local).delegate(path),
             None => delegator.delegate(path),

@@ -9,18 +9,14 @@
 //! resolves it (see `routing::cache`), and keeps its own copy of every rustls
 //! `ClientConfig`, so TLS session resumption state is per core, unshared.
 
-/// The prefix patterns live in routing; re-exported for the TLS name
-/// derivation's users (the `tls_name` fuzz target).
-pub use crate::routing::prefix::{match_prefix, substitute};
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use naming::prefix::{match_prefix, substitute, Captures};
 use rustls::pki_types::ServerName;
 
 use crate::config::{ClientConfig, ClientKind, ClientTlsConfig, TlsVersion};
-use crate::routing::prefix::Captures;
 
 use super::files;
 use super::verify::{NameVerifier, NoValidation};
