@@ -4,12 +4,16 @@
 //!
 //! - [`epoll::Epoll`]: a current-thread tokio runtime per core.
 //! - [`uring::Uring`]: tokio-uring with COOP_TASKRUN | SINGLE_ISSUER.
+//! - [`tls`]: [`TlsStream`], rustls driven sans-IO over any [`Stream`], so TLS
+//!   runs the same on both backends; [`MaybeTls`], what the proxy reads and
+//!   writes. Its rustls configuration comes from [`crate::tls`].
 //!
 //! Both run tasks with `tokio::task::spawn_local` and time with `tokio::time`.
 
 pub mod epoll;
 pub mod listener;
 pub mod probe;
+pub mod tls;
 pub mod uring;
 
 use std::future::Future;
@@ -19,6 +23,7 @@ use std::ops::Range;
 
 pub use listener::{bind_reuseport_group, BindError};
 pub use probe::{select_backend, BackendChoice, IoKind};
+pub use tls::{tls_error, MaybeTls, TlsInfo, TlsStream};
 
 /// Bytes moved into an I/O operation and handed back with its result.
 pub type BufResult<T> = (io::Result<T>, Vec<u8>);

@@ -9,10 +9,10 @@ use std::time::Duration;
 use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
-use crate::io::{Backend, Stream};
+use crate::io::{Backend, MaybeTls, Stream, TlsStream};
 use crate::routing::Route;
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
-use crate::tls::{MaybeTls, ServerTls, TlsStream};
+use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
 use super::ctx::{CoreCtx, RouterSettings};
@@ -117,7 +117,7 @@ async fn accept_tls<S: Stream>(
         Ok(Err(e)) if stream.peer_spoke_plaintext() => {
             counters.plaintext_refused.incr();
             tracing::debug!(router = %settings.label, error = %e, "plaintext HTTP on a TLS port");
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.reject_plaintext()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_plaintext(plaintext_on_tls_port())).await;
             None
         }
         Ok(Err(e)) => {
@@ -130,6 +130,14 @@ async fn accept_tls<S: Stream>(
             None
         }
     }
+}
+
+/// The answer to a plaintext HTTP client on a TLS port, sent in plaintext
+/// before the connection is closed, the way nginx answers one.
+fn plaintext_on_tls_port() -> Vec<u8> {
+    let mut out = Vec::new();
+    http1::encode_error_response(&mut out, 400, "The plain HTTP request was sent to a TLS port", true);
+    out
 }
 
 /// The active phase: requests are read, routed and exchanged until the

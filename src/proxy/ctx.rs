@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use http1::Limits;
 
-use crate::io::Backend;
+use crate::io::{Backend, MaybeTls};
 use crate::pool::{HostSlots, Pool, SlotPermit};
 use crate::routing::CoreRoutes;
-use crate::tls::MaybeTls;
 
 use super::timed::IoLimits;
 

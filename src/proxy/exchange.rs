@@ -19,11 +19,10 @@ use http1::{BodyFraming, BodyReader, ResponseHeadOptions, Version, HEADER_SLOTS}
 use tokio::time::Instant;
 
 use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
-use crate::io::{Backend, Stream};
+use crate::io::{Backend, MaybeTls, Stream, TlsStream};
 use crate::routing::{Route, RouteTls};
 use crate::telemetry::metrics::ServiceStats;
 use crate::telemetry::metrics::{ClientStats, OpenGuard};
-use crate::tls::{MaybeTls, TlsStream};
 
 use super::body::{consume, pump_body, read_into, write_all, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
@@ -379,7 +378,7 @@ async fn connect_inner<B: Backend>(
             Ok(MaybeTls::Tls(stream))
         }
         Ok(Err(e)) => {
-            let (label, reason) = match crate::tls::tls_error(&e) {
+            let (label, reason) = match crate::io::tls_error(&e) {
                 Some(tls_err) => {
                     (crate::tls::verify::reason_label(tls_err), crate::tls::verify::describe(tls_err, &tls.name_text))
                 }

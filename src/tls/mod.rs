@@ -1,8 +1,7 @@
-//! Transparent linker-to-linker TLS, driven sans-IO through rustls over the
-//! engine's owned buffers (docs/tls.md).
+//! Transparent linker-to-linker TLS: the rustls configuration (docs/tls.md).
+//! The stream that drives rustls over the engine's owned buffers is
+//! `io::tls` (src/io/tls.rs); nothing here touches a socket.
 //!
-//! - [`stream`]: [`TlsStream`] over any engine stream; [`MaybeTls`], what
-//!   the proxy reads and writes.
 //! - [`server`]: server TLS (files reloaded from disk, ticket keys per TLS
 //!   policy, optional client certificates).
 //! - [`client`]: client TLS (static, boundPath, noValidation): the name a
@@ -14,14 +13,12 @@
 pub mod client;
 pub mod files;
 pub mod server;
-pub mod stream;
 pub mod verify;
 
 use std::sync::{Arc, OnceLock};
 
 pub use client::{ClientTlsPolicy, TlsTarget};
 pub use server::ServerTls;
-pub use stream::{tls_error, MaybeTls, TlsInfo, TlsStream};
 
 /// aws-lc-rs, built once per process, with the SHA-256 cipher suites
 /// preferred (see [`sha256_suites_first`]).
@@ -53,13 +50,6 @@ pub fn sha256_suites_first(suites: &mut [rustls::SupportedCipherSuite]) {
         };
         common.hash_provider.algorithm() != HashAlgorithm::SHA256
     });
-}
-
-/// Whether the first bytes a client sent to a TLS port look like plaintext
-/// HTTP (a request line starts with an upper-case method; a TLS record with
-/// 0x16).
-pub fn looks_like_plaintext_http(first: &[u8]) -> bool {
-    first.first().is_some_and(|b| b.is_ascii_uppercase())
 }
 
 #[cfg(test)]

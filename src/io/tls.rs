@@ -61,6 +61,13 @@ pub fn tls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
+/// Whether the first bytes a client sent to a TLS port look like plaintext
+/// HTTP (a request line starts with an upper-case method; a TLS record with
+/// 0x16).
+pub fn looks_like_plaintext_http(first: &[u8]) -> bool {
+    first.first().is_some_and(|b| b.is_ascii_uppercase())
+}
+
 struct ClearOnDrop<'a>(&'a Cell<bool>);
 
 impl Drop for ClearOnDrop<'_> {
@@ -84,15 +91,14 @@ impl<S: Stream> TlsStream<S> {
 
     /// Whether the peer opened with plaintext HTTP instead of a ClientHello.
     pub fn peer_spoke_plaintext(&self) -> bool {
-        self.first_byte.get().is_some_and(|b| super::looks_like_plaintext_http(&[b]))
+        self.first_byte.get().is_some_and(|b| looks_like_plaintext_http(&[b]))
     }
 
-    /// Answers a plaintext HTTP client on a TLS port, in plaintext, the way
-    /// nginx does, before the connection is closed.
-    pub async fn reject_plaintext(&self) {
-        let mut out = Vec::new();
-        http1::encode_error_response(&mut out, 400, "The plain HTTP request was sent to a TLS port", true);
-        let _ = self.io.write_all(out).await;
+    /// Writes `bytes` to the inner stream as they are, outside TLS: for an
+    /// answer to a peer that never started the handshake (the proxy's
+    /// plaintext 400), before the connection is closed.
+    pub async fn write_plaintext(&self, bytes: Vec<u8>) -> io::Result<()> {
+        self.io.write_all(bytes).await.0
     }
 
     /// Runs the handshake to completion (the caller bounds it in time). On a
@@ -115,7 +121,7 @@ impl<S: Stream> TlsStream<S> {
                 Ok(false) => {}
                 Err(e) => {
                     // The alert tells a TLS peer why; a plaintext client gets
-                    // a plaintext answer instead (see `reject_plaintext`).
+                    // a plaintext answer instead (see `write_plaintext`).
                     if !self.peer_spoke_plaintext() {
                         let _ = self.flush().await;
                     }
