@@ -19,7 +19,7 @@ pub mod logging;
 pub mod namer;
 pub mod pool;
 pub mod proxy;
-pub mod routing;
 pub mod server;
+pub mod table;
 pub mod telemetry;
 pub mod tls;

@@ -10,7 +10,7 @@ use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, Stream};
-use crate::routing::Route;
+use crate::table::Route;
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::{MaybeTls, ServerTls, TlsStream};
 
@@ -429,7 +429,7 @@ impl<B: Backend> Session<'_, B> {
         }
         sbuf.clear();
         if route.consume > 0 {
-            head.target = crate::routing::consume_segments(head.target, route.consume);
+            head.target = crate::table::consume_segments(head.target, route.consume);
         }
         // linkerd's context headers, and an `l5d-reqid` when the request has
         // none of its own (or its own was cleared as untrusted).
@@ -559,8 +559,8 @@ mod tests {
     #[test]
     fn connection_future_size() {
         let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
-        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
-        let routes = crate::routing::CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let snapshot = crate::table::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = crate::table::CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {

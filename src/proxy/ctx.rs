@@ -10,7 +10,7 @@ use http1::Limits;
 
 use crate::io::Backend;
 use crate::pool::{HostSlots, Pool, SlotPermit};
-use crate::routing::CoreRoutes;
+use crate::table::CoreRoutes;
 use crate::tls::MaybeTls;
 
 use super::timed::IoLimits;
@@ -342,8 +342,8 @@ mod tests {
     #[test]
     fn permits_are_counted_per_server_and_given_back_on_drop() {
         let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
-        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
-        let routes = CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let snapshot = crate::table::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<crate::io::epoll::Epoll>::new(0, routes, 16384);
         let first = ctx.admit(0, 2).unwrap();
         let second = ctx.admit(0, 2).unwrap();
