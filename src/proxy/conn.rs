@@ -10,12 +10,12 @@ use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, Stream};
-use crate::table::Route;
+use crate::table::{Route, ServerSettings};
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::{MaybeTls, ServerTls, TlsStream};
 
 use super::body::{consume, read_into, write_all};
-use super::ctx::{CoreCtx, RouterSettings};
+use super::ctx::CoreCtx;
 use super::error::ProxyError;
 use super::exchange;
 
@@ -93,7 +93,7 @@ pub async fn serve_connection<B: Backend>(
 /// Failures close the connection and are counted; a plaintext HTTP client
 /// gets a plaintext 400 first, as nginx answers one.
 async fn accept_tls<S: Stream>(
-    settings: &RouterSettings,
+    settings: &ServerSettings,
     tls: &ServerTls,
     counters: &TlsServerStats,
     io: S,
@@ -223,7 +223,7 @@ pub(super) struct Session<'a, B: Backend> {
     pub server: usize,
     /// That server's settings from the current routing snapshot, refreshed
     /// before each request so a reload applies to open connections too.
-    pub settings: Rc<RouterSettings>,
+    pub settings: Rc<ServerSettings>,
     pub client: &'a MaybeTls<B::Stream>,
     /// Client read buffer. Empty (and returned to the core) while idle.
     pub rbuf: Vec<u8>,

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use http1::RequestHead;
 use naming::{NameTree, Pick};
 
+use super::settings::ServerSettings;
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
 use crate::pool::PoolPolicy;
-use crate::proxy::RouterSettings;
 use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
 
 use super::error::RouteError;
@@ -143,7 +143,7 @@ struct State {
     per_router: Vec<HashMap<Box<[u8]>, Cached>>,
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
-    servers: Vec<Rc<RouterSettings>>,
+    servers: Vec<Rc<ServerSettings>>,
     /// Per router, this core's rustls client configurations (one per TLS
     /// profile, each with its own session cache: resumption per core).
     client_tls: Vec<Vec<Arc<rustls::ClientConfig>>>,
@@ -214,7 +214,7 @@ impl CoreRoutes {
     }
 
     /// The current settings of server `index` (see `RoutingSnapshot::servers`).
-    pub fn server(&self, index: usize) -> Rc<RouterSettings> {
+    pub fn server(&self, index: usize) -> Rc<ServerSettings> {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
         state.servers[index].clone()
