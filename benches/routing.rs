@@ -97,7 +97,7 @@ fn bind(c: &mut Criterion) {
 /// against what a miss costs (build the name, delegate, resolve endpoints).
 fn route(c: &mut Criterion) {
     use corelink::config::Config;
-    use corelink::routing::{CoreRoutes, RoutingSnapshot, SharedSnapshot};
+    use corelink::table::{CoreRoutes, RoutingSnapshot, SharedSnapshot};
     use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 

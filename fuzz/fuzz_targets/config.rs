@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
             // Namer directories are read from disk: only compile configs
             // without namers, so the fuzzer never touches the file system.
             if config.namers.is_empty() {
-                let _ = corelink::routing::RoutingSnapshot::compile(&config, 1);
+                let _ = corelink::table::RoutingSnapshot::compile(&config, 1);
             }
         }
         Err(e) => {

@@ -26,7 +26,7 @@ pub struct AdminState {
     /// Every router listens on every worker and the routing snapshot is built.
     pub ready: AtomicBool,
     /// The published routing, for `/delegator.json`.
-    pub snapshot: std::sync::OnceLock<crate::routing::SharedSnapshot>,
+    pub snapshot: std::sync::OnceLock<crate::table::SharedSnapshot>,
     /// How to ask the cores for their metrics.
     pub scrape: crate::telemetry::metrics::Scrape,
     /// `POST /admin/shutdown`: the start-up thread waits on this as on

@@ -11,7 +11,7 @@ pub fn delegate(
     json: bool,
     path: &str,
 ) -> anyhow::Result<()> {
-    use crate::routing::RoutingSnapshot;
+    use crate::table::RoutingSnapshot;
     use naming::{Delegator, Dtab, EmptyNamers, Path};
     let path = Path::parse(path).map_err(|e| anyhow::anyhow!("path {path:?}: {e}"))?;
     let extra = dtab.as_deref().map(Dtab::parse).transpose().map_err(|e| anyhow::anyhow!("--dtab: {e}"))?;

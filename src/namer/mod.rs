@@ -4,7 +4,7 @@
 //! - `watch`: change detection for watched paths (fs namers, the config file,
 //!   certificates), by polling content fingerprints.
 //! - `/$/inet/HOST/PORT` is built into `naming::delegate`; its host names are
-//!   resolved into the snapshot (`routing::snapshot`).
+//!   resolved into the snapshot (`table::snapshot`).
 
 pub mod fs;
 pub mod watch;

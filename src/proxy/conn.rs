@@ -10,12 +10,12 @@ use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::routing::Route;
+use crate::table::{Route, ServerSettings};
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
-use super::ctx::{CoreCtx, RouterSettings};
+use super::ctx::CoreCtx;
 use super::error::ProxyError;
 use super::exchange;
 
@@ -93,7 +93,7 @@ pub async fn serve_connection<B: Backend>(
 /// Failures close the connection and are counted; a plaintext HTTP client
 /// gets a plaintext 400 first, as nginx answers one.
 async fn accept_tls<S: Stream>(
-    settings: &RouterSettings,
+    settings: &ServerSettings,
     tls: &ServerTls,
     counters: &TlsServerStats,
     io: S,
@@ -231,7 +231,7 @@ pub(super) struct Session<'a, B: Backend> {
     pub server: usize,
     /// That server's settings from the current routing snapshot, refreshed
     /// before each request so a reload applies to open connections too.
-    pub settings: Rc<RouterSettings>,
+    pub settings: Rc<ServerSettings>,
     pub client: &'a MaybeTls<B::Stream>,
     /// Client read buffer. Empty (and returned to the core) while idle.
     pub rbuf: Vec<u8>,
@@ -437,7 +437,7 @@ impl<B: Backend> Session<'_, B> {
         }
         sbuf.clear();
         if route.consume > 0 {
-            head.target = crate::routing::consume_segments(head.target, route.consume);
+            head.target = crate::table::consume_segments(head.target, route.consume);
         }
         // linkerd's context headers, and an `l5d-reqid` when the request has
         // none of its own (or its own was cleared as untrusted).
@@ -567,8 +567,8 @@ mod tests {
     #[test]
     fn connection_future_size() {
         let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
-        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
-        let routes = crate::routing::CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let snapshot = crate::table::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = crate::table::CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {

@@ -4,101 +4,15 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
-
-use http1::Limits;
 
 use crate::io::{Backend, MaybeTls};
 use crate::pool::{HostSlots, Pool, SlotPermit};
-use crate::routing::CoreRoutes;
-
-use super::timed::IoLimits;
+use crate::table::CoreRoutes;
 
 /// Size of the buffer an idle io_uring connection parks a read in.
 const SMALL_BUFFER: usize = 512;
 /// Free buffers kept per core; beyond that they are freed.
 const MAX_FREE_BUFFERS: usize = 1024;
-
-/// Per-router settings the data path reads for every request.
-#[derive(Debug, Clone)]
-pub struct RouterSettings {
-    /// Index of the router in the config (and the routing snapshot).
-    pub router: usize,
-    pub label: String,
-    pub limits: Limits,
-    pub max_call_depth: usize,
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Enforced only when streaming is disabled (linkerd semantics).
-    pub max_request_body: Option<u64>,
-    pub max_response_body: Option<u64>,
-    /// `clearContext` (or the router's `contextHeaders: false`): drop the
-    /// client's `l5d-*` and `Dtab-Local` headers (untrusted clients), and
-    /// `l5d-*` from responses, as linkerd's clearContext does.
-    pub clear_context: bool,
-    /// `timeoutMs`: from dispatch to the response head (503 past it).
-    pub server_timeout: Option<Duration>,
-    /// `maxConcurrentRequests`: the whole server's limit here; the route
-    /// cache replaces it with this core's share ([`RouterSettings::for_core`]).
-    pub max_concurrent_requests: Option<usize>,
-    /// Per read and write of a body: `socketOptions.readTimeoutMs` /
-    /// `writeTimeoutMs` and `corelink.bodyProgressTimeoutMs`.
-    pub io_limits: IoLimits,
-    /// `tls`: this server terminates TLS (set when the snapshot is compiled).
-    pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
-    /// `httpAccessLog` of the router (set when the snapshot is compiled).
-    pub access_log: Option<std::sync::Arc<crate::telemetry::access_log::AccessLog>>,
-}
-
-impl RouterSettings {
-    /// What the data path needs to know about one server of a router.
-    pub fn from_config(
-        config: &crate::config::Config,
-        router_index: usize,
-        server: &crate::config::ServerConfig,
-    ) -> RouterSettings {
-        use crate::config::DEFAULT_SERVER_IDLE_MS;
-        let router = &config.routers[router_index];
-        let idle = server.server_session.idle_time_ms.unwrap_or(DEFAULT_SERVER_IDLE_MS);
-        let limited = !router.streaming_enabled;
-        RouterSettings {
-            router: router_index,
-            label: router.label().to_string(),
-            limits: http1::Limits { max_headers: config.corelink.max_headers, ..router.limits() },
-            max_call_depth: router.max_call_depth_for(server),
-            // docs/config.md: `contextHeaders: false` is `clearContext: true`
-            // on every server of the router.
-            clear_context: server.clear_context || !router.context_headers,
-            server_timeout: server.timeout_ms.map(Duration::from_millis),
-            max_concurrent_requests: server.max_concurrent_requests,
-            io_limits: IoLimits::new(
-                server.socket_options.read_timeout_ms.map(Duration::from_millis),
-                server.socket_options.write_timeout_ms.map(Duration::from_millis),
-                Duration::from_millis(config.corelink.body_progress_timeout_ms),
-            ),
-            header_read_timeout: Duration::from_millis(config.corelink.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(idle),
-            connect_timeout: Duration::from_millis(config.corelink.connect_timeout_ms),
-            max_request_body: limited.then_some(router.max_request_kb * 1024),
-            max_response_body: limited.then_some(router.max_response_kb * 1024),
-            tls: None,
-            access_log: None,
-        }
-    }
-
-    /// This core's copy. `maxConcurrentRequests` is divided among the
-    /// workers and rounded up, as `hostConnectionPool`'s limits are: each
-    /// core counts its own requests in a `Cell`, where one counter for the
-    /// whole server would be a cache line every core writes twice per
-    /// request. The price: a busy core may nack while another has room.
-    pub fn for_core(&self, workers: usize) -> RouterSettings {
-        RouterSettings {
-            max_concurrent_requests: self.max_concurrent_requests.map(|n| n.div_ceil(workers.max(1))),
-            ..self.clone()
-        }
-    }
-}
 
 /// Pooled connections are per router, endpoint and TLS identity: routers may
 /// differ in client settings, and a TLS connection verified for one name
@@ -323,26 +237,11 @@ impl<B: Backend> CoreCtx<B> {
 mod tests {
     use super::*;
 
-    fn settings(extra: &str) -> RouterSettings {
-        let text = format!("routers:\n- protocol: http\n  servers:\n  - port: 1\n{extra}");
-        let config = crate::config::Config::parse(&text, "t").unwrap();
-        RouterSettings::from_config(&config, 0, &config.routers[0].servers[0])
-    }
-
-    #[test]
-    fn max_concurrent_requests_is_divided_among_the_workers_rounded_up() {
-        let s = settings("    maxConcurrentRequests: 10\n");
-        assert_eq!(s.for_core(1).max_concurrent_requests, Some(10));
-        assert_eq!(s.for_core(4).max_concurrent_requests, Some(3));
-        assert_eq!(settings("    maxConcurrentRequests: 1\n").for_core(4).max_concurrent_requests, Some(1));
-        assert_eq!(settings("").for_core(4).max_concurrent_requests, None);
-    }
-
     #[test]
     fn permits_are_counted_per_server_and_given_back_on_drop() {
         let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
-        let snapshot = crate::routing::RoutingSnapshot::compile(&config, 1).unwrap();
-        let routes = CoreRoutes::new(crate::routing::SharedSnapshot::new(snapshot));
+        let snapshot = crate::table::RoutingSnapshot::compile(&config, 1).unwrap();
+        let routes = CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<crate::io::epoll::Epoll>::new(0, routes, 16384);
         let first = ctx.admit(0, 2).unwrap();
         let second = ctx.admit(0, 2).unwrap();

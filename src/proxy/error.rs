@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use http1::ParseError;
 
+use crate::table::RouteError;
+
 use super::timed::{stalled, IoLimit, IoOp, IoSetting};
 
 /// Which side of the proxy a failure belongs to.
@@ -78,6 +80,23 @@ pub enum ProxyError {
     /// processed and is safe to retry).
     #[error("over maxConcurrentRequests ({0} per core): nacked")]
     MaxConcurrentRequests(usize),
+}
+
+/// The route table's failures, answered as linkerd answers them: a request
+/// no identifier can name (or with a bad `l5d-dtab`) is the client's 400,
+/// the rest are 502s of their own kind.
+impl From<RouteError> for ProxyError {
+    fn from(e: RouteError) -> ProxyError {
+        match e {
+            RouteError::Unidentified(why) => ProxyError::UnknownDestination(why),
+            e @ (RouteError::DtabHeaderNotUtf8 | RouteError::InvalidDtabHeader(_)) => {
+                ProxyError::UnknownDestination(e.to_string())
+            }
+            RouteError::NoRoute(why) => ProxyError::NoRoute(why),
+            RouteError::NoEndpoints(why) => ProxyError::NoEndpoints(why),
+            RouteError::TlsPolicy(why) => ProxyError::TlsPolicy(why),
+        }
+    }
 }
 
 impl ProxyError {
@@ -208,6 +227,32 @@ mod tests {
         assert_eq!(ProxyError::TooManyWaiters { addr, max_size: 1, max_waiters: 0 }.status(), 502);
         assert_eq!(ProxyError::ServerTimeout(Duration::from_secs(1)).status(), 503);
         assert_eq!(ProxyError::MaxConcurrentRequests(1).status(), 503);
+    }
+
+    #[test]
+    fn route_errors_keep_their_status_text_and_label() {
+        let cases = [
+            (
+                RouteError::Unidentified("no Host header".into()),
+                400,
+                "Unknown destination: no Host header",
+                "unknown_destination",
+            ),
+            (RouteError::DtabHeaderNotUtf8, 400, "Unknown destination: l5d-dtab is not UTF-8", "unknown_destination"),
+            (
+                RouteError::InvalidDtabHeader("x".into()),
+                400,
+                "Unknown destination: invalid l5d-dtab: x",
+                "unknown_destination",
+            ),
+            (RouteError::NoRoute("no".into()), 502, "no", "no_route"),
+            (RouteError::NoEndpoints("none".into()), 502, "No hosts are available for none", "no_endpoints"),
+            (RouteError::TlsPolicy("strict".into()), 502, "strict", "tls_policy"),
+        ];
+        for (route, status, text, label) in cases {
+            let e = ProxyError::from(route);
+            assert_eq!((e.status(), e.to_string().as_str(), e.label()), (status, text, label));
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::routing::{Route, RouteTls};
+use crate::table::{Route, RouteTls};
 use crate::telemetry::metrics::ServiceStats;
 use crate::telemetry::metrics::{ClientStats, OpenGuard};
 

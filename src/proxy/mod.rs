@@ -20,6 +20,6 @@ mod tunnel;
 mod watchdog;
 
 pub use conn::serve_connection;
-pub use ctx::{CoreCtx, PoolKey, RouterSettings, Shutdown};
+pub use ctx::{CoreCtx, PoolKey, Shutdown};
 pub use error::{ProxyError, Side};
 pub use timed::{IoLimit, IoLimits, IoOp, IoSetting};

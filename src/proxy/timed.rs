@@ -8,105 +8,20 @@
 //! carries the [`IoLimit`] that fired. The body loops then fail as on any
 //! I/O error, unchanged, and the exchange turns that error into
 //! [`ProxyError::Stalled`](super::ProxyError::Stalled) in one place.
+//!
+//! The limits themselves are part of each server's settings
+//! (`table::ServerSettings::io_limits`), re-exported here.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use crate::io::Stream;
+pub use crate::table::{IoLimit, IoLimits, IoOp, IoSetting};
 
 use super::body::{read_into, write_all, write_range};
 use super::watchdog::Registration;
-
-/// Which operation waited too long; it decides the side, status and label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoOp {
-    /// Reading the request body from the client.
-    ClientRead,
-    /// Writing the response (head or body) to the client.
-    ClientWrite,
-    /// Writing the request body to the upstream.
-    UpstreamWrite,
-    /// Reading the response body from the upstream.
-    UpstreamRead,
-}
-
-/// The setting a limit comes from (named in `l5d-err` and the logs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoSetting {
-    ReadTimeout,
-    WriteTimeout,
-    BodyProgress,
-}
-
-impl IoSetting {
-    pub fn key(self) -> &'static str {
-        match self {
-            IoSetting::ReadTimeout => "socketOptions.readTimeoutMs",
-            IoSetting::WriteTimeout => "socketOptions.writeTimeoutMs",
-            IoSetting::BodyProgress => "corelink.bodyProgressTimeoutMs",
-        }
-    }
-}
-
-/// How long one operation may wait, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IoLimit {
-    pub op: IoOp,
-    pub limit: Duration,
-    pub setting: IoSetting,
-}
-
-impl IoLimit {
-    /// The tighter of a socket option (if set) and the body progress
-    /// timeout: both bound the same wait, so the first to expire wins.
-    fn tighter(op: IoOp, socket: Option<(Duration, IoSetting)>, body: Duration) -> IoLimit {
-        match socket {
-            Some((limit, setting)) if limit < body => IoLimit { op, limit, setting },
-            _ => IoLimit { op, limit: body, setting: IoSetting::BodyProgress },
-        }
-    }
-}
-
-impl fmt::Display for IoLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.op {
-            IoOp::ClientRead => "no request body bytes from the client",
-            IoOp::ClientWrite => "the client read no response bytes",
-            IoOp::UpstreamWrite => "the upstream read no request body bytes",
-            IoOp::UpstreamRead => "no response body bytes from the upstream",
-        };
-        write!(f, "{what} for {} ms ({})", self.limit.as_millis(), self.setting.key())
-    }
-}
-
-impl std::error::Error for IoLimit {}
-
-/// The per-operation limits of one server, resolved once per snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IoLimits {
-    pub client_read: IoLimit,
-    pub client_write: IoLimit,
-    pub upstream_read: IoLimit,
-    pub upstream_write: IoLimit,
-}
-
-impl IoLimits {
-    /// `read`/`write`: the server's `socketOptions` (client side only, as in
-    /// linkerd, where they are server socket options); `body`: the corelink
-    /// body progress timeout, which bounds both sides.
-    pub fn new(read: Option<Duration>, write: Option<Duration>, body: Duration) -> IoLimits {
-        IoLimits {
-            client_read: IoLimit::tighter(IoOp::ClientRead, read.map(|d| (d, IoSetting::ReadTimeout)), body),
-            client_write: IoLimit::tighter(IoOp::ClientWrite, write.map(|d| (d, IoSetting::WriteTimeout)), body),
-            upstream_read: IoLimit::tighter(IoOp::UpstreamRead, None, body),
-            upstream_write: IoLimit::tighter(IoOp::UpstreamWrite, None, body),
-        }
-    }
-}
 
 /// The limit that cut an operation short, if `e` is such a timeout.
 pub fn stalled(e: &io::Error) -> Option<IoLimit> {
@@ -193,6 +108,8 @@ pub(super) fn write_range_within<'a, S: Stream>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);

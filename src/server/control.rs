@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::admin::ControlStats;
 use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
-use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
+use crate::table::{NamerInputs, RoutingSnapshot, SharedSnapshot};
 
 const POLL: Duration = Duration::from_millis(200);
 /// How often host names (in dtabs and namer files) are resolved again.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
-use crate::routing::{NamerInputs, RoutingSnapshot, SharedSnapshot};
+use crate::table::{NamerInputs, RoutingSnapshot, SharedSnapshot};
 
 use super::control::Control;
 use super::sys;

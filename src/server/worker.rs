@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::io::{Backend, Listener, Stream};
 use crate::proxy::{serve_connection, CoreCtx};
-use crate::routing::{CoreRoutes, SharedSnapshot};
+use crate::table::{CoreRoutes, SharedSnapshot};
 use crate::telemetry::metrics::CoreMetrics;
 
 /// What the control thread tells the workers.

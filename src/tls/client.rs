@@ -6,7 +6,7 @@
 //! the routing snapshot is built (CA files are read then, off the data path;
 //! the control thread compiles it again when they change on disk).
 //! Each core derives the TLS target of a bound name once, when it first
-//! resolves it (see `routing::cache`), and keeps its own copy of every rustls
+//! resolves it (see `table::cache`), and keeps its own copy of every rustls
 //! `ClientConfig`, so TLS session resumption state is per core, unshared.
 
 use std::collections::HashMap;

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use http1::RequestHead;
 use naming::{NameTree, Pick};
 
+use super::settings::ServerSettings;
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::config::RetryBudgetConfig;
 use crate::pool::PoolPolicy;
-use crate::proxy::{ProxyError, RouterSettings};
 use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
 
+use super::error::RouteError;
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
 
 /// Entries per router before the cache is cleared (a Host-header flood must
@@ -114,15 +115,9 @@ enum Cached {
         policy: Rc<ServicePolicy>,
         tree: NameTree<Rc<BoundEndpoints>>,
     },
-    /// 502 with this text (no route, no endpoints), cached for the generation.
-    Failed(ProxyErrorKind, Rc<str>),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ProxyErrorKind {
-    NoRoute,
-    NoEndpoints,
-    Unknown,
+    /// The name cannot be routed (no route, no endpoints, unidentifiable),
+    /// cached for the generation.
+    Failed(RouteError),
 }
 
 pub struct CoreRoutes {
@@ -148,7 +143,7 @@ struct State {
     per_router: Vec<HashMap<Box<[u8]>, Cached>>,
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
-    servers: Vec<Rc<RouterSettings>>,
+    servers: Vec<Rc<ServerSettings>>,
     /// Per router, this core's rustls client configurations (one per TLS
     /// profile, each with its own session cache: resumption per core).
     client_tls: Vec<Vec<Arc<rustls::ClientConfig>>>,
@@ -219,21 +214,21 @@ impl CoreRoutes {
     }
 
     /// The current settings of server `index` (see `RoutingSnapshot::servers`).
-    pub fn server(&self, index: usize) -> Rc<RouterSettings> {
+    pub fn server(&self, index: usize) -> Rc<ServerSettings> {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
         state.servers[index].clone()
     }
 
     /// Routes one request of `router`.
-    pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, ProxyError> {
+    pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, RouteError> {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
         let State { snapshot, per_router, client_tls, .. } = &mut *state;
         let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
         let routes = &snapshot.routers[router];
         let mut key = self.key.borrow_mut();
-        routes.identifiers.key(head, &mut key).map_err(ProxyError::UnknownDestination)?;
+        routes.identifiers.key(head, &mut key).map_err(RouteError::Unidentified)?;
         let key: &[u8] = &key;
         let consume = routes.identifiers.consumed_segments(key);
         let context = routes.context_headers;
@@ -241,10 +236,8 @@ impl CoreRoutes {
         // the result specific to this request: resolved, never cached.
         if routes.dtab_headers {
             if let Some(h) = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")) {
-                let text = std::str::from_utf8(h.value)
-                    .map_err(|_| ProxyError::UnknownDestination("l5d-dtab is not UTF-8".into()))?;
-                let local = naming::Dtab::parse(text)
-                    .map_err(|e| ProxyError::UnknownDestination(format!("invalid l5d-dtab: {e}")))?;
+                let text = std::str::from_utf8(h.value).map_err(|_| RouteError::DtabHeaderNotUtf8)?;
+                let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
                 let core = self.parts(tls_configs);
                 let entry = resolve(snapshot, router, key, Some(&local), &core)?;
                 return self.pick(&entry, consume, context);
@@ -267,19 +260,19 @@ impl CoreRoutes {
     }
 
     /// Chooses an endpoint from a resolved destination.
-    fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, ProxyError> {
-        match Some(entry) {
-            Some(Cached::Routed { service, stats, policy, tree }) => {
+    fn pick(&self, entry: &Cached, consume: usize, context: bool) -> Result<Route, RouteError> {
+        match entry {
+            Cached::Routed { service, stats, policy, tree } => {
                 let pick = tree.pick(self.random());
                 match pick {
                     Pick::Leaf(bound) => {
                         let Some(endpoint) = bound.balancer.pick(&LazyNow::default(), None) else {
-                            return Err(ProxyError::NoEndpoints(format!(
+                            return Err(RouteError::NoEndpoints(format!(
                                 "{service}: every endpoint of {} is marked dead (failure accrual)",
                                 bound.client
                             )));
                         };
-                        let tls = bound.tls.clone().map_err(|why| ProxyError::TlsPolicy(why.to_string()))?;
+                        let tls = bound.tls.clone().map_err(|why| RouteError::TlsPolicy(why.to_string()))?;
                         Ok(Route {
                             endpoint,
                             destination: bound.clone(),
@@ -293,15 +286,10 @@ impl CoreRoutes {
                             service_stats: stats.clone(),
                         })
                     }
-                    _ => Err(ProxyError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
+                    _ => Err(RouteError::NoRoute(format!("Unable to route request: {service} has no bound name"))),
                 }
             }
-            Some(Cached::Failed(kind, text)) => Err(match kind {
-                ProxyErrorKind::NoRoute => ProxyError::NoRoute(text.to_string()),
-                ProxyErrorKind::NoEndpoints => ProxyError::NoEndpoints(text.to_string()),
-                ProxyErrorKind::Unknown => ProxyError::UnknownDestination(text.to_string()),
-            }),
-            None => Err(ProxyError::NoRoute("route cache lost an entry".into())),
+            Cached::Failed(e) => Err(e.clone()),
         }
     }
 
@@ -318,24 +306,23 @@ fn resolve(
     key: &[u8],
     local: Option<&naming::Dtab>,
     core: &CoreParts<'_>,
-) -> Result<Cached, ProxyError> {
+) -> Result<Cached, RouteError> {
     let routes = &snapshot.routers[router];
     let name = match routes.identifiers.name(&routes.dst_prefix, key) {
         Ok(name) => name,
-        Err(e) => return Ok(Cached::Failed(ProxyErrorKind::Unknown, e.into())),
+        Err(e) => return Ok(Cached::Failed(RouteError::Unidentified(e))),
     };
     let service: Rc<str> = name.show().into();
     let dtab_text = routes.dtab.show();
     let bound = match snapshot.bind(router, &name, local) {
         Ok(tree) => tree,
-        Err(e) => return Ok(Cached::Failed(ProxyErrorKind::NoRoute, format!("Unable to route {service}: {e}").into())),
+        Err(e) => return Ok(Cached::Failed(RouteError::NoRoute(format!("Unable to route {service}: {e}")))),
     };
     // linkerd's text for a name that binds to nothing or to no addresses.
-    let no_hosts = || -> Rc<str> {
+    let no_hosts = || -> String {
         format!(
             "No hosts are available for {service}, Dtab.base=[{dtab_text}], Dtab.local=[]. Remote Info: Not Available"
         )
-        .into()
     };
     let mut unavailable = Vec::new();
     let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
@@ -353,12 +340,11 @@ fn resolve(
     let tree = prune(tree).simplify();
     match tree {
         NameTree::Neg | NameTree::Fail | NameTree::Empty if unavailable.is_empty() => {
-            Ok(Cached::Failed(ProxyErrorKind::NoRoute, no_hosts()))
+            Ok(Cached::Failed(RouteError::NoRoute(no_hosts())))
         }
-        NameTree::Neg | NameTree::Fail | NameTree::Empty => Ok(Cached::Failed(
-            ProxyErrorKind::NoEndpoints,
-            format!("{} ({})", no_hosts(), unavailable.join("; ")).into(),
-        )),
+        NameTree::Neg | NameTree::Fail | NameTree::Empty => {
+            Ok(Cached::Failed(RouteError::NoEndpoints(format!("{} ({})", no_hosts(), unavailable.join("; ")))))
+        }
         tree => {
             let stats = core.metrics.service(router, &service);
             let policy = Rc::new(ServicePolicy::resolve(&routes.service, &service));

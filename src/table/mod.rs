@@ -1,4 +1,4 @@
-//! # Routing: the per-core route table
+//! # Table: the per-core route table
 //!
 //! What the data path asks per request, on top of the pure naming library
 //! ([`naming`]: paths, dtabs, name trees, delegation):
@@ -10,11 +10,19 @@
 //!   the router's `dstPrefix`.
 //! * `cache` — [`CoreRoutes`]: each core's cache of resolved destinations
 //!   ([`Route`]s), keyed by the snapshot's generation. No lock anywhere.
+//! * `settings` — [`ServerSettings`]: one server's limits, timeouts, TLS
+//!   and access log, compiled into the snapshot and copied per core.
+//! * `error` — [`RouteError`]: why a request has no route; `proxy` answers
+//!   each as linkerd does.
 
 mod cache;
+mod error;
 mod identifier;
+mod settings;
 mod snapshot;
 
 pub use cache::{CoreRoutes, Route, RouteTls};
+pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
+pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
 pub use snapshot::{Endpoints, FsNamer, NamerInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot};

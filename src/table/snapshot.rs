@@ -13,9 +13,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
+use super::settings::ServerSettings;
 use crate::config::{Config, NamerConfig, TransformerConfig};
 use crate::namer::{fs, FsState};
-use crate::proxy::RouterSettings;
 
 use super::identifier::Identifiers;
 
@@ -113,7 +113,7 @@ pub struct RoutingSnapshot {
     pub routers: Vec<RouterRoutes>,
     /// Settings of every configured server, routers in order and each
     /// router's servers in order (the index workers' listeners carry).
-    pub servers: Vec<RouterSettings>,
+    pub servers: Vec<ServerSettings>,
     pub namers: Vec<FsNamer>,
     dns: HashMap<String, Vec<IpAddr>>,
     /// The configuration this snapshot was compiled from (`/config.json`).
@@ -173,7 +173,7 @@ impl RoutingSnapshot {
                 None => None,
             };
             for (j, server) in r.servers.iter().enumerate() {
-                let mut settings = RouterSettings::from_config(config, i, server);
+                let mut settings = ServerSettings::from_config(config, i, server);
                 settings.access_log = access_log.clone();
                 if let Some(tls) = &server.tls {
                     let tls = crate::tls::ServerTls::shared(tls)
