@@ -28,16 +28,14 @@ use super::body::{consume, pump_body, read_into, write_all, PumpError};
 use super::conn::{Next, Prepared, RequestMeta, Session};
 use super::ctx::{ConcurrencyPermit, Upstream};
 use super::error::{ProxyError, Side};
+use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
 use super::timed::{read_into_within, write_all_within, write_range_within};
 use super::tunnel::tunnel;
 use crate::pool::SlotPermit;
 
 /// How the response relay ended.
 enum Relayed {
-    Done {
-        upstream_reusable: bool,
-        client_close: bool,
-    },
+    Done(Ended),
     /// Switched protocols: both connections now carry raw bytes.
     Tunnel,
 }
@@ -181,8 +179,9 @@ async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, m
     let e = ProxyError::MaxConcurrentRequests(max);
     tracing::debug!(router = %s.settings.label, error = %e, "request refused");
     s.stats.errors.record(e.label());
-    let close =
-        !p.body.is_done() || !p.meta.keep_alive || p.meta.version != Version::Http11 || s.ctx.shutdown.is_draining();
+    let fate =
+        rules::after_local_answer(p.body.is_done(), p.meta.keep_alive, p.meta.version, s.ctx.shutdown.is_draining());
+    let close = fate == Fate::Close;
     let mut out = s.ctx.take_buffer();
     out.clear();
     http1::encode_nack_response(&mut out, close, p.meta.method == http1::Method::Head);
@@ -438,7 +437,7 @@ async fn exchange<B: Backend>(
     let mut in_flight = InFlight::new(endpoint.clone());
     *chosen.borrow_mut() = Some(endpoint.clone());
     // Only a request whose whole body already sits in `sbuf` can be resent.
-    let replayable = p.meta.replay_safe && p.body.is_done();
+    let replayable = rules::replayable(p.meta.replay_safe, p.body.is_done());
     let mut retries = 0;
     let mut backoff = std::time::Duration::ZERO;
     let relayed = loop {
@@ -506,8 +505,9 @@ async fn exchange<B: Backend>(
     };
     let addr = endpoint.addr;
     let next = match relayed {
-        Relayed::Done { upstream_reusable, client_close } => {
-            if upstream_reusable && !s.ctx.shutdown.is_draining() {
+        Relayed::Done(ended) => {
+            let connections = rules::settle(ended, s.ctx.shutdown.is_draining());
+            if connections.upstream == Fate::Reuse {
                 upstream.returned();
                 s.ctx.pool.borrow_mut().put(
                     (s.settings.router, addr, tls.as_ref().map(|t| t.identity.clone())),
@@ -516,10 +516,9 @@ async fn exchange<B: Backend>(
                     destination.pool.limits,
                 );
             }
-            if client_close {
-                Next::Close
-            } else {
-                Next::KeepAlive
+            match connections.downstream {
+                Fate::Close => Next::Close,
+                Fate::Reuse => Next::KeepAlive,
             }
         }
         Relayed::Tunnel => {
@@ -572,12 +571,9 @@ async fn pump_and_relay<B: Backend>(
     };
     s.rbuf = rbuf;
     match outcome {
-        Ok((Ok(Relayed::Done { upstream_reusable, client_close }), pump_finished)) => Ok(Relayed::Done {
-            // A response that ended before the request body did leaves both
-            // connections out of step: neither can be reused.
-            upstream_reusable: upstream_reusable && pump_finished,
-            client_close: client_close || !pump_finished,
-        }),
+        Ok((Ok(Relayed::Done(ended)), pump_finished)) => {
+            Ok(Relayed::Done(Ended { request_body_sent: pump_finished, ..ended }))
+        }
         Ok((relayed, _)) => relayed,
         Err(PumpError::Framing(e)) => Err(RelayError::Failed(ProxyError::BadRequest(e))),
         Err(PumpError::TooLarge) => Err(RelayError::Failed(ProxyError::RequestTooLarge)),
@@ -595,9 +591,7 @@ struct ResponseMeta {
     framing: BodyFraming,
     informational: bool,
     upstream_keep_alive: bool,
-    client_close: bool,
-    /// Chunked upstream, HTTP/1.0 client: send the payload close-delimited.
-    dechunk: bool,
+    plan: HeadPlan,
     /// `clearContext` and an `l5d-err` response: the client gets the head
     /// with an empty body; upstream's body is not read.
     drop_body: bool,
@@ -671,14 +665,26 @@ async fn relay_response<B: Backend>(
             // goes with the upstream connection rather than being drained.
             write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             started.set(true);
-            return Ok(Relayed::Done { upstream_reusable: false, client_close: rsp.client_close });
+            return Ok(Relayed::Done(Ended {
+                downstream: rsp.plan.downstream,
+                upstream_keep_alive: rsp.upstream_keep_alive,
+                body_dropped: true,
+                request_body_sent: true,
+                bytes_after_response: false,
+            }));
         }
         let mut body = rsp.framing.reader();
-        let leftover = stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.dechunk, started).await?;
-        return Ok(Relayed::Done {
-            upstream_reusable: rsp.upstream_keep_alive && !leftover,
-            client_close: rsp.client_close,
-        });
+        let leftover =
+            stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.plan.dechunk, started).await?;
+        // `pump_and_relay` corrects `request_body_sent` when the body was
+        // still streaming.
+        return Ok(Relayed::Done(Ended {
+            downstream: rsp.plan.downstream,
+            upstream_keep_alive: rsp.upstream_keep_alive,
+            body_dropped: false,
+            request_body_sent: true,
+            bytes_after_response: leftover,
+        }));
     }
 }
 
@@ -704,15 +710,20 @@ fn encode_response_head<B: Backend>(
         && !head.informational
         && matches!(head.framing, BodyFraming::Length(_) | BodyFraming::Chunked | BodyFraming::CloseDelimited)
         && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-err"));
-    let dechunk = head.framing == BodyFraming::Chunked && meta.version == Version::Http10 && !drop_body;
-    let close_delimited = head.framing == BodyFraming::CloseDelimited && !drop_body;
-    let client_close = !meta.keep_alive || close_delimited || dechunk || s.ctx.shutdown.is_draining();
+    let plan = rules::plan_head(HeadFacts {
+        request_keep_alive: meta.keep_alive,
+        request_version: meta.version,
+        framing: head.framing,
+        drop_body,
+        draining: s.ctx.shutdown.is_draining(),
+    });
+    let client_close = plan.downstream == Fate::Close;
     wbuf.clear();
     if !head.informational || meta.version == Version::Http11 {
         let opts = ResponseHeadOptions {
             close: client_close && !head.informational,
             keep_alive_http10: meta.version == Version::Http10 && !client_close,
-            dechunk,
+            dechunk: plan.dechunk,
             clear_context,
             empty_body: drop_body,
         };
@@ -723,8 +734,7 @@ fn encode_response_head<B: Backend>(
         framing: head.framing,
         informational: head.informational,
         upstream_keep_alive: head.keep_alive,
-        client_close,
-        dechunk,
+        plan,
         drop_body,
     };
     let head_len = head.head_len;

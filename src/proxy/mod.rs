@@ -4,6 +4,7 @@
 //! - `ctx`: per-core state shared by the connections of one worker.
 //! - `conn`: the client connection loop (read head, route, exchange, repeat).
 //! - `exchange`: one request/response with an upstream, incl. the retry.
+//! - `rules`: whether each connection is reused after an exchange (pure).
 //! - `body`: streaming a body from one stream to another with backpressure.
 //! - `timed`: per-operation limits on body reads and writes.
 //! - `watchdog`: the coarse per-core deadlines those limits use.
@@ -15,6 +16,7 @@ mod conn;
 mod ctx;
 mod error;
 mod exchange;
+mod rules;
 mod timed;
 mod tunnel;
 mod watchdog;
