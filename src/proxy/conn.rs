@@ -159,8 +159,6 @@ async fn run_active<B: Backend>(
         rbuf: Vec::new(),
         stats: open.1.clone(),
         begun: std::time::Instant::now(),
-        status: std::cell::Cell::new(0),
-        sent: std::cell::Cell::new(0),
         peer,
         pending_log: Vec::new(),
     };
@@ -240,10 +238,6 @@ pub(super) struct Session<'a, B: Backend> {
     /// When the current request's head started to be read (its latency is
     /// measured from here to the end of its response).
     pub begun: std::time::Instant,
-    /// The status of the response sent for the current request.
-    pub status: std::cell::Cell<u16>,
-    /// Response body bytes sent for the current request (access log).
-    pub sent: std::cell::Cell<u64>,
     /// The client's address (access log).
     pub peer: std::net::IpAddr,
     /// The current request's access log line so far (empty unless the
@@ -366,7 +360,7 @@ impl<B: Backend> Session<'_, B> {
                     Err(e) => {
                         self.respond_error(&e).await;
                         self.stats.errors.record(e.label());
-                        self.finish(e.status(), None, std::time::Instant::now());
+                        self.finish(e.status(), 0, None, std::time::Instant::now());
                         return Err(Next::Close);
                     }
                 }
@@ -492,8 +486,15 @@ impl<B: Backend> Session<'_, B> {
     }
 
     /// Records a finished request in this server's metrics, and in its
-    /// destination's (bound name, logical name) when it was routed.
-    pub(super) fn finish(&self, status: u16, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
+    /// destination's (bound name, logical name) when it was routed. `sent`
+    /// is the response body bytes sent (access log).
+    pub(super) fn finish(
+        &self,
+        status: u16,
+        sent: u64,
+        route: Option<(&ClientStats, &ServiceStats)>,
+        now: std::time::Instant,
+    ) {
         if crate::telemetry::metrics::ENABLED {
             let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
             let epoch = self.ctx.routes.metrics().epoch();
@@ -510,7 +511,7 @@ impl<B: Backend> Session<'_, B> {
                 crate::telemetry::access_log::start_unparsed(&mut line, self.peer);
                 self.ctx.log_access(log, &line, status, 0);
             } else {
-                self.ctx.log_access(log, &self.pending_log, status, self.sent.get());
+                self.ctx.log_access(log, &self.pending_log, status, sent);
             }
         }
     }

@@ -8,7 +8,7 @@
 //! whole body was sent with the head), it is sent once more on a fresh
 //! connection, as Go's net/http and nginx do.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::{pending, Future};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -50,6 +50,24 @@ enum RelayError {
     Failed(ProxyError),
 }
 
+/// What an exchange did, as far as it got. `run` owns it and reads it when
+/// the exchange is over: a plain record rather than a return value because
+/// the timers in `bounded` may drop the exchange midway, and what it did by
+/// then (the status line sent, the endpoint tried) must survive that.
+#[derive(Default)]
+struct Progress {
+    /// The final response head's status (0 until one arrives).
+    status: u16,
+    /// Response body bytes sent to the client (access log).
+    sent: u64,
+    /// Some of the response went to the client: an error can no longer be
+    /// answered with a response of our own.
+    started: bool,
+    /// The endpoint that served the request (None until a connection to one
+    /// is up): its accrual state and latency learn the outcome.
+    endpoint: Option<Rc<Endpoint>>,
+}
+
 /// The server's side of one request, finagle's dispatch: until the response
 /// head arrives it is under the server's `timeoutMs` and holds its
 /// `maxConcurrentRequests` permit.
@@ -69,8 +87,6 @@ impl Dispatch {
 }
 
 pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
-    s.status.set(0);
-    s.sent.set(0);
     let dispatch = Dispatch::default();
     if let Some(max) = s.settings.max_concurrent_requests {
         match s.ctx.admit(s.server, max) {
@@ -78,15 +94,12 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
             None => return nack(s, &p, sbuf, max).await,
         }
     }
-    let started = Cell::new(false);
+    let mut progress = Progress::default();
     // The metrics scopes outlive `p`, which the exchange consumes.
     let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
     let route = Some((&*client_stats, &*service_stats));
     let destination = p.route.destination.clone();
     let policy = p.route.policy.clone();
-    // The endpoint that served the request (None until a connection to one
-    // is up): its accrual state and latency learn the outcome.
-    let chosen = RefCell::new(None);
     let mut sbuf = sbuf;
     let mut ubuf = s.ctx.take_buffer();
     let mut wbuf = s.ctx.take_buffer();
@@ -96,9 +109,9 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     // future is large, and moving it into a local first costs a copy of it
     // on every request.
     let result = if total.is_none() && server_timeout.is_none() {
-        exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch).await
+        exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &mut progress, &dispatch).await
     } else {
-        let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &started, &chosen, &dispatch);
+        let attempt = exchange(s, p, &mut sbuf, &mut ubuf, &mut wbuf, &mut progress, &dispatch);
         bounded(attempt, total, server_timeout, &dispatch).await
     };
     // A read or write that timed out comes back as I/O; name it.
@@ -107,9 +120,9 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     s.ctx.give_buffer(ubuf);
     s.ctx.give_buffer(wbuf);
     let now = std::time::Instant::now();
-    if let Some(endpoint) = chosen.take() {
+    if let Some(endpoint) = progress.endpoint.take() {
         let success = match &result {
-            Ok(_) => !policy.is_failure(s.status.get()),
+            Ok(_) => !policy.is_failure(progress.status),
             Err(e) => e.side() != Side::Upstream,
         };
         destination.accrue(&endpoint, success, now);
@@ -117,20 +130,20 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     }
     match result {
         Ok(next) => {
-            s.finish(s.status.get(), route, now);
+            s.finish(progress.status, progress.sent, route, now);
             next
         }
         Err(e) => {
             s.stats.errors.record(e.label());
-            if !started.get() {
+            if !progress.started {
                 if e.answerable() {
                     s.respond_error(&e).await;
                 }
-                s.finish(e.status(), route, now);
+                s.finish(e.status(), progress.sent, route, now);
             } else {
                 // The status line went out: it is what the client saw.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
-                s.finish(s.status.get(), route, now);
+                s.finish(progress.status, progress.sent, route, now);
             }
             Next::Close
         }
@@ -187,7 +200,7 @@ async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, m
     http1::encode_nack_response(&mut out, close, p.meta.method == http1::Method::Head);
     let written = write_all_within(s.client, &mut out, s.settings.io_limits.client_write).await;
     s.ctx.give_buffer(out);
-    s.finish(e.status(), None, std::time::Instant::now());
+    s.finish(e.status(), 0, None, std::time::Instant::now());
     if close || written.is_err() {
         Next::Close
     } else {
@@ -417,8 +430,7 @@ async fn exchange<B: Backend>(
     sbuf: &mut Vec<u8>,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
-    started: &Cell<bool>,
-    chosen: &RefCell<Option<Rc<Endpoint>>>,
+    progress: &mut Progress,
     dispatch: &Dispatch,
 ) -> Result<Next, ProxyError> {
     let tls = p.route.tls.clone();
@@ -435,7 +447,7 @@ async fn exchange<B: Backend>(
     let (mut upstream, mut reused, mut endpoint) = acquire(s, &p.route, p.route.endpoint.clone()).await?;
     // In flight on its endpoint (the balancers' load) until the attempt ends.
     let mut in_flight = InFlight::new(endpoint.clone());
-    *chosen.borrow_mut() = Some(endpoint.clone());
+    progress.endpoint = Some(endpoint.clone());
     // Only a request whose whole body already sits in `sbuf` can be resent.
     let replayable = rules::replayable(p.meta.replay_safe, p.body.is_done());
     let mut retries = 0;
@@ -456,9 +468,9 @@ async fn exchange<B: Backend>(
         let outcome = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
             Ok(()) if p.body.is_done() => {
-                relay_response(s, &upstream.conn, &attempt, &p.meta, ubuf, wbuf, started).await
+                relay_response(s, &upstream.conn, &attempt, &p.meta, ubuf, wbuf, progress).await
             }
-            Ok(()) => pump_and_relay(s, &upstream.conn, &attempt, &mut p, ubuf, wbuf, started).await,
+            Ok(()) => pump_and_relay(s, &upstream.conn, &attempt, &mut p, ubuf, wbuf, progress).await,
         };
         match outcome {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
@@ -497,7 +509,7 @@ async fn exchange<B: Backend>(
                 drop(upstream);
                 (upstream, reused, endpoint) = acquire(s, &p.route, next).await?;
                 in_flight = InFlight::new(endpoint.clone());
-                *chosen.borrow_mut() = Some(endpoint.clone());
+                progress.endpoint = Some(endpoint.clone());
             }
             Err(RelayError::Failed(e)) => return Err(e),
             Ok(r) => break r,
@@ -541,7 +553,7 @@ async fn pump_and_relay<B: Backend>(
     p: &mut Prepared,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
-    started: &Cell<bool>,
+    progress: &mut Progress,
 ) -> Result<Relayed, RelayError> {
     let addr = attempt.addr;
     let budget = s.settings.max_request_body;
@@ -551,7 +563,7 @@ async fn pump_and_relay<B: Backend>(
     let outcome = {
         let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
         let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
-        let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, started);
+        let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, progress);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
         loop {
@@ -605,7 +617,7 @@ async fn relay_response<B: Backend>(
     meta: &RequestMeta,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
-    started: &Cell<bool>,
+    progress: &mut Progress,
 ) -> Result<Relayed, RelayError> {
     let failed = RelayError::Failed;
     let addr = attempt.addr;
@@ -637,12 +649,15 @@ async fn relay_response<B: Backend>(
                 Err(e) => return Err(failed(ProxyError::UpstreamIo { addr, source: e })),
             }
         };
+        if !rsp.informational {
+            progress.status = rsp.status;
+        }
         let to_client = s.settings.io_limits.client_write;
         if rsp.informational {
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
             if !wbuf.is_empty() {
                 write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
-                started.set(true);
+                progress.started = true;
             }
             continue;
         }
@@ -657,14 +672,14 @@ async fn relay_response<B: Backend>(
         attempt.dispatch.head_arrived();
         if rsp.framing == BodyFraming::Tunnel {
             write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
-            started.set(true);
+            progress.started = true;
             return Ok(Relayed::Tunnel);
         }
         if rsp.drop_body {
             // Rare (a downstream linkerd's error at an edge): the unread body
             // goes with the upstream connection rather than being drained.
             write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
-            started.set(true);
+            progress.started = true;
             return Ok(Relayed::Done(Ended {
                 downstream: rsp.plan.downstream,
                 upstream_keep_alive: rsp.upstream_keep_alive,
@@ -675,7 +690,7 @@ async fn relay_response<B: Backend>(
         }
         let mut body = rsp.framing.reader();
         let leftover =
-            stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.plan.dechunk, started).await?;
+            stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.plan.dechunk, progress).await?;
         // `pump_and_relay` corrects `request_body_sent` when the body was
         // still streaming.
         return Ok(Relayed::Done(Ended {
@@ -700,9 +715,6 @@ fn encode_response_head<B: Backend>(
     let Some(head) = http1::parse_response(ubuf, &mut slots, meta.method, meta.upgrade, &s.settings.limits)? else {
         return Ok(None);
     };
-    if !head.informational {
-        s.status.set(head.status);
-    }
     // linkerd's clearContext sends an `l5d-err` response (an error of a
     // linkerd further on) with its l5d-* fields removed and an empty body.
     let clear_context = s.settings.clear_context;
@@ -754,7 +766,7 @@ async fn stream_response_body<B: Backend>(
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     dechunk: bool,
-    started: &Cell<bool>,
+    progress: &mut Progress,
 ) -> Result<bool, RelayError> {
     let failed = RelayError::Failed;
     let mut budget = s.settings.max_response_body;
@@ -765,33 +777,33 @@ async fn stream_response_body<B: Backend>(
     let copies = dechunk || body.rewrites();
     loop {
         if !ubuf.is_empty() || head_pending {
-            let progress = if dechunk {
+            let step = if dechunk {
                 body.advance(ubuf, |data| wbuf.extend_from_slice(data))
             } else {
                 body.forward(ubuf, wbuf)
             }
             .map_err(|error| failed(ProxyError::UpstreamGarbage { addr, error }))?;
             if let Some(left) = budget.as_mut() {
-                *left = left.checked_sub(progress.consumed as u64).ok_or(failed(ProxyError::ResponseTooLarge))?;
+                *left = left.checked_sub(step.consumed as u64).ok_or(failed(ProxyError::ResponseTooLarge))?;
             }
-            if progress.trailers_dropped > 0 {
-                s.stats.response_trailers_dropped.add(u64::from(progress.trailers_dropped));
+            if step.trailers_dropped > 0 {
+                s.stats.response_trailers_dropped.add(u64::from(step.trailers_dropped));
             }
             let sent = if copies {
                 write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
             } else if head_pending {
-                wbuf.extend_from_slice(&ubuf[..progress.consumed]);
+                wbuf.extend_from_slice(&ubuf[..step.consumed]);
                 write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
             } else {
-                write_range_within(s.client, ubuf, progress.consumed, s.settings.io_limits.client_write).await
+                write_range_within(s.client, ubuf, step.consumed, s.settings.io_limits.client_write).await
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
-            started.set(true);
-            s.sent.set(s.sent.get() + progress.consumed as u64);
+            progress.started = true;
+            progress.sent += step.consumed as u64;
             head_pending = false;
             wbuf.clear();
-            consume(ubuf, progress.consumed);
-            if progress.done {
+            consume(ubuf, step.consumed);
+            if step.done {
                 return Ok(!ubuf.is_empty());
             }
         }
