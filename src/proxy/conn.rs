@@ -6,36 +6,19 @@ use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http1::{BodyFraming, BodyReader, Limits, Method, Version, HEADER_SLOTS};
+use http1::{BodyFraming, Limits, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::table::{Route, ServerSettings};
+use crate::table::ServerSettings;
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
 use super::ctx::CoreCtx;
 use super::error::ProxyError;
-use super::exchange;
-
-/// What the exchange needs to know about the request once its head is gone
-/// from the buffer.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RequestMeta {
-    pub method: Method,
-    pub version: Version,
-    pub keep_alive: bool,
-    pub upgrade: bool,
-    /// Safe to send again on a fresh connection if a pooled one turns out dead.
-    pub replay_safe: bool,
-}
-
-pub(super) struct Prepared {
-    pub meta: RequestMeta,
-    pub route: Route,
-    pub body: BodyReader,
-}
+use super::exchange::{self, Downstream};
+use super::request::{Next, Prepared, RequestMeta};
 
 /// Counts the connection as open on its core while it lives (also while
 /// parked), so draining knows when the core is done, and in its server's
@@ -208,22 +191,13 @@ async fn park<B: Backend>(
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Next {
-    KeepAlive,
-    Close,
-    /// Idle for [`HOT_IDLE`]: move to a small task for the rest of the idle
-    /// timeout.
-    Park(Duration),
-}
-
 enum Waited {
     Ready,
     Closed,
     StillIdle(Duration),
 }
 
-pub(super) struct Session<'a, B: Backend> {
+struct Session<'a, B: Backend> {
     pub ctx: &'a CoreCtx<B>,
     /// Index of the server (listener) this connection came in on.
     pub server: usize,
@@ -265,7 +239,22 @@ impl<B: Backend> Session<'_, B> {
                 return close;
             }
         };
-        exchange::run(self, prepared, sbuf).await
+        let downstream = Downstream {
+            ctx: self.ctx,
+            server: self.server,
+            settings: &self.settings,
+            stats: &self.stats,
+            io: self.client,
+            rbuf: &mut self.rbuf,
+            begun: self.begun,
+        };
+        let done = exchange::run(downstream, prepared, sbuf).await;
+        if let Some(e) = &done.answer {
+            self.respond_error(e).await;
+        }
+        let route = done.route.as_ref().map(|(client, service)| (&**client, &**service));
+        self.finish(done.status, done.sent, route, done.at);
+        done.next
     }
 
     /// Idle between requests: hold no read buffer, wake on data, EOF, the
@@ -488,13 +477,7 @@ impl<B: Backend> Session<'_, B> {
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed. `sent`
     /// is the response body bytes sent (access log).
-    pub(super) fn finish(
-        &self,
-        status: u16,
-        sent: u64,
-        route: Option<(&ClientStats, &ServiceStats)>,
-        now: std::time::Instant,
-    ) {
+    fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
         if crate::telemetry::metrics::ENABLED {
             let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
             let epoch = self.ctx.routes.metrics().epoch();
@@ -518,7 +501,7 @@ impl<B: Backend> Session<'_, B> {
 
     /// Answers an error corelink itself detected; the connection closes after
     /// (the request's body, if any, was not read, so the stream is out of sync).
-    pub(super) async fn respond_error(&mut self, e: &ProxyError) {
+    async fn respond_error(&mut self, e: &ProxyError) {
         tracing::debug!(router = %self.settings.label, error = %e, side = ?e.side(), "request failed");
         let mut out = self.ctx.take_buffer();
         out.clear();

@@ -20,18 +20,52 @@ use tokio::time::Instant;
 
 use crate::balance::{next_backoff, Endpoint, InFlight, LazyNow, RetryBudget};
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::table::{Route, RouteTls};
-use crate::telemetry::metrics::ServiceStats;
+use crate::table::{Route, RouteTls, ServerSettings};
 use crate::telemetry::metrics::{ClientStats, OpenGuard};
+use crate::telemetry::metrics::{ServerStats, ServiceStats};
 
 use super::body::{consume, pump_body, read_into, write_all, PumpError};
-use super::conn::{Next, Prepared, RequestMeta, Session};
-use super::ctx::{ConcurrencyPermit, Upstream};
+use super::ctx::{ConcurrencyPermit, CoreCtx, Upstream};
 use super::error::{ProxyError, Side};
+use super::request::{Next, Prepared, RequestMeta};
 use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
 use super::timed::{read_into_within, write_all_within, write_range_within};
 use super::tunnel::tunnel;
 use crate::pool::SlotPermit;
+
+/// The client connection as the exchange sees it, lent by `conn` for one
+/// request.
+pub(super) struct Downstream<'a, B: Backend> {
+    pub ctx: &'a CoreCtx<B>,
+    /// Index of the server (listener) the connection came in on.
+    pub server: usize,
+    pub settings: &'a ServerSettings,
+    /// This server's metrics on this core.
+    pub stats: &'a ServerStats,
+    /// The client's socket.
+    pub io: &'a MaybeTls<B::Stream>,
+    /// Its read buffer: pipelined requests, or the rest of a streamed body.
+    pub rbuf: &'a mut Vec<u8>,
+    /// When the request's head started to be read.
+    pub begun: std::time::Instant,
+}
+
+/// What an exchange ends with, for `conn` to record (and answer, when the
+/// exchange failed before any of a response went out).
+pub(super) struct Exchanged {
+    pub next: Next,
+    /// The status the request is recorded with.
+    pub status: u16,
+    /// Response body bytes sent (access log).
+    pub sent: u64,
+    /// The destination's metrics scopes (bound name, logical name), when the
+    /// request reached one.
+    pub route: Option<(Rc<ClientStats>, Rc<ServiceStats>)>,
+    /// An error to answer the client with before recording the request.
+    pub answer: Option<ProxyError>,
+    /// When the exchange ended (the request's latency ends here).
+    pub at: std::time::Instant,
+}
 
 /// How the response relay ended.
 enum Relayed {
@@ -86,7 +120,8 @@ impl Dispatch {
     }
 }
 
-pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Next {
+pub(super) async fn run<B: Backend>(mut s: Downstream<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Exchanged {
+    let s = &mut s;
     let dispatch = Dispatch::default();
     if let Some(max) = s.settings.max_concurrent_requests {
         match s.ctx.admit(s.server, max) {
@@ -97,7 +132,6 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
     let mut progress = Progress::default();
     // The metrics scopes outlive `p`, which the exchange consumes.
     let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
-    let route = Some((&*client_stats, &*service_stats));
     let destination = p.route.destination.clone();
     let policy = p.route.policy.clone();
     let mut sbuf = sbuf;
@@ -128,26 +162,30 @@ pub(super) async fn run<B: Backend>(s: &mut Session<'_, B>, p: Prepared, sbuf: V
         destination.accrue(&endpoint, success, now);
         destination.balancer.observe(&endpoint, now.saturating_duration_since(s.begun), now);
     }
+    let mut done = Exchanged {
+        next: Next::Close,
+        status: progress.status,
+        sent: progress.sent,
+        route: Some((client_stats, service_stats)),
+        answer: None,
+        at: now,
+    };
     match result {
-        Ok(next) => {
-            s.finish(progress.status, progress.sent, route, now);
-            next
-        }
+        Ok(next) => done.next = next,
         Err(e) => {
             s.stats.errors.record(e.label());
             if !progress.started {
+                done.status = e.status();
                 if e.answerable() {
-                    s.respond_error(&e).await;
+                    done.answer = Some(e);
                 }
-                s.finish(e.status(), progress.sent, route, now);
             } else {
                 // The status line went out: it is what the client saw.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
-                s.finish(progress.status, progress.sent, route, now);
             }
-            Next::Close
         }
     }
+    done
 }
 
 /// The exchange under `service.totalTimeoutMs` (all of it) and the server's
@@ -187,7 +225,7 @@ async fn bounded(
 /// once. The connection stays open when nothing of the request is left
 /// unread (no body, or all of it arrived with the head), so a client can
 /// retry on it as `Retry-After: 0` invites.
-async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, max: usize) -> Next {
+async fn nack<B: Backend>(s: &Downstream<'_, B>, p: &Prepared, sbuf: Vec<u8>, max: usize) -> Exchanged {
     s.ctx.give_buffer(sbuf);
     let e = ProxyError::MaxConcurrentRequests(max);
     tracing::debug!(router = %s.settings.label, error = %e, "request refused");
@@ -198,14 +236,10 @@ async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, m
     let mut out = s.ctx.take_buffer();
     out.clear();
     http1::encode_nack_response(&mut out, close, p.meta.method == http1::Method::Head);
-    let written = write_all_within(s.client, &mut out, s.settings.io_limits.client_write).await;
+    let written = write_all_within(s.io, &mut out, s.settings.io_limits.client_write).await;
     s.ctx.give_buffer(out);
-    s.finish(e.status(), 0, None, std::time::Instant::now());
-    if close || written.is_err() {
-        Next::Close
-    } else {
-        Next::KeepAlive
-    }
+    let next = if close || written.is_err() { Next::Close } else { Next::KeepAlive };
+    Exchanged { next, status: e.status(), sent: 0, route: None, answer: None, at: std::time::Instant::now() }
 }
 
 /// A connection for the request: pooled, or new. A connect (or TLS
@@ -215,7 +249,7 @@ async fn nack<B: Backend>(s: &mut Session<'_, B>, p: &Prepared, sbuf: Vec<u8>, m
 /// `requeueBudget` has room. Returns the connection, whether it was pooled,
 /// and the endpoint it goes to.
 async fn acquire<B: Backend>(
-    s: &Session<'_, B>,
+    s: &Downstream<'_, B>,
     route: &Route,
     first: Rc<Endpoint>,
 ) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
@@ -264,7 +298,7 @@ async fn acquire<B: Backend>(
 }
 
 /// The newest idle pooled connection for `key` that is still clean.
-fn take_pooled<B: Backend>(s: &Session<'_, B>, key: &super::ctx::PoolKey) -> Option<Upstream<B::Stream>> {
+fn take_pooled<B: Backend>(s: &Downstream<'_, B>, key: &super::ctx::PoolKey) -> Option<Upstream<B::Stream>> {
     loop {
         let conn = s.ctx.pool.borrow_mut().take(key, std::time::Instant::now())?;
         if !conn.has_unread_input() {
@@ -290,7 +324,7 @@ enum Slot {
 /// that, the request fails at once (502, as linkerd answers finagle's
 /// TooManyWaitersException).
 async fn slot_for<B: Backend>(
-    s: &Session<'_, B>,
+    s: &Downstream<'_, B>,
     route: &Route,
     key: &super::ctx::PoolKey,
     max: usize,
@@ -425,7 +459,7 @@ struct Attempt<'a> {
 
 #[allow(clippy::too_many_arguments)]
 async fn exchange<B: Backend>(
-    s: &mut Session<'_, B>,
+    s: &mut Downstream<'_, B>,
     mut p: Prepared,
     sbuf: &mut Vec<u8>,
     ubuf: &mut Vec<u8>,
@@ -534,9 +568,9 @@ async fn exchange<B: Backend>(
             }
         }
         Relayed::Tunnel => {
-            let client_pending = std::mem::take(&mut s.rbuf);
+            let client_pending = std::mem::take(s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
-            tunnel(s.client, &upstream.conn, client_pending, upstream_pending, s.ctx.buffer_size()).await;
+            tunnel(s.io, &upstream.conn, client_pending, upstream_pending, s.ctx.buffer_size()).await;
             Next::Close
         }
     };
@@ -547,7 +581,7 @@ async fn exchange<B: Backend>(
 /// The request body is still streaming: pump it up while the response comes
 /// down (a server may answer early, or send `100 Continue` first).
 async fn pump_and_relay<B: Backend>(
-    s: &mut Session<'_, B>,
+    s: &mut Downstream<'_, B>,
     upstream: &MaybeTls<B::Stream>,
     attempt: &Attempt<'_>,
     p: &mut Prepared,
@@ -558,8 +592,8 @@ async fn pump_and_relay<B: Backend>(
     let addr = attempt.addr;
     let budget = s.settings.max_request_body;
     let buffer_size = s.ctx.buffer_size();
-    let client = s.client;
-    let mut rbuf = std::mem::take(&mut s.rbuf);
+    let client = s.io;
+    let mut rbuf = std::mem::take(s.rbuf);
     let outcome = {
         let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
         let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
@@ -581,7 +615,7 @@ async fn pump_and_relay<B: Backend>(
             }
         }
     };
-    s.rbuf = rbuf;
+    *s.rbuf = rbuf;
     match outcome {
         Ok((Ok(Relayed::Done(ended)), pump_finished)) => {
             Ok(Relayed::Done(Ended { request_body_sent: pump_finished, ..ended }))
@@ -611,7 +645,7 @@ struct ResponseMeta {
 
 /// Reads the response (relaying any 1xx first) and streams it to the client.
 async fn relay_response<B: Backend>(
-    s: &Session<'_, B>,
+    s: &Downstream<'_, B>,
     upstream: &MaybeTls<B::Stream>,
     attempt: &Attempt<'_>,
     meta: &RequestMeta,
@@ -656,7 +690,7 @@ async fn relay_response<B: Backend>(
         if rsp.informational {
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
             if !wbuf.is_empty() {
-                write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+                write_all_within(s.io, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
                 progress.started = true;
             }
             continue;
@@ -671,14 +705,14 @@ async fn relay_response<B: Backend>(
         }
         attempt.dispatch.head_arrived();
         if rsp.framing == BodyFraming::Tunnel {
-            write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            write_all_within(s.io, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             progress.started = true;
             return Ok(Relayed::Tunnel);
         }
         if rsp.drop_body {
             // Rare (a downstream linkerd's error at an edge): the unread body
             // goes with the upstream connection rather than being drained.
-            write_all_within(s.client, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
+            write_all_within(s.io, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             progress.started = true;
             return Ok(Relayed::Done(Ended {
                 downstream: rsp.plan.downstream,
@@ -706,7 +740,7 @@ async fn relay_response<B: Backend>(
 /// Parses a response head at the start of `ubuf`, encodes what the client gets
 /// into `wbuf` and removes the head from `ubuf`.
 fn encode_response_head<B: Backend>(
-    s: &Session<'_, B>,
+    s: &Downstream<'_, B>,
     meta: &RequestMeta,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
@@ -759,7 +793,7 @@ fn encode_response_head<B: Backend>(
 /// past the end of the response (then its connection must not be reused).
 #[allow(clippy::too_many_arguments)]
 async fn stream_response_body<B: Backend>(
-    s: &Session<'_, B>,
+    s: &Downstream<'_, B>,
     upstream: &MaybeTls<B::Stream>,
     addr: SocketAddr,
     body: &mut BodyReader,
@@ -790,12 +824,12 @@ async fn stream_response_body<B: Backend>(
                 s.stats.response_trailers_dropped.add(u64::from(step.trailers_dropped));
             }
             let sent = if copies {
-                write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
+                write_all_within(s.io, wbuf, s.settings.io_limits.client_write).await
             } else if head_pending {
                 wbuf.extend_from_slice(&ubuf[..step.consumed]);
-                write_all_within(s.client, wbuf, s.settings.io_limits.client_write).await
+                write_all_within(s.io, wbuf, s.settings.io_limits.client_write).await
             } else {
-                write_range_within(s.client, ubuf, step.consumed, s.settings.io_limits.client_write).await
+                write_range_within(s.io, ubuf, step.consumed, s.settings.io_limits.client_write).await
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             progress.started = true;
@@ -810,7 +844,7 @@ async fn stream_response_body<B: Backend>(
         match read_into_within(upstream, ubuf, s.ctx.buffer_size(), s.settings.io_limits.upstream_read).await {
             Ok(0) => {
                 if body.finish_on_close() {
-                    let _ = s.client.shutdown_write().await;
+                    let _ = s.io.shutdown_write().await;
                     return Ok(false);
                 }
                 return Err(failed(ProxyError::UpstreamClosed { addr }));

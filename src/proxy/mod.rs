@@ -3,6 +3,7 @@
 //!
 //! - `ctx`: per-core state shared by the connections of one worker.
 //! - `conn`: the client connection loop (read head, route, exchange, repeat).
+//! - `request`: what `conn` hands `exchange` for one request, and `Next`.
 //! - `exchange`: one request/response with an upstream, incl. the retry.
 //! - `rules`: whether each connection is reused after an exchange (pure).
 //! - `body`: streaming a body from one stream to another with backpressure.
@@ -16,6 +17,7 @@ mod conn;
 mod ctx;
 mod error;
 mod exchange;
+mod request;
 mod rules;
 mod timed;
 mod tunnel;
