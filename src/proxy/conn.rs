@@ -55,20 +55,20 @@ const HOT_IDLE: Duration = Duration::from_secs(1);
 pub async fn serve_connection<B: Backend>(
     ctx: Rc<CoreCtx<B>>,
     server: usize,
-    client: B::Stream,
+    downstream: B::Stream,
     peer: std::net::SocketAddr,
 ) {
     let open = OpenConnection::new(ctx, server);
     let settings = open.0.routes.server(server);
-    let client = match &settings.tls {
-        None => MaybeTls::Plain(client),
-        Some(tls) => match accept_tls(&settings, tls, &open.1.tls, client).await {
+    let downstream = match &settings.tls {
+        None => MaybeTls::Plain(downstream),
+        Some(tls) => match accept_tls(&settings, tls, &open.1.tls, downstream).await {
             Some(stream) => MaybeTls::Tls(stream),
             None => return,
         },
     };
     drop(settings);
-    run_active(open, server, client, peer.ip(), Vec::new(), true).await;
+    run_active(open, server, downstream, peer.ip(), Vec::new(), true).await;
 }
 
 /// The server side of a TLS handshake, bounded by the header read timeout
@@ -128,7 +128,7 @@ fn plaintext_on_tls_port() -> Vec<u8> {
 async fn run_active<B: Backend>(
     open: OpenConnection<B>,
     server: usize,
-    client: MaybeTls<B::Stream>,
+    downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
     initial: Vec<u8>,
     first: bool,
@@ -138,7 +138,7 @@ async fn run_active<B: Backend>(
         ctx: &ctx,
         server,
         settings: ctx.routes.server(server),
-        client: &client,
+        downstream: &downstream,
         rbuf: Vec::new(),
         stats: open.1.clone(),
         begun: std::time::Instant::now(),
@@ -161,7 +161,7 @@ async fn run_active<B: Backend>(
     let rbuf = std::mem::take(&mut session.rbuf);
     ctx.give_buffer(rbuf);
     if let Some(remaining) = parked {
-        tokio::task::spawn_local(park(open, server, client, peer, remaining));
+        tokio::task::spawn_local(park(open, server, downstream, peer, remaining));
     }
 }
 
@@ -171,12 +171,12 @@ async fn run_active<B: Backend>(
 async fn park<B: Backend>(
     open: OpenConnection<B>,
     server: usize,
-    client: MaybeTls<B::Stream>,
+    downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
     remaining: Duration,
 ) {
     let small = if B::Stream::WAIT_NEEDS_BUFFER { open.0.take_small() } else { Vec::new() };
-    let wait = tokio::time::timeout(remaining, client.wait_readable(small));
+    let wait = tokio::time::timeout(remaining, downstream.wait_readable(small));
     let (res, small) = tokio::select! {
         r = wait => match r {
             Ok(r) => r,
@@ -185,7 +185,7 @@ async fn park<B: Backend>(
         () = open.0.shutdown.draining() => return,
     };
     if matches!(res, Ok(true)) {
-        tokio::task::spawn_local(run_active(open, server, client, peer, small, false));
+        tokio::task::spawn_local(run_active(open, server, downstream, peer, small, false));
     } else {
         open.0.give_small(small);
     }
@@ -198,25 +198,26 @@ enum Waited {
 }
 
 struct Session<'a, B: Backend> {
-    pub ctx: &'a CoreCtx<B>,
+    ctx: &'a CoreCtx<B>,
     /// Index of the server (listener) this connection came in on.
-    pub server: usize,
+    server: usize,
     /// That server's settings from the current routing snapshot, refreshed
     /// before each request so a reload applies to open connections too.
-    pub settings: Rc<ServerSettings>,
-    pub client: &'a MaybeTls<B::Stream>,
+    settings: Rc<ServerSettings>,
+    /// The client's socket (downstream; the server's is upstream).
+    downstream: &'a MaybeTls<B::Stream>,
     /// Client read buffer. Empty (and returned to the core) while idle.
-    pub rbuf: Vec<u8>,
+    rbuf: Vec<u8>,
     /// This server's metrics on this core.
-    pub stats: Rc<ServerStats>,
+    stats: Rc<ServerStats>,
     /// When the current request's head started to be read (its latency is
     /// measured from here to the end of its response).
-    pub begun: std::time::Instant,
+    begun: std::time::Instant,
     /// The client's address (access log).
-    pub peer: std::net::IpAddr,
+    peer: std::net::IpAddr,
     /// The current request's access log line so far (empty unless the
     /// router has `httpAccessLog`).
-    pub pending_log: Vec<u8>,
+    pending_log: Vec<u8>,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -244,7 +245,7 @@ impl<B: Backend> Session<'_, B> {
             server: self.server,
             settings: &self.settings,
             stats: &self.stats,
-            io: self.client,
+            io: self.downstream,
             rbuf: &mut self.rbuf,
             begun: self.begun,
         };
@@ -285,7 +286,7 @@ impl<B: Backend> Session<'_, B> {
         // No draining wake-up here: registering with the shutdown `Notify`
         // twice per request costs more than it saves. A connection idle when
         // draining starts is closed within HOT_IDLE, by `park`.
-        match tokio::time::timeout(hot, read_into(self.client, &mut self.rbuf, size)).await {
+        match tokio::time::timeout(hot, read_into(self.downstream, &mut self.rbuf, size)).await {
             Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
             Ok(Ok(_)) => Waited::Ready,
             // The dropped read took the (empty) buffer with it.
@@ -306,7 +307,7 @@ impl<B: Backend> Session<'_, B> {
             self.ctx.give_buffer(rbuf);
         }
         let small = self.ctx.take_small();
-        let wait = tokio::time::timeout(limit, self.client.wait_readable(small));
+        let wait = tokio::time::timeout(limit, self.downstream.wait_readable(small));
         let (res, small) = tokio::select! {
             r = wait => match r {
                 Ok(r) => r,
@@ -357,7 +358,7 @@ impl<B: Backend> Session<'_, B> {
             // A timed-out read drops the buffer with it: note first whether
             // any byte of a request had arrived.
             let had_bytes = !self.rbuf.is_empty();
-            let read = read_into(self.client, &mut self.rbuf, self.ctx.buffer_size());
+            let read = read_into(self.downstream, &mut self.rbuf, self.ctx.buffer_size());
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Next::Close),
                 Ok(Ok(_)) => {}
@@ -374,7 +375,7 @@ impl<B: Backend> Session<'_, B> {
                         );
                         http1::encode_error_response(&mut out, 408, &message, true);
                     }
-                    let _ = tokio::time::timeout(Duration::from_secs(1), write_all(self.client, &mut out)).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), write_all(self.downstream, &mut out)).await;
                     return Err(Next::Close);
                 }
             }
@@ -510,7 +511,7 @@ impl<B: Backend> Session<'_, B> {
         } else {
             http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.client, &mut out)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.downstream, &mut out)).await;
         self.ctx.give_buffer(out);
     }
 }
@@ -560,8 +561,8 @@ mod tests {
             let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
             let (accepted, _) = listener.accept().unwrap();
             drop(accepted);
-            let client = crate::io::epoll::EpollStream::for_tests(stream);
-            let fut = serve_connection::<Epoll>(ctx, 0, client, "127.0.0.1:1".parse().unwrap());
+            let downstream = crate::io::epoll::EpollStream::for_tests(stream);
+            let fut = serve_connection::<Epoll>(ctx, 0, downstream, "127.0.0.1:1".parse().unwrap());
             eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&fut));
             assert!(std::mem::size_of_val(&fut) < 16 * 1024);
         });

@@ -592,11 +592,11 @@ async fn pump_and_relay<B: Backend>(
     let addr = attempt.addr;
     let budget = s.settings.max_request_body;
     let buffer_size = s.ctx.buffer_size();
-    let client = s.io;
+    let downstream = s.io;
     let mut rbuf = std::mem::take(s.rbuf);
     let outcome = {
         let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
-        let pump = pump_body(client, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
+        let pump = pump_body(downstream, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
         let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, progress);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
