@@ -240,7 +240,7 @@ impl<B: Backend> Session<'_, B> {
                 return close;
             }
         };
-        let downstream = Downstream {
+        let mut downstream = Downstream {
             ctx: self.ctx,
             server: self.server,
             settings: &self.settings,
@@ -249,7 +249,7 @@ impl<B: Backend> Session<'_, B> {
             rbuf: &mut self.rbuf,
             begun: self.begun,
         };
-        let done = exchange::run(downstream, prepared, sbuf).await;
+        let done = exchange::run(&mut downstream, prepared, sbuf).await;
         if let Some(e) = &done.answer {
             self.respond_error(e).await;
         }

@@ -120,8 +120,7 @@ impl Dispatch {
     }
 }
 
-pub(super) async fn run<B: Backend>(mut s: Downstream<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Exchanged {
-    let s = &mut s;
+pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Exchanged {
     let dispatch = Dispatch::default();
     if let Some(max) = s.settings.max_concurrent_requests {
         match s.ctx.admit(s.server, max) {
