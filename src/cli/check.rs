@@ -18,7 +18,7 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
     if cert_errors > 0 {
         anyhow::bail!("{origin}: {cert_errors} certificate error(s)");
     }
-    crate::table::RoutingSnapshot::compile(&config, 0)
+    crate::server::control::compile(&config, 0)
         .map_err(|e| anyhow::anyhow!("{}", with_position(&origin, &text, &e)))?;
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());

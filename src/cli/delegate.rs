@@ -11,14 +11,13 @@ pub fn delegate(
     json: bool,
     path: &str,
 ) -> anyhow::Result<()> {
-    use crate::table::RoutingSnapshot;
     use naming::{Delegator, Dtab, EmptyNamers, Path};
     let path = Path::parse(path).map_err(|e| anyhow::anyhow!("path {path:?}: {e}"))?;
     let extra = dtab.as_deref().map(Dtab::parse).transpose().map_err(|e| anyhow::anyhow!("--dtab: {e}"))?;
     let delegation = match config {
         Some(config_path) => {
             let config = super::load(&config_path)?;
-            let snapshot = RoutingSnapshot::compile(&config, 0).map_err(anyhow::Error::msg)?;
+            let snapshot = crate::server::control::compile(&config, 0).map_err(anyhow::Error::msg)?;
             let index = match &router {
                 Some(label) => {
                     snapshot.router_index(label).ok_or_else(|| anyhow::anyhow!("no router labelled {label:?}"))?

@@ -480,7 +480,7 @@ fn every_example_config_parses_cleanly() {
             .replace("- certificates/", &format!("- {}/certificates/", dir.display()))
             .replace("rootDir: disco", &format!("rootDir: {}/disco", dir.display()));
         let config = Config::parse(&text, &name).unwrap();
-        crate::table::RoutingSnapshot::compile(&config, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        crate::server::control::compile(&config, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
         seen += 1;
     }
     assert!(seen >= 6, "only {seen} examples");

@@ -552,7 +552,7 @@ mod tests {
     #[test]
     fn connection_future_size() {
         let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
-        let snapshot = crate::table::RoutingSnapshot::compile(&config, 1).unwrap();
+        let snapshot = crate::server::control::compile(&config, 1).unwrap();
         let routes = crate::table::CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -16,7 +16,8 @@ use std::time::Duration;
 use crate::admin::ControlStats;
 use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
-use crate::table::{NamerInputs, RoutingSnapshot, SharedSnapshot};
+use crate::namer::NamerInputs;
+use crate::table::{RouterInputs, RoutingSnapshot, SharedSnapshot, SnapshotInputs};
 
 const POLL: Duration = Duration::from_millis(200);
 /// How often host names (in dtabs and namer files) are resolved again.
@@ -152,7 +153,8 @@ impl Control {
     /// Compiles the current config and inputs into a new snapshot; returns
     /// whether it was published.
     fn publish(&mut self, why: &str) -> bool {
-        match RoutingSnapshot::compile_with(&self.config, &self.inputs, self.generation + 1) {
+        match RoutingSnapshot::compile_with(&self.config, &load_inputs(&self.config, &self.inputs), self.generation + 1)
+        {
             Ok(snapshot) => {
                 self.generation += 1;
                 self.shared.publish(snapshot);
@@ -192,7 +194,8 @@ impl Control {
             return refuse(&self.stats, format!("{what} changed, which needs a restart"));
         }
         let inputs = NamerInputs::load(&config, Some(&self.inputs));
-        let snapshot = match RoutingSnapshot::compile_with(&config, &inputs, self.generation + 1) {
+        let snapshot = match RoutingSnapshot::compile_with(&config, &load_inputs(&config, &inputs), self.generation + 1)
+        {
             Ok(s) => s,
             Err(e) => return refuse(&self.stats, e),
         };
@@ -241,6 +244,34 @@ pub fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         return Some("corelink.bufferSize or corelink.backlog");
     }
     None
+}
+
+/// Loads everything a snapshot is compiled from besides the namers' state
+/// (`namers`, refreshed by the control thread): opens access logs, builds
+/// server TLS (shared through its registry, so certificate reloads keep
+/// working) and client TLS policies from their files. Blocking: the control
+/// thread, start-up and the CLI call it, never the data path.
+pub fn load_inputs(config: &Config, namers: &NamerInputs) -> SnapshotInputs {
+    let routers = config
+        .routers
+        .iter()
+        .map(|r| RouterInputs {
+            access_log: r
+                .http_access_log
+                .as_ref()
+                .map(|path| crate::telemetry::access_log::AccessLog::shared(path, r.http_access_log_append)),
+            server_tls: r.servers.iter().map(|s| s.tls.as_ref().map(crate::tls::ServerTls::shared)).collect(),
+            client_tls: crate::tls::ClientTlsPolicy::compile(&r.client),
+        })
+        .collect();
+    SnapshotInputs { namers: namers.clone(), routers }
+}
+
+/// Loads all inputs afresh (namer directories, DNS, files) and compiles:
+/// for `corelink check`, `corelink delegate`, start-up and tests.
+pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
+    let namers = NamerInputs::load(config, None);
+    RoutingSnapshot::compile_with(config, &load_inputs(config, &namers), generation)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
-use crate::table::{NamerInputs, RoutingSnapshot, SharedSnapshot};
+use crate::namer::NamerInputs;
+use crate::table::{RoutingSnapshot, SharedSnapshot};
 
 use super::control::Control;
 use super::sys;
@@ -52,10 +53,11 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let cpus = sys::allowed_cpus();
     let workers = config.corelink.workers.unwrap_or(cpus.len().max(1));
 
-    // Namer directories and DNS are read once here; the control thread keeps
-    // these inputs and refreshes them.
+    // Namer directories and DNS are read once here (the control thread keeps
+    // these inputs and refreshes them); access logs and TLS are loaded too.
     let inputs = NamerInputs::load(&config, None);
-    let snapshot = RoutingSnapshot::compile_with(&config, &inputs, 1).map_err(RunError::Routing)?;
+    let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
+        .map_err(RunError::Routing)?;
     let shared = SharedSnapshot::new(snapshot);
     // Bind everything before starting anything, so a port conflict is a clean
     // start-up error.

@@ -5,7 +5,8 @@
 //!
 //! * `snapshot` — [`RoutingSnapshot`]: config, dtabs and namer state
 //!   compiled into one immutable value, published with arc-swap
-//!   ([`SharedSnapshot`]).
+//!   ([`SharedSnapshot`]). Compiling does no I/O: it receives
+//!   [`SnapshotInputs`] loaded by `namer/` and `server::control::load_inputs`.
 //! * `identifier` — [`Identifiers`]: a request → its destination path under
 //!   the router's `dstPrefix`.
 //! * `cache` — [`CoreRoutes`]: each core's cache of resolved destinations
@@ -21,8 +22,9 @@ mod identifier;
 mod settings;
 mod snapshot;
 
+pub use crate::namer::NamerInputs;
 pub use cache::{CoreRoutes, Route, RouteTls};
 pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
-pub use snapshot::{Endpoints, FsNamer, NamerInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot};
+pub use snapshot::{Endpoints, FsNamer, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs};

@@ -1,13 +1,13 @@
 //! The routing snapshot: config, dtabs and namer state compiled into one
 //! immutable value, published with arc-swap. Workers load it without a lock;
 //! each keeps its own cache of resolved destinations keyed by the snapshot's
-//! generation (see `cache`). Everything that can block — reading namer
-//! directories, DNS — happens before compiling, on the control thread
-//! ([`NamerInputs::load`]).
+//! generation (see `cache`). Compiling does no I/O: everything that can
+//! block — reading namer directories, DNS, opening access logs, loading
+//! certificates — is loaded beforehand into [`SnapshotInputs`] by `namer/`
+//! and the control thread / start-up (`server::control::load_inputs`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -15,7 +15,9 @@ use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use super::settings::ServerSettings;
 use crate::config::{Config, NamerConfig, TransformerConfig};
-use crate::namer::{fs, FsState};
+use crate::namer::{FsState, NamerInputs};
+use crate::telemetry::access_log::AccessLog;
+use crate::tls::{ClientTlsPolicy, ServerTls};
 
 use super::identifier::Identifiers;
 
@@ -33,7 +35,7 @@ pub struct RouterRoutes {
     /// Send `l5d-dst-*` context headers upstream.
     pub context_headers: bool,
     /// Which destinations speak TLS, verified against which name.
-    pub client_tls: crate::tls::ClientTlsPolicy,
+    pub client_tls: ClientTlsPolicy,
     /// The router's `client` section (balancer and failure accrual per
     /// client name).
     pub client: crate::config::ClientConfig,
@@ -49,62 +51,26 @@ pub struct FsNamer {
     pub transformers: Vec<TransformerConfig>,
 }
 
-/// What the namers and DNS said when the snapshot was built.
+/// Everything I/O-derived a snapshot is compiled from, loaded beforehand
+/// (`server::control::load_inputs`): the namers' state and resolved host
+/// names ([`NamerInputs`], from `namer/`), and per router its opened access
+/// log, built server TLS and client TLS policy. Loading failures are kept
+/// as results so [`RoutingSnapshot::compile_with`] reports them in config
+/// order, with the same texts as before.
 #[derive(Default)]
-pub struct NamerInputs {
-    /// One per configured namer, in config order.
-    pub fs: Vec<FsState>,
-    /// Host names seen in dtabs and namer files, resolved.
-    pub dns: HashMap<String, Vec<IpAddr>>,
+pub struct SnapshotInputs {
+    pub namers: NamerInputs,
+    /// One per configured router, in config order.
+    pub routers: Vec<RouterInputs>,
 }
 
-impl NamerInputs {
-    /// Reads every namer directory and resolves every host name the config
-    /// and the namers mention. Blocking: call it off the data path.
-    pub fn load(config: &Config, previous: Option<&NamerInputs>) -> NamerInputs {
-        let mut inputs = NamerInputs::default();
-        for namer in &config.namers {
-            let NamerConfig::Fs { root_dir, .. } = namer;
-            let state = fs::read_dir(&PathBuf::from(root_dir)).unwrap_or_else(|e| {
-                tracing::warn!(namer = namer.prefix(), root_dir, error = %e, "cannot read namer directory");
-                FsState::default()
-            });
-            for problem in &state.problems {
-                tracing::warn!(namer = namer.prefix(), %problem, "skipped a namer line");
-            }
-            inputs.fs.push(state);
-        }
-        let mut names = Vec::new();
-        for router in &config.routers {
-            if let Ok(dtab) = Dtab::parse(&router.dtab) {
-                for dentry in dtab.dentries() {
-                    collect_inet_hosts(&dentry.dst, &mut names);
-                }
-            }
-        }
-        for state in &inputs.fs {
-            for addrs in state.services.values() {
-                names.extend(addrs.iter().filter(|a| a.host.parse::<IpAddr>().is_err()).map(|a| a.host.clone()));
-            }
-        }
-        for name in names {
-            if inputs.dns.contains_key(&name) {
-                continue;
-            }
-            let ips: Vec<IpAddr> = match (name.as_str(), 0u16).to_socket_addrs() {
-                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-                Err(e) => {
-                    // Keep what resolved before: a DNS hiccup must not take a
-                    // working route away.
-                    let kept = previous.and_then(|p| p.dns.get(&name)).cloned().unwrap_or_default();
-                    tracing::warn!(host = %name, error = %e, kept = kept.len(), "DNS resolution failed");
-                    kept
-                }
-            };
-            inputs.dns.insert(name, ips);
-        }
-        inputs
-    }
+/// One router's opened and built resources (see [`SnapshotInputs`]).
+pub struct RouterInputs {
+    /// `httpAccessLog`, opened (`None` when not configured).
+    pub access_log: Option<Result<Arc<AccessLog>, String>>,
+    /// Each server's TLS, built (`None` when the server has none).
+    pub server_tls: Vec<Option<Result<Arc<ServerTls>, String>>>,
+    pub client_tls: Result<ClientTlsPolicy, String>,
 }
 
 pub struct RoutingSnapshot {
@@ -152,38 +118,31 @@ impl Namers for FsNamers<'_> {
 }
 
 impl RoutingSnapshot {
-    /// Compiles with freshly loaded namer inputs (blocking; for `check`,
-    /// start-up and tests).
-    pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
-        Self::compile_with(config, &NamerInputs::load(config, None), generation)
-    }
-
-    pub fn compile_with(config: &Config, inputs: &NamerInputs, generation: u64) -> Result<RoutingSnapshot, String> {
+    /// Compiles `config` with inputs loaded beforehand. Does no I/O: no
+    /// file, DNS or API access happens here; a missing input is an error.
+    pub fn compile_with(config: &Config, inputs: &SnapshotInputs, generation: u64) -> Result<RoutingSnapshot, String> {
         let mut routers = Vec::with_capacity(config.routers.len());
         let mut servers = Vec::new();
         for (i, r) in config.routers.iter().enumerate() {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
-            let access_log = match &r.http_access_log {
-                Some(path) => Some(
-                    crate::telemetry::access_log::AccessLog::shared(path, r.http_access_log_append)
-                        .map_err(|e| format!("routers[{i}].httpAccessLog: {e}"))?,
-                ),
+            let loaded = inputs.routers.get(i).ok_or_else(|| format!("routers[{i}]: inputs not loaded"))?;
+            let access_log = match &loaded.access_log {
+                Some(log) => Some(log.clone().map_err(|e| format!("routers[{i}].httpAccessLog: {e}"))?),
                 None => None,
             };
             for (j, server) in r.servers.iter().enumerate() {
                 let mut settings = ServerSettings::from_config(config, i, server);
                 settings.access_log = access_log.clone();
-                if let Some(tls) = &server.tls {
-                    let tls = crate::tls::ServerTls::shared(tls)
-                        .map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?;
-                    settings.tls = Some(tls);
+                if server.tls.is_some() {
+                    let tls = loaded.server_tls.get(j).cloned().flatten();
+                    let tls = tls.ok_or_else(|| format!("routers[{i}].servers[{j}].tls: not loaded"))?;
+                    settings.tls = Some(tls.map_err(|e| format!("routers[{i}].servers[{j}].tls: {e}"))?);
                 }
                 servers.push(settings);
             }
-            let client_tls =
-                crate::tls::ClientTlsPolicy::compile(&r.client).map_err(|e| format!("routers[{i}].client.tls: {e}"))?;
+            let client_tls = loaded.client_tls.clone().map_err(|e| format!("routers[{i}].client.tls: {e}"))?;
             routers.push(RouterRoutes {
                 label: r.label().to_string(),
                 dst_prefix,
@@ -202,7 +161,7 @@ impl RoutingSnapshot {
         for (i, namer) in config.namers.iter().enumerate() {
             let NamerConfig::Fs { transformers, .. } = namer;
             let prefix = Path::parse(namer.prefix()).map_err(|e| format!("namers[{i}].prefix: {e}"))?;
-            let state = inputs.fs.get(i).cloned().unwrap_or_default();
+            let state = inputs.namers.fs.get(i).cloned().unwrap_or_default();
             namers.push(FsNamer { prefix, state, transformers: transformers.clone() });
         }
         Ok(RoutingSnapshot {
@@ -210,7 +169,7 @@ impl RoutingSnapshot {
             routers,
             servers,
             namers,
-            dns: inputs.dns.clone(),
+            dns: inputs.namers.dns.clone(),
             config: std::sync::Arc::new(config.clone()),
         })
     }
@@ -354,27 +313,6 @@ fn local_addresses() -> Vec<IpAddr> {
     out
 }
 
-/// Finds `/$/inet/HOST[/...]` leaves with a non-IP HOST (the port may come
-/// from the rest of the name, as in `/svc => /$/inet/localhost`).
-/// A host that only a request supplies (`/svc => /$/inet`) cannot be found
-/// here: such names answer 502 "not a resolved address".
-fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut Vec<String>) {
-    match tree {
-        NameTree::Leaf(p) => {
-            if p.len() >= 3 && p.segment(0) == Some(b"$") && p.segment(1) == Some(b"inet") {
-                if let Some(host) = p.segment_str(2) {
-                    if host.parse::<IpAddr>().is_err() {
-                        out.push(host.to_string());
-                    }
-                }
-            }
-        }
-        NameTree::Alt(ts) => ts.iter().for_each(|t| collect_inet_hosts(t, out)),
-        NameTree::Union(ws) => ws.iter().for_each(|w| collect_inet_hosts(&w.tree, out)),
-        NameTree::Neg | NameTree::Fail | NameTree::Empty => {}
-    }
-}
-
 /// The published snapshot, shared by every core.
 #[derive(Clone)]
 pub struct SharedSnapshot(Arc<ArcSwap<RoutingSnapshot>>);
@@ -415,7 +353,7 @@ mod tests {
     #[test]
     fn inet_names_in_the_dtab_are_resolved_ahead() {
         let c = config("/svc => /$/inet/localhost;");
-        let snapshot = RoutingSnapshot::compile(&c, 1).unwrap();
+        let snapshot = crate::server::control::compile(&c, 1).unwrap();
         match endpoints_of(&snapshot, "/svc/8080") {
             Endpoints::Addrs { client, addrs } => {
                 assert_eq!(client, "/$/inet/localhost/8080");
@@ -429,7 +367,7 @@ mod tests {
     fn port_transformer_rewrites_addresses_and_prefixes_the_client_name() {
         let text = "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.0.0.1/8080;\n  interpreter:\n    kind: default\n    transformers:\n    - kind: io.l5d.port\n      port: 4141\n  servers: [{port: 1}]\n";
         let c = Config::parse(text, "t").unwrap();
-        let snapshot = RoutingSnapshot::compile(&c, 1).unwrap();
+        let snapshot = crate::server::control::compile(&c, 1).unwrap();
         assert_eq!(
             endpoints_of(&snapshot, "/svc"),
             Endpoints::Addrs {

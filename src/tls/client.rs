@@ -70,7 +70,7 @@ struct PrefixRule {
 }
 
 /// A router's client TLS, compiled.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientTlsPolicy {
     base: Option<Rule>,
     /// `io.l5d.static` configs that set `tls`, in file order: every match
