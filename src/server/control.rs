@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ControlStats;
-use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
 use crate::table::{NamerInputs, RoutingSnapshot, SharedSnapshot};
+use config::{Config, NamerConfig};
 
 const POLL: Duration = Duration::from_millis(200);
 /// How often host names (in dtabs and namer files) are resolved again.
