@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use config::{LoadBalancerConfig, LoadBalancerKind};
 use corelink::balance::{Accrual, Balancer, Endpoint, InFlight, LazyNow};
-use corelink::config::{LoadBalancerConfig, LoadBalancerKind};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn balancer(kind: LoadBalancerKind, n: usize) -> Balancer {

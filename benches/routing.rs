@@ -96,7 +96,7 @@ fn bind(c: &mut Criterion) {
 /// cache hit (identify from the parsed head, one hash lookup, a weighted pick)
 /// against what a miss costs (build the name, delegate, resolve endpoints).
 fn route(c: &mut Criterion) {
-    use corelink::config::Config;
+    use config::Config;
     use corelink::table::{CoreRoutes, SharedSnapshot};
     use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;

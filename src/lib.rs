@@ -9,14 +9,13 @@
 //! `balance` (balancers, failure accrual), `pool` (per-core upstream
 //! connections), `tls`, `namer` and `telemetry`. Imports follow the same
 //! order: `table` never imports `proxy`. `admin` serves the admin port;
-//! `config` reads linkerd 1.x YAML. `telemetry` holds the
+//! the `corelink-config` crate reads linkerd 1.x YAML. `telemetry` holds the
 //! per-core metrics and the access log. `cli` holds the commands other than `run`
 //! (check, delegate, certs, demo), behind `src/main.rs`.
 
 pub mod admin;
 pub mod balance;
 pub mod cli;
-pub mod config;
 pub mod io;
 pub mod logging;
 pub mod namer;

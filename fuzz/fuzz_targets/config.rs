@@ -8,13 +8,13 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match corelink::config::Config::parse_with_warnings(text, "fuzz.yaml") {
+    match corelink_config::Config::parse_with_warnings(text, "fuzz.yaml") {
         Ok((config, _warnings)) => {
             let _ = config.not_yet_in_effect();
             // Namer directories are read from disk: only compile configs
             // without namers, so the fuzzer never touches the file system.
             if config.namers.is_empty() {
-                let _ = corelink::table::RoutingSnapshot::compile(&config, 1);
+                let _ = corelink::server::control::compile(&config, 1);
             }
         }
         Err(e) => {

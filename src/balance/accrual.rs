@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::XorShift;
-use crate::config::{BackoffConfig, FailureAccrualConfig, FailureAccrualPolicy};
+use config::{BackoffConfig, FailureAccrualConfig, FailureAccrualPolicy};
 
 /// linkerd's default: 5 consecutive failures.
 pub const DEFAULT_FAILURES: u32 = 5;

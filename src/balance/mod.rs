@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 pub use accrual::{next_backoff, Accrual, AccrualEvent, Health};
 pub use retry::{RetryBudget, ServicePolicy};
 
-use crate::config::{LoadBalancerConfig, LoadBalancerKind};
+use config::{LoadBalancerConfig, LoadBalancerKind};
 
 /// xorshift64*: a per-core pseudo-random sequence with no shared state,
 /// good enough for weighted picks and request ids.
@@ -330,7 +330,7 @@ impl Balancer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FailureAccrualPolicy;
+    use config::FailureAccrualPolicy;
 
     fn endpoints(weights: &[f64]) -> Vec<(Rc<Endpoint>, f64)> {
         weights

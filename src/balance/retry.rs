@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use http1::Method;
 
-use crate::config::{BackoffConfig, ResponseClassifier, RetriesConfig, RetryBudgetConfig, ServiceConfig};
+use config::{BackoffConfig, ResponseClassifier, RetriesConfig, RetryBudgetConfig, ServiceConfig};
 
 /// A service's retry policy, resolved per logical name.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ impl ServicePolicy {
         let mut classifier = service.response_classifier.unwrap_or_default();
         let mut total = service.total_timeout_ms;
         let mut retries: Option<RetriesConfig> = service.retries;
-        if service.kind == crate::config::ServiceKind::Static {
+        if service.kind == config::ServiceKind::Static {
             for c in naming::prefix::matching(&service.configs, name, |c| &c.prefix) {
                 classifier = c.response_classifier.unwrap_or(classifier);
                 total = c.total_timeout_ms.or(total);

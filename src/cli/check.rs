@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::Config;
+use config::Config;
 
 /// `corelink check --config PATH`.
 pub fn check(path: PathBuf) -> anyhow::Result<()> {
@@ -53,7 +53,7 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
         println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
     }
     for namer in &config.namers {
-        let crate::config::NamerConfig::Fs { root_dir, .. } = namer;
+        let config::NamerConfig::Fs { root_dir, .. } = namer;
         println!("namer io.l5d.fs: /#{} from {root_dir}", namer.prefix());
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
@@ -66,7 +66,7 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
 /// `FILE: MESSAGE` when the key cannot be found.
 fn with_position(origin: &str, text: &str, message: &str) -> String {
     let key = message.split(": ").next().unwrap_or_default();
-    match crate::config::locate(text, key) {
+    match config::locate(text, key) {
         Some(mark) => format!("{origin}:{mark}: {message}"),
         None => format!("{origin}: {message}"),
     }
@@ -78,7 +78,7 @@ fn with_position(origin: &str, text: &str, message: &str) -> String {
 /// only show as failed handshakes.
 fn check_certificates(config: &Config, mut report: CertReporter) -> usize {
     use super::inspect::{inspect_cert_and_key, inspect_intermediates, inspect_trust_anchors};
-    use crate::config::ClientTlsConfig;
+    use config::ClientTlsConfig;
     let now = time::OffsetDateTime::now_utc();
     let path = std::path::Path::new;
     for (i, router) in config.routers.iter().enumerate() {
@@ -152,8 +152,8 @@ impl CertReporter {
         CertReporter { errors: 0, origin, text }
     }
 
-    fn locate(&self, key: &str) -> Option<crate::config::Mark> {
-        crate::config::locate(&self.text, key)
+    fn locate(&self, key: &str) -> Option<config::Mark> {
+        config::locate(&self.text, key)
     }
 
     /// Findings about a certificate/key pair under `base` (`...tls`).
@@ -170,19 +170,13 @@ impl CertReporter {
         self.print_all(label, key, self.locate(key), findings);
     }
 
-    fn print_all(
-        &mut self,
-        label: &str,
-        key: &str,
-        at: Option<crate::config::Mark>,
-        findings: Vec<super::inspect::Finding>,
-    ) {
+    fn print_all(&mut self, label: &str, key: &str, at: Option<config::Mark>, findings: Vec<super::inspect::Finding>) {
         for f in findings {
             self.print(label, key, at, &f);
         }
     }
 
-    fn print(&mut self, label: &str, key: &str, at: Option<crate::config::Mark>, finding: &super::inspect::Finding) {
+    fn print(&mut self, label: &str, key: &str, at: Option<config::Mark>, finding: &super::inspect::Finding) {
         let level = if finding.is_error() {
             self.errors += 1;
             "error"
@@ -194,5 +188,37 @@ impl CertReporter {
             Some(mark) => eprintln!("{origin}:{mark}: {level}: router {label}: {key}: {finding}"),
             None => eprintln!("{origin}: {level}: router {label}: {key}: {finding}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use config::Config;
+
+    /// Every example compiles into a routing snapshot (the config crate's
+    /// own tests check that each parses with only the expected warnings).
+    #[test]
+    fn every_example_config_compiles() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+        let mut seen = 0;
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            // The examples name their certificates and namer directory relative
+            // to examples/linkerd (where `corelink check` runs on them).
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(" certificates/", &format!(" {}/certificates/", dir.display()))
+                .replace("- certificates/", &format!("- {}/certificates/", dir.display()))
+                .replace("rootDir: disco", &format!("rootDir: {}/disco", dir.display()));
+            let config = Config::parse(&text, &name).unwrap();
+            crate::server::control::compile(&config, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+            seen += 1;
+        }
+        assert!(seen >= 6, "only {seen} examples");
     }
 }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::config::Config;
-use crate::io::BackendChoice;
+use config::BackendChoice;
+use config::Config;
 
 /// `corelink run`.
 pub fn run(path: PathBuf, io: Option<BackendChoice>) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 
 pub use listener::{bind_reuseport_group, BindError};
-pub use probe::{select_backend, BackendChoice, IoKind};
+pub use probe::{select_backend, IoKind};
 pub use tls::{tls_error, MaybeTls, TlsInfo, TlsStream};
 
 /// Bytes moved into an I/O operation and handed back with its result.

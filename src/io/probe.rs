@@ -3,27 +3,7 @@
 
 use std::fmt;
 
-/// What the operator asked for (config `corelink.io`, env `CORELINK_IO`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    #[default]
-    Auto,
-    Uring,
-    Epoll,
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(BackendChoice::Auto),
-            "uring" | "io_uring" => Ok(BackendChoice::Uring),
-            "epoll" => Ok(BackendChoice::Epoll),
-            other => Err(format!("unknown io backend {other:?} (expected auto, uring or epoll)")),
-        }
-    }
-}
+use config::BackendChoice;
 
 /// The backend actually running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use naming::Dtab;
 
-use crate::config::{Config, NamerConfig};
+use config::{Config, NamerConfig};
 
 pub use fs::{FsState, WeightedAddr};
 

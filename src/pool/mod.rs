@@ -161,8 +161,8 @@ pub struct PoolPolicy {
 }
 
 impl PoolPolicy {
-    pub fn new(config: &crate::config::HostConnectionPool, cores: usize) -> PoolPolicy {
-        use crate::config::{DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE};
+    pub fn new(config: &config::HostConnectionPool, cores: usize) -> PoolPolicy {
+        use config::{DEFAULT_POOL_IDLE_MS, DEFAULT_POOL_MAX_IDLE};
         let per_core = |n: usize| n.div_ceil(cores.max(1));
         PoolPolicy {
             limits: PoolLimits {
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn policy_divides_per_host_limits_among_cores() {
-        let config = crate::config::HostConnectionPool {
+        let config = config::HostConnectionPool {
             min_size: Some(3),
             max_size: Some(10),
             max_waiters: Some(0),
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(policy.max_size, Some(3));
         assert_eq!(policy.max_waiters, Some(0));
         assert_eq!(policy.limits.min_idle, 1);
-        let one = PoolPolicy::new(&crate::config::HostConnectionPool { max_size: Some(1), ..Default::default() }, 4);
+        let one = PoolPolicy::new(&config::HostConnectionPool { max_size: Some(1), ..Default::default() }, 4);
         assert_eq!(one.max_size, Some(1), "never zero");
         let unbounded = PoolPolicy::new(&Default::default(), 2);
         assert_eq!((unbounded.max_size, unbounded.max_waiters, unbounded.limits.min_idle), (None, None, 0));

@@ -551,7 +551,14 @@ mod tests {
     /// when the task is spawned: keep an eye on its size.
     #[test]
     fn connection_future_size() {
-        let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
+        let config = config::Config::parse(
+            "routers:
+- protocol: http
+  servers: [{port: 1}]
+",
+            "t",
+        )
+        .unwrap();
         let snapshot = crate::server::control::compile(&config, 1).unwrap();
         let routes = crate::table::CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);

@@ -239,7 +239,14 @@ mod tests {
 
     #[test]
     fn permits_are_counted_per_server_and_given_back_on_drop() {
-        let config = crate::config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
+        let config = config::Config::parse(
+            "routers:
+- protocol: http
+  servers: [{port: 1}]
+",
+            "t",
+        )
+        .unwrap();
         let snapshot = crate::server::control::compile(&config, 1).unwrap();
         let routes = CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
         let ctx = CoreCtx::<crate::io::epoll::Epoll>::new(0, routes, 16384);

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ControlStats;
-use crate::config::{Config, NamerConfig};
 use crate::namer::watch::Watched;
 use crate::namer::NamerInputs;
 use crate::table::{RouterInputs, RoutingSnapshot, SharedSnapshot, SnapshotInputs};
+use config::{Config, NamerConfig};
 
 const POLL: Duration = Duration::from_millis(200);
 /// How often host names (in dtabs and namer files) are resolved again.

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
-use crate::io::{bind_reuseport_group, select_backend, BackendChoice, BindError, IoKind};
+use crate::io::{bind_reuseport_group, select_backend, BindError, IoKind};
 use crate::namer::NamerInputs;
 use crate::table::{RoutingSnapshot, SharedSnapshot};
+use config::{BackendChoice, Config};
 
 use super::control::Control;
 use super::sys;

@@ -13,9 +13,9 @@ use naming::{NameTree, Pick};
 
 use super::settings::ServerSettings;
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
-use crate::config::RetryBudgetConfig;
 use crate::pool::PoolPolicy;
 use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
+use config::RetryBudgetConfig;
 
 use super::error::RouteError;
 use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
@@ -374,7 +374,7 @@ impl CoreParts<'_> {
     fn bound(
         &self,
         router: usize,
-        client: &crate::config::ClientConfig,
+        client: &config::ClientConfig,
         name: Rc<str>,
         tls: Result<Option<Rc<RouteTls>>, Rc<str>>,
         stats: Rc<ClientStats>,
@@ -426,15 +426,15 @@ impl CoreParts<'_> {
 /// `config::ClientParams`) applied in order, later ones overriding, as
 /// linkerd does.
 struct EffectiveClient {
-    load_balancer: crate::config::LoadBalancerConfig,
-    accrual: Option<crate::config::FailureAccrualConfig>,
+    load_balancer: config::LoadBalancerConfig,
+    accrual: Option<config::FailureAccrualConfig>,
     attempt_timeout_ms: Option<u64>,
-    pool: crate::config::HostConnectionPool,
+    pool: config::HostConnectionPool,
     requeue_budget: RetryBudgetConfig,
 }
 
 impl EffectiveClient {
-    fn resolve(client: &crate::config::ClientConfig, name: &str) -> EffectiveClient {
+    fn resolve(client: &config::ClientConfig, name: &str) -> EffectiveClient {
         let mut p = EffectiveClient {
             load_balancer: client.load_balancer.clone(),
             accrual: client.failure_accrual.clone(),
@@ -442,7 +442,7 @@ impl EffectiveClient {
             pool: client.host_connection_pool.clone(),
             requeue_budget: client.requeue_budget.unwrap_or_default(),
         };
-        if client.kind != crate::config::ClientKind::Static {
+        if client.kind != config::ClientKind::Static {
             return p;
         }
         for c in naming::prefix::matching(&client.configs, name, |c| &c.prefix) {

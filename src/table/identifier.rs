@@ -8,7 +8,7 @@
 use http1::{RequestHead, Version};
 use naming::Path;
 
-use crate::config::IdentifierKind;
+use config::IdentifierKind;
 
 #[derive(Debug, Clone)]
 pub enum Identifier {

@@ -45,12 +45,8 @@ pub struct ServerSettings {
 
 impl ServerSettings {
     /// What the data path needs to know about one server of a router.
-    pub fn from_config(
-        config: &crate::config::Config,
-        router_index: usize,
-        server: &crate::config::ServerConfig,
-    ) -> ServerSettings {
-        use crate::config::DEFAULT_SERVER_IDLE_MS;
+    pub fn from_config(config: &config::Config, router_index: usize, server: &config::ServerConfig) -> ServerSettings {
+        use config::DEFAULT_SERVER_IDLE_MS;
         let router = &config.routers[router_index];
         let idle = server.server_session.idle_time_ms.unwrap_or(DEFAULT_SERVER_IDLE_MS);
         let limited = !router.streaming_enabled;
@@ -185,7 +181,7 @@ mod tests {
 
     fn settings(extra: &str) -> ServerSettings {
         let text = format!("routers:\n- protocol: http\n  servers:\n  - port: 1\n{extra}");
-        let config = crate::config::Config::parse(&text, "t").unwrap();
+        let config = config::Config::parse(&text, "t").unwrap();
         ServerSettings::from_config(&config, 0, &config.routers[0].servers[0])
     }
 

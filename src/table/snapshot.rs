@@ -14,10 +14,10 @@ use arc_swap::ArcSwap;
 use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use super::settings::ServerSettings;
-use crate::config::{Config, NamerConfig, TransformerConfig};
 use crate::namer::{FsState, NamerInputs};
 use crate::telemetry::access_log::AccessLog;
 use crate::tls::{ClientTlsPolicy, ServerTls};
+use config::{Config, NamerConfig, TransformerConfig};
 
 use super::identifier::Identifiers;
 
@@ -38,10 +38,10 @@ pub struct RouterRoutes {
     pub client_tls: ClientTlsPolicy,
     /// The router's `client` section (balancer and failure accrual per
     /// client name).
-    pub client: crate::config::ClientConfig,
+    pub client: config::ClientConfig,
     /// The router's `service` section (classifier, retries, timeouts per
     /// logical name).
-    pub service: crate::config::ServiceConfig,
+    pub service: config::ServiceConfig,
 }
 
 /// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.

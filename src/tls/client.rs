@@ -16,7 +16,7 @@ use std::sync::Arc;
 use naming::prefix::{match_prefix, substitute, Captures};
 use rustls::pki_types::ServerName;
 
-use crate::config::{ClientConfig, ClientKind, ClientTlsConfig, TlsVersion};
+use config::{ClientConfig, ClientKind, ClientTlsConfig, TlsVersion};
 
 use super::files;
 use super::verify::{NameVerifier, NoValidation};
@@ -348,7 +348,7 @@ fn build_client_config(key: &ProfileKey) -> Result<rustls::ClientConfig, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BoundPathName, ClientParams, ClientPrefixConfig, TlsClientParams};
+    use config::{BoundPathName, ClientParams, ClientPrefixConfig, TlsClientParams};
 
     fn no_validation() -> ClientTlsConfig {
         ClientTlsConfig::NoValidation { common_name: None }

@@ -25,7 +25,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
-use crate::config::{ServerTlsConfig, TlsVersion};
+use config::{ServerTlsConfig, TlsVersion};
 
 use super::files;
 

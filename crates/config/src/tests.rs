@@ -431,7 +431,7 @@ fn corelink_section_and_validation() {
     assert_eq!(error(text), "t.yaml:5:12: corelink.workers: must be at least 1");
     let text = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  io: epoll\n  workers: 2\n";
     let c = parse(text);
-    assert_eq!(c.corelink.io, crate::io::BackendChoice::Epoll);
+    assert_eq!(c.corelink.io, BackendChoice::Epoll);
     assert!(error("routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink: {io: fast}\n")
         .starts_with("t.yaml:4:16: corelink.io: unknown io backend"));
     let dup =
@@ -452,7 +452,7 @@ fn corelink_section_and_validation() {
 
 #[test]
 fn every_example_config_parses_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/linkerd");
     let mut seen = 0;
     let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
@@ -471,16 +471,8 @@ fn every_example_config_parses_cleanly() {
         } else {
             assert!(warnings.is_empty(), "{name}: {warnings:?}");
         }
+        // corelink's `cli::check` tests compile each into a routing snapshot.
         let _ = config;
-        // The examples name their certificates and namer directory relative
-        // to examples/linkerd (where `corelink check` runs on them).
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace(" certificates/", &format!(" {}/certificates/", dir.display()))
-            .replace("- certificates/", &format!("- {}/certificates/", dir.display()))
-            .replace("rootDir: disco", &format!("rootDir: {}/disco", dir.display()));
-        let config = Config::parse(&text, &name).unwrap();
-        crate::server::control::compile(&config, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
         seen += 1;
     }
     assert!(seen >= 6, "only {seen} examples");
@@ -488,7 +480,8 @@ fn every_example_config_parses_cleanly() {
 
 #[test]
 fn docs_list_every_key() {
-    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md")).unwrap();
     for (table, keys) in schema::ALL_TABLES {
         for key in *keys {
             let status = match key.status {
@@ -522,7 +515,7 @@ fn lax_bound_path_and_no_validation_warn_naming_the_router() {
 
 #[test]
 fn effective_json_uses_linkerd_keys_with_defaults_and_no_key_material() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/linkerd");
     for file in ["linker-to-linker.yaml", "linker-to-linker-2016.yaml"] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let json = parse(&text).effective_json();

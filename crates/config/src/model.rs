@@ -5,8 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::io::BackendChoice;
-
 pub use super::client::*;
 
 pub(crate) fn loopback() -> IpAddr {
@@ -476,6 +474,28 @@ impl IdentifierConfig {
             IdentifierConfig::HeaderToken { header } => {
                 format!("io.l5d.header.token (header {header})")
             }
+        }
+    }
+}
+
+/// What the operator asked for (config `corelink.io`, env `CORELINK_IO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Uring,
+    Epoll,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "uring" | "io_uring" => Ok(BackendChoice::Uring),
+            "epoll" => Ok(BackendChoice::Epoll),
+            other => Err(format!("unknown io backend {other:?} (expected auto, uring or epoll)")),
         }
     }
 }
