@@ -551,17 +551,7 @@ mod tests {
     /// when the task is spawned: keep an eye on its size.
     #[test]
     fn connection_future_size() {
-        let config = config::Config::parse(
-            "routers:
-- protocol: http
-  servers: [{port: 1}]
-",
-            "t",
-        )
-        .unwrap();
-        let snapshot = crate::server::control::compile(&config, 1).unwrap();
-        let routes = crate::table::CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
-        let ctx = CoreCtx::<Epoll>::new(0, routes, 16384);
+        let ctx = CoreCtx::for_tests();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -234,22 +234,23 @@ impl<B: Backend> CoreCtx<B> {
 }
 
 #[cfg(test)]
+impl CoreCtx<crate::io::epoll::Epoll> {
+    /// One core's context over a one-router config, for unit tests.
+    pub(super) fn for_tests() -> Rc<Self> {
+        let config = config::Config::parse("routers:\n- protocol: http\n  servers: [{port: 1}]\n", "t").unwrap();
+        let snapshot = crate::server::control::compile(&config, 1).unwrap();
+        let routes = CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
+        CoreCtx::new(0, routes, 16384)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn permits_are_counted_per_server_and_given_back_on_drop() {
-        let config = config::Config::parse(
-            "routers:
-- protocol: http
-  servers: [{port: 1}]
-",
-            "t",
-        )
-        .unwrap();
-        let snapshot = crate::server::control::compile(&config, 1).unwrap();
-        let routes = CoreRoutes::new(crate::table::SharedSnapshot::new(snapshot));
-        let ctx = CoreCtx::<crate::io::epoll::Epoll>::new(0, routes, 16384);
+        let ctx = CoreCtx::for_tests();
         let first = ctx.admit(0, 2).unwrap();
         let second = ctx.admit(0, 2).unwrap();
         assert!(ctx.admit(0, 2).is_none(), "full");
