@@ -52,6 +52,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let io = select_backend(choice)?;
     let cpus = sys::allowed_cpus();
     let workers = config.corelink.workers.unwrap_or(cpus.len().max(1));
+    let pins = sys::pin_plan(workers, &cpus);
 
     // Namer directories and DNS are read once here (the control thread keeps
     // these inputs and refreshes them); access logs and TLS are loaded too.
@@ -104,7 +105,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     for (core, listeners) in per_worker.into_iter().enumerate() {
         let spec = WorkerSpec {
             core,
-            cpu: (workers <= cpus.len()).then(|| cpus[core]),
+            cpu: pins[core],
             listeners,
             snapshot: shared.clone(),
             phase: phase_rx.clone(),

@@ -30,6 +30,21 @@ pub fn allowed_cpus() -> Vec<usize> {
     (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect()
 }
 
+/// The CPU each worker is pinned to. Pinning is thread-per-core: it holds
+/// only when there is exactly one worker per CPU the process may run on (the
+/// default `workers`, or `workers` equal to a taskset or cgroup cpuset). With
+/// fewer workers than allowed CPUs, pinning them to the first ones would put
+/// every such process on the same CPUs (each sidecar with `workers: 1` on a
+/// Kubernetes node on CPU 0), so the kernel places them instead; with more,
+/// they cannot each have one.
+pub fn pin_plan(workers: usize, cpus: &[usize]) -> Vec<Option<usize>> {
+    if workers == cpus.len() {
+        cpus.iter().map(|&cpu| Some(cpu)).collect()
+    } else {
+        vec![None; workers]
+    }
+}
+
 /// Pins the calling thread to one CPU. Failure is not fatal (containers may
 /// forbid it); the caller logs it.
 pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
@@ -42,4 +57,28 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pin_plan;
+
+    #[test]
+    fn pins_only_one_worker_per_allowed_cpu() {
+        let cases: &[(usize, &[usize], &[Option<usize>])] = &[
+            // The default: one worker per allowed CPU, each pinned to its own.
+            (2, &[0, 1], &[Some(0), Some(1)]),
+            // taskset -c 1 with workers: 1 (perf/engine-cpu.sh).
+            (1, &[1], &[Some(1)]),
+            // A cpuset of CPUs 4 and 6 (Kubernetes static CPU manager).
+            (2, &[4, 6], &[Some(4), Some(6)]),
+            // workers: 1 on a shared 8-CPU node: not pinned to CPU 0.
+            (1, &[0, 1, 2, 3, 4, 5, 6, 7], &[None]),
+            // More workers than CPUs.
+            (3, &[0, 1], &[None, None, None]),
+        ];
+        for &(workers, cpus, want) in cases {
+            assert_eq!(pin_plan(workers, cpus), want, "workers {workers}, cpus {cpus:?}");
+        }
+    }
 }
