@@ -36,7 +36,7 @@ fi
 work=$(mktemp -d)
 ctr=""
 cleanup() {
-  [ -n "$ctr" ] && buildah rm "$ctr" >/dev/null 2>&1 || true
+  if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -153,7 +153,7 @@ for seccomp in default unconfined; do
     ready=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/admin/ready")
     ping=$(curl -s -m 5 "http://127.0.0.1:$port/admin/ping")
     echo "GET /admin/ready: $ready; GET /admin/ping: $ping"
-    [ "$ready" = 200 ] && [ "$ping" = pong ] || fail "admin endpoints did not answer as expected"
+    if [ "$ready" != 200 ] || [ "$ping" != pong ]; then fail "admin endpoints did not answer as expected"; fi
   fi
   timeout 60 podman "${podman_flags[@]}" stop -t 20 "$c" >/dev/null
   code=$(pm inspect --format '{{.State.ExitCode}}' "$c")

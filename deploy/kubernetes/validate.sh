@@ -27,8 +27,13 @@ K8S_VERSIONS=${K8S_VERSIONS:-1.30.0 1.37.0}
 
 die() { echo "deploy/kubernetes/validate.sh: $*" >&2; exit 1; }
 
-command -v kubernetes-validate >/dev/null ||
+if command -v kubernetes-validate >/dev/null; then
+  kv=(kubernetes-validate)
+elif python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  kv=(python3 -m kubernetes_validate)   # installed, its script not on PATH
+else
   die "kubernetes-validate is missing: pip install kubernetes-validate"
+fi
 python3 -c 'import yaml' 2>/dev/null || die "python3 with PyYAML is missing (pip install kubernetes-validate brings it)"
 if [ -n "${CORELINK:-}" ]; then
   corelink=$CORELINK
@@ -44,7 +49,7 @@ export CORELINK=$corelink
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-echo "kubernetes-validate $(kubernetes-validate --version), $("$corelink" --version)"
+echo "kubernetes-validate $("${kv[@]}" --version), $("$corelink" --version)"
 
 # 1. Schemas.
 mapfile -t files < <(cd "$here" && find . -type f \( -name '*.yaml' -o -name '*.yml' \) | sed 's|^\./||' | sort)
@@ -59,7 +64,7 @@ for f in sys.argv[1:]:
     n += sum(1 for d in yaml.safe_load_all(open(f)) if d is not None)
 print(n)' "${files[@]}" "$tmp/make-secrets.out.yaml")
 for version in $K8S_VERSIONS; do
-  if ! out=$(cd "$here" && kubernetes-validate --strict --quiet -k "$version" "${files[@]}" "$tmp/make-secrets.out.yaml" 2>&1); then
+  if ! out=$(cd "$here" && "${kv[@]}" --strict --quiet -k "$version" "${files[@]}" "$tmp/make-secrets.out.yaml" 2>&1); then
     echo "$out"
     die "schema validation failed against Kubernetes $version"
   fi
