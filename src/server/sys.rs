@@ -63,9 +63,12 @@ pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
 mod tests {
     use super::pin_plan;
 
+    /// (workers, allowed CPUs, the CPU each worker is pinned to)
+    type Case = (usize, &'static [usize], &'static [Option<usize>]);
+
     #[test]
     fn pins_only_one_worker_per_allowed_cpu() {
-        let cases: &[(usize, &[usize], &[Option<usize>])] = &[
+        let cases: &[Case] = &[
             // The default: one worker per allowed CPU, each pinned to its own.
             (2, &[0, 1], &[Some(0), Some(1)]),
             // taskset -c 1 with workers: 1 (perf/engine-cpu.sh).
