@@ -27,4 +27,6 @@ pub use cache::{CoreRoutes, Route, RouteTls};
 pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
-pub use snapshot::{Endpoints, FsNamer, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs};
+pub use snapshot::{
+    ConfiguredNamer, Endpoints, NamerKind, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs,
+};
