@@ -114,9 +114,12 @@ fn pods(n: usize) -> Vec<Pod> {
 
 // ------------------------------------------------------------ traffic
 
-/// One request on a fresh connection: the status and the body (the IP of
-/// the pod that served it).
-fn ask(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
+/// A request's status and body (the IP of the pod that served it), or the
+/// I/O error.
+type Answer = Result<(u16, String), String>;
+
+/// One request on a fresh connection.
+fn ask(addr: SocketAddr, host: &str) -> Answer {
     let rsp = client::get(addr, "/", host).map_err(|e| e.to_string())?;
     Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
 }
@@ -130,12 +133,7 @@ fn served_by(addr: SocketAddr, host: &str) -> String {
 }
 
 /// Asks until `want(body)` or `limit`; returns how long it took.
-fn wait_for(
-    addr: SocketAddr,
-    host: &str,
-    limit: Duration,
-    want: impl Fn(&Result<(u16, String), String>) -> bool,
-) -> Duration {
+fn wait_for(addr: SocketAddr, host: &str, limit: Duration, want: impl Fn(&Answer) -> bool) -> Duration {
     let start = Instant::now();
     let mut last = None;
     while start.elapsed() < limit {
@@ -157,7 +155,7 @@ fn wait_served_by(addr: SocketAddr, host: &str, ip: &str, limit: Duration) -> Du
 /// send time and result.
 struct Load {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<(Instant, Result<(u16, String), String>)>>,
+    handle: JoinHandle<Vec<(Instant, Answer)>>,
 }
 
 impl Load {
@@ -176,13 +174,13 @@ impl Load {
         Load { stop, handle }
     }
 
-    fn finish(self) -> Vec<(Instant, Result<(u16, String), String>)> {
+    fn finish(self) -> Vec<(Instant, Answer)> {
         self.stop.store(true, Ordering::SeqCst);
         self.handle.join().unwrap()
     }
 }
 
-fn failures(samples: &[(Instant, Result<(u16, String), String>)]) -> Vec<&Result<(u16, String), String>> {
+fn failures(samples: &[(Instant, Answer)]) -> Vec<&Answer> {
     samples.iter().map(|(_, r)| r).filter(|r| !matches!(r, Ok((200, _)))).collect()
 }
 
