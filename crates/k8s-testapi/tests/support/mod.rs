@@ -92,6 +92,11 @@ impl RawClient {
         self.stream.flush().expect("flush request");
     }
 
+    /// Sends what it can; for a peer that may already have closed.
+    pub fn send_ignoring_errors(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).and_then(|()| self.stream.flush());
+    }
+
     /// Sends `GET target` with the given extra header lines (each ending in `\r\n`).
     pub fn send_get(&mut self, target: &str, extra_headers: &str) {
         let request = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{extra_headers}\r\n", self.addr);
