@@ -21,7 +21,12 @@ fn server_with_fixtures() -> ApiServer {
 }
 
 fn names(list: &Value) -> Vec<String> {
-    list["items"].as_array().expect("items").iter().map(|item| item["metadata"]["name"].as_str().unwrap_or("").to_string()).collect()
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -68,7 +73,9 @@ fn curl_gets_one_object_and_a_missing_one_is_not_found() {
     assert_eq!(service["spec"]["ports"][1]["targetPort"], 9990);
     assert!(service["metadata"].get("generation").is_none(), "Services carry no generation");
 
-    let Some(output) = curl(&["--write-out", "\n%{http_code}", &format!("{base}/api/v1/namespaces/prod/services/nope")]) else {
+    let Some(output) =
+        curl(&["--write-out", "\n%{http_code}", &format!("{base}/api/v1/namespaces/prod/services/nope")])
+    else {
         return;
     };
     let text = String::from_utf8_lossy(&output.stdout);
@@ -85,21 +92,25 @@ fn curl_gets_one_object_and_a_missing_one_is_not_found() {
     let missing_slice = client.get("/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices/gone");
     assert_eq!(missing_slice.status, 404);
     assert_eq!(missing_slice.json()["message"], "endpointslices.discovery.k8s.io \"gone\" not found");
-    assert_eq!(missing_slice.json()["details"], json!({"name": "gone", "group": "discovery.k8s.io", "kind": "endpointslices"}));
+    assert_eq!(
+        missing_slice.json()["details"],
+        json!({"name": "gone", "group": "discovery.k8s.io", "kind": "endpointslices"})
+    );
 }
 
 #[test]
 fn unknown_paths_methods_and_discovery() {
     let server = ApiServer::start();
     let mut client = RawClient::connect(server.addr());
-    for path in ["/api/v1/pods", "/apis/apps/v1/deployments", "/healthz/nope", "/api/v1/namespaces/a/services/b/status"] {
+    for path in ["/api/v1/pods", "/apis/apps/v1/deployments", "/healthz/nope", "/api/v1/namespaces/a/services/b/status"]
+    {
         let response = client.get(path);
         assert_eq!(response.status, 404, "{path}");
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_eq!(response.json()["reason"], "NotFound");
         assert_eq!(response.json()["kind"], "Status");
     }
-    client.send(format!("POST /api/v1/namespaces/a/configmaps HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}").as_bytes());
+    client.send(b"POST /api/v1/namespaces/a/configmaps HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
     let refused = client.read_response();
     assert_eq!(refused.status, 405);
     assert_eq!(refused.json()["reason"], "MethodNotAllowed");
@@ -111,7 +122,8 @@ fn unknown_paths_methods_and_discovery() {
     assert_eq!(client.get("/api").json()["versions"], json!(["v1"]));
     assert_eq!(client.get("/apis").json()["groups"][0]["name"], "discovery.k8s.io");
     let core = client.get("/api/v1").json();
-    let core_names: Vec<&str> = core["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
+    let core_names: Vec<&str> =
+        core["resources"].as_array().expect("resources").iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(core_names, ["services", "configmaps"]);
 }
 
@@ -164,7 +176,13 @@ fn field_selectors_and_namespaces() {
         .as_array()
         .expect("items")
         .iter()
-        .map(|item| format!("{}/{}", item["metadata"]["namespace"].as_str().unwrap_or(""), item["metadata"]["name"].as_str().unwrap_or("")))
+        .map(|item| {
+            format!(
+                "{}/{}",
+                item["metadata"]["namespace"].as_str().unwrap_or(""),
+                item["metadata"]["name"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(namespaced, ["prod/dtabs", "prod/other", "staging/dtabs", "staging/other"]);
     assert_eq!(names(&client.get("/api/v1/namespaces/staging/configmaps").json()), ["dtabs", "other"]);
@@ -198,13 +216,15 @@ fn pages_read_one_snapshot_and_report_what_remains() {
     server.delete("ConfigMap", "prod", "c");
     server.apply(objects::config_map("prod", "bb", &[("k", "v")]));
     server.apply(objects::config_map("prod", "d", &[("k", "changed")]));
-    let second = client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}", form_encode(&token))).json();
+    let second =
+        client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}", form_encode(&token))).json();
     assert_eq!(names(&second), ["c", "d"]);
     assert_eq!(second["items"][1]["data"]["k"], "v");
     assert_eq!(second["metadata"]["resourceVersion"], snapshot);
     assert_eq!(second["metadata"]["remainingItemCount"], 1);
     let token = second["metadata"]["continue"].as_str().expect("continue token").to_string();
-    let last = client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}", form_encode(&token))).json();
+    let last =
+        client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}", form_encode(&token))).json();
     assert_eq!(names(&last), ["e"]);
     assert!(last["metadata"].get("continue").is_none(), "the last page has no continue token");
     assert!(last["metadata"].get("remainingItemCount").is_none());
@@ -216,7 +236,8 @@ fn pages_read_one_snapshot_and_report_what_remains() {
     assert!(selected["metadata"]["continue"].is_string());
 
     // A token with a resourceVersion is refused, as is a made-up token.
-    let both = client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}&resourceVersion=3", form_encode(&token)));
+    let both = client
+        .get(&format!("/api/v1/namespaces/prod/configmaps?limit=2&continue={}&resourceVersion=3", form_encode(&token)));
     assert_eq!(both.status, 400);
     assert_eq!(both.json()["message"], "specifying resource version is not allowed when using continue");
     let garbage = client.get("/api/v1/namespaces/prod/configmaps?limit=2&continue=garbage");
@@ -229,7 +250,13 @@ fn curl_pages_through_a_list() {
     let server = ApiServer::start();
     let endpoints: Vec<Endpoint> = (1..=3).map(|i| Endpoint::ready(&format!("10.0.0.{i}"))).collect();
     for index in 0..7 {
-        server.apply(objects::endpoint_slice("prod", &format!("web-{index}"), "web", &[(Some("http"), 8080)], &endpoints));
+        server.apply(objects::endpoint_slice(
+            "prod",
+            &format!("web-{index}"),
+            "web",
+            &[(Some("http"), 8080)],
+            &endpoints,
+        ));
     }
     let base = format!("http://{}/apis/discovery.k8s.io/v1/endpointslices?limit=3", server.addr());
     let mut seen = Vec::new();
@@ -263,12 +290,15 @@ fn compacted_versions_are_gone_for_exact_lists_and_continue_tokens() {
     server.apply(objects::config_map("prod", "d", &[("k", "v")]));
 
     // Before compaction, an exact list reads the old snapshot.
-    let exact = client.get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=Exact")).json();
+    let exact = client
+        .get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=Exact"))
+        .json();
     assert_eq!(names(&exact), ["a", "b", "c"]);
     assert_eq!(exact["metadata"]["resourceVersion"], old.to_string());
 
     server.expire_history();
-    let gone = client.get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=Exact"));
+    let gone =
+        client.get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=Exact"));
     assert_eq!(gone.status, 410);
     assert_eq!(
         gone.json(),
@@ -280,10 +310,12 @@ fn compacted_versions_are_gone_for_exact_lists_and_continue_tokens() {
     // NotOlderThan an old version is fine: it answers with the latest.
     let fresh = client.get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}")).json();
     assert_eq!(names(&fresh), ["a", "b", "c", "d"]);
-    let fresh = client.get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=NotOlderThan"));
+    let fresh = client
+        .get(&format!("/api/v1/namespaces/prod/configmaps?resourceVersion={old}&resourceVersionMatch=NotOlderThan"));
     assert_eq!(fresh.status, 200);
     // "0" is any version; kube's `Any` semantic sends it.
-    let any = client.get("/api/v1/namespaces/prod/configmaps?resourceVersion=0&resourceVersionMatch=NotOlderThan").json();
+    let any =
+        client.get("/api/v1/namespaces/prod/configmaps?resourceVersion=0&resourceVersionMatch=NotOlderThan").json();
     assert_eq!(any["metadata"]["resourceVersion"], server.resource_version().to_string());
 
     // The old continue token gets 410, with a token that continues at the latest.
@@ -293,7 +325,8 @@ fn compacted_versions_are_gone_for_exact_lists_and_continue_tokens() {
     assert_eq!(status["reason"], "Expired");
     assert!(status["message"].as_str().is_some_and(|m| m.starts_with("The provided continue parameter is too old")));
     let latest = status["metadata"]["continue"].as_str().expect("a continue token in the 410").to_string();
-    let resumed = client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=5&continue={}", form_encode(&latest))).json();
+    let resumed =
+        client.get(&format!("/api/v1/namespaces/prod/configmaps?limit=5&continue={}", form_encode(&latest))).json();
     assert_eq!(names(&resumed), ["b", "c", "d"]);
 }
 
@@ -357,7 +390,8 @@ fn kube_runtime_watcher_initial_list_requests() {
     let server = server_with_fixtures();
     let mut client = RawClient::connect(server.addr());
     let selector = form_encode("kubernetes.io/service-name=web");
-    let page = client.get(&format!("/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices?labelSelector={selector}&limit=500"));
+    let page = client
+        .get(&format!("/apis/discovery.k8s.io/v1/namespaces/prod/endpointslices?labelSelector={selector}&limit=500"));
     assert_eq!(page.status, 200);
     let list = page.json();
     assert_eq!(names(&list), ["web-q9d4v", "web-x7k2p"]);

@@ -68,7 +68,8 @@ fn watch_stream_framing_events_and_clean_timeout() {
     let after = client.get("/api/v1/namespaces/prod/services");
     assert_eq!(after.status, 200);
     let list = after.json();
-    let names: Vec<&str> = list["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
     assert_eq!(names, ["a"]);
     assert!(eventually(Duration::from_secs(5), || server.open_watches() == 0));
 }
@@ -100,7 +101,10 @@ fn watch_from_a_compacted_version_gets_one_410_error_event() {
     server.expire_history();
     let current = server.resource_version();
     let mut client = RawClient::connect(server.addr());
-    open_watch(&mut client, &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={old}&allowWatchBookmarks=true"));
+    open_watch(
+        &mut client,
+        &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={old}&allowWatchBookmarks=true"),
+    );
     let error = client.read_event();
     assert_eq!(
         error,
@@ -111,7 +115,10 @@ fn watch_from_a_compacted_version_gets_one_410_error_event() {
     assert_eq!(server.open_watches(), 0);
     // The current version is still watchable.
     let mut fresh = RawClient::connect(server.addr());
-    open_watch(&mut fresh, &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={current}&timeoutSeconds=1"));
+    open_watch(
+        &mut fresh,
+        &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={current}&timeoutSeconds=1"),
+    );
     assert_eq!(fresh.read_chunk(), None);
 
     let url = format!("http://{}/api/v1/namespaces/prod/services?watch=true&resourceVersion={old}", server.addr());
@@ -145,7 +152,10 @@ fn bookmarks_go_only_to_watches_that_asked() {
     server.apply(service("a"));
     let from = server.resource_version();
     let mut asked = RawClient::connect(server.addr());
-    open_watch(&mut asked, &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={from}&allowWatchBookmarks=true"));
+    open_watch(
+        &mut asked,
+        &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={from}&allowWatchBookmarks=true"),
+    );
     let mut silent = RawClient::connect(server.addr());
     open_watch(&mut silent, &format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={from}"));
     assert!(eventually(Duration::from_secs(5), || server.open_watches() == 2));
@@ -226,7 +236,10 @@ fn watch_of_one_name_and_the_legacy_watch_prefix() {
     assert_eq!(name_of(&by_path.read_event()), "b");
     assert_eq!(by_path.read_chunk(), None);
     let mut by_prefix = RawClient::connect(server.addr());
-    open_watch(&mut by_prefix, "/api/v1/watch/namespaces/prod/services?timeoutSeconds=1&fieldSelector=metadata.name%3Da");
+    open_watch(
+        &mut by_prefix,
+        "/api/v1/watch/namespaces/prod/services?timeoutSeconds=1&fieldSelector=metadata.name%3Da",
+    );
     assert_eq!(name_of(&by_prefix.read_event()), "a");
     assert_eq!(by_prefix.read_chunk(), None);
 }
@@ -298,7 +311,8 @@ fn curl_watches_a_stream_of_events() {
     });
     let Some(output) = output else { return };
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let types: Vec<String> = json_lines(&output.stdout).iter().map(|event| event["type"].as_str().unwrap_or("").to_string()).collect();
+    let types: Vec<String> =
+        json_lines(&output.stdout).iter().map(|event| event["type"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(types, ["ADDED", "MODIFIED", "DELETED"]);
 }
 

@@ -99,7 +99,8 @@ impl RawClient {
 
     /// Sends `GET target` with the given extra header lines (each ending in `\r\n`).
     pub fn send_get(&mut self, target: &str, extra_headers: &str) {
-        let request = format!("GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{extra_headers}\r\n", self.addr);
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n{extra_headers}\r\n", self.addr);
         self.send(request.as_bytes());
     }
 
@@ -139,7 +140,11 @@ impl RawClient {
                 return text;
             }
             assert!(started.elapsed() < READ_TIMEOUT, "no line within the time-out");
-            assert!(self.fill() > 0, "connection closed in the middle of a line: {:?}", String::from_utf8_lossy(&self.pending));
+            assert!(
+                self.fill() > 0,
+                "connection closed in the middle of a line: {:?}",
+                String::from_utf8_lossy(&self.pending)
+            );
         }
     }
 
@@ -211,7 +216,8 @@ impl RawClient {
                     }
                 }
                 Ok(n) => self.pending.extend_from_slice(&buffer[..n]),
-                Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                }
                 Err(_) => return if self.pending.is_empty() { Ok(()) } else { Err("reset after bytes".into()) },
             }
         }
