@@ -568,7 +568,7 @@ fn serve_watch(
     let deadline = Instant::now() + timeout;
     let after_stream = if close || framing == Framing::UntilClose { Next::Close } else { Next::KeepAlive };
 
-    let start = match shared.store.start_watch(filter, &options) {
+    let start = match shared.store.start_watch(filter, &options, conn.tcp().try_clone().ok()) {
         Ok(start) => start,
         Err(WatchRefusal::Rejected(error)) => return respond_error(conn, &error, close),
         Err(WatchRefusal::Expired(error)) => {

@@ -14,6 +14,7 @@ use crate::status::{self, ApiError};
 use crate::{clock, continue_token::ContinueToken};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -188,6 +189,9 @@ pub(crate) struct WatchStart {
 struct WatchRegistration {
     kind: &'static Kind,
     sender: Sender<WatchSignal>,
+    /// The watch's socket, to cut it at once even while its thread is
+    /// blocked writing to a peer that does not read.
+    socket: Option<TcpStream>,
 }
 
 /// A resourceVersion parameter.
@@ -449,11 +453,13 @@ impl Store {
         Ok(state)
     }
 
-    /// Registers a watch and computes the events it starts with.
+    /// Registers a watch and computes the events it starts with; `socket`
+    /// is what `cut_all_watches` shuts down.
     pub(crate) fn start_watch(
         &self,
         filter: &ObjectFilter,
         options: &WatchOptions,
+        socket: Option<TcpStream>,
     ) -> Result<WatchStart, WatchRefusal> {
         validate_watch_options(options).map_err(WatchRefusal::Rejected)?;
         let requested = requested_version(options.resource_version.as_deref()).map_err(WatchRefusal::Rejected)?;
@@ -490,7 +496,7 @@ impl Store {
         let (sender, signals) = channel();
         let id = state.next_watch_id;
         state.next_watch_id += 1;
-        state.watches.insert(id, WatchRegistration { kind: filter.kind, sender });
+        state.watches.insert(id, WatchRegistration { kind: filter.kind, sender, socket });
         Ok(WatchStart { id, initial, signals })
     }
 
@@ -515,6 +521,9 @@ impl Store {
         let mut state = self.lock();
         for (_, registration) in std::mem::take(&mut state.watches) {
             let _ = registration.sender.send(WatchSignal::Cut);
+            if let Some(socket) = registration.socket {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
         }
     }
 }
@@ -678,13 +687,13 @@ mod tests {
         store.apply(&CONFIG_MAP, config_map("a", "1"));
         store.apply(&CONFIG_MAP, config_map("a", "2"));
         let from = |rv: &str| WatchOptions { resource_version: Some(rv.into()), ..Default::default() };
-        let start = store.start_watch(&filter(&CONFIG_MAP), &from("2")).ok().unwrap();
+        let start = store.start_watch(&filter(&CONFIG_MAP), &from("2"), None).ok().unwrap();
         let types: Vec<_> = start.initial.iter().map(WatchEvent::type_name).collect();
         assert_eq!(types, ["ADDED", "MODIFIED"]);
         assert_eq!(store.open_watches(), 1);
         store.end_watch(start.id);
         store.set_history_limit(1);
-        match store.start_watch(&filter(&CONFIG_MAP), &from("2")) {
+        match store.start_watch(&filter(&CONFIG_MAP), &from("2"), None) {
             Err(WatchRefusal::Expired(error)) => {
                 assert_eq!(error.status["message"], "too old resource version: 2 (3)")
             }

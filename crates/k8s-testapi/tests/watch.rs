@@ -260,6 +260,24 @@ fn drop_watches_cuts_streams_mid_stream() {
 }
 
 #[test]
+fn drop_watches_cuts_a_stream_whose_client_is_not_reading() {
+    let server = ApiServer::start();
+    let mut client = RawClient::connect(server.addr());
+    open_watch(&mut client, "/api/v1/configmaps?watch=true");
+    assert!(eventually(Duration::from_secs(5), || server.open_watches() == 1));
+    // About 20 MB of events: far more than the socket buffers hold, so the
+    // server's writer blocks on this client, which reads nothing yet.
+    let big = "x".repeat(64 * 1024);
+    for index in 0..300 {
+        server.apply(objects::config_map("prod", &format!("big-{index}"), &[("blob", &big)]));
+    }
+    server.drop_watches();
+    let received = client.read_to_close(32 << 20);
+    assert!(received.len() < 10 << 20, "cut at once, not after the queued events: got {} bytes", received.len());
+    assert!(!received.ends_with(b"0\r\n\r\n"), "no terminating chunk");
+}
+
+#[test]
 fn set_available_false_is_an_api_server_that_is_down() {
     let server = ApiServer::start();
     server.apply(service("a"));
