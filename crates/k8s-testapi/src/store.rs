@@ -471,26 +471,34 @@ impl Store {
                 .map(|(_, object)| WatchEvent::Added(object))
                 .collect()
         };
-        let initial = match (options.send_initial_events, requested) {
-            // A streaming list: the state, then a bookmark that marks its end.
-            (Some(true), _) => {
-                let mut events = state_as_added(&state);
+        // Kubernetes 1.34 (WatchList on) defaults a legacy watch (resourceVersion
+        // "" or "0", no sendInitialEvents, no resourceVersionMatch) to
+        // sendInitialEvents=true (apimachinery `SetListOptionsDefaults`).
+        let legacy = options.send_initial_events.is_none()
+            && options.version_match.is_none()
+            && matches!(requested, RequestedVersion::Latest | RequestedVersion::Any);
+        let initial = if options.send_initial_events == Some(true) || legacy {
+            // The state as ADDED events; for a watch that allows bookmarks,
+            // then a bookmark that marks their end.
+            let mut events = state_as_added(&state);
+            if options.allow_bookmarks {
                 events.push(WatchEvent::Bookmark(bookmark_object(filter.kind, state.revision, true)));
-                events
             }
-            // Legacy "" and "0": the state as synthetic ADDED events first.
-            (None, RequestedVersion::Latest | RequestedVersion::Any) => state_as_added(&state),
-            (Some(false), RequestedVersion::Latest | RequestedVersion::Any) => Vec::new(),
-            (_, RequestedVersion::Exactly(from)) => {
-                if from < state.compacted {
-                    return Err(WatchRefusal::Expired(status::watch_too_old(from, state.compacted)));
+            events
+        } else {
+            match requested {
+                RequestedVersion::Latest | RequestedVersion::Any => Vec::new(),
+                RequestedVersion::Exactly(from) => {
+                    if from < state.compacted {
+                        return Err(WatchRefusal::Expired(status::watch_too_old(from, state.compacted)));
+                    }
+                    state
+                        .history
+                        .iter()
+                        .filter(|change| change.revision > from)
+                        .filter_map(|change| WatchEvent::for_change(filter, change))
+                        .collect()
                 }
-                state
-                    .history
-                    .iter()
-                    .filter(|change| change.revision > from)
-                    .filter_map(|change| WatchEvent::for_change(filter, change))
-                    .collect()
             }
         };
         let (sender, signals) = channel();
@@ -603,15 +611,10 @@ fn validate_list_match(options: &ListOptions) -> Result<(), ApiError> {
 /// The watch rules of `ValidateListOptions` (WatchList enabled, as in 1.34).
 fn validate_watch_options(options: &WatchOptions) -> Result<(), ApiError> {
     match (options.send_initial_events, options.version_match.as_deref()) {
-        (None, None) => Ok(()),
+        (None, None) | (Some(_), Some("NotOlderThan")) => Ok(()),
         (None, Some(_)) => Err(status::invalid_list_options(
             "resourceVersionMatch",
             "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        )),
-        (Some(_), Some("NotOlderThan")) if options.allow_bookmarks => Ok(()),
-        (Some(_), Some("NotOlderThan")) => Err(status::invalid_list_options(
-            "allowWatchBookmarks",
-            "Forbidden: allowWatchBookmarks must be set to true when sendInitialEvents is specified",
         )),
         (Some(_), _) => Err(status::invalid_list_options(
             "resourceVersionMatch",

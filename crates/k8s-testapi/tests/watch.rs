@@ -190,11 +190,41 @@ fn streaming_list_ends_with_the_initial_events_end_bookmark() {
     server.apply(service("c"));
     assert_eq!(client.read_event()["type"], "ADDED");
 
+    // Without allowWatchBookmarks: the state, and no bookmark.
+    let mut quiet = RawClient::connect(server.addr());
+    open_watch(
+        &mut quiet,
+        "/api/v1/services?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+    );
+    let names: Vec<String> = (0..3).map(|_| name_of(&quiet.read_event()).to_string()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(quiet.read_chunk(), None);
+
     let mut refused = RawClient::connect(server.addr());
-    let response = refused.get("/api/v1/services?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan");
-    assert_eq!(response.status, 422, "sendInitialEvents needs allowWatchBookmarks");
     let response = refused.get("/api/v1/services?watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=0");
     assert_eq!(response.status, 422, "resourceVersionMatch needs sendInitialEvents on a watch");
+    assert_eq!(response.json()["reason"], "Invalid");
+    let response = refused.get("/api/v1/services?watch=true&sendInitialEvents=true");
+    assert_eq!(response.status, 422, "sendInitialEvents needs resourceVersionMatch=NotOlderThan");
+}
+
+#[test]
+fn a_legacy_watch_with_bookmarks_gets_the_initial_events_end_bookmark() {
+    // 1.34 defaults a watch from "" or "0" to sendInitialEvents=true.
+    let server = ApiServer::start();
+    server.apply(service("a"));
+    for from in ["", "&resourceVersion=0"] {
+        let mut client = RawClient::connect(server.addr());
+        open_watch(
+            &mut client,
+            &format!("/api/v1/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=1{from}"),
+        );
+        assert_eq!(client.read_event()["type"], "ADDED");
+        let end = client.read_event();
+        assert_eq!(end["type"], "BOOKMARK");
+        assert_eq!(end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+        assert_eq!(client.read_chunk(), None);
+    }
 }
 
 #[test]
