@@ -7,7 +7,7 @@ use k8s_testapi::{objects, ApiServer, TlsSetupError};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::json;
 use std::time::Duration;
-use support::{curl, RawClient};
+use support::{curl, eventually, RawClient};
 
 /// A CA and a server certificate for 127.0.0.1 (and localhost) signed by it.
 struct Pki {
@@ -74,6 +74,14 @@ fn tls_requires_the_bearer_token_and_follows_rotation() {
     assert_eq!(authorizations[0], None);
     assert_eq!(authorizations[1].as_deref(), Some("Bearer token-two"));
     assert!(authorizations.contains(&Some("bearer token-one".to_string())));
+
+    // A TLS client that goes away frees its watch.
+    let (mut leaving, _) = RawClient::connect_tls(server.addr(), &pki.ca_pem, &[]);
+    leaving.send_get("/api/v1/namespaces/prod/configmaps?watch=true", "Authorization: Bearer token-two\r\n");
+    assert_eq!(leaving.read_head().1, 200);
+    assert!(eventually(Duration::from_secs(5), || server.open_watches() == 2));
+    drop(leaving);
+    assert!(eventually(Duration::from_secs(5), || server.open_watches() == 1), "TLS watch still registered");
 
     // The cut is abrupt over TLS too: no terminating chunk, no close_notify needed.
     server.drop_watches();
