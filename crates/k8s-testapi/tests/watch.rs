@@ -281,6 +281,7 @@ fn drop_watches_cuts_streams_mid_stream() {
     let mut client = RawClient::connect(server.addr());
     open_watch(&mut client, "/api/v1/services?watch=true&allowWatchBookmarks=true");
     assert_eq!(client.read_event()["type"], "ADDED");
+    assert_eq!(client.read_event()["type"], "BOOKMARK", "the initial-events-end bookmark");
     assert!(eventually(Duration::from_secs(5), || server.open_watches() == 1));
     server.drop_watches();
     assert_eq!(server.open_watches(), 0);
