@@ -64,9 +64,13 @@
 //!   `resourceVersion` ""/"0": the current state as ADDED first; `N`: every
 //!   change after N; N compacted: one ERROR event with the 410 `Status`
 //!   (`reason: Expired`, `too old resource version: N (C)`), then the stream
-//!   ends cleanly. `sendInitialEvents=true` (with `allowWatchBookmarks=true`
-//!   and `resourceVersionMatch=NotOlderThan`, else 422): the state as ADDED,
-//!   then a BOOKMARK annotated `k8s.io/initial-events-end: "true"`.
+//!   ends cleanly. `sendInitialEvents=true` (with
+//!   `resourceVersionMatch=NotOlderThan`, else 422): the state as ADDED, then,
+//!   if `allowWatchBookmarks=true`, a BOOKMARK annotated
+//!   `k8s.io/initial-events-end: "true"`. As in 1.34 (WatchList on by
+//!   default), a watch from ""/"0" without those parameters is defaulted to
+//!   `sendInitialEvents=true`, so with bookmarks allowed it gets that
+//!   bookmark after its ADDED events too.
 //!   BOOKMARK objects carry only kind, apiVersion and `metadata.resourceVersion`.
 //!   `timeoutSeconds` ends the stream with the terminating chunk (default
 //!   1800 s); the connection stays usable. Selectors filter events; an

@@ -24,6 +24,8 @@ const TICK: Duration = Duration::from_millis(50);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An idle keep-alive connection is closed after this long.
 const IDLE_LIMIT: Duration = Duration::from_secs(90);
+/// How long a closing connection waits for the peer's FIN.
+const LINGER: Duration = Duration::from_millis(500);
 /// At most this many connections (threads) at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 256;
 /// The request log keeps this many of the latest requests.
@@ -329,13 +331,30 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
     }
 }
 
-/// TLS close_notify, then FIN; the peer reads everything sent before.
+/// TLS close_notify, then FIN, then a short wait for the peer's FIN while
+/// discarding what it still sends (Go's `closeWriteAndWait`): closing a
+/// socket with unread input sends a RST, which can make the peer lose the
+/// response it has not read yet.
 fn close_gracefully(mut conn: Transport) {
     if let Transport::Tls(stream) = &mut conn {
         stream.conn.send_close_notify();
         let _ = stream.flush();
     }
-    let _ = conn.tcp().shutdown(std::net::Shutdown::Write);
+    let mut tcp = conn.tcp();
+    if tcp.shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut scratch = [0u8; 8192];
+    let mut discarded = 0usize;
+    while Instant::now() < deadline && discarded < http::MAX_HEAD_BYTES * 16 {
+        match std::io::Read::read(&mut tcp, &mut scratch) {
+            Ok(0) => return,
+            Ok(read) => discarded += read,
+            Err(error) if http::is_timeout(&error) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn record_request(shared: &Shared, head: &RequestHead) {
@@ -549,7 +568,7 @@ fn serve_watch(
     let deadline = Instant::now() + timeout;
     let after_stream = if close || framing == Framing::UntilClose { Next::Close } else { Next::KeepAlive };
 
-    let start = match shared.store.start_watch(filter, &options) {
+    let start = match shared.store.start_watch(filter, &options, conn.tcp().try_clone().ok()) {
         Ok(start) => start,
         Err(WatchRefusal::Rejected(error)) => return respond_error(conn, &error, close),
         Err(WatchRefusal::Expired(error)) => {

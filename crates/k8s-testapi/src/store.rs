@@ -14,6 +14,7 @@ use crate::status::{self, ApiError};
 use crate::{clock, continue_token::ContinueToken};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -188,6 +189,9 @@ pub(crate) struct WatchStart {
 struct WatchRegistration {
     kind: &'static Kind,
     sender: Sender<WatchSignal>,
+    /// The watch's socket, to cut it at once even while its thread is
+    /// blocked writing to a peer that does not read.
+    socket: Option<TcpStream>,
 }
 
 /// A resourceVersion parameter.
@@ -449,11 +453,13 @@ impl Store {
         Ok(state)
     }
 
-    /// Registers a watch and computes the events it starts with.
+    /// Registers a watch and computes the events it starts with; `socket`
+    /// is what `cut_all_watches` shuts down.
     pub(crate) fn start_watch(
         &self,
         filter: &ObjectFilter,
         options: &WatchOptions,
+        socket: Option<TcpStream>,
     ) -> Result<WatchStart, WatchRefusal> {
         validate_watch_options(options).map_err(WatchRefusal::Rejected)?;
         let requested = requested_version(options.resource_version.as_deref()).map_err(WatchRefusal::Rejected)?;
@@ -465,32 +471,40 @@ impl Store {
                 .map(|(_, object)| WatchEvent::Added(object))
                 .collect()
         };
-        let initial = match (options.send_initial_events, requested) {
-            // A streaming list: the state, then a bookmark that marks its end.
-            (Some(true), _) => {
-                let mut events = state_as_added(&state);
+        // Kubernetes 1.34 (WatchList on) defaults a legacy watch (resourceVersion
+        // "" or "0", no sendInitialEvents, no resourceVersionMatch) to
+        // sendInitialEvents=true (apimachinery `SetListOptionsDefaults`).
+        let legacy = options.send_initial_events.is_none()
+            && options.version_match.is_none()
+            && matches!(requested, RequestedVersion::Latest | RequestedVersion::Any);
+        let initial = if options.send_initial_events == Some(true) || legacy {
+            // The state as ADDED events; for a watch that allows bookmarks,
+            // then a bookmark that marks their end.
+            let mut events = state_as_added(&state);
+            if options.allow_bookmarks {
                 events.push(WatchEvent::Bookmark(bookmark_object(filter.kind, state.revision, true)));
-                events
             }
-            // Legacy "" and "0": the state as synthetic ADDED events first.
-            (None, RequestedVersion::Latest | RequestedVersion::Any) => state_as_added(&state),
-            (Some(false), RequestedVersion::Latest | RequestedVersion::Any) => Vec::new(),
-            (_, RequestedVersion::Exactly(from)) => {
-                if from < state.compacted {
-                    return Err(WatchRefusal::Expired(status::watch_too_old(from, state.compacted)));
+            events
+        } else {
+            match requested {
+                RequestedVersion::Latest | RequestedVersion::Any => Vec::new(),
+                RequestedVersion::Exactly(from) => {
+                    if from < state.compacted {
+                        return Err(WatchRefusal::Expired(status::watch_too_old(from, state.compacted)));
+                    }
+                    state
+                        .history
+                        .iter()
+                        .filter(|change| change.revision > from)
+                        .filter_map(|change| WatchEvent::for_change(filter, change))
+                        .collect()
                 }
-                state
-                    .history
-                    .iter()
-                    .filter(|change| change.revision > from)
-                    .filter_map(|change| WatchEvent::for_change(filter, change))
-                    .collect()
             }
         };
         let (sender, signals) = channel();
         let id = state.next_watch_id;
         state.next_watch_id += 1;
-        state.watches.insert(id, WatchRegistration { kind: filter.kind, sender });
+        state.watches.insert(id, WatchRegistration { kind: filter.kind, sender, socket });
         Ok(WatchStart { id, initial, signals })
     }
 
@@ -515,6 +529,9 @@ impl Store {
         let mut state = self.lock();
         for (_, registration) in std::mem::take(&mut state.watches) {
             let _ = registration.sender.send(WatchSignal::Cut);
+            if let Some(socket) = registration.socket {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
         }
     }
 }
@@ -594,15 +611,10 @@ fn validate_list_match(options: &ListOptions) -> Result<(), ApiError> {
 /// The watch rules of `ValidateListOptions` (WatchList enabled, as in 1.34).
 fn validate_watch_options(options: &WatchOptions) -> Result<(), ApiError> {
     match (options.send_initial_events, options.version_match.as_deref()) {
-        (None, None) => Ok(()),
+        (None, None) | (Some(_), Some("NotOlderThan")) => Ok(()),
         (None, Some(_)) => Err(status::invalid_list_options(
             "resourceVersionMatch",
             "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        )),
-        (Some(_), Some("NotOlderThan")) if options.allow_bookmarks => Ok(()),
-        (Some(_), Some("NotOlderThan")) => Err(status::invalid_list_options(
-            "allowWatchBookmarks",
-            "Forbidden: allowWatchBookmarks must be set to true when sendInitialEvents is specified",
         )),
         (Some(_), _) => Err(status::invalid_list_options(
             "resourceVersionMatch",
@@ -678,13 +690,13 @@ mod tests {
         store.apply(&CONFIG_MAP, config_map("a", "1"));
         store.apply(&CONFIG_MAP, config_map("a", "2"));
         let from = |rv: &str| WatchOptions { resource_version: Some(rv.into()), ..Default::default() };
-        let start = store.start_watch(&filter(&CONFIG_MAP), &from("2")).ok().unwrap();
+        let start = store.start_watch(&filter(&CONFIG_MAP), &from("2"), None).ok().unwrap();
         let types: Vec<_> = start.initial.iter().map(WatchEvent::type_name).collect();
         assert_eq!(types, ["ADDED", "MODIFIED"]);
         assert_eq!(store.open_watches(), 1);
         store.end_watch(start.id);
         store.set_history_limit(1);
-        match store.start_watch(&filter(&CONFIG_MAP), &from("2")) {
+        match store.start_watch(&filter(&CONFIG_MAP), &from("2"), None) {
             Err(WatchRefusal::Expired(error)) => {
                 assert_eq!(error.status["message"], "too old resource version: 2 (3)")
             }

@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! k8s-testapi [--addr 127.0.0.1:0] [--services 1000] [--endpoints 10000]
-//!             [--namespace loadtest] [--churn-ms K] [--duration-s S] [--history N]
+//!             [--namespace loadtest] [--churn-ms K] [--duration-s S] [--history 1000]
 //! k8s-testapi --dump DIR
 //! ```
 //!
 //! Serves N Services with M endpoints in total (slices of at most 100) and,
 //! with `--churn-ms`, flips one endpoint's readiness every K ms. The first
 //! line on stdout is the base URL (`http://127.0.0.1:PORT`). It runs until
-//! killed, or for `--duration-s` seconds.
+//! killed, or for `--duration-s` seconds. It keeps the latest `--history`
+//! changes (default 1,000, to keep its own memory flat under churn) for
+//! watches to resume from.
 //!
 //! `--dump DIR` writes objects made by the builders (and one Service and
 //! slice of the load cluster) as JSON files, for `validate-fixtures.sh`.
@@ -22,6 +24,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// Changes kept for resuming watches (the library's default is 10,000).
+const DEFAULT_HISTORY: usize = 1_000;
 
 const USAGE: &str = "usage: k8s-testapi [--addr 127.0.0.1:0] [--services N] [--endpoints M] [--namespace NS] \
                      [--churn-ms K] [--duration-s S] [--history CHANGES] | --dump DIR";
@@ -90,9 +95,7 @@ fn main() -> ExitCode {
 fn serve(options: &Options) -> Result<(), String> {
     let server =
         ApiServer::start_on(options.addr).map_err(|error| format!("cannot listen on {}: {error}", options.addr))?;
-    if let Some(history) = options.history {
-        server.set_history_limit(history);
-    }
+    server.set_history_limit(options.history.unwrap_or(DEFAULT_HISTORY));
     let started = Instant::now();
     let mut cluster = LoadCluster::generate(&options.shape);
     cluster.apply_all(&server);
