@@ -97,14 +97,14 @@ fn bind(c: &mut Criterion) {
 /// against what a miss costs (build the name, delegate, resolve endpoints).
 fn route(c: &mut Criterion) {
     use config::Config;
-    use corelink::table::{CoreRoutes, SharedSnapshot};
+    use corelink::table::{RouteTable, SharedSnapshot};
     use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 
     let text = format!("routers:\n- protocol: http\n  dtab: |\n    {SCENARIO};\n  servers: [{{port: 1}}]\n");
     let config = Config::parse(&text, "bench.yaml").expect("config");
     let shared = SharedSnapshot::new(corelink::server::control::compile(&config, 1).expect("snapshot"));
-    let routes = CoreRoutes::new(shared.clone());
+    let routes = RouteTable::new(shared.clone());
     let request = b"GET / HTTP/1.1\r\nHost: serviceB\r\nUser-Agent: bench\r\n\r\n";
     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
     let head = parse_request(request, &mut slots, &Limits::default()).expect("parses").expect("complete");

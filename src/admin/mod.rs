@@ -168,7 +168,9 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
     match path {
         "/" => ok("text/html; charset=utf-8", DASHBOARD),
         "/admin/ping" => plain(200, "pong"),
-        "/admin/ready" if state.ready.load(Ordering::Acquire) => plain(200, "ready"),
+        // Ready once every router listens on every core and every
+        // Kubernetes watch has completed its first list.
+        "/admin/ready" if state.ready.load(Ordering::Acquire) && state.control.k8s_synced() => plain(200, "ready"),
         "/admin/ready" => plain(503, "not ready"),
         "/delegator.json" => delegator(target, state),
         "/config.json" => match state.snapshot.get() {
@@ -179,7 +181,7 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
             Some(merged) => {
                 let entries: Vec<(String, String)> = process_metrics(state)
                     .iter()
-                    .map(|m| (format!("corelink/{}", m.name), m.value.to_string()))
+                    .map(|m| (format!("corelink/{}", m.json_name()), m.value.to_string()))
                     .collect();
                 json(&merged.to_linkerd_json(&entries))
             }
@@ -207,15 +209,15 @@ async fn merged_metrics(state: &AdminState) -> Option<crate::telemetry::metrics:
 /// corelink's own process-wide numbers (docs/metrics.md).
 fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
     let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let metric = |name, kind, help, value| ProcessMetric { name, kind, help, value };
+    let metric = ProcessMetric::new;
     let generation = state.snapshot.get().map_or(0, |s| s.load().generation);
     let uring = state.io.get() == Some(&crate::io::IoKind::Uring);
-    vec![
+    let mut out = vec![
         metric("routing/generation", ProcessKind::Gauge, "the routing snapshot's generation", generation),
         metric(
             "routing/namer_updates",
             ProcessKind::Counter,
-            "routing snapshots published because a namer file or DNS changed",
+            "routing snapshots published because a namer file, DNS or a watched Kubernetes object changed",
             count(&state.control.namer_updates),
         ),
         metric("config/reloads", ProcessKind::Counter, "configuration reloads applied", count(&state.control.reloads)),
@@ -227,7 +229,53 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
         ),
         metric("io/uring", ProcessKind::Gauge, "1 when the io_uring backend runs, 0 for epoll", u64::from(uring)),
         metric("workers", ProcessKind::Gauge, "worker threads (cores)", state.workers.load(Ordering::Relaxed) as u64),
-    ]
+    ];
+    for w in state.control.k8s_watches() {
+        let labelled = |name, kind, help, value| {
+            let mut m = ProcessMetric::new(name, kind, help, value);
+            m.labels = vec![("api", w.api.clone()), ("resource", w.resource.to_string())];
+            m
+        };
+        out.extend([
+            labelled(
+                "namer/io.l5d.k8s/last_event_age_ms",
+                ProcessKind::Gauge,
+                "ms since the Kubernetes watch last heard from the API server (a list, an event or a bookmark)",
+                w.last_event_age().as_millis() as u64,
+            ),
+            labelled(
+                "namer/io.l5d.k8s/reconnects",
+                ProcessKind::Counter,
+                "Kubernetes watch streams opened again (after a drop, an error, a timeout or 410 Gone)",
+                count(&w.reconnects),
+            ),
+            labelled(
+                "namer/io.l5d.k8s/relists",
+                ProcessKind::Counter,
+                "Kubernetes lists after the first (after 410 Gone)",
+                count(&w.relists),
+            ),
+            labelled(
+                "namer/io.l5d.k8s/events",
+                ProcessKind::Counter,
+                "Kubernetes watch events applied (ADDED, MODIFIED, DELETED)",
+                count(&w.events),
+            ),
+            labelled(
+                "namer/io.l5d.k8s/errors",
+                ProcessKind::Counter,
+                "failed Kubernetes list and watch requests",
+                count(&w.errors),
+            ),
+            labelled(
+                "namer/io.l5d.k8s/synced",
+                ProcessKind::Gauge,
+                "1 once the Kubernetes watch's first list completed",
+                u64::from(w.synced.load(Ordering::Relaxed)),
+            ),
+        ]);
+    }
+    out
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the

@@ -53,8 +53,19 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
         println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
     }
     for namer in &config.namers {
-        let config::NamerConfig::Fs { root_dir, .. } = namer;
-        println!("namer io.l5d.fs: /#{} from {root_dir}", namer.prefix());
+        match namer {
+            config::NamerConfig::Fs { root_dir, .. } => {
+                println!("namer io.l5d.fs: /#{} from {root_dir}", namer.prefix())
+            }
+            config::NamerConfig::K8s(k) => {
+                let label = k.label_selector.as_ref().map_or(String::new(), |l| format!("/<{l}>"));
+                println!(
+                    "namer io.l5d.k8s: /#{}/<namespace>/<port>/<service>{label} from {}",
+                    namer.prefix(),
+                    k.api.describe()
+                )
+            }
+        }
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);

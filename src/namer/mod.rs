@@ -4,6 +4,8 @@
 //! ([`NamerInputs`]).
 //!
 //! - `fs`: linkerd's `io.l5d.fs` (a directory of service files).
+//! - `k8s`: linkerd's `io.l5d.k8s` (Services and EndpointSlices watched on a
+//!   Kubernetes API server, by tasks the control thread runs).
 //! - `inet`: `/$/inet/HOST/PORT` host names, resolved ahead (the delegation
 //!   itself is built into `naming::delegate`).
 //! - `watch`: change detection for watched paths (fs namers, the config file,
@@ -11,42 +13,72 @@
 
 pub mod fs;
 pub mod inet;
+pub mod k8s;
 pub mod watch;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use naming::Dtab;
 
 use config::{Config, NamerConfig};
 
 pub use fs::{FsState, WeightedAddr};
+pub use k8s::{ClusterView, K8sViews};
+
+/// One configured namer's state.
+#[derive(Clone, Debug)]
+pub enum NamerState {
+    Fs(FsState),
+    /// What the watches of the namer's API server knew.
+    K8s(Arc<ClusterView>),
+}
+
+/// Two k8s states are the same when they are the same view (views are
+/// taken whole, and only when something changed).
+impl PartialEq for NamerState {
+    fn eq(&self, other: &NamerState) -> bool {
+        match (self, other) {
+            (NamerState::Fs(a), NamerState::Fs(b)) => a == b,
+            (NamerState::K8s(a), NamerState::K8s(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
 
 /// What the namers and DNS said when the snapshot was built.
 #[derive(Clone, Default)]
 pub struct NamerInputs {
     /// One per configured namer, in config order.
-    pub fs: Vec<FsState>,
+    pub namers: Vec<NamerState>,
     /// Host names seen in dtabs and namer files, resolved.
     pub dns: HashMap<String, Vec<IpAddr>>,
 }
 
 impl NamerInputs {
-    /// Reads every namer directory and resolves every host name the config
+    /// Reads every namer directory, takes the k8s namers' state from `k8s`
+    /// (what the control thread's watches know; a namer whose API server is
+    /// not in it is not yet known) and resolves every host name the config
     /// and the namers mention. Blocking: call it off the data path.
-    pub fn load(config: &Config, previous: Option<&NamerInputs>) -> NamerInputs {
+    pub fn load(config: &Config, previous: Option<&NamerInputs>, k8s: &K8sViews) -> NamerInputs {
         let mut inputs = NamerInputs::default();
         for namer in &config.namers {
-            let NamerConfig::Fs { root_dir, .. } = namer;
-            let state = fs::read_dir(&PathBuf::from(root_dir)).unwrap_or_else(|e| {
-                tracing::warn!(namer = namer.prefix(), root_dir, error = %e, "cannot read namer directory");
-                FsState::default()
-            });
-            for problem in &state.problems {
-                tracing::warn!(namer = namer.prefix(), %problem, "skipped a namer line");
-            }
-            inputs.fs.push(state);
+            let state = match namer {
+                NamerConfig::Fs { root_dir, .. } => {
+                    let state = fs::read_dir(&PathBuf::from(root_dir)).unwrap_or_else(|e| {
+                        tracing::warn!(namer = namer.prefix(), root_dir, error = %e, "cannot read namer directory");
+                        FsState::default()
+                    });
+                    for problem in &state.problems {
+                        tracing::warn!(namer = namer.prefix(), %problem, "skipped a namer line");
+                    }
+                    NamerState::Fs(state)
+                }
+                NamerConfig::K8s(k) => NamerState::K8s(k8s.get(&k.api).cloned().unwrap_or_default()),
+            };
+            inputs.namers.push(state);
         }
         let mut names = Vec::new();
         for router in &config.routers {
@@ -56,12 +88,34 @@ impl NamerInputs {
                 }
             }
         }
-        for state in &inputs.fs {
+        for state in inputs.fs() {
             for addrs in state.services.values() {
                 names.extend(addrs.iter().filter(|a| a.host.parse::<IpAddr>().is_err()).map(|a| a.host.clone()));
             }
         }
         inputs.dns = inet::resolve(names, previous.map(|p| &p.dns));
         inputs
+    }
+
+    /// The fs namers' states, in config order.
+    pub fn fs(&self) -> impl Iterator<Item = &FsState> {
+        self.namers.iter().filter_map(|n| match n {
+            NamerState::Fs(s) => Some(s),
+            NamerState::K8s(_) => None,
+        })
+    }
+
+    /// Takes the k8s namers' state from `k8s` again, leaving the rest.
+    pub fn set_k8s(&mut self, config: &Config, k8s: &K8sViews) {
+        for (namer, state) in config.namers.iter().zip(&mut self.namers) {
+            if let NamerConfig::K8s(k) = namer {
+                *state = NamerState::K8s(k8s.get(&k.api).cloned().unwrap_or_default());
+            }
+        }
+    }
+
+    /// Whether the fs namers' files or DNS answers differ.
+    pub fn files_or_dns_differ(&self, other: &NamerInputs) -> bool {
+        !self.fs().eq(other.fs()) || self.dns != other.dns
     }
 }

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServe
 use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
-use super::ctx::CoreCtx;
+use super::core::Core;
 use super::error::ProxyError;
 use super::exchange::{self, Downstream};
 use super::request::{Next, Prepared, RequestMeta};
@@ -23,22 +23,25 @@ use super::request::{Next, Prepared, RequestMeta};
 /// Counts the connection as open on its core while it lives (also while
 /// parked), so draining knows when the core is done, and in its server's
 /// `connections` gauge.
-struct OpenConnection<B: Backend>(Rc<CoreCtx<B>>, Rc<ServerStats>);
+struct OpenConnection<B: Backend> {
+    core: Rc<Core<B>>,
+    stats: Rc<ServerStats>,
+}
 
 impl<B: Backend> OpenConnection<B> {
-    fn new(ctx: Rc<CoreCtx<B>>, server: usize) -> Self {
-        ctx.active.set(ctx.active.get() + 1);
-        let stats = ctx.routes.metrics().server(server);
+    fn new(core: Rc<Core<B>>, server: usize) -> Self {
+        core.shutdown.connection_opened();
+        let stats = core.metrics.server(server);
         stats.connects.incr();
         stats.connections.incr();
-        OpenConnection(ctx, stats)
+        OpenConnection { core, stats }
     }
 }
 
 impl<B: Backend> Drop for OpenConnection<B> {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
-        self.1.connections.decr();
+        self.core.shutdown.connection_closed();
+        self.stats.connections.decr();
     }
 }
 
@@ -53,16 +56,16 @@ const HOT_IDLE: Duration = Duration::from_secs(1);
 /// Serves one accepted client connection until it closes: the TLS handshake
 /// first when the server terminates TLS.
 pub async fn serve_connection<B: Backend>(
-    ctx: Rc<CoreCtx<B>>,
+    core: Rc<Core<B>>,
     server: usize,
     downstream: B::Stream,
     peer: std::net::SocketAddr,
 ) {
-    let open = OpenConnection::new(ctx, server);
-    let settings = open.0.routes.server(server);
+    let open = OpenConnection::new(core, server);
+    let settings = open.core.routes.server(server);
     let downstream = match &settings.tls {
         None => MaybeTls::Plain(downstream),
-        Some(tls) => match accept_tls(&settings, tls, &open.1.tls, downstream).await {
+        Some(tls) => match accept_tls(&settings, tls, &open.stats.tls, downstream).await {
             Some(stream) => MaybeTls::Tls(stream),
             None => return,
         },
@@ -133,23 +136,23 @@ async fn run_active<B: Backend>(
     initial: Vec<u8>,
     first: bool,
 ) {
-    let ctx = open.0.clone();
+    let core = open.core.clone();
     let mut session = Session {
-        ctx: &ctx,
+        core: &core,
         server,
-        settings: ctx.routes.server(server),
+        settings: core.routes.server(server),
         downstream: &downstream,
         rbuf: Vec::new(),
-        stats: open.1.clone(),
+        stats: open.stats.clone(),
         begun: std::time::Instant::now(),
         peer,
         pending_log: Vec::new(),
     };
     if !initial.is_empty() {
-        session.rbuf = ctx.take_buffer();
+        session.rbuf = core.buffers.take();
         session.rbuf.extend_from_slice(&initial);
     }
-    ctx.give_small(initial);
+    core.buffers.give_small(initial);
     let mut first = first;
     let parked = loop {
         match session.next_request(first).await {
@@ -159,7 +162,7 @@ async fn run_active<B: Backend>(
         }
     };
     let rbuf = std::mem::take(&mut session.rbuf);
-    ctx.give_buffer(rbuf);
+    core.buffers.give(rbuf);
     if let Some(remaining) = parked {
         tokio::task::spawn_local(park(open, server, downstream, peer, remaining));
     }
@@ -175,19 +178,19 @@ async fn park<B: Backend>(
     peer: std::net::IpAddr,
     remaining: Duration,
 ) {
-    let small = if B::Stream::WAIT_NEEDS_BUFFER { open.0.take_small() } else { Vec::new() };
+    let small = if B::Stream::WAIT_NEEDS_BUFFER { open.core.buffers.take_small() } else { Vec::new() };
     let wait = tokio::time::timeout(remaining, downstream.wait_readable(small));
     let (res, small) = tokio::select! {
         r = wait => match r {
             Ok(r) => r,
             Err(_elapsed) => return,
         },
-        () = open.0.shutdown.draining() => return,
+        () = open.core.shutdown.draining() => return,
     };
     if matches!(res, Ok(true)) {
         tokio::task::spawn_local(run_active(open, server, downstream, peer, small, false));
     } else {
-        open.0.give_small(small);
+        open.core.buffers.give_small(small);
     }
 }
 
@@ -198,7 +201,7 @@ enum Waited {
 }
 
 struct Session<'a, B: Backend> {
-    ctx: &'a CoreCtx<B>,
+    core: &'a Core<B>,
     /// Index of the server (listener) this connection came in on.
     server: usize,
     /// That server's settings from the current routing snapshot, refreshed
@@ -222,7 +225,7 @@ struct Session<'a, B: Backend> {
 
 impl<B: Backend> Session<'_, B> {
     async fn next_request(&mut self, first: bool) -> Next {
-        self.settings = self.ctx.routes.server(self.server);
+        self.settings = self.core.routes.server(self.server);
         if self.rbuf.is_empty() {
             match self.wait_for_request(first).await {
                 Waited::Ready => {}
@@ -236,12 +239,12 @@ impl<B: Backend> Session<'_, B> {
         let prepared = match self.read_head(&mut sbuf).await {
             Ok(p) => p,
             Err(close) => {
-                self.ctx.give_buffer(sbuf);
+                self.core.buffers.give(sbuf);
                 return close;
             }
         };
         let mut downstream = Downstream {
-            ctx: self.ctx,
+            core: self.core,
             server: self.server,
             settings: &self.settings,
             stats: &self.stats,
@@ -262,7 +265,7 @@ impl<B: Backend> Session<'_, B> {
     /// idle timeout, or the start of draining. After [`HOT_IDLE`] the caller
     /// parks the connection in a smaller task.
     async fn wait_for_request(&mut self, first: bool) -> Waited {
-        if self.ctx.shutdown.is_draining() && !first {
+        if self.core.shutdown.is_draining() && !first {
             return Waited::Closed;
         }
         let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
@@ -279,10 +282,10 @@ impl<B: Backend> Session<'_, B> {
     /// read is in flight in the kernel.
     async fn wait_then_park(&mut self, limit: Duration) -> Waited {
         if self.rbuf.capacity() == 0 {
-            self.rbuf = self.ctx.take_buffer();
+            self.rbuf = self.core.buffers.take();
         }
         let hot = limit.min(HOT_IDLE);
-        let size = self.ctx.buffer_size();
+        let size = self.core.buffers.size();
         // No draining wake-up here: registering with the shutdown `Notify`
         // twice per request costs more than it saves. A connection idle when
         // draining starts is closed within HOT_IDLE, by `park`.
@@ -290,7 +293,7 @@ impl<B: Backend> Session<'_, B> {
             Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
             Ok(Ok(_)) => Waited::Ready,
             // The dropped read took the (empty) buffer with it.
-            Err(_elapsed) if limit > hot && !self.ctx.shutdown.is_draining() => Waited::StillIdle(limit - hot),
+            Err(_elapsed) if limit > hot && !self.core.shutdown.is_draining() => Waited::StillIdle(limit - hot),
             Err(_elapsed) => Waited::Closed,
         }
     }
@@ -304,23 +307,23 @@ impl<B: Backend> Session<'_, B> {
     async fn wait_holding_small_buffer(&mut self, first: bool, limit: Duration) -> Waited {
         if self.rbuf.capacity() != 0 {
             let rbuf = std::mem::take(&mut self.rbuf);
-            self.ctx.give_buffer(rbuf);
+            self.core.buffers.give(rbuf);
         }
-        let small = self.ctx.take_small();
+        let small = self.core.buffers.take_small();
         let wait = tokio::time::timeout(limit, self.downstream.wait_readable(small));
         let (res, small) = tokio::select! {
             r = wait => match r {
                 Ok(r) => r,
                 Err(_elapsed) => return Waited::Closed,
             },
-            () = self.ctx.shutdown.draining(), if !first => return Waited::Closed,
+            () = self.core.shutdown.draining(), if !first => return Waited::Closed,
         };
         let ready = matches!(res, Ok(true));
         if ready {
-            self.rbuf = self.ctx.take_buffer();
+            self.rbuf = self.core.buffers.take();
             self.rbuf.extend_from_slice(&small);
         }
-        self.ctx.give_small(small);
+        self.core.buffers.give_small(small);
         if ready {
             Waited::Ready
         } else {
@@ -358,7 +361,7 @@ impl<B: Backend> Session<'_, B> {
             // A timed-out read drops the buffer with it: note first whether
             // any byte of a request had arrived.
             let had_bytes = !self.rbuf.is_empty();
-            let read = read_into(self.downstream, &mut self.rbuf, self.ctx.buffer_size());
+            let read = read_into(self.downstream, &mut self.rbuf, self.core.buffers.size());
             match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Next::Close),
                 Ok(Ok(_)) => {}
@@ -395,7 +398,7 @@ impl<B: Backend> Session<'_, B> {
             self.pending_log.clear();
             crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
-        let route = self.ctx.routes.route(self.settings.router, &head)?;
+        let route = self.core.routes.route(self.settings.router, &head)?;
         if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing) {
             if n > max {
                 return Err(ProxyError::RequestTooLarge);
@@ -417,7 +420,7 @@ impl<B: Backend> Session<'_, B> {
             replay_safe,
         };
         if sbuf.capacity() == 0 {
-            *sbuf = self.ctx.take_buffer();
+            *sbuf = self.core.buffers.take();
         }
         sbuf.clear();
         if route.consume > 0 {
@@ -435,7 +438,7 @@ impl<B: Backend> Session<'_, B> {
             with_id = [service, client, ("", &[][..])];
             &with_id[..2]
         } else {
-            hex_id(self.ctx.routes.random(), &mut reqid);
+            hex_id(self.core.routes.random(), &mut reqid);
             with_id = [service, client, ("l5d-reqid", &reqid[..])];
             &with_id
         };
@@ -481,7 +484,7 @@ impl<B: Backend> Session<'_, B> {
     fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
         if crate::telemetry::metrics::ENABLED {
             let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
-            let epoch = self.ctx.routes.metrics().epoch();
+            let epoch = self.core.metrics.epoch();
             self.stats.requests.record(status, us, epoch);
             if let Some((client, service)) = route {
                 client.requests.record(status, us, epoch);
@@ -493,9 +496,9 @@ impl<B: Backend> Session<'_, B> {
                 // The head never parsed: a line all the same.
                 let mut line = Vec::new();
                 crate::telemetry::access_log::start_unparsed(&mut line, self.peer);
-                self.ctx.log_access(log, &line, status, 0);
+                self.core.access_logs.record(log, &line, status, 0);
             } else {
-                self.ctx.log_access(log, &self.pending_log, status, sent);
+                self.core.access_logs.record(log, &self.pending_log, status, sent);
             }
         }
     }
@@ -504,7 +507,7 @@ impl<B: Backend> Session<'_, B> {
     /// (the request's body, if any, was not read, so the stream is out of sync).
     async fn respond_error(&mut self, e: &ProxyError) {
         tracing::debug!(router = %self.settings.label, error = %e, side = ?e.side(), "request failed");
-        let mut out = self.ctx.take_buffer();
+        let mut out = self.core.buffers.take();
         out.clear();
         if self.settings.clear_context {
             http1::encode_cleared_error_response(&mut out, e.status(), true);
@@ -512,7 +515,7 @@ impl<B: Backend> Session<'_, B> {
             http1::encode_error_response(&mut out, e.status(), &e.to_string(), true);
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), write_all(self.downstream, &mut out)).await;
-        self.ctx.give_buffer(out);
+        self.core.buffers.give(out);
     }
 }
 
@@ -551,7 +554,7 @@ mod tests {
     /// when the task is spawned: keep an eye on its size.
     #[test]
     fn connection_future_size() {
-        let ctx = CoreCtx::for_tests();
+        let core = Core::for_tests();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -559,7 +562,7 @@ mod tests {
             let (accepted, _) = listener.accept().unwrap();
             drop(accepted);
             let downstream = crate::io::epoll::EpollStream::for_tests(stream);
-            let fut = serve_connection::<Epoll>(ctx, 0, downstream, "127.0.0.1:1".parse().unwrap());
+            let fut = serve_connection::<Epoll>(core, 0, downstream, "127.0.0.1:1".parse().unwrap());
             eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&fut));
             assert!(std::mem::size_of_val(&fut) < 16 * 1024);
         });

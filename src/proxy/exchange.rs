@@ -25,18 +25,19 @@ use crate::telemetry::metrics::{ClientStats, OpenGuard};
 use crate::telemetry::metrics::{ServerStats, ServiceStats};
 
 use super::body::{consume, pump_body, read_into, write_all, PumpError};
-use super::ctx::{ConcurrencyPermit, CoreCtx, Upstream};
+use super::core::{ConcurrencyPermit, Core};
 use super::error::{ProxyError, Side};
 use super::request::{Next, Prepared, RequestMeta};
 use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
 use super::timed::{read_into_within, write_all_within, write_range_within};
 use super::tunnel::tunnel;
+use super::upstream::{PoolKey, Upstream};
 use crate::pool::SlotPermit;
 
 /// The client connection as the exchange sees it, lent by `conn` for one
 /// request.
 pub(super) struct Downstream<'a, B: Backend> {
-    pub ctx: &'a CoreCtx<B>,
+    pub core: &'a Core<B>,
     /// Index of the server (listener) the connection came in on.
     pub server: usize,
     pub settings: &'a ServerSettings,
@@ -123,7 +124,7 @@ impl Dispatch {
 pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Exchanged {
     let dispatch = Dispatch::default();
     if let Some(max) = s.settings.max_concurrent_requests {
-        match s.ctx.admit(s.server, max) {
+        match s.core.admission.admit(s.server, max) {
             Some(permit) => dispatch.permit.set(Some(permit)),
             None => return nack(s, &p, sbuf, max).await,
         }
@@ -134,8 +135,8 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
     let destination = p.route.destination.clone();
     let policy = p.route.policy.clone();
     let mut sbuf = sbuf;
-    let mut ubuf = s.ctx.take_buffer();
-    let mut wbuf = s.ctx.take_buffer();
+    let mut ubuf = s.core.buffers.take();
+    let mut wbuf = s.core.buffers.take();
     let total = p.route.policy.total_timeout;
     let server_timeout = s.settings.server_timeout;
     // Each arm builds its own future where it is awaited: the exchange's
@@ -149,9 +150,9 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
     };
     // A read or write that timed out comes back as I/O; name it.
     let result = result.map_err(ProxyError::classify_stall);
-    s.ctx.give_buffer(sbuf);
-    s.ctx.give_buffer(ubuf);
-    s.ctx.give_buffer(wbuf);
+    s.core.buffers.give(sbuf);
+    s.core.buffers.give(ubuf);
+    s.core.buffers.give(wbuf);
     let now = std::time::Instant::now();
     if let Some(endpoint) = progress.endpoint.take() {
         let success = match &result {
@@ -225,18 +226,18 @@ async fn bounded(
 /// unread (no body, or all of it arrived with the head), so a client can
 /// retry on it as `Retry-After: 0` invites.
 async fn nack<B: Backend>(s: &Downstream<'_, B>, p: &Prepared, sbuf: Vec<u8>, max: usize) -> Exchanged {
-    s.ctx.give_buffer(sbuf);
+    s.core.buffers.give(sbuf);
     let e = ProxyError::MaxConcurrentRequests(max);
     tracing::debug!(router = %s.settings.label, error = %e, "request refused");
     s.stats.errors.record(e.label());
     let fate =
-        rules::after_local_answer(p.body.is_done(), p.meta.keep_alive, p.meta.version, s.ctx.shutdown.is_draining());
+        rules::after_local_answer(p.body.is_done(), p.meta.keep_alive, p.meta.version, s.core.shutdown.is_draining());
     let close = fate == Fate::Close;
-    let mut out = s.ctx.take_buffer();
+    let mut out = s.core.buffers.take();
     out.clear();
     http1::encode_nack_response(&mut out, close, p.meta.method == http1::Method::Head);
     let written = write_all_within(s.io, &mut out, s.settings.io_limits.client_write).await;
-    s.ctx.give_buffer(out);
+    s.core.buffers.give(out);
     let next = if close || written.is_err() { Next::Close } else { Next::KeepAlive };
     Exchanged { next, status: e.status(), sent: 0, route: None, answer: None, at: std::time::Instant::now() }
 }
@@ -259,9 +260,9 @@ async fn acquire<B: Backend>(
     let mut tries = 1;
     loop {
         let addr = endpoint.addr;
-        let key = (s.settings.router, addr, tls.map(|t| t.identity.clone()));
+        let key = PoolKey { router: s.settings.router, addr, tls_identity: tls.map(|t| t.identity.clone()) };
         let slot = loop {
-            if let Some(conn) = take_pooled(s, &key) {
+            if let Some(conn) = s.core.upstreams.take_idle(&key, std::time::Instant::now()) {
                 route.client_stats.pool_reused.incr();
                 return Ok((conn, true, endpoint));
             }
@@ -272,7 +273,7 @@ async fn acquire<B: Backend>(
                 Slot::Released => continue,
             }
         };
-        let epoch = s.ctx.routes.metrics().epoch();
+        let epoch = s.core.metrics.epoch();
         match connect::<B>(addr, route, s.settings.connect_timeout, epoch, slot).await {
             Ok(conn) => return Ok((conn, false, endpoint)),
             Err(e) if e.is_connection_failure() => {
@@ -296,19 +297,6 @@ async fn acquire<B: Backend>(
     }
 }
 
-/// The newest idle pooled connection for `key` that is still clean.
-fn take_pooled<B: Backend>(s: &Downstream<'_, B>, key: &super::ctx::PoolKey) -> Option<Upstream<B::Stream>> {
-    loop {
-        let conn = s.ctx.pool.borrow_mut().take(key, std::time::Instant::now())?;
-        if !conn.has_unread_input() {
-            return Some(conn);
-        }
-        // The server wrote past its last response, or hung up, while the
-        // connection sat idle: drop it rather than misread those bytes.
-        tracing::debug!(addr = %key.1, "discarding a pooled connection with unread input");
-    }
-}
-
 /// What `hostConnectionPool.maxSize` allows a request that found no idle
 /// connection.
 enum Slot {
@@ -325,18 +313,18 @@ enum Slot {
 async fn slot_for<B: Backend>(
     s: &Downstream<'_, B>,
     route: &Route,
-    key: &super::ctx::PoolKey,
+    key: &PoolKey,
     max: usize,
 ) -> Result<Slot, ProxyError> {
     let policy = route.destination.pool;
-    let slots = s.ctx.slots(key);
+    let slots = s.core.upstreams.slots(key);
     if let Some(permit) = slots.try_open(max) {
         return Ok(Slot::Connect(permit));
     }
     let stats = &route.client_stats;
     if let Some(max_waiters) = policy.max_waiters.filter(|&m| slots.waiting() >= m) {
         stats.pool_too_many_waiters.incr();
-        return Err(ProxyError::TooManyWaiters { addr: key.1, max_size: max, max_waiters });
+        return Err(ProxyError::TooManyWaiters { addr: key.addr, max_size: max, max_waiters });
     }
     stats.pool_waited.incr();
     let _waiting = GaugeGuard::new(&stats.pool_waiters);
@@ -508,7 +496,7 @@ async fn exchange<B: Backend>(
         match outcome {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
                 tracing::debug!(%addr, error = %e, "pooled connection was closed; retrying on a new one");
-                let epoch = s.ctx.routes.metrics().epoch();
+                let epoch = s.core.metrics.epoch();
                 // The new connection takes the closed one's maxSize slot.
                 let slot = upstream.take_slot();
                 drop(upstream);
@@ -551,11 +539,10 @@ async fn exchange<B: Backend>(
     let addr = endpoint.addr;
     let next = match relayed {
         Relayed::Done(ended) => {
-            let connections = rules::settle(ended, s.ctx.shutdown.is_draining());
+            let connections = rules::settle(ended, s.core.shutdown.is_draining());
             if connections.upstream == Fate::Reuse {
-                upstream.returned();
-                s.ctx.pool.borrow_mut().put(
-                    (s.settings.router, addr, tls.as_ref().map(|t| t.identity.clone())),
+                s.core.upstreams.put_idle(
+                    PoolKey { router: s.settings.router, addr, tls_identity: tls.as_ref().map(|t| t.identity.clone()) },
                     upstream,
                     std::time::Instant::now(),
                     destination.pool.limits,
@@ -569,7 +556,7 @@ async fn exchange<B: Backend>(
         Relayed::Tunnel => {
             let client_pending = std::mem::take(s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
-            tunnel(s.io, &upstream.conn, client_pending, upstream_pending, s.ctx.buffer_size()).await;
+            tunnel(s.io, &upstream.conn, client_pending, upstream_pending, s.core.buffers.size()).await;
             Next::Close
         }
     };
@@ -590,7 +577,7 @@ async fn pump_and_relay<B: Backend>(
 ) -> Result<Relayed, RelayError> {
     let addr = attempt.addr;
     let budget = s.settings.max_request_body;
-    let buffer_size = s.ctx.buffer_size();
+    let buffer_size = s.core.buffers.size();
     let downstream = s.io;
     let mut rbuf = std::mem::take(s.rbuf);
     let outcome = {
@@ -664,7 +651,7 @@ async fn relay_response<B: Backend>(
                     Err(error) => return Err(failed(ProxyError::UpstreamGarbage { addr, error })),
                 }
             }
-            let read = read_into(upstream, ubuf, s.ctx.buffer_size());
+            let read = read_into(upstream, ubuf, s.core.buffers.size());
             let read = match attempt.deadline {
                 None => read.await,
                 Some((deadline, limit)) => match tokio::time::timeout_at(deadline, read).await {
@@ -760,7 +747,7 @@ fn encode_response_head<B: Backend>(
         request_version: meta.version,
         framing: head.framing,
         drop_body,
-        draining: s.ctx.shutdown.is_draining(),
+        draining: s.core.shutdown.is_draining(),
     });
     let client_close = plan.downstream == Fate::Close;
     wbuf.clear();
@@ -840,7 +827,7 @@ async fn stream_response_body<B: Backend>(
                 return Ok(!ubuf.is_empty());
             }
         }
-        match read_into_within(upstream, ubuf, s.ctx.buffer_size(), s.settings.io_limits.upstream_read).await {
+        match read_into_within(upstream, ubuf, s.core.buffers.size(), s.settings.io_limits.upstream_read).await {
             Ok(0) => {
                 if body.finish_on_close() {
                     let _ = s.io.shutdown_write().await;

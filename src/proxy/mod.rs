@@ -1,7 +1,9 @@
 //! The per-connection proxy: glues the sans-IO HTTP/1 codec to a backend's
 //! streams, the routing snapshot and the per-core pool.
 //!
-//! - `ctx`: per-core state shared by the connections of one worker.
+//! - `core`: per-core state shared by the connections of one worker.
+//! - `buffers`: the core's recycled I/O buffers.
+//! - `upstream`: the core's upstream connections: idle pool, `maxSize` slots.
 //! - `conn`: the client connection loop (read head, route, exchange, repeat).
 //! - `request`: what `conn` hands `exchange` for one request, and `Next`.
 //! - `exchange`: one request/response with an upstream, incl. the retry.
@@ -13,17 +15,20 @@
 //! - `error`: failures, their side, status and `l5d-err` text.
 
 mod body;
+mod buffers;
 mod conn;
-mod ctx;
+mod core;
 mod error;
 mod exchange;
 mod request;
 mod rules;
 mod timed;
 mod tunnel;
+mod upstream;
 mod watchdog;
 
 pub use conn::serve_connection;
-pub use ctx::{CoreCtx, PoolKey, Shutdown};
+pub use core::{Core, Shutdown};
 pub use error::{ProxyError, Side};
 pub use timed::{IoLimit, IoLimits, IoOp, IoSetting};
+pub use upstream::PoolKey;

@@ -1,7 +1,12 @@
 //! The control thread: everything that changes the routing snapshot happens
 //! here, off the data path. It polls (every 200 ms) the config file and the
-//! namers' directories, reacts to SIGHUP, compiles a new `RoutingSnapshot` and
-//! publishes it with arc-swap; workers pick it up on their next request.
+//! namers' directories, reacts to SIGHUP, runs the `io.l5d.k8s` watches (on
+//! a tokio current-thread runtime it drives while it waits between polls,
+//! `namer::k8s::Watchers`), compiles a new `RoutingSnapshot` and publishes
+//! it with arc-swap; workers pick it up on their next request.
+//!
+//! A Kubernetes change wakes the loop at once; snapshots for them are at
+//! least `K8S_MIN_INTERVAL` apart, so a burst of events makes one snapshot.
 //!
 //! A reload that fails validation, or that changes something only a restart
 //! can change (listening addresses, workers, the io backend, the admin
@@ -14,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ControlStats;
+use crate::namer::k8s::Watchers;
 use crate::namer::watch::Watched;
 use crate::namer::NamerInputs;
 use crate::table::{RouterInputs, RoutingSnapshot, SharedSnapshot, SnapshotInputs};
@@ -24,6 +30,10 @@ const POLL: Duration = Duration::from_millis(200);
 const DNS_REFRESH: Duration = Duration::from_secs(10);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
+/// The shortest time between two snapshots for Kubernetes changes: an
+/// endpoint change reaches the cores within this (plus compiling), and a
+/// burst of events (a rollout) makes one snapshot per interval.
+const K8S_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct Control {
     config_path: Option<PathBuf>,
@@ -33,6 +43,9 @@ pub struct Control {
     config_watch: Option<Watched>,
     namer_watches: Vec<Watched>,
     inputs: NamerInputs,
+    /// The `io.l5d.k8s` watches, and the runtime they run on.
+    k8s: Watchers,
+    last_k8s_publish: std::time::Instant,
     last_dns: std::time::Instant,
     last_cert_poll: std::time::Instant,
     /// Client TLS files whose snapshot failed to compile (a key that does
@@ -46,15 +59,18 @@ pub struct Control {
 }
 
 impl Control {
-    /// `inputs` are what the published snapshot was compiled from.
+    /// `inputs` are what the published snapshot was compiled from; `k8s`
+    /// the watches started for `config` (their state is in `inputs`).
     pub fn new(
         config_path: Option<PathBuf>,
         config: Config,
         inputs: NamerInputs,
+        k8s: Watchers,
         shared: SharedSnapshot,
         generation: u64,
         stats: Arc<ControlStats>,
     ) -> Control {
+        stats.set_k8s_watches(k8s.stats());
         let config_watch = config_path.as_deref().map(Watched::new);
         let namer_watches = namer_watches(&config);
         Control {
@@ -65,6 +81,8 @@ impl Control {
             config_watch,
             namer_watches,
             inputs,
+            k8s,
+            last_k8s_publish: std::time::Instant::now(),
             last_dns: std::time::Instant::now(),
             last_cert_poll: std::time::Instant::now(),
             client_tls_failed: None,
@@ -76,8 +94,21 @@ impl Control {
 
     /// Runs until `stop` is set.
     pub fn run(mut self) {
+        let mut next_poll = std::time::Instant::now() + POLL;
         while !self.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(POLL);
+            // Runs the k8s watches meanwhile; returns early for a change.
+            self.k8s.park(next_poll, self.last_k8s_publish + K8S_MIN_INTERVAL);
+            if self.k8s.take_changed() {
+                self.inputs.set_k8s(&self.config, &self.k8s.views());
+                self.last_k8s_publish = std::time::Instant::now();
+                if self.publish("Kubernetes endpoints changed") {
+                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if std::time::Instant::now() < next_poll {
+                continue;
+            }
+            next_poll = std::time::Instant::now() + POLL;
             if self.last_cert_poll.elapsed() >= CERT_POLL {
                 self.last_cert_poll = std::time::Instant::now();
                 self.reload_certificates();
@@ -96,8 +127,8 @@ impl Control {
             let dns_due = self.last_dns.elapsed() >= DNS_REFRESH;
             if namers_changed || dns_due {
                 self.last_dns = std::time::Instant::now();
-                let inputs = NamerInputs::load(&self.config, Some(&self.inputs));
-                if inputs.fs != self.inputs.fs || inputs.dns != self.inputs.dns {
+                let inputs = NamerInputs::load(&self.config, Some(&self.inputs), &self.k8s.views());
+                if inputs.files_or_dns_differ(&self.inputs) {
                     self.inputs = inputs;
                     if self.publish(if namers_changed { "namer changed" } else { "DNS changed" }) {
                         self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
@@ -193,12 +224,26 @@ impl Control {
         if let Some(what) = needs_restart(&self.config, &config) {
             return refuse(&self.stats, format!("{what} changed, which needs a restart"));
         }
-        let inputs = NamerInputs::load(&config, Some(&self.inputs));
+        // Watches for API servers the new config names start now (their
+        // namers are "not yet listed" until the first list, which publishes
+        // again); those it no longer names stop once it is applied.
+        if self.k8s.reconcile(&[&self.config, &config]) {
+            self.stats.set_k8s_watches(self.k8s.stats());
+        }
+        let inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views());
         let snapshot = match RoutingSnapshot::compile_with(&config, &load_inputs(&config, &inputs), self.generation + 1)
         {
             Ok(s) => s,
-            Err(e) => return refuse(&self.stats, e),
+            Err(e) => {
+                if self.k8s.reconcile(&[&self.config]) {
+                    self.stats.set_k8s_watches(self.k8s.stats());
+                }
+                return refuse(&self.stats, e);
+            }
         };
+        if self.k8s.reconcile(&[&config]) {
+            self.stats.set_k8s_watches(self.k8s.stats());
+        }
         self.generation += 1;
         self.shared.publish(snapshot);
         self.namer_watches = namer_watches(&config);
@@ -215,9 +260,9 @@ fn namer_watches(config: &Config) -> Vec<Watched> {
     config
         .namers
         .iter()
-        .map(|n| {
-            let NamerConfig::Fs { root_dir, .. } = n;
-            Watched::new(std::path::Path::new(root_dir))
+        .filter_map(|n| match n {
+            NamerConfig::Fs { root_dir, .. } => Some(Watched::new(std::path::Path::new(root_dir))),
+            NamerConfig::K8s(_) => None,
         })
         .collect()
 }
@@ -268,9 +313,10 @@ pub fn load_inputs(config: &Config, namers: &NamerInputs) -> SnapshotInputs {
 }
 
 /// Loads all inputs afresh (namer directories, DNS, files) and compiles:
-/// for `corelink check`, `corelink delegate`, start-up and tests.
+/// for `corelink check`, `corelink delegate` and tests. Kubernetes namers
+/// are compiled as not yet listed (nothing is watched here).
 pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
-    let namers = NamerInputs::load(config, None);
+    let namers = NamerInputs::load(config, None, &Default::default());
     RoutingSnapshot::compile_with(config, &load_inputs(config, &namers), generation)
 }
 

@@ -40,6 +40,9 @@ pub enum RunError {
     Signals(std::io::Error),
 }
 
+/// How long start-up waits for the Kubernetes watches' first lists.
+const K8S_START_WAIT: Duration = Duration::from_secs(2);
+
 /// Runs corelink until a shutdown signal has been handled. Returns once every
 /// worker has drained.
 pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
@@ -54,9 +57,21 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     let workers = config.corelink.workers.unwrap_or(cpus.len().max(1));
     let pins = sys::pin_plan(workers, &cpus);
 
+    // The Kubernetes watches start here, on the runtime the control thread
+    // will drive; start-up waits briefly for their first lists so the first
+    // requests find the endpoints (past it, k8s names answer "not listed
+    // yet" until they are, and /admin/ready says not ready).
+    let mut k8s = crate::namer::k8s::Watchers::new().map_err(|e| RunError::Worker(e.to_string()))?;
+    if k8s.reconcile(&[&config]) && !k8s.wait_synced(K8S_START_WAIT) {
+        tracing::warn!(
+            wait_ms = K8S_START_WAIT.as_millis() as u64,
+            "io.l5d.k8s: the Kubernetes API server has not answered yet; starting anyway"
+        );
+    }
     // Namer directories and DNS are read once here (the control thread keeps
     // these inputs and refreshes them); access logs and TLS are loaded too.
-    let inputs = NamerInputs::load(&config, None);
+    let inputs = NamerInputs::load(&config, None, &k8s.views());
+    k8s.take_changed();
     let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
         .map_err(RunError::Routing)?;
     let shared = SharedSnapshot::new(snapshot);
@@ -92,6 +107,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
 
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
     let admin_state = Arc::new(AdminState::default());
+    admin_state.control.set_k8s_watches(k8s.stats());
     let _ = admin_state.snapshot.set(shared.clone());
     let _ = admin_state.io.set(io);
     admin_state.workers.store(workers, Ordering::Relaxed);
@@ -153,7 +169,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 
     let control =
-        Control::new(options.config_path.clone(), config.clone(), inputs, shared, 1, admin_state.control.clone());
+        Control::new(options.config_path.clone(), config.clone(), inputs, k8s, shared, 1, admin_state.control.clone());
     let hup = control.hup.clone();
     let stop_control = control.stop.clone();
     std::thread::Builder::new()

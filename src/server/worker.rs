@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::io::{Backend, Listener, Stream};
-use crate::proxy::{serve_connection, CoreCtx};
-use crate::table::{CoreRoutes, SharedSnapshot};
+use crate::io::{Backend, Listener};
+use crate::proxy::{serve_connection, Core};
+use crate::table::{RouteTable, SharedSnapshot};
 use crate::telemetry::metrics::CoreMetrics;
 
 /// What the control thread tells the workers.
@@ -58,7 +58,7 @@ pub fn run_worker<B: Backend>(spec: WorkerSpec) {
 
 async fn worker_main<B: Backend>(spec: WorkerSpec) {
     let WorkerSpec {
-        core,
+        core: index,
         listeners,
         snapshot,
         mut phase,
@@ -70,9 +70,9 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         workers,
         ..
     } = spec;
-    let metrics = Rc::new(CoreMetrics::new(core, &metric_routers, &metric_servers));
-    let routes = CoreRoutes::with_metrics(snapshot, metrics.clone(), workers);
-    let ctx = CoreCtx::<B>::new(core, routes, buffer_size);
+    let metrics = Rc::new(CoreMetrics::new(index, &metric_routers, &metric_servers));
+    let routes = RouteTable::with_metrics(snapshot, metrics.clone(), workers);
+    let core = Core::<B>::new(routes, buffer_size);
     let mut scrapes = scrape.register();
 
     let mut wrapped = Vec::with_capacity(listeners.len());
@@ -80,7 +80,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         match B::listener(std_listener) {
             Ok(l) => wrapped.push((server, l)),
             Err(e) => {
-                let _ = started.send(Err(format!("worker {core}: cannot register listener: {e}")));
+                let _ = started.send(Err(format!("worker {index}: cannot register listener: {e}")));
                 return;
             }
         }
@@ -88,7 +88,11 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     let _ = started.send(Ok(()));
     drop(started);
 
-    let sweeper = tokio::task::spawn_local(sweep_pool(ctx.clone()));
+    let housekeeping = [
+        tokio::task::spawn_local(close_idle_upstreams(core.clone())),
+        tokio::task::spawn_local(flush_access_logs(core.clone())),
+        tokio::task::spawn_local(advance_metric_windows(core.metrics.clone())),
+    ];
     // Scrapes are answered here, between requests: a copy of this core's
     // metrics, made on this core, so the data path never shares them.
     let answering = tokio::task::spawn_local(async move {
@@ -98,7 +102,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     });
     let mut loops = Vec::new();
     for (server, listener) in wrapped {
-        let task = accept_loop::<B>(ctx.clone(), server, listener, phase.clone());
+        let task = accept_loop::<B>(core.clone(), server, listener, phase.clone());
         loops.push(tokio::task::spawn_local(task));
     }
 
@@ -114,26 +118,32 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     for task in loops {
         let _ = task.await;
     }
-    ctx.shutdown.start_draining();
-    ctx.pool.borrow_mut().clear();
+    core.shutdown.start_draining();
+    core.upstreams.close_all_idle();
     let deadline = tokio::time::Instant::from_std(deadline);
-    while ctx.active.get() > 0 && tokio::time::Instant::now() < deadline {
+    while core.shutdown.open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if ctx.active.get() > 0 {
-        tracing::warn!(core, open = ctx.active.get(), "drain deadline passed; closing remaining connections");
+    if core.shutdown.open_connections() > 0 {
+        tracing::warn!(
+            core = index,
+            open = core.shutdown.open_connections(),
+            "drain deadline passed; closing remaining connections"
+        );
     }
-    sweeper.abort();
-    ctx.flush_access_logs();
+    for task in housekeeping {
+        task.abort();
+    }
+    core.access_logs.flush();
     answering.abort();
-    ctx.pool.borrow_mut().clear();
+    core.upstreams.close_all_idle();
 }
 
 /// Accepts until draining starts, then serves every connection already in
 /// this listener's queue (closing a SO_REUSEPORT socket resets whatever is
 /// still queued on it) and closes the listener.
 async fn accept_loop<B: Backend>(
-    ctx: Rc<CoreCtx<B>>,
+    core: Rc<Core<B>>,
     server: usize,
     listener: B::Listener,
     mut phase: watch::Receiver<Phase>,
@@ -150,17 +160,17 @@ async fn accept_loop<B: Backend>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::ZERO;
-                    tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream, peer));
+                    tokio::task::spawn_local(serve_connection::<B>(core.clone(), server, stream, peer));
                 }
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of file descriptors or memory: back off instead of
                     // spinning on an accept that fails at once.
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                    tracing::warn!(router = %ctx.routes.server(server).label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tracing::warn!(router = %core.routes.server(server).label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
                     tokio::time::sleep(backoff).await;
                 }
                 Err(e) => {
-                    tracing::debug!(router = %ctx.routes.server(server).label, error = %e, "accept failed");
+                    tracing::debug!(router = %core.routes.server(server).label, error = %e, "accept failed");
                 }
             }
         }
@@ -168,7 +178,7 @@ async fn accept_loop<B: Backend>(
     loop {
         match listener.try_accept() {
             Ok(Some((stream, peer))) => {
-                tokio::task::spawn_local(serve_connection::<B>(ctx.clone(), server, stream, peer));
+                tokio::task::spawn_local(serve_connection::<B>(core.clone(), server, stream, peer));
             }
             Ok(None) => break,
             Err(e) if is_resource_exhaustion(&e) => {
@@ -183,19 +193,33 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-/// Once a second: closes idle pooled connections past their timeout or with
-/// unread input, and hands buffered access log lines to their writers.
-async fn sweep_pool<B: Backend>(ctx: Rc<CoreCtx<B>>) {
+/// Once a second: closes idle pooled connections past their idle timeout
+/// or with unread input (a server that hung up or wrote out of turn).
+async fn close_idle_upstreams<B: Backend>(core: Rc<Core<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut since_window = std::time::Instant::now();
     loop {
         tick.tick().await;
-        ctx.flush_access_logs();
-        if since_window.elapsed() >= crate::telemetry::metrics::WINDOW_HALF {
-            since_window = std::time::Instant::now();
-            ctx.routes.metrics().advance_window();
-        }
-        ctx.pool.borrow_mut().sweep(std::time::Instant::now(), |conn| !conn.has_unread_input());
-        ctx.sweep_slots();
+        core.upstreams.close_idle(std::time::Instant::now());
+    }
+}
+
+/// Once a second: hands buffered access log lines to their writers, so a
+/// quiet router's lines reach the file within a second.
+async fn flush_access_logs<B: Backend>(core: Rc<Core<B>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        core.access_logs.flush();
+    }
+}
+
+/// Every half window: rotates this core's latency windows (latency stats
+/// cover the last 30–60 s, as linkerd's one-minute windows do).
+async fn advance_metric_windows(metrics: Rc<CoreMetrics>) {
+    let mut tick = tokio::time::interval(crate::telemetry::metrics::WINDOW_HALF);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        metrics.advance_window();
     }
 }

@@ -120,7 +120,7 @@ enum Cached {
     Failed(RouteError),
 }
 
-pub struct CoreRoutes {
+pub struct RouteTable {
     shared: SharedSnapshot,
     /// Scratch buffer for identification keys (reused: no allocation).
     key: RefCell<Vec<u8>>,
@@ -167,7 +167,7 @@ impl State {
     }
 }
 
-impl CoreRoutes {
+impl RouteTable {
     /// A route cache with metrics of its own (tests and benchmarks).
     pub fn new(shared: SharedSnapshot) -> Self {
         let snapshot = shared.load_full();
@@ -179,7 +179,7 @@ impl CoreRoutes {
     pub fn with_metrics(shared: SharedSnapshot, metrics: Rc<CoreMetrics>, workers: usize) -> Self {
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
-        CoreRoutes {
+        RouteTable {
             shared,
             key: RefCell::new(Vec::with_capacity(256)),
             state: RefCell::new(State::new(snapshot, &Default::default(), workers)),

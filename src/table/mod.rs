@@ -9,7 +9,7 @@
 //!   [`SnapshotInputs`] loaded by `namer/` and `server::control::load_inputs`.
 //! * `identifier` — [`Identifiers`]: a request → its destination path under
 //!   the router's `dstPrefix`.
-//! * `cache` — [`CoreRoutes`]: each core's cache of resolved destinations
+//! * `cache` — [`RouteTable`]: each core's cache of resolved destinations
 //!   ([`Route`]s), keyed by the snapshot's generation. No lock anywhere.
 //! * `settings` — [`ServerSettings`]: one server's limits, timeouts, TLS
 //!   and access log, compiled into the snapshot and copied per core.
@@ -23,8 +23,10 @@ mod settings;
 mod snapshot;
 
 pub use crate::namer::NamerInputs;
-pub use cache::{CoreRoutes, Route, RouteTls};
+pub use cache::{Route, RouteTable, RouteTls};
 pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
-pub use snapshot::{Endpoints, FsNamer, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs};
+pub use snapshot::{
+    ConfiguredNamer, Endpoints, NamerKind, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs,
+};

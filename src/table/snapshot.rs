@@ -14,7 +14,8 @@ use arc_swap::ArcSwap;
 use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use super::settings::ServerSettings;
-use crate::namer::{FsState, NamerInputs};
+use crate::namer::k8s::{resolve, ClusterView, Resolution};
+use crate::namer::{FsState, NamerInputs, NamerState};
 use crate::telemetry::access_log::AccessLog;
 use crate::tls::{ClientTlsPolicy, ServerTls};
 use config::{Config, NamerConfig, TransformerConfig};
@@ -44,11 +45,23 @@ pub struct RouterRoutes {
     pub service: config::ServiceConfig,
 }
 
-/// One `io.l5d.fs` namer: its `/#` prefix and the directory's contents.
-pub struct FsNamer {
+/// One configured namer: its `/#` prefix, its state and transformers.
+pub struct ConfiguredNamer {
     pub prefix: Path,
-    pub state: FsState,
+    pub kind: NamerKind,
     pub transformers: Vec<TransformerConfig>,
+}
+
+pub enum NamerKind {
+    /// `io.l5d.fs`: the directory's contents.
+    Fs(FsState),
+    /// `io.l5d.k8s`: what the watches of its API server knew.
+    K8s {
+        view: Arc<ClusterView>,
+        label_selector: Option<String>,
+        /// The API server, for error messages.
+        api: String,
+    },
 }
 
 /// Everything I/O-derived a snapshot is compiled from, loaded beforehand
@@ -80,7 +93,7 @@ pub struct RoutingSnapshot {
     /// Settings of every configured server, routers in order and each
     /// router's servers in order (the index workers' listeners carry).
     pub servers: Vec<ServerSettings>,
-    pub namers: Vec<FsNamer>,
+    pub namers: Vec<ConfiguredNamer>,
     dns: HashMap<String, Vec<IpAddr>>,
     /// The configuration this snapshot was compiled from (`/config.json`).
     pub config: std::sync::Arc<Config>,
@@ -97,11 +110,11 @@ pub enum Endpoints {
     Unavailable(String),
 }
 
-/// The snapshot's fs namers as the naming crate's [`Namers`] (a local type:
-/// the orphan rule forbids implementing it for `[FsNamer]` here).
-struct FsNamers<'a>(&'a [FsNamer]);
+/// The snapshot's namers as the naming crate's [`Namers`] (a local type:
+/// the orphan rule forbids implementing it for `[ConfiguredNamer]` here).
+struct SnapshotNamers<'a>(&'a [ConfiguredNamer]);
 
-impl Namers for FsNamers<'_> {
+impl Namers for SnapshotNamers<'_> {
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
         if path.segment(0) != Some(b"#") {
             return None;
@@ -109,11 +122,32 @@ impl Namers for FsNamers<'_> {
         let rest = path.drop(1);
         let namer = self.0.iter().find(|n| rest.starts_with(&n.prefix))?;
         let at = 1 + namer.prefix.len();
-        let Some(service) = path.segment_str(at) else { return Some(NameTree::Neg) };
-        if !namer.state.services.contains_key(service) {
-            return Some(NameTree::Neg);
+        match &namer.kind {
+            NamerKind::Fs(state) => {
+                let Some(service) = path.segment_str(at) else { return Some(NameTree::Neg) };
+                if !state.services.contains_key(service) {
+                    return Some(NameTree::Neg);
+                }
+                Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
+            }
+            NamerKind::K8s { view, label_selector, .. } => {
+                // linkerd's id: the prefix, then the lowercased segments.
+                let (id, consumed) = match resolve(view, label_selector.as_deref(), &path.drop(at)) {
+                    Resolution::Neg => return Some(NameTree::Neg),
+                    Resolution::Bound { id, consumed, .. } => (id, consumed),
+                    // Not yet known: bound by its own segments, so the dtab
+                    // does not fall back before the first list says the
+                    // Service is missing; its endpoints say why none.
+                    Resolution::Pending => {
+                        let consumed = 3 + usize::from(label_selector.is_some());
+                        let id = (0..consumed).filter_map(|i| path.segment_str(at + i)).map(str::to_lowercase);
+                        (id.collect(), consumed)
+                    }
+                };
+                let id = Path::from_segments(id).ok()?;
+                Some(NameTree::Leaf(BoundName::new(path.take(at).concat(&id), path.drop(at + consumed))))
+            }
         }
-        Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
     }
 }
 
@@ -159,10 +193,21 @@ impl RoutingSnapshot {
         }
         let mut namers = Vec::new();
         for (i, namer) in config.namers.iter().enumerate() {
-            let NamerConfig::Fs { transformers, .. } = namer;
             let prefix = Path::parse(namer.prefix()).map_err(|e| format!("namers[{i}].prefix: {e}"))?;
-            let state = inputs.namers.fs.get(i).cloned().unwrap_or_default();
-            namers.push(FsNamer { prefix, state, transformers: transformers.clone() });
+            let state = inputs.namers.namers.get(i).cloned();
+            let kind = match (namer, state) {
+                (NamerConfig::Fs { .. }, Some(NamerState::Fs(state))) => NamerKind::Fs(state),
+                (NamerConfig::Fs { .. }, _) => NamerKind::Fs(FsState::default()),
+                (NamerConfig::K8s(k), state) => NamerKind::K8s {
+                    view: match state {
+                        Some(NamerState::K8s(view)) => view,
+                        _ => Arc::default(),
+                    },
+                    label_selector: k.label_selector.clone(),
+                    api: crate::namer::k8s::api_label(&k.api),
+                },
+            };
+            namers.push(ConfiguredNamer { prefix, kind, transformers: namer.transformers().to_vec() });
         }
         Ok(RoutingSnapshot {
             generation,
@@ -178,7 +223,7 @@ impl RoutingSnapshot {
     /// to a bound tree.
     pub fn bind(&self, router: usize, name: &Path, local: Option<&Dtab>) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
-        let namers = FsNamers(&self.namers);
+        let namers = SnapshotNamers(&self.namers);
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegator = match local {
             Some(local) => delegator.with_local(local),
@@ -191,7 +236,7 @@ impl RoutingSnapshot {
     /// rewrite step and the resulting bound tree.
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
-        let namers = FsNamers(&self.namers);
+        let namers = SnapshotNamers(&self.namers);
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         match local {
             Some(local) => delegator.with_local(local).delegate(path),
@@ -234,21 +279,46 @@ impl RoutingSnapshot {
                 Err(e) => return Endpoints::Unavailable(e),
             }
         } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
-            let service = id.segment_str(1 + namer.prefix.len()).unwrap_or_default();
-            let entries = namer.state.services.get(service).map(Vec::as_slice).unwrap_or_default();
-            let mut addrs = Vec::new();
-            let mut problems = Vec::new();
-            for entry in entries.iter().filter(|e| e.weight > 0.0) {
-                match self.resolve_host(&entry.host) {
-                    Ok(ips) => addrs.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, entry.port), entry.weight))),
-                    Err(e) => problems.push(e),
+            let at = 1 + namer.prefix.len();
+            match &namer.kind {
+                NamerKind::Fs(state) => {
+                    let service = id.segment_str(at).unwrap_or_default();
+                    let entries = state.services.get(service).map(Vec::as_slice).unwrap_or_default();
+                    let mut addrs = Vec::new();
+                    let mut problems = Vec::new();
+                    for entry in entries.iter().filter(|e| e.weight > 0.0) {
+                        match self.resolve_host(&entry.host) {
+                            Ok(ips) => {
+                                addrs.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, entry.port), entry.weight)))
+                            }
+                            Err(e) => problems.push(e),
+                        }
+                    }
+                    if addrs.is_empty() {
+                        let why =
+                            if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
+                        return Endpoints::Unavailable(why);
+                    }
+                    (addrs, &namer.transformers)
+                }
+                NamerKind::K8s { view, label_selector, api } => {
+                    match resolve(view, label_selector.as_deref(), &id.drop(at)) {
+                        Resolution::Bound { addrs, .. } if !addrs.is_empty() => {
+                            (addrs.into_iter().map(|a| (a, 1.0)).collect(), &namer.transformers)
+                        }
+                        Resolution::Bound { .. } => {
+                            return Endpoints::Unavailable(format!("{id} has no ready endpoints"))
+                        }
+                        Resolution::Pending => {
+                            return Endpoints::Unavailable(format!(
+                                "{id}: the Kubernetes API server ({api}) has not been listed yet"
+                            ))
+                        }
+                        // Bound earlier in this snapshot: cannot happen.
+                        Resolution::Neg => return Endpoints::Unavailable(format!("{id} does not exist")),
+                    }
                 }
             }
-            if addrs.is_empty() {
-                let why = if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
-                return Endpoints::Unavailable(why);
-            }
-            (addrs, &namer.transformers)
         } else {
             return Endpoints::Unavailable(format!("no namer resolves {id}"));
         };
@@ -375,5 +445,77 @@ mod tests {
                 addrs: vec![("127.0.0.1:4141".parse().unwrap(), 1.0)]
             }
         );
+    }
+
+    fn k8s_snapshot(dtab: &str, view: ClusterView) -> RoutingSnapshot {
+        let text = format!(
+            "namers:\n- kind: io.l5d.k8s\nrouters:\n- protocol: http\n  dtab: |\n    {dtab}\n  servers: [{{port: 1}}]\n"
+        );
+        let c = Config::parse(&text, "t").unwrap();
+        let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
+        let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
+        let namers = NamerInputs::load(&c, None, &views);
+        RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
+    }
+
+    fn cluster(ready: bool) -> ClusterView {
+        use crate::namer::k8s::state::{ClusterStore, EndpointInfo, ServiceInfo, SliceInfo, SlicePort};
+        let mut store = ClusterStore::default();
+        let key = ("prod".to_string(), "serviceb".to_string());
+        store.replace_services(vec![(key.clone(), ServiceInfo::default())]);
+        let endpoint = |ip: &str| EndpointInfo {
+            ip: ip.parse().unwrap(),
+            ready,
+            serving: ready,
+            terminating: false,
+            node_name: None,
+        };
+        let slice = SliceInfo {
+            service: "serviceb".into(),
+            ports: vec![SlicePort { name: "router".into(), port: 4141 }],
+            endpoints: vec![endpoint("10.1.0.2"), endpoint("10.1.0.1")],
+        };
+        store.replace_slices(vec![(("prod".to_string(), "serviceb-x1".to_string()), slice)]);
+        store.view()
+    }
+
+    #[test]
+    fn k8s_names_bind_through_the_dtab_and_fall_back_when_missing() {
+        let dtab = "/svc => /ns/prod/router | /$/inet/127.0.0.1/9999; /ns => /#/io.l5d.k8s;";
+        let snapshot = k8s_snapshot(dtab, cluster(true));
+        // The write-up's name: segments lowercased, the named port looked up.
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/serviceB"),
+            Endpoints::Addrs {
+                client: "/#/io.l5d.k8s/prod/router/serviceb".into(),
+                addrs: vec![("10.1.0.1:4141".parse().unwrap(), 1.0), ("10.1.0.2:4141".parse().unwrap(), 1.0)],
+            }
+        );
+        // A residual path stays residual.
+        let bound = snapshot.bind(0, &Path::parse("/svc/serviceB/extra").unwrap(), None).unwrap();
+        let NameTree::Leaf(leaf) = bound else { panic!("{bound:?}") };
+        assert_eq!(leaf.id.show(), "/#/io.l5d.k8s/prod/router/serviceb");
+        assert_eq!(leaf.residual.show(), "/extra");
+        // No such Service: `~`, so the alternative serves.
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/serviceC"),
+            Endpoints::Addrs {
+                client: "/$/inet/127.0.0.1/9999".into(),
+                addrs: vec![("127.0.0.1:9999".parse().unwrap(), 1.0)]
+            }
+        );
+        // Endpoints that exist but none ready: bound, nothing to send to, no
+        // fall-back.
+        let snapshot = k8s_snapshot(dtab, cluster(false));
+        match endpoints_of(&snapshot, "/svc/serviceB") {
+            Endpoints::Unavailable(why) => assert!(why.contains("no ready endpoints"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Before the first list nothing is negative: no fall-back either.
+        let snapshot = k8s_snapshot(dtab, ClusterView::default());
+        match endpoints_of(&snapshot, "/svc/serviceC") {
+            Endpoints::Unavailable(why) => assert!(why.contains("has not been listed yet"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

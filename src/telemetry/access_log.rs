@@ -83,6 +83,42 @@ impl AccessLog {
     }
 }
 
+/// One core's finished lines, buffered per log until the buffer is full or
+/// the once-a-second flush hands them to the log's writer.
+#[derive(Default)]
+pub struct CoreLines {
+    per_log: std::cell::RefCell<Vec<(Arc<AccessLog>, Vec<u8>)>>,
+}
+
+impl CoreLines {
+    /// Appends a finished request's line for `log`; a full buffer goes to
+    /// the writer at once.
+    pub fn record(&self, log: &Arc<AccessLog>, pending: &[u8], status: u16, size: u64) {
+        let mut all = self.per_log.borrow_mut();
+        let i = match all.iter().position(|(l, _)| Arc::ptr_eq(l, log)) {
+            Some(i) => i,
+            None => {
+                all.push((log.clone(), Vec::with_capacity(4096)));
+                all.len() - 1
+            }
+        };
+        let buf = &mut all[i].1;
+        finish_line(buf, pending, status, Some(size));
+        if buf.len() >= FLUSH_AT {
+            log.submit(std::mem::take(buf));
+        }
+    }
+
+    /// Hands every buffered line to its writer.
+    pub fn flush(&self) {
+        for (log, buf) in self.per_log.borrow_mut().iter_mut() {
+            if !buf.is_empty() {
+                log.submit(std::mem::take(buf));
+            }
+        }
+    }
+}
+
 /// The request part of a line, captured when the head is parsed (the head's
 /// bytes are gone by the time the response ends).
 #[derive(Debug, Default)]

@@ -59,14 +59,42 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 /// One process-wide number (not per scope): `corelink/<name>` in
-/// `/admin/metrics.json`, `corelink_<name>[_total]` here.
-#[derive(Debug, Clone, Copy)]
+/// `/admin/metrics.json`, `corelink_<name>[_total]` here. With labels (one
+/// per Kubernetes watch, say), the JSON name carries the label values before
+/// its last segment (`namer/io.l5d.k8s/localhost:8001/services/reconnects`)
+/// and Prometheus gets them as labels.
+#[derive(Debug, Clone)]
 pub struct ProcessMetric {
     /// Path-like, e.g. `config/reloads`.
     pub name: &'static str,
     pub kind: ProcessKind,
     pub help: &'static str,
     pub value: u64,
+    pub labels: Vec<(&'static str, String)>,
+}
+
+impl ProcessMetric {
+    pub fn new(name: &'static str, kind: ProcessKind, help: &'static str, value: u64) -> ProcessMetric {
+        ProcessMetric { name, kind, help, value, labels: Vec::new() }
+    }
+
+    /// The name in `/admin/metrics.json`, without `corelink/`.
+    pub fn json_name(&self) -> String {
+        if self.labels.is_empty() {
+            return self.name.to_string();
+        }
+        let (scope, last) = self.name.rsplit_once('/').unwrap_or(("", self.name));
+        let mut out = String::from(scope);
+        for (_, v) in &self.labels {
+            if !out.is_empty() {
+                out.push('/');
+            }
+            out.push_str(v);
+        }
+        out.push('/');
+        out.push_str(last);
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +166,12 @@ pub fn render(merged: &Merged, process: &[ProcessMetric]) -> String {
             ProcessKind::Gauge => format!("corelink_{}", sanitize(m.name)),
         };
         let kind = if m.kind == ProcessKind::Counter { "counter" } else { "gauge" };
-        add(family.clone(), kind, m.help.to_string(), format!("{family} {}", m.value));
+        let l = if m.labels.is_empty() {
+            String::new()
+        } else {
+            labels(&m.labels.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>())
+        };
+        add(family.clone(), kind, m.help.to_string(), format!("{family}{l} {}", m.value));
     }
     let mut out = String::new();
     for (name, f) in families {
@@ -164,14 +197,16 @@ mod tests {
         m.server(0).requests.record(200, 1_500, 0);
         m.server(0).requests.record(503, 2_500, 0);
         m.client(0, "/#/io.l5d.fs/b").tls_failures.record("unknown_ca");
-        let generation = ProcessMetric {
-            name: "routing/generation",
-            kind: ProcessKind::Gauge,
-            help: "snapshot generation",
-            value: 3,
-        };
-        let reloads = ProcessMetric { name: "config/reloads", kind: ProcessKind::Counter, help: "reloads", value: 2 };
-        let text = render(&merge(&[m.snapshot()]), &[generation, reloads]);
+        let generation = ProcessMetric::new("routing/generation", ProcessKind::Gauge, "snapshot generation", 3);
+        let reloads = ProcessMetric::new("config/reloads", ProcessKind::Counter, "reloads", 2);
+        let mut watch = ProcessMetric::new("namer/io.l5d.k8s/reconnects", ProcessKind::Counter, "reconnects", 4);
+        watch.labels = vec![("api", "localhost:8001".into()), ("resource", "services".into())];
+        assert_eq!(watch.json_name(), "namer/io.l5d.k8s/localhost:8001/services/reconnects");
+        let text = render(&merge(&[m.snapshot()]), &[generation, reloads, watch]);
+        assert!(
+            text.contains("corelink_namer_io_l5d_k8s_reconnects_total{api=\"localhost:8001\",resource=\"services\"} 4"),
+            "{text}"
+        );
         assert_eq!(text.matches("# TYPE corelink_server_requests_total counter").count(), 1);
         assert!(
             text.contains("corelink_server_requests_total{router=\"out\\\"er\",server=\"127.0.0.1/4141\"} 2"),

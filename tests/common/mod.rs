@@ -79,16 +79,26 @@ impl Corelink {
     }
 
     pub fn try_start(config: &str, io: &str) -> Result<Corelink, String> {
-        Self::try_start_with_nofile(config, io, None)
+        Self::try_start_with_nofile(config, io, None, &[])
+    }
+
+    /// Starts corelink with extra environment variables.
+    pub fn start_with_env(config: &str, io: &str, env: &[(&str, &str)]) -> Corelink {
+        Self::try_start_with_nofile(config, io, None, env).unwrap_or_else(|e| panic!("corelink failed to start: {e}"))
     }
 
     /// Starts corelink under an open-file limit (soft and hard), as `ulimit -n`.
     pub fn start_with_nofile(config: &str, io: &str, nofile: u32) -> Corelink {
-        Self::try_start_with_nofile(config, io, Some(nofile))
+        Self::try_start_with_nofile(config, io, Some(nofile), &[])
             .unwrap_or_else(|e| panic!("corelink failed to start: {e}"))
     }
 
-    fn try_start_with_nofile(config: &str, io: &str, nofile: Option<u32>) -> Result<Corelink, String> {
+    fn try_start_with_nofile(
+        config: &str,
+        io: &str,
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Result<Corelink, String> {
         let dir = tempdir::Dir::new("cfg");
         let path = dir.path().join("corelink.yaml");
         std::fs::write(&path, config).unwrap();
@@ -105,6 +115,7 @@ impl Corelink {
             .arg(&path)
             .env("CORELINK_IO", io)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -16,7 +16,8 @@ pub(crate) fn loopback() -> IpAddr {
 pub struct Config {
     pub admin: AdminConfig,
     pub routers: Vec<RouterConfig>,
-    /// Top-level `namers:` (only `io.l5d.fs`; `/$/inet` needs no config).
+    /// Top-level `namers:` (`io.l5d.fs`, `io.l5d.k8s`; `/$/inet` needs no
+    /// config).
     pub namers: Vec<NamerConfig>,
     pub corelink: CorelinkConfig,
 }
@@ -251,7 +252,7 @@ impl TransformerConfig {
     }
 }
 
-/// `namers[]`: only the file-system namer.
+/// `namers[]`: the file-system namer and the Kubernetes namer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all_fields = "camelCase")]
 pub enum NamerConfig {
@@ -264,14 +265,101 @@ pub enum NamerConfig {
         prefix: String,
         transformers: Vec<TransformerConfig>,
     },
+    /// `io.l5d.k8s`: Kubernetes EndpointSlices and Services; resolves
+    /// `/#<prefix>/<namespace>/<port>/<service>[/<label value>]`.
+    #[serde(rename = "io.l5d.k8s")]
+    K8s(K8sNamerConfig),
 }
 
 pub(crate) const DEFAULT_FS_PREFIX: &str = "/io.l5d.fs";
+pub(crate) const DEFAULT_K8S_PREFIX: &str = "/io.l5d.k8s";
+/// linkerd's defaults: a `kubectl proxy` beside linkerd.
+pub(crate) const DEFAULT_K8S_HOST: &str = "localhost";
+pub(crate) const DEFAULT_K8S_PORT: u16 = 8001;
+/// Where Kubernetes mounts a pod's service-account token and CA.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// `namers[]` of kind `io.l5d.k8s` (linkerd's `K8sConfig`, plus corelink's
+/// in-cluster extension).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct K8sNamerConfig {
+    /// With a leading `/`; default `/io.l5d.k8s`.
+    pub prefix: String,
+    /// Which API server, and how to reach it.
+    #[serde(flatten)]
+    pub api: K8sApiConfig,
+    /// `labelSelector`: a label key; its value is the path segment after the
+    /// service (`/<ns>/<port>/<service>/<value>`), and only a Service
+    /// carrying that label with that value binds.
+    pub label_selector: Option<String>,
+    pub transformers: Vec<TransformerConfig>,
+}
+
+/// How corelink reaches a Kubernetes API server. Namers with equal values
+/// share one set of watches (and, later, the k8s transformers and the
+/// configMap interpreter too).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum K8sApiConfig {
+    /// linkerd's `host`/`port`: plain HTTP, no credentials (a `kubectl
+    /// proxy` sidecar, linkerd's documented set-up).
+    Proxy { host: String, port: u16 },
+    /// corelink extension `inCluster: true`: HTTPS to
+    /// `KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT` (read when the
+    /// namer starts), verified against `ca_cert_path`, with the bearer token
+    /// in `token_path` (re-read when it changes: bound service-account
+    /// tokens rotate).
+    InCluster { token_path: String, ca_cert_path: String },
+}
+
+impl serde::Serialize for K8sApiConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            K8sApiConfig::Proxy { host, port } => {
+                map.serialize_entry("host", host)?;
+                map.serialize_entry("port", port)?;
+            }
+            K8sApiConfig::InCluster { token_path, ca_cert_path } => {
+                map.serialize_entry("inCluster", &true)?;
+                map.serialize_entry("tokenPath", token_path)?;
+                map.serialize_entry("caCertPath", ca_cert_path)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl K8sApiConfig {
+    /// For logs and `corelink check`.
+    pub fn describe(&self) -> String {
+        match self {
+            K8sApiConfig::Proxy { host, port } => format!("http://{host}:{port}"),
+            K8sApiConfig::InCluster { .. } => "in-cluster (KUBERNETES_SERVICE_HOST/PORT, service-account token)".into(),
+        }
+    }
+}
 
 impl NamerConfig {
     pub fn prefix(&self) -> &str {
         match self {
             NamerConfig::Fs { prefix, .. } => prefix,
+            NamerConfig::K8s(k) => &k.prefix,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NamerConfig::Fs { .. } => "io.l5d.fs",
+            NamerConfig::K8s(_) => "io.l5d.k8s",
+        }
+    }
+
+    pub fn transformers(&self) -> &[TransformerConfig] {
+        match self {
+            NamerConfig::Fs { transformers, .. } => transformers,
+            NamerConfig::K8s(k) => &k.transformers,
         }
     }
 }

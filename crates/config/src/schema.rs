@@ -225,6 +225,19 @@ pub(crate) const NAMER_FS: &[KeySpec] = &[
     warn("experimental", "io.l5d.fs is not experimental"),
 ];
 
+pub(crate) const NAMER_K8S: &[KeySpec] = &[
+    ok("kind"),
+    ok("prefix"),
+    ok("host"),
+    ok("port"),
+    ok("labelSelector"),
+    ok("transformers"),
+    ok("inCluster"),
+    ok("tokenPath"),
+    ok("caCertPath"),
+    warn("experimental", "io.l5d.k8s is not experimental"),
+];
+
 pub(crate) const IDENTIFIER_HEADER_TOKEN: &[KeySpec] = &[ok("kind"), ok("header")];
 pub(crate) const IDENTIFIER_METHOD_AND_HOST: &[KeySpec] = &[ok("kind"), ok("httpUriInDst")];
 pub(crate) const IDENTIFIER_PATH: &[KeySpec] = &[ok("kind"), ok("segments"), ok("consume")];
@@ -286,6 +299,7 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("transformer io.l5d.port", TRANSFORMER_PORT),
     ("transformer io.l5d.localhost", TRANSFORMER_LOCALHOST),
     ("namer io.l5d.fs", NAMER_FS),
+    ("namer io.l5d.k8s", NAMER_K8S),
     ("identifier io.l5d.header.token", IDENTIFIER_HEADER_TOKEN),
     ("identifier io.l5d.methodAndHost", IDENTIFIER_METHOD_AND_HOST),
     ("identifier io.l5d.path", IDENTIFIER_PATH),
@@ -1334,39 +1348,132 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
 }
 
 fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
-    const ONLY_FS: &str = "corelink implements only the io.l5d.fs namer (and the built-in /$/inet); names under this namer's prefix would not resolve";
-    pick(
+    const UNSUPPORTED: &str = "corelink implements only the io.l5d.fs and io.l5d.k8s namers (and the built-in /$/inet); names under this namer's prefix would not resolve";
+    #[derive(Clone, Copy)]
+    enum K {
+        Fs,
+        K8s,
+    }
+    let kind = pick(
         ctx,
         o,
         None,
         &[
-            ("io.l5d.fs", Kind::Ok(())),
-            ("io.l5d.serversets", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.consul", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.k8s", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.k8s.external", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.k8s.ns", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.marathon", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.zkLeader", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.curator", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.rancher", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.rewrite", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.dnssrv", Kind::Rejected(ONLY_FS)),
-            ("io.l5d.k8s.istio", Kind::Rejected(ONLY_FS)),
+            ("io.l5d.fs", Kind::Ok(K::Fs)),
+            ("io.l5d.k8s", Kind::Ok(K::K8s)),
+            ("io.l5d.serversets", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.consul", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.k8s.external", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.k8s.ns", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.marathon", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.zkLeader", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.curator", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.rancher", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.rewrite", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.dnssrv", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.k8s.istio", Kind::Rejected(UNSUPPORTED)),
         ],
     )?;
-    o.check(ctx, &[NAMER_FS])?;
-    let root_dir = o.require(ctx, "rootDir")?.str(ctx, &o.path("rootDir"))?;
-    let prefix = match o.get("prefix") {
-        None => DEFAULT_FS_PREFIX.to_string(),
+    match kind {
+        K::Fs => {
+            o.check(ctx, &[NAMER_FS])?;
+            let root_dir = o.require(ctx, "rootDir")?.str(ctx, &o.path("rootDir"))?;
+            let prefix = namer_prefix(ctx, o, DEFAULT_FS_PREFIX)?;
+            Ok(NamerConfig::Fs { root_dir, prefix, transformers: transformers(ctx, o)? })
+        }
+        K::K8s => {
+            o.check(ctx, &[NAMER_K8S])?;
+            Ok(NamerConfig::K8s(k8s_namer(ctx, o)?))
+        }
+    }
+}
+
+/// A namer's `prefix`, with the leading `/` added when missing (linkerd's
+/// docs write the defaults without it).
+fn namer_prefix(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
+    match o.get("prefix") {
+        None => Ok(default.to_string()),
         Some(v) => {
-            // linkerd's docs write the default without the slash.
             let text = v.str(ctx, &o.path("prefix"))?;
             let text = if text.starts_with('/') { text } else { format!("/{text}") };
             naming::Path::parse(&text)
                 .map_err(|e| ctx.invalid(v.mark, &o.path("prefix"), format!("invalid path: {e}")))?;
-            text
+            Ok(text)
+        }
+    }
+}
+
+/// `io.l5d.k8s`: linkerd's `host`, `port`, `labelSelector`, plus corelink's
+/// `inCluster` (with `tokenPath`, `caCertPath`).
+fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
+    let prefix = namer_prefix(ctx, o, DEFAULT_K8S_PREFIX)?;
+    let in_cluster = o.bool(ctx, "inCluster")?.unwrap_or(false);
+    let api = if in_cluster {
+        for key in ["host", "port"] {
+            if o.has(key) {
+                return Err(ctx.invalid(
+                    o.key_mark(key),
+                    &o.path(key),
+                    "with inCluster: true the API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; remove this key (or inCluster to use a kubectl proxy)",
+                ));
+            }
+        }
+        let file = |key: &str, name: &str| -> Result<String> {
+            match o.get(key) {
+                None => Ok(format!("{SERVICE_ACCOUNT_DIR}/{name}")),
+                Some(v) => {
+                    let text = v.str(ctx, &o.path(key))?;
+                    if text.is_empty() {
+                        return Err(ctx.invalid(v.mark, &o.path(key), "an empty file name"));
+                    }
+                    Ok(text)
+                }
+            }
+        };
+        K8sApiConfig::InCluster { token_path: file("tokenPath", "token")?, ca_cert_path: file("caCertPath", "ca.crt")? }
+    } else {
+        for key in ["tokenPath", "caCertPath"] {
+            if o.has(key) {
+                return Err(ctx.invalid(
+                    o.key_mark(key),
+                    &o.path(key),
+                    "only used with inCluster: true (host and port name a kubectl proxy, reached without credentials)",
+                ));
+            }
+        }
+        let host = match o.get("host") {
+            None => DEFAULT_K8S_HOST.to_string(),
+            Some(v) => {
+                let text = v.str(ctx, &o.path("host"))?;
+                if text.is_empty() || text.contains(['/', ' ']) {
+                    return Err(ctx.invalid(
+                        v.mark,
+                        &o.path("host"),
+                        format!("{text:?} is not a host name or address"),
+                    ));
+                }
+                text
+            }
+        };
+        let port = match o.get("port") {
+            None => DEFAULT_K8S_PORT,
+            Some(v) => v.int(ctx, &o.path("port"), 1, i64::from(u16::MAX))?,
+        };
+        K8sApiConfig::Proxy { host, port }
+    };
+    let label_selector = match o.get("labelSelector") {
+        None => None,
+        Some(v) => {
+            let text = v.str(ctx, &o.path("labelSelector"))?;
+            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "=,!()".contains(c)) {
+                return Err(ctx.invalid(
+                    v.mark,
+                    &o.path("labelSelector"),
+                    format!("{text:?} is not a label key (linkerd's labelSelector names the key; the value comes from the path)"),
+                ));
+            }
+            Some(text)
         }
     };
-    Ok(NamerConfig::Fs { root_dir, prefix, transformers: transformers(ctx, o)? })
+    Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
 }

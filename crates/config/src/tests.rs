@@ -138,11 +138,11 @@ fn rejected_key_is_an_error_with_the_reason() {
 
 #[test]
 fn rejected_kinds_point_at_the_kind() {
-    let text = format!("{}namers:\n- kind: io.l5d.k8s\n  host: localhost\n", router(""));
+    let text = format!("{}namers:\n- kind: io.l5d.k8s.external\n  host: localhost\n", router(""));
     let err = error(&text);
     assert!(
         err.starts_with(
-            "t.yaml:6:9: namers[0].kind: rejected: `io.l5d.k8s`: corelink implements only the io.l5d.fs namer"
+            "t.yaml:6:9: namers[0].kind: rejected: `io.l5d.k8s.external`: corelink implements only the io.l5d.fs and io.l5d.k8s namers"
         ),
         "{err}"
     );
@@ -594,4 +594,86 @@ fn server_timeouts_and_the_body_progress_timeout() {
     assert!(err.starts_with("t.yaml:4:35: corelink.bodyProgressTimeoutMs: "), "{err}");
     let err = error("routers:\n- protocol: http\n  servers:\n  - timeoutMs: 0\n");
     assert!(err.starts_with("t.yaml:4:16: routers[0].servers[0].timeoutMs: "), "{err}");
+}
+
+#[test]
+fn k8s_namer_keys_and_linkerd_defaults() {
+    let c = parse(&format!("{}namers:\n- kind: io.l5d.k8s\n", router("")));
+    assert_eq!(
+        c.namers[0],
+        NamerConfig::K8s(K8sNamerConfig {
+            prefix: "/io.l5d.k8s".into(),
+            api: K8sApiConfig::Proxy { host: "localhost".into(), port: 8001 },
+            label_selector: None,
+            transformers: vec![],
+        })
+    );
+    let text = format!(
+        "{}namers:\n- kind: io.l5d.k8s\n  prefix: k8s\n  host: 10.0.0.1\n  port: 8002\n  labelSelector: version\n  experimental: true\n  transformers:\n  - kind: io.l5d.port\n    port: 4141\n",
+        router("")
+    );
+    let (c, warnings) = Config::parse_with_warnings(&text, "t.yaml").unwrap();
+    let NamerConfig::K8s(k) = &c.namers[0] else { panic!("{:?}", c.namers[0]) };
+    assert_eq!(k.prefix, "/k8s");
+    assert_eq!(k.api, K8sApiConfig::Proxy { host: "10.0.0.1".into(), port: 8002 });
+    assert_eq!(k.label_selector.as_deref(), Some("version"));
+    assert_eq!(k.transformers.len(), 1);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("namers[0].experimental: warning: io.l5d.k8s is not experimental"), "{warnings:?}");
+    // An fs namer and a k8s namer side by side; prefixes must differ.
+    let both = format!("{}namers:\n- {{kind: io.l5d.fs, rootDir: d}}\n- {{kind: io.l5d.k8s}}\n", router(""));
+    assert_eq!(parse(&both).namers.len(), 2);
+    let clash = format!(
+        "{}namers:\n- {{kind: io.l5d.fs, rootDir: d, prefix: /x}}\n- {{kind: io.l5d.k8s, prefix: /x}}\n",
+        router("")
+    );
+    assert!(error(&clash).contains("namers[1]: a second namer with prefix /x"), "{}", error(&clash));
+    let json = parse(&format!("{}namers:\n- {{kind: io.l5d.k8s, labelSelector: v}}\n", router(""))).effective_json();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["namers"][0]["kind"], "io.l5d.k8s");
+    assert_eq!(v["namers"][0]["host"], "localhost");
+    assert_eq!(v["namers"][0]["port"], 8001);
+    assert_eq!(v["namers"][0]["labelSelector"], "v");
+}
+
+#[test]
+fn k8s_namer_in_cluster_extension() {
+    let c = parse(&format!("{}namers:\n- kind: io.l5d.k8s\n  inCluster: true\n", router("")));
+    let NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
+    assert_eq!(
+        k.api,
+        K8sApiConfig::InCluster {
+            token_path: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
+            ca_cert_path: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into(),
+        }
+    );
+    let json = c.effective_json();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["namers"][0]["inCluster"], true, "{json}");
+    assert!(v["namers"][0].get("host").is_none(), "{json}");
+    let c = parse(&format!(
+        "{}namers:\n- {{kind: io.l5d.k8s, inCluster: true, tokenPath: /t/token, caCertPath: /t/ca.crt}}\n",
+        router("")
+    ));
+    let NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
+    assert_eq!(k.api, K8sApiConfig::InCluster { token_path: "/t/token".into(), ca_cert_path: "/t/ca.crt".into() });
+    let c = parse(&format!("{}namers:\n- {{kind: io.l5d.k8s, inCluster: false, port: 9000}}\n", router("")));
+    let NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
+    assert_eq!(k.api, K8sApiConfig::Proxy { host: "localhost".into(), port: 9000 });
+}
+
+#[test]
+fn k8s_namer_errors_point_at_the_key() {
+    let e = |body: &str| error(&format!("{}namers:\n- kind: io.l5d.k8s\n{body}", router("")));
+    assert_eq!(
+        e("  inCluster: true\n  host: api\n"),
+        "t.yaml:8:3: namers[0].host: with inCluster: true the API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; remove this key (or inCluster to use a kubectl proxy)"
+    );
+    assert!(e("  tokenPath: /t\n").starts_with("t.yaml:7:3: namers[0].tokenPath: only used with inCluster: true"));
+    assert!(e("  port: 0\n").starts_with("t.yaml:7:9: namers[0].port: 0 is out of range"), "{}", e("  port: 0\n"));
+    assert!(e("  port: \"8001\"\n").starts_with("t.yaml:7:9: namers[0].port: expected an integer"));
+    assert!(e("  labelSelector: a=b\n").starts_with("t.yaml:7:18: namers[0].labelSelector: \"a=b\" is not a label key"));
+    assert_eq!(e("  rootDir: x\n"), "t.yaml:7:3: namers[0].rootDir: unknown key (expected one of: kind, prefix, host, port, labelSelector, transformers, inCluster, tokenPath, caCertPath, experimental)");
+    assert!(e("  labelselector: v\n").contains("did you mean `labelSelector`?"));
+    assert!(e("  inCluster: yes\n").starts_with("t.yaml:7:14: namers[0].inCluster: expected true or false"));
 }
