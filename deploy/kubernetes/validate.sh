@@ -8,14 +8,15 @@
 #     ConfigMap holding linkerd.yaml at /config (the image's CMD reads
 #     /config/linkerd.yaml) and a Secret at /certificates, and both exist;
 #  3. each embedded linkerd config with `corelink check`, its /certificates
-#     paths pointing at the Secret's files:
-#     a. as written. Until corelink has the io.l5d.k8s namer (and the k8s
-#        transformers and interpreter), check rejects it; that rejection is
-#        reported as expected, any other error fails;
-#     b. with the Kubernetes parts stood in for (the io.l5d.k8s namer by an
-#        io.l5d.fs namer under the same prefix, the io.l5d.k8s.* transformers
-#        left out), which must pass: it checks everything else (routers,
-#        ports, dtabs, TLS keys and files, boundPath names) today.
+#     paths pointing at the Secret's files (and POD_IP/NODE_NAME set, as the
+#     downward API does). A config corelink rejects only for an io.l5d.k8s
+#     part it does not have yet (today: the io.l5d.k8s.daemonset and
+#     io.l5d.k8s.localnode transformers of the DaemonSet variant) is reported
+#     as expected, and checked again without those parts (the io.l5d.k8s.*
+#     transformers left out, an io.l5d.k8s.configMap interpreter replaced by
+#     the default one), which must pass: that checks everything else
+#     (namer, routers, ports, dtabs, TLS keys and files, boundPath names).
+#     Any other error fails.
 #
 # Needs kubernetes-validate (pip install kubernetes-validate; it brings
 # PyYAML) and a corelink binary (CORELINK, else target/release/corelink,
@@ -74,8 +75,9 @@ done
 
 # 2 and 3. Wiring, then corelink check. The Python part writes, per
 # workload, the linkerd config with /certificates pointing at the decoded
-# Secret, and the stand-in variant; it prints one line per config:
-# "<label> <config> <stand-in config>".
+# Secret, and the variant without the k8s parts corelink lacks; it prints
+# one line per config:
+# "<config>\t<stand-in config>\t<label>".
 (cd "$here" && python3 - "$tmp" "${files[@]}" >"$tmp/configs.txt") <<'PY'
 import base64, os, sys, yaml
 
@@ -135,17 +137,10 @@ for f, d in objs:
         text = cm["data"]["linkerd.yaml"].replace("/certificates/", certs + "/")
         config = os.path.join(tmp, f"config-{n}.yaml")
         open(config, "w").write(text)
-        # The stand-in: the k8s namer becomes an fs namer under the same
-        # prefix, the k8s transformers are left out (on routers' interpreters
-        # and on namers).
+        # The stand-in: the io.l5d.k8s.* transformers left out (of routers'
+        # interpreters and of namers), an io.l5d.k8s.configMap interpreter
+        # replaced by the default one. The namer stays.
         doc = yaml.safe_load(text)
-        disco = os.path.join(tmp, f"disco-{n}")
-        os.makedirs(disco)
-        for namer in doc.get("namers", []):
-            if namer.get("kind") == "io.l5d.k8s":
-                prefix = namer.get("prefix", "/io.l5d.k8s")
-                namer.clear()
-                namer.update({"kind": "io.l5d.fs", "prefix": prefix, "rootDir": disco})
         def keep(ts):
             return [t for t in ts if not str(t.get("kind", "")).startswith("io.l5d.k8s.")]
         for namer in doc.get("namers", []):
@@ -153,7 +148,11 @@ for f, d in objs:
                 namer["transformers"] = keep(namer["transformers"])
         for router in doc.get("routers", []):
             interp = router.get("interpreter")
-            if interp and "transformers" in interp:
+            if not interp:
+                continue
+            if interp.get("kind") == "io.l5d.k8s.configMap":
+                router["interpreter"] = interp = {"kind": "default", **({"transformers": interp["transformers"]} if "transformers" in interp else {})}
+            if "transformers" in interp:
                 interp["transformers"] = keep(interp["transformers"])
                 if not interp["transformers"]:
                     del interp["transformers"]
@@ -170,23 +169,25 @@ status=0
 while IFS=$'\t' read -r config stand_in label; do
   echo "corelink check: $label"
   if out=$("$corelink" check --config "$config" 2>&1); then
+    echo "$out" | sed "s|$tmp/||g; s/^/    /"
     echo "  as written: passes"
+    continue
+  fi
+  errors=$(echo "$out" | grep "error" || true)
+  echo "$out" | sed "s|$tmp/config-[0-9]*\.yaml|linkerd.yaml|g; s|$tmp/||g; s/^/    /"
+  if [ -n "$errors" ] && ! echo "$errors" | grep -qv 'rejected: `io\.l5d\.k8s'; then
+    echo "  as written: rejected for an io.l5d.k8s part corelink does not have yet (expected)"
   else
-    errors=$(echo "$out" | grep "error" || true)
-    echo "$out" | sed "s|$tmp/config-[0-9]*\.yaml|linkerd.yaml|g; s|$tmp/||g; s/^/    /"
-    if [ -n "$errors" ] && ! echo "$errors" | grep -qv 'rejected: `io\.l5d\.k8s'; then
-      echo "  as written: rejected for its io.l5d.k8s parts, expected until corelink has the io.l5d.k8s namer, transformers and interpreter"
-    else
-      echo "  as written: FAILED for a reason other than the io.l5d.k8s parts"
-      status=1
-    fi
+    echo "  as written: FAILED for a reason other than a missing io.l5d.k8s part"
+    status=1
+    continue
   fi
   if out=$("$corelink" check --config "$stand_in" 2>&1); then
     echo "$out" | sed "s|$tmp/||g; s/^/    /"
-    echo "  with io.l5d.fs standing in for io.l5d.k8s: passes"
+    echo "  without the parts corelink does not have yet: passes"
   else
     echo "$out" | sed "s|$tmp/||g; s/^/    /"
-    echo "  with io.l5d.fs standing in for io.l5d.k8s: FAILED"
+    echo "  without the parts corelink does not have yet: FAILED"
     status=1
   fi
 done <"$tmp/configs.txt"
