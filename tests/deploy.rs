@@ -1,0 +1,167 @@
+//! The Kubernetes deployment's sidecar config (`deploy/kubernetes/sidecar/config.yaml`)
+//! as written, through the real binary: two sidecars (servicea's and
+//! serviceb's) with certificates from `corelink certs`, the `io.l5d.k8s`
+//! namer reaching the test Kubernetes API server in-cluster (TLS, bearer
+//! token, `KUBERNETES_SERVICE_HOST`/`PORT`), on every I/O backend.
+//!
+//! Only what a pod has and a test cannot are changed: the ports (ephemeral,
+//! on loopback), the paths of the mounted Secret and service-account files,
+//! and serviceb's application port. Each change is checked to have applied,
+//! so this test fails when the manifest changes shape under it.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::process::Command;
+
+use common::backend::Backend;
+use common::{backends, client, Corelink};
+use k8s_testapi::objects::{self, Endpoint, ServicePort, TargetPort};
+use k8s_testapi::ApiServer;
+
+/// The `linkerd.yaml` key of the ConfigMap in `file` (a `|` block scalar
+/// indented by four spaces, as the manifests write it).
+fn embedded_config(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines().skip_while(|l| *l != "  linkerd.yaml: |");
+    assert!(lines.next().is_some(), "{file}: no `  linkerd.yaml: |` key");
+    let mut config = String::new();
+    for line in lines {
+        if line.is_empty() {
+            config.push('\n');
+        } else if let Some(rest) = line.strip_prefix("    ") {
+            config.push_str(rest);
+            config.push('\n');
+        } else {
+            break;
+        }
+    }
+    config
+}
+
+/// `text` with every `from` replaced by `to`; panics when there is none.
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the config no longer contains {from:?}:\n{text}");
+    text.replace(from, to)
+}
+
+/// `corelink certs ca` and `certs issue` for `names`, in the Secret's file
+/// layout (`cacertificate.pem`, `certificate.pem`, `key.pem` per name).
+fn certificates(dir: &Path, names: &[&str]) {
+    let run = |args: &[&str]| {
+        let out = Command::new(common::binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "corelink {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ca = dir.join("ca");
+    run(&["certs", "ca", "--out", ca.to_str().unwrap()]);
+    for name in names {
+        let out = dir.join(name);
+        run(&["certs", "issue", "--ca", ca.to_str().unwrap(), "--name", name, "--out", out.to_str().unwrap()]);
+        std::fs::copy(ca.join("cacertificate.pem"), out.join("cacertificate.pem")).unwrap();
+    }
+}
+
+/// A CA and a serving certificate for 127.0.0.1 (the API server's address
+/// here, as the `kubernetes` Service IP is in a cluster).
+fn api_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "kubernetes-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["kubernetes.default.svc".to_string()]).unwrap();
+    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// One pod's config: the ConfigMap's, with this pod's certificate
+/// directory, the service-account files, loopback ephemeral ports and the
+/// application's port.
+fn pod_config(manifest: &str, certs: &Path, token: &Path, api_ca: &Path, app_port: u16) -> String {
+    let mut c = replace(manifest, "/certificates/", &format!("{}/", certs.display()));
+    c = replace(
+        &c,
+        "  inCluster: true\n",
+        &format!("  inCluster: true\n  tokenPath: {}\n  caCertPath: {}\n", token.display(), api_ca.display()),
+    );
+    for port in ["9990", "4141", "4143"] {
+        c = replace(&c, &format!("port: {port}\n"), "port: 0\n");
+    }
+    c = replace(&c, "ip: 0.0.0.0\n", "ip: 127.0.0.1\n");
+    c = replace(&c, "/$/inet/127.0.0.1/8080;", &format!("/$/inet/127.0.0.1/{app_port};"));
+    // The test kills the processes; no need to serve on after SIGTERM.
+    replace(&c, "shutdownDelayMs: 5000", "shutdownDelayMs: 0")
+}
+
+#[test]
+fn the_sidecar_config_routes_servicea_to_serviceb_over_tls_through_the_k8s_namer() {
+    let manifest = embedded_config("deploy/kubernetes/sidecar/config.yaml");
+    for io in backends() {
+        let dir = common::tempdir::Dir::new("deploy");
+        certificates(dir.path(), &["servicea", "serviceb"]);
+        let (api_ca, api_cert, api_key) = api_certificates();
+        let api = ApiServer::start_tls(&api_cert, &api_key, "sa-token");
+        let (token, ca_path) = (dir.path().join("token"), dir.path().join("ca.crt"));
+        std::fs::write(&token, "sa-token\n").unwrap();
+        std::fs::write(&ca_path, &api_ca).unwrap();
+        let api_port = api.addr().port().to_string();
+        let env = [("KUBERNETES_SERVICE_HOST", "127.0.0.1"), ("KUBERNETES_SERVICE_PORT", api_port.as_str())];
+
+        // serviceb's pod: the application and its sidecar. Its incoming
+        // router (TLS) is what the Service's port "router" points at.
+        let app = Backend::start();
+        let b_config = pod_config(&manifest, &dir.path().join("serviceb"), &token, &ca_path, app.addr.port());
+        let sidecar_b = Corelink::start_with_env(&b_config, io, &env);
+        let incoming = sidecar_b.routers[1];
+        api.apply(objects::service(
+            "prod",
+            "serviceb",
+            &[ServicePort { name: Some("router"), port: 4143, target_port: TargetPort::Name("incoming") }],
+        ));
+        api.apply(objects::endpoint_slice(
+            "prod",
+            "serviceb-x1",
+            "serviceb",
+            &[(Some("router"), incoming.port())],
+            &[Endpoint::ready(&incoming.ip().to_string())],
+        ));
+
+        // servicea's sidecar; the application is this test.
+        let a_config = pod_config(&manifest, &dir.path().join("servicea"), &token, &ca_path, common::free_port());
+        let sidecar_a = Corelink::start_with_env(&a_config, io, &env);
+        let outgoing = sidecar_a.routers[0];
+
+        // The write-up's request, lowercase as Kubernetes names are, and as
+        // written there (the namer lowercases the Service's name).
+        for host in ["serviceb", "serviceB"] {
+            let mut answer = None;
+            for _ in 0..100 {
+                let rsp = client::get(outgoing, "/hello", host).unwrap();
+                if rsp.status == 200 {
+                    answer = Some(rsp);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let rsp = answer.unwrap_or_else(|| panic!("{io}: Host {host} never reached serviceb"));
+            assert_eq!(rsp.body, b"ok", "{io}: {host}");
+        }
+        assert!(app.requests() >= 2, "{io}");
+        // Over TLS, verified as serviceb: sidecar B counted the handshake.
+        let key = format!("rt/incoming/server/{}/{}/tls/handshakes", incoming.ip(), incoming.port());
+        let handshakes = common::metric(&sidecar_b.metrics(), &key);
+        assert!(handshakes >= 1.0, "{io}: {handshakes} TLS handshakes on serviceb's incoming router");
+        // The namer read the API as a pod does.
+        assert!(
+            api.requests().iter().all(|r| r.authorization.as_deref() == Some("Bearer sa-token")),
+            "{io}: every API request carries the service-account token"
+        );
+    }
+}
