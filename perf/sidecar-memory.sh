@@ -5,6 +5,7 @@
 #
 #   perf/sidecar-memory.sh [WORKERS] [LOAD_SECS] [CONNECTIONS]
 #   MAX_IDLE=256 perf/sidecar-memory.sh 1 15 256   # client.hostConnectionPool.maxIdle
+#   K8S_ENDPOINTS=1000 perf/sidecar-memory.sh        # + the io.l5d.k8s namer's watches
 #
 # Two sidecars on loopback, each with the scenario's two routers: sidecar A's
 # outgoing router (client TLS, boundPath) sends to sidecar B's incoming router
@@ -14,6 +15,11 @@
 # A's outgoing router with keep-alive connections (the application's pool).
 # RSS is read from /proc (VmRSS; VmHWM for the peak) for both sidecars:
 # A pays for the client side of TLS, B for the server side.
+# With K8S_ENDPOINTS=N, each sidecar also runs an io.l5d.k8s namer (under
+# another prefix, so routing is unchanged) watching a test API server
+# (target/release/k8s-testapi) with N endpoints in N/10 Services: the
+# namer watches the whole cluster, so this is what a cluster of that size
+# adds to every sidecar.
 # Needs: target/release/corelink (BIN to override), nginx, wrk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +39,11 @@ work=$(mktemp -d)
 chmod 0755 "$work"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Last started first: the sidecars before the API server they watch.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -44,6 +53,21 @@ for svc in servicea serviceb; do
   "$BIN" certs issue --ca "$work/ca" --name "$svc" --out "$work/$svc" 2>/dev/null
   cp "$work/ca/cacertificate.pem" "$work/$svc/"
 done
+
+k8s_namer=""
+if [ -n "${K8S_ENDPOINTS:-}" ]; then
+  testapi=${TESTAPI:-target/release/k8s-testapi}
+  [ -x "$testapi" ] || { echo "perf/sidecar-memory.sh: $testapi is missing (cargo build --release -p corelink-k8s-testapi)" >&2; exit 1; }
+  "$testapi" --services $((K8S_ENDPOINTS / 10 > 0 ? K8S_ENDPOINTS / 10 : 1)) --endpoints "$K8S_ENDPOINTS" >"$work/testapi.out" &
+  pids+=($!)
+  for ((i = 0; i < 100; i++)); do [ -s "$work/testapi.out" ] && break; sleep 0.1; done
+  api=$(head -n 1 "$work/testapi.out" | sed 's|^http://||')
+  [ -n "$api" ] || { echo "perf/sidecar-memory.sh: k8s-testapi did not start" >&2; exit 1; }
+  k8s_namer="- kind: io.l5d.k8s
+  prefix: /k8s-load
+  host: ${api%:*}
+  port: ${api##*:}"
+fi
 
 mkdir -p "$work/nginx/logs" "$work/disco"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -75,6 +99,7 @@ admin:
 namers:
 - kind: io.l5d.fs
   rootDir: $work/disco
+$k8s_namer
 routers:
 - protocol: http
   label: outgoing
@@ -128,7 +153,7 @@ kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 row() { printf '| %-40s | %8s MiB | %8s MiB |\n' "$1" "$(mib "$(kib "$pid_a" "$2")")" "$(mib "$(kib "$pid_b" "$2")")"; }
 
-echo "corelink $("$BIN" --version | cut -d' ' -f2), io=$CORELINK_IO, workers=$WORKERS, maxIdle=${MAX_IDLE:-default}, wrk -t1 -c$CONNS -d${LOAD_SECS}s, $(date -u +%Y-%m-%d)"
+echo "corelink $("$BIN" --version | cut -d' ' -f2), io=$CORELINK_IO, workers=$WORKERS, maxIdle=${MAX_IDLE:-default}, k8s endpoints watched=${K8S_ENDPOINTS:-none}, wrk -t1 -c$CONNS -d${LOAD_SECS}s, $(date -u +%Y-%m-%d)"
 echo "| state | sidecar A (outgoing, client TLS) | sidecar B (incoming, server TLS) |"
 echo "|---|---|---|"
 sleep 2
