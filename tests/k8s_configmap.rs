@@ -311,3 +311,26 @@ fn ready_waits_for_the_first_read_of_the_config_map() {
         thread.join().unwrap();
     }
 }
+
+#[test]
+fn delegate_and_check_do_not_contact_the_api_server_and_say_so() {
+    let api = ApiServer::start();
+    let own = Named::start("own");
+    put_dtab(&api, &inet("web", &own));
+    let dir = common::tempdir::Dir::new("cm-cli");
+    let path = dir.path().join("corelink.yaml");
+    std::fs::write(&path, config(api.addr(), &own)).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let config_path = path.to_str().unwrap();
+    let (stdout, stderr) = run(&["delegate", "--config", config_path, "/svc/own"]);
+    assert_eq!(stdout.lines().last(), Some(format!("=> /$/inet/127.0.0.1/{}", own.port()).as_str()), "{stdout}");
+    assert!(stderr.contains("does not contact the API server"), "{stderr}");
+    assert!(stderr.contains("ConfigMap prod/dtabs key \"outgoing.dtab\""), "{stderr}");
+    let (stdout, _) = run(&["check", "--config", config_path]);
+    assert!(stdout.contains("interpreter: io.l5d.k8s.configMap: the dtab of ConfigMap prod/dtabs"), "{stdout}");
+    assert!(api.requests().is_empty(), "{:?}", api.requests());
+}
