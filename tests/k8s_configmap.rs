@@ -334,3 +334,41 @@ fn delegate_and_check_do_not_contact_the_api_server_and_say_so() {
     assert!(stdout.contains("interpreter: io.l5d.k8s.configMap: the dtab of ConfigMap prod/dtabs"), "{stdout}");
     assert!(api.requests().is_empty(), "{:?}", api.requests());
 }
+
+#[test]
+fn the_config_map_dtab_names_services_of_the_k8s_namer_on_the_same_api_server() {
+    use k8s_testapi::objects::{Endpoint, ServicePort, TargetPort};
+    for io in backends() {
+        let api = ApiServer::start();
+        let (web, own) = (Named::start("web-pod"), Named::start("own"));
+        api.apply(objects::service(
+            NS,
+            "web",
+            &[ServicePort { name: Some("http"), port: 80, target_port: TargetPort::Name("http") }],
+        ));
+        api.apply(objects::endpoint_slice(
+            NS,
+            "web-a",
+            "web",
+            &[(Some("http"), web.port())],
+            &[Endpoint::ready("127.0.0.1")],
+        ));
+        // The write-up's shape: the shared routes in the ConfigMap, the k8s
+        // namer beside the router.
+        put_dtab(&api, "/svc => /#/io.l5d.k8s/prod/http;");
+        let text = config(api.addr(), &own).replace(
+            "routers:\n",
+            &format!(
+                "namers:\n- kind: io.l5d.k8s\n  host: {}\n  port: {}\nrouters:\n",
+                api.addr().ip(),
+                api.addr().port()
+            ),
+        );
+        let corelink = Corelink::start(&text, io);
+        assert_eq!(served_by(corelink.addr(), "web"), "web-pod", "{io}");
+        assert_eq!(served_by(corelink.addr(), "own"), "own", "{io}");
+        // A name the ConfigMap routes to a missing Service: `~`, nothing else
+        // routes it.
+        assert!(ask(corelink.addr(), "nosuch").is_ok_and(|(s, _)| s >= 400), "{io}");
+    }
+}
