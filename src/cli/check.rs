@@ -45,6 +45,9 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
         }
         let ids: Vec<String> = router.identifiers().iter().map(|i| i.describe()).collect();
         println!("  identifier: {}", ids.join(", then "));
+        if let Some(c) = &router.interpreter.config_map {
+            println!("  interpreter: io.l5d.k8s.configMap: the dtab of {} goes in front of this dtab", c.describe());
+        }
         let transformers: Vec<&str> = router.interpreter.transformers.iter().map(|t| t.kind()).collect();
         if !transformers.is_empty() {
             println!("  transformers: {}", transformers.join(", "));

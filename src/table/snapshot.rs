@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use super::settings::ServerSettings;
-use crate::namer::k8s::{resolve, ClusterView, Resolution};
+use crate::namer::k8s::{resolve, ClusterView, ConfigMapDtab, Resolution};
 use crate::namer::{FsState, NamerInputs, NamerState};
 use crate::telemetry::access_log::AccessLog;
 use crate::tls::{ClientTlsPolicy, ServerTls};
@@ -26,7 +26,12 @@ pub struct RouterRoutes {
     pub label: String,
     pub dst_prefix: Path,
     pub identifiers: Identifiers,
+    /// The dtab names are delegated through: the router's `dtab`, behind
+    /// the configMap interpreter's (see [`effective_dtab`]).
     pub dtab: Dtab,
+    /// With `interpreter: io.l5d.k8s.configMap`: its ConfigMap's dtab, as
+    /// read when the snapshot was compiled (part of `dtab`).
+    pub config_map_dtab: Option<Arc<ConfigMapDtab>>,
     /// The interpreter's transformers, applied to every bound address set.
     pub transformers: Vec<TransformerConfig>,
     /// Honour `l5d-dtab` per-request overrides.
@@ -159,6 +164,12 @@ impl RoutingSnapshot {
         let mut servers = Vec::new();
         for (i, r) in config.routers.iter().enumerate() {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
+            let config_map_dtab = r
+                .interpreter
+                .config_map
+                .as_ref()
+                .map(|c| inputs.namers.config_maps.get(c).cloned().unwrap_or_default());
+            let dtab = effective_dtab(config_map_dtab.as_deref(), dtab);
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
             let loaded = inputs.routers.get(i).ok_or_else(|| format!("routers[{i}]: inputs not loaded"))?;
@@ -182,6 +193,7 @@ impl RoutingSnapshot {
                 dst_prefix,
                 identifiers,
                 dtab,
+                config_map_dtab,
                 transformers: r.interpreter.transformers.clone(),
                 dtab_headers: r.dtab_headers,
                 legacy_namer_paths: r.legacy_namer_paths,
@@ -334,6 +346,18 @@ impl RoutingSnapshot {
     }
 }
 
+/// The dtab a router delegates through: with the configMap interpreter, the
+/// ConfigMap's dtab **then** the router's, as linkerd's `ConfiguredDtabNamer`
+/// binds with `configuredDtab ++ baseDtab` (a later dentry is tried first,
+/// so for a prefix both define the router's own entry wins, and the
+/// ConfigMap's is its fall-back). Not yet read: the router's alone.
+pub fn effective_dtab(config_map: Option<&ConfigMapDtab>, router: Dtab) -> Dtab {
+    match config_map {
+        Some(c) if !c.dtab.is_empty() => c.dtab.concat(&router),
+        _ => router,
+    }
+}
+
 /// linkerd's interpreter transformers.
 fn transform(t: &TransformerConfig, addrs: Vec<(SocketAddr, f64)>) -> Vec<(SocketAddr, f64)> {
     match t {
@@ -445,6 +469,78 @@ mod tests {
                 addrs: vec![("127.0.0.1:4141".parse().unwrap(), 1.0)]
             }
         );
+    }
+
+    fn config_map_snapshot(router_dtab: &str, config_map: Option<ConfigMapDtab>) -> RoutingSnapshot {
+        let text = format!(
+            "routers:\n- protocol: http\n  dtab: |\n    {router_dtab}\n  interpreter:\n    kind: io.l5d.k8s.configMap\n    experimental: true\n    name: dtabs\n    filename: d\n  servers: [{{port: 1}}]\n"
+        );
+        let c = Config::parse(&text, "t").unwrap();
+        let mut namers = NamerInputs::load(&c, None, &Default::default());
+        let key = c.routers[0].interpreter.config_map.clone().unwrap();
+        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect());
+        RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
+    }
+
+    fn read(dtab: &str) -> ConfigMapDtab {
+        ConfigMapDtab {
+            dtab: Dtab::parse(dtab).unwrap(),
+            source: crate::namer::k8s::configmap::Source::Key,
+            refused: None,
+        }
+    }
+
+    fn addr_of(snapshot: &RoutingSnapshot, path: &str) -> Option<SocketAddr> {
+        match snapshot.bind(0, &Path::parse(path).unwrap(), None) {
+            Ok(NameTree::Leaf(leaf)) => match snapshot.endpoints(0, &leaf) {
+                Endpoints::Addrs { addrs, .. } => Some(addrs[0].0),
+                Endpoints::Unavailable(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_config_map_dtab_goes_in_front_of_the_routers() {
+        let router = "/svc/own => /$/inet/127.0.0.1/1;";
+        let snapshot = config_map_snapshot(
+            router,
+            Some(read("/svc/web => /$/inet/127.0.0.1/2; /svc/own => /$/inet/127.0.0.1/3;")),
+        );
+        assert_eq!(
+            snapshot.routers[0].dtab.show(),
+            "/svc/web=>/$/inet/127.0.0.1/2;/svc/own=>/$/inet/127.0.0.1/3;/svc/own=>/$/inet/127.0.0.1/1"
+        );
+        assert_eq!(addr_of(&snapshot, "/svc/web"), Some("127.0.0.1:2".parse().unwrap()));
+        // Both define /svc/own: the router's own entry, later, wins.
+        assert_eq!(addr_of(&snapshot, "/svc/own"), Some("127.0.0.1:1".parse().unwrap()));
+        assert!(snapshot.routers[0].config_map_dtab.as_ref().is_some_and(|d| d.synced()));
+        // A router entry that binds negative falls back to the ConfigMap's.
+        let snapshot = config_map_snapshot("/svc/own => ~;", Some(read("/svc/own => /$/inet/127.0.0.1/3;")));
+        assert_eq!(addr_of(&snapshot, "/svc/own"), Some("127.0.0.1:3".parse().unwrap()));
+    }
+
+    #[test]
+    fn before_the_config_map_is_read_or_when_it_is_empty_the_routers_dtab_serves_alone() {
+        let router = "/svc/own => /$/inet/127.0.0.1/1;";
+        let pending = config_map_snapshot(router, None);
+        assert_eq!(pending.routers[0].dtab.show(), "/svc/own=>/$/inet/127.0.0.1/1");
+        assert!(pending.routers[0].config_map_dtab.as_ref().is_some_and(|d| !d.synced()));
+        let empty = config_map_snapshot(router, Some(ConfigMapDtab::default()));
+        assert_eq!(addr_of(&empty, "/svc/own"), Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(addr_of(&empty, "/svc/web"), None);
+        // A router without the interpreter has no ConfigMap dtab at all.
+        let plain = crate::server::control::compile(&config(router), 1).unwrap();
+        assert!(plain.routers[0].config_map_dtab.is_none());
+    }
+
+    #[test]
+    fn host_names_in_the_config_map_dtab_are_resolved_ahead() {
+        let snapshot = config_map_snapshot("/x => /y;", Some(read("/svc => /$/inet/localhost;")));
+        match endpoints_of(&snapshot, "/svc/8080") {
+            Endpoints::Addrs { addrs, .. } => assert!(addrs.iter().all(|(a, _)| a.ip().is_loopback()), "{addrs:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn k8s_snapshot(dtab: &str, view: ClusterView) -> RoutingSnapshot {

@@ -204,13 +204,74 @@ impl IdentifierKind {
     }
 }
 
-/// `routers[].interpreter`: only linkerd's `default` interpreter (the
-/// router's dtab over the configured namers), with its transformers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename = "default")]
+/// `routers[].interpreter`: linkerd's `default` interpreter (the router's
+/// dtab over the configured namers) or `io.l5d.k8s.configMap` (the same, with
+/// a dtab read from a Kubernetes ConfigMap in front of the router's), with
+/// its transformers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterpreterConfig {
     /// Applied in order to every bound address set.
     pub transformers: Vec<TransformerConfig>,
+    /// `kind: io.l5d.k8s.configMap`; `None` for `default`.
+    pub config_map: Option<ConfigMapInterpreterConfig>,
+}
+
+impl InterpreterConfig {
+    pub fn kind(&self) -> &'static str {
+        match self.config_map {
+            None => "default",
+            Some(_) => "io.l5d.k8s.configMap",
+        }
+    }
+}
+
+impl serde::Serialize for InterpreterConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            experimental: Option<bool>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            config_map: Option<&'a ConfigMapInterpreterConfig>,
+            transformers: &'a [TransformerConfig],
+        }
+        Shown {
+            kind: self.kind(),
+            experimental: self.config_map.as_ref().map(|_| true),
+            config_map: self.config_map.as_ref(),
+            transformers: &self.transformers,
+        }
+        .serialize(s)
+    }
+}
+
+/// linkerd's default ConfigMap namespace.
+pub(crate) const DEFAULT_CONFIG_MAP_NAMESPACE: &str = "default";
+
+/// `interpreter: {kind: io.l5d.k8s.configMap}` (linkerd's
+/// `ConfigMapInterpreterConfig`, plus corelink's in-cluster extension): the
+/// dtab in key `filename` of ConfigMap `namespace/name`, watched. Routers
+/// with equal values share one watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapInterpreterConfig {
+    /// Which API server, and how to reach it (as the k8s namer's).
+    #[serde(flatten)]
+    pub api: K8sApiConfig,
+    /// Default `default`.
+    pub namespace: String,
+    /// The ConfigMap's name.
+    pub name: String,
+    /// The key of the ConfigMap's `data` holding the dtab.
+    pub filename: String,
+}
+
+impl ConfigMapInterpreterConfig {
+    /// `namespace/name key filename on API`, for logs and `corelink check`.
+    pub fn describe(&self) -> String {
+        format!("ConfigMap {}/{} key {:?} from {}", self.namespace, self.name, self.filename, self.api.describe())
+    }
 }
 
 /// Transformers rewrite the addresses a name is bound to.
@@ -297,8 +358,8 @@ pub struct K8sNamerConfig {
 }
 
 /// How corelink reaches a Kubernetes API server. Namers with equal values
-/// share one set of watches (and, later, the k8s transformers and the
-/// configMap interpreter too).
+/// share one set of watches; a configMap interpreter's watch of its one
+/// ConfigMap uses the same kind of client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum K8sApiConfig {
     /// linkerd's `host`/`port`: plain HTTP, no credentials (a `kubectl

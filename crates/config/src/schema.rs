@@ -214,6 +214,19 @@ pub(crate) const RETRIES: &[KeySpec] = &[ok("budget"), ok("backoff")];
 pub(crate) const CLASSIFIER: &[KeySpec] = &[ok("kind")];
 
 pub(crate) const INTERPRETER: &[KeySpec] = &[ok("kind"), ok("transformers")];
+pub(crate) const INTERPRETER_CONFIG_MAP: &[KeySpec] = &[
+    ok("kind"),
+    ok("experimental"),
+    ok("name"),
+    ok("filename"),
+    ok("namespace"),
+    ok("host"),
+    ok("port"),
+    ok("transformers"),
+    ok("inCluster"),
+    ok("tokenPath"),
+    ok("caCertPath"),
+];
 pub(crate) const TRANSFORMER_PORT: &[KeySpec] = &[ok("kind"), ok("prefix"), ok("port")];
 pub(crate) const TRANSFORMER_LOCALHOST: &[KeySpec] = &[ok("kind"), ok("prefix")];
 
@@ -296,6 +309,7 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("retries", RETRIES),
     ("responseClassifier", CLASSIFIER),
     ("interpreter", INTERPRETER),
+    ("interpreter io.l5d.k8s.configMap", INTERPRETER_CONFIG_MAP),
     ("transformer io.l5d.port", TRANSFORMER_PORT),
     ("transformer io.l5d.localhost", TRANSFORMER_LOCALHOST),
     ("namer io.l5d.fs", NAMER_FS),
@@ -1283,25 +1297,109 @@ fn service_params(ctx: &mut Ctx, o: &Obj) -> Result<ServiceParams> {
 
 fn interpreter(ctx: &mut Ctx, o: &Obj) -> Result<InterpreterConfig> {
     const ELSEWHERE: &str = "names would be resolved by an external service; corelink resolves with the router's dtab and its own namers only (use kind: default)";
-    pick(
+    #[derive(Clone, Copy)]
+    enum K {
+        Default,
+        ConfigMap,
+    }
+    let kind = pick(
         ctx,
         o,
         Some("default"),
         &[
-            ("default", Kind::Ok(())),
+            ("default", Kind::Ok(K::Default)),
+            ("io.l5d.k8s.configMap", Kind::Ok(K::ConfigMap)),
             ("io.l5d.namerd", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.namerd.http", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.mesh", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.consul.interpreter", Kind::Rejected(ELSEWHERE)),
-            ("io.l5d.k8s.configMap", Kind::Rejected(ELSEWHERE)),
             (
                 "io.l5d.fs",
                 Kind::Rejected("the dtab would come from a watched file; put it in the router's `dtab` instead"),
             ),
         ],
     )?;
-    o.check(ctx, &[INTERPRETER])?;
-    Ok(InterpreterConfig { transformers: transformers(ctx, o)? })
+    let config_map = match kind {
+        K::Default => {
+            o.check(ctx, &[INTERPRETER])?;
+            None
+        }
+        K::ConfigMap => {
+            o.check(ctx, &[INTERPRETER_CONFIG_MAP])?;
+            Some(config_map_interpreter(ctx, o)?)
+        }
+    };
+    Ok(InterpreterConfig { transformers: transformers(ctx, o)?, config_map })
+}
+
+/// `io.l5d.k8s.configMap`: linkerd's `experimental` (required, as linkerd
+/// requires it), `name`, `filename`, `namespace`, `host`, `port`, plus the
+/// k8s namer's in-cluster keys.
+fn config_map_interpreter(ctx: &mut Ctx, o: &Obj) -> Result<ConfigMapInterpreterConfig> {
+    if o.bool(ctx, "experimental")? != Some(true) {
+        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
+        return Err(ctx.invalid(
+            mark,
+            &o.path("experimental"),
+            "the io.l5d.k8s.configMap interpreter is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
+        ));
+    }
+    // Names go into the request path and a field selector: check them here
+    // rather than watch a ConfigMap that cannot exist.
+    let checked = |ctx: &Ctx, key: &str, what: &str, valid: fn(&str) -> bool| -> Result<Option<String>> {
+        match o.get(key) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.str(ctx, &o.path(key))?;
+                if !valid(&text) {
+                    return Err(ctx.invalid(v.mark, &o.path(key), format!("{text:?} is not {what}")));
+                }
+                Ok(Some(text))
+            }
+        }
+    };
+    let required = |ctx: &Ctx, key: &str, value: Option<String>| -> Result<String> {
+        match value {
+            Some(v) => Ok(v),
+            None => Err(ctx.err(o.mark, &o.path(key), Problem::Missing)),
+        }
+    };
+    let name = checked(
+        ctx,
+        "name",
+        "a ConfigMap name (a DNS subdomain: lowercase letters, digits, `-`, `.`)",
+        is_dns_subdomain,
+    )?;
+    let name = required(ctx, "name", name)?;
+    let filename = checked(ctx, "filename", "a ConfigMap key (letters, digits, `-`, `_`, `.`)", is_config_map_key)?;
+    let filename = required(ctx, "filename", filename)?;
+    let namespace =
+        checked(ctx, "namespace", "a namespace name (a DNS label: lowercase letters, digits, `-`)", is_dns_label)?
+            .unwrap_or_else(|| DEFAULT_CONFIG_MAP_NAMESPACE.to_string());
+    Ok(ConfigMapInterpreterConfig { api: k8s_api(ctx, o)?, namespace, name, filename })
+}
+
+/// RFC 1123 label, as Kubernetes checks namespace names.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain, as Kubernetes checks most object names.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A ConfigMap `data` key, as Kubernetes checks them.
+fn is_config_map_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s != "."
+        && s != ".."
 }
 
 fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
@@ -1407,6 +1505,28 @@ fn namer_prefix(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
 /// `inCluster` (with `tokenPath`, `caCertPath`).
 fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
     let prefix = namer_prefix(ctx, o, DEFAULT_K8S_PREFIX)?;
+    let api = k8s_api(ctx, o)?;
+    let label_selector = match o.get("labelSelector") {
+        None => None,
+        Some(v) => {
+            let text = v.str(ctx, &o.path("labelSelector"))?;
+            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "=,!()".contains(c)) {
+                return Err(ctx.invalid(
+                    v.mark,
+                    &o.path("labelSelector"),
+                    format!("{text:?} is not a label key (linkerd's labelSelector names the key; the value comes from the path)"),
+                ));
+            }
+            Some(text)
+        }
+    };
+    Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
+}
+
+/// The API server of a k8s namer or the configMap interpreter: linkerd's
+/// `host` and `port` (a `kubectl proxy`), or corelink's `inCluster` (with
+/// `tokenPath`, `caCertPath`).
+fn k8s_api(ctx: &mut Ctx, o: &Obj) -> Result<K8sApiConfig> {
     let in_cluster = o.bool(ctx, "inCluster")?.unwrap_or(false);
     let api = if in_cluster {
         for key in ["host", "port"] {
@@ -1461,19 +1581,5 @@ fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
         };
         K8sApiConfig::Proxy { host, port }
     };
-    let label_selector = match o.get("labelSelector") {
-        None => None,
-        Some(v) => {
-            let text = v.str(ctx, &o.path("labelSelector"))?;
-            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "=,!()".contains(c)) {
-                return Err(ctx.invalid(
-                    v.mark,
-                    &o.path("labelSelector"),
-                    format!("{text:?} is not a label key (linkerd's labelSelector names the key; the value comes from the path)"),
-                ));
-            }
-            Some(text)
-        }
-    };
-    Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
+    Ok(api)
 }

@@ -677,3 +677,76 @@ fn k8s_namer_errors_point_at_the_key() {
     assert!(e("  labelselector: v\n").contains("did you mean `labelSelector`?"));
     assert!(e("  inCluster: yes\n").starts_with("t.yaml:7:14: namers[0].inCluster: expected true or false"));
 }
+
+#[test]
+fn config_map_interpreter_keys_and_linkerd_defaults() {
+    let interp = |body: &str| router(&format!("  interpreter:\n    kind: io.l5d.k8s.configMap\n{body}"));
+    let c = parse(&interp("    experimental: true\n    name: dtabs\n    filename: outgoing.dtab\n"));
+    let r = &c.routers[0];
+    assert_eq!(r.interpreter.kind(), "io.l5d.k8s.configMap");
+    assert_eq!(
+        r.interpreter.config_map,
+        Some(ConfigMapInterpreterConfig {
+            api: K8sApiConfig::Proxy { host: "localhost".into(), port: 8001 },
+            namespace: "default".into(),
+            name: "dtabs".into(),
+            filename: "outgoing.dtab".into(),
+        })
+    );
+    // linkerd's keys, the interpreter's transformers, and the in-cluster extension.
+    let c = parse(&interp(
+        "    experimental: true\n    name: dtabs\n    filename: my-dtab\n    namespace: prod\n    host: 10.0.0.1\n    port: 8002\n    transformers:\n    - kind: io.l5d.port\n      port: 4141\n",
+    ));
+    let cm = c.routers[0].interpreter.config_map.clone().unwrap();
+    assert_eq!(cm.api, K8sApiConfig::Proxy { host: "10.0.0.1".into(), port: 8002 });
+    assert_eq!((cm.namespace.as_str(), cm.filename.as_str()), ("prod", "my-dtab"));
+    assert_eq!(c.routers[0].interpreter.transformers.len(), 1);
+    let c = parse(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    inCluster: true\n"));
+    let cm = c.routers[0].interpreter.config_map.clone().unwrap();
+    assert!(matches!(cm.api, K8sApiConfig::InCluster { .. }), "{cm:?}");
+    // /config.json shows it with linkerd's keys.
+    let json = c.effective_json();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let i = &v["routers"][0]["interpreter"];
+    assert_eq!(i["kind"], "io.l5d.k8s.configMap", "{json}");
+    assert_eq!(i["experimental"], true, "{json}");
+    assert_eq!(i["name"], "dtabs", "{json}");
+    assert_eq!(i["filename"], "d", "{json}");
+    assert_eq!(i["namespace"], "default", "{json}");
+    assert_eq!(i["inCluster"], true, "{json}");
+    // The default interpreter still shows as before.
+    let v: serde_json::Value = serde_json::from_str(&parse(&router("")).effective_json()).unwrap();
+    assert_eq!(v["routers"][0]["interpreter"], serde_json::json!({"kind": "default", "transformers": []}));
+}
+
+#[test]
+fn config_map_interpreter_needs_experimental_name_and_filename() {
+    let interp = |body: &str| router(&format!("  interpreter:\n    kind: io.l5d.k8s.configMap\n{body}"));
+    let err = error(&interp("    name: dtabs\n    filename: d\n"));
+    assert!(
+        err.starts_with(
+            "t.yaml:6:5: routers[0].interpreter.experimental: the io.l5d.k8s.configMap interpreter is experimental"
+        ) && err.contains("`experimental: true`"),
+        "{err}"
+    );
+    let err = error(&interp("    experimental: false\n    name: dtabs\n    filename: d\n"));
+    assert!(err.starts_with("t.yaml:7:5: routers[0].interpreter.experimental: "), "{err}");
+    let err = error(&interp("    experimental: true\n    filename: d\n"));
+    assert!(err.contains("routers[0].interpreter.name: "), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n"));
+    assert!(err.contains("routers[0].interpreter.filename: "), "{err}");
+    let err = error(&interp("    experimental: true\n    name: Dtabs\n    filename: d\n"));
+    assert!(err.starts_with("t.yaml:8:11: routers[0].interpreter.name: \"Dtabs\" is not a ConfigMap name"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: a/b\n"));
+    assert!(err.contains("routers[0].interpreter.filename: \"a/b\" is not a ConfigMap key"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    namespace: a.b\n"));
+    assert!(err.contains("routers[0].interpreter.namespace: \"a.b\" is not a namespace name"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    labelSelector: x\n"));
+    assert!(err.contains("routers[0].interpreter.labelSelector: unknown key"), "{err}");
+    let err =
+        error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    inCluster: true\n    port: 1\n"));
+    assert!(err.contains("routers[0].interpreter.port: with inCluster: true"), "{err}");
+    // The default interpreter knows none of these keys.
+    let err = error(&router("  interpreter:\n    name: dtabs\n"));
+    assert!(err.contains("routers[0].interpreter.name: unknown key"), "{err}");
+}
