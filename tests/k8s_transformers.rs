@@ -335,3 +335,49 @@ fn localnode_without_its_environment_variable_does_not_start() {
         "{err}"
     );
 }
+
+#[test]
+fn check_accepts_linkerds_keys_and_points_at_wrong_ones() {
+    let dir = common::tempdir::Dir::new("k8s-transformers-check");
+    let check = |name: &str, text: &str, env: &[(&str, &str)]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(common::binary())
+            .args(["check", "--config"])
+            .arg(&path)
+            .env_remove("POD_IP")
+            .env_remove("NODE_NAME")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr, path.display().to_string())
+    };
+    let good = "namers:\n- kind: io.l5d.k8s\n  transformers:\n  - kind: io.l5d.k8s.localnode\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.k8s/prod/http;\n  interpreter:\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: linkerd\n      service: l5d\n      port: incoming\n      k8sHost: localhost\n      k8sPort: 8001\n      hostNetwork: true\n  servers:\n  - port: 4140\n";
+    let (ok, stdout, stderr, _) = check("good.yaml", good, &[("POD_IP", "10.1.2.3")]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("transformers: io.l5d.k8s.daemonset (the pod of linkerd/l5d port incoming on the same node, from http://localhost:8001)"), "{stdout}");
+    assert!(stdout.contains("transformers: io.l5d.k8s.localnode (the /24 of $POD_IP)"), "{stdout}");
+    // Without POD_IP: refused, as `corelink run` would, at the transformer.
+    let (ok, _, stderr, path) = check("good.yaml", good, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{path}:4:5: namers[0].transformers[0]: io.l5d.k8s.localnode needs the environment variable POD_IP")),
+        "{stderr}"
+    );
+    let wrong = good.replace("      k8sPort: 8001\n", "      port_: 8001\n");
+    let (ok, _, stderr, path) = check("wrong.yaml", &wrong, &[("POD_IP", "10.1.2.3")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{path}:15:7: routers[0].interpreter.transformers[0].port_: unknown key")),
+        "{stderr}"
+    );
+    let missing = good.replace("      service: l5d\n", "");
+    let (ok, _, stderr, path) = check("missing.yaml", &missing, &[("POD_IP", "10.1.2.3")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{path}:10:7: routers[0].interpreter.transformers[0].service: missing required key")),
+        "{stderr}"
+    );
+}

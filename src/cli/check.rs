@@ -45,9 +45,8 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
         }
         let ids: Vec<String> = router.identifiers().iter().map(|i| i.describe()).collect();
         println!("  identifier: {}", ids.join(", then "));
-        let transformers: Vec<&str> = router.interpreter.transformers.iter().map(|t| t.kind()).collect();
-        if !transformers.is_empty() {
-            println!("  transformers: {}", transformers.join(", "));
+        if !router.interpreter.transformers.is_empty() {
+            println!("  transformers: {}", describe_transformers(&router.interpreter.transformers));
         }
         println!("  dstPrefix: {}", router.dst_prefix);
         println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -66,10 +65,36 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
                 )
             }
         }
+        if !namer.transformers().is_empty() {
+            println!("  transformers: {}", describe_transformers(namer.transformers()));
+        }
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
     Ok(())
+}
+
+/// The transformers of a list, in order, each with what it does.
+fn describe_transformers(transformers: &[config::TransformerConfig]) -> String {
+    use config::TransformerConfig as T;
+    let describe = |t: &T| -> String {
+        match t {
+            T::Port { port, .. } => format!("{} (port {port})", t.kind()),
+            T::Localhost { .. } => t.kind().to_string(),
+            T::DaemonSet(d) => format!(
+                "{} (the pod of {}/{} port {} on the same {}, from {})",
+                t.kind(),
+                d.namespace,
+                d.service,
+                d.port,
+                if d.host_network { "node" } else { "/24" },
+                d.api.describe()
+            ),
+            T::LocalNode { host_network: true, .. } => format!("{} (nodeName = $NODE_NAME)", t.kind()),
+            T::LocalNode { host_network: false, .. } => format!("{} (the /24 of $POD_IP)", t.kind()),
+        }
+    };
+    transformers.iter().map(describe).collect::<Vec<_>>().join(", then ")
 }
 
 /// `FILE:LINE:COL: MESSAGE` for a message that starts with the key path it
