@@ -225,6 +225,15 @@ fn daemonset_by_subnet_sends_to_the_pod_on_the_endpoints_node_and_follows_it() {
         // The client name carries linkerd's transformer prefix.
         let client = "client/%/io.l5d.k8s.daemonset/linkerd/incoming/l5d/#/io.l5d.k8s/prod/http/web/requests";
         assert!(corelink.metric_ending(client) >= 20.0, "{io}");
+        // linkerd's delegator shows the transformation.
+        let rsp = client::get(corelink.admin, "/delegator.json?path=/svc/web", "admin").unwrap();
+        let body = String::from_utf8_lossy(&rsp.body);
+        assert!(
+            body.contains("\"type\":\"transformation\",\"path\":\"/#/io.l5d.k8s/prod/http/web\"")
+                && body.contains("\"name\":\"io.l5d.k8s.daemonset\"")
+                && body.contains("\"id\":\"/%/io.l5d.k8s.daemonset/linkerd/incoming/l5d/#/io.l5d.k8s/prod/http/web\""),
+            "{io}: {body}"
+        );
 
         // Endpoints on both nodes: both DaemonSet pods, each once.
         web(&api, app_port, &[on("127.0.1.10", "a"), on("127.0.1.11", "a"), on("127.0.2.10", "b")]);
@@ -363,7 +372,9 @@ fn check_accepts_linkerds_keys_and_points_at_wrong_ones() {
     let (ok, _, stderr, path) = check("good.yaml", good, &[]);
     assert!(!ok);
     assert!(
-        stderr.contains(&format!("{path}:4:5: namers[0].transformers[0]: io.l5d.k8s.localnode needs the environment variable POD_IP")),
+        stderr.contains(&format!(
+            "{path}:4:5: namers[0].transformers[0]: io.l5d.k8s.localnode needs the environment variable POD_IP"
+        )),
         "{stderr}"
     );
     let wrong = good.replace("      k8sPort: 8001\n", "      port_: 8001\n");

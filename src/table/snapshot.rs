@@ -241,15 +241,42 @@ impl RoutingSnapshot {
     }
 
     /// Explains how `path` delegates on `router` (linkerd's delegator): every
-    /// rewrite step and the resulting bound tree.
+    /// rewrite step and the resulting bound tree, with the transformers as
+    /// linkerd shows them (a namer's in the bound id, the interpreter's as
+    /// `transformation` steps).
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
         let namers = SnapshotNamers(&self.namers);
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
-        match local {
+        let delegation = match local {
             Some(local) => delegator.with_local(local).delegate(path),
             None => delegator.delegate(path),
+        };
+        let prefixed = |t: &Transformer, b: &BoundName| -> BoundName {
+            match Path::parse(&t.prefix) {
+                Ok(prefix) => BoundName::new(prefix.concat(&b.id), b.residual.clone()),
+                Err(_) => b.clone(),
+            }
+        };
+        delegation.transformed(&|b: &BoundName| {
+            let namer = self.namer_of(&b.id).map_or(&[][..], |n| &n.transformers[..]);
+            let named = namer.iter().fold(b.clone(), |b, t| prefixed(t, &b));
+            let mut steps = Vec::with_capacity(routes.transformers.len());
+            let mut current = named.clone();
+            for t in &routes.transformers {
+                current = prefixed(t, &current);
+                steps.push((t.name.to_string(), current.clone()));
+            }
+            (named, steps)
+        })
+    }
+
+    /// The namer that bound `id` (`/$/inet` names have none).
+    fn namer_of(&self, id: &Path) -> Option<&ConfiguredNamer> {
+        if id.segment(0) != Some(b"#") {
+            return None;
         }
+        self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix))
     }
 
     /// The index of the router with this label.
@@ -585,5 +612,18 @@ mod tests {
         // The DaemonSet's API server not listed yet: no addresses, saying why.
         let snapshot = transformer_snapshot(ClusterView::default(), ds, env(None, None)).unwrap();
         assert!(matches!(endpoints_of(&snapshot, "/svc/serviceb"), Endpoints::Unavailable(_)));
+    }
+
+    #[test]
+    fn delegate_shows_transformers_as_linkerd() {
+        let text = "namers:\n- kind: io.l5d.fs\n  rootDir: /nonexistent\n  transformers:\n  - {kind: io.l5d.port, port: 4141}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs | /$/inet/127.0.0.1/1;\n  interpreter:\n    transformers:\n    - {kind: io.l5d.port, port: 4142, prefix: /p}\n  servers: [{port: 1}]\n";
+        let c = Config::parse(text, "t").unwrap();
+        let snapshot = crate::server::control::compile(&c, 1).unwrap();
+        let d = snapshot.delegate(0, &Path::parse("/svc/b").unwrap(), None);
+        let shown = d.render_text();
+        // The inet name falls back (the fs directory has no `b`): only the
+        // router's transformer applies to it.
+        assert!(shown.contains("/$/inet/127.0.0.1/1/b [/svc=>/#/io.l5d.fs | /$/inet/127.0.0.1/1] -> bound /$/inet/127.0.0.1/1 -> transformed by io.l5d.port"), "{shown}");
+        assert!(shown.contains("=> /%/p/$/inet/127.0.0.1/1 (residual /b)"), "{shown}");
     }
 }

@@ -20,6 +20,8 @@ use crate::namer::NamerInputs;
 /// One transformer, ready to apply.
 #[derive(Debug, Clone)]
 pub struct Transformer {
+    /// Its `kind` (`io.l5d.k8s.daemonset`), as `corelink delegate` shows it.
+    pub name: &'static str,
     /// What goes in front of the client name (`/%/...`).
     pub prefix: String,
     kind: Kind,
@@ -53,7 +55,7 @@ impl Transformer {
                 (format!("{prefix}/{}", local.segment()), Kind::LocalNode(local))
             }
         };
-        Ok(Transformer { prefix, kind })
+        Ok(Transformer { name: config.kind(), prefix, kind })
     }
 
     /// The transformed addresses, or why there are none to know.
