@@ -26,6 +26,7 @@ use naming::Dtab;
 use config::{Config, NamerConfig};
 
 pub use fs::{FsState, WeightedAddr};
+pub use k8s::transform::LocalNodeEnv;
 pub use k8s::{ClusterView, ConfigMapDtabs, K8sViews};
 
 /// One configured namer's state.
@@ -58,17 +59,22 @@ pub struct NamerInputs {
     /// The configMap interpreters' dtabs, as their watches last read them
     /// (an interpreter missing here has not been read yet).
     pub config_maps: ConfigMapDtabs,
+    /// What every watched API server knew (the namers' views above, and the
+    /// `io.l5d.k8s.daemonset` transformers').
+    pub k8s: K8sViews,
+    /// `POD_IP` and `NODE_NAME`, for `io.l5d.k8s.localnode`.
+    pub local_node: LocalNodeEnv,
 }
 
 impl NamerInputs {
     /// Reads every namer directory, takes the k8s namers' state from `k8s`
     /// (what the control thread's watches know; a namer whose API server is
     /// not in it is not yet known), keeps `previous`'s ConfigMap dtabs (see
-    /// [`NamerInputs::set_config_maps`]) and resolves every host name the
-    /// config, the namers and those dtabs mention. Blocking: call it off the
-    /// data path.
+    /// [`NamerInputs::set_config_maps`]), reads the environment variables of
+    /// `io.l5d.k8s.localnode` and resolves every host name the config, the
+    /// namers and those dtabs mention. Blocking: call it off the data path.
     pub fn load(config: &Config, previous: Option<&NamerInputs>, k8s: &K8sViews) -> NamerInputs {
-        let mut inputs = NamerInputs::default();
+        let mut inputs = NamerInputs { k8s: k8s.clone(), local_node: LocalNodeEnv::from_env(), ..Default::default() };
         if let Some(previous) = previous {
             inputs.config_maps = previous.config_maps.clone();
         }
@@ -130,6 +136,7 @@ impl NamerInputs {
 
     /// Takes the k8s namers' state from `k8s` again, leaving the rest.
     pub fn set_k8s(&mut self, config: &Config, k8s: &K8sViews) {
+        self.k8s = k8s.clone();
         for (namer, state) in config.namers.iter().zip(&mut self.namers) {
             if let NamerConfig::K8s(k) = namer {
                 *state = NamerState::K8s(k8s.get(&k.api).cloned().unwrap_or_default());

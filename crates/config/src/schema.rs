@@ -229,6 +229,20 @@ pub(crate) const INTERPRETER_CONFIG_MAP: &[KeySpec] = &[
 ];
 pub(crate) const TRANSFORMER_PORT: &[KeySpec] = &[ok("kind"), ok("prefix"), ok("port")];
 pub(crate) const TRANSFORMER_LOCALHOST: &[KeySpec] = &[ok("kind"), ok("prefix")];
+pub(crate) const TRANSFORMER_DAEMONSET: &[KeySpec] = &[
+    ok("kind"),
+    ok("prefix"),
+    ok("namespace"),
+    ok("service"),
+    ok("port"),
+    ok("k8sHost"),
+    ok("k8sPort"),
+    ok("hostNetwork"),
+    ok("inCluster"),
+    ok("tokenPath"),
+    ok("caCertPath"),
+];
+pub(crate) const TRANSFORMER_LOCALNODE: &[KeySpec] = &[ok("kind"), ok("prefix"), ok("hostNetwork")];
 
 pub(crate) const NAMER_FS: &[KeySpec] = &[
     ok("kind"),
@@ -312,6 +326,8 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("interpreter io.l5d.k8s.configMap", INTERPRETER_CONFIG_MAP),
     ("transformer io.l5d.port", TRANSFORMER_PORT),
     ("transformer io.l5d.localhost", TRANSFORMER_LOCALHOST),
+    ("transformer io.l5d.k8s.daemonset", TRANSFORMER_DAEMONSET),
+    ("transformer io.l5d.k8s.localnode", TRANSFORMER_LOCALNODE),
     ("namer io.l5d.fs", NAMER_FS),
     ("namer io.l5d.k8s", NAMER_K8S),
     ("identifier io.l5d.header.token", IDENTIFIER_HEADER_TOKEN),
@@ -1409,6 +1425,8 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
     enum K {
         Port,
         Localhost,
+        DaemonSet,
+        LocalNode,
     }
     let mut out = Vec::new();
     for (path, v) in o.seq(ctx, "transformers")? {
@@ -1421,8 +1439,8 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
                 ("io.l5d.port", Kind::Ok(K::Port)),
                 ("io.l5d.localhost", Kind::Ok(K::Localhost)),
                 ("io.l5d.specificHost", Kind::Rejected(UNSUPPORTED)),
-                ("io.l5d.k8s.daemonset", Kind::Rejected(UNSUPPORTED)),
-                ("io.l5d.k8s.localnode", Kind::Rejected(UNSUPPORTED)),
+                ("io.l5d.k8s.daemonset", Kind::Ok(K::DaemonSet)),
+                ("io.l5d.k8s.localnode", Kind::Ok(K::LocalNode)),
                 ("io.l5d.replace", Kind::Rejected(UNSUPPORTED)),
                 ("io.l5d.const", Kind::Rejected(UNSUPPORTED)),
             ],
@@ -1440,9 +1458,102 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
                 t.check(ctx, &[TRANSFORMER_LOCALHOST])?;
                 TransformerConfig::Localhost { prefix: t.path_str(ctx, "prefix")? }
             }
+            K::DaemonSet => {
+                t.check(ctx, &[TRANSFORMER_DAEMONSET])?;
+                TransformerConfig::DaemonSet(daemonset_transformer(ctx, &t)?)
+            }
+            K::LocalNode => {
+                t.check(ctx, &[TRANSFORMER_LOCALNODE])?;
+                TransformerConfig::LocalNode {
+                    host_network: t.bool(ctx, "hostNetwork")?.unwrap_or(false),
+                    prefix: t.path_str(ctx, "prefix")?,
+                }
+            }
         });
     }
     Ok(out)
+}
+
+/// `io.l5d.k8s.daemonset`: linkerd's `namespace`, `service`, `port`
+/// (required), `k8sHost` (`localhost`), `k8sPort` (8001), `hostNetwork`
+/// (false), plus corelink's `inCluster` (with `tokenPath`, `caCertPath`) as
+/// on the `io.l5d.k8s` namer.
+fn daemonset_transformer(ctx: &Ctx, t: &Obj) -> Result<DaemonSetTransformerConfig> {
+    // Each is a path segment: of the DaemonSet's namer path and of linkerd's
+    // default prefix `/io.l5d.k8s.daemonset/<namespace>/<port>/<service>`.
+    let segment = |key: &str| -> Result<String> {
+        let v = t.require(ctx, key)?;
+        let text = v.str(ctx, &t.path(key))?;
+        match naming::Path::parse(&format!("/{text}")) {
+            Ok(p) if p.len() == 1 => Ok(text),
+            _ => Err(ctx.invalid(v.mark, &t.path(key), format!("{text:?} is not a single path segment"))),
+        }
+    };
+    let namespace = segment("namespace")?;
+    let service = segment("service")?;
+    let port = segment("port")?;
+    let in_cluster = t.bool(ctx, "inCluster")?.unwrap_or(false);
+    let api = if in_cluster {
+        for key in ["k8sHost", "k8sPort"] {
+            if t.has(key) {
+                return Err(ctx.invalid(
+                    t.key_mark(key),
+                    &t.path(key),
+                    "with inCluster: true the API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; remove this key (or inCluster to use a kubectl proxy)",
+                ));
+            }
+        }
+        let file = |key: &str, name: &str| -> Result<String> {
+            match t.get(key) {
+                None => Ok(format!("{SERVICE_ACCOUNT_DIR}/{name}")),
+                Some(v) => {
+                    let text = v.str(ctx, &t.path(key))?;
+                    if text.is_empty() {
+                        return Err(ctx.invalid(v.mark, &t.path(key), "an empty file name"));
+                    }
+                    Ok(text)
+                }
+            }
+        };
+        K8sApiConfig::InCluster { token_path: file("tokenPath", "token")?, ca_cert_path: file("caCertPath", "ca.crt")? }
+    } else {
+        for key in ["tokenPath", "caCertPath"] {
+            if t.has(key) {
+                return Err(ctx.invalid(
+                    t.key_mark(key),
+                    &t.path(key),
+                    "only used with inCluster: true (k8sHost and k8sPort name a kubectl proxy, reached without credentials)",
+                ));
+            }
+        }
+        let host = match t.get("k8sHost") {
+            None => DEFAULT_K8S_HOST.to_string(),
+            Some(v) => {
+                let text = v.str(ctx, &t.path("k8sHost"))?;
+                if text.is_empty() || text.contains(['/', ' ']) {
+                    return Err(ctx.invalid(
+                        v.mark,
+                        &t.path("k8sHost"),
+                        format!("{text:?} is not a host name or address"),
+                    ));
+                }
+                text
+            }
+        };
+        let port = match t.get("k8sPort") {
+            None => DEFAULT_K8S_PORT,
+            Some(v) => v.int(ctx, &t.path("k8sPort"), 1, i64::from(u16::MAX))?,
+        };
+        K8sApiConfig::Proxy { host, port }
+    };
+    Ok(DaemonSetTransformerConfig {
+        namespace,
+        service,
+        port,
+        api,
+        host_network: t.bool(ctx, "hostNetwork")?.unwrap_or(false),
+        prefix: t.path_str(ctx, "prefix")?,
+    })
 }
 
 fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {

@@ -11,18 +11,22 @@
 //! - `client`: kube's client for a `kubectl proxy` or in-cluster access.
 //! - `configmap`: the `io.l5d.k8s.configMap` interpreter's dtab, from one
 //!   watched ConfigMap ([`ConfigMapDtabs`]).
+//! - `transform`: the `io.l5d.k8s.daemonset` and `io.l5d.k8s.localnode`
+//!   transformers' rules over resolved endpoints. Pure.
 //!
 //! [`Watchers`] runs the watches on a tokio current-thread runtime the
 //! control thread owns and drives while it waits between polls: one
 //! [`ClusterStore`] and one watch per resource for each distinct API server
-//! (namers with the same `host`/`port`, or all in-cluster ones, share them;
-//! the k8s transformers are meant to add their resources to the same store),
+//! (namers with the same `host`/`port`, or all in-cluster ones, share them,
+//! and so do `io.l5d.k8s.daemonset` transformers with the same
+//! `k8sHost`/`k8sPort`: they read the same Services and EndpointSlices),
 //! and one watch of one ConfigMap per distinct configMap interpreter.
 
 pub mod client;
 pub mod configmap;
 pub mod resolve;
 pub mod state;
+pub mod transform;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -30,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use config::{Config, ConfigMapInterpreterConfig, K8sApiConfig, NamerConfig};
+use config::{Config, ConfigMapInterpreterConfig, K8sApiConfig, NamerConfig, TransformerConfig};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -104,9 +108,10 @@ impl Watchers {
         })
     }
 
-    /// Starts watching the API servers the k8s namers of `configs` name, and
-    /// the ConfigMaps their configMap interpreters name, and stops watching
-    /// those none of them names. Returns whether the set changed.
+    /// Starts watching the API servers the k8s namers (and daemonset
+    /// transformers) of `configs` name, and the ConfigMaps their configMap
+    /// interpreters name, and stops watching those none of them names.
+    /// Returns whether the set changed.
     pub fn reconcile(&mut self, configs: &[&Config]) -> bool {
         let config_maps_changed = self.reconcile_config_maps(configs);
         let wanted: Vec<K8sApiConfig> = configs
@@ -116,6 +121,7 @@ impl Watchers {
                 NamerConfig::K8s(k) => Some(k.api.clone()),
                 NamerConfig::Fs { .. } => None,
             })
+            .chain(configs.iter().flat_map(|c| transformer_apis(c)))
             .collect();
         let before = self.apis.len();
         self.apis.retain(|api, _| wanted.contains(api));
@@ -264,6 +270,14 @@ impl Watchers {
             self.park(deadline.min(Instant::now() + Duration::from_millis(20)), Instant::now());
         }
     }
+}
+
+/// The API servers the `io.l5d.k8s.daemonset` transformers of `config` read
+/// (on namers and in routers' interpreters).
+pub fn transformer_apis(config: &Config) -> impl Iterator<Item = K8sApiConfig> + '_ {
+    let namers = config.namers.iter().flat_map(|n| n.transformers());
+    let routers = config.routers.iter().flat_map(|r| &r.interpreter.transformers);
+    namers.chain(routers).filter_map(TransformerConfig::k8s_api).cloned()
 }
 
 /// Builds the client, retrying (with a log line every 30 s) while it cannot
