@@ -2,7 +2,9 @@
 //! It runs on its own thread with its own small event loop, off the data path:
 //! the dashboard at `/`, `/admin/ping`, `/admin/ready`, `/config.json`,
 //! `/delegator.json`, metrics (`/admin/metrics.json`, Prometheus at
-//! `/admin/metrics/prometheus` and `/metrics`) and `POST /admin/shutdown`.
+//! `/admin/metrics/prometheus` and `/metrics`), linkerd's
+//! `/<router>/interpreter_state/io.l5d.k8s.configmap.json` and
+//! `POST /admin/shutdown`.
 
 mod control_stats;
 
@@ -152,18 +154,23 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
         state.shutdown.notify_one();
         return plain(200, "shutting down");
     }
-    let known = matches!(
-        path,
-        "/" | "/admin/ping"
-            | "/admin/ready"
-            | "/delegator.json"
-            | "/config.json"
-            | "/admin/metrics.json"
-            | "/admin/metrics/prometheus"
-            | "/metrics"
-    );
+    let config_map_state = path.strip_suffix(CONFIG_MAP_STATE).and_then(|p| p.strip_prefix('/'));
+    let known = config_map_state.is_some()
+        || matches!(
+            path,
+            "/" | "/admin/ping"
+                | "/admin/ready"
+                | "/delegator.json"
+                | "/config.json"
+                | "/admin/metrics.json"
+                | "/admin/metrics/prometheus"
+                | "/metrics"
+        );
     if known && !matches!(method, Method::Get | Method::Head) {
         return plain(405, "method not allowed");
+    }
+    if let Some(label) = config_map_state {
+        return config_map_state_json(&url_decode(label), state);
     }
     match path {
         "/" => ok("text/html; charset=utf-8", DASHBOARD),
@@ -275,7 +282,73 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
             ),
         ]);
     }
+    for c in state.control.k8s_config_maps() {
+        let labelled = |name, kind, help, value| {
+            let mut m = ProcessMetric::new(name, kind, help, value);
+            m.labels = vec![("api", c.watch.api.clone()), ("configmap", c.config_map.clone()), ("key", c.key.clone())];
+            m
+        };
+        out.extend([
+            labelled(
+                "interpreter/io.l5d.k8s.configMap/refused",
+                ProcessKind::Counter,
+                "ConfigMap dtabs refused because they do not parse (the previous dtab kept serving)",
+                count(&c.refused),
+            ),
+            labelled(
+                "interpreter/io.l5d.k8s.configMap/updates",
+                ProcessKind::Counter,
+                "ConfigMap dtabs applied (an empty one for a missing ConfigMap or key included)",
+                count(&c.updates),
+            ),
+            labelled(
+                "interpreter/io.l5d.k8s.configMap/dentries",
+                ProcessKind::Gauge,
+                "entries in the ConfigMap dtab in effect",
+                c.dentries.load(Ordering::Relaxed),
+            ),
+        ]);
+    }
     out
+}
+
+/// linkerd's interpreter state page, under `/<router label>`.
+const CONFIG_MAP_STATE: &str = "/interpreter_state/io.l5d.k8s.configmap.json";
+
+/// `/<label>/interpreter_state/io.l5d.k8s.configmap.json`, as linkerd's
+/// configMap interpreter serves it (`state.value`: the ConfigMap's dtab in
+/// effect), with what corelink adds: why it is what it is, the last refused
+/// text's error, the router's own dtab and the dtab in effect (the
+/// ConfigMap's, then the router's).
+fn config_map_state_json(label: &str, state: &AdminState) -> Vec<u8> {
+    use crate::namer::k8s::configmap::Source;
+    let Some(snapshot) = state.snapshot.get().map(|s| s.load_full()) else {
+        return plain(503, "routing not ready");
+    };
+    let Some(index) = snapshot.router_index(label) else {
+        return plain(404, &format!("no router labelled {label:?}"));
+    };
+    let routes = &snapshot.routers[index];
+    let (Some(current), Some(config)) =
+        (&routes.config_map_dtab, snapshot.config.routers.get(index).and_then(|r| r.interpreter.config_map.as_ref()))
+    else {
+        return plain(404, &format!("router {label:?} has no io.l5d.k8s.configMap interpreter"));
+    };
+    let source = match current.source {
+        Source::Pending => "pending",
+        Source::NoConfigMap => "noConfigMap",
+        Source::NoKey => "noKey",
+        Source::Key => "key",
+    };
+    let router_dtab = snapshot.config.routers.get(index).map(|r| r.dtab.as_str()).unwrap_or_default();
+    let router_dtab = naming::Dtab::parse(router_dtab).map(|d| d.show()).unwrap_or_default();
+    let body = serde_json::json!({
+        "state": {"value": current.dtab.show(), "source": source, "refused": current.refused},
+        "configMap": {"namespace": config.namespace, "name": config.name, "key": config.filename, "api": config.api.describe()},
+        "routerDtab": router_dtab,
+        "dtab": routes.dtab.show(),
+    });
+    json(&body.to_string())
 }
 
 /// linkerd's `/delegator.json?path=/svc/x[&dtab=…][&router=label]`: the

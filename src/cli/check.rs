@@ -18,8 +18,14 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
     if cert_errors > 0 {
         anyhow::bail!("{origin}: {cert_errors} certificate error(s)");
     }
-    crate::server::control::compile(&config, 0)
-        .map_err(|e| anyhow::anyhow!("{}", with_position(&origin, &text, &e)))?;
+    let (compiled, unset) = compile_here(&config);
+    for (key, var) in unset {
+        let at = config::locate(&text, &key).map_or(String::new(), |mark| format!("{mark}:"));
+        eprintln!(
+            "{origin}:{at} warning: {key}: io.l5d.k8s.localnode reads {var} when corelink starts, and it is not set here: checked with a stand-in; `corelink run` refuses to start without it"
+        );
+    }
+    compiled.map_err(|e| anyhow::anyhow!("{}", with_position(&origin, &text, &e)))?;
     println!("{}: ok", path.display());
     println!("admin: {}", config.admin.addr());
     for router in &config.routers {
@@ -45,9 +51,11 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
         }
         let ids: Vec<String> = router.identifiers().iter().map(|i| i.describe()).collect();
         println!("  identifier: {}", ids.join(", then "));
-        let transformers: Vec<&str> = router.interpreter.transformers.iter().map(|t| t.kind()).collect();
-        if !transformers.is_empty() {
-            println!("  transformers: {}", transformers.join(", "));
+        if let Some(c) = &router.interpreter.config_map {
+            println!("  interpreter: io.l5d.k8s.configMap: the dtab of {} goes in front of this dtab", c.describe());
+        }
+        if !router.interpreter.transformers.is_empty() {
+            println!("  transformers: {}", describe_transformers(&router.interpreter.transformers));
         }
         println!("  dstPrefix: {}", router.dst_prefix);
         println!("  dtab: {}", router.dtab.split_whitespace().collect::<Vec<_>>().join(" "));
@@ -66,10 +74,71 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
                 )
             }
         }
+        if !namer.transformers().is_empty() {
+            println!("  transformers: {}", describe_transformers(namer.transformers()));
+        }
     }
     let workers = config.corelink.workers.map_or("one per core".to_string(), |n| n.to_string());
     println!("workers: {workers}; io: {:?}", config.corelink.io);
     Ok(())
+}
+
+/// Compiles `config` as `corelink run` would, except that the environment
+/// variables `io.l5d.k8s.localnode` needs at start-up (`POD_IP`,
+/// `NODE_NAME`) get a stand-in when unset: `check` usually runs outside the
+/// pod. Returns the transformers (key paths) that needed one, with the
+/// variable.
+fn compile_here(config: &Config) -> (Result<crate::table::RoutingSnapshot, String>, Vec<(String, &'static str)>) {
+    use config::TransformerConfig as T;
+    let mut namers = crate::namer::NamerInputs::load(config, None, &Default::default());
+    let lists = config.namers.iter().enumerate().map(|(i, n)| (format!("namers[{i}]"), n.transformers())).chain(
+        config
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routers[{i}].interpreter"), &r.interpreter.transformers[..])),
+    );
+    let env = &mut namers.local_node;
+    let mut unset = Vec::new();
+    for (at, list) in lists {
+        for (j, t) in list.iter().enumerate() {
+            let var = match t {
+                T::LocalNode { host_network: false, .. } if env.pod_ip.is_none() => "POD_IP",
+                T::LocalNode { host_network: true, .. } if env.node_name.is_none() => "NODE_NAME",
+                _ => continue,
+            };
+            unset.push((format!("{at}.transformers[{j}]"), var));
+        }
+    }
+    // Stand-ins (TEST-NET-1; any name): only what the transformers' client
+    // name prefixes show, in this compile only.
+    env.pod_ip.get_or_insert_with(|| "192.0.2.1".into());
+    env.node_name.get_or_insert_with(|| "node".into());
+    let inputs = crate::server::control::load_inputs(config, &namers);
+    (crate::table::RoutingSnapshot::compile_with(config, &inputs, 0), unset)
+}
+
+/// The transformers of a list, in order, each with what it does.
+fn describe_transformers(transformers: &[config::TransformerConfig]) -> String {
+    use config::TransformerConfig as T;
+    let describe = |t: &T| -> String {
+        match t {
+            T::Port { port, .. } => format!("{} (port {port})", t.kind()),
+            T::Localhost { .. } => t.kind().to_string(),
+            T::DaemonSet(d) => format!(
+                "{} (the pod of {}/{} port {} on the same {}, from {})",
+                t.kind(),
+                d.namespace,
+                d.service,
+                d.port,
+                if d.host_network { "node" } else { "/24" },
+                d.api.describe()
+            ),
+            T::LocalNode { host_network: true, .. } => format!("{} (nodeName = $NODE_NAME)", t.kind()),
+            T::LocalNode { host_network: false, .. } => format!("{} (the /24 of $POD_IP)", t.kind()),
+        }
+    };
+    transformers.iter().map(describe).collect::<Vec<_>>().join(", then ")
 }
 
 /// `FILE:LINE:COL: MESSAGE` for a message that starts with the key path it
@@ -227,7 +296,7 @@ mod tests {
                 .replace("- certificates/", &format!("- {}/certificates/", dir.display()))
                 .replace("rootDir: disco", &format!("rootDir: {}/disco", dir.display()));
             let config = Config::parse(&text, &name).unwrap();
-            crate::server::control::compile(&config, 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+            super::compile_here(&config).0.unwrap_or_else(|e| panic!("{name}: {e}"));
             seen += 1;
         }
         assert!(seen >= 6, "only {seen} examples");

@@ -1,5 +1,8 @@
 //! `corelink delegate`: how a path delegates, each rewrite step then the
-//! bound name tree, as linkerd's delegator shows it.
+//! bound name tree, as linkerd's delegator shows it. It contacts no
+//! Kubernetes API server: k8s names show as not yet listed, and a configMap
+//! interpreter's dtab is left out (said on stderr; `/delegator.json` on a
+//! running corelink uses it).
 
 use std::path::PathBuf;
 
@@ -24,6 +27,15 @@ pub fn delegate(
                 }
                 None => 0,
             };
+            if let Some((router, c)) =
+                config.routers.get(index).and_then(|r| Some((r, r.interpreter.config_map.as_ref()?)))
+            {
+                eprintln!(
+                    "note: router {}'s interpreter io.l5d.k8s.configMap puts the dtab of {} in front of the router's; `corelink delegate` does not contact the API server, so only the router's own dtab is used here (a running corelink's /delegator.json uses both)",
+                    router.label(),
+                    c.describe()
+                );
+            }
             snapshot.delegate(index, &path, extra.as_ref())
         }
         None => {

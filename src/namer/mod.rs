@@ -26,7 +26,8 @@ use naming::Dtab;
 use config::{Config, NamerConfig};
 
 pub use fs::{FsState, WeightedAddr};
-pub use k8s::{ClusterView, K8sViews};
+pub use k8s::transform::LocalNodeEnv;
+pub use k8s::{ClusterView, ConfigMapDtabs, K8sViews};
 
 /// One configured namer's state.
 #[derive(Clone, Debug)]
@@ -55,15 +56,28 @@ pub struct NamerInputs {
     pub namers: Vec<NamerState>,
     /// Host names seen in dtabs and namer files, resolved.
     pub dns: HashMap<String, Vec<IpAddr>>,
+    /// The configMap interpreters' dtabs, as their watches last read them
+    /// (an interpreter missing here has not been read yet).
+    pub config_maps: ConfigMapDtabs,
+    /// What every watched API server knew (the namers' views above, and the
+    /// `io.l5d.k8s.daemonset` transformers').
+    pub k8s: K8sViews,
+    /// `POD_IP` and `NODE_NAME`, for `io.l5d.k8s.localnode`.
+    pub local_node: LocalNodeEnv,
 }
 
 impl NamerInputs {
     /// Reads every namer directory, takes the k8s namers' state from `k8s`
     /// (what the control thread's watches know; a namer whose API server is
-    /// not in it is not yet known) and resolves every host name the config
-    /// and the namers mention. Blocking: call it off the data path.
+    /// not in it is not yet known), keeps `previous`'s ConfigMap dtabs (see
+    /// [`NamerInputs::set_config_maps`]), reads the environment variables of
+    /// `io.l5d.k8s.localnode` and resolves every host name the config, the
+    /// namers and those dtabs mention. Blocking: call it off the data path.
     pub fn load(config: &Config, previous: Option<&NamerInputs>, k8s: &K8sViews) -> NamerInputs {
-        let mut inputs = NamerInputs::default();
+        let mut inputs = NamerInputs { k8s: k8s.clone(), local_node: LocalNodeEnv::from_env(), ..Default::default() };
+        if let Some(previous) = previous {
+            inputs.config_maps = previous.config_maps.clone();
+        }
         for namer in &config.namers {
             let state = match namer {
                 NamerConfig::Fs { root_dir, .. } => {
@@ -93,8 +107,23 @@ impl NamerInputs {
                 names.extend(addrs.iter().filter(|a| a.host.parse::<IpAddr>().is_err()).map(|a| a.host.clone()));
             }
         }
+        names.extend(config_map_hosts(&inputs.config_maps));
         inputs.dns = inet::resolve(names, previous.map(|p| &p.dns));
         inputs
+    }
+
+    /// Takes the configMap interpreters' dtabs (from the control thread's
+    /// watches), resolving the host names they mention that were not
+    /// resolved yet (the periodic refresh resolves them again with the rest).
+    /// Blocking: call it off the data path.
+    pub fn set_config_maps(&mut self, config_maps: ConfigMapDtabs) {
+        let new: Vec<String> =
+            config_map_hosts(&config_maps).into_iter().filter(|h| !self.dns.contains_key(h)).collect();
+        if !new.is_empty() {
+            let resolved = inet::resolve(new, None);
+            self.dns.extend(resolved);
+        }
+        self.config_maps = config_maps;
     }
 
     /// The fs namers' states, in config order.
@@ -107,6 +136,7 @@ impl NamerInputs {
 
     /// Takes the k8s namers' state from `k8s` again, leaving the rest.
     pub fn set_k8s(&mut self, config: &Config, k8s: &K8sViews) {
+        self.k8s = k8s.clone();
         for (namer, state) in config.namers.iter().zip(&mut self.namers) {
             if let NamerConfig::K8s(k) = namer {
                 *state = NamerState::K8s(k8s.get(&k.api).cloned().unwrap_or_default());
@@ -118,4 +148,15 @@ impl NamerInputs {
     pub fn files_or_dns_differ(&self, other: &NamerInputs) -> bool {
         !self.fs().eq(other.fs()) || self.dns != other.dns
     }
+}
+
+/// The `/$/inet` host names the configMap interpreters' dtabs mention.
+fn config_map_hosts(config_maps: &ConfigMapDtabs) -> Vec<String> {
+    let mut names = Vec::new();
+    for d in config_maps.values() {
+        for dentry in d.dtab.dentries() {
+            inet::collect_inet_hosts(&dentry.dst, &mut names);
+        }
+    }
+    names
 }

@@ -100,8 +100,9 @@ impl Control {
             self.k8s.park(next_poll, self.last_k8s_publish + K8S_MIN_INTERVAL);
             if self.k8s.take_changed() {
                 self.inputs.set_k8s(&self.config, &self.k8s.views());
+                self.inputs.set_config_maps(self.k8s.config_map_dtabs());
                 self.last_k8s_publish = std::time::Instant::now();
-                if self.publish("Kubernetes endpoints changed") {
+                if self.publish("Kubernetes objects changed") {
                     self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -230,7 +231,8 @@ impl Control {
         if self.k8s.reconcile(&[&self.config, &config]) {
             self.stats.set_k8s_watches(self.k8s.stats());
         }
-        let inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views());
+        let mut inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views());
+        inputs.set_config_maps(self.k8s.config_map_dtabs());
         let snapshot = match RoutingSnapshot::compile_with(&config, &load_inputs(&config, &inputs), self.generation + 1)
         {
             Ok(s) => s,

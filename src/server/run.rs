@@ -70,7 +70,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
     // Namer directories and DNS are read once here (the control thread keeps
     // these inputs and refreshes them); access logs and TLS are loaded too.
-    let inputs = NamerInputs::load(&config, None, &k8s.views());
+    let mut inputs = NamerInputs::load(&config, None, &k8s.views());
+    inputs.set_config_maps(k8s.config_map_dtabs());
     k8s.take_changed();
     let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
         .map_err(RunError::Routing)?;

@@ -13,6 +13,9 @@
 //!   ([`Route`]s), keyed by the snapshot's generation. No lock anywhere.
 //! * `settings` — [`ServerSettings`]: one server's limits, timeouts, TLS
 //!   and access log, compiled into the snapshot and copied per core.
+//! * `transform` — [`Transformer`]: linkerd's transformers (`io.l5d.port`,
+//!   `io.l5d.localhost`, `io.l5d.k8s.daemonset`, `io.l5d.k8s.localnode`),
+//!   compiled into the snapshot and applied to bound addresses.
 //! * `error` — [`RouteError`]: why a request has no route; `proxy` answers
 //!   each as linkerd does.
 
@@ -21,6 +24,7 @@ mod error;
 mod identifier;
 mod settings;
 mod snapshot;
+mod transform;
 
 pub use crate::namer::NamerInputs;
 pub use cache::{Route, RouteTable, RouteTls};
@@ -30,3 +34,4 @@ pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
 pub use snapshot::{
     ConfiguredNamer, Endpoints, NamerKind, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs,
 };
+pub use transform::{Target, Transformer};

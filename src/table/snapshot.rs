@@ -14,7 +14,8 @@ use arc_swap::ArcSwap;
 use naming::{BoundName, Delegator, Dtab, NameTree, Namers, Path};
 
 use super::settings::ServerSettings;
-use crate::namer::k8s::{resolve, ClusterView, Resolution};
+use super::transform::{Target, Transformer};
+use crate::namer::k8s::{resolve, ClusterView, ConfigMapDtab, Resolution};
 use crate::namer::{FsState, NamerInputs, NamerState};
 use crate::telemetry::access_log::AccessLog;
 use crate::tls::{ClientTlsPolicy, ServerTls};
@@ -26,9 +27,15 @@ pub struct RouterRoutes {
     pub label: String,
     pub dst_prefix: Path,
     pub identifiers: Identifiers,
+    /// The dtab names are delegated through: the router's `dtab`, behind
+    /// the configMap interpreter's (see [`effective_dtab`]).
     pub dtab: Dtab,
-    /// The interpreter's transformers, applied to every bound address set.
-    pub transformers: Vec<TransformerConfig>,
+    /// With `interpreter: io.l5d.k8s.configMap`: its ConfigMap's dtab, as
+    /// read when the snapshot was compiled (part of `dtab`).
+    pub config_map_dtab: Option<Arc<ConfigMapDtab>>,
+    /// The interpreter's transformers, applied to every bound address set
+    /// (after the namer's).
+    pub transformers: Vec<Transformer>,
     /// Honour `l5d-dtab` per-request overrides.
     pub dtab_headers: bool,
     /// Offer un-prefixed namer paths (`/io.l5d.fs/x`) to the namers.
@@ -49,7 +56,8 @@ pub struct RouterRoutes {
 pub struct ConfiguredNamer {
     pub prefix: Path,
     pub kind: NamerKind,
-    pub transformers: Vec<TransformerConfig>,
+    /// Applied to the names it binds, before the router's.
+    pub transformers: Vec<Transformer>,
 }
 
 pub enum NamerKind {
@@ -159,6 +167,12 @@ impl RoutingSnapshot {
         let mut servers = Vec::new();
         for (i, r) in config.routers.iter().enumerate() {
             let dtab = Dtab::parse(&r.dtab).map_err(|e| format!("routers[{i}].dtab: {e}"))?;
+            let config_map_dtab = r
+                .interpreter
+                .config_map
+                .as_ref()
+                .map(|c| inputs.namers.config_maps.get(c).cloned().unwrap_or_default());
+            let dtab = effective_dtab(config_map_dtab.as_deref(), dtab);
             let dst_prefix = Path::parse(&r.dst_prefix).map_err(|e| format!("routers[{i}].dstPrefix: {e}"))?;
             let identifiers = Identifiers::from_config(r.identifiers()).map_err(|e| format!("routers[{i}]: {e}"))?;
             let loaded = inputs.routers.get(i).ok_or_else(|| format!("routers[{i}]: inputs not loaded"))?;
@@ -182,7 +196,12 @@ impl RoutingSnapshot {
                 dst_prefix,
                 identifiers,
                 dtab,
-                transformers: r.interpreter.transformers.clone(),
+                config_map_dtab,
+                transformers: compile_transformers(
+                    &r.interpreter.transformers,
+                    &inputs.namers,
+                    &format!("routers[{i}].interpreter"),
+                )?,
                 dtab_headers: r.dtab_headers,
                 legacy_namer_paths: r.legacy_namer_paths,
                 context_headers: r.context_headers,
@@ -207,7 +226,8 @@ impl RoutingSnapshot {
                     api: crate::namer::k8s::api_label(&k.api),
                 },
             };
-            namers.push(ConfiguredNamer { prefix, kind, transformers: namer.transformers().to_vec() });
+            let transformers = compile_transformers(namer.transformers(), &inputs.namers, &format!("namers[{i}]"))?;
+            namers.push(ConfiguredNamer { prefix, kind, transformers });
         }
         Ok(RoutingSnapshot {
             generation,
@@ -233,15 +253,42 @@ impl RoutingSnapshot {
     }
 
     /// Explains how `path` delegates on `router` (linkerd's delegator): every
-    /// rewrite step and the resulting bound tree.
+    /// rewrite step and the resulting bound tree, with the transformers as
+    /// linkerd shows them (a namer's in the bound id, the interpreter's as
+    /// `transformation` steps).
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
         let namers = SnapshotNamers(&self.namers);
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
-        match local {
+        let delegation = match local {
             Some(local) => delegator.with_local(local).delegate(path),
             None => delegator.delegate(path),
+        };
+        let prefixed = |t: &Transformer, b: &BoundName| -> BoundName {
+            match Path::parse(&t.prefix) {
+                Ok(prefix) => BoundName::new(prefix.concat(&b.id), b.residual.clone()),
+                Err(_) => b.clone(),
+            }
+        };
+        delegation.transformed(&|b: &BoundName| {
+            let namer = self.namer_of(&b.id).map_or(&[][..], |n| &n.transformers[..]);
+            let named = namer.iter().fold(b.clone(), |b, t| prefixed(t, &b));
+            let mut steps = Vec::with_capacity(routes.transformers.len());
+            let mut current = named.clone();
+            for t in &routes.transformers {
+                current = prefixed(t, &current);
+                steps.push((t.name.to_string(), current.clone()));
+            }
+            (named, steps)
+        })
+    }
+
+    /// The namer that bound `id` (`/$/inet` names have none).
+    fn namer_of(&self, id: &Path) -> Option<&ConfiguredNamer> {
+        if id.segment(0) != Some(b"#") {
+            return None;
         }
+        self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix))
     }
 
     /// The index of the router with this label.
@@ -264,7 +311,7 @@ impl RoutingSnapshot {
     /// transformers.
     pub fn endpoints(&self, router: usize, bound: &BoundName) -> Endpoints {
         let id = &bound.id;
-        let (mut addrs, namer_transformers): (Vec<(SocketAddr, f64)>, &[TransformerConfig]) = if id.len() == 4
+        let (mut targets, namer_transformers): (Vec<Target>, &[Transformer]) = if id.len() == 4
             && id.segment(0) == Some(b"$")
             && id.segment(1) == Some(b"inet")
         {
@@ -275,7 +322,7 @@ impl RoutingSnapshot {
                 return Endpoints::Unavailable(format!("invalid port in {id}"));
             };
             match self.resolve_host(host) {
-                Ok(ips) => (ips.into_iter().map(|ip| (SocketAddr::new(ip, port), 1.0)).collect(), &[]),
+                Ok(ips) => (ips.into_iter().map(|ip| Target::new(SocketAddr::new(ip, port), 1.0)).collect(), &[]),
                 Err(e) => return Endpoints::Unavailable(e),
             }
         } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
@@ -284,27 +331,27 @@ impl RoutingSnapshot {
                 NamerKind::Fs(state) => {
                     let service = id.segment_str(at).unwrap_or_default();
                     let entries = state.services.get(service).map(Vec::as_slice).unwrap_or_default();
-                    let mut addrs = Vec::new();
+                    let mut targets = Vec::new();
                     let mut problems = Vec::new();
                     for entry in entries.iter().filter(|e| e.weight > 0.0) {
                         match self.resolve_host(&entry.host) {
-                            Ok(ips) => {
-                                addrs.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, entry.port), entry.weight)))
-                            }
+                            Ok(ips) => targets.extend(
+                                ips.into_iter().map(|ip| Target::new(SocketAddr::new(ip, entry.port), entry.weight)),
+                            ),
                             Err(e) => problems.push(e),
                         }
                     }
-                    if addrs.is_empty() {
+                    if targets.is_empty() {
                         let why =
                             if problems.is_empty() { format!("{id} has no addresses") } else { problems.join("; ") };
                         return Endpoints::Unavailable(why);
                     }
-                    (addrs, &namer.transformers)
+                    (targets, &namer.transformers)
                 }
                 NamerKind::K8s { view, label_selector, api } => {
                     match resolve(view, label_selector.as_deref(), &id.drop(at)) {
-                        Resolution::Bound { addrs, .. } if !addrs.is_empty() => {
-                            (addrs.into_iter().map(|a| (a, 1.0)).collect(), &namer.transformers)
+                        Resolution::Bound { endpoints, .. } if !endpoints.is_empty() => {
+                            (endpoints.into_iter().map(Target::from).collect(), &namer.transformers)
                         }
                         Resolution::Bound { .. } => {
                             return Endpoints::Unavailable(format!("{id} has no ready endpoints"))
@@ -324,63 +371,43 @@ impl RoutingSnapshot {
         };
         let mut client = id.show();
         for t in namer_transformers.iter().chain(&self.routers[router].transformers) {
-            addrs = transform(t, addrs);
-            client = format!("{}{client}", t.client_prefix());
+            client = format!("{}{client}", t.prefix);
+            targets = match t.apply(targets) {
+                Ok(targets) => targets,
+                Err(why) => return Endpoints::Unavailable(format!("{client}: {why}")),
+            };
         }
-        if addrs.is_empty() {
+        if targets.is_empty() {
             return Endpoints::Unavailable(format!("{client}: no address left after the transformers"));
         }
-        Endpoints::Addrs { client, addrs }
+        Endpoints::Addrs { client, addrs: targets.into_iter().map(|t| (t.addr, t.weight)).collect() }
     }
 }
 
-/// linkerd's interpreter transformers.
-fn transform(t: &TransformerConfig, addrs: Vec<(SocketAddr, f64)>) -> Vec<(SocketAddr, f64)> {
-    match t {
-        TransformerConfig::Port { port, .. } => {
-            addrs.into_iter().map(|(a, w)| (SocketAddr::new(a.ip(), *port), w)).collect()
-        }
-        TransformerConfig::Localhost { .. } => {
-            let local = local_addresses();
-            addrs.into_iter().filter(|(a, _)| a.ip().is_loopback() || local.contains(&a.ip())).collect()
-        }
+/// The dtab a router delegates through: with the configMap interpreter, the
+/// ConfigMap's dtab **then** the router's, as linkerd's `ConfiguredDtabNamer`
+/// binds with `configuredDtab ++ baseDtab` (a later dentry is tried first,
+/// so for a prefix both define the router's own entry wins, and the
+/// ConfigMap's is its fall-back). Not yet read: the router's alone.
+pub fn effective_dtab(config_map: Option<&ConfigMapDtab>, router: Dtab) -> Dtab {
+    match config_map {
+        Some(c) if !c.dtab.is_empty() => c.dtab.concat(&router),
+        _ => router,
     }
 }
 
-/// The addresses of this host's interfaces.
-fn local_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut ifaddrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we walk read-only and free below.
-    if unsafe { libc::getifaddrs(&mut ifaddrs) } != 0 {
-        return out;
-    }
-    let mut cur = ifaddrs;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned.
-        let addr = unsafe { (*cur).ifa_addr };
-        if !addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr of the family it names.
-            unsafe {
-                match i32::from((*addr).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(addr as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(addr as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        // SAFETY: as above.
-        cur = unsafe { (*cur).ifa_next };
-    }
-    // SAFETY: frees the list getifaddrs allocated, once.
-    unsafe { libc::freeifaddrs(ifaddrs) };
-    out
+/// Compiles one list of transformers (`at` is where it is in the config:
+/// `namers[0]`, `routers[1].interpreter`).
+fn compile_transformers(
+    configs: &[TransformerConfig],
+    inputs: &NamerInputs,
+    at: &str,
+) -> Result<Vec<Transformer>, String> {
+    configs
+        .iter()
+        .enumerate()
+        .map(|(j, t)| Transformer::compile(t, inputs).map_err(|e| format!("{at}.transformers[{j}]: {e}")))
+        .collect()
 }
 
 /// The published snapshot, shared by every core.
@@ -445,6 +472,78 @@ mod tests {
                 addrs: vec![("127.0.0.1:4141".parse().unwrap(), 1.0)]
             }
         );
+    }
+
+    fn config_map_snapshot(router_dtab: &str, config_map: Option<ConfigMapDtab>) -> RoutingSnapshot {
+        let text = format!(
+            "routers:\n- protocol: http\n  dtab: |\n    {router_dtab}\n  interpreter:\n    kind: io.l5d.k8s.configMap\n    experimental: true\n    name: dtabs\n    filename: d\n  servers: [{{port: 1}}]\n"
+        );
+        let c = Config::parse(&text, "t").unwrap();
+        let mut namers = NamerInputs::load(&c, None, &Default::default());
+        let key = c.routers[0].interpreter.config_map.clone().unwrap();
+        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect());
+        RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
+    }
+
+    fn read(dtab: &str) -> ConfigMapDtab {
+        ConfigMapDtab {
+            dtab: Dtab::parse(dtab).unwrap(),
+            source: crate::namer::k8s::configmap::Source::Key,
+            refused: None,
+        }
+    }
+
+    fn addr_of(snapshot: &RoutingSnapshot, path: &str) -> Option<SocketAddr> {
+        match snapshot.bind(0, &Path::parse(path).unwrap(), None) {
+            Ok(NameTree::Leaf(leaf)) => match snapshot.endpoints(0, &leaf) {
+                Endpoints::Addrs { addrs, .. } => Some(addrs[0].0),
+                Endpoints::Unavailable(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_config_map_dtab_goes_in_front_of_the_routers() {
+        let router = "/svc/own => /$/inet/127.0.0.1/1;";
+        let snapshot = config_map_snapshot(
+            router,
+            Some(read("/svc/web => /$/inet/127.0.0.1/2; /svc/own => /$/inet/127.0.0.1/3;")),
+        );
+        assert_eq!(
+            snapshot.routers[0].dtab.show(),
+            "/svc/web=>/$/inet/127.0.0.1/2;/svc/own=>/$/inet/127.0.0.1/3;/svc/own=>/$/inet/127.0.0.1/1"
+        );
+        assert_eq!(addr_of(&snapshot, "/svc/web"), Some("127.0.0.1:2".parse().unwrap()));
+        // Both define /svc/own: the router's own entry, later, wins.
+        assert_eq!(addr_of(&snapshot, "/svc/own"), Some("127.0.0.1:1".parse().unwrap()));
+        assert!(snapshot.routers[0].config_map_dtab.as_ref().is_some_and(|d| d.synced()));
+        // A router entry that binds negative falls back to the ConfigMap's.
+        let snapshot = config_map_snapshot("/svc/own => ~;", Some(read("/svc/own => /$/inet/127.0.0.1/3;")));
+        assert_eq!(addr_of(&snapshot, "/svc/own"), Some("127.0.0.1:3".parse().unwrap()));
+    }
+
+    #[test]
+    fn before_the_config_map_is_read_or_when_it_is_empty_the_routers_dtab_serves_alone() {
+        let router = "/svc/own => /$/inet/127.0.0.1/1;";
+        let pending = config_map_snapshot(router, None);
+        assert_eq!(pending.routers[0].dtab.show(), "/svc/own=>/$/inet/127.0.0.1/1");
+        assert!(pending.routers[0].config_map_dtab.as_ref().is_some_and(|d| !d.synced()));
+        let empty = config_map_snapshot(router, Some(ConfigMapDtab::default()));
+        assert_eq!(addr_of(&empty, "/svc/own"), Some("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(addr_of(&empty, "/svc/web"), None);
+        // A router without the interpreter has no ConfigMap dtab at all.
+        let plain = crate::server::control::compile(&config(router), 1).unwrap();
+        assert!(plain.routers[0].config_map_dtab.is_none());
+    }
+
+    #[test]
+    fn host_names_in_the_config_map_dtab_are_resolved_ahead() {
+        let snapshot = config_map_snapshot("/x => /y;", Some(read("/svc => /$/inet/localhost;")));
+        match endpoints_of(&snapshot, "/svc/8080") {
+            Endpoints::Addrs { addrs, .. } => assert!(addrs.iter().all(|(a, _)| a.ip().is_loopback()), "{addrs:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn k8s_snapshot(dtab: &str, view: ClusterView) -> RoutingSnapshot {
@@ -517,5 +616,110 @@ mod tests {
             Endpoints::Unavailable(why) => assert!(why.contains("has not been listed yet"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Two nodes: `serviceb` has an endpoint on each (10.1.1.5 on a,
+    /// 10.1.2.5 on b); the DaemonSet `linkerd/l5d` has a pod on node a only.
+    fn two_nodes() -> ClusterView {
+        use crate::namer::k8s::state::{ClusterStore, EndpointInfo, ServiceInfo, SliceInfo, SlicePort};
+        let mut store = ClusterStore::default();
+        let key = |ns: &str, n: &str| (ns.to_string(), n.to_string());
+        store.replace_services(vec![
+            (key("prod", "serviceb"), ServiceInfo::default()),
+            (key("linkerd", "l5d"), ServiceInfo::default()),
+        ]);
+        let ep = |ip: &str, node: &str| EndpointInfo {
+            ip: ip.parse().unwrap(),
+            ready: true,
+            serving: true,
+            terminating: false,
+            node_name: Some(Arc::from(node)),
+        };
+        let slice = |service: &str, port: (&str, u16), endpoints| SliceInfo {
+            service: service.into(),
+            ports: vec![SlicePort { name: port.0.into(), port: port.1 }],
+            endpoints,
+        };
+        store.replace_slices(vec![
+            (
+                key("prod", "serviceb-1"),
+                slice("serviceb", ("http", 8080), vec![ep("10.1.1.5", "a"), ep("10.1.2.5", "b")]),
+            ),
+            (key("linkerd", "l5d-1"), slice("l5d", ("incoming", 4141), vec![ep("10.1.1.2", "a")])),
+        ]);
+        store.view()
+    }
+
+    fn transformer_snapshot(
+        view: ClusterView,
+        transformers: &str,
+        env: crate::namer::LocalNodeEnv,
+    ) -> Result<RoutingSnapshot, String> {
+        let text = format!(
+            "namers:\n- kind: io.l5d.k8s\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.k8s/prod/http;\n  interpreter:\n    transformers:\n{transformers}  servers: [{{port: 1}}]\n"
+        );
+        let c = Config::parse(&text, "t").unwrap();
+        let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
+        let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
+        let mut namers = NamerInputs::load(&c, None, &views);
+        namers.local_node = env;
+        RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1)
+    }
+
+    #[test]
+    fn k8s_transformers_rewrite_addresses_and_client_names() {
+        let env = |ip: Option<&str>, node: Option<&str>| crate::namer::LocalNodeEnv {
+            pod_ip: ip.map(str::to_string),
+            node_name: node.map(str::to_string),
+        };
+        let ds = "    - {kind: io.l5d.k8s.daemonset, namespace: linkerd, service: l5d, port: incoming}\n";
+        let snapshot = transformer_snapshot(two_nodes(), ds, env(None, None)).unwrap();
+        // Both endpoints map to the node-a pod's /24 or to nothing: node a's
+        // pod, once.
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/serviceb"),
+            Endpoints::Addrs {
+                client: "/%/io.l5d.k8s.daemonset/linkerd/incoming/l5d/#/io.l5d.k8s/prod/http/serviceb".into(),
+                addrs: vec![("10.1.1.2:4141".parse().unwrap(), 1.0)],
+            }
+        );
+        // localnode then daemonset, in order: on node b nothing is left.
+        let both = format!("    - {{kind: io.l5d.k8s.localnode}}\n{ds}");
+        let snapshot = transformer_snapshot(two_nodes(), &both, env(Some("10.1.2.77"), None)).unwrap();
+        match endpoints_of(&snapshot, "/svc/serviceb") {
+            Endpoints::Unavailable(why) => assert_eq!(
+                why,
+                "/%/io.l5d.k8s.daemonset/linkerd/incoming/l5d/%/io.l5d.k8s.localnode/10.1.2.77/#/io.l5d.k8s/prod/http/serviceb: no address left after the transformers"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let ln = "    - {kind: io.l5d.k8s.localnode, hostNetwork: true}\n";
+        let snapshot = transformer_snapshot(two_nodes(), ln, env(None, Some("b"))).unwrap();
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/serviceb"),
+            Endpoints::Addrs {
+                client: "/%/io.l5d.k8s.localnode/b/#/io.l5d.k8s/prod/http/serviceb".into(),
+                addrs: vec![("10.1.2.5:8080".parse().unwrap(), 1.0)],
+            }
+        );
+        // A missing variable fails the compile, naming the transformer.
+        let err = transformer_snapshot(two_nodes(), ln, env(Some("10.1.2.77"), None)).err().unwrap();
+        assert!(err.starts_with("routers[0].interpreter.transformers[0]: io.l5d.k8s.localnode with hostNetwork: true needs the environment variable NODE_NAME"), "{err}");
+        // The DaemonSet's API server not listed yet: no addresses, saying why.
+        let snapshot = transformer_snapshot(ClusterView::default(), ds, env(None, None)).unwrap();
+        assert!(matches!(endpoints_of(&snapshot, "/svc/serviceb"), Endpoints::Unavailable(_)));
+    }
+
+    #[test]
+    fn delegate_shows_transformers_as_linkerd() {
+        let text = "namers:\n- kind: io.l5d.fs\n  rootDir: /nonexistent\n  transformers:\n  - {kind: io.l5d.port, port: 4141}\nrouters:\n- protocol: http\n  dtab: /svc => /#/io.l5d.fs | /$/inet/127.0.0.1/1;\n  interpreter:\n    transformers:\n    - {kind: io.l5d.port, port: 4142, prefix: /p}\n  servers: [{port: 1}]\n";
+        let c = Config::parse(text, "t").unwrap();
+        let snapshot = crate::server::control::compile(&c, 1).unwrap();
+        let d = snapshot.delegate(0, &Path::parse("/svc/b").unwrap(), None);
+        let shown = d.render_text();
+        // The inet name falls back (the fs directory has no `b`): only the
+        // router's transformer applies to it.
+        assert!(shown.contains("/$/inet/127.0.0.1/1/b [/svc=>/#/io.l5d.fs | /$/inet/127.0.0.1/1] -> bound /$/inet/127.0.0.1/1 -> transformed by io.l5d.port"), "{shown}");
+        assert!(shown.contains("=> /%/p/$/inet/127.0.0.1/1 (residual /b)"), "{shown}");
     }
 }

@@ -204,13 +204,74 @@ impl IdentifierKind {
     }
 }
 
-/// `routers[].interpreter`: only linkerd's `default` interpreter (the
-/// router's dtab over the configured namers), with its transformers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename = "default")]
+/// `routers[].interpreter`: linkerd's `default` interpreter (the router's
+/// dtab over the configured namers) or `io.l5d.k8s.configMap` (the same, with
+/// a dtab read from a Kubernetes ConfigMap in front of the router's), with
+/// its transformers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterpreterConfig {
     /// Applied in order to every bound address set.
     pub transformers: Vec<TransformerConfig>,
+    /// `kind: io.l5d.k8s.configMap`; `None` for `default`.
+    pub config_map: Option<ConfigMapInterpreterConfig>,
+}
+
+impl InterpreterConfig {
+    pub fn kind(&self) -> &'static str {
+        match self.config_map {
+            None => "default",
+            Some(_) => "io.l5d.k8s.configMap",
+        }
+    }
+}
+
+impl serde::Serialize for InterpreterConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            experimental: Option<bool>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            config_map: Option<&'a ConfigMapInterpreterConfig>,
+            transformers: &'a [TransformerConfig],
+        }
+        Shown {
+            kind: self.kind(),
+            experimental: self.config_map.as_ref().map(|_| true),
+            config_map: self.config_map.as_ref(),
+            transformers: &self.transformers,
+        }
+        .serialize(s)
+    }
+}
+
+/// linkerd's default ConfigMap namespace.
+pub(crate) const DEFAULT_CONFIG_MAP_NAMESPACE: &str = "default";
+
+/// `interpreter: {kind: io.l5d.k8s.configMap}` (linkerd's
+/// `ConfigMapInterpreterConfig`, plus corelink's in-cluster extension): the
+/// dtab in key `filename` of ConfigMap `namespace/name`, watched. Routers
+/// with equal values share one watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapInterpreterConfig {
+    /// Which API server, and how to reach it (as the k8s namer's).
+    #[serde(flatten)]
+    pub api: K8sApiConfig,
+    /// Default `default`.
+    pub namespace: String,
+    /// The ConfigMap's name.
+    pub name: String,
+    /// The key of the ConfigMap's `data` holding the dtab.
+    pub filename: String,
+}
+
+impl ConfigMapInterpreterConfig {
+    /// `namespace/name key filename on API`, for logs and `corelink check`.
+    pub fn describe(&self) -> String {
+        format!("ConfigMap {}/{} key {:?} from {}", self.namespace, self.name, self.filename, self.api.describe())
+    }
 }
 
 /// Transformers rewrite the addresses a name is bound to.
@@ -224,6 +285,54 @@ pub enum TransformerConfig {
     /// `io.l5d.localhost`: keep only addresses of this host.
     #[serde(rename = "io.l5d.localhost")]
     Localhost { prefix: Option<String> },
+    /// `io.l5d.k8s.daemonset`: replace every address by the pod of a
+    /// DaemonSet on the same node (same /24, or same `nodeName`).
+    #[serde(rename = "io.l5d.k8s.daemonset")]
+    DaemonSet(DaemonSetTransformerConfig),
+    /// `io.l5d.k8s.localnode`: keep only addresses on this node (the /24 of
+    /// env `POD_IP`, or env `NODE_NAME` with `hostNetwork`).
+    #[serde(rename = "io.l5d.k8s.localnode", rename_all = "camelCase")]
+    LocalNode { host_network: bool, prefix: Option<String> },
+}
+
+/// `io.l5d.k8s.daemonset` (linkerd's `DaemonSetTransformerConfig`): the
+/// DaemonSet is found as the `io.l5d.k8s` namer finds
+/// `/<namespace>/<port>/<service>`, on the API server `api` (linkerd's
+/// `k8sHost`/`k8sPort`, or corelink's `inCluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSetTransformerConfig {
+    pub namespace: String,
+    pub service: String,
+    /// A port name, or a Service port number (as in a namer path).
+    pub port: String,
+    pub api: K8sApiConfig,
+    /// Match by the endpoints' `nodeName` instead of the /24.
+    pub host_network: bool,
+    pub prefix: Option<String>,
+}
+
+impl serde::Serialize for DaemonSetTransformerConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("namespace", &self.namespace)?;
+        map.serialize_entry("service", &self.service)?;
+        map.serialize_entry("port", &self.port)?;
+        match &self.api {
+            K8sApiConfig::Proxy { host, port } => {
+                map.serialize_entry("k8sHost", host)?;
+                map.serialize_entry("k8sPort", port)?;
+            }
+            K8sApiConfig::InCluster { token_path, ca_cert_path } => {
+                map.serialize_entry("inCluster", &true)?;
+                map.serialize_entry("tokenPath", token_path)?;
+                map.serialize_entry("caCertPath", ca_cert_path)?;
+            }
+        }
+        map.serialize_entry("hostNetwork", &self.host_network)?;
+        map.serialize_entry("prefix", &self.prefix)?;
+        map.end()
+    }
 }
 
 impl TransformerConfig {
@@ -231,23 +340,39 @@ impl TransformerConfig {
         match self {
             TransformerConfig::Port { .. } => "io.l5d.port",
             TransformerConfig::Localhost { .. } => "io.l5d.localhost",
+            TransformerConfig::DaemonSet(_) => "io.l5d.k8s.daemonset",
+            TransformerConfig::LocalNode { .. } => "io.l5d.k8s.localnode",
         }
     }
 
     /// The transformer prefix linkerd puts in front of transformed client
-    /// names (`/%/io.l5d.port/4141/#/io.l5d.fs/...`): `/%` + `prefix`
-    /// (default `/<kind>`), and for `io.l5d.port` the port.
+    /// names (`/%/io.l5d.port/4141/#/io.l5d.fs/...`): `/%` + `prefix`, or
+    /// `/%` + linkerd's default prefix for the kind: `/io.l5d.port/<port>`,
+    /// `/io.l5d.localhost`, `/io.l5d.k8s.daemonset/<namespace>/<port>/<service>`,
+    /// `/io.l5d.k8s.localnode`. (`io.l5d.k8s.localnode` then appends the
+    /// node's IP or name, known only at start-up: see the routing snapshot.)
     pub fn client_prefix(&self) -> String {
-        let (prefix, kind) = match self {
-            TransformerConfig::Port { prefix, .. } | TransformerConfig::Localhost { prefix } => (prefix, self.kind()),
+        let prefix = match self {
+            TransformerConfig::Port { prefix, .. }
+            | TransformerConfig::Localhost { prefix }
+            | TransformerConfig::LocalNode { prefix, .. } => prefix,
+            TransformerConfig::DaemonSet(d) => &d.prefix,
         };
-        let base = match prefix {
-            Some(p) => format!("/%{p}"),
-            None => format!("/%/{kind}"),
-        };
+        match (prefix, self) {
+            (Some(p), _) => format!("/%{p}"),
+            (None, TransformerConfig::Port { port, .. }) => format!("/%/io.l5d.port/{port}"),
+            (None, TransformerConfig::DaemonSet(d)) => {
+                format!("/%/io.l5d.k8s.daemonset/{}/{}/{}", d.namespace, d.port, d.service)
+            }
+            (None, _) => format!("/%/{}", self.kind()),
+        }
+    }
+
+    /// The API server a transformer reads (the daemonset's).
+    pub fn k8s_api(&self) -> Option<&K8sApiConfig> {
         match self {
-            TransformerConfig::Port { port, .. } => format!("{base}/{port}"),
-            TransformerConfig::Localhost { .. } => base,
+            TransformerConfig::DaemonSet(d) => Some(&d.api),
+            _ => None,
         }
     }
 }
@@ -297,8 +422,8 @@ pub struct K8sNamerConfig {
 }
 
 /// How corelink reaches a Kubernetes API server. Namers with equal values
-/// share one set of watches (and, later, the k8s transformers and the
-/// configMap interpreter too).
+/// share one set of watches; a configMap interpreter's watch of its one
+/// ConfigMap uses the same kind of client.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum K8sApiConfig {
     /// linkerd's `host`/`port`: plain HTTP, no credentials (a `kubectl

@@ -214,8 +214,35 @@ pub(crate) const RETRIES: &[KeySpec] = &[ok("budget"), ok("backoff")];
 pub(crate) const CLASSIFIER: &[KeySpec] = &[ok("kind")];
 
 pub(crate) const INTERPRETER: &[KeySpec] = &[ok("kind"), ok("transformers")];
+pub(crate) const INTERPRETER_CONFIG_MAP: &[KeySpec] = &[
+    ok("kind"),
+    ok("experimental"),
+    ok("name"),
+    ok("filename"),
+    ok("namespace"),
+    ok("host"),
+    ok("port"),
+    ok("transformers"),
+    ok("inCluster"),
+    ok("tokenPath"),
+    ok("caCertPath"),
+];
 pub(crate) const TRANSFORMER_PORT: &[KeySpec] = &[ok("kind"), ok("prefix"), ok("port")];
 pub(crate) const TRANSFORMER_LOCALHOST: &[KeySpec] = &[ok("kind"), ok("prefix")];
+pub(crate) const TRANSFORMER_DAEMONSET: &[KeySpec] = &[
+    ok("kind"),
+    ok("prefix"),
+    ok("namespace"),
+    ok("service"),
+    ok("port"),
+    ok("k8sHost"),
+    ok("k8sPort"),
+    ok("hostNetwork"),
+    ok("inCluster"),
+    ok("tokenPath"),
+    ok("caCertPath"),
+];
+pub(crate) const TRANSFORMER_LOCALNODE: &[KeySpec] = &[ok("kind"), ok("prefix"), ok("hostNetwork")];
 
 pub(crate) const NAMER_FS: &[KeySpec] = &[
     ok("kind"),
@@ -296,8 +323,11 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("retries", RETRIES),
     ("responseClassifier", CLASSIFIER),
     ("interpreter", INTERPRETER),
+    ("interpreter io.l5d.k8s.configMap", INTERPRETER_CONFIG_MAP),
     ("transformer io.l5d.port", TRANSFORMER_PORT),
     ("transformer io.l5d.localhost", TRANSFORMER_LOCALHOST),
+    ("transformer io.l5d.k8s.daemonset", TRANSFORMER_DAEMONSET),
+    ("transformer io.l5d.k8s.localnode", TRANSFORMER_LOCALNODE),
     ("namer io.l5d.fs", NAMER_FS),
     ("namer io.l5d.k8s", NAMER_K8S),
     ("identifier io.l5d.header.token", IDENTIFIER_HEADER_TOKEN),
@@ -1283,25 +1313,109 @@ fn service_params(ctx: &mut Ctx, o: &Obj) -> Result<ServiceParams> {
 
 fn interpreter(ctx: &mut Ctx, o: &Obj) -> Result<InterpreterConfig> {
     const ELSEWHERE: &str = "names would be resolved by an external service; corelink resolves with the router's dtab and its own namers only (use kind: default)";
-    pick(
+    #[derive(Clone, Copy)]
+    enum K {
+        Default,
+        ConfigMap,
+    }
+    let kind = pick(
         ctx,
         o,
         Some("default"),
         &[
-            ("default", Kind::Ok(())),
+            ("default", Kind::Ok(K::Default)),
+            ("io.l5d.k8s.configMap", Kind::Ok(K::ConfigMap)),
             ("io.l5d.namerd", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.namerd.http", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.mesh", Kind::Rejected(ELSEWHERE)),
             ("io.l5d.consul.interpreter", Kind::Rejected(ELSEWHERE)),
-            ("io.l5d.k8s.configMap", Kind::Rejected(ELSEWHERE)),
             (
                 "io.l5d.fs",
                 Kind::Rejected("the dtab would come from a watched file; put it in the router's `dtab` instead"),
             ),
         ],
     )?;
-    o.check(ctx, &[INTERPRETER])?;
-    Ok(InterpreterConfig { transformers: transformers(ctx, o)? })
+    let config_map = match kind {
+        K::Default => {
+            o.check(ctx, &[INTERPRETER])?;
+            None
+        }
+        K::ConfigMap => {
+            o.check(ctx, &[INTERPRETER_CONFIG_MAP])?;
+            Some(config_map_interpreter(ctx, o)?)
+        }
+    };
+    Ok(InterpreterConfig { transformers: transformers(ctx, o)?, config_map })
+}
+
+/// `io.l5d.k8s.configMap`: linkerd's `experimental` (required, as linkerd
+/// requires it), `name`, `filename`, `namespace`, `host`, `port`, plus the
+/// k8s namer's in-cluster keys.
+fn config_map_interpreter(ctx: &mut Ctx, o: &Obj) -> Result<ConfigMapInterpreterConfig> {
+    if o.bool(ctx, "experimental")? != Some(true) {
+        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
+        return Err(ctx.invalid(
+            mark,
+            &o.path("experimental"),
+            "the io.l5d.k8s.configMap interpreter is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
+        ));
+    }
+    // Names go into the request path and a field selector: check them here
+    // rather than watch a ConfigMap that cannot exist.
+    let checked = |ctx: &Ctx, key: &str, what: &str, valid: fn(&str) -> bool| -> Result<Option<String>> {
+        match o.get(key) {
+            None => Ok(None),
+            Some(v) => {
+                let text = v.str(ctx, &o.path(key))?;
+                if !valid(&text) {
+                    return Err(ctx.invalid(v.mark, &o.path(key), format!("{text:?} is not {what}")));
+                }
+                Ok(Some(text))
+            }
+        }
+    };
+    let required = |ctx: &Ctx, key: &str, value: Option<String>| -> Result<String> {
+        match value {
+            Some(v) => Ok(v),
+            None => Err(ctx.err(o.mark, &o.path(key), Problem::Missing)),
+        }
+    };
+    let name = checked(
+        ctx,
+        "name",
+        "a ConfigMap name (a DNS subdomain: lowercase letters, digits, `-`, `.`)",
+        is_dns_subdomain,
+    )?;
+    let name = required(ctx, "name", name)?;
+    let filename = checked(ctx, "filename", "a ConfigMap key (letters, digits, `-`, `_`, `.`)", is_config_map_key)?;
+    let filename = required(ctx, "filename", filename)?;
+    let namespace =
+        checked(ctx, "namespace", "a namespace name (a DNS label: lowercase letters, digits, `-`)", is_dns_label)?
+            .unwrap_or_else(|| DEFAULT_CONFIG_MAP_NAMESPACE.to_string());
+    Ok(ConfigMapInterpreterConfig { api: k8s_api(ctx, o)?, namespace, name, filename })
+}
+
+/// RFC 1123 label, as Kubernetes checks namespace names.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// RFC 1123 subdomain, as Kubernetes checks most object names.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A ConfigMap `data` key, as Kubernetes checks them.
+fn is_config_map_key(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && s != "."
+        && s != ".."
 }
 
 fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
@@ -1311,6 +1425,8 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
     enum K {
         Port,
         Localhost,
+        DaemonSet,
+        LocalNode,
     }
     let mut out = Vec::new();
     for (path, v) in o.seq(ctx, "transformers")? {
@@ -1323,8 +1439,8 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
                 ("io.l5d.port", Kind::Ok(K::Port)),
                 ("io.l5d.localhost", Kind::Ok(K::Localhost)),
                 ("io.l5d.specificHost", Kind::Rejected(UNSUPPORTED)),
-                ("io.l5d.k8s.daemonset", Kind::Rejected(UNSUPPORTED)),
-                ("io.l5d.k8s.localnode", Kind::Rejected(UNSUPPORTED)),
+                ("io.l5d.k8s.daemonset", Kind::Ok(K::DaemonSet)),
+                ("io.l5d.k8s.localnode", Kind::Ok(K::LocalNode)),
                 ("io.l5d.replace", Kind::Rejected(UNSUPPORTED)),
                 ("io.l5d.const", Kind::Rejected(UNSUPPORTED)),
             ],
@@ -1342,9 +1458,102 @@ fn transformers(ctx: &mut Ctx, o: &Obj) -> Result<Vec<TransformerConfig>> {
                 t.check(ctx, &[TRANSFORMER_LOCALHOST])?;
                 TransformerConfig::Localhost { prefix: t.path_str(ctx, "prefix")? }
             }
+            K::DaemonSet => {
+                t.check(ctx, &[TRANSFORMER_DAEMONSET])?;
+                TransformerConfig::DaemonSet(daemonset_transformer(ctx, &t)?)
+            }
+            K::LocalNode => {
+                t.check(ctx, &[TRANSFORMER_LOCALNODE])?;
+                TransformerConfig::LocalNode {
+                    host_network: t.bool(ctx, "hostNetwork")?.unwrap_or(false),
+                    prefix: t.path_str(ctx, "prefix")?,
+                }
+            }
         });
     }
     Ok(out)
+}
+
+/// `io.l5d.k8s.daemonset`: linkerd's `namespace`, `service`, `port`
+/// (required), `k8sHost` (`localhost`), `k8sPort` (8001), `hostNetwork`
+/// (false), plus corelink's `inCluster` (with `tokenPath`, `caCertPath`) as
+/// on the `io.l5d.k8s` namer.
+fn daemonset_transformer(ctx: &Ctx, t: &Obj) -> Result<DaemonSetTransformerConfig> {
+    // Each is a path segment: of the DaemonSet's namer path and of linkerd's
+    // default prefix `/io.l5d.k8s.daemonset/<namespace>/<port>/<service>`.
+    let segment = |key: &str| -> Result<String> {
+        let v = t.require(ctx, key)?;
+        let text = v.str(ctx, &t.path(key))?;
+        match naming::Path::parse(&format!("/{text}")) {
+            Ok(p) if p.len() == 1 => Ok(text),
+            _ => Err(ctx.invalid(v.mark, &t.path(key), format!("{text:?} is not a single path segment"))),
+        }
+    };
+    let namespace = segment("namespace")?;
+    let service = segment("service")?;
+    let port = segment("port")?;
+    let in_cluster = t.bool(ctx, "inCluster")?.unwrap_or(false);
+    let api = if in_cluster {
+        for key in ["k8sHost", "k8sPort"] {
+            if t.has(key) {
+                return Err(ctx.invalid(
+                    t.key_mark(key),
+                    &t.path(key),
+                    "with inCluster: true the API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; remove this key (or inCluster to use a kubectl proxy)",
+                ));
+            }
+        }
+        let file = |key: &str, name: &str| -> Result<String> {
+            match t.get(key) {
+                None => Ok(format!("{SERVICE_ACCOUNT_DIR}/{name}")),
+                Some(v) => {
+                    let text = v.str(ctx, &t.path(key))?;
+                    if text.is_empty() {
+                        return Err(ctx.invalid(v.mark, &t.path(key), "an empty file name"));
+                    }
+                    Ok(text)
+                }
+            }
+        };
+        K8sApiConfig::InCluster { token_path: file("tokenPath", "token")?, ca_cert_path: file("caCertPath", "ca.crt")? }
+    } else {
+        for key in ["tokenPath", "caCertPath"] {
+            if t.has(key) {
+                return Err(ctx.invalid(
+                    t.key_mark(key),
+                    &t.path(key),
+                    "only used with inCluster: true (k8sHost and k8sPort name a kubectl proxy, reached without credentials)",
+                ));
+            }
+        }
+        let host = match t.get("k8sHost") {
+            None => DEFAULT_K8S_HOST.to_string(),
+            Some(v) => {
+                let text = v.str(ctx, &t.path("k8sHost"))?;
+                if text.is_empty() || text.contains(['/', ' ']) {
+                    return Err(ctx.invalid(
+                        v.mark,
+                        &t.path("k8sHost"),
+                        format!("{text:?} is not a host name or address"),
+                    ));
+                }
+                text
+            }
+        };
+        let port = match t.get("k8sPort") {
+            None => DEFAULT_K8S_PORT,
+            Some(v) => v.int(ctx, &t.path("k8sPort"), 1, i64::from(u16::MAX))?,
+        };
+        K8sApiConfig::Proxy { host, port }
+    };
+    Ok(DaemonSetTransformerConfig {
+        namespace,
+        service,
+        port,
+        api,
+        host_network: t.bool(ctx, "hostNetwork")?.unwrap_or(false),
+        prefix: t.path_str(ctx, "prefix")?,
+    })
 }
 
 fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
@@ -1407,6 +1616,28 @@ fn namer_prefix(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
 /// `inCluster` (with `tokenPath`, `caCertPath`).
 fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
     let prefix = namer_prefix(ctx, o, DEFAULT_K8S_PREFIX)?;
+    let api = k8s_api(ctx, o)?;
+    let label_selector = match o.get("labelSelector") {
+        None => None,
+        Some(v) => {
+            let text = v.str(ctx, &o.path("labelSelector"))?;
+            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "=,!()".contains(c)) {
+                return Err(ctx.invalid(
+                    v.mark,
+                    &o.path("labelSelector"),
+                    format!("{text:?} is not a label key (linkerd's labelSelector names the key; the value comes from the path)"),
+                ));
+            }
+            Some(text)
+        }
+    };
+    Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
+}
+
+/// The API server of a k8s namer or the configMap interpreter: linkerd's
+/// `host` and `port` (a `kubectl proxy`), or corelink's `inCluster` (with
+/// `tokenPath`, `caCertPath`).
+fn k8s_api(ctx: &mut Ctx, o: &Obj) -> Result<K8sApiConfig> {
     let in_cluster = o.bool(ctx, "inCluster")?.unwrap_or(false);
     let api = if in_cluster {
         for key in ["host", "port"] {
@@ -1461,19 +1692,5 @@ fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
         };
         K8sApiConfig::Proxy { host, port }
     };
-    let label_selector = match o.get("labelSelector") {
-        None => None,
-        Some(v) => {
-            let text = v.str(ctx, &o.path("labelSelector"))?;
-            if text.is_empty() || text.contains(|c: char| c.is_whitespace() || "=,!()".contains(c)) {
-                return Err(ctx.invalid(
-                    v.mark,
-                    &o.path("labelSelector"),
-                    format!("{text:?} is not a label key (linkerd's labelSelector names the key; the value comes from the path)"),
-                ));
-            }
-            Some(text)
-        }
-    };
-    Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
+    Ok(api)
 }

@@ -148,7 +148,7 @@ fn rejected_kinds_point_at_the_kind() {
     );
     let err = error(&router("  interpreter:\n    kind: io.l5d.namerd\n    dst: /$/inet/namerd/4100\n"));
     assert!(err.starts_with("t.yaml:6:11: routers[0].interpreter.kind: rejected: `io.l5d.namerd`: "), "{err}");
-    let err = error(&router("  interpreter:\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n"));
+    let err = error(&router("  interpreter:\n    transformers:\n    - kind: io.l5d.replace\n"));
     assert!(err.starts_with("t.yaml:7:13: routers[0].interpreter.transformers[0].kind: rejected: "), "{err}");
     let err = error("routers:\n- protocol: h2\n  servers: [{}]\n");
     assert!(err.starts_with("t.yaml:2:13: routers[0].protocol: rejected: `h2`: "), "{err}");
@@ -676,4 +676,180 @@ fn k8s_namer_errors_point_at_the_key() {
     assert_eq!(e("  rootDir: x\n"), "t.yaml:7:3: namers[0].rootDir: unknown key (expected one of: kind, prefix, host, port, labelSelector, transformers, inCluster, tokenPath, caCertPath, experimental)");
     assert!(e("  labelselector: v\n").contains("did you mean `labelSelector`?"));
     assert!(e("  inCluster: yes\n").starts_with("t.yaml:7:14: namers[0].inCluster: expected true or false"));
+}
+
+#[test]
+fn config_map_interpreter_keys_and_linkerd_defaults() {
+    let interp = |body: &str| router(&format!("  interpreter:\n    kind: io.l5d.k8s.configMap\n{body}"));
+    let c = parse(&interp("    experimental: true\n    name: dtabs\n    filename: outgoing.dtab\n"));
+    let r = &c.routers[0];
+    assert_eq!(r.interpreter.kind(), "io.l5d.k8s.configMap");
+    assert_eq!(
+        r.interpreter.config_map,
+        Some(ConfigMapInterpreterConfig {
+            api: K8sApiConfig::Proxy { host: "localhost".into(), port: 8001 },
+            namespace: "default".into(),
+            name: "dtabs".into(),
+            filename: "outgoing.dtab".into(),
+        })
+    );
+    // linkerd's keys, the interpreter's transformers, and the in-cluster extension.
+    let c = parse(&interp(
+        "    experimental: true\n    name: dtabs\n    filename: my-dtab\n    namespace: prod\n    host: 10.0.0.1\n    port: 8002\n    transformers:\n    - kind: io.l5d.port\n      port: 4141\n",
+    ));
+    let cm = c.routers[0].interpreter.config_map.clone().unwrap();
+    assert_eq!(cm.api, K8sApiConfig::Proxy { host: "10.0.0.1".into(), port: 8002 });
+    assert_eq!((cm.namespace.as_str(), cm.filename.as_str()), ("prod", "my-dtab"));
+    assert_eq!(c.routers[0].interpreter.transformers.len(), 1);
+    let c = parse(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    inCluster: true\n"));
+    let cm = c.routers[0].interpreter.config_map.clone().unwrap();
+    assert!(matches!(cm.api, K8sApiConfig::InCluster { .. }), "{cm:?}");
+    // /config.json shows it with linkerd's keys.
+    let json = c.effective_json();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let i = &v["routers"][0]["interpreter"];
+    assert_eq!(i["kind"], "io.l5d.k8s.configMap", "{json}");
+    assert_eq!(i["experimental"], true, "{json}");
+    assert_eq!(i["name"], "dtabs", "{json}");
+    assert_eq!(i["filename"], "d", "{json}");
+    assert_eq!(i["namespace"], "default", "{json}");
+    assert_eq!(i["inCluster"], true, "{json}");
+    // The default interpreter still shows as before.
+    let v: serde_json::Value = serde_json::from_str(&parse(&router("")).effective_json()).unwrap();
+    assert_eq!(v["routers"][0]["interpreter"], serde_json::json!({"kind": "default", "transformers": []}));
+}
+
+#[test]
+fn config_map_interpreter_needs_experimental_name_and_filename() {
+    let interp = |body: &str| router(&format!("  interpreter:\n    kind: io.l5d.k8s.configMap\n{body}"));
+    let err = error(&interp("    name: dtabs\n    filename: d\n"));
+    assert!(
+        err.starts_with(
+            "t.yaml:6:5: routers[0].interpreter.experimental: the io.l5d.k8s.configMap interpreter is experimental"
+        ) && err.contains("`experimental: true`"),
+        "{err}"
+    );
+    let err = error(&interp("    experimental: false\n    name: dtabs\n    filename: d\n"));
+    assert!(err.starts_with("t.yaml:7:5: routers[0].interpreter.experimental: "), "{err}");
+    let err = error(&interp("    experimental: true\n    filename: d\n"));
+    assert!(err.contains("routers[0].interpreter.name: "), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n"));
+    assert!(err.contains("routers[0].interpreter.filename: "), "{err}");
+    let err = error(&interp("    experimental: true\n    name: Dtabs\n    filename: d\n"));
+    assert!(err.starts_with("t.yaml:8:11: routers[0].interpreter.name: \"Dtabs\" is not a ConfigMap name"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: a/b\n"));
+    assert!(err.contains("routers[0].interpreter.filename: \"a/b\" is not a ConfigMap key"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    namespace: a.b\n"));
+    assert!(err.contains("routers[0].interpreter.namespace: \"a.b\" is not a namespace name"), "{err}");
+    let err = error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    labelSelector: x\n"));
+    assert!(err.contains("routers[0].interpreter.labelSelector: unknown key"), "{err}");
+    let err =
+        error(&interp("    experimental: true\n    name: dtabs\n    filename: d\n    inCluster: true\n    port: 1\n"));
+    assert!(err.contains("routers[0].interpreter.port: with inCluster: true"), "{err}");
+    // The default interpreter knows none of these keys.
+    let err = error(&router("  interpreter:\n    name: dtabs\n"));
+    assert!(err.contains("routers[0].interpreter.name: unknown key"), "{err}");
+}
+
+#[test]
+fn k8s_transformers_take_linkerds_keys_and_defaults() {
+    let text = router(
+        "  interpreter:\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n      namespace: kube-system\n      service: l5d\n      port: incoming\n    - kind: io.l5d.k8s.localnode\n",
+    );
+    let c = parse(&text);
+    let t = &c.routers[0].interpreter.transformers;
+    assert_eq!(
+        t[0],
+        TransformerConfig::DaemonSet(DaemonSetTransformerConfig {
+            namespace: "kube-system".into(),
+            service: "l5d".into(),
+            port: "incoming".into(),
+            api: K8sApiConfig::Proxy { host: "localhost".into(), port: 8001 },
+            host_network: false,
+            prefix: None,
+        })
+    );
+    assert_eq!(t[1], TransformerConfig::LocalNode { host_network: false, prefix: None });
+    // linkerd's prefixes: `/%` + the default prefix, or `/%` + `prefix`.
+    assert_eq!(t[0].client_prefix(), "/%/io.l5d.k8s.daemonset/kube-system/incoming/l5d");
+    assert_eq!(t[1].client_prefix(), "/%/io.l5d.k8s.localnode");
+    assert_eq!(t[0].k8s_api(), Some(&K8sApiConfig::Proxy { host: "localhost".into(), port: 8001 }));
+    let json: serde_json::Value = serde_json::from_str(&c.effective_json()).unwrap();
+    let d = &json["routers"][0]["interpreter"]["transformers"][0];
+    assert_eq!(d["kind"], "io.l5d.k8s.daemonset");
+    assert_eq!((d["k8sHost"].as_str(), d["k8sPort"].as_u64()), (Some("localhost"), Some(8001)));
+    assert_eq!((d["port"].as_str(), d["hostNetwork"].as_bool()), (Some("incoming"), Some(false)));
+    assert_eq!(json["routers"][0]["interpreter"]["transformers"][1]["hostNetwork"], false);
+
+    // Every key, on a namer's list; a numbered port is a string as in linkerd.
+    let text = format!(
+        "{}namers:\n- kind: io.l5d.k8s\n  transformers:\n  - kind: io.l5d.k8s.daemonset\n    namespace: default\n    service: l5d\n    port: 4141\n    k8sHost: 10.0.0.1\n    k8sPort: 8002\n    hostNetwork: true\n    prefix: /ds\n  - {{kind: io.l5d.k8s.localnode, hostNetwork: true, prefix: /ln}}\n  - {{kind: io.l5d.port, port: 4141, prefix: /p}}\n",
+        router("")
+    );
+    let c = parse(&text);
+    let t = c.namers[0].transformers();
+    let TransformerConfig::DaemonSet(d) = &t[0] else { panic!("{t:?}") };
+    assert_eq!((d.port.as_str(), d.host_network), ("4141", true));
+    assert_eq!(d.api, K8sApiConfig::Proxy { host: "10.0.0.1".into(), port: 8002 });
+    assert_eq!(t[0].client_prefix(), "/%/ds");
+    assert_eq!(t[1], TransformerConfig::LocalNode { host_network: true, prefix: Some("/ln".into()) });
+    assert_eq!(t[1].client_prefix(), "/%/ln");
+    // As linkerd: a `prefix` replaces the whole default, port included.
+    assert_eq!(t[2].client_prefix(), "/%/p");
+
+    // corelink's inCluster extension, as on the namer.
+    let c = parse(&router(
+        "  interpreter:\n    transformers:\n    - {kind: io.l5d.k8s.daemonset, namespace: a, service: b, port: c, inCluster: true}\n",
+    ));
+    assert_eq!(
+        c.routers[0].interpreter.transformers[0].k8s_api(),
+        Some(&K8sApiConfig::InCluster {
+            token_path: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
+            ca_cert_path: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt".into(),
+        })
+    );
+}
+
+#[test]
+fn k8s_transformer_errors_point_at_the_key() {
+    let ds = |body: &str| {
+        error(&router(&format!("  interpreter:\n    transformers:\n    - kind: io.l5d.k8s.daemonset\n{body}")))
+    };
+    let full = "      namespace: default\n      service: l5d\n      port: incoming\n";
+    assert_eq!(
+        ds("      namespace: default\n      port: incoming\n"),
+        "t.yaml:7:7: routers[0].interpreter.transformers[0].service: missing required key"
+    );
+    assert_eq!(
+        ds(&format!("{full}      k8sport: 8001\n")),
+        "t.yaml:11:7: routers[0].interpreter.transformers[0].k8sport: unknown key; did you mean `k8sPort`?"
+    );
+    assert!(ds(&format!("{full}      host: x\n"))
+        .starts_with("t.yaml:11:7: routers[0].interpreter.transformers[0].host: unknown key"));
+    assert!(ds(&format!("{full}      k8sPort: 0\n"))
+        .starts_with("t.yaml:11:16: routers[0].interpreter.transformers[0].k8sPort: 0 is out of range"));
+    assert!(ds(&format!("{full}      hostNetwork: yes\n"))
+        .starts_with("t.yaml:11:20: routers[0].interpreter.transformers[0].hostNetwork: expected true or false"));
+    assert_eq!(
+        ds("      namespace: default\n      service: a/b\n      port: incoming\n"),
+        "t.yaml:9:16: routers[0].interpreter.transformers[0].service: \"a/b\" is not a single path segment"
+    );
+    assert!(ds(&format!("{full}      inCluster: true\n      k8sHost: api\n")).starts_with(
+        "t.yaml:12:7: routers[0].interpreter.transformers[0].k8sHost: with inCluster: true the API server is"
+    ));
+    assert!(ds(&format!("{full}      tokenPath: /t\n"))
+        .starts_with("t.yaml:11:7: routers[0].interpreter.transformers[0].tokenPath: only used with inCluster: true"));
+    let ln = |body: &str| {
+        error(&format!(
+            "{}namers:\n- kind: io.l5d.k8s\n  transformers:\n  - kind: io.l5d.k8s.localnode\n{body}",
+            router("")
+        ))
+    };
+    assert_eq!(
+        ln("    namespace: x\n"),
+        "t.yaml:9:5: namers[0].transformers[0].namespace: unknown key (expected one of: kind, prefix, hostNetwork)"
+    );
+    assert!(ln("    hostNetwork: 1\n")
+        .starts_with("t.yaml:9:18: namers[0].transformers[0].hostNetwork: expected true or false"));
+    assert!(ln("    prefix: ln\n").starts_with("t.yaml:9:13: namers[0].transformers[0].prefix: \"ln\" is not a path"));
 }

@@ -452,6 +452,11 @@ pub enum DelegateNode {
     Alt(Vec<DelegateTree>),
     /// Weighted union.
     Union(Vec<WeightedDelegate>),
+    /// An interpreter transformer rewrote the bound name (linkerd
+    /// `DelegateTree.Transformation`): `name` is the transformer, `bound`
+    /// the name before it, `tree` what it became (a leaf whose path is the
+    /// new id, or the next transformation).
+    Transformation { name: String, bound: BoundName, tree: Box<DelegateTree> },
 }
 
 /// A weighted union branch of a trace.
@@ -529,6 +534,7 @@ impl DelegateTree {
             DelegateNode::Neg => NameTree::Neg,
             DelegateNode::Delegate(t) => t.to_name_tree(),
             DelegateNode::Leaf(b) => NameTree::Leaf(b.clone()),
+            DelegateNode::Transformation { tree, .. } => tree.to_name_tree(),
             DelegateNode::Alt(ts) => NameTree::Alt(ts.iter().map(|t| t.to_name_tree()).collect()),
             DelegateNode::Union(ws) => {
                 NameTree::Union(ws.iter().map(|w| Weighted::new(w.weight, w.tree.to_name_tree())).collect())
@@ -567,11 +573,16 @@ impl DelegateTree {
             }
             DelegateNode::Alt(_) => out.push_str(" -> alt"),
             DelegateNode::Union(_) => out.push_str(" -> union"),
+            DelegateNode::Transformation { name, bound, .. } => {
+                let _ = write!(out, " -> bound {} -> transformed by {name}", bound.id);
+            }
             DelegateNode::Delegate(_) => {}
         }
         out.push('\n');
         match &self.node {
-            DelegateNode::Delegate(t) => t.render_line(out, level + 1, None),
+            DelegateNode::Delegate(t) | DelegateNode::Transformation { tree: t, .. } => {
+                t.render_line(out, level + 1, None)
+            }
             DelegateNode::Alt(ts) => {
                 for t in ts {
                     t.render_line(out, level + 1, None);
@@ -590,7 +601,8 @@ impl DelegateTree {
     /// `{"type":…,"path":…,"dentry":{"prefix":…,"dst":…},…}` with
     /// `delegate`, `alt`, `union` (`[{"weight":…,"tree":…}]`), `bound`
     /// (`{"id":…,"path":residual}`; no `addr`, addresses are resolved
-    /// elsewhere) or `message`. `dentry` is omitted at the root.
+    /// elsewhere), `transformation` (`name`, `bound` before, `tree` after)
+    /// or `message`. `dentry` is omitted at the root.
     pub fn write_json(&self, out: &mut String) {
         let ty = match &self.node {
             DelegateNode::Exception(_) => "exception",
@@ -601,6 +613,7 @@ impl DelegateTree {
             DelegateNode::Leaf(_) => "leaf",
             DelegateNode::Alt(_) => "alt",
             DelegateNode::Union(_) => "union",
+            DelegateNode::Transformation { .. } => "transformation",
         };
         out.push_str("{\"type\":");
         json_str(out, ty);
@@ -636,6 +649,16 @@ impl DelegateTree {
                 out.push_str(",\"path\":");
                 json_str(out, &b.residual.show());
                 out.push('}');
+            }
+            DelegateNode::Transformation { name, bound, tree } => {
+                out.push_str(",\"name\":");
+                json_str(out, name);
+                out.push_str(",\"bound\":{\"id\":");
+                json_str(out, &bound.id.show());
+                out.push_str(",\"path\":");
+                json_str(out, &bound.residual.show());
+                out.push_str("},\"tree\":");
+                tree.write_json(out);
             }
             DelegateNode::Alt(ts) => {
                 out.push_str(",\"alt\":[");
@@ -750,6 +773,71 @@ impl Delegation {
     /// The trace as linkerd `/delegator.json` JSON.
     pub fn to_json(&self) -> String {
         self.trace.to_json()
+    }
+
+    /// Shows transformers, as linkerd does: `f` gives, for each bound name,
+    /// the name its namer gives (a namer's own transformers only change the
+    /// id: linkerd wraps the namer) and the interpreter's transformations,
+    /// in order, each `(transformer, name after it)`. Each leaf with
+    /// transformations becomes a chain of `transformation` steps ending in
+    /// the final leaf; `tree`, `simplified` and `bound` get the final names.
+    pub fn transformed(self, f: &impl Fn(&BoundName) -> (BoundName, Vec<(String, BoundName)>)) -> Delegation {
+        let last = |b: &BoundName| -> BoundName {
+            let (namer, steps) = f(b);
+            steps.last().map_or(namer, |(_, after)| after.clone())
+        };
+        Delegation {
+            path: self.path,
+            trace: self.trace.transformed(f),
+            tree: self.tree.map(&mut |b| last(b)),
+            simplified: self.simplified.map(&mut |b| last(b)),
+            bound: self.bound.map(|t| t.map(&mut |b| last(b))),
+        }
+    }
+}
+
+impl DelegateTree {
+    fn transformed(self, f: &impl Fn(&BoundName) -> (BoundName, Vec<(String, BoundName)>)) -> DelegateTree {
+        let DelegateTree { path, dentry, node } = self;
+        let node = match node {
+            DelegateNode::Leaf(b) => {
+                let (namer, steps) = f(&b);
+                // Built from the last step back: each transformation holds
+                // what follows it.
+                let mut before: Vec<BoundName> = vec![namer.clone()];
+                before.extend(steps.iter().map(|(_, after)| after.clone()));
+                let mut tree: Option<DelegateTree> = None;
+                for (i, (name, after)) in steps.iter().enumerate().rev() {
+                    let inner = tree.take().unwrap_or_else(|| DelegateTree {
+                        path: after.id.clone(),
+                        dentry: None,
+                        node: DelegateNode::Leaf(after.clone()),
+                    });
+                    let at = if i == 0 { path.clone() } else { before[i].id.clone() };
+                    let d = if i == 0 { dentry.clone() } else { None };
+                    tree = Some(DelegateTree {
+                        path: at,
+                        dentry: d,
+                        node: DelegateNode::Transformation {
+                            name: name.clone(),
+                            bound: before[i].clone(),
+                            tree: Box::new(inner),
+                        },
+                    });
+                }
+                match tree {
+                    Some(t) => return t,
+                    None => DelegateNode::Leaf(namer),
+                }
+            }
+            DelegateNode::Delegate(t) => DelegateNode::Delegate(Box::new(t.transformed(f))),
+            DelegateNode::Alt(ts) => DelegateNode::Alt(ts.into_iter().map(|t| t.transformed(f)).collect()),
+            DelegateNode::Union(ws) => DelegateNode::Union(
+                ws.into_iter().map(|w| WeightedDelegate { weight: w.weight, tree: w.tree.transformed(f) }).collect(),
+            ),
+            other => other,
+        };
+        DelegateTree { path, dentry, node }
     }
 }
 
@@ -959,6 +1047,46 @@ mod tests {
         let d = dtab(&s);
         let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/n0"));
         assert!(del.to_json().contains("more than 1000 lookups"));
+    }
+
+    #[test]
+    fn transformations_wrap_leaves_as_linkerd_shows_them() {
+        let d = dtab("/svc=>/#/io.l5d.fs/foo | /$/inet/127.0.0.1/1");
+        let del = Delegator::new(&d, &TestNamers).delegate(&p("/svc/x"));
+        let pre = |s: &str, b: &BoundName| BoundName::new(p(s).concat(&b.id), b.residual.clone());
+        // A namer transformer (/%/n) only on fs names; two interpreter ones.
+        let del = del.transformed(&|b: &BoundName| {
+            let named = if b.id.starts_with(&p("/#")) { pre("/%/n", b) } else { b.clone() };
+            let one = pre("/%/one", &named);
+            let two = pre("/%/two", &one);
+            (named, vec![("t1".to_string(), one), ("t2".to_string(), two)])
+        });
+        assert_eq!(del.bound, Ok(bound("/%/two/%/one/%/n/#/io.l5d.fs/foo", "/x")));
+        let text = del.render_text();
+        assert!(
+            text.contains(
+                "/#/io.l5d.fs/foo/x [/svc=>/#/io.l5d.fs/foo | /$/inet/127.0.0.1/1] -> bound /%/n/#/io.l5d.fs/foo -> transformed by t1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("/%/one/%/n/#/io.l5d.fs/foo -> bound /%/one/%/n/#/io.l5d.fs/foo -> transformed by t2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/%/two/%/one/%/n/#/io.l5d.fs/foo -> bound /%/two/%/one/%/n/#/io.l5d.fs/foo residual /x\n"),
+            "{text}"
+        );
+        assert!(text.contains("-> transformed by t2\n      /%/two/%/one/$/inet/127.0.0.1/1 -> bound"), "{text}");
+        let json = del.to_json();
+        assert!(
+            json.contains("{\"type\":\"transformation\",\"path\":\"/#/io.l5d.fs/foo/x\",\"dentry\":{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs/foo | /$/inet/127.0.0.1/1\"},\"name\":\"t1\",\"bound\":{\"id\":\"/%/n/#/io.l5d.fs/foo\",\"path\":\"/x\"},\"tree\":{\"type\":\"transformation\""),
+            "{json}"
+        );
+        // Without transformations, a leaf stays a leaf (with the namer's id).
+        let del = Delegator::new(&d, &TestNamers).delegate(&p("/svc")).transformed(&|b| (pre("/%/n", b), vec![]));
+        assert_eq!(del.bound, Ok(bound("/%/n/#/io.l5d.fs/foo", "/")));
+        assert!(!del.to_json().contains("transformation"));
     }
 
     #[test]

@@ -9,17 +9,24 @@
 //! - `watch`: the list/watch loop per resource, with its backoff, restart
 //!   logs and [`WatchStats`].
 //! - `client`: kube's client for a `kubectl proxy` or in-cluster access.
+//! - `configmap`: the `io.l5d.k8s.configMap` interpreter's dtab, from one
+//!   watched ConfigMap ([`ConfigMapDtabs`]).
+//! - `transform`: the `io.l5d.k8s.daemonset` and `io.l5d.k8s.localnode`
+//!   transformers' rules over resolved endpoints. Pure.
 //!
 //! [`Watchers`] runs the watches on a tokio current-thread runtime the
 //! control thread owns and drives while it waits between polls: one
 //! [`ClusterStore`] and one watch per resource for each distinct API server
-//! (namers with the same `host`/`port`, or all in-cluster ones, share them;
-//! the k8s transformers and the configMap interpreter are meant to add their
-//! resources to the same store).
+//! (namers with the same `host`/`port`, or all in-cluster ones, share them,
+//! and so do `io.l5d.k8s.daemonset` transformers with the same
+//! `k8sHost`/`k8sPort`: they read the same Services and EndpointSlices),
+//! and one watch of one ConfigMap per distinct configMap interpreter.
 
 pub mod client;
+pub mod configmap;
 pub mod resolve;
 pub mod state;
+pub mod transform;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -27,10 +34,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use config::{Config, K8sApiConfig, NamerConfig};
-use k8s_openapi::api::core::v1::Service;
+use config::{Config, ConfigMapInterpreterConfig, K8sApiConfig, NamerConfig, TransformerConfig};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+pub use configmap::{ConfigMapDtab, ConfigMapDtabs, ConfigMapStats};
 pub use resolve::{resolve, Resolution};
 pub use state::{ClusterStore, ClusterView};
 pub use watch::WatchStats;
@@ -59,24 +67,53 @@ impl Drop for ApiWatch {
     }
 }
 
+/// One configMap interpreter's watch of its ConfigMap (aborted on drop).
+struct ConfigMapWatch {
+    sink: Arc<configmap::ConfigMapSink>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConfigMapWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the admin server shows of the watches.
+#[derive(Debug, Clone, Default)]
+pub struct K8sStats {
+    /// Every watch: the namers' and the configMap interpreters'.
+    pub watches: Vec<Arc<WatchStats>>,
+    /// The configMap interpreters' own counters.
+    pub config_maps: Vec<Arc<ConfigMapStats>>,
+}
+
 /// The watches of every configured Kubernetes API server, on a runtime the
 /// control thread owns.
 pub struct Watchers {
     rt: tokio::runtime::Runtime,
     apis: BTreeMap<K8sApiConfig, ApiWatch>,
+    config_maps: BTreeMap<ConfigMapInterpreterConfig, ConfigMapWatch>,
     changed: Arc<tokio::sync::Notify>,
 }
 
 impl Watchers {
     pub fn new() -> std::io::Result<Watchers> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(Watchers { rt, apis: BTreeMap::new(), changed: Arc::new(tokio::sync::Notify::new()) })
+        Ok(Watchers {
+            rt,
+            apis: BTreeMap::new(),
+            config_maps: BTreeMap::new(),
+            changed: Arc::new(tokio::sync::Notify::new()),
+        })
     }
 
-    /// Starts watching the API servers the k8s namers of `configs` name and
-    /// stops watching those none of them names. Returns whether the set
-    /// changed.
+    /// Starts watching the API servers the k8s namers (and daemonset
+    /// transformers) of `configs` name, and the ConfigMaps their configMap
+    /// interpreters name, and stops watching those none of them names.
+    /// Returns whether the set changed.
     pub fn reconcile(&mut self, configs: &[&Config]) -> bool {
+        let config_maps_changed = self.reconcile_config_maps(configs);
         let wanted: Vec<K8sApiConfig> = configs
             .iter()
             .flat_map(|c| &c.namers)
@@ -84,6 +121,7 @@ impl Watchers {
                 NamerConfig::K8s(k) => Some(k.api.clone()),
                 NamerConfig::Fs { .. } => None,
             })
+            .chain(configs.iter().flat_map(|c| transformer_apis(c)))
             .collect();
         let before = self.apis.len();
         self.apis.retain(|api, _| wanted.contains(api));
@@ -96,7 +134,49 @@ impl Watchers {
             let watch = self.start(api.clone());
             self.apis.insert(api, watch);
         }
+        changed || config_maps_changed
+    }
+
+    /// The ConfigMap watches of [`Watchers::reconcile`]: one per distinct
+    /// configMap interpreter config.
+    fn reconcile_config_maps(&mut self, configs: &[&Config]) -> bool {
+        let wanted: Vec<ConfigMapInterpreterConfig> =
+            configs.iter().flat_map(|c| &c.routers).filter_map(|r| r.interpreter.config_map.clone()).collect();
+        let before = self.config_maps.len();
+        self.config_maps.retain(|c, _| wanted.contains(c));
+        let mut changed = before != self.config_maps.len();
+        for c in wanted {
+            if self.config_maps.contains_key(&c) {
+                continue;
+            }
+            changed = true;
+            let watch = self.start_config_map(c.clone());
+            self.config_maps.insert(c, watch);
+        }
         changed
+    }
+
+    fn start_config_map(&self, config: ConfigMapInterpreterConfig) -> ConfigMapWatch {
+        let resource = format!("configmaps/{}/{}", config.namespace, config.name);
+        let stats = Arc::new(WatchStats::new(&api_label(&config.api), resource));
+        let sink = Arc::new(configmap::ConfigMapSink::new(config.clone(), stats.clone(), self.changed.clone()));
+        tracing::info!(api = %config.api.describe(), configmap = %format!("{}/{}", config.namespace, config.name), key = %config.filename, "io.l5d.k8s.configMap: watching the ConfigMap");
+        let task = self.rt.spawn({
+            let sink = sink.clone();
+            async move {
+                let client = connect(&config.api).await;
+                // One object by name: a list and a watch with
+                // `fieldSelector=metadata.name=<name>`, which a Role with
+                // `resourceNames: [<name>]` allows (docs/k8s-namer.md).
+                let scope = watch::Scope {
+                    api: kube::Api::<ConfigMap>::namespaced(client, &config.namespace),
+                    labels: None,
+                    fields: Some(format!("metadata.name={}", config.name)),
+                };
+                watch::run_scoped(scope, &*sink, stats).await;
+            }
+        });
+        ConfigMapWatch { sink, task }
     }
 
     fn start(&self, api: K8sApiConfig) -> ApiWatch {
@@ -124,17 +204,28 @@ impl Watchers {
     }
 
     /// Every watch's stats, for the admin server.
-    pub fn stats(&self) -> Vec<Arc<WatchStats>> {
-        self.apis.values().flat_map(|w| w.stats.iter().cloned()).collect()
+    pub fn stats(&self) -> K8sStats {
+        let config_maps: Vec<Arc<ConfigMapStats>> = self.config_maps.values().map(|w| w.sink.stats.clone()).collect();
+        let watches = self.apis.values().flat_map(|w| w.stats.iter().cloned());
+        K8sStats { watches: watches.chain(config_maps.iter().map(|c| c.watch.clone())).collect(), config_maps }
     }
 
-    /// Whether any store changed since the last call (and forgets it).
+    /// Whether any store or ConfigMap dtab changed since the last call (and
+    /// forgets it).
     pub fn take_changed(&self) -> bool {
         let mut any = false;
         for w in self.apis.values() {
             any |= w.shared.dirty.swap(false, Ordering::AcqRel);
         }
+        for w in self.config_maps.values() {
+            any |= w.sink.dirty.swap(false, Ordering::AcqRel);
+        }
         any
+    }
+
+    /// The dtab each configMap interpreter's ConfigMap gives now.
+    pub fn config_map_dtabs(&self) -> ConfigMapDtabs {
+        self.config_maps.iter().map(|(c, w)| (c.clone(), w.sink.current())).collect()
     }
 
     /// What every API server's watches know now.
@@ -172,13 +263,21 @@ impl Watchers {
     pub fn wait_synced(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            let synced = self.apis.values().all(|w| w.stats.iter().all(|s| s.synced.load(Ordering::Relaxed)));
+            let synced = self.stats().watches.iter().all(|s| s.synced.load(Ordering::Relaxed));
             if synced || Instant::now() >= deadline {
                 return synced;
             }
             self.park(deadline.min(Instant::now() + Duration::from_millis(20)), Instant::now());
         }
     }
+}
+
+/// The API servers the `io.l5d.k8s.daemonset` transformers of `config` read
+/// (on namers and in routers' interpreters).
+pub fn transformer_apis(config: &Config) -> impl Iterator<Item = K8sApiConfig> + '_ {
+    let namers = config.namers.iter().flat_map(|n| n.transformers());
+    let routers = config.routers.iter().flat_map(|r| &r.interpreter.transformers);
+    namers.chain(routers).filter_map(TransformerConfig::k8s_api).cloned()
 }
 
 /// Builds the client, retrying (with a log line every 30 s) while it cannot

@@ -24,6 +24,7 @@
 //!   send to (linkerd's behaviour).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use naming::Path;
 
@@ -37,8 +38,16 @@ pub enum Resolution {
     /// The watches have not completed their first list: the name may exist.
     Pending,
     /// Bound: `consumed` segments (lowercased in `id`) form the bound id;
-    /// the endpoints' addresses, sorted, each once (possibly none).
-    Bound { id: Vec<String>, consumed: usize, addrs: Vec<SocketAddr> },
+    /// the endpoints, sorted by address, each address once (possibly none).
+    Bound { id: Vec<String>, consumed: usize, endpoints: Vec<Endpoint> },
+}
+
+/// A bound endpoint: its address and the node it runs on (linkerd's
+/// `nodeName` address metadata, which the k8s transformers read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub node: Option<Arc<str>>,
 }
 
 /// Resolves `rest` (the path after `/#/<prefix>`) against `view`.
@@ -81,10 +90,13 @@ pub fn resolve(view: &ClusterView, label_selector: Option<&str>, rest: &Path) ->
     let ready: Vec<_> = candidates.iter().filter(|(e, _)| e.ready).collect();
     let chosen =
         if ready.is_empty() { candidates.iter().filter(|(e, _)| e.serving && e.terminating).collect() } else { ready };
-    let mut addrs: Vec<SocketAddr> = chosen.into_iter().map(|(e, port)| SocketAddr::new(e.ip, *port)).collect();
-    addrs.sort_unstable();
-    addrs.dedup();
-    Resolution::Bound { id, consumed, addrs }
+    let mut endpoints: Vec<Endpoint> = chosen
+        .into_iter()
+        .map(|(e, port)| Endpoint { addr: SocketAddr::new(e.ip, *port), node: e.node_name.clone() })
+        .collect();
+    endpoints.sort_unstable_by_key(|e| e.addr);
+    endpoints.dedup_by_key(|e| e.addr);
+    Resolution::Bound { id, consumed, endpoints }
 }
 
 /// Every endpoint of the slices that have a TCP port called `name`, with
@@ -180,7 +192,7 @@ mod tests {
         match resolve(view, selector, &Path::parse(path).unwrap()) {
             Resolution::Neg => Err("neg"),
             Resolution::Pending => Err("pending"),
-            Resolution::Bound { addrs, .. } => Ok(addrs),
+            Resolution::Bound { endpoints, .. } => Ok(endpoints.into_iter().map(|e| e.addr).collect()),
         }
     }
 

@@ -58,8 +58,8 @@ pub struct EndpointInfo {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    /// For the daemonset and localnode transformers.
-    pub node_name: Option<String>,
+    /// `nodeName`: for the daemonset and localnode transformers.
+    pub node_name: Option<Arc<str>>,
 }
 
 /// What the namer needs of an EndpointSlice.
@@ -188,7 +188,7 @@ impl SliceInfo {
                     ready,
                     serving: c.and_then(|c| c.serving).unwrap_or(ready),
                     terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-                    node_name: e.node_name.clone(),
+                    node_name: e.node_name.as_deref().map(Arc::from),
                 })
             })
             .collect();

@@ -38,8 +38,8 @@ use super::state::{ClusterStore, ObjectKey, ServiceInfo, SliceInfo, SERVICE_NAME
 pub struct WatchStats {
     /// Which API server (`localhost:8001`, `in-cluster`).
     pub api: String,
-    /// `services`, `endpointslices`.
-    pub resource: &'static str,
+    /// `services`, `endpointslices`, `configmaps/<namespace>/<name>`.
+    pub resource: String,
     /// When the watch last heard from the API server: a list, an event or a
     /// bookmark (ms since `epoch`).
     last_event_ms: AtomicU64,
@@ -58,10 +58,10 @@ pub struct WatchStats {
 }
 
 impl WatchStats {
-    pub fn new(api: &str, resource: &'static str) -> WatchStats {
+    pub fn new(api: &str, resource: impl Into<String>) -> WatchStats {
         WatchStats {
             api: api.to_string(),
-            resource,
+            resource: resource.into(),
             last_event_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             reconnects: AtomicU64::new(0),
@@ -107,14 +107,50 @@ impl Shared {
     }
 }
 
+/// What a watch can list and watch.
+pub trait Object: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static {}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static> Object for K {}
+
+/// Where a watch puts what it learns.
+pub trait Sink<K>: Send + Sync {
+    /// A full list: replaces everything known (objects missing from it were
+    /// deleted meanwhile).
+    fn replace_all(&self, objects: &[K]);
+    /// An ADDED or MODIFIED event.
+    fn apply(&self, object: &K);
+    /// A DELETED event.
+    fn delete(&self, object: &K);
+}
+
+/// What one watch lists and watches: a resource in every namespace or one,
+/// with optional label and field selectors.
+pub struct Scope<K> {
+    pub api: Api<K>,
+    pub labels: Option<String>,
+    pub fields: Option<String>,
+}
+
 /// A resource the namer watches, and how its objects go into the store.
-pub trait Watched: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static {
+pub trait Watched: Object {
     const RESOURCE: &'static str;
     /// The label selector of the list and watch requests.
     const SELECTOR: Option<&'static str>;
     fn replace_all(store: &mut ClusterStore, objects: &[Self]) -> bool;
     fn apply(store: &mut ClusterStore, object: &Self) -> bool;
     fn delete(store: &mut ClusterStore, object: &Self) -> bool;
+}
+
+impl<K: Watched> Sink<K> for Shared {
+    fn replace_all(&self, objects: &[K]) {
+        self.update(|store| K::replace_all(store, objects));
+    }
+    fn apply(&self, object: &K) {
+        self.update(|store| K::apply(store, object));
+    }
+    fn delete(&self, object: &K) {
+        self.update(|store| K::delete(store, object));
+    }
 }
 
 fn object_key<K: kube::Resource>(object: &K) -> Option<ObjectKey> {
@@ -196,27 +232,34 @@ impl Backoff {
 /// JSON; pages bound what is held at once.
 const PAGE: u32 = 500;
 
-/// Runs forever (until its task is aborted): lists and watches `K` on
-/// `client`, keeping `shared`'s store up to date.
+/// Runs forever (until its task is aborted): lists and watches `K` in every
+/// namespace on `client`, keeping `shared`'s store up to date.
 pub async fn run<K: Watched>(client: kube::Client, shared: Arc<Shared>, stats: Arc<WatchStats>) {
-    let api: Api<K> = Api::all(client);
-    let mut backoff = Backoff::new(stats.epoch.elapsed().as_nanos() as u64 ^ K::RESOURCE.len() as u64);
+    let scope = Scope { api: Api::<K>::all(client), labels: K::SELECTOR.map(str::to_string), fields: None };
+    run_scoped(scope, &*shared, stats).await
+}
+
+/// Runs forever (until its task is aborted): lists and watches what `scope`
+/// selects, telling `sink`.
+pub async fn run_scoped<K: Object, S: Sink<K> + ?Sized>(scope: Scope<K>, sink: &S, stats: Arc<WatchStats>) {
+    let api = &scope.api;
+    let mut backoff = Backoff::new(stats.epoch.elapsed().as_nanos() as u64 ^ stats.resource.len() as u64);
     let mut version: Option<String> = None;
     let mut listed_once = false;
     let mut failing: Failing = None;
     stats.heard();
     loop {
         if version.is_none() {
-            match list(&api).await {
+            match list(&scope).await {
                 Ok((objects, rv)) => {
                     stats.heard();
                     if listed_once {
                         stats.relists.fetch_add(1, Ordering::Relaxed);
                     }
                     listed_once = true;
-                    shared.update(|store| K::replace_all(store, &objects));
+                    sink.replace_all(&objects);
                     stats.synced.store(true, Ordering::Relaxed);
-                    tracing::info!(api = %stats.api, resource = K::RESOURCE, objects = objects.len(), resource_version = %rv, "io.l5d.k8s: listed");
+                    tracing::info!(api = %stats.api, resource = %stats.resource, objects = objects.len(), resource_version = %rv, "io.l5d.k8s: listed");
                     version = Some(rv);
                     recovered(&stats, &mut failing);
                 }
@@ -229,12 +272,12 @@ pub async fn run<K: Watched>(client: kube::Client, shared: Arc<Shared>, stats: A
         }
         let Some(rv) = version.clone() else { continue };
         let timeout = 240 + (backoff.seed % 51) as u32;
-        let params = watch_params::<K>(timeout);
+        let params = watch_params(&scope, timeout);
         let started = Instant::now();
         let stream = match api.watch(&params, &rv).await {
             Ok(stream) => stream,
             Err(kube::Error::Api(status)) if status.code == 410 => {
-                tracing::info!(api = %stats.api, resource = K::RESOURCE, resource_version = %rv, "io.l5d.k8s: watch lists again: 410 Gone (the version is older than the API server keeps)");
+                tracing::info!(api = %stats.api, resource = %stats.resource, resource_version = %rv, "io.l5d.k8s: watch lists again: 410 Gone (the version is older than the API server keeps)");
                 version = None;
                 continue;
             }
@@ -263,12 +306,12 @@ pub async fn run<K: Watched>(client: kube::Client, shared: Arc<Shared>, stats: A
                         WatchEvent::Added(o) | WatchEvent::Modified(o) => {
                             stats.events.fetch_add(1, Ordering::Relaxed);
                             bump(&mut version, &o);
-                            shared.update(|store| K::apply(store, &o));
+                            sink.apply(&o);
                         }
                         WatchEvent::Deleted(o) => {
                             stats.events.fetch_add(1, Ordering::Relaxed);
                             bump(&mut version, &o);
-                            shared.update(|store| K::delete(store, &o));
+                            sink.delete(&o);
                         }
                         WatchEvent::Bookmark(b) => version = Some(b.metadata.resource_version),
                         WatchEvent::Error(status) if status.code == 410 || status.reason == "Expired" => {
@@ -288,9 +331,9 @@ pub async fn run<K: Watched>(client: kube::Client, shared: Arc<Shared>, stats: A
         let delay = backoff.next_delay();
         let action = if version.is_none() { "lists again" } else { "watches again" };
         if normal {
-            tracing::debug!(api = %stats.api, resource = K::RESOURCE, reason = %why, "io.l5d.k8s: watch {action}");
+            tracing::debug!(api = %stats.api, resource = %stats.resource, reason = %why, "io.l5d.k8s: watch {action}");
         } else {
-            tracing::info!(api = %stats.api, resource = K::RESOURCE, reason = %why, delay_ms = delay.as_millis() as u64, "io.l5d.k8s: watch {action}");
+            tracing::info!(api = %stats.api, resource = %stats.resource, reason = %why, delay_ms = delay.as_millis() as u64, "io.l5d.k8s: watch {action}");
         }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -298,12 +341,15 @@ pub async fn run<K: Watched>(client: kube::Client, shared: Arc<Shared>, stats: A
     }
 }
 
-fn watch_params<K: Watched>(timeout: u32) -> WatchParams {
-    let params = WatchParams::default().timeout(timeout);
-    match K::SELECTOR {
-        Some(selector) => params.labels(selector),
-        None => params,
+fn watch_params<K>(scope: &Scope<K>, timeout: u32) -> WatchParams {
+    let mut params = WatchParams::default().timeout(timeout);
+    if let Some(labels) = &scope.labels {
+        params = params.labels(labels);
     }
+    if let Some(fields) = &scope.fields {
+        params = params.fields(fields);
+    }
+    params
 }
 
 /// The resource version an event carries becomes the one to watch from.
@@ -314,10 +360,14 @@ fn bump<K: kube::Resource>(version: &mut Option<String>, object: &K) {
 }
 
 /// Every page of a list, and the list's resource version.
-async fn list<K: Watched>(api: &Api<K>) -> Result<(Vec<K>, String), kube::Error> {
+async fn list<K: Object>(scope: &Scope<K>) -> Result<(Vec<K>, String), kube::Error> {
+    let api = &scope.api;
     let mut params = ListParams::default().limit(PAGE);
-    if let Some(selector) = K::SELECTOR {
-        params = params.labels(selector);
+    if let Some(labels) = &scope.labels {
+        params = params.labels(labels);
+    }
+    if let Some(fields) = &scope.fields {
+        params = params.fields(fields);
     }
     let mut objects = Vec::new();
     loop {
@@ -340,13 +390,13 @@ fn failed(stats: &WatchStats, failing: &mut Failing, what: &str, e: &kube::Error
     let (start, logged) = failing.get_or_insert((now, now));
     if *logged == now || logged.elapsed() >= Duration::from_secs(30) {
         *logged = now;
-        tracing::warn!(api = %stats.api, resource = stats.resource, error = %e, errors = n, failing_for_s = start.elapsed().as_secs(), "io.l5d.k8s: {what} failed; retrying (the endpoints known so far keep serving)");
+        tracing::warn!(api = %stats.api, resource = %stats.resource, error = %e, errors = n, failing_for_s = start.elapsed().as_secs(), "io.l5d.k8s: {what} failed; retrying (what is known so far keeps serving)");
     }
 }
 
 fn recovered(stats: &WatchStats, failing: &mut Failing) {
     if let Some((start, _)) = failing.take() {
-        tracing::info!(api = %stats.api, resource = stats.resource, after_ms = start.elapsed().as_millis() as u64, "io.l5d.k8s: the API server answers again");
+        tracing::info!(api = %stats.api, resource = %stats.resource, after_ms = start.elapsed().as_millis() as u64, "io.l5d.k8s: the API server answers again");
     }
 }
 
