@@ -11,7 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 K8S_VERSION=${K8S_VERSION:-1.34.0}
 
-if ! command -v kubernetes-validate >/dev/null 2>&1; then
+if command -v kubernetes-validate >/dev/null 2>&1; then
+  kv=(kubernetes-validate)
+elif python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  kv=(python3 -m kubernetes_validate)   # installed, its script not on PATH
+else
   echo "kubernetes-validate is missing: pip install kubernetes-validate==1.37.0" >&2
   exit 1
 fi
@@ -21,6 +25,6 @@ trap 'rm -rf "$generated"' EXIT
 cargo run --quiet -p corelink-k8s-testapi --bin k8s-testapi -- --dump "$generated"
 
 files=(fixtures/*.json "$generated"/*.json)
-echo "validating ${#files[@]} objects against Kubernetes ${K8S_VERSION} (kubernetes-validate $(kubernetes-validate --version))"
+echo "validating ${#files[@]} objects against Kubernetes ${K8S_VERSION} (kubernetes-validate $("${kv[@]}" --version))"
 # kubernetes-validate exits non-zero when any file fails.
-kubernetes-validate --strict -k "$K8S_VERSION" "${files[@]}"
+"${kv[@]}" --strict -k "$K8S_VERSION" "${files[@]}"
