@@ -16,12 +16,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::backend::Backend;
+use common::certs::api_server_certificates;
 use common::{backends, client, Corelink};
 use k8s_testapi::objects::{self, Endpoint, ServicePort, TargetPort};
 use k8s_testapi::ApiServer;
@@ -69,24 +70,6 @@ fn certificates(dir: &Path, names: &[&str]) {
     }
 }
 
-/// A CA and a serving certificate for 127.0.0.1 (the API server's address
-/// here, as the `kubernetes` Service IP is in a cluster).
-fn api_certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "kubernetes-ca");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["kubernetes.default.svc".to_string()]).unwrap();
-    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 /// Every `inCluster: true` (not in a comment) followed by `tokenPath` and
 /// `caCertPath` at the same indentation: the files the kubelet mounts at
 /// their default paths.
@@ -131,7 +114,7 @@ fn the_sidecar_config_routes_servicea_to_serviceb_over_tls_through_the_k8s_namer
     for io in backends() {
         let dir = common::tempdir::Dir::new("deploy");
         certificates(dir.path(), &["servicea", "serviceb"]);
-        let (api_ca, api_cert, api_key) = api_certificates();
+        let (api_ca, api_cert, api_key) = api_server_certificates();
         let api = ApiServer::start_tls(&api_cert, &api_key, "sa-token");
         let (token, ca_path) = (dir.path().join("token"), dir.path().join("ca.crt"));
         std::fs::write(&token, "sa-token\n").unwrap();
@@ -242,7 +225,7 @@ fn the_daemonset_config_routes_across_nodes_over_tls_through_the_k8s_transformer
         let dir = common::tempdir::Dir::new("deploy-ds");
         certificates(dir.path(), &["corelink"]);
         let certs = dir.path().join("corelink");
-        let (api_ca, api_cert, api_key) = api_certificates();
+        let (api_ca, api_cert, api_key) = api_server_certificates();
         let api = ApiServer::start_tls(&api_cert, &api_key, "sa-token");
         let (token, ca_path) = (dir.path().join("token"), dir.path().join("ca.crt"));
         std::fs::write(&token, "sa-token\n").unwrap();

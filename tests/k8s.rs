@@ -9,86 +9,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{backends, client, Corelink};
+use common::certs::api_server_certificates;
+use common::named::{ask, pods_on, served_by, wait_for, wait_served_by, Answer, NamedServer as Pod};
+use common::{backends, Corelink};
 use k8s_testapi::objects::{self, Endpoint, ServicePort, TargetPort};
 use k8s_testapi::ApiServer;
 
 // ------------------------------------------------------------------ pods
-
-/// A pod: an HTTP/1.1 server (keep-alive) answering every request with
-/// its own IP, remembering when it last served one.
-struct Pod {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    last_served: Arc<Mutex<Option<Instant>>>,
-}
-
-impl Pod {
-    fn ip(&self) -> String {
-        self.addr.ip().to_string()
-    }
-
-    fn last_served(&self) -> Option<Instant> {
-        *self.last_served.lock().unwrap()
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-fn serve_pod(mut conn: TcpStream, ip: String, stop: Arc<AtomicBool>, last: Arc<Mutex<Option<Instant>>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.drain(..end + 4);
-            *last.lock().unwrap() = Some(Instant::now());
-            let rsp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{ip}", ip.len());
-            if conn.write_all(rsp.as_bytes()).is_err() {
-                return;
-            }
-        }
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn start_pod(listener: TcpListener) -> Pod {
-    let addr = listener.local_addr().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let last_served = Arc::new(Mutex::new(None));
-    let (st, last) = (stop.clone(), last_served.clone());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            if st.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(conn) = conn else { continue };
-            let (st, last, ip) = (st.clone(), last.clone(), addr.ip().to_string());
-            std::thread::spawn(move || serve_pod(conn, ip, st, last));
-        }
-    });
-    Pod { addr, stop, last_served }
-}
 
 /// The address of the `i`th pod: 127.0.0.2, 127.0.0.3, …
 fn pod_ip(i: usize) -> IpAddr {
@@ -97,59 +30,10 @@ fn pod_ip(i: usize) -> IpAddr {
 
 /// `n` pods on 127.0.0.2, 127.0.0.3, … sharing one port.
 fn pods(n: usize) -> Vec<Pod> {
-    'port: for _ in 0..50 {
-        let first = TcpListener::bind(SocketAddr::new(pod_ip(0), 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![first];
-        for i in 1..n {
-            match TcpListener::bind(SocketAddr::new(pod_ip(i), port)) {
-                Ok(l) => listeners.push(l),
-                Err(_) => continue 'port,
-            }
-        }
-        return listeners.into_iter().map(start_pod).collect();
-    }
-    panic!("no port free on all of the pod addresses");
+    pods_on(&(0..n).map(pod_ip).collect::<Vec<_>>())
 }
 
 // ------------------------------------------------------------ traffic
-
-/// A request's status and body (the IP of the pod that served it), or the
-/// I/O error.
-type Answer = Result<(u16, String), String>;
-
-/// One request on a fresh connection.
-fn ask(addr: SocketAddr, host: &str) -> Answer {
-    let rsp = client::get(addr, "/", host).map_err(|e| e.to_string())?;
-    Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
-}
-
-/// The body of a 200, or a panic saying what came instead.
-fn served_by(addr: SocketAddr, host: &str) -> String {
-    match ask(addr, host) {
-        Ok((200, body)) => body,
-        other => panic!("{host}: {other:?}"),
-    }
-}
-
-/// Asks until `want(body)` or `limit`; returns how long it took.
-fn wait_for(addr: SocketAddr, host: &str, limit: Duration, want: impl Fn(&Answer) -> bool) -> Duration {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < limit {
-        let r = ask(addr, host);
-        if want(&r) {
-            return start.elapsed();
-        }
-        last = Some(r);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{host}: not as wanted within {limit:?}; last answer {last:?}");
-}
-
-fn wait_served_by(addr: SocketAddr, host: &str, ip: &str, limit: Duration) -> Duration {
-    wait_for(addr, host, limit, |r| matches!(r, Ok((200, b)) if b == ip))
-}
 
 /// Requests sent back to back from another thread until stopped: each one's
 /// send time and result.
@@ -415,7 +299,7 @@ fn a_deleted_service_falls_back_through_the_dtab() {
     for io in backends() {
         let api = ApiServer::start();
         let pods = pods(1);
-        let fallback = start_pod(TcpListener::bind("127.0.0.1:0").unwrap());
+        let fallback = Pod::start("127.0.0.1");
         let port = pods[0].addr.port();
         api.apply(http_service("web"));
         api.apply(slice("web-a", "web", port, &[&pods[0]]));
@@ -451,7 +335,7 @@ fn label_selector_binds_only_services_carrying_the_label() {
     for io in backends() {
         let api = ApiServer::start();
         let pods = pods(1);
-        let fallback = start_pod(TcpListener::bind("127.0.0.1:0").unwrap());
+        let fallback = Pod::start("127.0.0.1");
         let port = pods[0].addr.port();
         let mut service = http_service("web");
         service["metadata"]["labels"]["version"] = serde_json::json!("v1");
@@ -475,7 +359,7 @@ fn named_and_numbered_ports() {
     for io in backends() {
         let api = ApiServer::start();
         let pods = pods(1);
-        let fallback = start_pod(TcpListener::bind("127.0.0.1:0").unwrap());
+        let fallback = Pod::start("127.0.0.1");
         let port = pods[0].addr.port();
         api.apply(objects::service(
             "prod",
@@ -507,28 +391,10 @@ fn named_and_numbered_ports() {
 
 // ------------------------------------------------------- in-cluster TLS
 
-/// A CA and a certificate for 127.0.0.1 (the API server's address here, as
-/// the Service IP is in a cluster).
-fn api_certificates() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.distinguished_name.push(DnType::CommonName, "kubernetes-ca");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["kubernetes.default.svc".to_string()]).unwrap();
-    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
 #[test]
 fn in_cluster_over_tls_with_a_bearer_token_that_rotates() {
     for io in backends() {
-        let (ca, cert, key) = api_certificates();
+        let (ca, cert, key) = api_server_certificates();
         let api = ApiServer::start_tls(&cert, &key, "token-one");
         let dir = common::tempdir::Dir::new("k8s-sa");
         let (token_path, ca_path) = (dir.path().join("token"), dir.path().join("ca.crt"));

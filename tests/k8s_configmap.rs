@@ -8,104 +8,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::named::{ask, served_by, wait_for, wait_served_by, NamedServer as Named};
 use common::{backends, client, Corelink};
 use k8s_testapi::objects;
 use k8s_testapi::ApiServer;
-
-/// An HTTP/1.1 server answering every request with its name.
-struct Named {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl Named {
-    fn start(name: &str) -> Named {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, name) = (stop.clone(), name.to_string());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let name = name.clone();
-                std::thread::spawn(move || serve(conn, &name));
-            }
-        });
-        Named { addr, stop }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-fn serve(mut conn: TcpStream, name: &str) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.drain(..end + 4);
-            let rsp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}", name.len());
-            if conn.write_all(rsp.as_bytes()).is_err() {
-                return;
-            }
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-type Answer = Result<(u16, String), String>;
-
-fn ask(addr: SocketAddr, host: &str) -> Answer {
-    let rsp = client::get(addr, "/", host).map_err(|e| e.to_string())?;
-    Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
-}
-
-fn served_by(addr: SocketAddr, host: &str) -> String {
-    match ask(addr, host) {
-        Ok((200, body)) => body,
-        other => panic!("{host}: {other:?}"),
-    }
-}
-
-/// Asks until `want` or `limit`; returns how long it took.
-fn wait_for(addr: SocketAddr, host: &str, limit: Duration, want: impl Fn(&Answer) -> bool) -> Duration {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < limit {
-        let r = ask(addr, host);
-        if want(&r) {
-            return start.elapsed();
-        }
-        last = Some(r);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    panic!("{host}: not as wanted within {limit:?}; last answer {last:?}");
-}
-
-fn wait_served_by(addr: SocketAddr, host: &str, name: &str, limit: Duration) -> Duration {
-    wait_for(addr, host, limit, |r| matches!(r, Ok((200, b)) if b == name))
-}
 
 fn wait_unrouted(addr: SocketAddr, host: &str, limit: Duration) -> Duration {
     wait_for(addr, host, limit, |r| matches!(r, Ok((s, _)) if *s >= 400))

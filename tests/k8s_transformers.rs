@@ -10,106 +10,23 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::named::{ask, pods_on, wait_for, Answer, NamedServer as Pod};
 use common::{backends, client, Corelink};
 use k8s_testapi::objects::{self, Endpoint, ServicePort, TargetPort};
 use k8s_testapi::ApiServer;
 
 // ------------------------------------------------------------------ pods
 
-/// An HTTP/1.1 server (keep-alive) answering every request with its own
-/// address; stops when dropped.
-struct Pod {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl Pod {
-    fn ip(&self) -> String {
-        self.addr.ip().to_string()
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-    }
-}
-
-fn serve(mut conn: TcpStream, me: String, stop: Arc<AtomicBool>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.drain(..end + 4);
-            let rsp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{me}", me.len());
-            if conn.write_all(rsp.as_bytes()).is_err() {
-                return;
-            }
-        }
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(_) => return,
-        }
-    }
-}
-
 /// Pods on each of `ips`, sharing one port (as a DaemonSet's or a
 /// Deployment's pods share their container port).
 fn pods(ips: &[&str]) -> Vec<Pod> {
-    'port: for _ in 0..50 {
-        let first = TcpListener::bind(format!("{}:0", ips[0])).unwrap();
-        let port = first.local_addr().unwrap().port();
-        let mut listeners = vec![first];
-        for ip in &ips[1..] {
-            match TcpListener::bind(format!("{ip}:{port}")) {
-                Ok(l) => listeners.push(l),
-                Err(_) => continue 'port,
-            }
-        }
-        return listeners
-            .into_iter()
-            .map(|listener| {
-                let addr = listener.local_addr().unwrap();
-                let stop = Arc::new(AtomicBool::new(false));
-                let st = stop.clone();
-                std::thread::spawn(move || {
-                    for conn in listener.incoming() {
-                        if st.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(conn) = conn else { continue };
-                        let (st, me) = (st.clone(), addr.ip().to_string());
-                        std::thread::spawn(move || serve(conn, me, st));
-                    }
-                });
-                Pod { addr, stop }
-            })
-            .collect();
-    }
-    panic!("no port free on all of {ips:?}");
+    pods_on(&ips.iter().map(|ip| ip.parse().unwrap()).collect::<Vec<_>>())
 }
 
 // ------------------------------------------------------------ traffic
-
-type Answer = Result<(u16, String), String>;
-
-fn ask(addr: SocketAddr, host: &str) -> Answer {
-    let rsp = client::get(addr, "/", host).map_err(|e| e.to_string())?;
-    Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
-}
 
 /// Who served `n` requests (a 200's body), as a sorted set; a panic for
 /// anything else.
@@ -123,22 +40,6 @@ fn served_by(addr: SocketAddr, host: &str, n: usize) -> Vec<String> {
     seen.sort();
     seen.dedup();
     seen
-}
-
-/// Asks until `want` holds for an answer, within `limit`; returns how long
-/// it took.
-fn wait_for(addr: SocketAddr, host: &str, limit: Duration, want: impl Fn(&Answer) -> bool) -> Duration {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < limit {
-        let r = ask(addr, host);
-        if want(&r) {
-            return start.elapsed();
-        }
-        last = Some(r);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("{host}: not as wanted within {limit:?}; last answer {last:?}");
 }
 
 /// Asks until `n` requests in a row are all 200s served by exactly `want`

@@ -72,3 +72,22 @@ impl Leaf {
         (cert, key)
     }
 }
+
+/// A CA and a serving certificate for 127.0.0.1 (the test Kubernetes API
+/// server's address, as the `kubernetes` Service IP is in a cluster):
+/// (CA PEM, certificate PEM, key PEM).
+pub fn api_server_certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "kubernetes-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["kubernetes.default.svc".to_string()]).unwrap();
+    leaf.subject_alt_names.push(SanType::IpAddress(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+    leaf.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
