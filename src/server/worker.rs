@@ -89,7 +89,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     drop(started);
 
     let housekeeping = [
-        tokio::task::spawn_local(close_idle_upstreams(core.clone())),
+        tokio::task::spawn_local(sweep(core.clone())),
         tokio::task::spawn_local(flush_access_logs(core.clone())),
         tokio::task::spawn_local(advance_metric_windows(core.metrics.clone())),
     ];
@@ -194,12 +194,24 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 /// Once a second: closes idle pooled connections past their idle timeout
-/// or with unread input (a server that hung up or wrote out of turn).
-async fn close_idle_upstreams<B: Backend>(core: Rc<Core<B>>) {
+/// or with unread input (a server that hung up or wrote out of turn), frees
+/// the free buffers the last second did not need, and when the core has
+/// gone quiet (no buffer taken for a second), has the allocator return what
+/// was freed to the OS: after a burst, the memory its connections used while
+/// busy (docs/io-backends.md, idle connections).
+async fn sweep<B: Backend>(core: Rc<Core<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut was_quiet = false;
     loop {
         tick.tick().await;
         core.upstreams.close_idle(std::time::Instant::now());
+        let trimmed = core.buffers.trim();
+        // Once when the core goes quiet, and again if buffers came back
+        // since (connections parking after their last request).
+        if trimmed.quiet && (!was_quiet || trimmed.freed > 0) {
+            super::sys::return_free_memory();
+        }
+        was_quiet = trimmed.quiet;
     }
 }
 
