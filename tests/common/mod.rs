@@ -156,7 +156,17 @@ impl Corelink {
                 Err(_) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
-                    let errors: Vec<String> = err_rx.try_iter().collect();
+                    // The process is gone: read its stderr to the end (the
+                    // reader thread may not have passed the last lines on
+                    // yet), bounded in case a grandchild holds the pipe.
+                    let mut errors = Vec::new();
+                    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                        match err_rx.recv_timeout(left) {
+                            Ok(line) => errors.push(line),
+                            Err(_) => break,
+                        }
+                    }
                     return Err(format!("no listening line (exit {status:?}); stderr:\n{}", errors.join("\n")));
                 }
             }
