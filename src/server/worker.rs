@@ -89,7 +89,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     drop(started);
 
     let housekeeping = [
-        tokio::task::spawn_local(sweep(core.clone())),
+        tokio::task::spawn_local(release_idle_resources(core.clone())),
         tokio::task::spawn_local(flush_access_logs(core.clone())),
         tokio::task::spawn_local(advance_metric_windows(core.metrics.clone())),
     ];
@@ -199,7 +199,7 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// gone quiet (no buffer taken for a second), has the allocator return what
 /// was freed to the OS: after a burst, the memory its connections used while
 /// busy (docs/io-backends.md, idle connections).
-async fn sweep<B: Backend>(core: Rc<Core<B>>) {
+async fn release_idle_resources<B: Backend>(core: Rc<Core<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut was_quiet = false;
     loop {
