@@ -1392,7 +1392,7 @@ fn config_map_interpreter(ctx: &mut Ctx, o: &Obj) -> Result<ConfigMapInterpreter
     let namespace =
         checked(ctx, "namespace", "a namespace name (a DNS label: lowercase letters, digits, `-`)", is_dns_label)?
             .unwrap_or_else(|| DEFAULT_CONFIG_MAP_NAMESPACE.to_string());
-    Ok(ConfigMapInterpreterConfig { api: k8s_api(ctx, o)?, namespace, name, filename })
+    Ok(ConfigMapInterpreterConfig { api: k8s_api(ctx, o, "host", "port")?, namespace, name, filename })
 }
 
 /// RFC 1123 label, as Kubernetes checks namespace names.
@@ -1492,60 +1492,7 @@ fn daemonset_transformer(ctx: &Ctx, t: &Obj) -> Result<DaemonSetTransformerConfi
     let namespace = segment("namespace")?;
     let service = segment("service")?;
     let port = segment("port")?;
-    let in_cluster = t.bool(ctx, "inCluster")?.unwrap_or(false);
-    let api = if in_cluster {
-        for key in ["k8sHost", "k8sPort"] {
-            if t.has(key) {
-                return Err(ctx.invalid(
-                    t.key_mark(key),
-                    &t.path(key),
-                    "with inCluster: true the API server is KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT; remove this key (or inCluster to use a kubectl proxy)",
-                ));
-            }
-        }
-        let file = |key: &str, name: &str| -> Result<String> {
-            match t.get(key) {
-                None => Ok(format!("{SERVICE_ACCOUNT_DIR}/{name}")),
-                Some(v) => {
-                    let text = v.str(ctx, &t.path(key))?;
-                    if text.is_empty() {
-                        return Err(ctx.invalid(v.mark, &t.path(key), "an empty file name"));
-                    }
-                    Ok(text)
-                }
-            }
-        };
-        K8sApiConfig::InCluster { token_path: file("tokenPath", "token")?, ca_cert_path: file("caCertPath", "ca.crt")? }
-    } else {
-        for key in ["tokenPath", "caCertPath"] {
-            if t.has(key) {
-                return Err(ctx.invalid(
-                    t.key_mark(key),
-                    &t.path(key),
-                    "only used with inCluster: true (k8sHost and k8sPort name a kubectl proxy, reached without credentials)",
-                ));
-            }
-        }
-        let host = match t.get("k8sHost") {
-            None => DEFAULT_K8S_HOST.to_string(),
-            Some(v) => {
-                let text = v.str(ctx, &t.path("k8sHost"))?;
-                if text.is_empty() || text.contains(['/', ' ']) {
-                    return Err(ctx.invalid(
-                        v.mark,
-                        &t.path("k8sHost"),
-                        format!("{text:?} is not a host name or address"),
-                    ));
-                }
-                text
-            }
-        };
-        let port = match t.get("k8sPort") {
-            None => DEFAULT_K8S_PORT,
-            Some(v) => v.int(ctx, &t.path("k8sPort"), 1, i64::from(u16::MAX))?,
-        };
-        K8sApiConfig::Proxy { host, port }
-    };
+    let api = k8s_api(ctx, t, "k8sHost", "k8sPort")?;
     Ok(DaemonSetTransformerConfig {
         namespace,
         service,
@@ -1616,7 +1563,7 @@ fn namer_prefix(ctx: &Ctx, o: &Obj, default: &str) -> Result<String> {
 /// `inCluster` (with `tokenPath`, `caCertPath`).
 fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
     let prefix = namer_prefix(ctx, o, DEFAULT_K8S_PREFIX)?;
-    let api = k8s_api(ctx, o)?;
+    let api = k8s_api(ctx, o, "host", "port")?;
     let label_selector = match o.get("labelSelector") {
         None => None,
         Some(v) => {
@@ -1634,13 +1581,14 @@ fn k8s_namer(ctx: &mut Ctx, o: &Obj) -> Result<K8sNamerConfig> {
     Ok(K8sNamerConfig { prefix, api, label_selector, transformers: transformers(ctx, o)? })
 }
 
-/// The API server of a k8s namer or the configMap interpreter: linkerd's
-/// `host` and `port` (a `kubectl proxy`), or corelink's `inCluster` (with
-/// `tokenPath`, `caCertPath`).
-fn k8s_api(ctx: &mut Ctx, o: &Obj) -> Result<K8sApiConfig> {
+/// The API server of a k8s namer, the configMap interpreter (linkerd's
+/// `host` and `port`: a `kubectl proxy`) or the daemonset transformer
+/// (`k8sHost`, `k8sPort`), or corelink's `inCluster` (with `tokenPath`,
+/// `caCertPath`).
+fn k8s_api(ctx: &Ctx, o: &Obj, host_key: &str, port_key: &str) -> Result<K8sApiConfig> {
     let in_cluster = o.bool(ctx, "inCluster")?.unwrap_or(false);
     let api = if in_cluster {
-        for key in ["host", "port"] {
+        for key in [host_key, port_key] {
             if o.has(key) {
                 return Err(ctx.invalid(
                     o.key_mark(key),
@@ -1668,27 +1616,27 @@ fn k8s_api(ctx: &mut Ctx, o: &Obj) -> Result<K8sApiConfig> {
                 return Err(ctx.invalid(
                     o.key_mark(key),
                     &o.path(key),
-                    "only used with inCluster: true (host and port name a kubectl proxy, reached without credentials)",
+                    format!("only used with inCluster: true ({host_key} and {port_key} name a kubectl proxy, reached without credentials)"),
                 ));
             }
         }
-        let host = match o.get("host") {
+        let host = match o.get(host_key) {
             None => DEFAULT_K8S_HOST.to_string(),
             Some(v) => {
-                let text = v.str(ctx, &o.path("host"))?;
+                let text = v.str(ctx, &o.path(host_key))?;
                 if text.is_empty() || text.contains(['/', ' ']) {
                     return Err(ctx.invalid(
                         v.mark,
-                        &o.path("host"),
+                        &o.path(host_key),
                         format!("{text:?} is not a host name or address"),
                     ));
                 }
                 text
             }
         };
-        let port = match o.get("port") {
+        let port = match o.get(port_key) {
             None => DEFAULT_K8S_PORT,
-            Some(v) => v.int(ctx, &o.path("port"), 1, i64::from(u16::MAX))?,
+            Some(v) => v.int(ctx, &o.path(port_key), 1, i64::from(u16::MAX))?,
         };
         K8sApiConfig::Proxy { host, port }
     };
