@@ -1,5 +1,6 @@
 //! The epoll backend: a current-thread tokio runtime and `LocalSet` per core.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -9,20 +10,24 @@ use super::{Backend, BufResult, Listener, Stream};
 
 pub struct Epoll;
 
-pub struct EpollStream(tokio::net::TcpStream);
+pub struct EpollStream {
+    socket: tokio::net::TcpStream,
+    /// tokio's cached readiness was cleared after the last read drained the
+    /// socket, so readiness seen since is a new epoll event, not a stale
+    /// one: `wait_readable` can trust it without a peek.
+    drained: Cell<bool>,
+}
 pub struct EpollListener(tokio::net::TcpListener);
 
 impl Stream for EpollStream {
-    const WAIT_NEEDS_BUFFER: bool = false;
-
     fn has_unread_input(&self) -> bool {
         // Readiness was cleared after the last short read (see `read`): if
         // epoll has not reported the socket readable since, nothing arrived,
         // and no syscall is needed. Otherwise confirm with a peek.
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match self.0.poll_read_ready(&mut cx) {
+        match self.socket.poll_read_ready(&mut cx) {
             std::task::Poll::Pending => false,
-            std::task::Poll::Ready(_) => super::peek_unread(socket2::SockRef::from(&self.0)),
+            std::task::Poll::Ready(_) => super::peek_unread(socket2::SockRef::from(&self.socket)),
         }
     }
 
@@ -32,7 +37,7 @@ impl Stream for EpollStream {
             let spare = buf.capacity() - buf.len();
             // try_read_buf consults tokio's cached readiness first, so trying
             // before waiting costs no syscall when the socket is known empty.
-            match self.0.try_read_buf(&mut buf) {
+            match self.socket.try_read_buf(&mut buf) {
                 Ok(n) => {
                     if n > 0 && n < spare {
                         // A short read drained the socket. Tell tokio, so the
@@ -42,13 +47,18 @@ impl Stream for EpollStream {
                         // the recv above and this, so an event for data that
                         // arrived since is still pending in epoll.
                         let _ = self
-                            .0
+                            .socket
                             .try_io(tokio::io::Interest::READABLE, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                        self.drained.set(true);
+                    } else {
+                        self.drained.set(false);
                     }
                     return (Ok(n), buf);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.0.readable().await {
+                    // tokio cleared its readiness with this WouldBlock.
+                    self.drained.set(true);
+                    if let Err(e) = self.socket.readable().await {
                         return (Err(e), buf);
                     }
                 }
@@ -61,11 +71,11 @@ impl Stream for EpollStream {
     async fn write_range(&self, buf: Vec<u8>, range: Range<usize>) -> BufResult<()> {
         let mut written = range.start;
         while written < range.end {
-            match self.0.try_write(&buf[written..range.end]) {
+            match self.socket.try_write(&buf[written..range.end]) {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.0.writable().await {
+                    if let Err(e) = self.socket.writable().await {
                         return (Err(e), buf);
                     }
                 }
@@ -77,21 +87,32 @@ impl Stream for EpollStream {
     }
 
     async fn shutdown_write(&self) -> io::Result<()> {
-        socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Write)
+        socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write)
     }
 
-    async fn wait_readable(&self, small: Vec<u8>) -> BufResult<bool> {
-        // readable() alone may return at once on stale cached readiness (the
-        // last read did not end in WouldBlock); a one-byte MSG_PEEK waits for
-        // real data or EOF and clears stale readiness, without a buffer.
-        let mut probe = [0u8; 1];
-        let res = loop {
-            match self.0.peek(&mut probe).await {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other.map(|n| n > 0),
+    async fn wait_readable(&self) -> io::Result<bool> {
+        loop {
+            if !self.drained.get() {
+                // The last read filled its buffer: readiness may be stale.
+                // A non-blocking one-byte peek tells; WouldBlock clears
+                // tokio's readiness, which can then be trusted.
+                let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                let peeked = self.socket.try_io(tokio::io::Interest::READABLE, || {
+                    socket2::SockRef::from(&self.socket)
+                        .recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+                });
+                match peeked {
+                    Ok(_) => return Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained.set(true),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
             }
-        };
-        (res, small)
+            // Trusted readiness: no syscall while the request is already
+            // here, one epoll wake-up otherwise (as a read would wait).
+            self.socket.readable().await?;
+            return Ok(true);
+        }
     }
 }
 
@@ -101,14 +122,14 @@ impl Listener for EpollListener {
     async fn accept(&self) -> io::Result<(EpollStream, SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
-        Ok((EpollStream(stream), peer))
+        Ok((EpollStream::new(stream), peer))
     }
 
     fn try_accept(&self) -> io::Result<Option<(EpollStream, SocketAddr)>> {
         let Some((std, peer)) = super::try_accept_queued(&self.0)? else { return Ok(None) };
         std.set_nonblocking(true)?;
         std.set_nodelay(true)?;
-        Ok(Some((EpollStream(tokio::net::TcpStream::from_std(std)?), peer)))
+        Ok(Some((EpollStream::new(tokio::net::TcpStream::from_std(std)?), peer)))
     }
 }
 
@@ -125,10 +146,10 @@ impl Backend for Epoll {
     async fn connect(addr: SocketAddr) -> io::Result<EpollStream> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(EpollStream(stream))
+        Ok(EpollStream::new(stream))
     }
 
-    fn run<F: Future>(main: F) -> io::Result<F::Output> {
+    fn run<F: Future>(_buffer_size: usize, main: F) -> io::Result<F::Output> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let local = tokio::task::LocalSet::new();
         Ok(local.block_on(&rt, main))
@@ -136,8 +157,14 @@ impl Backend for Epoll {
 }
 
 impl EpollStream {
+    fn new(socket: tokio::net::TcpStream) -> Self {
+        // A new registration has no cached readiness: the first readiness
+        // tokio sees is epoll's.
+        EpollStream { socket, drained: Cell::new(true) }
+    }
+
     #[cfg(test)]
     pub(crate) fn for_tests(stream: tokio::net::TcpStream) -> Self {
-        EpollStream(stream)
+        EpollStream::new(stream)
     }
 }

@@ -1,9 +1,10 @@
 //! The only module that touches sockets. The proxy is generic over [`Backend`]:
 //! owned buffers move into each operation and come back with its result
-//! (tokio-uring / monoio style), which io_uring needs and epoll does not mind.
+//! (monoio style), which io_uring needs and epoll does not mind.
 //!
 //! - [`epoll::Epoll`]: a current-thread tokio runtime per core.
-//! - [`uring::Uring`]: tokio-uring with COOP_TASKRUN | SINGLE_ISSUER.
+//! - [`uring::Uring`]: corelink's own io_uring driver on the same tokio
+//!   current-thread runtime (timers, tasks): one ring per core.
 //! - [`tls`]: [`TlsStream`], rustls driven sans-IO over any [`Stream`], so TLS
 //!   runs the same on both backends; [`MaybeTls`], what the proxy reads and
 //!   writes. Its rustls configuration comes from [`crate::tls`].
@@ -44,21 +45,23 @@ pub trait Stream: 'static {
     /// Half-closes the write side (FIN), for tunnels and close-delimited bodies.
     /// Async because TLS sends its close_notify alert first.
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
-    /// Waits until the stream is readable without parking a full-size buffer:
-    /// idle keep-alive connections should cost as little memory as possible.
-    /// epoll waits for readiness and leaves `small` empty; io_uring cannot wait
-    /// without a read, so it reads into `small` (a few hundred bytes) and the
-    /// caller moves those bytes into its real buffer. `Ok(false)` means EOF.
-    fn wait_readable(&self, small: Vec<u8>) -> impl Future<Output = BufResult<bool>>;
+    /// Waits, holding no buffer, until the stream has something to read:
+    /// bytes, or the end of the stream (`Ok(false)` when the backend knows it
+    /// is the end; epoll reports it as readable and the next read says 0).
+    /// A connection between requests waits here, so an idle keep-alive
+    /// connection costs no buffer: epoll waits for readiness; io_uring has
+    /// its receive in flight and the kernel picks a buffer from the ring
+    /// when bytes arrive (the next read returns them).
+    fn wait_readable(&self) -> impl Future<Output = io::Result<bool>>;
+    /// Gives back what the stream holds only to be fast while busy, before a
+    /// connection parks for a long idle wait (TLS: its record buffers).
+    fn release_idle_buffers(&self) {}
     /// Whether the peer has sent anything (or closed) that nobody read: true
     /// for an idle pooled connection whose server wrote past its response
     /// (late body bytes, a smuggled extra response) or hung up. Such a
     /// connection must not carry the next request: its bytes would be read as
     /// that request's response. One non-blocking `MSG_PEEK`.
     fn has_unread_input(&self) -> bool;
-    /// Whether `wait_readable` reads into the buffer it is given (io_uring) or
-    /// only waits for readiness (epoll, which then needs no buffer at all).
-    const WAIT_NEEDS_BUFFER: bool;
 }
 
 pub trait Listener: 'static {
@@ -81,7 +84,14 @@ pub trait Backend: 'static {
     fn listener(std: std::net::TcpListener) -> io::Result<Self::Listener>;
     fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>>;
     /// Runs `main` to completion on a new event loop on the current thread.
-    fn run<F: Future>(main: F) -> io::Result<F::Output>;
+    /// `buffer_size` is the core's I/O buffer size (`corelink.bufferSize`):
+    /// io_uring receives into buffers of that size.
+    fn run<F: Future>(buffer_size: usize, main: F) -> io::Result<F::Output>;
+    /// Frees the backend's own spare buffers (io_uring: the buffer ring's
+    /// replacements); called when the core is quiet. Returns how many.
+    fn trim_spare_buffers() -> usize {
+        0
+    }
 }
 
 /// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: anything but EAGAIN means data,

@@ -49,19 +49,20 @@ pub fn uring_available() -> Result<(), String> {
             return Err("kernel.io_uring_disabled = 2".into());
         }
     }
+    // The driver's flags: DEFER_TASKRUN needs Linux 6.1.
     let ring: io_uring::IoUring = io_uring::IoUring::builder()
-        .setup_coop_taskrun()
         .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
         .build(8)
-        .map_err(|e| format!("io_uring_setup failed: {e}"))?;
+        .map_err(|e| format!("io_uring_setup with SINGLE_ISSUER | DEFER_TASKRUN failed: {e}"))?;
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring probe failed: {e}"))?;
     use io_uring::opcode;
     let needed = [
         ("connect", opcode::Connect::CODE),
-        ("read", opcode::Read::CODE),
-        ("write", opcode::Write::CODE),
-        ("close", opcode::Close::CODE),
+        ("recv", opcode::Recv::CODE),
+        ("send", opcode::Send::CODE),
         ("async_cancel", opcode::AsyncCancel::CODE),
     ];
     for (name, code) in needed {
@@ -69,5 +70,7 @@ pub fn uring_available() -> Result<(), String> {
             return Err(format!("kernel lacks io_uring opcode {name}"));
         }
     }
-    Ok(())
+    // Receives select buffers from a provided buffer ring (Linux 5.19).
+    let ring_memory = super::uring::probe_buffer_ring(&ring);
+    ring_memory.map_err(|e| format!("io_uring buffer ring registration failed: {e}"))
 }

@@ -299,36 +299,23 @@ impl<S: Stream> TlsStream<S> {
         buffered
     }
 
-    async fn wait(&self, mut small: Vec<u8>) -> BufResult<bool> {
+    async fn wait(&self) -> io::Result<bool> {
         if self.has_buffered_input() {
-            return (Ok(true), small);
+            return Ok(true);
         }
-        // Idle between requests: give back the two record-sized buffers
-        // (~33 KiB), so thousands of idle TLS connections stay cheap; the
-        // next read or write allocates them again.
+        self.io.wait_readable().await
+    }
+
+    /// Idle: give back the two record-sized buffers (~33 KiB), so thousands
+    /// of parked TLS connections stay cheap; the next read or write
+    /// allocates them again.
+    fn release_record_buffers(&self) {
         if !self.flushing.get() {
             *self.out.borrow_mut() = Vec::new();
         }
-        *self.cipher.borrow_mut() = Vec::new();
-        if !S::WAIT_NEEDS_BUFFER {
-            return self.io.wait_readable(small).await;
+        if self.cipher.borrow().is_empty() {
+            *self.cipher.borrow_mut() = Vec::new();
         }
-        // io_uring reads while waiting: those bytes are ciphertext, so they
-        // go to the cipher buffer, and the caller's small buffer comes back
-        // empty (it would otherwise be taken for plaintext).
-        let (res, mut bytes) = self.io.wait_readable(small).await;
-        let ready = match res {
-            Ok(ready) => ready,
-            Err(e) => return (Err(e), bytes),
-        };
-        if ready {
-            self.cipher.borrow_mut().extend_from_slice(&bytes);
-        } else {
-            self.eof.set(true);
-        }
-        bytes.clear();
-        small = bytes;
-        (Ok(true), small)
     }
 }
 
@@ -345,15 +332,17 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.close_write()
     }
 
-    fn wait_readable(&self, small: Vec<u8>) -> impl std::future::Future<Output = BufResult<bool>> {
-        self.wait(small)
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<bool>> {
+        self.wait()
+    }
+
+    fn release_idle_buffers(&self) {
+        self.release_record_buffers();
     }
 
     fn has_unread_input(&self) -> bool {
         self.has_buffered_input() || self.io.has_unread_input()
     }
-
-    const WAIT_NEEDS_BUFFER: bool = S::WAIT_NEEDS_BUFFER;
 }
 
 /// A connection that speaks TLS or not, decided per server (incoming) or per
@@ -395,10 +384,17 @@ impl<S: Stream> Stream for MaybeTls<S> {
         }
     }
 
-    async fn wait_readable(&self, small: Vec<u8>) -> BufResult<bool> {
+    async fn wait_readable(&self) -> io::Result<bool> {
         match self {
-            MaybeTls::Plain(s) => s.wait_readable(small).await,
-            MaybeTls::Tls(t) => t.wait(small).await,
+            MaybeTls::Plain(s) => s.wait_readable().await,
+            MaybeTls::Tls(t) => t.wait().await,
+        }
+    }
+
+    fn release_idle_buffers(&self) {
+        match self {
+            MaybeTls::Plain(s) => s.release_idle_buffers(),
+            MaybeTls::Tls(t) => t.release_record_buffers(),
         }
     }
 
@@ -408,6 +404,4 @@ impl<S: Stream> Stream for MaybeTls<S> {
             MaybeTls::Tls(t) => t.has_unread_input(),
         }
     }
-
-    const WAIT_NEEDS_BUFFER: bool = S::WAIT_NEEDS_BUFFER;
 }

@@ -4,8 +4,6 @@
 
 use std::cell::{Cell, RefCell};
 
-/// Size of the buffer an idle io_uring connection parks a read in.
-const SMALL_BUFFER: usize = 512;
 /// Free buffers kept per core and size; beyond that they are freed.
 const MAX_FREE_BUFFERS: usize = 1024;
 
@@ -13,7 +11,6 @@ pub struct Buffers {
     /// The capacity of a full buffer (`corelink.bufferSize`).
     size: usize,
     free: FreeList,
-    free_small: FreeList,
 }
 
 /// One size's free buffers, with what the last interval needed of them.
@@ -67,7 +64,7 @@ impl FreeList {
 /// What [`Buffers::trim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Trimmed {
-    /// Buffers freed (of both sizes).
+    /// Buffers freed.
     pub freed: usize,
     /// No buffer was taken since the previous trim: the core was quiet.
     pub quiet: bool,
@@ -75,7 +72,7 @@ pub struct Trimmed {
 
 impl Buffers {
     pub fn new(size: usize) -> Self {
-        Buffers { size, free: FreeList::default(), free_small: FreeList::default() }
+        Buffers { size, free: FreeList::default() }
     }
 
     /// The capacity of a full buffer.
@@ -98,26 +95,14 @@ impl Buffers {
         }
     }
 
-    /// An empty buffer of `SMALL_BUFFER` bytes, for an idle connection.
-    pub fn take_small(&self) -> Vec<u8> {
-        self.free_small.pop().unwrap_or_else(|| Vec::with_capacity(SMALL_BUFFER))
-    }
-
-    pub fn give_small(&self, buf: Vec<u8>) {
-        if buf.capacity() == SMALL_BUFFER {
-            self.free_small.push(buf);
-        }
-    }
-
     /// Called once a second by the worker: frees the free buffers that sat
     /// unused through the whole second (the fewest the list held since the
     /// last call). Under steady load that is the surplus only; after a
     /// burst, once the connections went idle and gave their buffers back,
     /// it is all of them, so a burst leaves no buffer behind.
     pub fn trim(&self) -> Trimmed {
-        let (full, quiet_full) = self.free.trim();
-        let (small, quiet_small) = self.free_small.trim();
-        Trimmed { freed: full + small, quiet: quiet_full && quiet_small }
+        let (freed, quiet) = self.free.trim();
+        Trimmed { freed, quiet }
     }
 
     #[cfg(test)]

@@ -46,11 +46,11 @@ impl<B: Backend> Drop for OpenConnection<B> {
 }
 
 /// How long a connection may sit idle in its (large) active task before it
-/// is parked in a small one (epoll only; see `wait_holding_small_buffer` for
-/// io_uring). Under load the next request arrives within microseconds and
-/// nothing is spawned; a connection idle longer than this moves to a
-/// ~0.5 KiB task so thousands of idle keep-alive connections cost little
-/// memory (docs/io-backends.md has the measurements).
+/// is parked in a small one. It holds no buffer either way (see
+/// `wait_for_request`); under load the next request arrives within
+/// microseconds and nothing is spawned, while a connection idle longer than
+/// this moves to a ~0.5 KiB task, so thousands of idle keep-alive
+/// connections cost little memory (docs/io-backends.md has the measurements).
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes: the TLS handshake
@@ -71,7 +71,7 @@ pub async fn serve_connection<B: Backend>(
         },
     };
     drop(settings);
-    run_active(open, server, downstream, peer.ip(), Vec::new(), true).await;
+    run_active(open, server, downstream, peer.ip(), true).await;
 }
 
 /// The server side of a TLS handshake, bounded by the header read timeout
@@ -133,7 +133,6 @@ async fn run_active<B: Backend>(
     server: usize,
     downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
-    initial: Vec<u8>,
     first: bool,
 ) {
     let core = open.core.clone();
@@ -148,11 +147,6 @@ async fn run_active<B: Backend>(
         peer,
         pending_log: Vec::new(),
     };
-    if !initial.is_empty() {
-        session.rbuf = core.buffers.take();
-        session.rbuf.extend_from_slice(&initial);
-    }
-    core.buffers.give_small(initial);
     let mut first = first;
     let parked = loop {
         match session.next_request(first).await {
@@ -178,9 +172,9 @@ async fn park<B: Backend>(
     peer: std::net::IpAddr,
     remaining: Duration,
 ) {
-    let small = if B::Stream::WAIT_NEEDS_BUFFER { open.core.buffers.take_small() } else { Vec::new() };
-    let wait = tokio::time::timeout(remaining, downstream.wait_readable(small));
-    let (res, small) = tokio::select! {
+    downstream.release_idle_buffers();
+    let wait = tokio::time::timeout(remaining, downstream.wait_readable());
+    let res = tokio::select! {
         r = wait => match r {
             Ok(r) => r,
             Err(_elapsed) => return,
@@ -188,9 +182,7 @@ async fn park<B: Backend>(
         () = open.core.shutdown.draining() => return,
     };
     if matches!(res, Ok(true)) {
-        tokio::task::spawn_local(run_active(open, server, downstream, peer, small, false));
-    } else {
-        open.core.buffers.give_small(small);
+        tokio::task::spawn_local(run_active(open, server, downstream, peer, false));
     }
 }
 
@@ -261,73 +253,35 @@ impl<B: Backend> Session<'_, B> {
         done.next
     }
 
-    /// Idle between requests: hold no read buffer, wake on data, EOF, the
-    /// idle timeout, or the start of draining. After [`HOT_IDLE`] the caller
-    /// parks the connection in a smaller task.
+    /// Idle between requests: hold no buffer, wake on data, EOF, the idle
+    /// timeout, or the start of draining. After [`HOT_IDLE`] the caller
+    /// parks the connection in a smaller task. The read buffer goes back to
+    /// the core now and is taken again when the next request arrives: on
+    /// epoll the wait is tokio's readiness (no syscall more than reading
+    /// would cost), on io_uring a receive from the buffer ring, which stays
+    /// in flight when the wait is dropped and is taken over by the parked
+    /// task, so no byte is lost.
     async fn wait_for_request(&mut self, first: bool) -> Waited {
         if self.core.shutdown.is_draining() && !first {
             return Waited::Closed;
         }
-        let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
-        if B::Stream::WAIT_NEEDS_BUFFER {
-            self.wait_holding_small_buffer(first, limit).await
-        } else {
-            self.wait_then_park(limit).await
-        }
-    }
-
-    /// epoll: read straight into the read buffer (no extra syscall when the
-    /// next request is already there); after [`HOT_IDLE`], hand over to a
-    /// parked task. Dropping a tokio read on the timeout loses nothing: no
-    /// read is in flight in the kernel.
-    async fn wait_then_park(&mut self, limit: Duration) -> Waited {
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = self.core.buffers.take();
-        }
-        let hot = limit.min(HOT_IDLE);
-        let size = self.core.buffers.size();
-        // No draining wake-up here: registering with the shutdown `Notify`
-        // twice per request costs more than it saves. A connection idle when
-        // draining starts is closed within HOT_IDLE, by `park`.
-        match tokio::time::timeout(hot, read_into(self.downstream, &mut self.rbuf, size)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => Waited::Closed,
-            Ok(Ok(_)) => Waited::Ready,
-            // The dropped read took the (empty) buffer with it.
-            Err(_elapsed) if limit > hot && !self.core.shutdown.is_draining() => Waited::StillIdle(limit - hot),
-            Err(_elapsed) => Waited::Closed,
-        }
-    }
-
-    /// io_uring: a read in the ring cannot be abandoned while the connection
-    /// lives (tokio-uring does not cancel: a dropped read would still take
-    /// the next bytes), so the connection waits here for the whole idle
-    /// timeout, parking a small buffer rather than a full one, and is not
-    /// handed to a parked task. It is closed on timeout or draining, which
-    /// completes the pending read (see `UringStream`'s drop).
-    async fn wait_holding_small_buffer(&mut self, first: bool, limit: Duration) -> Waited {
         if self.rbuf.capacity() != 0 {
             let rbuf = std::mem::take(&mut self.rbuf);
             self.core.buffers.give(rbuf);
         }
-        let small = self.core.buffers.take_small();
-        let wait = tokio::time::timeout(limit, self.downstream.wait_readable(small));
-        let (res, small) = tokio::select! {
-            r = wait => match r {
-                Ok(r) => r,
-                Err(_elapsed) => return Waited::Closed,
-            },
-            () = self.core.shutdown.draining(), if !first => return Waited::Closed,
-        };
-        let ready = matches!(res, Ok(true));
-        if ready {
-            self.rbuf = self.core.buffers.take();
-            self.rbuf.extend_from_slice(&small);
-        }
-        self.core.buffers.give_small(small);
-        if ready {
-            Waited::Ready
-        } else {
-            Waited::Closed
+        let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
+        let hot = limit.min(HOT_IDLE);
+        // No draining wake-up here: registering with the shutdown `Notify`
+        // twice per request costs more than it saves. A connection idle when
+        // draining starts is closed within HOT_IDLE, by `park`.
+        match tokio::time::timeout(hot, self.downstream.wait_readable()).await {
+            Ok(Ok(true)) => {
+                self.rbuf = self.core.buffers.take();
+                Waited::Ready
+            }
+            Ok(Ok(false)) | Ok(Err(_)) => Waited::Closed,
+            Err(_elapsed) if limit > hot && !self.core.shutdown.is_draining() => Waited::StillIdle(limit - hot),
+            Err(_elapsed) => Waited::Closed,
         }
     }
 

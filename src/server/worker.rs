@@ -51,7 +51,8 @@ pub fn run_worker<B: Backend>(spec: WorkerSpec) {
         }
     }
     let started = spec.started.clone();
-    if let Err(e) = B::run(worker_main::<B>(spec)) {
+    let buffer_size = spec.buffer_size;
+    if let Err(e) = B::run(buffer_size, worker_main::<B>(spec)) {
         let _ = started.send(Err(format!("{} event loop failed to start: {e}", B::NAME)));
     }
 }
@@ -209,6 +210,7 @@ async fn release_idle_resources<B: Backend>(core: Rc<Core<B>>) {
         // Once when the core goes quiet, and again if buffers came back
         // since (connections parking after their last request).
         if trimmed.quiet && (!was_quiet || trimmed.freed > 0) {
+            B::trim_spare_buffers();
             super::sys::return_free_memory();
         }
         was_quiet = trimmed.quiet;

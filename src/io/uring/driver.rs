@@ -1,0 +1,486 @@
+//! corelink's io_uring driver: one ring per worker thread, inside the
+//! worker's current-thread tokio runtime (which keeps the timers, the task
+//! queue and the listener's readiness).
+//!
+//! - Operations are slots in a slab; a slot's index is the SQE's
+//!   `user_data`. A slot owns whatever the kernel may touch until the
+//!   completion arrives (a send's buffer, a connect's address), so a future
+//!   dropped mid-operation frees nothing the kernel still uses.
+//! - A dropped future's operation is cancelled (`ASYNC_CANCEL` by its
+//!   `user_data`) and its slot freed when the cancellation completes it: no
+//!   orphaned operation outlives a timeout.
+//! - Submissions queue in the SQ and go to the kernel in one `io_uring_enter`
+//!   when the runtime is about to park (its `on_thread_park` hook), or when
+//!   the SQ is full.
+//! - The ring is built with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`:
+//!   completions are processed only when this thread enters the ring with
+//!   GETEVENTS, never by interrupting it. The kernel signals an eventfd
+//!   (registered with the ring) when work is waiting; tokio's epoll watches
+//!   it, and the driver task ([`drive`]) enters the ring, reaps completions
+//!   and wakes the tasks waiting on them.
+//! - Receives take a buffer from the provided buffer ring ([`BufRing`]) when
+//!   bytes arrive, so waiting costs no buffer.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::task::{Context, Poll, Waker};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use super::buf_ring::{BufRing, INITIAL_BUFFERS};
+
+/// `IORING_ENTER_GETEVENTS`: run deferred completion work while entering.
+const ENTER_GETEVENTS: u32 = 1;
+/// The `user_data` of operations nobody waits for (cancellations).
+const UNTRACKED: u64 = u64::MAX;
+/// The provided buffer group every receive selects from.
+pub(super) const BUFFER_GROUP: u16 = 0;
+/// Submission queue entries. The SQ is flushed when full, so this bounds
+/// one batch, not the operations in flight.
+const SQ_ENTRIES: u32 = 256;
+/// Completion queue entries: every idle connection has a receive in flight;
+/// completions beyond this wait in the kernel's overflow list (no loss).
+const CQ_ENTRIES: u32 = 4096;
+/// `io_uring_enter` calls one loop turn makes at most (see `Driver::turn`).
+const MAX_ENTERS_PER_TURN: usize = 8;
+
+thread_local! {
+    static DRIVER: RefCell<Option<Driver>> = const { RefCell::new(None) };
+}
+
+/// What a slot keeps alive for the kernel, and what a receive delivers.
+pub(super) enum Keep {
+    Nothing,
+    /// A send's buffer (the SQE points into it); or a receive's bytes.
+    Bytes(Vec<u8>),
+    /// A connect's address (the SQE points at it; held, never read).
+    #[allow(dead_code)]
+    Addr(Box<socket2::SockAddr>),
+}
+
+enum State {
+    Free,
+    /// Submitted; the waker of the task that waits for it, once polled.
+    InFlight(Option<Waker>),
+    Done {
+        res: i32,
+    },
+    /// Nobody will collect the result: freed when the completion arrives.
+    Abandoned,
+}
+
+struct Slot {
+    state: State,
+    keep: Keep,
+}
+
+/// A finished operation: the kernel's result (a byte count or `-errno`) and
+/// what its slot kept (for a receive, the buffer holding the bytes).
+pub(super) struct Completed {
+    pub res: i32,
+    pub keep: Keep,
+}
+
+pub(super) struct Driver {
+    ring: IoUring,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    bufs: BufRing,
+    /// Operations submitted and not completed (cancellations excluded).
+    in_flight: usize,
+    /// Wakers collected while reaping, woken after the driver is released.
+    to_wake: Vec<Waker>,
+    eventfd: OwnedFd,
+}
+
+impl Driver {
+    fn new(buffer_size: usize) -> io::Result<Driver> {
+        let ring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag()
+            .setup_cqsize(CQ_ENTRIES)
+            .build(SQ_ENTRIES)?;
+        // SAFETY: plain syscall; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor nobody else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        let mut bufs = BufRing::new(buffer_size)?;
+        // SAFETY: the ring memory stays mapped until the driver is dropped,
+        // after the ring (and its registration) is gone; see `Drop`.
+        unsafe {
+            ring.submitter().register_buf_ring(bufs.addr(), super::buf_ring::RING_ENTRIES, BUFFER_GROUP)?;
+        }
+        bufs.grow(INITIAL_BUFFERS);
+        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new(), eventfd })
+    }
+
+    /// Queues `sqe` (its `user_data` set to a new slot) and returns the slot.
+    ///
+    /// # Safety
+    /// Everything the entry points at must stay valid until its completion:
+    /// either owned by `keep` or by the ring's buffers.
+    unsafe fn start(&mut self, sqe: squeue::Entry, keep: Keep) -> u32 {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(Slot { state: State::Free, keep: Keep::Nothing });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[id as usize] = Slot { state: State::InFlight(None), keep };
+        self.in_flight += 1;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push(sqe.user_data(u64::from(id))) };
+        id
+    }
+
+    /// # Safety
+    /// As for [`Driver::start`].
+    unsafe fn push(&mut self, sqe: squeue::Entry) {
+        loop {
+            // SAFETY: forwarded from the caller.
+            if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+                return;
+            }
+            // The SQ is full: hand its entries to the kernel and retry. With
+            // EBUSY the kernel wants completions reaped first.
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::error!(error = %e, "io_uring_enter failed");
+                }
+                self.reap();
+            }
+        }
+    }
+
+    fn poll(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Completed> {
+        let slot = &mut self.slots[id as usize];
+        match &mut slot.state {
+            State::Done { res } => {
+                let res = *res;
+                let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
+                slot.state = State::Free;
+                self.free.push(id);
+                Poll::Ready(Completed { res, keep })
+            }
+            State::InFlight(waker) => {
+                match waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Free | State::Abandoned => unreachable!("polled an operation that is not in flight"),
+        }
+    }
+
+    /// Whether the operation has completed (its result not yet collected).
+    fn is_done(&self, id: u32) -> bool {
+        matches!(self.slots[id as usize].state, State::Done { .. })
+    }
+
+    /// Gives up on an operation: a finished one is freed now; one in flight
+    /// is cancelled and freed when its completion arrives.
+    fn abandon(&mut self, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        match slot.state {
+            State::Done { .. } => {
+                let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
+                slot.state = State::Free;
+                self.free.push(id);
+                self.recycle(keep);
+            }
+            State::InFlight(_) => {
+                slot.state = State::Abandoned;
+                let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+                // SAFETY: a cancellation points at nothing.
+                unsafe { self.push(cancel) };
+            }
+            State::Free | State::Abandoned => {}
+        }
+    }
+
+    fn recycle(&mut self, keep: Keep) {
+        if let Keep::Bytes(buf) = keep {
+            self.bufs.give_back(buf);
+        }
+    }
+
+    /// Collects completions, entering the ring while there is anything to
+    /// submit or completion work waiting. The kernel runs at most 20 pieces
+    /// of deferred work per enter and sets the TASKRUN flag when more wait,
+    /// so this enters again (a few times; the park hook comes back for the
+    /// rest before the thread sleeps).
+    fn turn(&mut self) {
+        for _ in 0..MAX_ENTERS_PER_TURN {
+            self.reap();
+            let pending = self.ring.submission().len();
+            if pending == 0 && !self.ring.submission().taskrun() {
+                return;
+            }
+            // SAFETY: no argument is passed; the entries were pushed with
+            // the guarantees of `start`.
+            let res =
+                unsafe { self.ring.submitter().enter::<libc::sigset_t>(pending as u32, 0, ENTER_GETEVENTS, None) };
+            if let Err(e) = res {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    tracing::error!(error = %e, "io_uring_enter failed");
+                }
+            }
+        }
+        self.reap();
+    }
+
+    /// The park hook: submits what this loop turn queued, and runs work the
+    /// last turn left, before the thread sleeps.
+    fn submit(&mut self) {
+        if !self.ring.submission().is_empty() || self.ring.submission().taskrun() {
+            self.turn();
+        }
+    }
+
+    fn reap(&mut self) {
+        let Driver { ring, slots, free, bufs, in_flight, to_wake, .. } = self;
+        let mut grow = false;
+        for cqe in ring.completion() {
+            let id = cqe.user_data();
+            if id == UNTRACKED {
+                continue;
+            }
+            let mut res = cqe.result();
+            let mut received = Keep::Nothing;
+            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                match bufs.take(bid, res.max(0) as usize) {
+                    Some(buf) => received = Keep::Bytes(buf),
+                    None => res = -libc::EIO,
+                }
+            }
+            grow |= res == -libc::ENOBUFS;
+            let Some(slot) = slots.get_mut(id as usize) else { continue };
+            *in_flight -= 1;
+            match std::mem::replace(&mut slot.state, State::Free) {
+                State::InFlight(waker) => {
+                    slot.state = State::Done { res };
+                    if let Keep::Bytes(_) = received {
+                        slot.keep = received;
+                    }
+                    if let Some(w) = waker {
+                        to_wake.push(w);
+                    }
+                }
+                State::Abandoned => {
+                    free.push(id as u32);
+                    if let Keep::Bytes(buf) = std::mem::replace(&mut slot.keep, Keep::Nothing) {
+                        bufs.give_back(buf);
+                    }
+                    if let Keep::Bytes(buf) = received {
+                        bufs.give_back(buf);
+                    }
+                }
+                other @ (State::Free | State::Done { .. }) => slot.state = other,
+            }
+        }
+        if grow {
+            // More receives completed in one batch than the ring held.
+            let provided = bufs.provided();
+            let added = bufs.grow(provided.max(INITIAL_BUFFERS));
+            tracing::debug!(provided = provided + added, "io_uring buffer ring grown");
+        }
+    }
+}
+
+/// Runs `f` with this thread's driver.
+fn with<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
+    DRIVER.with(|d| f(d.borrow_mut().as_mut().expect("io_uring backend used outside its event loop")))
+}
+
+/// Like [`with`], but does nothing once the driver is gone (drops at exit).
+fn with_if_running(f: impl FnOnce(&mut Driver)) {
+    DRIVER.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            if let Some(d) = d.as_mut() {
+                f(d);
+            }
+        }
+    });
+}
+
+/// Wakes the tasks whose operations completed, outside the driver's borrow.
+fn wake_collected() {
+    let wakers = DRIVER.with(|d| d.borrow_mut().as_mut().map(|d| std::mem::take(&mut d.to_wake)));
+    if let Some(mut wakers) = wakers {
+        for w in wakers.drain(..) {
+            w.wake();
+        }
+        DRIVER.with(|d| {
+            if let Some(d) = d.borrow_mut().as_mut() {
+                if d.to_wake.is_empty() {
+                    d.to_wake = wakers;
+                }
+            }
+        });
+    }
+}
+
+/// Starts an operation. See [`Driver::start`] for the safety contract.
+pub(super) unsafe fn start(sqe: squeue::Entry, keep: Keep) -> u32 {
+    // SAFETY: forwarded from the caller.
+    with(|d| unsafe { d.start(sqe, keep) })
+}
+
+/// Starts a receive into a buffer from the ring.
+pub(super) fn start_recv(fd: RawFd) -> u32 {
+    let sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+        .buf_group(BUFFER_GROUP)
+        .build()
+        .flags(squeue::Flags::BUFFER_SELECT);
+    // SAFETY: the receive points at no memory of ours: the kernel picks a
+    // ring buffer, which the ring keeps alive.
+    unsafe { start(sqe, Keep::Nothing) }
+}
+
+pub(super) fn poll(id: u32, cx: &mut Context<'_>) -> Poll<Completed> {
+    with(|d| d.poll(id, cx))
+}
+
+pub(super) fn is_done(id: u32) -> bool {
+    with(|d| d.is_done(id))
+}
+
+pub(super) fn abandon(id: u32) {
+    with_if_running(|d| d.abandon(id));
+}
+
+/// A buffer a stream is done with, back to the ring's spares.
+pub(super) fn give_back(buf: Vec<u8>) {
+    with_if_running(|d| d.bufs.give_back(buf));
+}
+
+/// Frees the ring's spare buffers; called by the worker when the core is
+/// quiet. Returns how many were freed (0 on epoll).
+pub fn trim() -> usize {
+    let mut freed = 0;
+    with_if_running(|d| freed = d.bufs.trim());
+    freed
+}
+
+/// The future of one operation whose result a task awaits. Dropping it
+/// before the completion cancels the operation.
+pub(super) struct Operation {
+    id: u32,
+    finished: bool,
+}
+
+impl Operation {
+    /// # Safety
+    /// As for [`Driver::start`].
+    pub(super) unsafe fn new(sqe: squeue::Entry, keep: Keep) -> Operation {
+        // SAFETY: forwarded from the caller.
+        Operation { id: unsafe { start(sqe, keep) }, finished: false }
+    }
+}
+
+impl std::future::Future for Operation {
+    type Output = Completed;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completed> {
+        let done = poll(self.id, cx);
+        if done.is_ready() {
+            self.finished = true;
+        }
+        done
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        if !self.finished {
+            abandon(self.id);
+        }
+    }
+}
+
+/// Installs a driver on this thread, runs `body`, and takes the driver down.
+pub(super) fn run_with_driver<R>(buffer_size: usize, body: impl FnOnce(OwnedFd) -> io::Result<R>) -> io::Result<R> {
+    let driver = Driver::new(buffer_size)?;
+    let eventfd = driver.eventfd.try_clone()?;
+    DRIVER.with(|d| *d.borrow_mut() = Some(driver));
+    let out = body(eventfd);
+    let driver = DRIVER.with(|d| d.borrow_mut().take());
+    if let Some(driver) = driver {
+        shut_down(driver);
+    }
+    out
+}
+
+/// Cancels what is still in flight and waits (briefly) for it; whatever the
+/// kernel still holds after that is leaked rather than freed under it.
+fn shut_down(mut driver: Driver) {
+    if driver.in_flight > 0 {
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(UNTRACKED);
+        // SAFETY: a cancellation points at nothing.
+        unsafe { driver.push(cancel) };
+        for _ in 0..100 {
+            driver.turn();
+            if driver.in_flight == 0 {
+                break;
+            }
+            let _ = driver.ring.submitter().submit_and_wait(1);
+        }
+    }
+    driver.to_wake.clear();
+    if driver.in_flight > 0 {
+        tracing::warn!(
+            in_flight = driver.in_flight,
+            "io_uring operations still in flight at exit; their memory is leaked"
+        );
+        std::mem::forget(driver);
+    }
+}
+
+/// The runtime's park hook: submit what this turn queued.
+pub(super) fn submit() {
+    with_if_running(|d| d.submit());
+    wake_collected();
+}
+
+/// The driver task: waits for the ring's eventfd, then enters the ring and
+/// wakes the tasks whose operations completed. Runs for the worker's life.
+pub(super) async fn drive(eventfd: OwnedFd) {
+    // SAFETY: the AsyncFd owns the descriptor, which stays open and the same
+    // until it is dropped.
+    let eventfd =
+        match unsafe { tokio::io::unix::AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the io_uring eventfd");
+                return;
+            }
+        };
+    loop {
+        let mut ready = match eventfd.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::error!(error = %e, "io_uring eventfd failed");
+                return;
+            }
+        };
+        // Cleared before entering: work that arrives after the enter signals
+        // the eventfd again. (It is never read: epoll is edge-triggered and
+        // each signal is a new edge; the counter only grows.)
+        ready.clear_ready();
+        with(|d| d.turn());
+        wake_collected();
+    }
+}
+
+/// Operations in flight and buffers provided to the ring, for tests.
+#[cfg(test)]
+pub(super) fn stats() -> (usize, usize) {
+    with(|d| (d.in_flight, d.bufs.provided()))
+}

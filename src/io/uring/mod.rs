@@ -1,0 +1,453 @@
+//! The io_uring backend, on corelink's own per-core driver ([`driver`]):
+//! one ring per worker inside the worker's current-thread tokio runtime,
+//! `SINGLE_ISSUER | DEFER_TASKRUN`, submissions batched into one
+//! `io_uring_enter` per loop turn, receives into a provided buffer ring
+//! ([`buf_ring`]) so a waiting connection holds no buffer, and every
+//! abandoned operation cancelled. docs/io-backends.md has the measurements.
+
+mod buf_ring;
+mod driver;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+use io_uring::{opcode, types};
+
+use super::{Backend, BufResult, Listener, Stream};
+use driver::{Keep, Operation};
+
+pub struct Uring;
+
+/// A TCP connection on the ring. At most one receive is in flight at a time
+/// and it belongs to the stream, not to the future that started it: a read
+/// dropped by a timeout (or a connection moving to its parked task) leaves
+/// the receive in flight, and the next read or wait takes it over, so no
+/// byte is lost and no buffer is parked. Bytes received beyond what the
+/// caller's buffer could take wait in `received`.
+pub struct UringStream {
+    fd: OwnedFd,
+    /// The receive in flight (its driver slot), if any.
+    recv: Cell<Option<u32>>,
+    /// Received bytes not yet read: a buffer from the ring and the offset
+    /// of the first unread byte.
+    received: RefCell<Option<(Vec<u8>, usize)>>,
+}
+
+/// Accepting goes through tokio's readiness (epoll) on the same thread:
+/// accept happens once per connection, not per request, and an accept in
+/// the ring would need cancelling when draining starts; accept4 on readiness
+/// hands over a non-blocking socket the ring then uses directly (never
+/// registered with epoll).
+pub struct UringListener(tokio::io::unix::AsyncFd<std::net::TcpListener>);
+
+impl UringStream {
+    fn new(fd: OwnedFd) -> io::Result<UringStream> {
+        socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
+        Ok(UringStream { fd, recv: Cell::new(None), received: RefCell::new(None) })
+    }
+
+    /// Moves received bytes into `buf`: the whole ring buffer when `buf` is
+    /// an empty one of the same size (a swap, no copy), else as many bytes
+    /// as fit. `None` when nothing is waiting.
+    fn take_received(&self, buf: &mut Vec<u8>) -> Option<usize> {
+        let mut received = self.received.borrow_mut();
+        let (bytes, start) = received.as_mut()?;
+        if *start == 0 && buf.is_empty() && buf.capacity() == bytes.capacity() {
+            let n = bytes.len();
+            std::mem::swap(buf, bytes);
+            if let Some((spare, _)) = received.take() {
+                driver::give_back(spare);
+            }
+            return Some(n);
+        }
+        let n = (bytes.len() - *start).min(buf.capacity() - buf.len());
+        buf.extend_from_slice(&bytes[*start..*start + n]);
+        *start += n;
+        if *start == bytes.len() {
+            if let Some((spent, _)) = received.take() {
+                driver::give_back(spent);
+            }
+        }
+        Some(n)
+    }
+
+    fn has_received(&self) -> bool {
+        self.received.borrow().is_some()
+    }
+
+    /// Waits for the receive in flight (starting one if none is): `true`
+    /// once bytes wait in `received`, `false` at end of stream.
+    async fn receive(&self) -> io::Result<bool> {
+        loop {
+            let id = match self.recv.get() {
+                Some(id) => id,
+                None => {
+                    let id = driver::start_recv(self.fd.as_raw_fd());
+                    self.recv.set(Some(id));
+                    id
+                }
+            };
+            let done = std::future::poll_fn(|cx| driver::poll(id, cx)).await;
+            self.recv.set(None);
+            match done.res {
+                0 => return Ok(false),
+                n if n > 0 => {
+                    if let Keep::Bytes(bytes) = done.keep {
+                        *self.received.borrow_mut() = Some((bytes, 0));
+                        return Ok(true);
+                    }
+                    return Err(io::Error::other("io_uring receive completed without a buffer"));
+                }
+                // The ring had no buffer left (it has grown since): again.
+                e if e == -libc::ENOBUFS => continue,
+                e if e == -libc::EINTR || e == -libc::EAGAIN => continue,
+                e => return Err(io::Error::from_raw_os_error(-e)),
+            }
+        }
+    }
+
+    /// Sends `buf[range]` once; returns the bytes sent and the buffer.
+    async fn send(&self, buf: Vec<u8>, range: Range<usize>) -> BufResult<usize> {
+        let len = (range.end - range.start).min(u32::MAX as usize) as u32;
+        // SAFETY: in bounds (the caller's range lies within `buf`).
+        let ptr = unsafe { buf.as_ptr().add(range.start) };
+        let sqe = opcode::Send::new(types::Fd(self.fd.as_raw_fd()), ptr, len).flags(libc::MSG_NOSIGNAL).build();
+        // SAFETY: the buffer moves into the operation's slot, which keeps it
+        // (its heap memory does not move) until the completion.
+        let done = unsafe { Operation::new(sqe, Keep::Bytes(buf)) }.await;
+        let Keep::Bytes(buf) = done.keep else { unreachable!("a send keeps its buffer") };
+        let res = if done.res < 0 { Err(io::Error::from_raw_os_error(-done.res)) } else { Ok(done.res as usize) };
+        (res, buf)
+    }
+}
+
+impl Stream for UringStream {
+    fn has_unread_input(&self) -> bool {
+        if self.has_received() {
+            return true;
+        }
+        if let Some(id) = self.recv.get() {
+            if driver::is_done(id) {
+                return true;
+            }
+        }
+        super::peek_unread(socket2::SockRef::from(&self.fd))
+    }
+
+    async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
+        debug_assert!(buf.capacity() > buf.len(), "read needs spare capacity");
+        loop {
+            if let Some(n) = self.take_received(&mut buf) {
+                return (Ok(n), buf);
+            }
+            match self.receive().await {
+                Ok(true) => {}
+                Ok(false) => return (Ok(0), buf),
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    async fn write_range(&self, mut buf: Vec<u8>, range: Range<usize>) -> BufResult<()> {
+        let mut written = range.start;
+        while written < range.end {
+            let (res, back) = self.send(buf, written..range.end).await;
+            buf = back;
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    async fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Write)
+    }
+
+    async fn wait_readable(&self) -> io::Result<bool> {
+        if self.has_received() {
+            return Ok(true);
+        }
+        self.receive().await
+    }
+}
+
+impl Drop for UringStream {
+    fn drop(&mut self) {
+        // The receive in flight is cancelled (its slot freed when the
+        // cancellation completes); the descriptor closes now.
+        if let Some(id) = self.recv.take() {
+            driver::abandon(id);
+        }
+        if let Some((bytes, _)) = self.received.get_mut().take() {
+            driver::give_back(bytes);
+        }
+    }
+}
+
+/// accept4 with the flags the ring's sockets need (non-blocking, so
+/// `has_unread_input`'s peek and the ring's own attempts never block).
+fn accept_now(listener: &std::net::TcpListener) -> io::Result<(OwnedFd, SocketAddr)> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: storage and len describe a valid, writable sockaddr buffer.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&raw mut storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 returned a new descriptor we now own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let peer = socket_addr(&storage).ok_or_else(|| io::Error::other("non-IP peer"))?;
+    Ok((fd, peer))
+}
+
+/// The IPv4 or IPv6 address in a `sockaddr_storage` the kernel filled.
+fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+impl Listener for UringListener {
+    type Stream = UringStream;
+
+    async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|l| accept_now(l.get_ref())) {
+                Ok(Ok((fd, peer))) => return Ok((UringStream::new(fd)?, peer)),
+                Ok(Err(e)) if is_transient_accept_error(&e) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn try_accept(&self) -> io::Result<Option<(UringStream, SocketAddr)>> {
+        match accept_now(self.0.get_ref()) {
+            Ok((fd, peer)) => Ok(Some((UringStream::new(fd)?, peer))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Errors after which the listener is still good: the connection was reset
+/// before it was accepted, or a signal interrupted the call.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO))
+}
+
+/// Registers (and unregisters) a buffer ring on `ring`, as the driver does:
+/// part of the start-up probe.
+pub(super) fn probe_buffer_ring(ring: &io_uring::IoUring) -> io::Result<()> {
+    let bufs = buf_ring::BufRing::new(64)?;
+    // SAFETY: the ring memory outlives the registration, removed below.
+    unsafe { ring.submitter().register_buf_ring(bufs.addr(), buf_ring::RING_ENTRIES, driver::BUFFER_GROUP)? };
+    ring.submitter().unregister_buf_ring(driver::BUFFER_GROUP)
+}
+
+impl Backend for Uring {
+    type Stream = UringStream;
+    type Listener = UringListener;
+    const NAME: &'static str = "uring";
+
+    fn listener(std: std::net::TcpListener) -> io::Result<UringListener> {
+        std.set_nonblocking(true)?;
+        // SAFETY: the AsyncFd owns the listener, whose descriptor stays open
+        // and the same until it is dropped.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(std, tokio::io::Interest::READABLE) };
+        Ok(UringListener(fd.map_err(io::Error::from)?))
+    }
+
+    async fn connect(addr: SocketAddr) -> io::Result<UringStream> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM.nonblocking().cloexec(),
+            Some(socket2::Protocol::TCP),
+        )?;
+        let addr = Box::new(socket2::SockAddr::from(addr));
+        let sqe = opcode::Connect::new(types::Fd(socket.as_fd().as_raw_fd()), addr.as_ptr().cast(), addr.len()).build();
+        // SAFETY: the address moves into the operation's slot (boxed, so it
+        // does not move) until the completion. If this future is dropped,
+        // the socket closes while the kernel still holds its file until the
+        // cancellation completes the connect.
+        let done = unsafe { Operation::new(sqe, Keep::Addr(addr)) }.await;
+        if done.res < 0 {
+            return Err(io::Error::from_raw_os_error(-done.res));
+        }
+        UringStream::new(OwnedFd::from(socket))
+    }
+
+    fn trim_spare_buffers() -> usize {
+        driver::trim()
+    }
+
+    fn run<F: Future>(buffer_size: usize, main: F) -> io::Result<F::Output> {
+        driver::run_with_driver(buffer_size, |eventfd| {
+            let rt =
+                tokio::runtime::Builder::new_current_thread().enable_all().on_thread_park(driver::submit).build()?;
+            let local = tokio::task::LocalSet::new();
+            let out = local.block_on(&rt, async move {
+                let drive = tokio::task::spawn_local(driver::drive(eventfd));
+                let out = main.await;
+                drive.abort();
+                out
+            });
+            // Tasks still holding streams drop here, while the driver runs.
+            drop(local);
+            drop(rt);
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs `body` on a uring event loop with 16 KiB buffers.
+    fn on_ring<F: Future>(body: F) -> F::Output {
+        Uring::run(16 * 1024, body).expect("io_uring event loop")
+    }
+
+    /// A connected pair: the ring's end and a blocking std end.
+    async fn pair() -> (UringStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = Uring::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = listener.accept().unwrap();
+        theirs.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (ours, theirs)
+    }
+
+    #[test]
+    fn a_read_dropped_by_a_timeout_loses_no_bytes() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            // The read times out with its receive still in flight.
+            let timed_out =
+                tokio::time::timeout(Duration::from_millis(50), ours.read(Vec::with_capacity(16 * 1024))).await;
+            assert!(timed_out.is_err());
+            theirs.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            // The next read takes the same receive over.
+            let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            assert_eq!(&buf[..n.unwrap()], b"GET / HTTP/1.1\r\n\r\n");
+        });
+    }
+
+    #[test]
+    fn waiting_holds_no_buffer_and_the_next_read_returns_what_arrived() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            let wait = tokio::time::timeout(Duration::from_millis(50), ours.wait_readable()).await;
+            assert!(wait.is_err(), "nothing was sent yet");
+            let (in_flight, _) = driver::stats();
+            assert_eq!(in_flight, 1, "the receive stays in flight, with no buffer of ours");
+            theirs.write_all(b"hello").unwrap();
+            assert!(ours.wait_readable().await.unwrap());
+            // A smaller buffer than what arrived: the rest waits for the next read.
+            let (n, buf) = ours.read(Vec::with_capacity(3)).await;
+            assert_eq!(&buf[..n.unwrap()], b"hel");
+            let (n, buf) = ours.read(Vec::with_capacity(16)).await;
+            assert_eq!(&buf[..n.unwrap()], b"lo");
+            drop(theirs);
+            assert!(!ours.wait_readable().await.unwrap(), "end of stream");
+        });
+    }
+
+    #[test]
+    fn a_dropped_stream_cancels_its_receive_and_closes_at_once() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            let _ = tokio::time::timeout(Duration::from_millis(20), ours.wait_readable()).await;
+            drop(ours);
+            // The cancellation goes to the kernel with the next submission.
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if driver::stats().0 == 0 {
+                    break;
+                }
+            }
+            assert_eq!(driver::stats().0, 0, "the cancelled receive completed");
+            let mut byte = [0u8; 1];
+            assert_eq!(theirs.read(&mut byte).unwrap(), 0, "the peer sees the close");
+        });
+    }
+
+    #[test]
+    fn more_arrivals_in_one_batch_than_the_ring_holds_grow_it() {
+        on_ring(async {
+            let mut pairs = Vec::new();
+            for _ in 0..(buf_ring::INITIAL_BUFFERS * 4) {
+                pairs.push(pair().await);
+            }
+            for (ours, _) in &pairs {
+                let _ = tokio::time::timeout(Duration::from_millis(1), ours.wait_readable()).await;
+            }
+            // Every peer sends before the loop runs again: one batch.
+            for (i, (_, theirs)) in pairs.iter_mut().enumerate() {
+                theirs.write_all(format!("request {i}").as_bytes()).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            for (i, (ours, _)) in pairs.iter().enumerate() {
+                let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+                assert_eq!(&buf[..n.unwrap()], format!("request {i}").as_bytes());
+            }
+            assert!(driver::stats().1 > buf_ring::INITIAL_BUFFERS, "the ring grew");
+        });
+    }
+
+    #[test]
+    fn a_large_write_arrives_whole() {
+        on_ring(async {
+            let (ours, theirs) = pair().await;
+            let body: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+            let expected = body.clone();
+            let reader = std::thread::spawn(move || {
+                let mut theirs = theirs;
+                let mut got = Vec::new();
+                theirs.read_to_end(&mut got).unwrap();
+                got
+            });
+            let (res, _) = ours.write_all(body).await;
+            res.unwrap();
+            ours.shutdown_write().await.unwrap();
+            assert_eq!(reader.join().unwrap(), expected);
+        });
+    }
+}
