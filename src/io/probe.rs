@@ -49,13 +49,13 @@ pub fn uring_available() -> Result<(), String> {
             return Err("kernel.io_uring_disabled = 2".into());
         }
     }
-    // The driver's flags: DEFER_TASKRUN needs Linux 6.1.
+    // The driver's flags (SINGLE_ISSUER needs Linux 6.0).
     let ring: io_uring::IoUring = io_uring::IoUring::builder()
         .setup_single_issuer()
-        .setup_defer_taskrun()
+        .setup_coop_taskrun()
         .setup_taskrun_flag()
         .build(8)
-        .map_err(|e| format!("io_uring_setup with SINGLE_ISSUER | DEFER_TASKRUN failed: {e}"))?;
+        .map_err(|e| format!("io_uring_setup failed: {e}"))?;
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring probe failed: {e}"))?;
     use io_uring::opcode;

@@ -12,18 +12,22 @@
 //! - Submissions queue in the SQ and go to the kernel in one `io_uring_enter`
 //!   when the runtime is about to park (its `on_thread_park` hook), or when
 //!   the SQ is full.
-//! - The ring is built with `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`:
-//!   completions are processed only when this thread enters the ring with
-//!   GETEVENTS, never by interrupting it. The kernel signals an eventfd
-//!   (registered with the ring) when work is waiting; tokio's epoll watches
-//!   it, and the driver task ([`drive`]) enters the ring, reaps completions
-//!   and wakes the tasks waiting on them.
+//! - The ring is built with `SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG`:
+//!   completion work runs when this thread next enters the kernel (or
+//!   wakes it from `epoll_wait`), never by interrupting it mid-task.
+//!   tokio's epoll watches the ring's descriptor, which turns readable when
+//!   completions are posted; the driver task ([`drive`]) then reaps them and
+//!   wakes the tasks waiting on them. `DEFER_TASKRUN` was measured and left
+//!   out: its only wake-up for a thread asleep in `epoll_wait` is an
+//!   eventfd the kernel signals late (about 16 ms a round trip here; see
+//!   docs/io-backends.md), and the ring's own descriptor never turns
+//!   readable for deferred work.
 //! - Receives take a buffer from the provided buffer ring ([`BufRing`]) when
 //!   bytes arrive, so waiting costs no buffer.
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::task::{Context, Poll, Waker};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -91,25 +95,16 @@ pub(super) struct Driver {
     in_flight: usize,
     /// Wakers collected while reaping, woken after the driver is released.
     to_wake: Vec<Waker>,
-    eventfd: OwnedFd,
 }
 
 impl Driver {
     fn new(buffer_size: usize) -> io::Result<Driver> {
         let ring = IoUring::builder()
             .setup_single_issuer()
-            .setup_defer_taskrun()
+            .setup_coop_taskrun()
             .setup_taskrun_flag()
             .setup_cqsize(CQ_ENTRIES)
             .build(SQ_ENTRIES)?;
-        // SAFETY: plain syscall; the result is checked.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor nobody else owns.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(efd) };
-        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         let mut bufs = BufRing::new(buffer_size)?;
         // SAFETY: the ring memory stays mapped until the driver is dropped,
         // after the ring (and its registration) is gone; see `Drop`.
@@ -117,7 +112,7 @@ impl Driver {
             ring.submitter().register_buf_ring(bufs.addr(), super::buf_ring::RING_ENTRIES, BUFFER_GROUP)?;
         }
         bufs.grow(INITIAL_BUFFERS);
-        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new(), eventfd })
+        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new() })
     }
 
     /// Queues `sqe` (its `user_data` set to a new slot) and returns the slot.
@@ -213,10 +208,8 @@ impl Driver {
     }
 
     /// Collects completions, entering the ring while there is anything to
-    /// submit or completion work waiting. The kernel runs at most 20 pieces
-    /// of deferred work per enter and sets the TASKRUN flag when more wait,
-    /// so this enters again (a few times; the park hook comes back for the
-    /// rest before the thread sleeps).
+    /// submit or completion work waiting (the TASKRUN flag), a few times at
+    /// most (the park hook comes back for the rest before the thread sleeps).
     fn turn(&mut self) {
         for _ in 0..MAX_ENTERS_PER_TURN {
             self.reap();
@@ -406,11 +399,14 @@ impl Drop for Operation {
 }
 
 /// Installs a driver on this thread, runs `body`, and takes the driver down.
+/// `body` gets a duplicate of the ring's descriptor, for [`drive`].
 pub(super) fn run_with_driver<R>(buffer_size: usize, body: impl FnOnce(OwnedFd) -> io::Result<R>) -> io::Result<R> {
     let driver = Driver::new(buffer_size)?;
-    let eventfd = driver.eventfd.try_clone()?;
+    // SAFETY: the ring's descriptor is open while `driver` lives; the
+    // borrow is only cloned (dup) into a descriptor of our own.
+    let ring_fd = unsafe { BorrowedFd::borrow_raw(driver.ring.as_raw_fd()) }.try_clone_to_owned()?;
     DRIVER.with(|d| *d.borrow_mut() = Some(driver));
-    let out = body(eventfd);
+    let out = body(ring_fd);
     let driver = DRIVER.with(|d| d.borrow_mut().take());
     if let Some(driver) = driver {
         shut_down(driver);
@@ -449,30 +445,30 @@ pub(super) fn submit() {
     wake_collected();
 }
 
-/// The driver task: waits for the ring's eventfd, then enters the ring and
-/// wakes the tasks whose operations completed. Runs for the worker's life.
-pub(super) async fn drive(eventfd: OwnedFd) {
+/// The driver task: waits until the ring's descriptor is readable
+/// (completions posted), reaps them and wakes the tasks waiting on them.
+/// Runs for the worker's life.
+pub(super) async fn drive(ring_fd: OwnedFd) {
     // SAFETY: the AsyncFd owns the descriptor, which stays open and the same
     // until it is dropped.
-    let eventfd =
-        match unsafe { tokio::io::unix::AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE) } {
+    let ring_fd =
+        match unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring_fd, tokio::io::Interest::READABLE) } {
             Ok(fd) => fd,
             Err(e) => {
-                tracing::error!(error = %e, "cannot watch the io_uring eventfd");
+                tracing::error!(error = %e, "cannot watch the io_uring descriptor");
                 return;
             }
         };
     loop {
-        let mut ready = match eventfd.readable().await {
+        let mut ready = match ring_fd.readable().await {
             Ok(ready) => ready,
             Err(e) => {
-                tracing::error!(error = %e, "io_uring eventfd failed");
+                tracing::error!(error = %e, "watching the io_uring descriptor failed");
                 return;
             }
         };
-        // Cleared before entering: work that arrives after the enter signals
-        // the eventfd again. (It is never read: epoll is edge-triggered and
-        // each signal is a new edge; the counter only grows.)
+        // Cleared before reaping: completions posted after this make the
+        // descriptor readable again (epoll is edge-triggered).
         ready.clear_ready();
         with(|d| d.turn());
         wake_collected();
