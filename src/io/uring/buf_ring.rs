@@ -15,7 +15,9 @@
 //!
 //! The ring starts with [`INITIAL_BUFFERS`] and doubles when a receive finds
 //! it empty (`ENOBUFS`: more receives completed in one batch than it held),
-//! up to [`RING_ENTRIES`]; `trim` frees the spare buffers nobody asked for.
+//! up to [`RING_ENTRIES`]. When the core goes quiet, the driver frees the
+//! spares and, if a burst grew the ring, registers it anew at its initial
+//! size ([`BufRing::reset`]), so a burst leaves no buffers behind.
 
 use std::io;
 use std::ptr::NonNull;
@@ -120,6 +122,17 @@ impl BufRing {
     pub(super) fn trim(&mut self) -> usize {
         let freed = self.spare.len();
         self.spare = Vec::new();
+        freed
+    }
+
+    /// Forgets every provided buffer and frees it; the ring is empty again.
+    /// Only once the kernel no longer has the ring registered (it would
+    /// otherwise write into freed memory): the driver unregisters first.
+    pub(super) fn reset(&mut self) -> usize {
+        let freed = self.bufs.iter().filter(|b| b.is_some()).count();
+        self.bufs = Vec::new();
+        self.tail = 0;
+        self.publish();
         freed
     }
 

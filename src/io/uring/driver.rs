@@ -201,6 +201,40 @@ impl Driver {
         }
     }
 
+    fn trim(&mut self) -> usize {
+        let mut freed = self.bufs.trim();
+        if self.bufs.provided() <= INITIAL_BUFFERS {
+            return freed;
+        }
+        // Receives waiting for bytes pick their buffer only when the bytes
+        // arrive, in completion work that runs on this thread. Once the ring
+        // is unregistered none can pick one of its buffers (one that finds
+        // no ring completes with ENOBUFS and is started again); completions
+        // posted before that are reaped while their buffers still exist.
+        if let Err(e) = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP) {
+            tracing::warn!(error = %e, "cannot unregister the io_uring buffer ring; it keeps its size");
+            return freed;
+        }
+        self.reap();
+        freed += self.bufs.reset();
+        // SAFETY: as in `Driver::new`: the ring memory outlives the
+        // registration.
+        let registered = unsafe {
+            self.ring.submitter().register_buf_ring(self.bufs.addr(), super::buf_ring::RING_ENTRIES, BUFFER_GROUP)
+        };
+        match registered {
+            Ok(()) => {
+                self.bufs.grow(INITIAL_BUFFERS);
+            }
+            Err(e) => {
+                // Receives fail with ENOBUFS and are retried: they spin. The
+                // worker cannot serve without a ring; say so loudly.
+                tracing::error!(error = %e, "cannot register the io_uring buffer ring again");
+            }
+        }
+        freed
+    }
+
     fn recycle(&mut self, keep: Keep) {
         if let Keep::Bytes(buf) = keep {
             self.bufs.give_back(buf);
@@ -355,11 +389,12 @@ pub(super) fn give_back(buf: Vec<u8>) {
     with_if_running(|d| d.bufs.give_back(buf));
 }
 
-/// Frees the ring's spare buffers; called by the worker when the core is
-/// quiet. Returns how many were freed (0 on epoll).
+/// Frees the ring's spare buffers and, if a burst grew the ring, shrinks it
+/// back to its initial size; called by the worker when the core is quiet.
+/// Returns how many buffers were freed.
 pub fn trim() -> usize {
     let mut freed = 0;
-    with_if_running(|d| freed = d.bufs.trim());
+    with_if_running(|d| freed = d.trim());
     freed
 }
 
