@@ -67,9 +67,7 @@ enum State {
     Free,
     /// Submitted; the waker of the task that waits for it, once polled.
     InFlight(Option<Waker>),
-    Done {
-        res: i32,
-    },
+    Done { res: i32, flags: u32 },
     /// Nobody will collect the result: freed when the completion arrives.
     Abandoned,
 }
@@ -83,6 +81,8 @@ struct Slot {
 /// what its slot kept (for a receive, the buffer holding the bytes).
 pub(super) struct Completed {
     pub res: i32,
+    /// The completion's flags (`IORING_CQE_F_*`).
+    pub flags: u32,
     pub keep: Keep,
 }
 
@@ -157,12 +157,12 @@ impl Driver {
     fn poll(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Completed> {
         let slot = &mut self.slots[id as usize];
         match &mut slot.state {
-            State::Done { res } => {
-                let res = *res;
+            State::Done { res, flags } => {
+                let (res, flags) = (*res, *flags);
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
                 slot.state = State::Free;
                 self.free.push(id);
-                Poll::Ready(Completed { res, keep })
+                Poll::Ready(Completed { res, flags, keep })
             }
             State::InFlight(waker) => {
                 match waker {
@@ -293,7 +293,7 @@ impl Driver {
             *in_flight -= 1;
             match std::mem::replace(&mut slot.state, State::Free) {
                 State::InFlight(waker) => {
-                    slot.state = State::Done { res };
+                    slot.state = State::Done { res, flags: cqe.flags() };
                     if let Keep::Bytes(_) = received {
                         slot.keep = received;
                     }
@@ -361,12 +361,29 @@ pub(super) unsafe fn start(sqe: squeue::Entry, keep: Keep) -> u32 {
     with(|d| unsafe { d.start(sqe, keep) })
 }
 
-/// Starts a receive into a buffer from the ring.
-pub(super) fn start_recv(fd: RawFd) -> u32 {
-    let sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
+/// `IORING_RECVSEND_POLL_FIRST`, in a receive's `ioprio`.
+const RECV_POLL_FIRST: u16 = 1;
+
+/// An SQE's bytes: `io_uring_sqe`, whose `ioprio` (a `u16` at offset 2)
+/// the `io-uring` crate's `Recv` builder does not expose.
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// Starts a receive into a buffer from the ring. `poll_first` when the last
+/// receive left the socket empty: the kernel then waits for bytes before
+/// trying, instead of first failing a receive with EAGAIN (one attempt less
+/// for every request that is not already there).
+pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
+    let mut sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
         .buf_group(BUFFER_GROUP)
         .build()
         .flags(squeue::Flags::BUFFER_SELECT);
+    if poll_first {
+        // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's
+        // 64-byte `io_uring_sqe` (size asserted above), whose layout is ABI:
+        // opcode (u8), flags (u8), ioprio (u16).
+        let bytes = unsafe { &mut *(&mut sqe as *mut squeue::Entry).cast::<[u8; 64]>() };
+        bytes[2..4].copy_from_slice(&RECV_POLL_FIRST.to_ne_bytes());
+    }
     // SAFETY: the receive points at no memory of ours: the kernel picks a
     // ring buffer, which the ring keeps alive.
     unsafe { start(sqe, Keep::Nothing) }

@@ -35,6 +35,9 @@ pub struct UringStream {
     /// Received bytes not yet read: a buffer from the ring and the offset
     /// of the first unread byte.
     received: RefCell<Option<(Vec<u8>, usize)>>,
+    /// The last receive left nothing in the socket: the next one waits for
+    /// bytes before trying (`IORING_RECVSEND_POLL_FIRST`).
+    drained: Cell<bool>,
 }
 
 /// Accepting goes through tokio's readiness (epoll) on the same thread:
@@ -47,7 +50,7 @@ pub struct UringListener(tokio::io::unix::AsyncFd<std::net::TcpListener>);
 impl UringStream {
     fn new(fd: OwnedFd) -> io::Result<UringStream> {
         socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
-        Ok(UringStream { fd, recv: Cell::new(None), received: RefCell::new(None) })
+        Ok(UringStream { fd, recv: Cell::new(None), received: RefCell::new(None), drained: Cell::new(false) })
     }
 
     /// Moves received bytes into `buf`: the whole ring buffer when `buf` is
@@ -86,13 +89,14 @@ impl UringStream {
             let id = match self.recv.get() {
                 Some(id) => id,
                 None => {
-                    let id = driver::start_recv(self.fd.as_raw_fd());
+                    let id = driver::start_recv(self.fd.as_raw_fd(), self.drained.get());
                     self.recv.set(Some(id));
                     id
                 }
             };
             let done = std::future::poll_fn(|cx| driver::poll(id, cx)).await;
             self.recv.set(None);
+            self.drained.set(!io_uring::cqueue::sock_nonempty(done.flags));
             match done.res {
                 0 => return Ok(false),
                 n if n > 0 => {
