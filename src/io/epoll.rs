@@ -90,7 +90,8 @@ impl Stream for EpollStream {
         socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write)
     }
 
-    async fn wait_readable(&self) -> io::Result<bool> {
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
+        use std::task::Poll;
         loop {
             if !self.drained.get() {
                 // The last read filled its buffer: readiness may be stale.
@@ -102,16 +103,15 @@ impl Stream for EpollStream {
                         .recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT)
                 });
                 match peeked {
-                    Ok(_) => return Ok(true),
+                    Ok(_) => return Poll::Ready(Ok(true)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained.set(true),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
             // Trusted readiness: no syscall while the request is already
             // here, one epoll wake-up otherwise (as a read would wait).
-            self.socket.readable().await?;
-            return Ok(true);
+            return self.socket.poll_read_ready(cx).map_ok(|()| true);
         }
     }
 }

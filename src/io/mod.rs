@@ -52,7 +52,12 @@ pub trait Stream: 'static {
     /// connection costs no buffer: epoll waits for readiness; io_uring has
     /// its receive in flight and the kernel picks a buffer from the ring
     /// when bytes arrive (the next read returns them).
-    fn wait_readable(&self) -> impl Future<Output = io::Result<bool>>;
+    fn wait_readable(&self) -> impl Future<Output = io::Result<bool>> {
+        std::future::poll_fn(|cx| self.poll_readable(cx))
+    }
+    /// `wait_readable` as a poll function, for a waiter that keeps no
+    /// future per stream (the parked connections, `proxy::parked`).
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>>;
     /// Gives back what the stream holds only to be fast while busy, before a
     /// connection parks for a long idle wait (TLS: its record buffers).
     fn release_idle_buffers(&self) {}

@@ -299,11 +299,11 @@ impl<S: Stream> TlsStream<S> {
         buffered
     }
 
-    async fn wait(&self) -> io::Result<bool> {
+    fn poll_wait(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
         if self.has_buffered_input() {
-            return Ok(true);
+            return std::task::Poll::Ready(Ok(true));
         }
-        self.io.wait_readable().await
+        self.io.poll_readable(cx)
     }
 
     /// Idle: give back the two record-sized buffers (~33 KiB), so thousands
@@ -332,8 +332,8 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.close_write()
     }
 
-    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<bool>> {
-        self.wait()
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
+        self.poll_wait(cx)
     }
 
     fn release_idle_buffers(&self) {
@@ -384,10 +384,10 @@ impl<S: Stream> Stream for MaybeTls<S> {
         }
     }
 
-    async fn wait_readable(&self) -> io::Result<bool> {
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
         match self {
-            MaybeTls::Plain(s) => s.wait_readable().await,
-            MaybeTls::Tls(t) => t.wait().await,
+            MaybeTls::Plain(s) => s.poll_readable(cx),
+            MaybeTls::Tls(t) => t.poll_wait(cx),
         }
     }
 

@@ -18,6 +18,7 @@ use super::body::{consume, read_into, write_all};
 use super::core::Core;
 use super::error::ProxyError;
 use super::exchange::{self, Downstream};
+use super::parked;
 use super::request::{Next, Prepared, RequestMeta};
 
 /// Counts the connection as open on its core while it lives (also while
@@ -46,11 +47,11 @@ impl<B: Backend> Drop for OpenConnection<B> {
 }
 
 /// How long a connection may sit idle in its (large) active task before it
-/// is parked in a small one. It holds no buffer either way (see
-/// `wait_for_request`); under load the next request arrives within
-/// microseconds and nothing is spawned, while a connection idle longer than
-/// this moves to a ~0.5 KiB task, so thousands of idle keep-alive
-/// connections cost little memory (docs/io-backends.md has the measurements).
+/// is parked without one (`ParkedConnection`, ~100 bytes, in
+/// `Core::parked`). It holds no buffer either way (see `wait_for_request`);
+/// under load the next request arrives within microseconds and nothing is
+/// spawned, while thousands of idle keep-alive connections cost little
+/// memory (docs/io-backends.md has the measurements).
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes: the TLS handshake
@@ -157,32 +158,79 @@ async fn run_active<B: Backend>(
     };
     let rbuf = std::mem::take(&mut session.rbuf);
     core.buffers.give(rbuf);
+    drop(session);
     if let Some(remaining) = parked {
-        tokio::task::spawn_local(park(open, server, downstream, peer, remaining));
+        park(ParkedConnection { open, server, downstream, peer }, remaining);
     }
 }
 
-/// The parked phase: a small task waits for the next request (or EOF, the
-/// rest of the idle timeout, draining) and hands the connection back to a
-/// new active task.
-async fn park<B: Backend>(
+/// An idle keep-alive connection in `Core::parked`: its stream and what
+/// resuming it needs, and nothing else (no task, no buffer, no timer).
+pub struct ParkedConnection<B: Backend> {
     open: OpenConnection<B>,
     server: usize,
     downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
-    remaining: Duration,
-) {
-    downstream.release_idle_buffers();
-    let wait = tokio::time::timeout(remaining, downstream.wait_readable());
-    let res = tokio::select! {
-        r = wait => match r {
-            Ok(r) => r,
-            Err(_elapsed) => return,
-        },
-        () = open.core.shutdown.draining() => return,
-    };
-    if matches!(res, Ok(true)) {
-        tokio::task::spawn_local(run_active(open, server, downstream, peer, false));
+}
+
+/// Parks the connection for the rest of its idle timeout; it resumes in a
+/// new active task when the client sends (or closes), and is closed when
+/// the timeout passes or draining starts (see [`watch_parked`]).
+fn park<B: Backend>(connection: ParkedConnection<B>, remaining: Duration) {
+    connection.downstream.release_idle_buffers();
+    let core = connection.open.core.clone();
+    let key = core.parked.insert(connection, std::time::Instant::now() + remaining);
+    // The first poll registers the key's waker with the stream (on io_uring
+    // the receive is already in flight): bytes that came meanwhile resume it.
+    resume_if_ready(&core, key);
+}
+
+/// Polls a parked connection's stream with its key's waker: resumes it in
+/// a new active task if the client sent something, closes it at end of
+/// stream or on an error, leaves it parked otherwise.
+fn resume_if_ready<B: Backend>(core: &Core<B>, key: parked::Key) {
+    let waker = parked::waker(key);
+    let mut cx = std::task::Context::from_waker(&waker);
+    let polled = core.parked.with(key, |c| c.downstream.poll_readable(&mut cx));
+    match polled {
+        None | Some(std::task::Poll::Pending) => {}
+        Some(std::task::Poll::Ready(Ok(true))) => {
+            if let Some(c) = core.parked.remove(key) {
+                tokio::task::spawn_local(run_active(c.open, c.server, c.downstream, c.peer, false));
+            }
+        }
+        Some(std::task::Poll::Ready(_closed_or_failed)) => {
+            drop(core.parked.remove(key));
+        }
+    }
+}
+
+/// This core's one task for its parked connections: resumes those whose
+/// clients sent something, closes those whose idle timeout passed (one
+/// timer, at the earliest deadline), and closes all of them when draining
+/// starts.
+pub async fn watch_parked<B: Backend>(core: Rc<Core<B>>) {
+    let mut woken = Vec::new();
+    loop {
+        for key in woken.drain(..) {
+            resume_if_ready(&core, key);
+        }
+        if core.shutdown.is_draining() {
+            drop(core.parked.all());
+        }
+        drop(core.parked.expired(std::time::Instant::now()));
+        let timer = core.parked.arm_timer();
+        let sleep = async {
+            match timer {
+                Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = std::future::poll_fn(|cx| parked::poll_woken(cx, &mut woken)) => {}
+            () = sleep => {}
+            () = core.shutdown.draining(), if !core.shutdown.is_draining() => {}
+        }
     }
 }
 
@@ -518,6 +566,11 @@ mod tests {
             let downstream = crate::io::epoll::EpollStream::for_tests(stream);
             let fut = serve_connection::<Epoll>(core, 0, downstream, "127.0.0.1:1".parse().unwrap());
             eprintln!("serve_connection future: {} bytes", std::mem::size_of_val(&fut));
+            // A parked connection is one of these in `Core::parked`, and nothing else.
+            let parked = std::mem::size_of::<ParkedConnection<Epoll>>();
+            let parked_uring = std::mem::size_of::<ParkedConnection<crate::io::uring::Uring>>();
+            eprintln!("parked connection: {parked} bytes (epoll), {parked_uring} (io_uring)");
+            assert!(parked <= 128 && parked_uring <= 128);
             assert!(std::mem::size_of_val(&fut) < 16 * 1024);
         });
     }

@@ -8,6 +8,8 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use super::buffers::Buffers;
+use super::conn::ParkedConnection;
+use super::parked::Parked;
 use super::upstream::Upstreams;
 use crate::io::Backend;
 use crate::table::RouteTable;
@@ -28,6 +30,8 @@ pub struct Core<B: Backend> {
     /// Access log lines waiting for their writer.
     pub access_logs: CoreLines,
     pub shutdown: Shutdown,
+    /// Idle keep-alive client connections, parked without a task.
+    pub parked: Parked<ParkedConnection<B>>,
 }
 
 impl<B: Backend> Core<B> {
@@ -40,6 +44,7 @@ impl<B: Backend> Core<B> {
             admission: Admission::default(),
             access_logs: CoreLines::default(),
             shutdown: Shutdown::default(),
+            parked: Parked::default(),
         })
     }
 }

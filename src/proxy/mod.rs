@@ -5,6 +5,7 @@
 //! - `buffers`: the core's recycled I/O buffers.
 //! - `upstream`: the core's upstream connections: idle pool, `maxSize` slots.
 //! - `conn`: the client connection loop (read head, route, exchange, repeat).
+//! - `parked`: idle keep-alive connections, parked without a task.
 //! - `request`: what `conn` hands `exchange` for one request, and `Next`.
 //! - `exchange`: one request/response with an upstream, incl. the retry.
 //! - `rules`: whether each connection is reused after an exchange (pure).
@@ -20,6 +21,7 @@ mod conn;
 mod core;
 mod error;
 mod exchange;
+mod parked;
 mod request;
 mod rules;
 mod timed;
@@ -27,7 +29,7 @@ mod tunnel;
 mod upstream;
 mod watchdog;
 
-pub use conn::serve_connection;
+pub use conn::{serve_connection, watch_parked};
 pub use core::{Core, Shutdown};
 pub use error::{ProxyError, Side};
 pub use timed::{IoLimit, IoLimits, IoOp, IoSetting};

@@ -93,6 +93,7 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         tokio::task::spawn_local(release_idle_resources(core.clone())),
         tokio::task::spawn_local(flush_access_logs(core.clone())),
         tokio::task::spawn_local(advance_metric_windows(core.metrics.clone())),
+        tokio::task::spawn_local(crate::proxy::watch_parked(core.clone())),
     ];
     // Scrapes are answered here, between requests: a copy of this core's
     // metrics, made on this core, so the data path never shares them.

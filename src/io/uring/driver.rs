@@ -67,7 +67,10 @@ enum State {
     Free,
     /// Submitted; the waker of the task that waits for it, once polled.
     InFlight(Option<Waker>),
-    Done { res: i32, flags: u32 },
+    Done {
+        res: i32,
+        flags: u32,
+    },
     /// Nobody will collect the result: freed when the completion arrives.
     Abandoned,
 }

@@ -85,6 +85,11 @@ impl UringStream {
     /// Waits for the receive in flight (starting one if none is): `true`
     /// once bytes wait in `received`, `false` at end of stream.
     async fn receive(&self) -> io::Result<bool> {
+        std::future::poll_fn(|cx| self.poll_receive(cx)).await
+    }
+
+    fn poll_receive(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
+        use std::task::Poll;
         loop {
             let id = match self.recv.get() {
                 Some(id) => id,
@@ -94,23 +99,22 @@ impl UringStream {
                     id
                 }
             };
-            let done = std::future::poll_fn(|cx| driver::poll(id, cx)).await;
+            let Poll::Ready(done) = driver::poll(id, cx) else { return Poll::Pending };
             self.recv.set(None);
             self.drained.set(!io_uring::cqueue::sock_nonempty(done.flags));
-            match done.res {
-                0 => return Ok(false),
-                n if n > 0 => {
-                    if let Keep::Bytes(bytes) = done.keep {
+            return Poll::Ready(match done.res {
+                0 => Ok(false),
+                n if n > 0 => match done.keep {
+                    Keep::Bytes(bytes) => {
                         *self.received.borrow_mut() = Some((bytes, 0));
-                        return Ok(true);
+                        Ok(true)
                     }
-                    return Err(io::Error::other("io_uring receive completed without a buffer"));
-                }
+                    _ => Err(io::Error::other("io_uring receive completed without a buffer")),
+                },
                 // The ring had no buffer left (it has grown since): again.
-                e if e == -libc::ENOBUFS => continue,
-                e if e == -libc::EINTR || e == -libc::EAGAIN => continue,
-                e => return Err(io::Error::from_raw_os_error(-e)),
-            }
+                e if e == -libc::ENOBUFS || e == -libc::EINTR || e == -libc::EAGAIN => continue,
+                e => Err(io::Error::from_raw_os_error(-e)),
+            });
         }
     }
 
@@ -175,11 +179,11 @@ impl Stream for UringStream {
         socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Write)
     }
 
-    async fn wait_readable(&self) -> io::Result<bool> {
+    fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
         if self.has_received() {
-            return Ok(true);
+            return std::task::Poll::Ready(Ok(true));
         }
-        self.receive().await
+        self.poll_receive(cx)
     }
 }
 
