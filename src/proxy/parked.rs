@@ -116,6 +116,8 @@ pub struct Parked<T> {
     /// are freed, so keys from before rarely meet an entry of after. (One
     /// that does only makes that entry's stream be polled: harmless.)
     fresh: Cell<u32>,
+    /// Connections parked since the core started.
+    parked: Cell<u64>,
 }
 
 impl<T> Default for Parked<T> {
@@ -127,6 +129,7 @@ impl<T> Default for Parked<T> {
             len: Cell::new(0),
             timer: Cell::new(None),
             fresh: Cell::new(0),
+            parked: Cell::new(0),
         }
     }
 }
@@ -147,6 +150,7 @@ impl<T> Parked<T> {
         let key = Key { index, generation: slot.generation };
         self.deadlines.borrow_mut().push(Reverse((deadline, key)));
         self.len.set(self.len.get() + 1);
+        self.parked.set(self.parked.get() + 1);
         if self.timer.get().is_none_or(|t| deadline < t) {
             REARM.set(true);
             WATCHER.with(|w| {
@@ -231,6 +235,12 @@ impl<T> Parked<T> {
         };
         self.timer.set(next);
         next
+    }
+
+    /// Connections parked since the core started (the worker's memory
+    /// release notices parking through it).
+    pub fn parked_so_far(&self) -> u64 {
+        self.parked.get()
     }
 
     pub fn len(&self) -> usize {

@@ -204,13 +204,18 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 async fn release_idle_resources<B: Backend>(core: Rc<Core<B>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut was_quiet = false;
+    let mut parked_before = core.parked.parked_so_far();
     loop {
         tick.tick().await;
         core.upstreams.close_idle(std::time::Instant::now());
         let trimmed = core.buffers.trim();
-        // Once when the core goes quiet, and again if buffers came back
-        // since (connections parking after their last request).
-        if trimmed.quiet && (!was_quiet || trimmed.freed > 0) {
+        // Connections that parked since left their active tasks' memory
+        // free (~7 KiB each).
+        let parked_since = core.parked.parked_so_far() - parked_before;
+        parked_before += parked_since;
+        // Once when the core goes quiet, and again if buffers came back or
+        // connections parked since (after their last request).
+        if trimmed.quiet && (!was_quiet || trimmed.freed > 0 || parked_since > 0) {
             B::trim_spare_buffers();
             super::sys::return_free_memory();
         }
