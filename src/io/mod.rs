@@ -65,8 +65,15 @@ pub trait Stream: 'static {
     /// for an idle pooled connection whose server wrote past its response
     /// (late body bytes, a smuggled extra response) or hung up. Such a
     /// connection must not carry the next request: its bytes would be read as
-    /// that request's response. One non-blocking `MSG_PEEK`.
+    /// that request's response. A non-blocking `MSG_PEEK` where the backend
+    /// cannot tell without one.
     fn has_unread_input(&self) -> bool;
+    /// The connection goes idle in the pool: a backend that can learn of
+    /// unread input without a syscall starts watching for it here (io_uring
+    /// puts a receive in flight, which holds no buffer until bytes arrive
+    /// and which the next read takes over), so `has_unread_input` on the
+    /// next take needs no peek. epoll trusts its readiness already.
+    fn watch_unread_input(&self) {}
 }
 
 pub trait Listener: 'static {

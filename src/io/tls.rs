@@ -343,6 +343,10 @@ impl<S: Stream> Stream for TlsStream<S> {
     fn has_unread_input(&self) -> bool {
         self.has_buffered_input() || self.io.has_unread_input()
     }
+
+    fn watch_unread_input(&self) {
+        self.io.watch_unread_input();
+    }
 }
 
 /// A connection that speaks TLS or not, decided per server (incoming) or per
@@ -402,6 +406,13 @@ impl<S: Stream> Stream for MaybeTls<S> {
         match self {
             MaybeTls::Plain(s) => s.has_unread_input(),
             MaybeTls::Tls(t) => t.has_unread_input(),
+        }
+    }
+
+    fn watch_unread_input(&self) {
+        match self {
+            MaybeTls::Plain(s) => s.watch_unread_input(),
+            MaybeTls::Tls(t) => t.watch_unread_input(),
         }
     }
 }

@@ -88,6 +88,7 @@ impl<S: Stream> Upstreams<S> {
     /// to `key`, and tells a request waiting for a slot of its endpoint.
     pub fn put_idle(&self, key: PoolKey, conn: Upstream<S>, now: Instant, limits: PoolLimits) {
         conn.returned();
+        conn.watch_unread_input();
         self.idle.borrow_mut().put(key, conn, now, limits);
     }
 

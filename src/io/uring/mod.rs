@@ -138,12 +138,19 @@ impl Stream for UringStream {
         if self.has_received() {
             return true;
         }
-        if let Some(id) = self.recv.get() {
-            if driver::is_done(id) {
-                return true;
-            }
+        match self.recv.get() {
+            // The receive in flight completes when bytes or the end of the
+            // stream arrive (or with an error, which also rules the
+            // connection out): no syscall needed.
+            Some(id) => driver::is_done(id),
+            None => super::peek_unread(socket2::SockRef::from(&self.fd)),
         }
-        super::peek_unread(socket2::SockRef::from(&self.fd))
+    }
+
+    fn watch_unread_input(&self) {
+        if self.recv.get().is_none() && !self.has_received() {
+            self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), self.drained.get())));
+        }
     }
 
     async fn read(&self, mut buf: Vec<u8>) -> BufResult<usize> {
@@ -395,6 +402,44 @@ mod tests {
             assert_eq!(&buf[..n.unwrap()], b"lo");
             drop(theirs);
             assert!(!ours.wait_readable().await.unwrap(), "end of stream");
+        });
+    }
+
+    #[test]
+    fn a_watched_idle_stream_reports_late_bytes_and_hang_ups_and_loses_no_byte() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            ours.watch_unread_input();
+            // Watching twice keeps the one receive.
+            ours.watch_unread_input();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(driver::stats().0, 1, "one receive in flight");
+            assert!(!ours.has_unread_input(), "nothing was sent");
+            theirs.write_all(b"late").unwrap();
+            let mut seen = false;
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if ours.has_unread_input() {
+                    seen = true;
+                    break;
+                }
+            }
+            assert!(seen, "the completed receive reports the late bytes");
+            // The next read takes the watching receive's bytes.
+            let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            assert_eq!(&buf[..n.unwrap()], b"late");
+            // A hang-up is unread input too.
+            ours.watch_unread_input();
+            drop(theirs);
+            let mut seen = false;
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if ours.has_unread_input() {
+                    seen = true;
+                    break;
+                }
+            }
+            assert!(seen, "the end of the stream completes the receive");
         });
     }
 
