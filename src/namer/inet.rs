@@ -1,6 +1,8 @@
-//! `/$/inet/HOST/PORT`: the delegation is built into `naming::delegate`;
-//! host names seen in dtabs and namer files are resolved here (blocking DNS,
-//! on the control thread / at start-up), never while compiling a snapshot.
+//! `/$/inet/HOST/PORT` and `/$/io.buoyant.rinet/PORT/HOST`: the delegation
+//! is built into `naming::delegate`; host names seen in dtabs and namer files
+//! are resolved here (blocking DNS, on the control thread / at start-up),
+//! never while compiling a snapshot. Both forms name their host the same
+//! way (`naming::inet`), so both resolve alike.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -28,18 +30,18 @@ pub fn resolve(names: Vec<String>, previous: Option<&HashMap<String, Vec<IpAddr>
     dns
 }
 
-/// Finds `/$/inet/HOST[/...]` leaves with a non-IP HOST (the port may come
-/// from the rest of the name, as in `/svc => /$/inet/localhost`).
-/// A host that only a request supplies (`/svc => /$/inet`) cannot be found
-/// here: such names answer 502 "not a resolved address".
+/// Finds `/$/inet/HOST[/...]` and `/$/io.buoyant.rinet/PORT/HOST[/...]`
+/// leaves with a non-IP HOST (the port may come from the rest of the name,
+/// as in `/svc => /$/inet/localhost`).
+/// A host that only a request supplies (`/svc => /$/inet`,
+/// `/ph => /$/io.buoyant.rinet`) cannot be found here: such names answer
+/// 502 "not a resolved address".
 pub fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut Vec<String>) {
     match tree {
         NameTree::Leaf(p) => {
-            if p.len() >= 3 && p.segment(0) == Some(b"$") && p.segment(1) == Some(b"inet") {
-                if let Some(host) = p.segment_str(2) {
-                    if host.parse::<IpAddr>().is_err() {
-                        out.push(host.to_string());
-                    }
+            if let Some(host) = naming::inet::leaf_host(p).and_then(|h| std::str::from_utf8(h).ok()) {
+                if host.parse::<IpAddr>().is_err() {
+                    out.push(host.to_string());
                 }
             }
         }

@@ -311,11 +311,11 @@ impl RoutingSnapshot {
     /// transformers.
     pub fn endpoints(&self, router: usize, bound: &BoundName) -> Endpoints {
         let id = &bound.id;
-        let (mut targets, namer_transformers): (Vec<Target>, &[Transformer]) = if id.len() == 4
-            && id.segment(0) == Some(b"$")
-            && id.segment(1) == Some(b"inet")
+        // `/$/inet/HOST/PORT` and `/$/io.buoyant.rinet/PORT/HOST` alike.
+        let (mut targets, namer_transformers): (Vec<Target>, &[Transformer]) = if let Some(inet) =
+            naming::inet::inet_address(id)
         {
-            let (Some(host), Some(port)) = (id.segment_str(2), id.segment_str(3)) else {
+            let (Ok(host), Ok(port)) = (std::str::from_utf8(inet.host), std::str::from_utf8(inet.port)) else {
                 return Endpoints::Unavailable(format!("invalid inet address {id}"));
             };
             let Ok(port) = port.parse::<u16>() else {
@@ -458,6 +458,62 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// rinet ids resolve as inet ones do: an IP literal at once, a host name
+    /// named in the dtab ahead (like `/$/inet/localhost`), a host only the
+    /// request supplies not at all, a port that is not a number never.
+    #[test]
+    fn rinet_names_resolve_like_inet_names() {
+        let c = config(
+            "/ph => /$/io.buoyant.rinet; /svc => /ph/80; /svc => /$/io.buoyant.porthostPfx/ph; /local => /$/io.buoyant.rinet/8080/localhost;",
+        );
+        let snapshot = crate::server::control::compile(&c, 1).unwrap();
+        let ip = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/127.0.0.1:8080"),
+            Endpoints::Addrs {
+                client: "/$/io.buoyant.rinet/8080/127.0.0.1".into(),
+                addrs: vec![(ip("127.0.0.1:8080"), 1.0)]
+            }
+        );
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/10.1.2.3"),
+            Endpoints::Addrs {
+                client: "/$/io.buoyant.rinet/80/10.1.2.3".into(),
+                addrs: vec![(ip("10.1.2.3:80"), 1.0)]
+            }
+        );
+        // Unlike finagle's InetResolver, an IPv6 literal is an address here,
+        // as it is for /$/inet.
+        assert_eq!(
+            endpoints_of(&snapshot, "/$/io.buoyant.rinet/443/::1"),
+            Endpoints::Addrs { client: "/$/io.buoyant.rinet/443/::1".into(), addrs: vec![(ip("[::1]:443"), 1.0)] }
+        );
+        match endpoints_of(&snapshot, "/local/x") {
+            Endpoints::Addrs { client, addrs } => {
+                assert_eq!(client, "/$/io.buoyant.rinet/8080/localhost");
+                assert!(
+                    !addrs.is_empty() && addrs.iter().all(|(a, _)| a.port() == 8080 && a.ip().is_loopback()),
+                    "{addrs:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            endpoints_of(&snapshot, "/svc/unlisted.example"),
+            Endpoints::Unavailable("unlisted.example is not a resolved address".into())
+        );
+        assert_eq!(
+            endpoints_of(&snapshot, "/$/io.buoyant.rinet/http/127.0.0.1"),
+            Endpoints::Unavailable("invalid port in /$/io.buoyant.rinet/http/127.0.0.1".into())
+        );
+        // The inet form of the same address gives the same addresses.
+        let inet = endpoints_of(&snapshot, "/$/inet/127.0.0.1/8080");
+        assert_eq!(
+            inet,
+            Endpoints::Addrs { client: "/$/inet/127.0.0.1/8080".into(), addrs: vec![(ip("127.0.0.1:8080"), 1.0)] }
+        );
     }
 
     #[test]

@@ -427,6 +427,22 @@ mod tests {
         assert_eq!(policy.profiles.len(), 2, "identical settings share a profile");
     }
 
+    /// linkerd's proxy.yaml: TLS, verified against the host, for the names
+    /// `/$/io.buoyant.rinet` binds on port 443 only.
+    #[test]
+    fn proxy_example_speaks_tls_to_port_443_of_rinet_names() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd/proxy.yaml");
+        let config = config::Config::load(&path).unwrap();
+        let Some(policy) = compile(&config.routers[0].client) else { return };
+        let t = policy.target("/$/io.buoyant.rinet/443/web.example.com").unwrap().unwrap();
+        assert_eq!((t.name.as_deref(), t.validates), (Some("web.example.com"), true));
+        assert_eq!(policy.target("/$/io.buoyant.rinet/80/web.example.com").unwrap(), None);
+        assert_eq!(policy.target("/$/inet/web.example.com/443").unwrap(), None);
+        // An IP literal is a name rustls takes too.
+        let t = policy.target("/$/io.buoyant.rinet/443/127.0.0.1").unwrap().unwrap();
+        assert_eq!(t.name.as_deref(), Some("127.0.0.1"));
+    }
+
     #[test]
     fn recompiled_policies_keep_each_cores_sessions() {
         let client = ClientConfig { tls: Some(no_validation()), ..Default::default() };

@@ -6,8 +6,10 @@ use std::cell::Cell;
 use std::fmt::{self, Write as _};
 
 use super::dtab::{Dentry, Dtab};
+use super::inet;
 use super::name_tree::{NameTree, Weighted};
 use super::path::Path;
+use super::rewriting::{RewriteError, Rewriter};
 
 /// Maximum number of nested path lookups (finagle `namerMaxDepth`, linkerd
 /// `MaxDepth`): a dtab loop such as `/a=>/a/b` ends in [`BindError::MaxDepth`].
@@ -47,6 +49,22 @@ impl fmt::Display for BoundName {
         }
         Ok(())
     }
+}
+
+/// What a namer's lookup gives (finagle `Name`): a bound name, or a path to
+/// delegate again (linkerd's rewriting namers, `/$/io.buoyant.porthostPfx/…`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Name {
+    /// Bound: a destination (finagle `Name.Bound`).
+    Bound(BoundName),
+    /// Rewritten by the namer `namer` (its `/$` kind) into `path`, which is
+    /// looked up again (finagle `Name.Path`).
+    Path {
+        /// The namer that rewrote it, e.g. `io.buoyant.porthostPfx`.
+        namer: &'static str,
+        /// The new path.
+        path: Path,
+    },
 }
 
 /// Configured namers (`io.l5d.fs`, …), implemented by the caller.
@@ -97,8 +115,9 @@ pub enum BindError {
         /// The path being looked up when the budget ran out.
         path: Path,
     },
-    /// `/$/<kind>/…` for a kind other than `inet`, `fixedinet`, `nil`, `fail`
-    /// (finagle would try to load a class named `kind`).
+    /// `/$/<kind>/…` for a kind other than `inet`, `fixedinet`, `nil`, `fail`,
+    /// `io.buoyant.rinet` and the [`Rewriter`]s (finagle would try to load a
+    /// class named `kind`).
     #[error("Unknown namer: {kind} for path: {path}")]
     UnknownNamer {
         /// The segment after `/$`.
@@ -112,6 +131,9 @@ pub enum BindError {
         /// The whole path.
         path: Path,
     },
+    /// A rewriting namer failed (linkerd: the namer threw).
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
 }
 
 fn is_port(s: &[u8]) -> bool {
@@ -123,13 +145,17 @@ fn is_port(s: &[u8]) -> bool {
 
 /// Finagle's `Namer.global`, minus class loading: `/$/inet/HOST/PORT[/…]`,
 /// `/$/inet/PORT[/…]` (no host: localhost), the same for `fixedinet`,
-/// `/$/nil[/…]` (Empty) and `/$/fail[/…]` (Fail). The inet id is the
-/// `/$/inet/HOST/PORT` part; nothing is resolved here.
-pub fn global_lookup(path: &Path) -> Result<NameTree<BoundName>, BindError> {
+/// `/$/nil[/…]` (Empty) and `/$/fail[/…]` (Fail); and the linkerd namers
+/// finagle would load by class name: `/$/io.buoyant.rinet/PORT/HOST[/…]`
+/// (see [`inet`]) and the rewriting namers ([`Rewriter`]), whose answer is
+/// a [`Name::Path`] or `~`. The inet ids are the `/$/inet/HOST/PORT` and
+/// `/$/io.buoyant.rinet/PORT/HOST` parts; nothing is resolved here.
+pub fn global_lookup(path: &Path) -> Result<NameTree<Name>, BindError> {
     let kind = match (path.segment(0), path.segment(1)) {
         (Some(b"$"), Some(kind)) => kind,
         _ => return Ok(NameTree::Neg),
     };
+    let bound = |id: Path, residual: Path| NameTree::Leaf(Name::Bound(BoundName::new(id, residual)));
     match kind {
         b"inet" | b"fixedinet" => {
             let n = if path.segment(2).is_some() && path.segment(3).is_some_and(is_port) {
@@ -139,11 +165,22 @@ pub fn global_lookup(path: &Path) -> Result<NameTree<BoundName>, BindError> {
             } else {
                 return Err(BindError::InvalidInet { path: path.clone() });
             };
-            Ok(NameTree::Leaf(BoundName::new(path.take(n), path.drop(n))))
+            Ok(bound(path.take(n), path.drop(n)))
         }
         b"nil" => Ok(NameTree::Empty),
         b"fail" => Ok(NameTree::Fail),
-        other => Err(BindError::UnknownNamer { kind: String::from_utf8_lossy(other).into_owned(), path: path.clone() }),
+        k if k == inet::RINET.as_bytes() => {
+            Ok(inet::rinet_bind(&path.drop(2)).map_or(NameTree::Neg, |(id, residual)| bound(id, residual)))
+        }
+        other => match Rewriter::from_kind(other) {
+            Some(r) => Ok(match r.rewrite(&path.drop(2))? {
+                Some(p) => NameTree::Leaf(Name::Path { namer: r.kind(), path: p }),
+                None => NameTree::Neg,
+            }),
+            None => {
+                Err(BindError::UnknownNamer { kind: String::from_utf8_lossy(other).into_owned(), path: path.clone() })
+            }
+        },
     }
 }
 
@@ -231,13 +268,16 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     }
 
     /// Asks the built-in `/$/` namer or the configured namers.
-    fn lookup_namers(&self, path: &Path) -> Result<NameTree<BoundName>, BindError> {
+    fn lookup_namers(&self, path: &Path) -> Result<NameTree<Name>, BindError> {
+        let configured = |p: &Path| {
+            self.namers.bind(p).map_or(NameTree::Neg, |t| t.map(&mut |b: &BoundName| Name::Bound(b.clone())))
+        };
         match path.segment(0) {
             Some(b"$") => global_lookup(path),
-            Some(b"#") => Ok(self.namers.bind(path).unwrap_or(NameTree::Neg)),
+            Some(b"#") => Ok(configured(path)),
             Some(_) if self.legacy_unprefixed => {
                 let hashed = Path::single_segment("#").unwrap_or_default().concat(path);
-                Ok(self.namers.bind(&hashed).unwrap_or(NameTree::Neg))
+                Ok(configured(&hashed))
             }
             _ => Ok(NameTree::Neg),
         }
@@ -281,7 +321,12 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
         match self.dtab_matches(path) {
             None => {
                 let t = self.lookup_namers(path)?;
-                bind_tree(&t, &|b: &BoundName| Ok(NameTree::Leaf(b.clone())))
+                // A rewritten name is looked up again, one level deeper
+                // (finagle: `lookup(path).flatMap(bind(lookup, depth + 1))`).
+                bind_tree(&t, &|n: &Name| match n {
+                    Name::Bound(b) => Ok(NameTree::Leaf(b.clone())),
+                    Name::Path { path, .. } => self.bind_path(path, depth + 1, budget),
+                })
             }
             Some(matches) => {
                 for d in matches {
@@ -336,8 +381,18 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
                 // A single `prefix=>~` match keeps its dentry in the trace.
                 let d = self.matching(path).next().or(dentry);
                 match self.lookup_namers(path) {
-                    Ok(t) => convert(path, d, &t, &|b: &BoundName| {
-                        DelegateTree::new(path.clone(), d, DelegateNode::Leaf(b.clone()))
+                    // A rewritten path keeps the dentry that led to the
+                    // namer, as in linkerd's trace.
+                    Ok(t) => convert(path, d, &t, &|n: &Name| match n {
+                        Name::Bound(b) => DelegateTree::new(path.clone(), d, DelegateNode::Leaf(b.clone())),
+                        Name::Path { namer, path: to } => {
+                            let next = self.delegate_leaf(to.clone(), d, depth, budget);
+                            DelegateTree::new(
+                                path.clone(),
+                                d,
+                                DelegateNode::Rewrite { namer: (*namer).to_string(), tree: Box::new(next) },
+                            )
+                        }
                     }),
                     Err(e) => DelegateTree::new(path.clone(), dentry, DelegateNode::Exception(e.to_string())),
                 }
@@ -448,6 +503,11 @@ pub enum DelegateNode {
     Delegate(Box<DelegateTree>),
     /// A namer bound the path.
     Leaf(BoundName),
+    /// A rewriting namer (`namer`, e.g. `io.buoyant.porthostPfx`) turned the
+    /// path into `tree`'s path, which was delegated again. linkerd's trace
+    /// has no step for this (it shows the rewritten path at once); here it
+    /// is its own step, written to JSON as a `delegate`.
+    Rewrite { namer: String, tree: Box<DelegateTree> },
     /// Alternatives, tried first to last.
     Alt(Vec<DelegateTree>),
     /// Weighted union.
@@ -486,6 +546,8 @@ impl DelegateTree {
                 }
                 DelegateNode::Delegate(Box::new(s))
             }
+            // Never collapsed: the rewrite is a step of its own.
+            DelegateNode::Rewrite { namer, tree } => DelegateNode::Rewrite { namer, tree: Box::new(tree.simplified()) },
             DelegateNode::Alt(mut ts) => match ts.len() {
                 0 => DelegateNode::Neg,
                 1 => {
@@ -532,7 +594,7 @@ impl DelegateTree {
             DelegateNode::Exception(_) | DelegateNode::Fail => NameTree::Fail,
             DelegateNode::Empty => NameTree::Empty,
             DelegateNode::Neg => NameTree::Neg,
-            DelegateNode::Delegate(t) => t.to_name_tree(),
+            DelegateNode::Delegate(t) | DelegateNode::Rewrite { tree: t, .. } => t.to_name_tree(),
             DelegateNode::Leaf(b) => NameTree::Leaf(b.clone()),
             DelegateNode::Transformation { tree, .. } => tree.to_name_tree(),
             DelegateNode::Alt(ts) => NameTree::Alt(ts.iter().map(|t| t.to_name_tree()).collect()),
@@ -576,13 +638,16 @@ impl DelegateTree {
             DelegateNode::Transformation { name, bound, .. } => {
                 let _ = write!(out, " -> bound {} -> transformed by {name}", bound.id);
             }
+            DelegateNode::Rewrite { namer, .. } => {
+                let _ = write!(out, " -> rewritten by {namer}");
+            }
             DelegateNode::Delegate(_) => {}
         }
         out.push('\n');
         match &self.node {
-            DelegateNode::Delegate(t) | DelegateNode::Transformation { tree: t, .. } => {
-                t.render_line(out, level + 1, None)
-            }
+            DelegateNode::Delegate(t)
+            | DelegateNode::Rewrite { tree: t, .. }
+            | DelegateNode::Transformation { tree: t, .. } => t.render_line(out, level + 1, None),
             DelegateNode::Alt(ts) => {
                 for t in ts {
                     t.render_line(out, level + 1, None);
@@ -609,7 +674,7 @@ impl DelegateTree {
             DelegateNode::Empty => "empty",
             DelegateNode::Fail => "fail",
             DelegateNode::Neg => "neg",
-            DelegateNode::Delegate(_) => "delegate",
+            DelegateNode::Delegate(_) | DelegateNode::Rewrite { .. } => "delegate",
             DelegateNode::Leaf(_) => "leaf",
             DelegateNode::Alt(_) => "alt",
             DelegateNode::Union(_) => "union",
@@ -639,7 +704,7 @@ impl DelegateTree {
                 out.push_str(",\"message\":");
                 json_str(out, m);
             }
-            DelegateNode::Delegate(t) => {
+            DelegateNode::Delegate(t) | DelegateNode::Rewrite { tree: t, .. } => {
                 out.push_str(",\"delegate\":");
                 t.write_json(out);
             }
@@ -831,6 +896,9 @@ impl DelegateTree {
                 }
             }
             DelegateNode::Delegate(t) => DelegateNode::Delegate(Box::new(t.transformed(f))),
+            DelegateNode::Rewrite { namer, tree } => {
+                DelegateNode::Rewrite { namer, tree: Box::new(tree.transformed(f)) }
+            }
             DelegateNode::Alt(ts) => DelegateNode::Alt(ts.into_iter().map(|t| t.transformed(f)).collect()),
             DelegateNode::Union(ws) => DelegateNode::Union(
                 ws.into_iter().map(|w| WeightedDelegate { weight: w.weight, tree: w.tree.transformed(f) }).collect(),
@@ -844,6 +912,7 @@ impl DelegateTree {
 #[cfg(test)]
 mod tests {
     use super::super::name_tree::Pick;
+    use super::super::rewriting::RewriteError;
     use super::*;
     use std::collections::HashMap;
 
@@ -966,6 +1035,148 @@ mod tests {
         assert_eq!(bind("", "/$"), Ok(NameTree::Neg));
         let d = "/svc=>/$/inet/127.1/8080";
         assert_eq!(bind(d, "/svc/a"), Ok(bound("/$/inet/127.1/8080", "/a")));
+    }
+
+    /// linkerd's `linkerd/examples/proxy.yaml` dtab.
+    const PROXY: &str = "/ph=>/$/io.buoyant.rinet;/svc=>/ph/80;/svc=>/$/io.buoyant.porthostPfx/ph";
+
+    #[test]
+    fn rinet_binding() {
+        // linkerd's RinetTest: id /$/io.buoyant.rinet/PORT/HOST, residual.
+        assert_eq!(
+            bind("", "/$/io.buoyant.rinet/12345/localhost/residual"),
+            Ok(bound("/$/io.buoyant.rinet/12345/localhost", "/residual"))
+        );
+        // Always binds, whatever the port or host: the address fails later,
+        // so an alternative after it is never reached.
+        let d = "/svc=>/$/io.buoyant.rinet/http/no.such.host.invalid | /$/inet/127.0.0.1/9";
+        assert_eq!(bind(d, "/svc"), Ok(bound("/$/io.buoyant.rinet/http/no.such.host.invalid", "/")));
+        assert_eq!(bind("", "/$/io.buoyant.rinet/80/::1"), Ok(bound("/$/io.buoyant.rinet/80/::1", "/")));
+        // Fewer than two segments: negative, so an alternative takes over
+        // (no default host, unlike /$/inet/PORT).
+        assert_eq!(bind("", "/$/io.buoyant.rinet/80"), Ok(NameTree::Neg));
+        assert_eq!(bind("", "/$/io.buoyant.rinet"), Ok(NameTree::Neg));
+        let d = "/svc=>/$/io.buoyant.rinet/80 | /$/inet/127.0.0.1/9";
+        assert_eq!(bind(d, "/svc"), Ok(bound("/$/inet/127.0.0.1/9", "/")));
+    }
+
+    #[test]
+    fn proxy_example_dtab() {
+        // Host with a port: porthostPfx (the later dentry) wins.
+        assert_eq!(bind(PROXY, "/svc/127.0.0.1:8080"), Ok(bound("/$/io.buoyant.rinet/8080/127.0.0.1", "/")));
+        assert_eq!(
+            bind(PROXY, "/svc/web.example.com:8080/a/b"),
+            Ok(bound("/$/io.buoyant.rinet/8080/web.example.com", "/a/b"))
+        );
+        // Without a port it is negative and /svc=>/ph/80 takes over.
+        assert_eq!(bind(PROXY, "/svc/localhost"), Ok(bound("/$/io.buoyant.rinet/80/localhost", "/")));
+        // Neither an IPv6 literal nor an upper-case port splits: port 80,
+        // with a host that will not resolve.
+        assert_eq!(bind(PROXY, "/svc/::1"), Ok(bound("/$/io.buoyant.rinet/80/::1", "/")));
+        assert_eq!(bind(PROXY, "/svc/h:HTTP"), Ok(bound("/$/io.buoyant.rinet/80/h:HTTP", "/")));
+        // No host in the Host: the rewrite fails the binding (linkerd: the
+        // Path constructor throws), no fall-through.
+        assert_eq!(
+            bind(PROXY, "/svc/:8080"),
+            Err(BindError::Rewrite(RewriteError::EmptySegment {
+                kind: "io.buoyant.porthostPfx",
+                args: p("/ph/:8080")
+            }))
+        );
+        // No name at all: /ph/80 → rinet with one segment → ~.
+        assert_eq!(bind(PROXY, "/svc"), Ok(NameTree::Neg));
+    }
+
+    #[test]
+    fn rewriting_namers_fall_through_in_alternations() {
+        // The rewrite matches: the later alternative is not needed.
+        let d = "/svc=>/$/io.buoyant.porthostPfx/ph | /$/inet/127.0.0.1/9;/ph=>/$/io.buoyant.rinet";
+        assert_eq!(bind(d, "/svc/10.0.0.1:80"), Ok(bound("/$/io.buoyant.rinet/80/10.0.0.1", "/")));
+        // It does not: ~, the next alternative binds.
+        assert_eq!(bind(d, "/svc/10.0.0.1"), Ok(bound("/$/inet/127.0.0.1/9", "/10.0.0.1")));
+        // The first alternative binds: the rewriting namer is not reached.
+        let d = "/svc=>/$/inet/127.0.0.1/9 | /$/io.buoyant.porthostPfx/ph;/ph=>/$/io.buoyant.rinet";
+        assert_eq!(bind(d, "/svc/10.0.0.1:80"), Ok(bound("/$/inet/127.0.0.1/9", "/10.0.0.1:80")));
+        // A rewrite to a path nothing binds is ~ too.
+        let d = "/svc=>/$/io.buoyant.porthostPfx/nowhere | /$/inet/127.0.0.1/9";
+        assert_eq!(bind(d, "/svc/10.0.0.1:80"), Ok(bound("/$/inet/127.0.0.1/9", "/10.0.0.1:80")));
+        // Between dentries as well (later first).
+        let d = "/svc=>/$/inet/127.0.0.1/9;/svc=>/$/io.buoyant.http.subdomainOfPfx/a.b/ph;/ph=>/$/io.buoyant.rinet/80";
+        assert_eq!(bind(d, "/svc/x.a.b"), Ok(bound("/$/io.buoyant.rinet/80/x", "/")));
+        assert_eq!(bind(d, "/svc/x.c.d"), Ok(bound("/$/inet/127.0.0.1/9", "/x.c.d")));
+        // In a union, a negative rewrite drops out.
+        let d = "/svc=>/$/io.buoyant.porthostPfx/ph & /$/inet/127.0.0.1/9;/ph=>/$/io.buoyant.rinet";
+        assert_eq!(bind(d, "/svc/h"), Ok(bound("/$/inet/127.0.0.1/9", "/h")));
+    }
+
+    #[test]
+    fn rewriting_namers_through_the_dtab() {
+        // linkerd's docs/namer.md examples.
+        let d = "/ip-hostport=>/$/inet;/svc=>/$/io.buoyant.hostportPfx/ip-hostport";
+        assert_eq!(bind(d, "/svc/127.0.0.1:8080/x"), Ok(bound("/$/inet/127.0.0.1/8080", "/x")));
+        assert_eq!(bind(d, "/svc/127.0.0.1"), Ok(NameTree::Neg));
+        // A named port reaches /$/inet, which wants a number.
+        assert_eq!(bind(d, "/svc/127.0.0.1:http"), Err(BindError::InvalidInet { path: p("/$/inet/127.0.0.1/http") }));
+        let d = "/s=>/#/io.l5d.fs;/svc=>/$/io.buoyant.http.domainToPathPfx/s";
+        assert_eq!(bind(d, "/svc/x.foo/r"), Ok(bound("/#/io.l5d.fs/foo", "/x/r")));
+        assert_eq!(bind(d, "/svc/x.nope"), Ok(NameTree::Neg));
+        let d = "/consulSvc=>/#/io.l5d.fs;/svc=>/$/io.buoyant.http.subdomainOfPfx/service.consul/consulSvc";
+        assert_eq!(bind(d, "/svc/foo.service.consul:8500/r"), Ok(bound("/#/io.l5d.fs/foo", "/r")));
+        assert_eq!(bind(d, "/svc/foo.service.other"), Ok(NameTree::Neg));
+        // The dtab is asked before the namer.
+        let d = "/$/io.buoyant.porthostPfx/ph=>/$/inet/127.0.0.1/1";
+        assert_eq!(bind(d, "/$/io.buoyant.porthostPfx/ph/h:2"), Ok(bound("/$/inet/127.0.0.1/1", "/h:2")));
+        // A rewrite counts as a nested lookup: a loop through one ends.
+        let e = bind("/a=>/$/io.buoyant.http.domainToPathPfx/a", "/a/x").unwrap_err();
+        assert!(matches!(e, BindError::MaxDepth { .. }), "{e}");
+        // Other io.buoyant classes are unknown namers.
+        let e = bind("", "/$/io.buoyant.http.anyMethod/GET/x").unwrap_err();
+        assert!(matches!(e, BindError::UnknownNamer { .. }), "{e}");
+    }
+
+    #[test]
+    fn rewrites_in_the_trace() {
+        let d = dtab(PROXY);
+        let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/svc/127.0.0.1:8080"));
+        assert_eq!(
+            del.render_text(),
+            "/svc/127.0.0.1:8080 -> alt\n\
+             \x20 /$/io.buoyant.porthostPfx/ph/127.0.0.1:8080 [/svc=>/$/io.buoyant.porthostPfx/ph] -> rewritten by io.buoyant.porthostPfx\n\
+             \x20   /ph/8080/127.0.0.1 [/svc=>/$/io.buoyant.porthostPfx/ph]\n\
+             \x20     /$/io.buoyant.rinet/8080/127.0.0.1 [/ph=>/$/io.buoyant.rinet] -> bound /$/io.buoyant.rinet/8080/127.0.0.1\n\
+             \x20 /ph/80/127.0.0.1:8080 [/svc=>/ph/80]\n\
+             \x20   /$/io.buoyant.rinet/80/127.0.0.1:8080 [/ph=>/$/io.buoyant.rinet] -> bound /$/io.buoyant.rinet/80/127.0.0.1:8080\n\
+             => /$/io.buoyant.rinet/8080/127.0.0.1\n"
+        );
+        let json = del.to_json();
+        assert!(
+            json.contains(concat!(
+                r#"{"type":"delegate","path":"/$/io.buoyant.porthostPfx/ph/127.0.0.1:8080","dentry":{"prefix":"/svc","dst":"/$/io.buoyant.porthostPfx/ph"},"#,
+                r#""delegate":{"type":"delegate","path":"/ph/8080/127.0.0.1","dentry":{"prefix":"/svc","dst":"/$/io.buoyant.porthostPfx/ph"},"#,
+                r#""delegate":{"type":"leaf","path":"/$/io.buoyant.rinet/8080/127.0.0.1","dentry":{"prefix":"/ph","dst":"/$/io.buoyant.rinet"},"#,
+                r#""bound":{"id":"/$/io.buoyant.rinet/8080/127.0.0.1","path":"/"}}}}"#
+            )),
+            "{json}"
+        );
+        // A rewrite that does not match is a ~ step; one that fails, an
+        // exception step.
+        let text = Delegator::new(&d, &EmptyNamers).delegate(&p("/svc/localhost")).render_text();
+        assert!(
+            text.contains("  /$/io.buoyant.porthostPfx/ph/localhost [/svc=>/$/io.buoyant.porthostPfx/ph] -> ~ (neg)\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("=> /$/io.buoyant.rinet/80/localhost\n"), "{text}");
+        let text = Delegator::new(&d, &EmptyNamers).delegate(&p("/svc/:1")).render_text();
+        assert!(
+            text.contains("/$/io.buoyant.porthostPfx/ph/:1 [/svc=>/$/io.buoyant.porthostPfx/ph] -> error: io.buoyant.porthostPfx cannot rewrite /ph/:1: the result would have an empty segment\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "=> error: io.buoyant.porthostPfx cannot rewrite /ph/:1: the result would have an empty segment\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! * [`dtab`] — [`Dtab`], [`Dentry`], [`Prefix`] (`*` matches one segment);
 //!   finagle syntax `prefix => tree ; …`.
 //! * [`delegate`] — [`Delegator`]: binding and linkerd-style traces.
+//! * [`inet`] — `/$/io.buoyant.rinet`, and the host and port of bound
+//!   `/$/inet` and `/$/io.buoyant.rinet` ids (one reading for both).
+//! * [`rewriting`] — linkerd's rewriting namers ([`Rewriter`]):
+//!   `io.buoyant.porthostPfx`, `io.buoyant.hostportPfx`,
+//!   `io.buoyant.http.domainToPathPfx`, `io.buoyant.http.subdomainOfPfx`.
 //! * [`prefix`] — linkerd's `configs[].prefix` patterns (`*`, `{var}`).
 //!
 //! ## Semantics (finagle `Namer.bind` + linkerd `ConfiguredNamersInterpreter`)
@@ -27,10 +32,14 @@
 //!    destination is literally `~` (a linkerd quirk we keep) — are namers
 //!    asked: `/$/inet/HOST/PORT[/rest]`, `/$/inet/PORT`, `/$/fixedinet/…`,
 //!    `/$/nil` (`$`), `/$/fail` (`!`) are built in (no DNS: the bound id is
-//!    `/$/inet/HOST/PORT`, the residual `/rest`); any other `/$/kind` is
-//!    [`BindError::UnknownNamer`]; `/#/…` paths go to the caller's
-//!    [`Namers`]; anything else is `~`.
-//! 3. Bound leaves stay; path leaves are delegated again, up to
+//!    `/$/inet/HOST/PORT`, the residual `/rest`), and so are the linkerd
+//!    classes finagle would load by name: `/$/io.buoyant.rinet/PORT/HOST`
+//!    (bound, id `/$/io.buoyant.rinet/PORT/HOST`) and the rewriting namers,
+//!    whose answer is a new path ([`Name::Path`]) or `~`; any other
+//!    `/$/kind` is [`BindError::UnknownNamer`]; `/#/…` paths go to the
+//!    caller's [`Namers`]; anything else is `~`.
+//! 3. Bound leaves stay; path leaves (the dtab's and the rewriting
+//!    namers') are delegated again, up to
 //!    [`MAX_DEPTH`] (100) nested lookups ([`BindError::MaxDepth`]) and at
 //!    most [`MAX_LOOKUPS`] lookups per request (not in finagle; it bounds the
 //!    exponential blow-up a hostile `l5d-dtab` header could cause).
@@ -72,14 +81,17 @@
 
 pub mod delegate;
 pub mod dtab;
+pub mod inet;
 pub mod name_tree;
 pub mod path;
 pub mod prefix;
+pub mod rewriting;
 
 pub use delegate::{
-    global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator, EmptyNamers, Namers,
+    global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator, EmptyNamers, Name, Namers,
     WeightedDelegate, MAX_DEPTH, MAX_LOOKUPS,
 };
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
 pub use name_tree::{NameTree, Pick, Status, Weighted};
 pub use path::{Found, ParseError, ParseErrorKind, Path, PathError};
+pub use rewriting::{RewriteError, Rewriter};
