@@ -127,6 +127,8 @@ fn porthost_falls_through_when_the_host_has_no_port() {
         assert_eq!(rsp.status, 502, "{io}");
         let err = l5d_err(&rsp);
         assert!(err.contains("127.0.0.1:HTTP is not a resolved address"), "{io}: {err}");
+        assert!(err.starts_with("No hosts are available for /svc/127.0.0.1:HTTP,"), "{io}: {err}");
+        assert_eq!(err.matches("No hosts are available").count(), 1, "{io}: said once: {err}");
     }
 }
 

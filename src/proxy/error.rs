@@ -32,7 +32,9 @@ pub enum ProxyError {
     RequestTooLarge,
     #[error("{0}")]
     NoRoute(String),
-    #[error("No hosts are available for {0}")]
+    /// The text is the routing table's, which starts with linkerd's "No
+    /// hosts are available for ..." (see `table::cache`).
+    #[error("{0}")]
     NoEndpoints(String),
     #[error("connection to {addr} failed: {source}")]
     Connect { addr: SocketAddr, source: io::Error },
@@ -246,7 +248,12 @@ mod tests {
                 "unknown_destination",
             ),
             (RouteError::NoRoute("no".into()), 502, "no", "no_route"),
-            (RouteError::NoEndpoints("none".into()), 502, "No hosts are available for none", "no_endpoints"),
+            (
+                RouteError::NoEndpoints("No hosts are available for none".into()),
+                502,
+                "No hosts are available for none",
+                "no_endpoints",
+            ),
             (RouteError::TlsPolicy("strict".into()), 502, "strict", "tls_policy"),
         ];
         for (route, status, text, label) in cases {

@@ -268,7 +268,7 @@ impl RouteTable {
                     Pick::Leaf(bound) => {
                         let Some(endpoint) = bound.balancer.pick(&LazyNow::default(), None) else {
                             return Err(RouteError::NoEndpoints(format!(
-                                "{service}: every endpoint of {} is marked dead (failure accrual)",
+                                "No hosts are available for {service}: every endpoint of {} is marked dead (failure accrual)",
                                 bound.client
                             )));
                         };
