@@ -213,6 +213,31 @@ async fn merged_metrics(state: &AdminState) -> Option<crate::telemetry::metrics:
     Some(crate::telemetry::metrics::merge(&cores))
 }
 
+/// The DNS counters (docs/dns.md).
+fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    vec![
+        ProcessMetric::new(
+            "dns/config/lookups",
+            ProcessKind::Counter,
+            "lookups of host names the config mentions (first resolutions and refreshes by TTL)",
+            count(&dns.config_lookups),
+        ),
+        ProcessMetric::new(
+            "dns/config/failures",
+            ProcessKind::Counter,
+            "lookups of config host names that failed or found no such host (the last answer was kept)",
+            count(&dns.config_failures),
+        ),
+        ProcessMetric::new(
+            "dns/config/changes",
+            ProcessKind::Counter,
+            "refreshes that changed a config host name's addresses",
+            count(&dns.config_changes),
+        ),
+    ]
+}
+
 /// corelink's own process-wide numbers (docs/metrics.md).
 fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
     let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -237,6 +262,7 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
         metric("io/uring", ProcessKind::Gauge, "1 when the io_uring backend runs, 0 for epoll", u64::from(uring)),
         metric("workers", ProcessKind::Gauge, "worker threads (cores)", state.workers.load(Ordering::Relaxed) as u64),
     ];
+    out.extend(dns_metrics(&state.control.dns));
     for w in state.control.k8s_watches() {
         let labelled = |name, kind, help, value| {
             let mut m = ProcessMetric::new(name, kind, help, value);

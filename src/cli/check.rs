@@ -90,7 +90,8 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
 /// variable.
 fn compile_here(config: &Config) -> (Result<crate::table::RoutingSnapshot, String>, Vec<(String, &'static str)>) {
     use config::TransformerConfig as T;
-    let mut namers = crate::namer::NamerInputs::load(config, None, &Default::default());
+    let mut dns = crate::namer::dns::OneShot::new(&config.corelink.dns);
+    let mut namers = crate::namer::NamerInputs::load(config, None, &Default::default(), &mut dns);
     let lists = config.namers.iter().enumerate().map(|(i, n)| (format!("namers[{i}]"), n.transformers())).chain(
         config
             .routers

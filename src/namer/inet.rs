@@ -1,32 +1,10 @@
 //! `/$/inet/HOST/PORT`: the delegation is built into `naming::delegate`;
-//! host names seen in dtabs and namer files are resolved here (blocking DNS,
-//! on the control thread / at start-up), never while compiling a snapshot.
+//! the host names dtabs mention are found here, to be resolved by `dns` (on
+//! the control thread / at start-up), never while compiling a snapshot.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 
 use naming::{NameTree, Path};
-
-/// Resolves each name once. A name that fails keeps what `previous` had for
-/// it: a DNS hiccup must not take a working route away.
-pub fn resolve(names: Vec<String>, previous: Option<&HashMap<String, Vec<IpAddr>>>) -> HashMap<String, Vec<IpAddr>> {
-    let mut dns = HashMap::new();
-    for name in names {
-        if dns.contains_key(&name) {
-            continue;
-        }
-        let ips: Vec<IpAddr> = match (name.as_str(), 0u16).to_socket_addrs() {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(e) => {
-                let kept = previous.and_then(|p| p.get(&name)).cloned().unwrap_or_default();
-                tracing::warn!(host = %name, error = %e, kept = kept.len(), "DNS resolution failed");
-                kept
-            }
-        };
-        dns.insert(name, ips);
-    }
-    dns
-}
 
 /// Finds `/$/inet/HOST[/...]` leaves with a non-IP HOST (the port may come
 /// from the rest of the name, as in `/svc => /$/inet/localhost`).

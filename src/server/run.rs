@@ -70,8 +70,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
     // Namer directories and DNS are read once here (the control thread keeps
     // these inputs and refreshes them); access logs and TLS are loaded too.
-    let mut inputs = NamerInputs::load(&config, None, &k8s.views());
-    inputs.set_config_maps(k8s.config_map_dtabs());
+    // Host names are resolved before the first snapshot, then refreshed by
+    // TTL on the same runtime as the watches.
+    let dns_stats = Arc::new(crate::namer::dns::DnsStats::default());
+    let mut dns =
+        crate::namer::dns::ConfigNames::new(k8s.runtime(), k8s.notifier(), &config.corelink.dns, dns_stats.clone());
+    let mut inputs = NamerInputs::load(&config, None, &k8s.views(), &mut dns);
+    inputs.set_config_maps(k8s.config_map_dtabs(), &mut dns);
     k8s.take_changed();
     let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
         .map_err(RunError::Routing)?;
@@ -107,7 +112,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
-    let admin_state = Arc::new(AdminState::default());
+    let admin_state =
+        Arc::new(AdminState { control: Arc::new(admin::ControlStats::with_dns(dns_stats)), ..Default::default() });
     admin_state.control.set_k8s_watches(k8s.stats());
     let _ = admin_state.snapshot.set(shared.clone());
     let _ = admin_state.io.set(io);
@@ -169,8 +175,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         tracing::info!(router = router.label(), servers = %servers.join(", "), client_tls = %client_tls, dtab = %router.dtab.split_whitespace().collect::<Vec<_>>().join(" "), "router ready");
     }
 
-    let control =
-        Control::new(options.config_path.clone(), config.clone(), inputs, k8s, shared, 1, admin_state.control.clone());
+    let control = Control::new(
+        options.config_path.clone(),
+        config.clone(),
+        inputs,
+        super::control::Discovery { k8s, dns },
+        shared,
+        1,
+        admin_state.control.clone(),
+    );
     let hup = control.hup.clone();
     let stop_control = control.stop.clone();
     std::thread::Builder::new()

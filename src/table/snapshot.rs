@@ -479,9 +479,10 @@ mod tests {
             "routers:\n- protocol: http\n  dtab: |\n    {router_dtab}\n  interpreter:\n    kind: io.l5d.k8s.configMap\n    experimental: true\n    name: dtabs\n    filename: d\n  servers: [{{port: 1}}]\n"
         );
         let c = Config::parse(&text, "t").unwrap();
-        let mut namers = NamerInputs::load(&c, None, &Default::default());
+        let mut dns = crate::namer::dns::OneShot::new(&c.corelink.dns);
+        let mut namers = NamerInputs::load(&c, None, &Default::default(), &mut dns);
         let key = c.routers[0].interpreter.config_map.clone().unwrap();
-        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect());
+        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect(), &mut dns);
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
     }
 
@@ -553,7 +554,7 @@ mod tests {
         let c = Config::parse(&text, "t").unwrap();
         let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
         let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
-        let namers = NamerInputs::load(&c, None, &views);
+        let namers = NamerInputs::load(&c, None, &views, &mut crate::namer::dns::OneShot::new(&c.corelink.dns));
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
     }
 
@@ -661,7 +662,7 @@ mod tests {
         let c = Config::parse(&text, "t").unwrap();
         let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
         let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
-        let mut namers = NamerInputs::load(&c, None, &views);
+        let mut namers = NamerInputs::load(&c, None, &views, &mut crate::namer::dns::OneShot::new(&c.corelink.dns));
         namers.local_node = env;
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1)
     }

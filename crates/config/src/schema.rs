@@ -282,6 +282,18 @@ pub(crate) const CORELINK: &[KeySpec] = &[
     ok("bodyProgressTimeoutMs"),
     ok("shutdownDelayMs"),
     ok("logLevel"),
+    ok("dns"),
+];
+
+/// `corelink.dns` (docs/dns.md).
+pub(crate) const CORELINK_DNS: &[KeySpec] = &[
+    ok("servers"),
+    ok("minTtlSecs"),
+    ok("maxTtlSecs"),
+    ok("negativeTtlSecs"),
+    ok("timeoutMs"),
+    ok("maxNames"),
+    ok("lookupsPerSecond"),
 ];
 
 /// Every table, named for `docs/config.md`'s completeness test.
@@ -336,6 +348,7 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("identifier io.l5d.header", IDENTIFIER_HEADER),
     ("identifier io.l5d.static", IDENTIFIER_STATIC),
     ("corelink", CORELINK),
+    ("corelink dns", CORELINK_DNS),
 ];
 
 // ----------------------------------------------------------- kinds
@@ -498,6 +511,49 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
             .int(ctx, "bodyProgressTimeoutMs", 1, i64::MAX)?
             .unwrap_or(d.body_progress_timeout_ms),
         shutdown_delay_ms: o.u64(ctx, "shutdownDelayMs")?.unwrap_or(d.shutdown_delay_ms),
+        dns: match o.obj(ctx, "dns")? {
+            Some(o) => dns(ctx, &o)?,
+            None => DnsConfig::default(),
+        },
+    })
+}
+
+fn dns(ctx: &mut Ctx, o: &Obj) -> Result<DnsConfig> {
+    o.check(ctx, &[CORELINK_DNS])?;
+    let d = DnsConfig::default();
+    let mut servers = Vec::new();
+    for (path, v) in o.seq(ctx, "servers")? {
+        let text = v.str(ctx, &path)?;
+        // `IP` or `IP:PORT` (`[IPv6]:PORT`); port 53 when none is given.
+        let addr = match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => text.parse::<SocketAddr>().map_err(|_| {
+                ctx.invalid(
+                    v.mark,
+                    &path,
+                    format!("{text:?} is not an IP address or IP:PORT (host names cannot name a DNS server)"),
+                )
+            })?,
+        };
+        servers.push(addr);
+    }
+    let min_ttl_secs = o.int(ctx, "minTtlSecs", 0, 86_400)?.unwrap_or(d.min_ttl_secs);
+    let max_ttl_secs = o.int(ctx, "maxTtlSecs", 1, 86_400)?.unwrap_or(d.max_ttl_secs);
+    if max_ttl_secs < min_ttl_secs {
+        return Err(ctx.invalid(
+            o.get("maxTtlSecs").map_or(o.mark, |v| v.mark),
+            &o.path("maxTtlSecs"),
+            format!("must be at least minTtlSecs ({min_ttl_secs})"),
+        ));
+    }
+    Ok(DnsConfig {
+        servers,
+        min_ttl_secs,
+        max_ttl_secs,
+        negative_ttl_secs: o.int(ctx, "negativeTtlSecs", 0, 86_400)?.unwrap_or(d.negative_ttl_secs),
+        timeout_ms: o.int(ctx, "timeoutMs", 1, 600_000)?.unwrap_or(d.timeout_ms),
+        max_names: o.int(ctx, "maxNames", 1, 1_000_000)?.unwrap_or(d.max_names),
+        lookups_per_second: o.int(ctx, "lookupsPerSecond", 1, 1_000_000)?.unwrap_or(d.lookups_per_second),
     })
 }
 

@@ -853,3 +853,21 @@ fn k8s_transformer_errors_point_at_the_key() {
         .starts_with("t.yaml:9:18: namers[0].transformers[0].hostNetwork: expected true or false"));
     assert!(ln("    prefix: ln\n").starts_with("t.yaml:9:13: namers[0].transformers[0].prefix: \"ln\" is not a path"));
 }
+
+#[test]
+fn corelink_dns_names_servers_and_bounds_ttls() {
+    let base = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  dns:\n";
+    let c =
+        parse(&format!("{base}    servers: [\"127.0.0.2\", \"127.0.0.3:5353\", \"[::1]:53\"]\n    minTtlSecs: 2\n"));
+    let want: Vec<std::net::SocketAddr> =
+        vec!["127.0.0.2:53".parse().unwrap(), "127.0.0.3:5353".parse().unwrap(), "[::1]:53".parse().unwrap()];
+    assert_eq!(c.corelink.dns.servers, want);
+    assert_eq!((c.corelink.dns.min_ttl_secs, c.corelink.dns.max_ttl_secs), (2, 300));
+    assert_eq!(parse(base.trim_end_matches("  dns:\n")).corelink.dns, DnsConfig::default());
+    let err = Config::parse(&format!("{base}    servers: [dns.example]\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("corelink.dns.servers[0]") && err.contains("not an IP address"), "{err}");
+    let err = Config::parse(&format!("{base}    minTtlSecs: 10\n    maxTtlSecs: 5\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("corelink.dns.maxTtlSecs") && err.contains("at least minTtlSecs"), "{err}");
+    let err = Config::parse(&format!("{base}    server: []\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("unknown key"), "{err}");
+}
