@@ -87,3 +87,104 @@ fn a_long_ttl_is_not_asked_again_before_it_runs_out() {
     assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.11");
     assert_eq!(process_metric(&proxy, "dns/config/lookups"), lookups);
 }
+
+// ------------------------------------------- names only requests supply
+
+/// A router naming requests by their first two path segments (host, port),
+/// bound with `/$/inet`: `GET /web.corelink.test/8080/` goes to
+/// `/$/inet/web.corelink.test/8080`, a name no config mentions.
+fn request_config(dtab: &str, dns: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: r\n  identifier:\n    kind: io.l5d.path\n    segments: 2\n    consume: true\n  dtab: |\n    {dtab}\n  servers:\n  - port: 0\n{dns}  workers: 2\n  shutdownDelayMs: 0\n"
+    )
+}
+
+fn ask_path(proxy: &Corelink, path: &str) -> Result<(u16, String), String> {
+    let rsp = common::client::get(proxy.addr(), path, "client").map_err(|e| e.to_string())?;
+    Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
+}
+
+#[test]
+fn request_names_are_resolved_while_the_request_waits_and_follow_their_ttl() {
+    let Some(mut dns) = DnsServer::start("127.0.0.4", 1, "web A 127.0.1.21") else { return };
+    let pods = pods(21, 3);
+    let port = pods[0].port();
+    let dtab = format!("/svc => /$/inet | /$/inet/127.0.1.23/{port};");
+    let extra = "    minTtlSecs: 1\n    negativeTtlSecs: 1\n";
+    let proxy = Corelink::start(&request_config(&dtab, &dns.corelink_dns(extra)), "epoll");
+    let web = format!("/web.corelink.test/{port}/");
+    // The first request waits for the answer instead of failing.
+    assert_eq!(ask_path(&proxy, &web), Ok((200, "127.0.1.21".to_string())));
+    assert!(process_metric(&proxy, "dns/request/lookups") >= 1);
+    assert!(process_metric(&proxy, "dns/request/waits") >= 1);
+    assert_eq!(process_metric(&proxy, "routing/namer_updates"), 0, "no snapshot per answer");
+    // TTL 1 s: the new address serves within it (plus the stale grace),
+    // no request failing meanwhile.
+    dns.set_records("web A 127.0.1.22");
+    let start = Instant::now();
+    loop {
+        match ask_path(&proxy, &web) {
+            Ok((200, b)) if b == "127.0.1.22" => break,
+            Ok((200, _)) => {}
+            other => panic!("a request failed during the change: {other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the new address never served");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(start.elapsed() < Duration::from_millis(3_500), "a 1 s TTL took {:?}", start.elapsed());
+    // NXDOMAIN binds negative: the dtab falls back.
+    assert_eq!(ask_path(&proxy, &format!("/nope.corelink.test/{port}/")), Ok((200, "127.0.1.23".to_string())));
+    // ... briefly: once the name exists, it serves after the negative TTL.
+    dns.set_records("web A 127.0.1.22\nnope A 127.0.1.21");
+    let start = Instant::now();
+    while ask_path(&proxy, &format!("/nope.corelink.test/{port}/")) != Ok((200, "127.0.1.21".to_string())) {
+        assert!(start.elapsed() < Duration::from_secs(5), "the negative answer was kept too long");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_request_waits_no_longer_than_the_resolution_timeout() {
+    let Some(dns) = DnsServer::start("127.0.0.5", 1, "web A 127.0.1.31") else { return };
+    let pods = pods(31, 1);
+    let port = pods[0].port();
+    let extra = "    timeoutMs: 400\n";
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &dns.corelink_dns(extra)), "epoll");
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.31".to_string())));
+    dns.pause(true);
+    let start = Instant::now();
+    let answer = ask_path(&proxy, &format!("/other.corelink.test/{port}/"));
+    let took = start.elapsed();
+    assert!(matches!(answer, Ok((502, _))), "{answer:?}");
+    assert!(took >= Duration::from_millis(350) && took < Duration::from_millis(1_500), "waited {took:?}");
+    // The name resolved before keeps serving.
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.31".to_string())));
+    dns.pause(false);
+}
+
+#[test]
+fn a_flood_of_random_names_is_rate_limited_and_capped() {
+    let Some(_dns) = DnsServer::start("127.0.0.6", 5, "web A 127.0.1.41") else { return };
+    let pods = pods(41, 1);
+    let port = pods[0].port();
+    let extra = "    lookupsPerSecond: 20\n    maxNames: 30\n";
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &_dns.corelink_dns(extra)), "epoll");
+    let start = Instant::now();
+    let mut failed = 0;
+    for i in 0..400 {
+        match ask_path(&proxy, &format!("/r{i}x.corelink.test/{port}/")) {
+            Ok((502, _)) => failed += 1,
+            other => panic!("r{i}x: {other:?}"),
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(failed, 400);
+    let lookups = process_metric(&proxy, "dns/request/lookups") as f64;
+    // The burst (20) plus 20 per second, whatever the clients send.
+    assert!(lookups <= 20.0 + 20.0 * elapsed + 2.0, "{lookups} lookups in {elapsed:.1} s");
+    assert!(process_metric(&proxy, "dns/request/rate_limited") > 0);
+    assert!(process_metric(&proxy, "dns/request/evicted") > 0, "answers past maxNames were dropped");
+    // A real name still resolves and serves (once the bucket has refilled).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.41".to_string())));
+}

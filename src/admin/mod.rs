@@ -235,6 +235,54 @@ fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
             "refreshes that changed a config host name's addresses",
             count(&dns.config_changes),
         ),
+        ProcessMetric::new(
+            "dns/request/lookups",
+            ProcessKind::Counter,
+            "lookups of host names only requests supplied",
+            count(&dns.request_lookups),
+        ),
+        ProcessMetric::new(
+            "dns/request/failures",
+            ProcessKind::Counter,
+            "lookups of request-supplied host names that failed (timeouts, unreachable servers)",
+            count(&dns.request_failures),
+        ),
+        ProcessMetric::new(
+            "dns/request/cached",
+            ProcessKind::Counter,
+            "asks for request-supplied host names answered from the control thread's answers",
+            count(&dns.request_cached),
+        ),
+        ProcessMetric::new(
+            "dns/request/rate_limited",
+            ProcessKind::Counter,
+            "asks refused by corelink.dns.lookupsPerSecond (negative for 1 s)",
+            count(&dns.request_rate_limited),
+        ),
+        ProcessMetric::new(
+            "dns/request/evicted",
+            ProcessKind::Counter,
+            "answers dropped by corelink.dns.maxNames (on the control thread and the cores)",
+            count(&dns.request_evicted),
+        ),
+        ProcessMetric::new(
+            "dns/request/dropped",
+            ProcessKind::Counter,
+            "requests that could not ask for a host name (too many pending on their core, or the queue full)",
+            count(&dns.request_dropped),
+        ),
+        ProcessMetric::new(
+            "dns/request/waits",
+            ProcessKind::Counter,
+            "requests that waited for a host name's answer",
+            count(&dns.request_waits),
+        ),
+        ProcessMetric::new(
+            "dns/request/wait_timeouts",
+            ProcessKind::Counter,
+            "requests whose wait for a host name ran out (corelink.dns.timeoutMs or the server's timeoutMs)",
+            count(&dns.request_wait_timeouts),
+        ),
     ]
 }
 

@@ -122,6 +122,12 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
 
+    // Host names only requests supply: each core asks the control thread's
+    // runtime, which answers on the core's own channel.
+    let (control_names, core_names) =
+        crate::namer::dns::request::channels(workers, &config.corelink.dns, &admin_state.control.dns);
+    dns.serve_requests(control_names);
+    let mut core_names = core_names.into_iter();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (started_tx, started_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
@@ -138,6 +144,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             metric_servers: metric_servers.clone(),
             scrape: admin_state.scrape.clone(),
             workers,
+            names: core_names.next(),
         };
         let thread = std::thread::Builder::new().name(format!("corelink-w{core}")).spawn(move || match io {
             IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),

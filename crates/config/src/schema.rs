@@ -67,7 +67,7 @@ pub(crate) const ROUTER: &[KeySpec] = &[
     ok("dtabHeaders"),
     ok("legacyNamerPaths"),
     ok("contextHeaders"),
-    warn("bindingTimeoutMs", "binding is a lookup in corelink's in-memory routing snapshot and never waits"),
+    warn("bindingTimeoutMs", "binding is a lookup in corelink's in-memory routing snapshot; only a host name a request supplied is waited for, bounded by corelink.dns.timeoutMs"),
     warn(
         "bindingCache",
         "corelink caches bindings per core and per snapshot generation; the cache is not sized by config",

@@ -8,8 +8,12 @@
 //!   targets).
 //! - `names`: the names the config (dtabs, namer files, ConfigMap dtabs)
 //!   mentions, each refreshed when its TTL runs out ([`ConfigNames`]).
+//! - `request`: names only requests supply, resolved when a core asks,
+//!   bounded (a capped cache, a lookup rate limit); the cores' side is
+//!   `table::names`.
 
 pub mod names;
+pub mod request;
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
@@ -36,6 +40,24 @@ pub struct DnsStats {
     pub config_failures: AtomicU64,
     /// Refreshes that changed a config name's addresses.
     pub config_changes: AtomicU64,
+    /// Lookups of names only requests supplied.
+    pub request_lookups: AtomicU64,
+    /// Of those, lookups that failed (timeouts, unreachable servers; not
+    /// "no such host").
+    pub request_failures: AtomicU64,
+    /// Asks answered from the control thread's answers (another core asked
+    /// first).
+    pub request_cached: AtomicU64,
+    /// Asks refused by `lookupsPerSecond`.
+    pub request_rate_limited: AtomicU64,
+    /// Answers dropped by `maxNames` (on the control thread and the cores).
+    pub request_evicted: AtomicU64,
+    /// Requests that could not ask (too many names pending on their core,
+    /// or the queue to the control thread full).
+    pub request_dropped: AtomicU64,
+    /// Requests that waited for an answer, and those whose wait ran out.
+    pub request_waits: AtomicU64,
+    pub request_wait_timeouts: AtomicU64,
 }
 
 /// Why no resolver could be built.

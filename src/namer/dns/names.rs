@@ -119,6 +119,8 @@ pub struct ConfigNames {
     rt: Arc<Runtime>,
     config: DnsConfig,
     resolver: Option<Arc<Resolver>>,
+    /// The resolver and settings as request names use them (`request`).
+    current: super::request::Current,
     shared: Arc<Shared>,
     /// One refresh task per name (aborted on drop).
     tasks: BTreeMap<String, tokio::task::JoinHandle<()>>,
@@ -136,9 +138,31 @@ impl ConfigNames {
     pub fn new(rt: Arc<Runtime>, changed: Arc<Notify>, config: &DnsConfig, stats: Arc<DnsStats>) -> ConfigNames {
         let shared =
             Arc::new(Shared { answers: Mutex::new(HashMap::new()), dirty: AtomicBool::new(false), changed, stats });
-        let mut names = ConfigNames { rt, config: config.clone(), resolver: None, shared, tasks: BTreeMap::new() };
+        let mut names = ConfigNames {
+            rt,
+            config: config.clone(),
+            resolver: None,
+            current: Arc::default(),
+            shared,
+            tasks: BTreeMap::new(),
+        };
         names.resolver = names.build();
+        names.set_current();
         names
+    }
+
+    fn set_current(&self) {
+        let now = self.resolver.clone().map(|r| (r, self.config.clone()));
+        match self.current.lock() {
+            Ok(mut c) => *c = now,
+            Err(poisoned) => *poisoned.into_inner() = now,
+        }
+    }
+
+    /// Starts serving the cores' asks for request names on this runtime,
+    /// with this resolver (kept up to date on reloads).
+    pub fn serve_requests(&self, channels: super::request::ControlChannels) {
+        self.rt.spawn(super::request::serve(channels, self.current.clone(), self.shared.stats.clone()));
     }
 
     fn build(&self) -> Option<Arc<Resolver>> {
@@ -166,6 +190,7 @@ impl ConfigNames {
         }
         self.config = config.clone();
         self.resolver = self.build();
+        self.set_current();
         self.tasks.values().for_each(|t| t.abort());
         self.tasks.clear();
         true
