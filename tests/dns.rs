@@ -188,3 +188,88 @@ fn a_flood_of_random_names_is_rate_limited_and_capped() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.41".to_string())));
 }
+
+// ------------------------------------------------------- io.l5d.dnssrv
+
+/// A router on the Host header, with an `io.l5d.dnssrv` namer on `dns`:
+/// `web` and `gone` are SRV records, each falling back to 127.0.1.(fb).
+fn srv_config(dns: &DnsServer, port: u16, fallback: &str, namer_extra: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  refreshIntervalSeconds: 1\n  dnsHosts: [\"{ip}\"]\n{namer_extra}routers:\n- protocol: http\n  label: r\n  dtab: |\n    /dnssrv => /#/io.l5d.dnssrv;\n    /svc/web => /dnssrv/_http._tcp.web.corelink.test | /$/inet/{fallback}/{port};\n    /svc/gone => /dnssrv/_http._tcp.gone.corelink.test | /$/inet/{fallback}/{port};\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n  dns:\n    timeoutMs: 500\n",
+        ip = dns.ip
+    )
+}
+
+fn srv_records(port: u16, targets: &[(&str, u16, &str)]) -> String {
+    let mut zone = String::new();
+    for (name, weight, ip) in targets {
+        zone.push_str(&format!("_http._tcp.web SRV 0 {weight} {port} {name}\n{name} A {ip}\n"));
+    }
+    zone
+}
+
+#[test]
+fn dnssrv_binds_the_targets_follows_changes_and_falls_back() {
+    let pods = pods(51, 4);
+    let port = pods[0].port();
+    let zone = srv_records(port, &[("a", 30, "127.0.1.51"), ("b", 10, "127.0.1.52")]);
+    let Some(mut dns) = DnsServer::start("127.0.0.7", 1, &zone) else { return };
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.54", ""), "epoll");
+    // Both targets serve (weights ignored by default: about half each).
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        *seen.entry(served_by(proxy.addr(), "web")).or_insert(0) += 1;
+    }
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["127.0.1.51", "127.0.1.52"], "{seen:?}");
+    assert!(seen["127.0.1.52"] > 60, "weights are ignored by default: {seen:?}");
+    // NXDOMAIN binds negative: the dtab falls back.
+    assert_eq!(served_by(proxy.addr(), "gone"), "127.0.1.54");
+    // The record set changes (a reload): picked up within the refresh
+    // interval (1 s, plus the lookup and a snapshot), no request failing.
+    dns.set_records(&srv_records(port, &[("a", 30, "127.0.1.51"), ("c", 10, "127.0.1.53")]));
+    let took = switch_to(&proxy, "web", "127.0.1.53", Duration::from_secs(5));
+    assert!(took < Duration::from_millis(2_500), "took {took:?}");
+    // The server stops answering: negative (linkerd's rule), the fall-back
+    // serves.
+    dns.pause(true);
+    let start = Instant::now();
+    while served_by(proxy.addr(), "web") != "127.0.1.54" {
+        assert!(start.elapsed() < Duration::from_secs(5), "never fell back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(process_metric(&proxy, "namer/io.l5d.dnssrv/lookup_failures") > 0);
+    dns.pause(false);
+}
+
+#[test]
+fn dnssrv_extensions_weigh_targets_and_keep_the_last_good_set() {
+    let pods = pods(61, 3);
+    let port = pods[0].port();
+    let zone = srv_records(port, &[("a", 10, "127.0.1.61"), ("b", 30, "127.0.1.62")]);
+    let Some(dns) = DnsServer::start("127.0.0.8", 1, &zone) else { return };
+    let extra = "  srvWeights: true\n  keepLastGoodSecs: 30\n";
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.63", extra), "epoll");
+    assert_eq!(served_by(proxy.addr(), "gone"), "127.0.1.63");
+    // SRV weights 10:30 reach the balancer, as io.l5d.fs weights do.
+    let mut conn = common::client::Conn::open(proxy.addr());
+    let mut light = 0;
+    for _ in 0..2000 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+        let rsp = conn.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 200);
+        light += usize::from(rsp.body == b"127.0.1.61");
+    }
+    let share = light as f64 / 2000.0;
+    assert!((share - 0.25).abs() <= 0.05, "weight 10 of 40 got {share}");
+    // The server stops answering: the last good set keeps serving.
+    dns.pause(true);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let by = served_by(proxy.addr(), "web");
+        assert!(by == "127.0.1.61" || by == "127.0.1.62", "{by}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(process_metric(&proxy, "namer/io.l5d.dnssrv/kept_last_good") > 0);
+    assert!(proxy.stderr_lines().iter().any(|l| l.contains("the last good set keeps serving")));
+    dns.pause(false);
+}

@@ -236,6 +236,36 @@ fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
             count(&dns.config_changes),
         ),
         ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_successes",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups that bound addresses",
+            count(&dns.srv.successes),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_negative",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups that bound ~ (NXDOMAIN, no SRV records, no target resolved)",
+            count(&dns.srv.negative),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_failures",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups the server did not answer (timeouts, SERVFAIL, refused)",
+            count(&dns.srv.failures),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/kept_last_good",
+            ProcessKind::Counter,
+            "failed io.l5d.dnssrv lookups after which the last good set kept serving (keepLastGoodSecs)",
+            count(&dns.srv.kept_last_good),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/evicted",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv records dropped past corelink.dns.maxNames",
+            count(&dns.srv.evicted),
+        ),
+        ProcessMetric::new(
             "dns/request/lookups",
             ProcessKind::Counter,
             "lookups of host names only requests supplied",

@@ -73,6 +73,17 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
                     k.api.describe()
                 )
             }
+            config::NamerConfig::DnsSrv(d) => {
+                let servers = match d.dns_hosts.is_empty() {
+                    true => "corelink.dns's servers".to_string(),
+                    false => d.dns_hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                };
+                println!(
+                    "namer io.l5d.dnssrv: /#{}/<record> from {servers}, every {} s",
+                    namer.prefix(),
+                    d.refresh_interval_secs
+                )
+            }
         }
         if !namer.transformers().is_empty() {
             println!("  transformers: {}", describe_transformers(namer.transformers()));

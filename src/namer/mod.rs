@@ -14,6 +14,7 @@
 //!   certificates), by polling content fingerprints.
 
 pub mod dns;
+pub mod dnssrv;
 pub mod fs;
 pub mod inet;
 pub mod k8s;
@@ -38,6 +39,8 @@ pub enum NamerState {
     Fs(FsState),
     /// What the watches of the namer's API server knew.
     K8s(Arc<ClusterView>),
+    /// `io.l5d.dnssrv`: the records resolved so far.
+    DnsSrv(Arc<dnssrv::SrvView>),
 }
 
 /// Two k8s states are the same when they are the same view (views are
@@ -47,6 +50,7 @@ impl PartialEq for NamerState {
         match (self, other) {
             (NamerState::Fs(a), NamerState::Fs(b)) => a == b,
             (NamerState::K8s(a), NamerState::K8s(b)) => Arc::ptr_eq(a, b),
+            (NamerState::DnsSrv(a), NamerState::DnsSrv(b)) => a == b,
             _ => false,
         }
     }
@@ -70,6 +74,8 @@ pub struct NamerInputs {
     pub k8s: K8sViews,
     /// `POD_IP` and `NODE_NAME`, for `io.l5d.k8s.localnode`.
     pub local_node: LocalNodeEnv,
+    /// The `io.l5d.dnssrv` namers' records, by prefix.
+    dnssrv: std::collections::BTreeMap<String, Arc<dnssrv::SrvView>>,
 }
 
 impl NamerInputs {
@@ -89,6 +95,7 @@ impl NamerInputs {
         let mut inputs = NamerInputs { k8s: k8s.clone(), local_node: LocalNodeEnv::from_env(), ..Default::default() };
         if let Some(previous) = previous {
             inputs.config_maps = previous.config_maps.clone();
+            inputs.dnssrv = previous.dnssrv.clone();
         }
         for namer in &config.namers {
             let state = match namer {
@@ -103,6 +110,9 @@ impl NamerInputs {
                     NamerState::Fs(state)
                 }
                 NamerConfig::K8s(k) => NamerState::K8s(k8s.get(&k.api).cloned().unwrap_or_default()),
+                NamerConfig::DnsSrv(d) => {
+                    NamerState::DnsSrv(previous.and_then(|p| p.dnssrv.get(&d.prefix)).cloned().unwrap_or_default())
+                }
             };
             inputs.namers.push(state);
         }
@@ -149,8 +159,19 @@ impl NamerInputs {
     pub fn fs(&self) -> impl Iterator<Item = &FsState> {
         self.namers.iter().filter_map(|n| match n {
             NamerState::Fs(s) => Some(s),
-            NamerState::K8s(_) => None,
+            NamerState::K8s(_) | NamerState::DnsSrv(_) => None,
         })
+    }
+
+    /// Takes the `io.l5d.dnssrv` namers' records (by prefix) from the
+    /// control thread's watches.
+    pub fn set_dnssrv(&mut self, config: &Config, views: std::collections::BTreeMap<String, Arc<dnssrv::SrvView>>) {
+        for (namer, state) in config.namers.iter().zip(&mut self.namers) {
+            if let NamerConfig::DnsSrv(d) = namer {
+                *state = NamerState::DnsSrv(views.get(&d.prefix).cloned().unwrap_or_default());
+            }
+        }
+        self.dnssrv = views;
     }
 
     /// Takes the k8s namers' state from `k8s` again, leaving the rest.

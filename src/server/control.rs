@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::admin::ControlStats;
 use crate::namer::dns::{ConfigNames, HostResolver};
+use crate::namer::dnssrv::SrvNamers;
 use crate::namer::k8s::Watchers;
 use crate::namer::watch::Watched;
 use crate::namer::NamerInputs;
@@ -40,6 +41,8 @@ pub struct Discovery {
     pub k8s: Watchers,
     /// The config's host names.
     pub dns: ConfigNames,
+    /// The `io.l5d.dnssrv` namers' records.
+    pub srv: SrvNamers,
 }
 
 pub struct Control {
@@ -54,6 +57,7 @@ pub struct Control {
     k8s: Watchers,
     /// The config's host names, refreshed by TTL on the same runtime.
     dns: ConfigNames,
+    srv: SrvNamers,
     last_k8s_publish: std::time::Instant,
     last_cert_poll: std::time::Instant,
     /// Client TLS files whose snapshot failed to compile (a key that does
@@ -79,7 +83,7 @@ impl Control {
         generation: u64,
         stats: Arc<ControlStats>,
     ) -> Control {
-        let Discovery { k8s, dns } = discovery;
+        let Discovery { k8s, dns, srv } = discovery;
         stats.set_k8s_watches(k8s.stats());
         let config_watch = config_path.as_deref().map(Watched::new);
         let namer_watches = namer_watches(&config);
@@ -93,6 +97,7 @@ impl Control {
             inputs,
             k8s,
             dns,
+            srv,
             last_k8s_publish: std::time::Instant::now(),
             last_cert_poll: std::time::Instant::now(),
             client_tls_failed: None,
@@ -116,6 +121,20 @@ impl Control {
                     self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            // io.l5d.dnssrv: publish what the refreshes changed, then take
+            // the records requests asked for (their watches start; the
+            // first answer publishes, then wakes the requests). In this
+            // order, and with the runtime's tasks still while the control
+            // thread is out of `park`, a record answered is a record
+            // published.
+            if self.srv.take_changed() {
+                self.inputs.set_dnssrv(&self.config, self.srv.views());
+                if self.publish("io.l5d.dnssrv records changed") {
+                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+                }
+                self.srv.published();
+            }
+            self.srv.take_asks();
             // A host name's addresses changed at its refresh.
             if self.dns.take_changed() {
                 self.inputs.dns = self.dns.answers(&self.inputs.host_names());
@@ -247,8 +266,10 @@ impl Control {
             self.stats.set_k8s_watches(self.k8s.stats());
         }
         let dns_changed = self.dns.reconfigure(&config.corelink.dns);
+        self.srv.reconcile(&config);
         let mut inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views(), &mut self.dns);
         inputs.set_config_maps(self.k8s.config_map_dtabs(), &mut self.dns);
+        inputs.set_dnssrv(&config, self.srv.views());
         let snapshot = match RoutingSnapshot::compile_with(&config, &load_inputs(&config, &inputs), self.generation + 1)
         {
             Ok(s) => s,
@@ -261,6 +282,7 @@ impl Control {
                     self.dns.reconfigure(&self.config.corelink.dns);
                 }
                 self.dns.resolve(&self.inputs.host_names());
+                self.srv.reconcile(&self.config);
                 return refuse(&self.stats, e);
             }
         };
@@ -285,7 +307,7 @@ fn namer_watches(config: &Config) -> Vec<Watched> {
         .iter()
         .filter_map(|n| match n {
             NamerConfig::Fs { root_dir, .. } => Some(Watched::new(std::path::Path::new(root_dir))),
-            NamerConfig::K8s(_) => None,
+            NamerConfig::K8s(_) | NamerConfig::DnsSrv(_) => None,
         })
         .collect()
 }

@@ -77,6 +77,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         crate::namer::dns::ConfigNames::new(k8s.runtime(), k8s.notifier(), &config.corelink.dns, dns_stats.clone());
     let mut inputs = NamerInputs::load(&config, None, &k8s.views(), &mut dns);
     inputs.set_config_maps(k8s.config_map_dtabs(), &mut dns);
+    // io.l5d.dnssrv records are looked up when requests first bind them.
+    let mut srv = crate::namer::dnssrv::SrvNamers::new(k8s.runtime(), k8s.notifier(), dns_stats.srv.clone());
+    srv.reconcile(&config);
     k8s.take_changed();
     let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
         .map_err(RunError::Routing)?;
@@ -126,7 +129,9 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     // runtime, which answers on the core's own channel.
     let (control_names, core_names) =
         crate::namer::dns::request::channels(workers, &config.corelink.dns, &admin_state.control.dns);
-    dns.serve_requests(control_names);
+    srv.set_replies(control_names.repliers());
+    let handoff = crate::namer::dns::request::SrvHandoff { asks: srv.asks.clone(), wake: k8s.notifier() };
+    dns.serve_requests(control_names, handoff);
     let mut core_names = core_names.into_iter();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (started_tx, started_rx) = mpsc::channel();
@@ -186,7 +191,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         options.config_path.clone(),
         config.clone(),
         inputs,
-        super::control::Discovery { k8s, dns },
+        super::control::Discovery { k8s, dns, srv },
         shared,
         1,
         admin_state.control.clone(),

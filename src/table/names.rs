@@ -180,6 +180,16 @@ impl CoreNames {
     /// Takes an answer from the control thread in, waking who waits for it.
     pub fn answer(&self, reply: Reply) {
         let Reply { host, answer } = reply;
+        // An `io.l5d.dnssrv` record (`/#…`): the snapshot has it now; only
+        // wake who waits (nothing is kept: the snapshot is the answer).
+        if host.starts_with('/') {
+            if let Some(Entry::Pending(waiter)) = self.entries.borrow_mut().remove(&host) {
+                self.pending.set(self.pending.get().saturating_sub(1));
+                waiter.done.set(true);
+                waiter.wakers.take().into_iter().for_each(Waker::wake);
+            }
+            return;
+        }
         let expires = Instant::now() + answer.ttl();
         let answer = match answer {
             HostAnswer::Addrs { ips, .. } => Ok(ips),

@@ -70,6 +70,8 @@ pub enum NamerKind {
         /// The API server, for error messages.
         api: String,
     },
+    /// `io.l5d.dnssrv`: the records resolved so far.
+    DnsSrv(Arc<crate::namer::dnssrv::SrvView>),
 }
 
 /// Everything I/O-derived a snapshot is compiled from, loaded beforehand
@@ -192,6 +194,20 @@ impl Namers for SnapshotNamers<'_> {
                 }
                 Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
             }
+            NamerKind::DnsSrv(view) => {
+                let Some(record) = path.segment_str(at) else { return Some(NameTree::Neg) };
+                let bound = NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1)));
+                match view.get(record) {
+                    Some(crate::namer::dnssrv::SrvState::Bound(_)) => Some(bound),
+                    Some(crate::namer::dnssrv::SrvState::Neg(_)) => Some(NameTree::Neg),
+                    // Not looked up yet: asking starts it (the request
+                    // waits for the snapshot that has it).
+                    None => {
+                        let _ = self.hosts.lookup(&path.take(at + 1).show());
+                        Some(bound)
+                    }
+                }
+            }
             NamerKind::K8s { view, label_selector, .. } => {
                 // linkerd's id: the prefix, then the lowercased segments.
                 let (id, consumed) = match resolve(view, label_selector.as_deref(), &path.drop(at)) {
@@ -271,6 +287,8 @@ impl RoutingSnapshot {
             let kind = match (namer, state) {
                 (NamerConfig::Fs { .. }, Some(NamerState::Fs(state))) => NamerKind::Fs(state),
                 (NamerConfig::Fs { .. }, _) => NamerKind::Fs(FsState::default()),
+                (NamerConfig::DnsSrv(_), Some(NamerState::DnsSrv(view))) => NamerKind::DnsSrv(view),
+                (NamerConfig::DnsSrv(_), _) => NamerKind::DnsSrv(Arc::default()),
                 (NamerConfig::K8s(k), state) => NamerKind::K8s {
                     view: match state {
                         Some(NamerState::K8s(view)) => view,
@@ -424,6 +442,16 @@ impl RoutingSnapshot {
                         return Endpoints::Unavailable(why);
                     }
                     (targets, &namer.transformers)
+                }
+                NamerKind::DnsSrv(view) => {
+                    let record = id.segment_str(at).unwrap_or_default();
+                    match view.get(record) {
+                        Some(crate::namer::dnssrv::SrvState::Bound(addrs)) => {
+                            (addrs.iter().map(|(a, w)| Target::new(*a, *w)).collect(), &namer.transformers)
+                        }
+                        Some(crate::namer::dnssrv::SrvState::Neg(why)) => return Endpoints::Unavailable(why.clone()),
+                        None => return Endpoints::Unavailable(format!("{id}: not looked up yet")),
+                    }
                 }
                 NamerKind::K8s { view, label_selector, api } => {
                     match resolve(view, label_selector.as_deref(), &id.drop(at)) {

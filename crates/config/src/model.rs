@@ -394,6 +394,34 @@ pub enum NamerConfig {
     /// `/#<prefix>/<namespace>/<port>/<service>[/<label value>]`.
     #[serde(rename = "io.l5d.k8s")]
     K8s(K8sNamerConfig),
+    /// `io.l5d.dnssrv`: DNS SRV records; resolves `/#<prefix>/<record>`.
+    #[serde(rename = "io.l5d.dnssrv")]
+    DnsSrv(DnsSrvNamerConfig),
+}
+
+pub(crate) const DEFAULT_DNSSRV_PREFIX: &str = "/io.l5d.dnssrv";
+
+/// `namers[]` of kind `io.l5d.dnssrv` (linkerd's `DnsSrvNamerConfig`, plus
+/// two corelink extensions, off by default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSrvNamerConfig {
+    /// With a leading `/`; default `/io.l5d.dnssrv`.
+    pub prefix: String,
+    /// `refreshIntervalSeconds`: each record is asked again this often
+    /// (linkerd: 5).
+    pub refresh_interval_secs: u64,
+    /// `dnsHosts`: the DNS servers to ask (port 53); empty: as
+    /// `corelink.dns` says (the system's by default).
+    pub dns_hosts: Vec<std::net::IpAddr>,
+    /// `srvWeights` (corelink): each target's SRV weight becomes its
+    /// addresses' balancer weight, as `io.l5d.fs` weights do.
+    pub srv_weights: bool,
+    /// `keepLastGoodSecs` (corelink): when the server does not answer, the
+    /// last good set keeps serving for up to this long (0: off, the record
+    /// binds negative at once, as in linkerd's documented behaviour).
+    pub keep_last_good_secs: u64,
+    pub transformers: Vec<TransformerConfig>,
 }
 
 pub(crate) const DEFAULT_FS_PREFIX: &str = "/io.l5d.fs";
@@ -471,6 +499,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { prefix, .. } => prefix,
             NamerConfig::K8s(k) => &k.prefix,
+            NamerConfig::DnsSrv(d) => &d.prefix,
         }
     }
 
@@ -478,6 +507,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { .. } => "io.l5d.fs",
             NamerConfig::K8s(_) => "io.l5d.k8s",
+            NamerConfig::DnsSrv(_) => "io.l5d.dnssrv",
         }
     }
 
@@ -485,6 +515,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { transformers, .. } => transformers,
             NamerConfig::K8s(k) => &k.transformers,
+            NamerConfig::DnsSrv(d) => &d.transformers,
         }
     }
 }

@@ -265,6 +265,17 @@ pub(crate) const NAMER_K8S: &[KeySpec] = &[
     warn("experimental", "io.l5d.k8s is not experimental"),
 ];
 
+pub(crate) const NAMER_DNSSRV: &[KeySpec] = &[
+    ok("kind"),
+    ok("prefix"),
+    ok("experimental"),
+    ok("refreshIntervalSeconds"),
+    ok("dnsHosts"),
+    ok("transformers"),
+    ok("srvWeights"),
+    ok("keepLastGoodSecs"),
+];
+
 pub(crate) const IDENTIFIER_HEADER_TOKEN: &[KeySpec] = &[ok("kind"), ok("header")];
 pub(crate) const IDENTIFIER_METHOD_AND_HOST: &[KeySpec] = &[ok("kind"), ok("httpUriInDst")];
 pub(crate) const IDENTIFIER_PATH: &[KeySpec] = &[ok("kind"), ok("segments"), ok("consume")];
@@ -342,6 +353,7 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("transformer io.l5d.k8s.localnode", TRANSFORMER_LOCALNODE),
     ("namer io.l5d.fs", NAMER_FS),
     ("namer io.l5d.k8s", NAMER_K8S),
+    ("namer io.l5d.dnssrv", NAMER_DNSSRV),
     ("identifier io.l5d.header.token", IDENTIFIER_HEADER_TOKEN),
     ("identifier io.l5d.methodAndHost", IDENTIFIER_METHOD_AND_HOST),
     ("identifier io.l5d.path", IDENTIFIER_PATH),
@@ -1560,19 +1572,20 @@ fn daemonset_transformer(ctx: &Ctx, t: &Obj) -> Result<DaemonSetTransformerConfi
 }
 
 fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
-    const UNSUPPORTED: &str = "corelink implements only the io.l5d.fs and io.l5d.k8s namers (and the built-in /$/inet); names under this namer's prefix would not resolve";
+    const UNSUPPORTED: &str = "corelink implements only the io.l5d.fs, io.l5d.k8s and io.l5d.dnssrv namers (and the built-in /$/inet); names under this namer's prefix would not resolve";
     #[derive(Clone, Copy)]
-    enum K {
+    enum Which {
         Fs,
         K8s,
+        DnsSrv,
     }
     let kind = pick(
         ctx,
         o,
         None,
         &[
-            ("io.l5d.fs", Kind::Ok(K::Fs)),
-            ("io.l5d.k8s", Kind::Ok(K::K8s)),
+            ("io.l5d.fs", Kind::Ok(Which::Fs)),
+            ("io.l5d.k8s", Kind::Ok(Which::K8s)),
             ("io.l5d.serversets", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.consul", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.k8s.external", Kind::Rejected(UNSUPPORTED)),
@@ -1582,22 +1595,60 @@ fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
             ("io.l5d.curator", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.rancher", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.rewrite", Kind::Rejected(UNSUPPORTED)),
-            ("io.l5d.dnssrv", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.dnssrv", Kind::Ok(Which::DnsSrv)),
             ("io.l5d.k8s.istio", Kind::Rejected(UNSUPPORTED)),
         ],
     )?;
     match kind {
-        K::Fs => {
+        Which::Fs => {
             o.check(ctx, &[NAMER_FS])?;
             let root_dir = o.require(ctx, "rootDir")?.str(ctx, &o.path("rootDir"))?;
             let prefix = namer_prefix(ctx, o, DEFAULT_FS_PREFIX)?;
             Ok(NamerConfig::Fs { root_dir, prefix, transformers: transformers(ctx, o)? })
         }
-        K::K8s => {
+        Which::K8s => {
             o.check(ctx, &[NAMER_K8S])?;
             Ok(NamerConfig::K8s(k8s_namer(ctx, o)?))
         }
+        Which::DnsSrv => {
+            o.check(ctx, &[NAMER_DNSSRV])?;
+            Ok(NamerConfig::DnsSrv(dnssrv_namer(ctx, o)?))
+        }
     }
+}
+
+/// `io.l5d.dnssrv`: linkerd's `experimental` (required, as linkerd requires
+/// it), `refreshIntervalSeconds`, `dnsHosts`, plus corelink's `srvWeights`
+/// and `keepLastGoodSecs`.
+fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
+    if o.bool(ctx, "experimental")? != Some(true) {
+        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
+        return Err(ctx.invalid(
+            mark,
+            &o.path("experimental"),
+            "the io.l5d.dnssrv namer is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
+        ));
+    }
+    let mut dns_hosts = Vec::new();
+    for (path, v) in o.seq(ctx, "dnsHosts")? {
+        let text = v.str(ctx, &path)?;
+        let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
+            ctx.invalid(
+                v.mark,
+                &path,
+                format!("{text:?} is not an IP address (corelink cannot resolve the name of a DNS server)"),
+            )
+        })?;
+        dns_hosts.push(ip);
+    }
+    Ok(DnsSrvNamerConfig {
+        prefix: namer_prefix(ctx, o, DEFAULT_DNSSRV_PREFIX)?,
+        refresh_interval_secs: o.int(ctx, "refreshIntervalSeconds", 1, 86_400)?.unwrap_or(5),
+        dns_hosts,
+        srv_weights: o.bool(ctx, "srvWeights")?.unwrap_or(false),
+        keep_last_good_secs: o.int(ctx, "keepLastGoodSecs", 0, 86_400)?.unwrap_or(0),
+        transformers: transformers(ctx, o)?,
+    })
 }
 
 /// A namer's `prefix`, with the leading `/` added when missing (linkerd's

@@ -58,6 +58,8 @@ pub struct DnsStats {
     /// Requests that waited for an answer, and those whose wait ran out.
     pub request_waits: AtomicU64,
     pub request_wait_timeouts: AtomicU64,
+    /// The `io.l5d.dnssrv` namers'.
+    pub srv: std::sync::Arc<crate::namer::dnssrv::SrvStats>,
 }
 
 /// Why no resolver could be built.

@@ -161,8 +161,8 @@ impl ConfigNames {
 
     /// Starts serving the cores' asks for request names on this runtime,
     /// with this resolver (kept up to date on reloads).
-    pub fn serve_requests(&self, channels: super::request::ControlChannels) {
-        self.rt.spawn(super::request::serve(channels, self.current.clone(), self.shared.stats.clone()));
+    pub fn serve_requests(&self, channels: super::request::ControlChannels, srv: super::request::SrvHandoff) {
+        self.rt.spawn(super::request::serve(channels, self.current.clone(), self.shared.stats.clone(), srv));
     }
 
     fn build(&self) -> Option<Arc<Resolver>> {

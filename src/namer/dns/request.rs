@@ -60,6 +60,11 @@ pub struct ControlChannels {
 }
 
 impl ControlChannels {
+    /// The senders to every core, for other answers (`io.l5d.dnssrv`).
+    pub fn repliers(&self) -> Vec<mpsc::UnboundedSender<Reply>> {
+        self.replies.clone()
+    }
+
     /// Asks queued (tests).
     pub fn asks_len(&mut self) -> usize {
         let mut n = 0;
@@ -157,9 +162,16 @@ impl Answers {
     }
 }
 
+/// Where asks for `io.l5d.dnssrv` records (keys `/#<prefix>/<record>`)
+/// go: the control thread takes them (`namer::dnssrv`), woken by `wake`.
+pub struct SrvHandoff {
+    pub asks: Arc<crate::namer::dnssrv::SrvAsks>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
 /// Serves the cores' asks until every core's sender is gone. Runs on the
 /// control thread's runtime.
-pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsStats>) {
+pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsStats>, srv: SrvHandoff) {
     let ControlChannels { mut asks, replies } = channels;
     let mut answers = Answers::default();
     // Cores waiting per name being resolved (a bit per core).
@@ -203,6 +215,14 @@ pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsSt
                     stats.request_rate_limited.fetch_add(1, Ordering::Relaxed);
                     let error = format!("over corelink.dns.lookupsPerSecond ({})", config.lookups_per_second);
                     send(&[core], &Reply { host, answer: HostAnswer::Failed { error, retry: RATE_LIMITED_FOR } });
+                    continue;
+                }
+                // An SRV record's first lookup (the same rate limit): the
+                // control thread starts its watch and answers once a
+                // snapshot has it.
+                if host.starts_with('/') {
+                    srv.asks.push(Ask { host, core });
+                    srv.wake.notify_one();
                     continue;
                 }
                 stats.request_lookups.fetch_add(1, Ordering::Relaxed);

@@ -132,7 +132,7 @@ impl Watchers {
             .flat_map(|c| &c.namers)
             .filter_map(|n| match n {
                 NamerConfig::K8s(k) => Some(k.api.clone()),
-                NamerConfig::Fs { .. } => None,
+                NamerConfig::Fs { .. } | NamerConfig::DnsSrv(_) => None,
             })
             .chain(configs.iter().flat_map(|c| transformer_apis(c)))
             .collect();
