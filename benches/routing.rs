@@ -120,7 +120,7 @@ fn route(c: &mut Criterion) {
             let name = Path::from_segments(["svc", black_box("serviceB")]).expect("path");
             let bound = snapshot.bind(0, &name, None).expect("binds");
             let NameTree::Leaf(leaf) = &bound else { panic!("a leaf") };
-            black_box(snapshot.endpoints(0, leaf))
+            black_box(snapshot.endpoints(0, leaf, &corelink::table::NoRequestHosts))
         })
     });
     g.finish();

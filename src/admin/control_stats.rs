@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::namer::dns::DnsStats;
 use crate::namer::k8s::{ConfigMapStats, K8sStats, WatchStats};
 
 /// Counters the admin server reports (reloads, refusals, namer updates;
@@ -17,6 +18,8 @@ pub struct ControlStats {
     /// Routing snapshots published because a namer file, DNS or a watched
     /// Kubernetes object changed.
     pub namer_updates: AtomicU64,
+    /// DNS lookups (`namer::dns`), counted by the control thread's tasks.
+    pub dns: Arc<DnsStats>,
     /// The Kubernetes watches running (replaced when a reload changes the
     /// API servers or ConfigMaps). The lock is taken by the control thread
     /// and the admin server only, never on the data path.
@@ -24,6 +27,11 @@ pub struct ControlStats {
 }
 
 impl ControlStats {
+    /// Stats whose DNS counters are `dns` (made before the admin server is).
+    pub fn with_dns(dns: Arc<DnsStats>) -> ControlStats {
+        ControlStats { dns, ..Default::default() }
+    }
+
     pub fn set_k8s_watches(&self, stats: K8sStats) {
         match self.k8s.write() {
             Ok(mut w) => *w = stats,

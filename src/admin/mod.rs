@@ -213,6 +213,109 @@ async fn merged_metrics(state: &AdminState) -> Option<crate::telemetry::metrics:
     Some(crate::telemetry::metrics::merge(&cores))
 }
 
+/// The DNS counters (docs/dns.md).
+fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
+    let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    vec![
+        ProcessMetric::new(
+            "dns/config/lookups",
+            ProcessKind::Counter,
+            "lookups of host names the config mentions (first resolutions and refreshes by TTL)",
+            count(&dns.config_lookups),
+        ),
+        ProcessMetric::new(
+            "dns/config/failures",
+            ProcessKind::Counter,
+            "lookups of config host names that failed or found no such host (the last answer was kept)",
+            count(&dns.config_failures),
+        ),
+        ProcessMetric::new(
+            "dns/config/changes",
+            ProcessKind::Counter,
+            "refreshes that changed a config host name's addresses",
+            count(&dns.config_changes),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_successes",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups that bound addresses",
+            count(&dns.srv.successes),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_negative",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups that bound ~ (NXDOMAIN, no SRV records, no target resolved)",
+            count(&dns.srv.negative),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/lookup_failures",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv lookups the server did not answer (timeouts, SERVFAIL, refused)",
+            count(&dns.srv.failures),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/kept_last_good",
+            ProcessKind::Counter,
+            "failed io.l5d.dnssrv lookups after which the last good set kept serving (keepLastGoodSecs)",
+            count(&dns.srv.kept_last_good),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/evicted",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv records dropped past corelink.dns.maxNames",
+            count(&dns.srv.evicted),
+        ),
+        ProcessMetric::new(
+            "dns/request/lookups",
+            ProcessKind::Counter,
+            "lookups of host names only requests supplied",
+            count(&dns.request_lookups),
+        ),
+        ProcessMetric::new(
+            "dns/request/failures",
+            ProcessKind::Counter,
+            "lookups of request-supplied host names that failed (timeouts, unreachable servers)",
+            count(&dns.request_failures),
+        ),
+        ProcessMetric::new(
+            "dns/request/cached",
+            ProcessKind::Counter,
+            "asks for request-supplied host names answered from the control thread's answers",
+            count(&dns.request_cached),
+        ),
+        ProcessMetric::new(
+            "dns/request/rate_limited",
+            ProcessKind::Counter,
+            "asks refused by corelink.dns.lookupsPerSecond (negative for 1 s)",
+            count(&dns.request_rate_limited),
+        ),
+        ProcessMetric::new(
+            "dns/request/evicted",
+            ProcessKind::Counter,
+            "answers dropped by corelink.dns.maxNames (on the control thread and the cores)",
+            count(&dns.request_evicted),
+        ),
+        ProcessMetric::new(
+            "dns/request/dropped",
+            ProcessKind::Counter,
+            "requests that could not ask for a host name (too many pending on their core, or the queue full)",
+            count(&dns.request_dropped),
+        ),
+        ProcessMetric::new(
+            "dns/request/waits",
+            ProcessKind::Counter,
+            "requests that waited for a host name's answer",
+            count(&dns.request_waits),
+        ),
+        ProcessMetric::new(
+            "dns/request/wait_timeouts",
+            ProcessKind::Counter,
+            "requests whose wait for a host name ran out (corelink.dns.timeoutMs or the server's timeoutMs)",
+            count(&dns.request_wait_timeouts),
+        ),
+    ]
+}
+
 /// corelink's own process-wide numbers (docs/metrics.md).
 fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
     let count = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -237,6 +340,7 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
         metric("io/uring", ProcessKind::Gauge, "1 when the io_uring backend runs, 0 for epoll", u64::from(uring)),
         metric("workers", ProcessKind::Gauge, "worker threads (cores)", state.workers.load(Ordering::Relaxed) as u64),
     ];
+    out.extend(dns_metrics(&state.control.dns));
     for w in state.control.k8s_watches() {
         let labelled = |name, kind, help, value| {
             let mut m = ProcessMetric::new(name, kind, help, value);

@@ -73,6 +73,17 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
                     k.api.describe()
                 )
             }
+            config::NamerConfig::DnsSrv(d) => {
+                let servers = match d.dns_hosts.is_empty() {
+                    true => "corelink.dns's servers".to_string(),
+                    false => d.dns_hosts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                };
+                println!(
+                    "namer io.l5d.dnssrv: /#{}/<record> from {servers}, every {} s",
+                    namer.prefix(),
+                    d.refresh_interval_secs
+                )
+            }
         }
         if !namer.transformers().is_empty() {
             println!("  transformers: {}", describe_transformers(namer.transformers()));
@@ -90,7 +101,8 @@ pub fn check(path: PathBuf) -> anyhow::Result<()> {
 /// variable.
 fn compile_here(config: &Config) -> (Result<crate::table::RoutingSnapshot, String>, Vec<(String, &'static str)>) {
     use config::TransformerConfig as T;
-    let mut namers = crate::namer::NamerInputs::load(config, None, &Default::default());
+    let mut dns = crate::namer::dns::OneShot::new(&config.corelink.dns);
+    let mut namers = crate::namer::NamerInputs::load(config, None, &Default::default(), &mut dns);
     let lists = config.namers.iter().enumerate().map(|(i, n)| (format!("namers[{i}]"), n.transformers())).chain(
         config
             .routers

@@ -1,41 +1,18 @@
 //! `/$/inet/HOST/PORT` and `/$/io.buoyant.rinet/PORT/HOST`: the delegation
-//! is built into `naming::delegate`; host names seen in dtabs and namer files
-//! are resolved here (blocking DNS, on the control thread / at start-up),
-//! never while compiling a snapshot. Both forms name their host the same
-//! way (`naming::inet`), so both resolve alike.
+//! is built into `naming::delegate`; the host names dtabs mention are found
+//! here, to be resolved by `dns` (on the control thread / at start-up), never
+//! while compiling a snapshot. Both forms name their host the same way
+//! (`naming::inet`), so both resolve alike.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 
 use naming::{NameTree, Path};
 
-/// Resolves each name once. A name that fails keeps what `previous` had for
-/// it: a DNS hiccup must not take a working route away.
-pub fn resolve(names: Vec<String>, previous: Option<&HashMap<String, Vec<IpAddr>>>) -> HashMap<String, Vec<IpAddr>> {
-    let mut dns = HashMap::new();
-    for name in names {
-        if dns.contains_key(&name) {
-            continue;
-        }
-        let ips: Vec<IpAddr> = match (name.as_str(), 0u16).to_socket_addrs() {
-            Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-            Err(e) => {
-                let kept = previous.and_then(|p| p.get(&name)).cloned().unwrap_or_default();
-                tracing::warn!(host = %name, error = %e, kept = kept.len(), "DNS resolution failed");
-                kept
-            }
-        };
-        dns.insert(name, ips);
-    }
-    dns
-}
-
 /// Finds `/$/inet/HOST[/...]` and `/$/io.buoyant.rinet/PORT/HOST[/...]`
 /// leaves with a non-IP HOST (the port may come from the rest of the name,
-/// as in `/svc => /$/inet/localhost`).
-/// A host that only a request supplies (`/svc => /$/inet`,
-/// `/ph => /$/io.buoyant.rinet`) cannot be found here: such names answer
-/// 502 "not a resolved address".
+/// as in `/svc => /$/inet/localhost`). A host that only a request supplies
+/// (`/svc => /$/inet`, `/ph => /$/io.buoyant.rinet`) cannot be found here:
+/// it is resolved when a request asks for it (`dns`, request-time names).
 pub fn collect_inet_hosts(tree: &NameTree<Path>, out: &mut Vec<String>) {
     match tree {
         NameTree::Leaf(p) => {

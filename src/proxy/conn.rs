@@ -147,6 +147,7 @@ async fn run_active<B: Backend>(
         begun: std::time::Instant::now(),
         peer,
         pending_log: Vec::new(),
+        resolving: None,
     };
     let mut first = first;
     let parked = loop {
@@ -261,6 +262,9 @@ struct Session<'a, B: Backend> {
     /// The current request's access log line so far (empty unless the
     /// router has `httpAccessLog`).
     pending_log: Vec<u8>,
+    /// A host name the current request's destination waits for (set by
+    /// `try_prepare`, taken by `wait_for_host`).
+    resolving: Option<String>,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -342,9 +346,22 @@ impl<B: Backend> Session<'_, B> {
         self.begun = start;
         self.pending_log.clear();
         let limits = self.settings.limits;
+        let mut waited = false;
         loop {
             if !self.rbuf.is_empty() {
-                match self.try_prepare(&limits, sbuf) {
+                let prepared = match self.try_prepare(&limits, sbuf) {
+                    // Its destination has a host name being resolved: wait
+                    // for the answer (once), then route it again.
+                    Ok(None) if self.resolving.is_some() => match self.wait_for_host(waited).await {
+                        Ok(()) => {
+                            waited = true;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    },
+                    other => other,
+                };
+                match prepared {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => {}
                     Err(ProxyError::BadRequest(_)) if self.settings.tls.is_none() && starts_like_tls(&self.rbuf) => {
@@ -387,6 +404,24 @@ impl<B: Backend> Session<'_, B> {
         }
     }
 
+    /// Waits for the answer for the host name `try_prepare` found being
+    /// resolved, bounded by the resolution timeout and the server's
+    /// `timeoutMs`. A request waits once: asked again, it fails.
+    async fn wait_for_host(&mut self, waited: bool) -> Result<(), ProxyError> {
+        let Some(host) = self.resolving.take() else { return Ok(()) };
+        let names = self.core.routes.names();
+        let limit = names.wait_limit(self.settings.server_timeout);
+        let Some(wait) = names.wait(&host).filter(|_| !waited) else {
+            return Err(ProxyError::NoEndpoints(format!("{host}: no DNS answer yet")));
+        };
+        let timed_out = tokio::time::timeout(limit, wait).await.is_err();
+        self.core.routes.names().count_wait(timed_out);
+        if timed_out {
+            return Err(ProxyError::NoEndpoints(format!("{host}: no DNS answer within {} ms", limit.as_millis())));
+        }
+        Ok(())
+    }
+
     fn try_prepare(&mut self, limits: &Limits, sbuf: &mut Vec<u8>) -> Result<Option<Prepared>, ProxyError> {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         let Some(mut head) = http1::parse_request(&self.rbuf, &mut slots, limits).map_err(ProxyError::BadRequest)?
@@ -400,7 +435,13 @@ impl<B: Backend> Session<'_, B> {
             self.pending_log.clear();
             crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
-        let route = self.core.routes.route(self.settings.router, &head)?;
+        let route = match self.core.routes.route(self.settings.router, &head) {
+            Err(crate::table::RouteError::Resolving(host)) => {
+                self.resolving = Some(host);
+                return Ok(None);
+            }
+            route => route?,
+        };
         if let (Some(max), BodyFraming::Length(n)) = (self.settings.max_request_body, head.framing) {
             if n > max {
                 return Err(ProxyError::RequestTooLarge);

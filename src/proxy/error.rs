@@ -97,6 +97,8 @@ impl From<RouteError> for ProxyError {
             RouteError::NoRoute(why) => ProxyError::NoRoute(why),
             RouteError::NoEndpoints(why) => ProxyError::NoEndpoints(why),
             RouteError::TlsPolicy(why) => ProxyError::TlsPolicy(why),
+            // Handled before (the request waits); here only if it could not.
+            RouteError::Resolving(host) => ProxyError::NoEndpoints(format!("{host}: no DNS answer yet")),
         }
     }
 }

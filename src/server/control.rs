@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::ControlStats;
+use crate::namer::dns::{ConfigNames, HostResolver};
+use crate::namer::dnssrv::SrvNamers;
 use crate::namer::k8s::Watchers;
 use crate::namer::watch::Watched;
 use crate::namer::NamerInputs;
@@ -26,14 +28,22 @@ use crate::table::{RouterInputs, RoutingSnapshot, SharedSnapshot, SnapshotInputs
 use config::{Config, NamerConfig};
 
 const POLL: Duration = Duration::from_millis(200);
-/// How often host names (in dtabs and namer files) are resolved again.
-const DNS_REFRESH: Duration = Duration::from_secs(10);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
 /// The shortest time between two snapshots for Kubernetes changes: an
 /// endpoint change reaches the cores within this (plus compiling), and a
 /// burst of events (a rollout) makes one snapshot per interval.
 const K8S_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The discovery that runs on the control thread's runtime.
+pub struct Discovery {
+    /// The `io.l5d.k8s` watches (they own the runtime).
+    pub k8s: Watchers,
+    /// The config's host names.
+    pub dns: ConfigNames,
+    /// The `io.l5d.dnssrv` namers' records.
+    pub srv: SrvNamers,
+}
 
 pub struct Control {
     config_path: Option<PathBuf>,
@@ -45,8 +55,10 @@ pub struct Control {
     inputs: NamerInputs,
     /// The `io.l5d.k8s` watches, and the runtime they run on.
     k8s: Watchers,
+    /// The config's host names, refreshed by TTL on the same runtime.
+    dns: ConfigNames,
+    srv: SrvNamers,
     last_k8s_publish: std::time::Instant,
-    last_dns: std::time::Instant,
     last_cert_poll: std::time::Instant,
     /// Client TLS files whose snapshot failed to compile (a key that does
     /// not match its certificate, half an update): not retried, nor logged
@@ -59,17 +71,19 @@ pub struct Control {
 }
 
 impl Control {
-    /// `inputs` are what the published snapshot was compiled from; `k8s`
-    /// the watches started for `config` (their state is in `inputs`).
+    /// `inputs` are what the published snapshot was compiled from;
+    /// `discovery` the watches and names started for `config` (their state
+    /// is in `inputs`).
     pub fn new(
         config_path: Option<PathBuf>,
         config: Config,
         inputs: NamerInputs,
-        k8s: Watchers,
+        discovery: Discovery,
         shared: SharedSnapshot,
         generation: u64,
         stats: Arc<ControlStats>,
     ) -> Control {
+        let Discovery { k8s, dns, srv } = discovery;
         stats.set_k8s_watches(k8s.stats());
         let config_watch = config_path.as_deref().map(Watched::new);
         let namer_watches = namer_watches(&config);
@@ -82,8 +96,9 @@ impl Control {
             namer_watches,
             inputs,
             k8s,
+            dns,
+            srv,
             last_k8s_publish: std::time::Instant::now(),
-            last_dns: std::time::Instant::now(),
             last_cert_poll: std::time::Instant::now(),
             client_tls_failed: None,
             hup: Arc::new(AtomicBool::new(false)),
@@ -100,9 +115,30 @@ impl Control {
             self.k8s.park(next_poll, self.last_k8s_publish + K8S_MIN_INTERVAL);
             if self.k8s.take_changed() {
                 self.inputs.set_k8s(&self.config, &self.k8s.views());
-                self.inputs.set_config_maps(self.k8s.config_map_dtabs());
+                self.inputs.set_config_maps(self.k8s.config_map_dtabs(), &mut self.dns);
                 self.last_k8s_publish = std::time::Instant::now();
                 if self.publish("Kubernetes objects changed") {
+                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // io.l5d.dnssrv: publish what the refreshes changed, then take
+            // the records requests asked for (their watches start; the
+            // first answer publishes, then wakes the requests). In this
+            // order, and with the runtime's tasks still while the control
+            // thread is out of `park`, a record answered is a record
+            // published.
+            if self.srv.take_changed() {
+                self.inputs.set_dnssrv(&self.config, self.srv.views());
+                if self.publish("io.l5d.dnssrv records changed") {
+                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+                }
+                self.srv.published();
+            }
+            self.srv.take_asks();
+            // A host name's addresses changed at its refresh.
+            if self.dns.take_changed() {
+                self.inputs.dns = self.dns.answers(&self.inputs.host_names());
+                if self.publish("DNS changed") {
                     self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -125,13 +161,11 @@ impl Control {
             for w in &mut self.namer_watches {
                 namers_changed |= w.changed();
             }
-            let dns_due = self.last_dns.elapsed() >= DNS_REFRESH;
-            if namers_changed || dns_due {
-                self.last_dns = std::time::Instant::now();
-                let inputs = NamerInputs::load(&self.config, Some(&self.inputs), &self.k8s.views());
+            if namers_changed {
+                let inputs = NamerInputs::load(&self.config, Some(&self.inputs), &self.k8s.views(), &mut self.dns);
                 if inputs.files_or_dns_differ(&self.inputs) {
                     self.inputs = inputs;
-                    if self.publish(if namers_changed { "namer changed" } else { "DNS changed" }) {
+                    if self.publish("namer changed") {
                         self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -231,8 +265,11 @@ impl Control {
         if self.k8s.reconcile(&[&self.config, &config]) {
             self.stats.set_k8s_watches(self.k8s.stats());
         }
-        let mut inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views());
-        inputs.set_config_maps(self.k8s.config_map_dtabs());
+        let dns_changed = self.dns.reconfigure(&config.corelink.dns);
+        self.srv.reconcile(&config);
+        let mut inputs = NamerInputs::load(&config, Some(&self.inputs), &self.k8s.views(), &mut self.dns);
+        inputs.set_config_maps(self.k8s.config_map_dtabs(), &mut self.dns);
+        inputs.set_dnssrv(&config, self.srv.views());
         let snapshot = match RoutingSnapshot::compile_with(&config, &load_inputs(&config, &inputs), self.generation + 1)
         {
             Ok(s) => s,
@@ -240,6 +277,12 @@ impl Control {
                 if self.k8s.reconcile(&[&self.config]) {
                     self.stats.set_k8s_watches(self.k8s.stats());
                 }
+                // Back to the running config's DNS and names.
+                if dns_changed {
+                    self.dns.reconfigure(&self.config.corelink.dns);
+                }
+                self.dns.resolve(&self.inputs.host_names());
+                self.srv.reconcile(&self.config);
                 return refuse(&self.stats, e);
             }
         };
@@ -264,7 +307,7 @@ fn namer_watches(config: &Config) -> Vec<Watched> {
         .iter()
         .filter_map(|n| match n {
             NamerConfig::Fs { root_dir, .. } => Some(Watched::new(std::path::Path::new(root_dir))),
-            NamerConfig::K8s(_) => None,
+            NamerConfig::K8s(_) | NamerConfig::DnsSrv(_) => None,
         })
         .collect()
 }
@@ -318,7 +361,8 @@ pub fn load_inputs(config: &Config, namers: &NamerInputs) -> SnapshotInputs {
 /// for `corelink check`, `corelink delegate` and tests. Kubernetes namers
 /// are compiled as not yet listed (nothing is watched here).
 pub fn compile(config: &Config, generation: u64) -> Result<RoutingSnapshot, String> {
-    let namers = NamerInputs::load(config, None, &Default::default());
+    let mut dns = crate::namer::dns::OneShot::new(&config.corelink.dns);
+    let namers = NamerInputs::load(config, None, &Default::default(), &mut dns);
     RoutingSnapshot::compile_with(config, &load_inputs(config, &namers), generation)
 }
 

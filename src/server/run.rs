@@ -70,8 +70,16 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
     // Namer directories and DNS are read once here (the control thread keeps
     // these inputs and refreshes them); access logs and TLS are loaded too.
-    let mut inputs = NamerInputs::load(&config, None, &k8s.views());
-    inputs.set_config_maps(k8s.config_map_dtabs());
+    // Host names are resolved before the first snapshot, then refreshed by
+    // TTL on the same runtime as the watches.
+    let dns_stats = Arc::new(crate::namer::dns::DnsStats::default());
+    let mut dns =
+        crate::namer::dns::ConfigNames::new(k8s.runtime(), k8s.notifier(), &config.corelink.dns, dns_stats.clone());
+    let mut inputs = NamerInputs::load(&config, None, &k8s.views(), &mut dns);
+    inputs.set_config_maps(k8s.config_map_dtabs(), &mut dns);
+    // io.l5d.dnssrv records are looked up when requests first bind them.
+    let mut srv = crate::namer::dnssrv::SrvNamers::new(k8s.runtime(), k8s.notifier(), dns_stats.srv.clone());
+    srv.reconcile(&config);
     k8s.take_changed();
     let snapshot = RoutingSnapshot::compile_with(&config, &super::control::load_inputs(&config, &inputs), 1)
         .map_err(RunError::Routing)?;
@@ -107,7 +115,8 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
-    let admin_state = Arc::new(AdminState::default());
+    let admin_state =
+        Arc::new(AdminState { control: Arc::new(admin::ControlStats::with_dns(dns_stats)), ..Default::default() });
     admin_state.control.set_k8s_watches(k8s.stats());
     let _ = admin_state.snapshot.set(shared.clone());
     let _ = admin_state.io.set(io);
@@ -116,6 +125,14 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         .map_err(|source| RunError::Admin { addr: config.admin.addr(), source })?;
     println!("corelink: admin listening on {admin_addr}");
 
+    // Host names only requests supply: each core asks the control thread's
+    // runtime, which answers on the core's own channel.
+    let (control_names, core_names) =
+        crate::namer::dns::request::channels(workers, &config.corelink.dns, &admin_state.control.dns);
+    srv.set_replies(control_names.repliers());
+    let handoff = crate::namer::dns::request::SrvHandoff { asks: srv.asks.clone(), wake: k8s.notifier() };
+    dns.serve_requests(control_names, handoff);
+    let mut core_names = core_names.into_iter();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
     let (started_tx, started_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
@@ -132,6 +149,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
             metric_servers: metric_servers.clone(),
             scrape: admin_state.scrape.clone(),
             workers,
+            names: core_names.next(),
         };
         let thread = std::thread::Builder::new().name(format!("corelink-w{core}")).spawn(move || match io {
             IoKind::Uring => run_worker::<crate::io::uring::Uring>(spec),
@@ -169,8 +187,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
         tracing::info!(router = router.label(), servers = %servers.join(", "), client_tls = %client_tls, dtab = %router.dtab.split_whitespace().collect::<Vec<_>>().join(" "), "router ready");
     }
 
-    let control =
-        Control::new(options.config_path.clone(), config.clone(), inputs, k8s, shared, 1, admin_state.control.clone());
+    let control = Control::new(
+        options.config_path.clone(),
+        config.clone(),
+        inputs,
+        super::control::Discovery { k8s, dns, srv },
+        shared,
+        1,
+        admin_state.control.clone(),
+    );
     let hup = control.hup.clone();
     let stop_control = control.stop.clone();
     std::thread::Builder::new()

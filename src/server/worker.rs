@@ -42,6 +42,9 @@ pub struct WorkerSpec {
     pub scrape: crate::telemetry::metrics::Scrape,
     /// How many workers share the per-host pool limits.
     pub workers: usize,
+    /// This core's channel to the control thread for host names only
+    /// requests supply (`namer::dns::request`).
+    pub names: Option<crate::namer::dns::request::CoreChannel>,
 }
 
 pub fn run_worker<B: Backend>(spec: WorkerSpec) {
@@ -69,10 +72,15 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         metric_servers,
         scrape,
         workers,
+        names,
         ..
     } = spec;
     let metrics = Rc::new(CoreMetrics::new(index, &metric_routers, &metric_servers));
-    let routes = RouteTable::with_metrics(snapshot, metrics.clone(), workers);
+    let (core_names, replies) = match names {
+        Some(channel) => (crate::table::names::CoreNames::new(&channel), Some(channel.replies)),
+        None => (crate::table::names::CoreNames::none(), None),
+    };
+    let routes = RouteTable::with_names(snapshot, metrics.clone(), workers, core_names);
     let core = Core::<B>::new(routes, buffer_size);
     let mut scrapes = scrape.register();
 
@@ -101,6 +109,16 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
         while let Some(reply) = scrapes.recv().await {
             let _ = reply.send(metrics.snapshot());
         }
+    });
+    // Answers for request-supplied host names come in here, per name, and
+    // wake the requests waiting for them.
+    let answers = replies.map(|mut replies| {
+        let core = core.clone();
+        tokio::task::spawn_local(async move {
+            while let Some(reply) = replies.recv().await {
+                core.routes.names().answer(reply);
+            }
+        })
     });
     let mut loops = Vec::new();
     for (server, listener) in wrapped {
@@ -138,6 +156,9 @@ async fn worker_main<B: Backend>(spec: WorkerSpec) {
     }
     core.access_logs.flush();
     answering.abort();
+    if let Some(answers) = answers {
+        answers.abort();
+    }
     core.upstreams.close_all_idle();
 }
 

@@ -2,11 +2,12 @@
 //! snapshot generation; afterwards a request costs an arc-swap load, one hash
 //! lookup on the identifier's key, and a weighted pick. No lock anywhere.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http1::RequestHead;
 use naming::{NameTree, Pick};
@@ -18,7 +19,8 @@ use crate::telemetry::metrics::{ClientStats, CoreMetrics, ServiceStats};
 use config::RetryBudgetConfig;
 
 use super::error::RouteError;
-use super::snapshot::{Endpoints, RoutingSnapshot, SharedSnapshot};
+use super::names::{CoreNames, HostLookup};
+use super::snapshot::{Endpoints, RequestHosts, RoutingSnapshot, SharedSnapshot, Unresolved};
 
 /// Entries per router before the cache is cleared (a Host-header flood must
 /// not grow memory without bound).
@@ -136,11 +138,13 @@ pub struct RouteTable {
     /// endpoints, it outlives cache entries and snapshots.
     requeue_budgets: RefCell<RequeueBudgets>,
     workers: usize,
+    /// Answers for host names only requests supplied.
+    names: CoreNames,
 }
 
 struct State {
     snapshot: Arc<RoutingSnapshot>,
-    per_router: Vec<HashMap<Box<[u8]>, Cached>>,
+    per_router: Vec<HashMap<Box<[u8]>, Entry>>,
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
     servers: Vec<Rc<ServerSettings>>,
@@ -177,6 +181,12 @@ impl RouteTable {
 
     /// `workers`: how many cores share linkerd's per-host pool limits.
     pub fn with_metrics(shared: SharedSnapshot, metrics: Rc<CoreMetrics>, workers: usize) -> Self {
+        Self::with_names(shared, metrics, workers, CoreNames::none())
+    }
+
+    /// With `names`: this core's answers for host names only requests
+    /// supply (asked of the control thread).
+    pub fn with_names(shared: SharedSnapshot, metrics: Rc<CoreMetrics>, workers: usize, names: CoreNames) -> Self {
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
         RouteTable {
@@ -188,7 +198,13 @@ impl RouteTable {
             endpoints: RefCell::new(HashMap::new()),
             requeue_budgets: RefCell::new(HashMap::new()),
             workers,
+            names,
         }
+    }
+
+    /// This core's request-supplied host names.
+    pub fn names(&self) -> &CoreNames {
+        &self.names
     }
 
     /// Adopts a newer published snapshot, if any, dropping this core's cache.
@@ -205,6 +221,7 @@ impl RouteTable {
             endpoints: &self.endpoints,
             requeue_budgets: &self.requeue_budgets,
             workers: self.workers,
+            names: &self.names,
         }
     }
 
@@ -240,18 +257,21 @@ impl RouteTable {
                 let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
                 let core = self.parts(tls_configs);
                 let entry = resolve(snapshot, router, key, Some(&local), &core)?;
-                return self.pick(&entry, consume, context);
+                return self.pick(&entry.cached, consume, context);
             }
         }
         let cache = &mut per_router[router];
         // One hash on a hit (the common case); the key is client-controlled,
         // so the map keeps std's seeded SipHash against collision floods.
         if let Some(entry) = cache.get(key) {
-            return self.pick(entry, consume, context);
+            // Only an entry with request-supplied host names reads the clock.
+            if entry.expires.is_none_or(|e| Instant::now() < e) {
+                return self.pick(&entry.cached, consume, context);
+            }
         }
         let core = self.parts(tls_configs);
         let entry = resolve(snapshot, router, key, None, &core)?;
-        let route = self.pick(&entry, consume, context);
+        let route = self.pick(&entry.cached, consume, context);
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
@@ -299,6 +319,40 @@ impl RouteTable {
     }
 }
 
+/// A cached destination, and until when it holds when it used
+/// request-supplied host names (their answers expire; others last the
+/// generation).
+#[derive(Debug)]
+struct Entry {
+    cached: Cached,
+    expires: Option<Instant>,
+}
+
+/// This core's answers for request-supplied host names, as the snapshot
+/// asks for them during one resolution: notes the earliest expiry, and the
+/// name the request must wait for.
+struct Hosts<'a> {
+    names: &'a CoreNames,
+    now: Instant,
+    expires: Cell<Option<Instant>>,
+    resolving: RefCell<Option<String>>,
+}
+
+impl RequestHosts for Hosts<'_> {
+    fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved> {
+        let (result, until) = match self.names.lookup(host, self.now) {
+            HostLookup::Addrs(ips, until) => (Ok(ips), until),
+            HostLookup::Negative(why, until) => (Err(Unresolved::Unavailable(why)), until),
+            HostLookup::Resolving => {
+                self.resolving.borrow_mut().get_or_insert_with(|| host.to_string());
+                return Err(Unresolved::Resolving(host.to_string()));
+            }
+        };
+        self.expires.set(Some(self.expires.get().map_or(until, |e| e.min(until))));
+        result
+    }
+}
+
 /// Resolves a destination on a cache miss: identify, delegate, find endpoints.
 fn resolve(
     snapshot: &RoutingSnapshot,
@@ -306,17 +360,25 @@ fn resolve(
     key: &[u8],
     local: Option<&naming::Dtab>,
     core: &CoreParts<'_>,
-) -> Result<Cached, RouteError> {
+) -> Result<Entry, RouteError> {
+    let for_generation = |cached| Ok(Entry { cached, expires: None });
     let routes = &snapshot.routers[router];
     let name = match routes.identifiers.name(&routes.dst_prefix, key) {
         Ok(name) => name,
-        Err(e) => return Ok(Cached::Failed(RouteError::Unidentified(e))),
+        Err(e) => return for_generation(Cached::Failed(RouteError::Unidentified(e))),
     };
     let service: Rc<str> = name.show().into();
     let dtab_text = routes.dtab.show();
-    let bound = match snapshot.bind(router, &name, local) {
+    let hosts =
+        Hosts { names: core.names, now: Instant::now(), expires: Cell::new(None), resolving: RefCell::new(None) };
+    let bound = match snapshot.bind_with(router, &name, local, &hosts) {
         Ok(tree) => tree,
-        Err(e) => return Ok(Cached::Failed(RouteError::NoRoute(format!("Unable to route {service}: {e}")))),
+        Err(e) => {
+            return Ok(Entry {
+                cached: Cached::Failed(RouteError::NoRoute(format!("Unable to route {service}: {e}"))),
+                expires: hosts.expires.get(),
+            })
+        }
     };
     // linkerd's text for a name that binds to nothing or to no addresses.
     let no_hosts = || -> String {
@@ -325,7 +387,7 @@ fn resolve(
         )
     };
     let mut unavailable = Vec::new();
-    let tree = bound.map(&mut |b| match snapshot.endpoints(router, b) {
+    let tree = bound.map(&mut |b| match snapshot.endpoints(router, b, &hosts) {
         Endpoints::Addrs { client, addrs } => {
             let tls = route_tls(&routes.client_tls, core.tls_configs, &client);
             let stats = core.metrics.client(router, &client);
@@ -335,22 +397,29 @@ fn resolve(
             unavailable.push(why);
             None
         }
+        Endpoints::Resolving(_) => None,
     });
+    // A name being resolved: the request waits for it and is routed again
+    // (nothing is cached meanwhile).
+    if let Some(host) = hosts.resolving.take() {
+        return Err(RouteError::Resolving(host));
+    }
     // Leaves without endpoints become Neg, so a union sends nothing there.
     let tree = prune(tree).simplify();
-    match tree {
+    let cached = match tree {
         NameTree::Neg | NameTree::Fail | NameTree::Empty if unavailable.is_empty() => {
-            Ok(Cached::Failed(RouteError::NoRoute(no_hosts())))
+            Cached::Failed(RouteError::NoRoute(no_hosts()))
         }
         NameTree::Neg | NameTree::Fail | NameTree::Empty => {
-            Ok(Cached::Failed(RouteError::NoEndpoints(format!("{} ({})", no_hosts(), unavailable.join("; ")))))
+            Cached::Failed(RouteError::NoEndpoints(format!("{} ({})", no_hosts(), unavailable.join("; "))))
         }
         tree => {
             let stats = core.metrics.service(router, &service);
             let policy = Rc::new(ServicePolicy::resolve(&routes.service, &service));
-            Ok(Cached::Routed { service, stats, policy, tree })
+            Cached::Routed { service, stats, policy, tree }
         }
-    }
+    };
+    Ok(Entry { cached, expires: hosts.expires.get() })
 }
 
 /// Per (router, client name): that client's requeue budget on this core.
@@ -363,6 +432,7 @@ struct CoreParts<'a> {
     endpoints: &'a RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
     requeue_budgets: &'a RefCell<RequeueBudgets>,
     workers: usize,
+    names: &'a CoreNames,
 }
 
 /// Endpoints kept per core before those no destination uses are dropped.

@@ -26,4 +26,8 @@ pub enum RouteError {
     /// matching prefix, an invalid derived name).
     #[error("{0}")]
     TlsPolicy(String),
+    /// A host name only the request supplied is being resolved: the
+    /// request waits for `table::names` and is routed again.
+    #[error("{0}: being resolved")]
+    Resolving(String),
 }

@@ -16,12 +16,15 @@
 //! * `transform` — [`Transformer`]: linkerd's transformers (`io.l5d.port`,
 //!   `io.l5d.localhost`, `io.l5d.k8s.daemonset`, `io.l5d.k8s.localnode`),
 //!   compiled into the snapshot and applied to bound addresses.
+//! * `names` — [`names::CoreNames`]: each core's answers for host names
+//!   only requests supplied, asked of the control thread and awaited.
 //! * `error` — [`RouteError`]: why a request has no route; `proxy` answers
 //!   each as linkerd does.
 
 mod cache;
 mod error;
 mod identifier;
+pub mod names;
 mod settings;
 mod snapshot;
 mod transform;
@@ -32,6 +35,7 @@ pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
 pub use snapshot::{
-    ConfiguredNamer, Endpoints, NamerKind, RouterInputs, RouterRoutes, RoutingSnapshot, SharedSnapshot, SnapshotInputs,
+    ConfiguredNamer, Endpoints, NamerKind, NoRequestHosts, RequestHosts, RouterInputs, RouterRoutes, RoutingSnapshot,
+    SharedSnapshot, SnapshotInputs, Unresolved,
 };
 pub use transform::{Target, Transformer};

@@ -70,6 +70,8 @@ pub enum NamerKind {
         /// The API server, for error messages.
         api: String,
     },
+    /// `io.l5d.dnssrv`: the records resolved so far.
+    DnsSrv(Arc<crate::namer::dnssrv::SrvView>),
 }
 
 /// Everything I/O-derived a snapshot is compiled from, loaded beforehand
@@ -116,19 +118,73 @@ pub enum Endpoints {
     Addrs { client: String, addrs: Vec<(SocketAddr, f64)> },
     /// Bound, but nothing can be reached through it (with the reason).
     Unavailable(String),
+    /// A host name only the request supplied is being resolved (the
+    /// request waits for it, then asks again).
+    Resolving(String),
+}
+
+/// Why a host name has no addresses (yet).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unresolved {
+    Unavailable(String),
+    /// Asked for; the answer will come (the name).
+    Resolving(String),
+}
+
+/// Answers for host names the snapshot has none for: those only requests
+/// supplied (each core's `table::names`).
+pub trait RequestHosts {
+    fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved>;
+
+    /// Whether a negative answer binds `~` (the dtab falls back): true for
+    /// real answers, false where there are none to have (`corelink
+    /// delegate`), so a name is not shown as missing for want of asking.
+    fn binds_negative(&self) -> bool {
+        true
+    }
+}
+
+/// No answers beyond the snapshot's: `corelink delegate`, tests.
+pub struct NoRequestHosts;
+
+impl RequestHosts for NoRequestHosts {
+    fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved> {
+        Err(Unresolved::Unavailable(format!("{host} is not a resolved address")))
+    }
+
+    fn binds_negative(&self) -> bool {
+        false
+    }
 }
 
 /// The snapshot's namers as the naming crate's [`Namers`] (a local type:
 /// the orphan rule forbids implementing it for `[ConfiguredNamer]` here).
-struct SnapshotNamers<'a>(&'a [ConfiguredNamer]);
+struct SnapshotNamers<'a> {
+    namers: &'a [ConfiguredNamer],
+    dns: &'a HashMap<String, Vec<IpAddr>>,
+    hosts: &'a dyn RequestHosts,
+}
 
 impl Namers for SnapshotNamers<'_> {
+    /// A request-supplied host name known not to exist binds `~`, so the
+    /// dtab falls back (asking for it here also starts its resolution).
+    fn bind_inet(&self, bound: BoundName) -> NameTree<BoundName> {
+        let host = bound.id.segment_str(2).filter(|_| bound.id.len() == 4);
+        match host {
+            Some(h) if h.parse::<IpAddr>().is_err() && !self.dns.contains_key(h) => match self.hosts.lookup(h) {
+                Err(Unresolved::Unavailable(_)) if self.hosts.binds_negative() => NameTree::Neg,
+                _ => NameTree::Leaf(bound),
+            },
+            _ => NameTree::Leaf(bound),
+        }
+    }
+
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
         if path.segment(0) != Some(b"#") {
             return None;
         }
         let rest = path.drop(1);
-        let namer = self.0.iter().find(|n| rest.starts_with(&n.prefix))?;
+        let namer = self.namers.iter().find(|n| rest.starts_with(&n.prefix))?;
         let at = 1 + namer.prefix.len();
         match &namer.kind {
             NamerKind::Fs(state) => {
@@ -137,6 +193,20 @@ impl Namers for SnapshotNamers<'_> {
                     return Some(NameTree::Neg);
                 }
                 Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
+            }
+            NamerKind::DnsSrv(view) => {
+                let Some(record) = path.segment_str(at) else { return Some(NameTree::Neg) };
+                let bound = NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1)));
+                match view.get(record) {
+                    Some(crate::namer::dnssrv::SrvState::Bound(_)) => Some(bound),
+                    Some(crate::namer::dnssrv::SrvState::Neg(_)) => Some(NameTree::Neg),
+                    // Not looked up yet: asking starts it (the request
+                    // waits for the snapshot that has it).
+                    None => {
+                        let _ = self.hosts.lookup(&path.take(at + 1).show());
+                        Some(bound)
+                    }
+                }
             }
             NamerKind::K8s { view, label_selector, .. } => {
                 // linkerd's id: the prefix, then the lowercased segments.
@@ -217,6 +287,8 @@ impl RoutingSnapshot {
             let kind = match (namer, state) {
                 (NamerConfig::Fs { .. }, Some(NamerState::Fs(state))) => NamerKind::Fs(state),
                 (NamerConfig::Fs { .. }, _) => NamerKind::Fs(FsState::default()),
+                (NamerConfig::DnsSrv(_), Some(NamerState::DnsSrv(view))) => NamerKind::DnsSrv(view),
+                (NamerConfig::DnsSrv(_), _) => NamerKind::DnsSrv(Arc::default()),
                 (NamerConfig::K8s(k), state) => NamerKind::K8s {
                     view: match state {
                         Some(NamerState::K8s(view)) => view,
@@ -242,8 +314,20 @@ impl RoutingSnapshot {
     /// Delegates `name` through the router's dtab (plus a per-request dtab)
     /// to a bound tree.
     pub fn bind(&self, router: usize, name: &Path, local: Option<&Dtab>) -> Result<NameTree<BoundName>, String> {
+        self.bind_with(router, name, local, &NoRequestHosts)
+    }
+
+    /// [`RoutingSnapshot::bind`], with this core's answers for host names
+    /// only requests supplied: one known not to exist binds `~`.
+    pub fn bind_with(
+        &self,
+        router: usize,
+        name: &Path,
+        local: Option<&Dtab>,
+        hosts: &dyn RequestHosts,
+    ) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
-        let namers = SnapshotNamers(&self.namers);
+        let namers = SnapshotNamers { namers: &self.namers, dns: &self.dns, hosts };
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegator = match local {
             Some(local) => delegator.with_local(local),
@@ -258,7 +342,7 @@ impl RoutingSnapshot {
     /// `transformation` steps).
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
-        let namers = SnapshotNamers(&self.namers);
+        let namers = SnapshotNamers { namers: &self.namers, dns: &self.dns, hosts: &NoRequestHosts };
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegation = match local {
             Some(local) => delegator.with_local(local).delegate(path),
@@ -296,20 +380,30 @@ impl RoutingSnapshot {
         self.routers.iter().position(|r| r.label == label)
     }
 
-    fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+    /// The addresses of `host`: an IP address as it is, a name the config
+    /// mentions from the snapshot's answers, any other name (only a request
+    /// supplied it) from `hosts`, this core's answers.
+    fn resolve_host(&self, host: &str, hosts: &dyn RequestHosts) -> Result<Vec<IpAddr>, Unresolved> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
         match self.dns.get(host) {
             Some(ips) if !ips.is_empty() => Ok(ips.clone()),
-            Some(_) => Err(format!("{host} resolved to no address")),
-            None => Err(format!("{host} is not a resolved address")),
+            Some(_) => Err(Unresolved::Unavailable(format!("{host} resolved to no address"))),
+            None => hosts.lookup(host),
         }
     }
 
+    /// The one path from a bound inet leaf (`/$/inet/HOST/PORT`, and any
+    /// namer that binds to a host and port) to its addresses.
+    pub fn inet_targets(&self, host: &str, port: u16, hosts: &dyn RequestHosts) -> Result<Vec<Target>, Unresolved> {
+        let ips = self.resolve_host(host, hosts)?;
+        Ok(ips.into_iter().map(|ip| Target::new(SocketAddr::new(ip, port), 1.0)).collect())
+    }
+
     /// The addresses behind a bound id, after the namer's and the router's
-    /// transformers.
-    pub fn endpoints(&self, router: usize, bound: &BoundName) -> Endpoints {
+    /// transformers; request-supplied host names are looked up in `hosts`.
+    pub fn endpoints(&self, router: usize, bound: &BoundName, hosts: &dyn RequestHosts) -> Endpoints {
         let id = &bound.id;
         // `/$/inet/HOST/PORT` and `/$/io.buoyant.rinet/PORT/HOST` alike.
         let (mut targets, namer_transformers): (Vec<Target>, &[Transformer]) = if let Some(inet) =
@@ -321,9 +415,10 @@ impl RoutingSnapshot {
             let Ok(port) = port.parse::<u16>() else {
                 return Endpoints::Unavailable(format!("invalid port in {id}"));
             };
-            match self.resolve_host(host) {
-                Ok(ips) => (ips.into_iter().map(|ip| Target::new(SocketAddr::new(ip, port), 1.0)).collect(), &[]),
-                Err(e) => return Endpoints::Unavailable(e),
+            match self.inet_targets(host, port, hosts) {
+                Ok(targets) => (targets, &[]),
+                Err(Unresolved::Unavailable(e)) => return Endpoints::Unavailable(e),
+                Err(Unresolved::Resolving(host)) => return Endpoints::Resolving(host),
             }
         } else if let Some(namer) = self.namers.iter().find(|n| id.drop(1).starts_with(&n.prefix)) {
             let at = 1 + namer.prefix.len();
@@ -334,11 +429,11 @@ impl RoutingSnapshot {
                     let mut targets = Vec::new();
                     let mut problems = Vec::new();
                     for entry in entries.iter().filter(|e| e.weight > 0.0) {
-                        match self.resolve_host(&entry.host) {
+                        match self.resolve_host(&entry.host, &NoRequestHosts) {
                             Ok(ips) => targets.extend(
                                 ips.into_iter().map(|ip| Target::new(SocketAddr::new(ip, entry.port), entry.weight)),
                             ),
-                            Err(e) => problems.push(e),
+                            Err(Unresolved::Unavailable(e) | Unresolved::Resolving(e)) => problems.push(e),
                         }
                     }
                     if targets.is_empty() {
@@ -347,6 +442,16 @@ impl RoutingSnapshot {
                         return Endpoints::Unavailable(why);
                     }
                     (targets, &namer.transformers)
+                }
+                NamerKind::DnsSrv(view) => {
+                    let record = id.segment_str(at).unwrap_or_default();
+                    match view.get(record) {
+                        Some(crate::namer::dnssrv::SrvState::Bound(addrs)) => {
+                            (addrs.iter().map(|(a, w)| Target::new(*a, *w)).collect(), &namer.transformers)
+                        }
+                        Some(crate::namer::dnssrv::SrvState::Neg(why)) => return Endpoints::Unavailable(why.clone()),
+                        None => return Endpoints::Unavailable(format!("{id}: not looked up yet")),
+                    }
                 }
                 NamerKind::K8s { view, label_selector, api } => {
                     match resolve(view, label_selector.as_deref(), &id.drop(at)) {
@@ -444,7 +549,7 @@ mod tests {
     fn endpoints_of(snapshot: &RoutingSnapshot, path: &str) -> Endpoints {
         let bound = snapshot.bind(0, &Path::parse(path).unwrap(), None).unwrap();
         let NameTree::Leaf(leaf) = bound else { panic!("not a leaf: {bound:?}") };
-        snapshot.endpoints(0, &leaf)
+        snapshot.endpoints(0, &leaf, &NoRequestHosts)
     }
 
     #[test]
@@ -535,9 +640,10 @@ mod tests {
             "routers:\n- protocol: http\n  dtab: |\n    {router_dtab}\n  interpreter:\n    kind: io.l5d.k8s.configMap\n    experimental: true\n    name: dtabs\n    filename: d\n  servers: [{{port: 1}}]\n"
         );
         let c = Config::parse(&text, "t").unwrap();
-        let mut namers = NamerInputs::load(&c, None, &Default::default());
+        let mut dns = crate::namer::dns::OneShot::new(&c.corelink.dns);
+        let mut namers = NamerInputs::load(&c, None, &Default::default(), &mut dns);
         let key = c.routers[0].interpreter.config_map.clone().unwrap();
-        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect());
+        namers.set_config_maps(config_map.into_iter().map(|d| (key.clone(), Arc::new(d))).collect(), &mut dns);
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
     }
 
@@ -551,9 +657,9 @@ mod tests {
 
     fn addr_of(snapshot: &RoutingSnapshot, path: &str) -> Option<SocketAddr> {
         match snapshot.bind(0, &Path::parse(path).unwrap(), None) {
-            Ok(NameTree::Leaf(leaf)) => match snapshot.endpoints(0, &leaf) {
+            Ok(NameTree::Leaf(leaf)) => match snapshot.endpoints(0, &leaf, &NoRequestHosts) {
                 Endpoints::Addrs { addrs, .. } => Some(addrs[0].0),
-                Endpoints::Unavailable(_) => None,
+                Endpoints::Unavailable(_) | Endpoints::Resolving(_) => None,
             },
             _ => None,
         }
@@ -609,7 +715,7 @@ mod tests {
         let c = Config::parse(&text, "t").unwrap();
         let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
         let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
-        let namers = NamerInputs::load(&c, None, &views);
+        let namers = NamerInputs::load(&c, None, &views, &mut crate::namer::dns::OneShot::new(&c.corelink.dns));
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1).unwrap()
     }
 
@@ -717,7 +823,7 @@ mod tests {
         let c = Config::parse(&text, "t").unwrap();
         let config::NamerConfig::K8s(k) = &c.namers[0] else { panic!() };
         let views = [(k.api.clone(), Arc::new(view))].into_iter().collect();
-        let mut namers = NamerInputs::load(&c, None, &views);
+        let mut namers = NamerInputs::load(&c, None, &views, &mut crate::namer::dns::OneShot::new(&c.corelink.dns));
         namers.local_node = env;
         RoutingSnapshot::compile_with(&c, &crate::server::control::load_inputs(&c, &namers), 1)
     }

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod certs;
 pub mod chunked;
 pub mod client;
+pub mod dns;
 pub mod named;
 pub mod raw_backend;
 

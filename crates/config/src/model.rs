@@ -394,6 +394,34 @@ pub enum NamerConfig {
     /// `/#<prefix>/<namespace>/<port>/<service>[/<label value>]`.
     #[serde(rename = "io.l5d.k8s")]
     K8s(K8sNamerConfig),
+    /// `io.l5d.dnssrv`: DNS SRV records; resolves `/#<prefix>/<record>`.
+    #[serde(rename = "io.l5d.dnssrv")]
+    DnsSrv(DnsSrvNamerConfig),
+}
+
+pub(crate) const DEFAULT_DNSSRV_PREFIX: &str = "/io.l5d.dnssrv";
+
+/// `namers[]` of kind `io.l5d.dnssrv` (linkerd's `DnsSrvNamerConfig`, plus
+/// two corelink extensions, off by default).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSrvNamerConfig {
+    /// With a leading `/`; default `/io.l5d.dnssrv`.
+    pub prefix: String,
+    /// `refreshIntervalSeconds`: each record is asked again this often
+    /// (linkerd: 5).
+    pub refresh_interval_secs: u64,
+    /// `dnsHosts`: the DNS servers to ask (port 53); empty: as
+    /// `corelink.dns` says (the system's by default).
+    pub dns_hosts: Vec<std::net::IpAddr>,
+    /// `srvWeights` (corelink): each target's SRV weight becomes its
+    /// addresses' balancer weight, as `io.l5d.fs` weights do.
+    pub srv_weights: bool,
+    /// `keepLastGoodSecs` (corelink): when the server does not answer, the
+    /// last good set keeps serving for up to this long (0: off, the record
+    /// binds negative at once, as in linkerd's documented behaviour).
+    pub keep_last_good_secs: u64,
+    pub transformers: Vec<TransformerConfig>,
 }
 
 pub(crate) const DEFAULT_FS_PREFIX: &str = "/io.l5d.fs";
@@ -471,6 +499,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { prefix, .. } => prefix,
             NamerConfig::K8s(k) => &k.prefix,
+            NamerConfig::DnsSrv(d) => &d.prefix,
         }
     }
 
@@ -478,6 +507,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { .. } => "io.l5d.fs",
             NamerConfig::K8s(_) => "io.l5d.k8s",
+            NamerConfig::DnsSrv(_) => "io.l5d.dnssrv",
         }
     }
 
@@ -485,6 +515,7 @@ impl NamerConfig {
         match self {
             NamerConfig::Fs { transformers, .. } => transformers,
             NamerConfig::K8s(k) => &k.transformers,
+            NamerConfig::DnsSrv(d) => &d.transformers,
         }
     }
 }
@@ -620,6 +651,51 @@ pub struct CorelinkConfig {
     /// in Kubernetes the application gets SIGTERM at the same moment and may
     /// still call out through its sidecar while it shuts down.
     pub shutdown_delay_ms: u64,
+    /// `dns`: how host names are resolved (docs/dns.md).
+    pub dns: DnsConfig,
+}
+
+/// `corelink.dns`: the resolver of `/$/inet` host names (and of
+/// `io.l5d.dnssrv` targets). linkerd has no such keys: it resolves with the
+/// JVM's resolver, which reads the system's configuration as corelink does
+/// by default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsConfig {
+    /// `servers`: DNS servers to ask instead of `/etc/resolv.conf`'s (then
+    /// `/etc/hosts` is not read either). Empty: the system's configuration.
+    pub servers: Vec<SocketAddr>,
+    /// `minTtlSecs`: an answer is used (and a name asked again) for at least
+    /// this long, whatever its TTL says.
+    pub min_ttl_secs: u64,
+    /// `maxTtlSecs`: and at most this long.
+    pub max_ttl_secs: u64,
+    /// `negativeTtlSecs`: how long "no such host" (and a failed lookup) is
+    /// kept before the name is asked again.
+    pub negative_ttl_secs: u64,
+    /// `timeoutMs`: how long one resolution may take (a request waiting for
+    /// one waits at most this long, and never past its own timeout).
+    pub timeout_ms: u64,
+    /// `maxNames`: host names only requests supplied kept resolved at once
+    /// (their answers, on the control thread and on each core).
+    pub max_names: usize,
+    /// `lookupsPerSecond`: lookups of request-supplied names started per
+    /// second, at most (a burst of as many is allowed).
+    pub lookups_per_second: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            servers: Vec::new(),
+            min_ttl_secs: 1,
+            max_ttl_secs: 300,
+            negative_ttl_secs: 5,
+            timeout_ms: 2_000,
+            max_names: 4_096,
+            lookups_per_second: 100,
+        }
+    }
 }
 
 impl Default for CorelinkConfig {
@@ -635,6 +711,7 @@ impl Default for CorelinkConfig {
             body_progress_timeout_ms: DEFAULT_BODY_PROGRESS_TIMEOUT_MS,
             shutdown_delay_ms: 5_000,
             log_level: None,
+            dns: DnsConfig::default(),
         }
     }
 }

@@ -67,7 +67,7 @@ pub(crate) const ROUTER: &[KeySpec] = &[
     ok("dtabHeaders"),
     ok("legacyNamerPaths"),
     ok("contextHeaders"),
-    warn("bindingTimeoutMs", "binding is a lookup in corelink's in-memory routing snapshot and never waits"),
+    warn("bindingTimeoutMs", "binding is a lookup in corelink's in-memory routing snapshot; only a host name a request supplied is waited for, bounded by corelink.dns.timeoutMs"),
     warn(
         "bindingCache",
         "corelink caches bindings per core and per snapshot generation; the cache is not sized by config",
@@ -265,6 +265,17 @@ pub(crate) const NAMER_K8S: &[KeySpec] = &[
     warn("experimental", "io.l5d.k8s is not experimental"),
 ];
 
+pub(crate) const NAMER_DNSSRV: &[KeySpec] = &[
+    ok("kind"),
+    ok("prefix"),
+    ok("experimental"),
+    ok("refreshIntervalSeconds"),
+    ok("dnsHosts"),
+    ok("transformers"),
+    ok("srvWeights"),
+    ok("keepLastGoodSecs"),
+];
+
 pub(crate) const IDENTIFIER_HEADER_TOKEN: &[KeySpec] = &[ok("kind"), ok("header")];
 pub(crate) const IDENTIFIER_METHOD_AND_HOST: &[KeySpec] = &[ok("kind"), ok("httpUriInDst")];
 pub(crate) const IDENTIFIER_PATH: &[KeySpec] = &[ok("kind"), ok("segments"), ok("consume")];
@@ -282,6 +293,18 @@ pub(crate) const CORELINK: &[KeySpec] = &[
     ok("bodyProgressTimeoutMs"),
     ok("shutdownDelayMs"),
     ok("logLevel"),
+    ok("dns"),
+];
+
+/// `corelink.dns` (docs/dns.md).
+pub(crate) const CORELINK_DNS: &[KeySpec] = &[
+    ok("servers"),
+    ok("minTtlSecs"),
+    ok("maxTtlSecs"),
+    ok("negativeTtlSecs"),
+    ok("timeoutMs"),
+    ok("maxNames"),
+    ok("lookupsPerSecond"),
 ];
 
 /// Every table, named for `docs/config.md`'s completeness test.
@@ -330,12 +353,14 @@ pub(crate) const ALL_TABLES: &[(&str, &[KeySpec])] = &[
     ("transformer io.l5d.k8s.localnode", TRANSFORMER_LOCALNODE),
     ("namer io.l5d.fs", NAMER_FS),
     ("namer io.l5d.k8s", NAMER_K8S),
+    ("namer io.l5d.dnssrv", NAMER_DNSSRV),
     ("identifier io.l5d.header.token", IDENTIFIER_HEADER_TOKEN),
     ("identifier io.l5d.methodAndHost", IDENTIFIER_METHOD_AND_HOST),
     ("identifier io.l5d.path", IDENTIFIER_PATH),
     ("identifier io.l5d.header", IDENTIFIER_HEADER),
     ("identifier io.l5d.static", IDENTIFIER_STATIC),
     ("corelink", CORELINK),
+    ("corelink dns", CORELINK_DNS),
 ];
 
 // ----------------------------------------------------------- kinds
@@ -498,6 +523,49 @@ fn corelink(ctx: &mut Ctx, o: &Obj) -> Result<CorelinkConfig> {
             .int(ctx, "bodyProgressTimeoutMs", 1, i64::MAX)?
             .unwrap_or(d.body_progress_timeout_ms),
         shutdown_delay_ms: o.u64(ctx, "shutdownDelayMs")?.unwrap_or(d.shutdown_delay_ms),
+        dns: match o.obj(ctx, "dns")? {
+            Some(o) => dns(ctx, &o)?,
+            None => DnsConfig::default(),
+        },
+    })
+}
+
+fn dns(ctx: &mut Ctx, o: &Obj) -> Result<DnsConfig> {
+    o.check(ctx, &[CORELINK_DNS])?;
+    let d = DnsConfig::default();
+    let mut servers = Vec::new();
+    for (path, v) in o.seq(ctx, "servers")? {
+        let text = v.str(ctx, &path)?;
+        // `IP` or `IP:PORT` (`[IPv6]:PORT`); port 53 when none is given.
+        let addr = match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 53),
+            Err(_) => text.parse::<SocketAddr>().map_err(|_| {
+                ctx.invalid(
+                    v.mark,
+                    &path,
+                    format!("{text:?} is not an IP address or IP:PORT (host names cannot name a DNS server)"),
+                )
+            })?,
+        };
+        servers.push(addr);
+    }
+    let min_ttl_secs = o.int(ctx, "minTtlSecs", 0, 86_400)?.unwrap_or(d.min_ttl_secs);
+    let max_ttl_secs = o.int(ctx, "maxTtlSecs", 1, 86_400)?.unwrap_or(d.max_ttl_secs);
+    if max_ttl_secs < min_ttl_secs {
+        return Err(ctx.invalid(
+            o.get("maxTtlSecs").map_or(o.mark, |v| v.mark),
+            &o.path("maxTtlSecs"),
+            format!("must be at least minTtlSecs ({min_ttl_secs})"),
+        ));
+    }
+    Ok(DnsConfig {
+        servers,
+        min_ttl_secs,
+        max_ttl_secs,
+        negative_ttl_secs: o.int(ctx, "negativeTtlSecs", 0, 86_400)?.unwrap_or(d.negative_ttl_secs),
+        timeout_ms: o.int(ctx, "timeoutMs", 1, 600_000)?.unwrap_or(d.timeout_ms),
+        max_names: o.int(ctx, "maxNames", 1, 1_000_000)?.unwrap_or(d.max_names),
+        lookups_per_second: o.int(ctx, "lookupsPerSecond", 1, 1_000_000)?.unwrap_or(d.lookups_per_second),
     })
 }
 
@@ -1504,19 +1572,20 @@ fn daemonset_transformer(ctx: &Ctx, t: &Obj) -> Result<DaemonSetTransformerConfi
 }
 
 fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
-    const UNSUPPORTED: &str = "corelink implements only the io.l5d.fs and io.l5d.k8s namers (and the built-in /$/inet); names under this namer's prefix would not resolve";
+    const UNSUPPORTED: &str = "corelink implements only the io.l5d.fs, io.l5d.k8s and io.l5d.dnssrv namers (and the built-in /$/inet); names under this namer's prefix would not resolve";
     #[derive(Clone, Copy)]
-    enum K {
+    enum Which {
         Fs,
         K8s,
+        DnsSrv,
     }
     let kind = pick(
         ctx,
         o,
         None,
         &[
-            ("io.l5d.fs", Kind::Ok(K::Fs)),
-            ("io.l5d.k8s", Kind::Ok(K::K8s)),
+            ("io.l5d.fs", Kind::Ok(Which::Fs)),
+            ("io.l5d.k8s", Kind::Ok(Which::K8s)),
             ("io.l5d.serversets", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.consul", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.k8s.external", Kind::Rejected(UNSUPPORTED)),
@@ -1526,22 +1595,60 @@ fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
             ("io.l5d.curator", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.rancher", Kind::Rejected(UNSUPPORTED)),
             ("io.l5d.rewrite", Kind::Rejected(UNSUPPORTED)),
-            ("io.l5d.dnssrv", Kind::Rejected(UNSUPPORTED)),
+            ("io.l5d.dnssrv", Kind::Ok(Which::DnsSrv)),
             ("io.l5d.k8s.istio", Kind::Rejected(UNSUPPORTED)),
         ],
     )?;
     match kind {
-        K::Fs => {
+        Which::Fs => {
             o.check(ctx, &[NAMER_FS])?;
             let root_dir = o.require(ctx, "rootDir")?.str(ctx, &o.path("rootDir"))?;
             let prefix = namer_prefix(ctx, o, DEFAULT_FS_PREFIX)?;
             Ok(NamerConfig::Fs { root_dir, prefix, transformers: transformers(ctx, o)? })
         }
-        K::K8s => {
+        Which::K8s => {
             o.check(ctx, &[NAMER_K8S])?;
             Ok(NamerConfig::K8s(k8s_namer(ctx, o)?))
         }
+        Which::DnsSrv => {
+            o.check(ctx, &[NAMER_DNSSRV])?;
+            Ok(NamerConfig::DnsSrv(dnssrv_namer(ctx, o)?))
+        }
     }
+}
+
+/// `io.l5d.dnssrv`: linkerd's `experimental` (required, as linkerd requires
+/// it), `refreshIntervalSeconds`, `dnsHosts`, plus corelink's `srvWeights`
+/// and `keepLastGoodSecs`.
+fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
+    if o.bool(ctx, "experimental")? != Some(true) {
+        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
+        return Err(ctx.invalid(
+            mark,
+            &o.path("experimental"),
+            "the io.l5d.dnssrv namer is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
+        ));
+    }
+    let mut dns_hosts = Vec::new();
+    for (path, v) in o.seq(ctx, "dnsHosts")? {
+        let text = v.str(ctx, &path)?;
+        let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
+            ctx.invalid(
+                v.mark,
+                &path,
+                format!("{text:?} is not an IP address (corelink cannot resolve the name of a DNS server)"),
+            )
+        })?;
+        dns_hosts.push(ip);
+    }
+    Ok(DnsSrvNamerConfig {
+        prefix: namer_prefix(ctx, o, DEFAULT_DNSSRV_PREFIX)?,
+        refresh_interval_secs: o.int(ctx, "refreshIntervalSeconds", 1, 86_400)?.unwrap_or(5),
+        dns_hosts,
+        srv_weights: o.bool(ctx, "srvWeights")?.unwrap_or(false),
+        keep_last_good_secs: o.int(ctx, "keepLastGoodSecs", 0, 86_400)?.unwrap_or(0),
+        transformers: transformers(ctx, o)?,
+    })
 }
 
 /// A namer's `prefix`, with the leading `/` added when missing (linkerd's

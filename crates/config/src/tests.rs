@@ -142,7 +142,7 @@ fn rejected_kinds_point_at_the_kind() {
     let err = error(&text);
     assert!(
         err.starts_with(
-            "t.yaml:6:9: namers[0].kind: rejected: `io.l5d.k8s.external`: corelink implements only the io.l5d.fs and io.l5d.k8s namers"
+            "t.yaml:6:9: namers[0].kind: rejected: `io.l5d.k8s.external`: corelink implements only the io.l5d.fs, io.l5d.k8s and io.l5d.dnssrv namers"
         ),
         "{err}"
     );
@@ -852,4 +852,47 @@ fn k8s_transformer_errors_point_at_the_key() {
     assert!(ln("    hostNetwork: 1\n")
         .starts_with("t.yaml:9:18: namers[0].transformers[0].hostNetwork: expected true or false"));
     assert!(ln("    prefix: ln\n").starts_with("t.yaml:9:13: namers[0].transformers[0].prefix: \"ln\" is not a path"));
+}
+
+#[test]
+fn corelink_dns_names_servers_and_bounds_ttls() {
+    let base = "routers:\n- protocol: http\n  servers: [{port: 1}]\ncorelink:\n  dns:\n";
+    let c =
+        parse(&format!("{base}    servers: [\"127.0.0.2\", \"127.0.0.3:5353\", \"[::1]:53\"]\n    minTtlSecs: 2\n"));
+    let want: Vec<std::net::SocketAddr> =
+        vec!["127.0.0.2:53".parse().unwrap(), "127.0.0.3:5353".parse().unwrap(), "[::1]:53".parse().unwrap()];
+    assert_eq!(c.corelink.dns.servers, want);
+    assert_eq!((c.corelink.dns.min_ttl_secs, c.corelink.dns.max_ttl_secs), (2, 300));
+    assert_eq!(parse(base.trim_end_matches("  dns:\n")).corelink.dns, DnsConfig::default());
+    let err = Config::parse(&format!("{base}    servers: [dns.example]\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("corelink.dns.servers[0]") && err.contains("not an IP address"), "{err}");
+    let err = Config::parse(&format!("{base}    minTtlSecs: 10\n    maxTtlSecs: 5\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("corelink.dns.maxTtlSecs") && err.contains("at least minTtlSecs"), "{err}");
+    let err = Config::parse(&format!("{base}    server: []\n"), "t").unwrap_err().to_string();
+    assert!(err.contains("unknown key"), "{err}");
+}
+
+#[test]
+fn dnssrv_namer_needs_experimental_and_takes_linkerds_defaults() {
+    let router = "routers:\n- protocol: http\n  servers: [{port: 1}]\n";
+    let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n{router}"));
+    let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!("{:?}", c.namers) };
+    assert_eq!(
+        (d.prefix.as_str(), d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs),
+        ("/io.l5d.dnssrv", 5, false, 0)
+    );
+    assert!(d.dns_hosts.is_empty());
+    let err = Config::parse(&format!("namers:\n- kind: io.l5d.dnssrv\n{router}"), "t").unwrap_err().to_string();
+    assert!(err.contains("namers[0].experimental") && err.contains("experimental: true"), "{err}");
+    let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [127.0.0.2]\n  refreshIntervalSeconds: 1\n  srvWeights: true\n  keepLastGoodSecs: 30\n{router}"));
+    let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!() };
+    assert_eq!(d.dns_hosts, vec![std::net::IpAddr::from([127, 0, 0, 2])]);
+    assert_eq!((d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs), (1, true, 30));
+    let err = Config::parse(
+        &format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [ns.example]\n{router}"),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("namers[0].dnsHosts[0]"), "{err}");
 }

@@ -91,7 +91,8 @@ pub struct K8sStats {
 /// The watches of every configured Kubernetes API server, on a runtime the
 /// control thread owns.
 pub struct Watchers {
-    rt: tokio::runtime::Runtime,
+    /// Shared with the DNS refreshes (`namer::dns`), which run on it too.
+    rt: Arc<tokio::runtime::Runtime>,
     apis: BTreeMap<K8sApiConfig, ApiWatch>,
     config_maps: BTreeMap<ConfigMapInterpreterConfig, ConfigMapWatch>,
     changed: Arc<tokio::sync::Notify>,
@@ -101,11 +102,23 @@ impl Watchers {
     pub fn new() -> std::io::Result<Watchers> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(Watchers {
-            rt,
+            rt: Arc::new(rt),
             apis: BTreeMap::new(),
             config_maps: BTreeMap::new(),
             changed: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The control thread's runtime: other discovery (DNS) runs its tasks
+    /// on it, and [`Watchers::park`] drives them too.
+    pub fn runtime(&self) -> Arc<tokio::runtime::Runtime> {
+        self.rt.clone()
+    }
+
+    /// What wakes [`Watchers::park`]: other discovery notifies it when its
+    /// answers changed.
+    pub fn notifier(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     /// Starts watching the API servers the k8s namers (and daemonset
@@ -119,7 +132,7 @@ impl Watchers {
             .flat_map(|c| &c.namers)
             .filter_map(|n| match n {
                 NamerConfig::K8s(k) => Some(k.api.clone()),
-                NamerConfig::Fs { .. } => None,
+                NamerConfig::Fs { .. } | NamerConfig::DnsSrv(_) => None,
             })
             .chain(configs.iter().flat_map(|c| transformer_apis(c)))
             .collect();

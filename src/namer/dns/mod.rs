@@ -1,0 +1,212 @@
+//! DNS: host names resolved with hickory-resolver, on the control thread's
+//! runtime (never on a core). docs/dns.md describes the design.
+//!
+//! - this file: the resolver built from `corelink.dns` (the system's
+//!   `/etc/resolv.conf` and `/etc/hosts` by default), TTL clamping, and
+//!   [`lookup_host`], the one path from a host name to addresses that every
+//!   user shares (names the config mentions, names requests supply, SRV
+//!   targets).
+//! - `names`: the names the config (dtabs, namer files, ConfigMap dtabs)
+//!   mentions, each refreshed when its TTL runs out ([`ConfigNames`]).
+//! - `request`: names only requests supply, resolved when a core asks,
+//!   bounded (a capped cache, a lookup rate limit); the cores' side is
+//!   `table::names`.
+
+pub mod names;
+pub mod request;
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use config::DnsConfig;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+
+pub use names::{ConfigNames, HostResolver, OneShot};
+
+/// The resolver every DNS user of corelink shares.
+pub type Resolver = hickory_resolver::TokioResolver;
+
+/// DNS counters (admin metrics, docs/metrics.md). Written off the data
+/// path, by the control thread's tasks.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    /// Lookups of names the config mentions (first resolutions, refreshes).
+    pub config_lookups: AtomicU64,
+    /// Of those, lookups that failed or found no such host (the last
+    /// answer kept).
+    pub config_failures: AtomicU64,
+    /// Refreshes that changed a config name's addresses.
+    pub config_changes: AtomicU64,
+    /// Lookups of names only requests supplied.
+    pub request_lookups: AtomicU64,
+    /// Of those, lookups that failed (timeouts, unreachable servers; not
+    /// "no such host").
+    pub request_failures: AtomicU64,
+    /// Asks answered from the control thread's answers (another core asked
+    /// first).
+    pub request_cached: AtomicU64,
+    /// Asks refused by `lookupsPerSecond`.
+    pub request_rate_limited: AtomicU64,
+    /// Answers dropped by `maxNames` (on the control thread and the cores).
+    pub request_evicted: AtomicU64,
+    /// Requests that could not ask (too many names pending on their core,
+    /// or the queue to the control thread full).
+    pub request_dropped: AtomicU64,
+    /// Requests that waited for an answer, and those whose wait ran out.
+    pub request_waits: AtomicU64,
+    pub request_wait_timeouts: AtomicU64,
+    /// The `io.l5d.dnssrv` namers'.
+    pub srv: std::sync::Arc<crate::namer::dnssrv::SrvStats>,
+}
+
+/// Why no resolver could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot read the system's DNS configuration (/etc/resolv.conf): {0}")]
+    SystemConf(NetError),
+    #[error("cannot build the DNS resolver: {0}")]
+    Build(NetError),
+}
+
+/// `corelink.dns` as durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsSettings {
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub timeout: Duration,
+}
+
+impl From<&DnsConfig> for DnsSettings {
+    fn from(c: &DnsConfig) -> DnsSettings {
+        DnsSettings {
+            min_ttl: Duration::from_secs(c.min_ttl_secs),
+            max_ttl: Duration::from_secs(c.max_ttl_secs),
+            negative_ttl: Duration::from_secs(c.negative_ttl_secs),
+            timeout: Duration::from_millis(c.timeout_ms),
+        }
+    }
+}
+
+impl DnsSettings {
+    /// A TTL within the floor and the ceiling.
+    pub fn clamp(&self, ttl: Duration) -> Duration {
+        ttl.clamp(self.min_ttl, self.max_ttl)
+    }
+}
+
+/// Builds the resolver `corelink.dns` describes. Its own cache is off:
+/// corelink keeps every answer it uses (with the TTL clamped), and a cache
+/// under it would hand back an answer older than the ceiling allows.
+pub fn build_resolver(config: &DnsConfig) -> Result<Resolver, DnsError> {
+    let mut builder = if config.servers.is_empty() {
+        Resolver::builder_tokio().map_err(DnsError::SystemConf)?
+    } else {
+        let servers = config
+            .servers
+            .iter()
+            .map(|addr| {
+                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut server.connections {
+                    c.port = addr.port();
+                }
+                server
+            })
+            .collect();
+        let mut builder =
+            Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default());
+        // Named servers answer alone: /etc/hosts is the system's view.
+        builder.options_mut().use_hosts_file = ResolveHosts::Never;
+        builder
+    };
+    let options = builder.options_mut();
+    options.cache_size = 0;
+    // One attempt per server within the resolution timeout: a request
+    // waits for this, and the refresh loops retry on their own schedule.
+    options.timeout = Duration::from_millis(config.timeout_ms);
+    options.attempts = 1;
+    // Both families, as linkerd's inet namer (the JVM) returns both.
+    options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    builder.build().map_err(DnsError::Build)
+}
+
+/// What a lookup said about a host name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostAnswer {
+    /// Its addresses, usable for `ttl` (clamped).
+    Addrs { ips: Vec<IpAddr>, ttl: Duration },
+    /// NXDOMAIN, or no address records: negative for `ttl`.
+    NoSuchHost { ttl: Duration },
+    /// The lookup failed (timeout, refused, unreachable server): ask again
+    /// after `retry`.
+    Failed { error: String, retry: Duration },
+}
+
+impl HostAnswer {
+    /// How long the answer stands before the name is asked again.
+    pub fn ttl(&self) -> Duration {
+        match self {
+            HostAnswer::Addrs { ttl, .. } | HostAnswer::NoSuchHost { ttl } => *ttl,
+            HostAnswer::Failed { retry, .. } => *retry,
+        }
+    }
+}
+
+/// Resolves one host name (A and AAAA), bounded by the resolution timeout.
+/// The one path from a host name to addresses: names the config mentions,
+/// names requests supply and SRV targets all come through here.
+pub async fn lookup_host(resolver: &Resolver, host: &str, settings: &DnsSettings) -> HostAnswer {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return HostAnswer::Addrs { ips: vec![ip], ttl: settings.max_ttl };
+    }
+    let lookup = tokio::time::timeout(settings.timeout, resolver.lookup_ip(host)).await;
+    match lookup {
+        Ok(Ok(found)) => {
+            let mut ips: Vec<IpAddr> = found.iter().collect();
+            ips.sort();
+            ips.dedup();
+            if ips.is_empty() {
+                return HostAnswer::NoSuchHost { ttl: settings.negative_ttl };
+            }
+            let ttl = found.valid_until().saturating_duration_since(std::time::Instant::now());
+            HostAnswer::Addrs { ips, ttl: settings.clamp(ttl) }
+        }
+        Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
+            HostAnswer::NoSuchHost { ttl: settings.negative_ttl }
+        }
+        Ok(Err(e)) => HostAnswer::Failed { error: e.to_string(), retry: settings.negative_ttl },
+        Err(_) => HostAnswer::Failed {
+            error: format!("no answer within {} ms", settings.timeout.as_millis()),
+            retry: settings.negative_ttl,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_clamped_to_the_floor_and_the_ceiling() {
+        let s = DnsSettings::from(&DnsConfig { min_ttl_secs: 2, max_ttl_secs: 60, ..Default::default() });
+        assert_eq!(s.clamp(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(s.clamp(Duration::from_secs(30)), Duration::from_secs(30));
+        assert_eq!(s.clamp(Duration::from_secs(86_400)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn ip_literals_and_hosts_file_names_resolve() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let resolver = rt.block_on(async { build_resolver(&DnsConfig::default()) }).unwrap();
+        let s = DnsSettings::from(&DnsConfig::default());
+        let literal = rt.block_on(lookup_host(&resolver, "127.0.0.9", &s));
+        assert_eq!(literal, HostAnswer::Addrs { ips: vec!["127.0.0.9".parse().unwrap()], ttl: s.max_ttl });
+        match rt.block_on(lookup_host(&resolver, "localhost", &s)) {
+            HostAnswer::Addrs { ips, .. } => assert!(ips.iter().all(IpAddr::is_loopback), "{ips:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! DNS through the real binary against a real DNS server (Knot, started per
+//! test on its own loopback address, port 53; see `common::dns`): host
+//! names the config mentions, refreshed by TTL. Skipped with a notice where
+//! knotd is missing or port 53 cannot be bound.
+//!
+//! The "pods" are tiny HTTP servers on 127.0.1.x sharing one port, each
+//! answering with its own address, so a test sees which one served.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use common::dns::DnsServer;
+use common::named::{ask, pods_on, served_by, NamedServer as Pod};
+use common::Corelink;
+
+/// `n` pods on 127.0.1.(base), 127.0.1.(base+1), … sharing one port.
+fn pods(base: u8, n: u8) -> Vec<Pod> {
+    pods_on(&(0..n).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 1, base + i))).collect::<Vec<_>>())
+}
+
+fn config(dtab: &str, dns: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: r\n  dtab: |\n    {dtab}\n  servers:\n  - port: 0\n{dns}  workers: 2\n  shutdownDelayMs: 0\n"
+    )
+}
+
+fn process_metric(proxy: &Corelink, name: &str) -> u64 {
+    common::metric(&proxy.metrics(), &format!("corelink/{name}")) as u64
+}
+
+/// Asks until the pod named `name` answers, every answer meanwhile a 200
+/// (zero failed requests across the change); returns how long it took.
+fn switch_to(proxy: &Corelink, host: &str, name: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        match ask(proxy.addr(), host) {
+            Ok((200, body)) if body == name => return start.elapsed(),
+            Ok((200, _)) => {}
+            other => panic!("{host}: a request failed during the change: {other:?}"),
+        }
+        assert!(start.elapsed() < limit, "{host}: {name} did not answer within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn config_names_follow_their_ttl_and_keep_the_last_answer_when_the_server_stops() {
+    let Some(mut dns) = DnsServer::start("127.0.0.2", 1, "web A 127.0.1.1") else { return };
+    let pods = pods(1, 2);
+    let port = pods[0].port();
+    let dtab = format!("/svc => /$/inet/web.corelink.test/{port};");
+    let proxy = Corelink::start(&config(&dtab, &dns.corelink_dns("    minTtlSecs: 1\n")), "epoll");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.1");
+    // TTL 1 s: the new address serves within the TTL, plus the control
+    // thread's compile, with no request failing meanwhile.
+    dns.set_records("web A 127.0.1.2");
+    let took = switch_to(&proxy, "web", "127.0.1.2", Duration::from_secs(5));
+    assert!(took < Duration::from_millis(2_500), "a 1 s TTL took {took:?}");
+    assert!(process_metric(&proxy, "dns/config/changes") >= 1);
+    // The server stops answering: the last answer keeps serving through
+    // several failed refreshes.
+    dns.pause(true);
+    let failures = process_metric(&proxy, "dns/config/failures");
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.2");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(process_metric(&proxy, "dns/config/failures") > failures, "refreshes were tried and failed");
+    dns.pause(false);
+}
+
+#[test]
+fn a_long_ttl_is_not_asked_again_before_it_runs_out() {
+    let Some(mut dns) = DnsServer::start("127.0.0.3", 30, "web A 127.0.1.11") else { return };
+    let pods = pods(11, 2);
+    let port = pods[0].port();
+    let dtab = format!("/svc => /$/inet/web.corelink.test/{port};");
+    let proxy = Corelink::start(&config(&dtab, &dns.corelink_dns("")), "epoll");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.11");
+    let lookups = process_metric(&proxy, "dns/config/lookups");
+    dns.set_records("web A 127.0.1.12");
+    // Well inside the 30 s TTL: the old answer stands, no lookup was made.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.11");
+    assert_eq!(process_metric(&proxy, "dns/config/lookups"), lookups);
+}
+
+// ------------------------------------------- names only requests supply
+
+/// A router naming requests by their first two path segments (host, port),
+/// bound with `/$/inet`: `GET /web.corelink.test/8080/` goes to
+/// `/$/inet/web.corelink.test/8080`, a name no config mentions.
+fn request_config(dtab: &str, dns: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: r\n  identifier:\n    kind: io.l5d.path\n    segments: 2\n    consume: true\n  dtab: |\n    {dtab}\n  servers:\n  - port: 0\n{dns}  workers: 2\n  shutdownDelayMs: 0\n"
+    )
+}
+
+fn ask_path(proxy: &Corelink, path: &str) -> Result<(u16, String), String> {
+    let rsp = common::client::get(proxy.addr(), path, "client").map_err(|e| e.to_string())?;
+    Ok((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()))
+}
+
+#[test]
+fn request_names_are_resolved_while_the_request_waits_and_follow_their_ttl() {
+    let Some(mut dns) = DnsServer::start("127.0.0.4", 1, "web A 127.0.1.21") else { return };
+    let pods = pods(21, 3);
+    let port = pods[0].port();
+    let dtab = format!("/svc => /$/inet | /$/inet/127.0.1.23/{port};");
+    let extra = "    minTtlSecs: 1\n    negativeTtlSecs: 1\n";
+    let proxy = Corelink::start(&request_config(&dtab, &dns.corelink_dns(extra)), "epoll");
+    let web = format!("/web.corelink.test/{port}/");
+    // The first request waits for the answer instead of failing.
+    assert_eq!(ask_path(&proxy, &web), Ok((200, "127.0.1.21".to_string())));
+    assert!(process_metric(&proxy, "dns/request/lookups") >= 1);
+    assert!(process_metric(&proxy, "dns/request/waits") >= 1);
+    assert_eq!(process_metric(&proxy, "routing/namer_updates"), 0, "no snapshot per answer");
+    // TTL 1 s: the new address serves within it (plus the stale grace),
+    // no request failing meanwhile.
+    dns.set_records("web A 127.0.1.22");
+    let start = Instant::now();
+    loop {
+        match ask_path(&proxy, &web) {
+            Ok((200, b)) if b == "127.0.1.22" => break,
+            Ok((200, _)) => {}
+            other => panic!("a request failed during the change: {other:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "the new address never served");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(start.elapsed() < Duration::from_millis(3_500), "a 1 s TTL took {:?}", start.elapsed());
+    // NXDOMAIN binds negative: the dtab falls back.
+    assert_eq!(ask_path(&proxy, &format!("/nope.corelink.test/{port}/")), Ok((200, "127.0.1.23".to_string())));
+    // ... briefly: once the name exists, it serves after the negative TTL.
+    dns.set_records("web A 127.0.1.22\nnope A 127.0.1.21");
+    let start = Instant::now();
+    while ask_path(&proxy, &format!("/nope.corelink.test/{port}/")) != Ok((200, "127.0.1.21".to_string())) {
+        assert!(start.elapsed() < Duration::from_secs(5), "the negative answer was kept too long");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_request_waits_no_longer_than_the_resolution_timeout() {
+    let Some(dns) = DnsServer::start("127.0.0.5", 1, "web A 127.0.1.31") else { return };
+    let pods = pods(31, 1);
+    let port = pods[0].port();
+    let extra = "    timeoutMs: 400\n";
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &dns.corelink_dns(extra)), "epoll");
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.31".to_string())));
+    dns.pause(true);
+    let start = Instant::now();
+    let answer = ask_path(&proxy, &format!("/other.corelink.test/{port}/"));
+    let took = start.elapsed();
+    assert!(matches!(answer, Ok((502, _))), "{answer:?}");
+    assert!(took >= Duration::from_millis(350) && took < Duration::from_millis(1_500), "waited {took:?}");
+    // The name resolved before keeps serving.
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.31".to_string())));
+    dns.pause(false);
+}
+
+#[test]
+fn a_flood_of_random_names_is_rate_limited_and_capped() {
+    let Some(_dns) = DnsServer::start("127.0.0.6", 5, "web A 127.0.1.41") else { return };
+    let pods = pods(41, 1);
+    let port = pods[0].port();
+    let extra = "    lookupsPerSecond: 20\n    maxNames: 30\n";
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &_dns.corelink_dns(extra)), "epoll");
+    let start = Instant::now();
+    let mut failed = 0;
+    for i in 0..400 {
+        match ask_path(&proxy, &format!("/r{i}x.corelink.test/{port}/")) {
+            Ok((502, _)) => failed += 1,
+            other => panic!("r{i}x: {other:?}"),
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(failed, 400);
+    let lookups = process_metric(&proxy, "dns/request/lookups") as f64;
+    // The burst (20) plus 20 per second, whatever the clients send.
+    assert!(lookups <= 20.0 + 20.0 * elapsed + 2.0, "{lookups} lookups in {elapsed:.1} s");
+    assert!(process_metric(&proxy, "dns/request/rate_limited") > 0);
+    assert!(process_metric(&proxy, "dns/request/evicted") > 0, "answers past maxNames were dropped");
+    // A real name still resolves and serves (once the bucket has refilled).
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.41".to_string())));
+}
+
+// ------------------------------------------------------- io.l5d.dnssrv
+
+/// A router on the Host header, with an `io.l5d.dnssrv` namer on `dns`:
+/// `web` and `gone` are SRV records, each falling back to 127.0.1.(fb).
+fn srv_config(dns: &DnsServer, port: u16, fallback: &str, namer_extra: &str) -> String {
+    format!(
+        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  refreshIntervalSeconds: 1\n  dnsHosts: [\"{ip}\"]\n{namer_extra}routers:\n- protocol: http\n  label: r\n  dtab: |\n    /dnssrv => /#/io.l5d.dnssrv;\n    /svc/web => /dnssrv/_http._tcp.web.corelink.test | /$/inet/{fallback}/{port};\n    /svc/gone => /dnssrv/_http._tcp.gone.corelink.test | /$/inet/{fallback}/{port};\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n  dns:\n    timeoutMs: 500\n",
+        ip = dns.ip
+    )
+}
+
+fn srv_records(port: u16, targets: &[(&str, u16, &str)]) -> String {
+    let mut zone = String::new();
+    for (name, weight, ip) in targets {
+        zone.push_str(&format!("_http._tcp.web SRV 0 {weight} {port} {name}\n{name} A {ip}\n"));
+    }
+    zone
+}
+
+#[test]
+fn dnssrv_binds_the_targets_follows_changes_and_falls_back() {
+    let pods = pods(51, 4);
+    let port = pods[0].port();
+    let zone = srv_records(port, &[("a", 30, "127.0.1.51"), ("b", 10, "127.0.1.52")]);
+    let Some(mut dns) = DnsServer::start("127.0.0.7", 1, &zone) else { return };
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.54", ""), "epoll");
+    // Both targets serve (weights ignored by default: about half each).
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        *seen.entry(served_by(proxy.addr(), "web")).or_insert(0) += 1;
+    }
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["127.0.1.51", "127.0.1.52"], "{seen:?}");
+    assert!(seen["127.0.1.52"] > 60, "weights are ignored by default: {seen:?}");
+    // NXDOMAIN binds negative: the dtab falls back.
+    assert_eq!(served_by(proxy.addr(), "gone"), "127.0.1.54");
+    // The record set changes (a reload): picked up within the refresh
+    // interval (1 s, plus the lookup and a snapshot), no request failing.
+    dns.set_records(&srv_records(port, &[("a", 30, "127.0.1.51"), ("c", 10, "127.0.1.53")]));
+    let took = switch_to(&proxy, "web", "127.0.1.53", Duration::from_secs(5));
+    assert!(took < Duration::from_millis(2_500), "took {took:?}");
+    // The server stops answering: negative (linkerd's rule), the fall-back
+    // serves.
+    dns.pause(true);
+    let start = Instant::now();
+    while served_by(proxy.addr(), "web") != "127.0.1.54" {
+        assert!(start.elapsed() < Duration::from_secs(5), "never fell back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(process_metric(&proxy, "namer/io.l5d.dnssrv/lookup_failures") > 0);
+    dns.pause(false);
+}
+
+#[test]
+fn dnssrv_extensions_weigh_targets_and_keep_the_last_good_set() {
+    let pods = pods(61, 3);
+    let port = pods[0].port();
+    let zone = srv_records(port, &[("a", 10, "127.0.1.61"), ("b", 30, "127.0.1.62")]);
+    let Some(dns) = DnsServer::start("127.0.0.8", 1, &zone) else { return };
+    let extra = "  srvWeights: true\n  keepLastGoodSecs: 30\n";
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.63", extra), "epoll");
+    assert_eq!(served_by(proxy.addr(), "gone"), "127.0.1.63");
+    // SRV weights 10:30 reach the balancer, as io.l5d.fs weights do.
+    let mut conn = common::client::Conn::open(proxy.addr());
+    let mut light = 0;
+    for _ in 0..2000 {
+        conn.send(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+        let rsp = conn.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 200);
+        light += usize::from(rsp.body == b"127.0.1.61");
+    }
+    let share = light as f64 / 2000.0;
+    assert!((share - 0.25).abs() <= 0.05, "weight 10 of 40 got {share}");
+    // The server stops answering: the last good set keeps serving.
+    dns.pause(true);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let by = served_by(proxy.addr(), "web");
+        assert!(by == "127.0.1.61" || by == "127.0.1.62", "{by}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(process_metric(&proxy, "namer/io.l5d.dnssrv/kept_last_good") > 0);
+    assert!(proxy.stderr_lines().iter().any(|l| l.contains("the last good set keeps serving")));
+    dns.pause(false);
+}
