@@ -269,6 +269,12 @@ impl Balancer {
     }
 
     fn two_choices(&self, within: usize, usable: &dyn Fn(&Endpoint) -> bool) -> Option<usize> {
+        if within == 1 {
+            // One candidate (a service with one replica is common): nothing
+            // to draw or compare. The draws below would pick it, then try
+            // four times and scan for a second one in vain.
+            return usable(&self.endpoints[0].0).then_some(0);
+        }
         let a = self.draw(within, usable)?;
         // Two distinct endpoints (as linkerd's p2c): a second draw of the
         // same one would compare it with itself.
@@ -404,6 +410,24 @@ mod tests {
         accrual.on_result(&second.health, false, now);
         accrual.on_result(&second.health, false, now);
         assert!(b.pick(&lazy, None).is_none(), "all dead: no endpoint, at once");
+    }
+
+    #[test]
+    fn one_endpoint_is_taken_without_a_draw() {
+        for kind in [LoadBalancerKind::P2c, LoadBalancerKind::Ewma, LoadBalancerKind::Aperture] {
+            let config = LoadBalancerConfig { kind, ..Default::default() };
+            let accrual = Rc::new(Accrual::new(FailureAccrualPolicy::ConsecutiveFailures { failures: 1 }, None));
+            let b = Balancer::new(endpoints(&[1.0]), config, accrual.clone());
+            let only = b.endpoints[0].0.clone();
+            let now = Instant::now();
+            let lazy = LazyNow::at(now);
+            let state = b.rng.0.get();
+            assert!(Rc::ptr_eq(&b.pick(&lazy, None).unwrap(), &only), "{kind:?}");
+            assert_eq!(b.rng.0.get(), state, "{kind:?}: no random number drawn");
+            assert!(b.pick(&lazy, Some(&only)).is_none(), "{kind:?}: avoided, nothing else");
+            accrual.on_result(&only.health, false, now);
+            assert!(b.pick(&lazy, None).is_none(), "{kind:?}: dead, nothing else");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::error::ProxyError;
 use super::exchange::{self, Downstream};
 use super::parked;
 use super::request::{Next, Prepared, RequestMeta};
+use super::watchdog;
 
 /// Counts the connection as open on its core while it lives (also while
 /// parked), so draining knows when the core is done, and in its server's
@@ -52,6 +53,14 @@ impl<B: Backend> Drop for OpenConnection<B> {
 /// under load the next request arrives within microseconds and nothing is
 /// spawned, while thousands of idle keep-alive connections cost little
 /// memory (docs/io-backends.md has the measurements).
+///
+/// The hot wait is timed by the core's watchdog (`proxy::watchdog`, a tick
+/// every 100 ms), not a tokio timer: under a closed-loop client every
+/// request waits here, and a timer registered and removed per request cost
+/// 553 (epoll) and 633 (io_uring) instructions of ~14,000 (docs/engine.md,
+/// issue 16). A connection therefore parks between 1.0 and 1.2 s into its
+/// idle time (later only if the core's event loop falls behind its ticks);
+/// its idle timeout is still counted exactly, from when it went idle.
 const HOT_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves one accepted client connection until it closes: the TLS handshake
@@ -137,6 +146,7 @@ async fn run_active<B: Backend>(
     first: bool,
 ) {
     let core = open.core.clone();
+    let opened = std::time::Instant::now();
     let mut session = Session {
         core: &core,
         server,
@@ -144,7 +154,8 @@ async fn run_active<B: Backend>(
         downstream: &downstream,
         rbuf: Vec::new(),
         stats: open.stats.clone(),
-        begun: std::time::Instant::now(),
+        begun: opened,
+        idle_since: opened,
         peer,
         pending_log: Vec::new(),
         resolving: None,
@@ -257,6 +268,9 @@ struct Session<'a, B: Backend> {
     /// When the current request's head started to be read (its latency is
     /// measured from here to the end of its response).
     begun: std::time::Instant,
+    /// When the connection last went idle (opened, resumed, or its last
+    /// response ended): its idle timeout counts from here.
+    idle_since: std::time::Instant,
     /// The client's address (access log).
     peer: std::net::IpAddr,
     /// The current request's access log line so far (empty unless the
@@ -302,6 +316,8 @@ impl<B: Backend> Session<'_, B> {
         }
         let route = done.route.as_ref().map(|(client, service)| (&**client, &**service));
         self.finish(done.status, done.sent, route, done.at);
+        // The clock reading the exchange ended with; no other is taken.
+        self.idle_since = done.at;
         done.next
     }
 
@@ -322,18 +338,34 @@ impl<B: Backend> Session<'_, B> {
             self.core.buffers.give(rbuf);
         }
         let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
-        let hot = limit.min(HOT_IDLE);
         // No draining wake-up here: registering with the shutdown `Notify`
         // twice per request costs more than it saves. A connection idle when
-        // draining starts is closed within HOT_IDLE, by `park`.
-        match tokio::time::timeout(hot, self.downstream.wait_readable()).await {
+        // draining starts is closed within the hot wait (1.2 s), by `park`.
+        let waited = if limit > HOT_IDLE {
+            // The usual case (idleTimeMs defaults to 10 s): the coarse
+            // deadline, then park for what is left of the idle timeout.
+            watchdog::within(HOT_IDLE, self.downstream.wait_readable()).await
+        } else {
+            // A limit of 1 s or less ends the connection, where a coarse
+            // deadline could be 20 % late or more: a tokio timer, as precise
+            // as the configured limit.
+            tokio::time::timeout(limit, self.downstream.wait_readable()).await.map_err(|_elapsed| watchdog::Expired)
+        };
+        match waited {
             Ok(Ok(true)) => {
                 self.rbuf = self.core.buffers.take();
                 Waited::Ready
             }
             Ok(Ok(false)) | Ok(Err(_)) => Waited::Closed,
-            Err(_elapsed) if limit > hot && !self.core.shutdown.is_draining() => Waited::StillIdle(limit - hot),
-            Err(_elapsed) => Waited::Closed,
+            Err(watchdog::Expired) if limit > HOT_IDLE && !self.core.shutdown.is_draining() => {
+                // The hot wait ran a tick or two past HOT_IDLE: park for the
+                // rest of the limit as counted by the clock.
+                match limit.checked_sub(self.idle_since.elapsed()) {
+                    Some(remaining) if !remaining.is_zero() => Waited::StillIdle(remaining),
+                    _ => Waited::Closed,
+                }
+            }
+            Err(watchdog::Expired) => Waited::Closed,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Coarse per-core deadlines for body reads and writes.
+//! Coarse per-core deadlines for body reads and writes, and for the hot
+//! idle wait between requests (`conn::Session::wait_for_request`).
 //!
 //! Every body read and write is bounded (`corelink.bodyProgressTimeoutMs`,
 //! 60 s by default, and the server's `socketOptions`), but nearly all of them
@@ -14,7 +15,9 @@
 //! therefore fires between its length and its length plus two ticks.
 
 use std::cell::{Cell, RefCell};
-use std::task::Waker;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// The watchdog's resolution.
@@ -105,6 +108,50 @@ impl Drop for Registration {
     }
 }
 
+/// `op` bounded by a coarse `limit`: it ran at least `limit` (and at most
+/// two ticks more, if this core's event loop keeps up) when it fails with
+/// [`Expired`].
+///
+/// `op` is polled first, so one that is ready at once registers nothing;
+/// one that has to wait takes a slot in the table rather than a tokio timer.
+pub fn within<F: Future>(limit: Duration, op: F) -> Within<F> {
+    Within { op, limit, registration: None }
+}
+
+/// The limit of [`within`] passed before its operation finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired;
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Within<F> {
+        #[pin]
+        op: F,
+        limit: Duration,
+        registration: Option<Registration>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Expired>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.op.poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        match this.registration {
+            None => {
+                *this.registration = Some(Registration::new(*this.limit, cx.waker()));
+                Poll::Pending
+            }
+            Some(r) if r.expired(cx.waker()) => Poll::Ready(Err(Expired)),
+            Some(_) => Poll::Pending,
+        }
+    }
+}
+
 /// This core's ticker: advances the tick count and wakes expired waits;
 /// ends when nothing is registered (the next registration starts another).
 async fn tick() {
@@ -177,6 +224,20 @@ mod tests {
             let waited = started.elapsed();
             assert!(waited >= Duration::from_millis(250), "{waited:?}");
             assert!(waited < Duration::from_millis(250) + 3 * TICK, "{waited:?}");
+        });
+    }
+
+    #[test]
+    fn within_returns_a_ready_operation_and_expires_a_waiting_one() {
+        let (rt, local) = local_runtime();
+        local.block_on(&rt, async {
+            assert_eq!(within(Duration::from_millis(1), async { 7 }).await, Ok(7));
+            WATCHDOG.with(|w| assert!(w.slots.borrow().is_empty(), "a ready operation registers nothing"));
+            let started = tokio::time::Instant::now();
+            let limit = Duration::from_millis(150);
+            assert_eq!(within(limit, std::future::pending::<()>()).await, Err(Expired));
+            let waited = started.elapsed();
+            assert!(waited >= limit && waited < limit + 3 * TICK, "{waited:?}");
         });
     }
 

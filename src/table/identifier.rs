@@ -39,16 +39,18 @@ impl Identifiers {
     /// Writes the cache key of the first identifier that can name `head` into
     /// `key` (its index, then the bytes it reads). Errors say why none could.
     pub fn key(&self, head: &RequestHead<'_, '_>, key: &mut Vec<u8>) -> Result<(), String> {
-        let mut last = String::from("no identifier configured");
+        // The message is built only when naming fails: this runs on every
+        // request, and was its one allocation (docs/engine.md, issue 16).
+        let mut last = None;
         for (i, id) in self.0.iter().enumerate() {
             key.clear();
             key.push(i as u8);
             match id.key(head, key) {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) => last = Some(e),
             }
         }
-        Err(last)
+        Err(last.unwrap_or_else(|| String::from("no identifier configured")))
     }
 
     /// The destination path for a key written by [`Identifiers::key`].
@@ -294,5 +296,9 @@ mod tests {
         let err =
             name_of(&[IdentifierKind::Path { segments: 2, consume: true }], b"GET /a HTTP/1.1\r\nHost: b\r\n\r\n");
         assert!(err.unwrap_err().contains("fewer than 2"));
+        // When every identifier fails, the last one's reason is reported.
+        let kinds = [IdentifierKind::Path { segments: 2, consume: false }, IdentifierKind::default()];
+        assert_eq!(name_of(&kinds, b"GET /a HTTP/1.0\r\n\r\n").unwrap_err(), "no Host header");
+        assert_eq!(name_of(&[], b"GET /a HTTP/1.1\r\nHost: b\r\n\r\n").unwrap_err(), "no identifier configured");
     }
 }

@@ -103,17 +103,30 @@ pub(crate) struct ConnectionOptions {
 impl ConnectionOptions {
     /// Adds one `Connection` field value (a message may carry several).
     pub(crate) fn add(&mut self, value: &[u8]) {
+        // Nearly every value is exactly one of the tokens (`keep-alive`,
+        // `close`): matched whole, it is one item, with no list to split
+        // and no scan for a comma.
+        if self.add_known(trim_ows(value)) {
+            return;
+        }
         for item in list_items(value) {
-            if item.eq_ignore_ascii_case(b"close") {
-                self.close = true;
-            } else if item.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if item.eq_ignore_ascii_case(b"upgrade") {
-                self.upgrade = true;
-            } else {
+            if !self.add_known(item) {
                 self.names_fields = true;
             }
         }
+    }
+
+    /// Notes `item` if it is one of the tokens with a meaning of their own;
+    /// false for any other (a field name, or a list).
+    fn add_known(&mut self, item: &[u8]) -> bool {
+        let flag = match item.len() {
+            5 if item.eq_ignore_ascii_case(b"close") => &mut self.close,
+            7 if item.eq_ignore_ascii_case(b"upgrade") => &mut self.upgrade,
+            10 if item.eq_ignore_ascii_case(b"keep-alive") => &mut self.keep_alive,
+            _ => return false,
+        };
+        *flag = true;
+        true
     }
 }
 
@@ -205,6 +218,28 @@ mod tests {
         assert_eq!(classify("Content-Length"), HeaderKind::ContentLength);
         assert_eq!(classify("TRANSFER-ENCODING"), HeaderKind::TransferEncoding);
         assert_eq!(classify("X-Thing"), HeaderKind::Other);
+    }
+
+    #[test]
+    fn connection_options_with_and_without_commas() {
+        let options = |values: &[&[u8]]| {
+            let mut o = ConnectionOptions::default();
+            for v in values {
+                o.add(v);
+            }
+            (o.close, o.keep_alive, o.upgrade, o.names_fields)
+        };
+        assert_eq!(options(&[b"keep-alive"]), (false, true, false, false));
+        assert_eq!(options(&[b" Close\t"]), (true, false, false, false));
+        assert_eq!(options(&[b"UPGRADE"]), (false, false, true, false));
+        assert_eq!(options(&[b"x-hop"]), (false, false, false, true));
+        assert_eq!(options(&[b""]), (false, false, false, false), "an empty value names nothing");
+        assert_eq!(options(&[b" \t "]), (false, false, false, false), "nor does whitespace");
+        assert_eq!(options(&[b"keep-alive x"]), (false, false, false, true), "one token, not two");
+        assert_eq!(options(&[b"keep-alive, Upgrade"]), (false, true, true, false));
+        assert_eq!(options(&[b" ,close,, x-hop ,"]), (true, false, false, true));
+        assert_eq!(options(&[b","]), (false, false, false, false));
+        assert_eq!(options(&[b"close", b"keep-alive"]), (true, true, false, false), "fields add up");
     }
 
     #[test]
