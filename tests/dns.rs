@@ -132,8 +132,13 @@ fn request_names_are_resolved_while_the_request_waits_and_follow_their_ttl() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(start.elapsed() < Duration::from_millis(3_500), "a 1 s TTL took {:?}", start.elapsed());
-    // NXDOMAIN binds negative: the dtab falls back.
-    assert_eq!(ask_path(&proxy, &format!("/nope.corelink.test/{port}/")), Ok((200, "127.0.1.23".to_string())));
+    // NXDOMAIN fails inside the binding (finagle's /$/inet always binds):
+    // 502 saying why, and the dtab's alternative is not taken.
+    let nope = common::client::get(proxy.addr(), &format!("/nope.corelink.test/{port}/"), "client").unwrap();
+    assert_eq!(nope.status, 502);
+    let body = String::from_utf8_lossy(&nope.body);
+    assert!(body.contains("(nope.corelink.test: no such host)"), "{body}");
+    assert_eq!(pods[2].last_served(), None, "the alternative /$/inet/127.0.1.23 was never used");
     // ... briefly: once the name exists, it serves after the negative TTL.
     dns.set_records("web A 127.0.1.22\nnope A 127.0.1.21");
     let start = Instant::now();
@@ -187,6 +192,42 @@ fn a_flood_of_random_names_is_rate_limited_and_capped() {
     // A real name still resolves and serves (once the bucket has refilled).
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.41".to_string())));
+}
+
+/// linkerd's `proxy.yaml` (`porthostPfx`, `rinet`) with host names only
+/// requests supply, resolved at request time by the test's DNS server:
+/// `Host: web…:PORT` reaches web's PORT, `Host: www…` port 80 (where port 80
+/// can be bound), and a host that does not exist fails inside its binding
+/// with a 502 saying so: the earlier dentry (`/svc => /ph/80`) is not taken.
+#[test]
+fn linkerd_proxy_example_resolves_the_hosts_requests_name() {
+    let Some(dns) = DnsServer::start("127.0.0.10", 1, "web A 127.0.1.71\nwww A 127.0.1.72") else { return };
+    let web = Pod::on(std::net::TcpListener::bind("127.0.1.71:0").unwrap(), "web");
+    let www = match std::net::TcpListener::bind("127.0.1.72:80") {
+        Ok(l) => Some(Pod::on(l, "www")),
+        Err(e) => {
+            eprintln!("notice: Host without a port not tested: cannot bind 127.0.1.72:80 ({e})");
+            None
+        }
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/linkerd/proxy.yaml");
+    let example = std::fs::read_to_string(path).unwrap();
+    let text = example.replace("  - port: 4140\n", "  - port: 0\n");
+    assert_ne!(text, example, "the example's server port moved");
+    let text = format!("admin:\n  port: 0\n{text}{}  workers: 2\n  shutdownDelayMs: 0\n", dns.corelink_dns(""));
+    for io in common::backends() {
+        let proxy = Corelink::start(&text, io);
+        assert_eq!(served_by(proxy.addr(), &format!("web.corelink.test:{}", web.port())), "web", "{io}");
+        if www.is_some() {
+            assert_eq!(served_by(proxy.addr(), "www.corelink.test"), "www", "{io}");
+        }
+        let nope = common::client::get(proxy.addr(), "/", &format!("nope.corelink.test:{}", web.port())).unwrap();
+        let body = String::from_utf8_lossy(&nope.body);
+        assert_eq!(nope.status, 502, "{io}: {body}");
+        assert!(body.contains("/svc/nope.corelink.test:"), "{io}: {body}");
+        assert!(body.contains("(nope.corelink.test: no such host)"), "{io}: {body}");
+        assert!(process_metric(&proxy, "dns/request/lookups") >= 2, "{io}");
+    }
 }
 
 // ------------------------------------------------------- io.l5d.dnssrv

@@ -122,12 +122,14 @@ fn porthost_falls_through_when_the_host_has_no_port() {
             "{io}: {seen}"
         );
         // An upper-case "port" is no DNS label: /ph/PORT/127.0.0.1:HTTP,
-        // whose host is no address (nor a valid DNS name: the resolver
-        // refuses it).
+        // whose host is no address nor a valid DNS name: refused before
+        // any resolver is asked.
         let rsp = get(proxy.addr(), "/", "127.0.0.1:HTTP").unwrap();
         assert_eq!(rsp.status, 502, "{io}");
         let err = l5d_err(&rsp);
-        assert!(err.contains("(127.0.0.1:HTTP: "), "{io}: the host's own failure: {err}");
+        assert!(err.contains("(127.0.0.1:HTTP: not a valid DNS host name)"), "{io}: the host's own failure: {err}");
+        assert_eq!(common::metric(&proxy.metrics(), "corelink/dns/request/lookups"), 0.0, "{io}: no lookup");
+        assert_eq!(common::metric(&proxy.metrics(), "corelink/dns/request/invalid"), 1.0, "{io}");
         assert!(err.starts_with("No hosts are available for /svc/127.0.0.1:HTTP,"), "{io}: {err}");
         assert_eq!(err.matches("No hosts are available").count(), 1, "{io}: said once: {err}");
     }

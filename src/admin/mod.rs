@@ -302,6 +302,12 @@ fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
             count(&dns.request_dropped),
         ),
         ProcessMetric::new(
+            "dns/request/invalid",
+            ProcessKind::Counter,
+            "requests whose host is no valid DNS host name (502 without a lookup)",
+            count(&dns.request_invalid),
+        ),
+        ProcessMetric::new(
             "dns/request/waits",
             ProcessKind::Counter,
             "requests that waited for a host name's answer",

@@ -131,6 +131,12 @@ impl CoreNames {
         let Some(channel) = &self.channel else {
             return HostLookup::Negative(format!("{host} is not a resolved address"), now + DROPPED_FOR);
         };
+        // A resolver could only refuse it: no ask, no share of the rate.
+        // (`/#/…`: an `io.l5d.dnssrv` record, asked for by its path.)
+        if !host.starts_with('/') && !naming::inet::is_dns_host_name(host.as_bytes()) {
+            channel.stats.request_invalid.fetch_add(1, Ordering::Relaxed);
+            return HostLookup::Negative(format!("{host}: not a valid DNS host name"), now + DROPPED_FOR);
+        }
         let mut entries = self.entries.borrow_mut();
         match entries.get_mut(host) {
             Some(Entry::Pending(_)) => return HostLookup::Resolving,
@@ -272,5 +278,21 @@ mod tests {
             assert!(names.len() <= 3, "{}", names.len());
         }
         assert!(stats.request_evicted.load(Ordering::Relaxed) >= 2);
+    }
+
+    #[test]
+    fn a_host_that_is_no_dns_name_is_refused_without_asking() {
+        let stats = Arc::new(DnsStats::default());
+        let (mut control, cores) = channels(1, &config::DnsConfig::default(), &stats);
+        let names = CoreNames::new(&cores[0]);
+        let now = Instant::now();
+        for host in ["127.0.0.1:HTTP", "a..b", "a b"] {
+            assert!(
+                matches!(names.lookup(host, now), HostLookup::Negative(why, _) if why.contains("not a valid DNS host name"))
+            );
+        }
+        assert_eq!(control.asks_len(), 0, "nothing asked");
+        assert_eq!(stats.request_invalid.load(Ordering::Relaxed), 3);
+        assert!(names.is_empty(), "nothing kept");
     }
 }

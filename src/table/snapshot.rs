@@ -135,13 +135,6 @@ pub enum Unresolved {
 /// supplied (each core's `table::names`).
 pub trait RequestHosts {
     fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved>;
-
-    /// Whether a negative answer binds `~` (the dtab falls back): true for
-    /// real answers, false where there are none to have (`corelink
-    /// delegate`), so a name is not shown as missing for want of asking.
-    fn binds_negative(&self) -> bool {
-        true
-    }
 }
 
 /// No answers beyond the snapshot's: `corelink delegate`, tests.
@@ -151,34 +144,21 @@ impl RequestHosts for NoRequestHosts {
     fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved> {
         Err(Unresolved::Unavailable(format!("{host} is not a resolved address")))
     }
-
-    fn binds_negative(&self) -> bool {
-        false
-    }
 }
 
 /// The snapshot's namers as the naming crate's [`Namers`] (a local type:
 /// the orphan rule forbids implementing it for `[ConfiguredNamer]` here).
+/// `/$/inet` names are not theirs: finagle binds them whatever their host
+/// resolves to (`Namer.global`), so a host that does not exist fails the
+/// request inside that binding ([`RoutingSnapshot::endpoints`]) and never
+/// makes a dtab fall back.
 struct SnapshotNamers<'a> {
     namers: &'a [ConfiguredNamer],
-    dns: &'a HashMap<String, Vec<IpAddr>>,
+    /// Where an `io.l5d.dnssrv` record not looked up yet is asked for.
     hosts: &'a dyn RequestHosts,
 }
 
 impl Namers for SnapshotNamers<'_> {
-    /// A request-supplied host name known not to exist binds `~`, so the
-    /// dtab falls back (asking for it here also starts its resolution).
-    fn bind_inet(&self, bound: BoundName) -> NameTree<BoundName> {
-        let host = bound.id.segment_str(2).filter(|_| bound.id.len() == 4);
-        match host {
-            Some(h) if h.parse::<IpAddr>().is_err() && !self.dns.contains_key(h) => match self.hosts.lookup(h) {
-                Err(Unresolved::Unavailable(_)) if self.hosts.binds_negative() => NameTree::Neg,
-                _ => NameTree::Leaf(bound),
-            },
-            _ => NameTree::Leaf(bound),
-        }
-    }
-
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
         if path.segment(0) != Some(b"#") {
             return None;
@@ -317,8 +297,8 @@ impl RoutingSnapshot {
         self.bind_with(router, name, local, &NoRequestHosts)
     }
 
-    /// [`RoutingSnapshot::bind`], with this core's answers for host names
-    /// only requests supplied: one known not to exist binds `~`.
+    /// [`RoutingSnapshot::bind`], asking `hosts` for the `io.l5d.dnssrv`
+    /// records not looked up yet (the request waits for them).
     pub fn bind_with(
         &self,
         router: usize,
@@ -327,7 +307,7 @@ impl RoutingSnapshot {
         hosts: &dyn RequestHosts,
     ) -> Result<NameTree<BoundName>, String> {
         let routes = &self.routers[router];
-        let namers = SnapshotNamers { namers: &self.namers, dns: &self.dns, hosts };
+        let namers = SnapshotNamers { namers: &self.namers, hosts };
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegator = match local {
             Some(local) => delegator.with_local(local),
@@ -342,7 +322,7 @@ impl RoutingSnapshot {
     /// `transformation` steps).
     pub fn delegate(&self, router: usize, path: &Path, local: Option<&Dtab>) -> naming::Delegation {
         let routes = &self.routers[router];
-        let namers = SnapshotNamers { namers: &self.namers, dns: &self.dns, hosts: &NoRequestHosts };
+        let namers = SnapshotNamers { namers: &self.namers, hosts: &NoRequestHosts };
         let delegator = Delegator::new(&routes.dtab, &namers).with_legacy_unprefixed_namers(routes.legacy_namer_paths);
         let delegation = match local {
             Some(local) => delegator.with_local(local).delegate(path),

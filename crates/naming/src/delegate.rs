@@ -78,22 +78,11 @@ pub enum Name {
 pub trait Namers {
     /// Binds `path`, or `None` if no namer owns it.
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>>;
-
-    /// A bound `/$/inet` (or `fixedinet`) name as the namers see it: `~`
-    /// when its host is known not to exist, so the dtab falls back, as
-    /// finagle treats a name bound to `Addr.Neg`. By default, as it is.
-    fn bind_inet(&self, bound: BoundName) -> NameTree<BoundName> {
-        NameTree::Leaf(bound)
-    }
 }
 
 impl<N: Namers + ?Sized> Namers for &N {
     fn bind(&self, path: &Path) -> Option<NameTree<BoundName>> {
         (**self).bind(path)
-    }
-
-    fn bind_inet(&self, bound: BoundName) -> NameTree<BoundName> {
-        (**self).bind_inet(bound)
     }
 }
 
@@ -284,12 +273,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
             self.namers.bind(p).map_or(NameTree::Neg, |t| t.map(&mut |b: &BoundName| Name::Bound(b.clone())))
         };
         match path.segment(0) {
-            Some(b"$") => Ok(match global_lookup(path)? {
-                NameTree::Leaf(Name::Bound(bound)) if matches!(path.segment(1), Some(b"inet" | b"fixedinet")) => {
-                    self.namers.bind_inet(bound).map(&mut |b: &BoundName| Name::Bound(b.clone()))
-                }
-                tree => tree,
-            }),
+            Some(b"$") => global_lookup(path),
             Some(b"#") => Ok(configured(path)),
             Some(_) if self.legacy_unprefixed => {
                 let hashed = Path::single_segment("#").unwrap_or_default().concat(path);
@@ -959,26 +943,13 @@ mod tests {
         }
     }
 
-    /// Inet hosts named `missing` are known not to exist.
-    struct NegInet;
-    impl Namers for NegInet {
-        fn bind(&self, _path: &Path) -> Option<NameTree<BoundName>> {
-            None
-        }
-        fn bind_inet(&self, bound: BoundName) -> NameTree<BoundName> {
-            match bound.id.segment(2) {
-                Some(b"missing") => NameTree::Neg,
-                _ => NameTree::Leaf(bound),
-            }
-        }
-    }
-
     #[test]
-    fn an_inet_host_known_missing_binds_negative_and_the_dtab_falls_back() {
-        let d = dtab("/svc=>/$/inet | /$/inet/fallback/1");
-        let bind = |path: &str| Delegator::new(&d, &NegInet).bind(&p(path));
-        assert_eq!(bind("/svc/there/80"), Ok(bound("/$/inet/there/80", "/")));
-        assert_eq!(bind("/svc/missing/80"), Ok(bound("/$/inet/fallback/1", "/missing/80")));
+    fn an_inet_name_always_binds_whatever_its_host() {
+        // finagle's Namer.global: `/$/inet/HOST/PORT` is a bound leaf
+        // whether or not HOST resolves, so the alternative is never taken;
+        // a host that does not exist fails inside the binding.
+        let d = "/svc=>/$/inet | /$/inet/fallback/1";
+        assert_eq!(bind(d, "/svc/missing/80"), Ok(bound("/$/inet/missing/80", "/")));
     }
 
     #[test]

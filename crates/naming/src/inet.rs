@@ -73,6 +73,23 @@ pub fn leaf_host(leaf: &Path) -> Option<&[u8]> {
     }
 }
 
+/// Whether `host` can be asked of DNS as a host name: dot-separated labels
+/// of 1 to 63 bytes each (a final dot allowed), at most 253 bytes in all,
+/// each label letters, digits, `-` or `_` (RFC 1035's lengths; RFC 1123's
+/// characters, plus the `_` that SRV-style and many internal names use).
+/// A host a request supplies that fails this is refused before any
+/// resolver is asked (it could only answer "invalid name"), so junk such
+/// as `127.0.0.1:HTTP` costs no lookup and no share of the lookup rate.
+pub fn is_dns_host_name(host: &[u8]) -> bool {
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split(|&b| b == b'.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +130,30 @@ mod tests {
         assert_eq!(leaf_host(&p("/$/io.buoyant.rinet/80")), None);
         assert_eq!(leaf_host(&p("/$/io.buoyant.porthostPfx/ph/h:1")), None);
         assert_eq!(leaf_host(&p("/svc/localhost")), None);
+    }
+
+    #[test]
+    fn dns_host_names() {
+        for ok in ["localhost", "web.corelink.test", "web.corelink.test.", "_http._tcp.web", "a-b.c9", "1.2.3"] {
+            assert!(is_dns_host_name(ok.as_bytes()), "{ok}");
+        }
+        let long_label = "a".repeat(64);
+        let long_name = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(62)].join(".");
+        assert_eq!(long_name.len(), 254);
+        for bad in [
+            "",
+            ".",
+            "127.0.0.1:HTTP",
+            "a..b",
+            ".a",
+            "a b",
+            "caf\u{e9}",
+            "a/b",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_dns_host_name(bad.as_bytes()), "{bad:?}");
+        }
+        assert!(is_dns_host_name(long_name[1..].as_bytes()), "253 bytes is the most");
     }
 }

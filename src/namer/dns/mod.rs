@@ -55,6 +55,8 @@ pub struct DnsStats {
     /// Requests that could not ask (too many names pending on their core,
     /// or the queue to the control thread full).
     pub request_dropped: AtomicU64,
+    /// Requests whose host is no valid DNS name (refused without a lookup).
+    pub request_invalid: AtomicU64,
     /// Requests that waited for an answer, and those whose wait ran out.
     pub request_waits: AtomicU64,
     pub request_wait_timeouts: AtomicU64,
