@@ -314,3 +314,35 @@ fn dnssrv_extensions_weigh_targets_and_keep_the_last_good_set() {
     assert!(proxy.stderr_lines().iter().any(|l| l.contains("the last good set keeps serving")));
     dns.pause(false);
 }
+
+/// `dnsHosts` by name, as linkerd's docs write it (`ns0.example.org`):
+/// the names are resolved with `corelink.dns` (here the same test server,
+/// which holds an A record for its own name), and their SRV records then
+/// asked of the addresses found. A server name that does not resolve
+/// leaves the namer without a server: its records bind `~` (the dtab falls
+/// back) and the reason is logged.
+#[test]
+fn dnssrv_names_its_dns_servers_by_host_name() {
+    let pods = pods(81, 2);
+    let port = pods[0].port();
+    let mut zone = srv_records(port, &[("a", 10, "127.0.1.81")]);
+    zone.push_str("ns A 127.0.0.12\n");
+    let Some(dns) = DnsServer::start("127.0.0.12", 1, &zone) else { return };
+    let config = |dns_hosts: &str| {
+        format!(
+            "admin:\n  port: 0\nnamers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  refreshIntervalSeconds: 1\n  dnsHosts: [{dns_hosts}]\nrouters:\n- protocol: http\n  label: r\n  dtab: |\n    /dnssrv => /#/io.l5d.dnssrv;\n    /svc/web => /dnssrv/_http._tcp.web.corelink.test | /$/inet/127.0.1.82/{port};\n  servers:\n  - port: 0\n{}    timeoutMs: 500\n  workers: 2\n  shutdownDelayMs: 0\n",
+            dns.corelink_dns("")
+        )
+    };
+    let proxy = Corelink::start(&config("ns.corelink.test"), "epoll");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.81");
+    drop(proxy);
+    // A server name that does not exist: the record binds `~`.
+    let proxy = Corelink::start(&config("nons.corelink.test"), "epoll");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.82");
+    let start = Instant::now();
+    while !proxy.stderr_lines().iter().any(|l| l.contains("nons.corelink.test: no such host")) {
+        assert!(start.elapsed() < Duration::from_secs(5), "no log line names the server: {:?}", proxy.stderr_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

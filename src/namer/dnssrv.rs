@@ -14,7 +14,7 @@
 //! after NXDOMAIN). docs/dns.md has the details.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,7 +160,7 @@ impl Shared {
 /// One configured `io.l5d.dnssrv` namer's watches.
 struct NamerWatch {
     config: DnsSrvNamerConfig,
-    resolver: Option<Arc<Resolver>>,
+    servers: Arc<Servers>,
     settings: DnsSettings,
     shared: Arc<Shared>,
     tasks: BTreeMap<String, tokio::task::JoinHandle<()>>,
@@ -243,32 +243,28 @@ impl SrvNamers {
             if self.namers.contains_key(&prefix) {
                 continue;
             }
-            let resolver_config = match c.dns_hosts.is_empty() {
-                true => self.dns.clone(),
-                false => DnsConfig {
-                    servers: c.dns_hosts.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(),
-                    ..self.dns.clone()
-                },
-            };
-            let resolver = {
+            let servers = {
                 let _guard = self.rt.enter();
-                match build_resolver(&resolver_config) {
-                    Ok(r) => Some(Arc::new(r)),
-                    Err(e) => {
-                        tracing::error!(namer = %prefix, error = %e, "io.l5d.dnssrv: no resolver; its records will not resolve");
-                        None
-                    }
-                }
+                Servers::new(&c.dns_hosts, &self.dns)
             };
+            if let Servers::Fixed(Err(e)) = &servers {
+                tracing::error!(namer = %prefix, error = %e, "io.l5d.dnssrv: no resolver; its records will not resolve");
+            }
             let shared = Arc::new(Shared {
                 records: Mutex::default(),
                 dirty: AtomicBool::new(false),
                 changed: self.changed.clone(),
                 stats: self.stats.clone(),
             });
-            let settings = DnsSettings::from(&resolver_config);
-            let watch =
-                NamerWatch { config: c, resolver, settings, shared, tasks: BTreeMap::new(), order: VecDeque::new() };
+            let settings = DnsSettings::from(&self.dns);
+            let watch = NamerWatch {
+                config: c,
+                servers: Arc::new(servers),
+                settings,
+                shared,
+                tasks: BTreeMap::new(),
+                order: VecDeque::new(),
+            };
             self.namers.insert(prefix, watch);
         }
     }
@@ -387,6 +383,126 @@ impl SrvNamers {
 }
 
 /// Starts the refresh task of one record (evicting the oldest past `cap`).
+/// Where one namer's lookups go (`dnsHosts`). Empty or all addresses: one
+/// resolver, built when the namer starts. With host names among them (as
+/// linkerd's docs write them, `ns0.example.org`; dnsjava resolved them
+/// with the system's resolver): the names are resolved with
+/// `corelink.dns`'s resolver before the first lookup and again when their
+/// TTL runs out, and the namer's resolver is built anew when their
+/// addresses change. A name that stops resolving keeps its last addresses.
+enum Servers {
+    Fixed(Result<Arc<Resolver>, String>),
+    Named(Box<NamedServers>),
+}
+
+struct NamedServers {
+    hosts: Vec<String>,
+    /// `corelink.dns`: resolves the names, and is the template of the
+    /// namer's resolver.
+    dns: DnsConfig,
+    names: Result<Arc<Resolver>, String>,
+    current: tokio::sync::Mutex<CurrentServers>,
+}
+
+#[derive(Default)]
+struct CurrentServers {
+    /// Each host's last addresses.
+    known: HashMap<String, Vec<IpAddr>>,
+    /// The addresses `resolver` asks, and when to resolve the names again.
+    addrs: Vec<IpAddr>,
+    resolver: Option<Arc<Resolver>>,
+    due: Option<Instant>,
+    /// Why there is no resolver (yet).
+    why: String,
+}
+
+/// `dns` with `servers` (port 53) as its servers, or as it is for none.
+fn with_servers(dns: &DnsConfig, servers: &[IpAddr]) -> DnsConfig {
+    match servers.is_empty() {
+        true => dns.clone(),
+        false => DnsConfig { servers: servers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(), ..dns.clone() },
+    }
+}
+
+fn built(config: &DnsConfig) -> Result<Arc<Resolver>, String> {
+    build_resolver(config).map(Arc::new).map_err(|e| e.to_string())
+}
+
+impl Servers {
+    /// Within the runtime (the resolvers need its context).
+    fn new(hosts: &[String], dns: &DnsConfig) -> Servers {
+        match hosts.iter().map(|h| h.parse::<IpAddr>().ok()).collect::<Option<Vec<IpAddr>>>() {
+            Some(ips) => Servers::Fixed(built(&with_servers(dns, &ips))),
+            None => Servers::Named(Box::new(NamedServers {
+                hosts: hosts.to_vec(),
+                dns: dns.clone(),
+                names: built(dns),
+                current: tokio::sync::Mutex::default(),
+            })),
+        }
+    }
+
+    async fn resolver(&self) -> Result<Arc<Resolver>, String> {
+        match self {
+            Servers::Fixed(r) => r.clone(),
+            Servers::Named(n) => n.resolver().await,
+        }
+    }
+}
+
+impl NamedServers {
+    async fn resolver(&self) -> Result<Arc<Resolver>, String> {
+        let mut current = self.current.lock().await;
+        let now = Instant::now();
+        if current.due.is_some_and(|due| now < due) {
+            return current.resolver.clone().ok_or_else(|| current.why.clone());
+        }
+        let names = match &self.names {
+            Ok(r) => r.clone(),
+            Err(e) => return Err(format!("dnsHosts: {e}")),
+        };
+        let settings = DnsSettings::from(&self.dns);
+        let answers = futures::future::join_all(self.hosts.iter().map(|h| lookup_host(&names, h, &settings))).await;
+        let mut due = now + settings.max_ttl;
+        let mut problems = Vec::new();
+        for (host, answer) in self.hosts.iter().zip(answers) {
+            match answer {
+                HostAnswer::Addrs { ips, ttl } => {
+                    due = due.min(now + ttl);
+                    current.known.insert(host.clone(), ips);
+                }
+                HostAnswer::NoSuchHost { ttl } => {
+                    due = due.min(now + ttl);
+                    problems.push(format!("{host}: no such host"));
+                }
+                HostAnswer::Failed { error, retry } => {
+                    due = due.min(now + retry);
+                    problems.push(format!("{host}: {error}"));
+                }
+            }
+        }
+        current.due = Some(due);
+        if !problems.is_empty() {
+            current.why = format!("dnsHosts: {}", problems.join("; "));
+            tracing::warn!(problems = %current.why, "io.l5d.dnssrv: a DNS server's name did not resolve; its last addresses (if any) kept");
+        }
+        let mut addrs: Vec<IpAddr> = current.known.values().flatten().copied().collect();
+        addrs.sort();
+        addrs.dedup();
+        if !addrs.is_empty() && (current.resolver.is_none() || addrs != current.addrs) {
+            match built(&with_servers(&self.dns, &addrs)) {
+                Ok(r) => {
+                    tracing::info!(servers = ?addrs, "io.l5d.dnssrv: asking the DNS servers dnsHosts names");
+                    current.resolver = Some(r);
+                    current.addrs = addrs;
+                }
+                Err(e) => current.why = format!("dnsHosts: {e}"),
+            }
+        }
+        current.resolver.clone().ok_or_else(|| current.why.clone())
+    }
+}
+
 fn start(rt: &Runtime, watch: &mut NamerWatch, prefix: &str, record: String, cap: usize, stats: &SrvStats) {
     while watch.order.len() >= cap.max(1) {
         let Some(oldest) = watch.order.pop_front() else { break };
@@ -404,18 +520,17 @@ fn start(rt: &Runtime, watch: &mut NamerWatch, prefix: &str, record: String, cap
         .unwrap_or_else(|p| p.into_inner())
         .insert(record.clone(), Record { state: None, good_at: None });
     watch.order.push_back(record.clone());
-    let Some(resolver) = watch.resolver.clone() else {
-        watch.shared.store(prefix, &record, SrvAnswer::Failed("no resolver".into()), Duration::ZERO);
-        return;
-    };
-    let (shared, settings, prefix2, record2) =
-        (watch.shared.clone(), watch.settings, prefix.to_string(), record.clone());
+    let (servers, shared, settings, prefix2, record2) =
+        (watch.servers.clone(), watch.shared.clone(), watch.settings, prefix.to_string(), record.clone());
     let interval = Duration::from_secs(watch.config.refresh_interval_secs);
     let keep = Duration::from_secs(watch.config.keep_last_good_secs);
     let weights = watch.config.srv_weights;
     let task = rt.spawn(async move {
         loop {
-            let answer = lookup_srv(&resolver, &record2, &settings, weights).await;
+            let answer = match servers.resolver().await {
+                Ok(resolver) => lookup_srv(&resolver, &record2, &settings, weights).await,
+                Err(why) => SrvAnswer::Failed(format!("{record2}: {why}")),
+            };
             shared.store(&prefix2, &record2, answer, keep);
             tokio::time::sleep(interval).await;
         }

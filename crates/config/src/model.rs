@@ -411,9 +411,11 @@ pub struct DnsSrvNamerConfig {
     /// `refreshIntervalSeconds`: each record is asked again this often
     /// (linkerd: 5).
     pub refresh_interval_secs: u64,
-    /// `dnsHosts`: the DNS servers to ask (port 53); empty: as
-    /// `corelink.dns` says (the system's by default).
-    pub dns_hosts: Vec<std::net::IpAddr>,
+    /// `dnsHosts`: the DNS servers to ask (port 53), each an IP address
+    /// or a host name (resolved as `corelink.dns` says, and again when its
+    /// TTL runs out); empty: as `corelink.dns` says (the system's by
+    /// default).
+    pub dns_hosts: Vec<String>,
     /// `srvWeights` (corelink): each target's SRV weight becomes its
     /// addresses' balancer weight, as `io.l5d.fs` weights do.
     pub srv_weights: bool,

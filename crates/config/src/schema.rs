@@ -1632,14 +1632,11 @@ fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
     let mut dns_hosts = Vec::new();
     for (path, v) in o.seq(ctx, "dnsHosts")? {
         let text = v.str(ctx, &path)?;
-        let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
-            ctx.invalid(
-                v.mark,
-                &path,
-                format!("{text:?} is not an IP address (corelink cannot resolve the name of a DNS server)"),
-            )
-        })?;
-        dns_hosts.push(ip);
+        // dnsjava (linkerd's resolver) takes an address or a host name.
+        if text.parse::<std::net::IpAddr>().is_err() && !naming::inet::is_dns_host_name(text.as_bytes()) {
+            return Err(ctx.invalid(v.mark, &path, format!("{text:?} is neither an IP address nor a DNS host name")));
+        }
+        dns_hosts.push(text.to_string());
     }
     Ok(DnsSrvNamerConfig {
         prefix: namer_prefix(ctx, o, DEFAULT_DNSSRV_PREFIX)?,

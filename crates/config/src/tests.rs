@@ -886,13 +886,22 @@ fn dnssrv_namer_needs_experimental_and_takes_linkerds_defaults() {
     assert!(err.contains("namers[0].experimental") && err.contains("experimental: true"), "{err}");
     let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [127.0.0.2]\n  refreshIntervalSeconds: 1\n  srvWeights: true\n  keepLastGoodSecs: 30\n{router}"));
     let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!() };
-    assert_eq!(d.dns_hosts, vec![std::net::IpAddr::from([127, 0, 0, 2])]);
+    assert_eq!(d.dns_hosts, ["127.0.0.2"]);
     assert_eq!((d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs), (1, true, 30));
+    // linkerd's docs name the servers (`ns0.example.org`): host names too.
+    let c = parse(&format!(
+        "namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [ns0.example.org, \"::1\"]\n{router}"
+    ));
+    let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!() };
+    assert_eq!(d.dns_hosts, ["ns0.example.org", "::1"]);
     let err = Config::parse(
-        &format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [ns.example]\n{router}"),
+        &format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [\"ns.example:53\"]\n{router}"),
         "t",
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("namers[0].dnsHosts[0]"), "{err}");
+    assert!(
+        err.contains("namers[0].dnsHosts[0]") && err.contains("neither an IP address nor a DNS host name"),
+        "{err}"
+    );
 }
