@@ -2,7 +2,8 @@
 # one-worker epoll corelink config in front of it, and a callgrind count of
 # the instructions corelink runs for a given number of proxied requests.
 # Source it after setting WORK, PORT_BACKEND, PORT_PROXY and LOAD; IO=uring
-# measures the io_uring backend (default epoll).
+# measures the io_uring backend (default epoll). URL_PATH=/64k requests a
+# 64 KiB static file instead of the small response (default /).
 
 for tool in valgrind nginx; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
@@ -14,6 +15,10 @@ done
 # nginx serving a small static response, and corelink's config in front of it.
 start_backend() {
     mkdir -p "$WORK/nginx"
+    head -c 65536 /dev/zero | tr '\0' x >"$WORK/64k"
+    # nginx's workers drop root: they must reach the file.
+    chmod 755 "$WORK"
+    chmod 644 "$WORK/64k"
     cat >"$WORK/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 pid $WORK/nginx/nginx.pid;
@@ -23,7 +28,8 @@ http {
   client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
   uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
   server { listen 127.0.0.1:$PORT_BACKEND; keepalive_requests 1000000;
-           location / { return 200 "a small response body\n"; } }
+           location / { return 200 "a small response body\n"; }
+           location /64k { alias $WORK/64k; } }
 }
 NGINX
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" -g 'daemon off;' &
@@ -52,7 +58,7 @@ instructions() {
         grep -q "admin listening" "$WORK/run.log" && break
         sleep 0.1
     done
-    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY/" >/dev/null 2>&1
+    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
     kill -TERM $pid
     wait $pid || true
     grep -h "^totals:\|^summary:" "$out".* | head -n1 | awk '{print $2}'

@@ -34,7 +34,7 @@ profile() {
         grep -q "admin listening" "$WORK/run.log" && break
         sleep 0.1
     done
-    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY/" >/dev/null 2>&1
+    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
     kill -TERM $pid
     wait $pid || true
     ls "$WORK"/cg."$requests".*

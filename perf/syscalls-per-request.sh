@@ -4,7 +4,8 @@
 #
 #   perf/syscalls-per-request.sh [BINARY] [REQUESTS]   (default target/release/corelink, 20000)
 #
-# IO=uring measures the io_uring backend (default epoll). strace slows every
+# IO=uring measures the io_uring backend (default epoll); URL_PATH=/64k a
+# 64 KiB response. strace slows every
 # syscall, so the loop batches differently than untraced: compare binaries
 # with this script, not with untraced runs. On io_uring the sends and
 # receives run inside io_uring_enter and do not appear by name.
@@ -30,11 +31,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 # Warm the pool, then trace exactly the measured requests.
-"$LOAD" -c 10 -n 1000 -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY/" >/dev/null 2>&1
+"$LOAD" -c 10 -n 1000 -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
 strace -f -c -o "$WORK/strace.txt" -p "$PID" 2>/dev/null &
 STRACE=$!
 sleep 1
-"$LOAD" -c 10 -n "$N" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY/" >/dev/null 2>&1
+"$LOAD" -c 10 -n "$N" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
 kill -INT $STRACE
 wait $STRACE || true
 echo "== $BIN, io ${IO:-epoll}: syscalls per request over $N requests"

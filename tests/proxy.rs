@@ -626,3 +626,45 @@ fn an_upstream_that_stops_sending_its_body_is_cut_off() {
         assert_eq!(proxy.metric_ending("errors/upstream_body_timeout"), 1.0, "{io}");
     }
 }
+
+/// The response head and the body bytes that came with it go to the client
+/// in one write from the upstream buffer when the head corelink sends is no
+/// longer than the upstream's (hop-by-hop fields dropped), and through a
+/// copy when it is longer (a bare head gets `Via`): both arrive byte-exact,
+/// bodies spanning several buffers, the connection reused.
+#[test]
+fn a_response_head_and_the_body_bytes_behind_it_arrive_whole_either_way() {
+    use common::raw_backend::{ok_response, Action, RawBackend};
+    let body = pattern(40_000);
+    let sent = body.clone();
+    let backend = RawBackend::start_with(std::sync::Arc::new(move |req: &common::raw_backend::Request| {
+        let head = match req.target.as_str() {
+            "/short-head" => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", sent.len()),
+            "/long-head" => format!(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60, max=1000\r\n\
+                 X-Kept: {}\r\nContent-Length: {}\r\n\r\n",
+                "k".repeat(100),
+                sent.len()
+            ),
+            _ => return ok_response(req),
+        };
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&sent);
+        vec![Action::Send(bytes)]
+    }));
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        for path in ["/short-head", "/long-head", "/short-head", "/long-head"] {
+            c.send(format!("GET {path} HTTP/1.1\r\nHost: svc\r\n\r\n").as_bytes());
+            let rsp = c.read_response("GET").unwrap();
+            assert_eq!(rsp.status, 200, "{io} {path}");
+            assert_eq!(rsp.header("via"), Some("1.1 corelink"), "{io} {path}");
+            assert!(rsp.body == body, "{io} {path}: {} bytes", rsp.body.len());
+            if path == "/long-head" {
+                assert_eq!(rsp.header("x-kept").map(str::len), Some(100), "{io}");
+                assert_eq!(rsp.header("keep-alive"), None, "{io}");
+            }
+        }
+    }
+}

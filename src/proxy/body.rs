@@ -3,6 +3,7 @@
 //! reading and the proxy's memory stays flat whatever the body size.
 
 use std::io;
+use std::ops::Range;
 
 use http1::{BodyReader, ParseError};
 
@@ -30,9 +31,9 @@ pub(super) async fn write_all<S: Stream>(s: &S, buf: &mut Vec<u8>) -> io::Result
     res
 }
 
-pub(super) async fn write_range<S: Stream>(s: &S, buf: &mut Vec<u8>, end: usize) -> io::Result<()> {
+pub(super) async fn write_range<S: Stream>(s: &S, buf: &mut Vec<u8>, range: Range<usize>) -> io::Result<()> {
     let owned = std::mem::take(buf);
-    let (res, owned) = s.write_range(owned, 0..end).await;
+    let (res, owned) = s.write_range(owned, range).await;
     *buf = owned;
     res
 }
@@ -91,7 +92,7 @@ pub(super) async fn pump_body<F: Stream, T: Stream>(
         let sent = if rewrites {
             write_all_within(to, &mut out, write_limit).await
         } else {
-            write_range_within(to, buf, progress.consumed, write_limit).await
+            write_range_within(to, buf, 0..progress.consumed, write_limit).await
         };
         sent.map_err(PumpError::ReceiverIo)?;
         out.clear();

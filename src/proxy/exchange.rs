@@ -627,6 +627,9 @@ struct ResponseMeta {
     /// `clearContext` and an `l5d-err` response: the client gets the head
     /// with an empty body; upstream's body is not read.
     drop_body: bool,
+    /// The length of the head at the front of `ubuf` (left there: see
+    /// `stream_response_body`).
+    head_len: usize,
 }
 
 /// Reads the response (relaying any 1xx first) and streams it to the client.
@@ -672,6 +675,12 @@ async fn relay_response<B: Backend>(
         if !rsp.informational {
             progress.status = rsp.status;
         }
+        // The head stays at the front of `ubuf` only for a body streamed
+        // after it (`stream_response_body` writes the encoded head in its
+        // place); every other way on reads from the first byte after it.
+        if rsp.informational || rsp.framing == BodyFraming::Tunnel || rsp.drop_body {
+            consume(ubuf, rsp.head_len);
+        }
         let to_client = s.settings.io_limits.client_write;
         if rsp.informational {
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
@@ -709,8 +718,8 @@ async fn relay_response<B: Backend>(
             }));
         }
         let mut body = rsp.framing.reader();
-        let leftover =
-            stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, rsp.plan.dechunk, progress).await?;
+        let streamed = (rsp.head_len, rsp.plan.dechunk);
+        let leftover = stream_response_body(s, upstream, addr, &mut body, ubuf, wbuf, streamed, progress).await?;
         // `pump_and_relay` corrects `request_body_sent` when the body was
         // still streaming.
         return Ok(Relayed::Done(Ended {
@@ -723,12 +732,12 @@ async fn relay_response<B: Backend>(
     }
 }
 
-/// Parses a response head at the start of `ubuf`, encodes what the client gets
-/// into `wbuf` and removes the head from `ubuf`.
+/// Parses a response head at the start of `ubuf` and encodes what the client
+/// gets into `wbuf`. The head stays in `ubuf` (`ResponseMeta::head_len`).
 fn encode_response_head<B: Backend>(
     s: &Downstream<'_, B>,
     meta: &RequestMeta,
-    ubuf: &mut Vec<u8>,
+    ubuf: &[u8],
     wbuf: &mut Vec<u8>,
 ) -> Result<Option<ResponseMeta>, http1::ParseError> {
     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
@@ -768,15 +777,22 @@ fn encode_response_head<B: Backend>(
         upstream_keep_alive: head.keep_alive,
         plan,
         drop_body,
+        head_len: head.head_len,
     };
-    let head_len = head.head_len;
-    consume(ubuf, head_len);
     Ok(Some(rsp))
 }
 
 /// Sends the encoded head in `wbuf` together with the first body bytes, then
-/// streams the rest with one buffer. Returns whether the upstream sent bytes
-/// past the end of the response (then its connection must not be reused).
+/// streams the rest with one buffer. `ubuf` starts with the upstream's head
+/// (`head_len` bytes), the body bytes that came with it after. Returns
+/// whether the upstream sent bytes past the end of the response (then its
+/// connection must not be reused).
+///
+/// When the encoded head is no longer than the upstream's (the usual case),
+/// it is written over the end of the upstream's head, right before the
+/// body bytes, and head and body go out in one write from `ubuf`: the first
+/// buffer of body is not copied (before: once to the front of `ubuf`, once
+/// behind the head in `wbuf`).
 #[allow(clippy::too_many_arguments)]
 async fn stream_response_body<B: Backend>(
     s: &Downstream<'_, B>,
@@ -785,7 +801,7 @@ async fn stream_response_body<B: Backend>(
     body: &mut BodyReader,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
-    dechunk: bool,
+    (head_len, dechunk): (usize, bool),
     progress: &mut Progress,
 ) -> Result<bool, RelayError> {
     let failed = RelayError::Failed;
@@ -795,12 +811,15 @@ async fn stream_response_body<B: Backend>(
     // payload, or re-encoded chunks (`BodyReader::forward`).
     let mut head_pending = true;
     let copies = dechunk || body.rewrites();
+    // Where the unread bytes in ubuf start: after the head, then 0.
+    let mut start = head_len.min(ubuf.len());
     loop {
-        if !ubuf.is_empty() || head_pending {
+        if ubuf.len() > start || head_pending {
+            let input = &ubuf[start..];
             let step = if dechunk {
-                body.advance(ubuf, |data| wbuf.extend_from_slice(data))
+                body.advance(input, |data| wbuf.extend_from_slice(data))
             } else {
-                body.forward(ubuf, wbuf)
+                body.forward(input, wbuf)
             }
             .map_err(|error| failed(ProxyError::UpstreamGarbage { addr, error }))?;
             if let Some(left) = budget.as_mut() {
@@ -809,20 +828,27 @@ async fn stream_response_body<B: Backend>(
             if step.trailers_dropped > 0 {
                 s.stats.response_trailers_dropped.add(u64::from(step.trailers_dropped));
             }
+            let end = start + step.consumed;
+            let limit = s.settings.io_limits.client_write;
             let sent = if copies {
-                write_all_within(s.io, wbuf, s.settings.io_limits.client_write).await
+                write_all_within(s.io, wbuf, limit).await
+            } else if head_pending && wbuf.len() <= start {
+                let from = start - wbuf.len();
+                ubuf[from..start].copy_from_slice(wbuf);
+                write_range_within(s.io, ubuf, from..end, limit).await
             } else if head_pending {
-                wbuf.extend_from_slice(&ubuf[..step.consumed]);
-                write_all_within(s.io, wbuf, s.settings.io_limits.client_write).await
+                wbuf.extend_from_slice(&ubuf[start..end]);
+                write_all_within(s.io, wbuf, limit).await
             } else {
-                write_range_within(s.io, ubuf, step.consumed, s.settings.io_limits.client_write).await
+                write_range_within(s.io, ubuf, start..end, limit).await
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             progress.started = true;
             progress.sent += step.consumed as u64;
             head_pending = false;
             wbuf.clear();
-            consume(ubuf, step.consumed);
+            consume(ubuf, end);
+            start = 0;
             if step.done {
                 return Ok(!ubuf.is_empty());
             }

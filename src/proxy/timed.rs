@@ -100,10 +100,10 @@ pub(super) fn write_all_within<'a, S: Stream>(
 pub(super) fn write_range_within<'a, S: Stream>(
     s: &'a S,
     buf: &'a mut Vec<u8>,
-    end: usize,
+    range: std::ops::Range<usize>,
     bound: IoLimit,
 ) -> impl Future<Output = io::Result<()>> + 'a {
-    within(bound, write_range(s, buf, end))
+    within(bound, write_range(s, buf, range))
 }
 
 #[cfg(test)]
