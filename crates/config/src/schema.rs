@@ -1416,18 +1416,25 @@ fn interpreter(ctx: &mut Ctx, o: &Obj) -> Result<InterpreterConfig> {
     Ok(InterpreterConfig { transformers: transformers(ctx, o)?, config_map })
 }
 
+/// linkerd's `experimental: true`, which its experimental plugins (`what`)
+/// require; without it, an error at the key (or at `kind` when absent).
+fn require_experimental(ctx: &mut Ctx, o: &Obj, what: &str) -> Result<()> {
+    if o.bool(ctx, "experimental")? == Some(true) {
+        return Ok(());
+    }
+    let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
+    Err(ctx.invalid(
+        mark,
+        &o.path("experimental"),
+        format!("the {what} is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`"),
+    ))
+}
+
 /// `io.l5d.k8s.configMap`: linkerd's `experimental` (required, as linkerd
 /// requires it), `name`, `filename`, `namespace`, `host`, `port`, plus the
 /// k8s namer's in-cluster keys.
 fn config_map_interpreter(ctx: &mut Ctx, o: &Obj) -> Result<ConfigMapInterpreterConfig> {
-    if o.bool(ctx, "experimental")? != Some(true) {
-        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
-        return Err(ctx.invalid(
-            mark,
-            &o.path("experimental"),
-            "the io.l5d.k8s.configMap interpreter is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
-        ));
-    }
+    require_experimental(ctx, o, "io.l5d.k8s.configMap interpreter")?;
     // Names go into the request path and a field selector: check them here
     // rather than watch a ConfigMap that cannot exist.
     let checked = |ctx: &Ctx, key: &str, what: &str, valid: fn(&str) -> bool| -> Result<Option<String>> {
@@ -1621,14 +1628,7 @@ fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
 /// it), `refreshIntervalSeconds`, `dnsHosts`, plus corelink's `srvWeights`
 /// and `keepLastGoodSecs`.
 fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
-    if o.bool(ctx, "experimental")? != Some(true) {
-        let mark = if o.has("experimental") { o.key_mark("experimental") } else { o.key_mark("kind") };
-        return Err(ctx.invalid(
-            mark,
-            &o.path("experimental"),
-            "the io.l5d.dnssrv namer is experimental (in linkerd too) and must be explicitly enabled by setting `experimental: true`",
-        ));
-    }
+    require_experimental(ctx, o, "io.l5d.dnssrv namer")?;
     let mut dns_hosts = Vec::new();
     for (path, v) in o.seq(ctx, "dnsHosts")? {
         let text = v.str(ctx, &path)?;
