@@ -394,6 +394,17 @@ mod tests {
         (ours, theirs)
     }
 
+    /// Whether `s` reports unread input within a second (polled every 5 ms).
+    async fn reports_unread_input(s: &UringStream) -> bool {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if s.has_unread_input() {
+                return true;
+            }
+        }
+        false
+    }
+
     #[test]
     fn a_read_dropped_by_a_timeout_loses_no_bytes() {
         on_ring(async {
@@ -440,14 +451,7 @@ mod tests {
             assert_eq!(driver::stats().0, 1, "one receive in flight");
             assert!(!ours.has_unread_input(), "nothing was sent");
             theirs.write_all(b"late").unwrap();
-            let mut seen = false;
-            for _ in 0..200 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                if ours.has_unread_input() {
-                    seen = true;
-                    break;
-                }
-            }
+            let seen = reports_unread_input(&ours).await;
             assert!(seen, "the completed receive reports the late bytes");
             // The next read takes the watching receive's bytes.
             let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
@@ -455,14 +459,7 @@ mod tests {
             // A hang-up is unread input too.
             ours.watch_unread_input();
             drop(theirs);
-            let mut seen = false;
-            for _ in 0..200 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                if ours.has_unread_input() {
-                    seen = true;
-                    break;
-                }
-            }
+            let seen = reports_unread_input(&ours).await;
             assert!(seen, "the end of the stream completes the receive");
         });
     }
