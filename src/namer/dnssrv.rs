@@ -466,19 +466,13 @@ impl NamedServers {
         let mut due = now + settings.max_ttl;
         let mut problems = Vec::new();
         for (host, answer) in self.hosts.iter().zip(answers) {
+            due = due.min(now + answer.ttl());
             match answer {
-                HostAnswer::Addrs { ips, ttl } => {
-                    due = due.min(now + ttl);
+                HostAnswer::Addrs { ips, .. } => {
                     current.known.insert(host.clone(), ips);
                 }
-                HostAnswer::NoSuchHost { ttl } => {
-                    due = due.min(now + ttl);
-                    problems.push(format!("{host}: no such host"));
-                }
-                HostAnswer::Failed { error, retry } => {
-                    due = due.min(now + retry);
-                    problems.push(format!("{host}: {error}"));
-                }
+                HostAnswer::NoSuchHost { .. } => problems.push(format!("{host}: no such host")),
+                HostAnswer::Failed { error, .. } => problems.push(format!("{host}: {error}")),
             }
         }
         current.due = Some(due);
