@@ -364,6 +364,22 @@ fn out_of_file_descriptors_backs_off_instead_of_spinning() {
     }
 }
 
+/// The heap must not come in 2 MiB transparent huge pages: after a burst of
+/// connections, the few objects that outlive it would keep whole huge pages
+/// resident (docs/io-backends.md, "Huge pages"). The kernel reports the
+/// process's THP state in /proc/PID/status (`THP_enabled`, Linux 5.0+).
+#[test]
+fn the_heap_does_not_use_transparent_huge_pages() {
+    let backend = Backend::start();
+    let proxy = Corelink::start(&simple_config(backend.addr, "", "  workers: 1\n"), "epoll");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.id())).unwrap();
+    let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) else {
+        eprintln!("this kernel does not report THP_enabled; nothing to check");
+        return;
+    };
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
+
 /// Not in CI (it moves 2 GiB): run with
 /// `cargo test --release --test proxy -- --ignored --nocapture one_gib`.
 #[test]
