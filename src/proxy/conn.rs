@@ -10,7 +10,7 @@ use http1::{BodyFraming, Limits, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::table::ServerSettings;
+use crate::table::{LastRoute, ServerSettings};
 use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::ServerTls;
 
@@ -159,6 +159,7 @@ async fn run_active<B: Backend>(
         peer,
         pending_log: Vec::new(),
         resolving: None,
+        last_route: LastRoute::default(),
     };
     let mut first = first;
     let parked = loop {
@@ -279,6 +280,9 @@ struct Session<'a, B: Backend> {
     /// A host name the current request's destination waits for (set by
     /// `try_prepare`, taken by `wait_for_host`).
     resolving: Option<String>,
+    /// Where the last request went: the next one, usually to the same
+    /// destination, skips the route cache's hash lookup.
+    last_route: LastRoute,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -467,7 +471,7 @@ impl<B: Backend> Session<'_, B> {
             self.pending_log.clear();
             crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
-        let route = match self.core.routes.route(self.settings.router, &head) {
+        let route = match self.core.routes.route_after(self.settings.router, &head, &mut self.last_route) {
             Err(crate::table::RouteError::Resolving(host)) => {
                 self.resolving = Some(host);
                 return Ok(None);
