@@ -2,8 +2,11 @@
 //! and idle timeouts), route it, run the exchange, and loop while keep-alive
 //! holds. Pipelined requests wait in the read buffer and are answered in order.
 
+use std::future::Future;
 use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http1::{BodyFraming, Limits, Version, HEADER_SLOTS};
@@ -417,12 +420,12 @@ impl<B: Backend> Session<'_, B> {
             // any byte of a request had arrived.
             let had_bytes = !self.rbuf.is_empty();
             let read = read_into(self.downstream, &mut self.rbuf, self.core.buffers.size());
-            match tokio::time::timeout_at(deadline, read).await {
+            match by_deadline(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Next::Close),
                 Ok(Ok(_)) => {}
                 // Nothing of a request yet: an idle connection, closed quietly.
-                Err(_elapsed) if !had_bytes => return Err(Next::Close),
-                Err(_elapsed) => {
+                Err(HeadTimedOut) if !had_bytes => return Err(Next::Close),
+                Err(HeadTimedOut) => {
                     let mut out = Vec::new();
                     if self.settings.clear_context {
                         http1::encode_cleared_error_response(&mut out, 408, true);
@@ -607,6 +610,45 @@ fn hex_id(id: u64, out: &mut [u8; 16]) {
     }
 }
 
+/// The request head was not read by its deadline (`headerReadTimeoutMs`).
+struct HeadTimedOut;
+
+/// `op` by `deadline`, as `tokio::time::timeout_at`, but the timer is made
+/// only when `op` has to wait: after `wait_for_request` the head is usually
+/// there already, and the read completes on its first poll with no `Sleep`
+/// built, registered or dropped (docs/engine.md, issue 16).
+fn by_deadline<F: Future>(deadline: Instant, op: F) -> ByDeadline<F> {
+    ByDeadline { op, deadline, sleep: None }
+}
+
+pin_project_lite::pin_project! {
+    #[must_use = "futures do nothing unless awaited"]
+    struct ByDeadline<F> {
+        #[pin]
+        op: F,
+        deadline: Instant,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F: Future> Future for ByDeadline<F> {
+    type Output = Result<F::Output, HeadTimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(done) = this.op.poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        loop {
+            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                return sleep.poll(cx).map(|()| Err(HeadTimedOut));
+            }
+            this.sleep.set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+    }
+}
+
 /// A TLS handshake record (content type 22, version 3.x) where a request
 /// line should be: no HTTP method starts with byte 0x16.
 fn starts_like_tls(buf: &[u8]) -> bool {
@@ -627,6 +669,28 @@ mod tests {
     fn prepared_stays_small() {
         assert!(std::mem::size_of::<Prepared>() <= 144, "{}", std::mem::size_of::<Prepared>());
         assert!(std::mem::size_of::<http1::BodyReader>() <= 40);
+    }
+
+    /// `by_deadline` answers as `timeout_at`: a ready read at once (even
+    /// past the deadline), a read that has to wait when it completes, and
+    /// one that does not by the deadline with `HeadTimedOut`.
+    #[test]
+    fn reads_by_the_deadline() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let past = Instant::now();
+            assert!(matches!(by_deadline(past, async { 7 }).await, Ok(7)));
+            let soon = Instant::now() + Duration::from_millis(20);
+            let late = std::future::pending::<()>();
+            assert!(matches!(by_deadline(soon, late).await, Err(HeadTimedOut)));
+            assert!(Instant::now() >= soon);
+            let later = Instant::now() + Duration::from_secs(5);
+            let waits = async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                8
+            };
+            assert!(matches!(by_deadline(later, waits).await, Ok(8)));
+        });
     }
 
     /// An idle keep-alive connection costs its task's future, allocated once
