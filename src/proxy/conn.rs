@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
 use crate::table::{LastRoute, ServerSettings};
-use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
+use crate::telemetry::metrics::{ClientStats, Finished, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
@@ -566,11 +566,11 @@ impl<B: Backend> Session<'_, B> {
     fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
         if crate::telemetry::metrics::ENABLED {
             let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
-            let epoch = self.core.metrics.epoch();
-            self.stats.requests.record(status, us, epoch);
+            let request = Finished::new(status, us, self.core.metrics.epoch());
+            self.stats.requests.add(request);
             if let Some((client, service)) = route {
-                client.requests.record(status, us, epoch);
-                service.requests.record(status, us, epoch);
+                client.requests.add(request);
+                service.requests.add(request);
             }
         }
         if let Some(log) = &self.settings.access_log {
@@ -604,10 +604,20 @@ impl<B: Backend> Session<'_, B> {
 /// A request id as 16 lower-case hex digits.
 #[inline(always)]
 fn hex_id(id: u64, out: &mut [u8; 16]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    // Eight nibbles to eight bytes at a time (nibble k to byte k, so the
+    // big-endian bytes are in order), then each byte 0..=15 to its digit:
+    // `+ 6` carries into bit 4 exactly for 10..=15, which take the letters.
+    // (Digit by digit through a table, it was ~80 instructions a request.)
+    let spread = |half: u32| {
+        let x = u64::from(half);
+        let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+        let x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+        let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        (x + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
+    };
+    out[..8].copy_from_slice(&spread((id >> 32) as u32));
+    out[8..].copy_from_slice(&spread(id as u32));
 }
 
 /// The request head was not read by its deadline (`headerReadTimeoutMs`).
@@ -691,6 +701,23 @@ mod tests {
             };
             assert!(matches!(by_deadline(later, waits).await, Ok(8)));
         });
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut ids = vec![0, 1, 9, 10, 15, 16, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ids.push(x);
+        }
+        for id in ids {
+            let mut out = [0u8; 16];
+            hex_id(id, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{id:016x}"));
+        }
     }
 
     /// An idle keep-alive connection costs its task's future, allocated once
