@@ -322,7 +322,7 @@ impl<B: Backend> Session<'_, B> {
             self.respond_error(e).await;
         }
         let route = done.route.as_ref().map(|(client, service)| (&**client, &**service));
-        self.finish(done.status, done.sent, route, done.at);
+        self.finish(done.status, done.sent, route, done.latency);
         // The clock reading the exchange ended with; no other is taken.
         self.idle_since = done.at;
         done.next
@@ -411,7 +411,7 @@ impl<B: Backend> Session<'_, B> {
                     Err(e) => {
                         self.respond_error(&e).await;
                         self.stats.errors.record(e.label());
-                        self.finish(e.status(), 0, None, std::time::Instant::now());
+                        self.finish(e.status(), 0, None, self.begun.elapsed());
                         return Err(Next::Close);
                     }
                 }
@@ -563,9 +563,9 @@ impl<B: Backend> Session<'_, B> {
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed. `sent`
     /// is the response body bytes sent (access log).
-    fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
+    fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, latency: Duration) {
         if crate::telemetry::metrics::ENABLED {
-            let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
+            let us = crate::telemetry::metrics::micros(latency);
             let request = Finished::new(status, us, self.core.metrics.epoch());
             self.stats.requests.add(request);
             if let Some((client, service)) = route {
