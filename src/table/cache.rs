@@ -1,6 +1,8 @@
 //! The per-core route cache. A core resolves each destination once per
-//! snapshot generation; afterwards a request costs an arc-swap load, one hash
-//! lookup on the identifier's key, and a weighted pick. No lock anywhere.
+//! published snapshot; afterwards a request costs one atomic load (has a
+//! snapshot been published?), its identifier's key, one hash lookup on it
+//! (none on a connection whose last request had the same key: `LastRoute`),
+//! and a weighted pick. No lock anywhere.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
