@@ -121,6 +121,41 @@ fn reload_applies_a_new_dtab_without_restart() {
     }
 }
 
+/// A connection remembers where its last request went (`LastRoute`); a
+/// reload must still move its next requests. The client keeps the
+/// connection busy (a request every 20 ms), so it never parks and the
+/// session that remembers the route lives on across the reload.
+#[test]
+fn reload_moves_a_kept_alive_connection() {
+    let (a, b) = (Backend::start(), Backend::start());
+    for io in backends() {
+        let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), io);
+        let mut c = Conn::open(proxy.addr());
+        let send = |c: &mut Conn| {
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(c.read_response("GET").unwrap().status, 200, "{io}");
+        };
+        let before = a.requests();
+        send(&mut c);
+        send(&mut c);
+        assert_eq!(a.requests(), before + 2, "{io}");
+        rewrite(&proxy, &config(&format!("/svc/x => {};", inet(b.addr))));
+        let started = Instant::now();
+        loop {
+            let before = b.requests();
+            send(&mut c);
+            if b.requests() > before {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "{io}: the kept-alive connection never moved");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let before = (a.requests(), b.requests());
+        send(&mut c);
+        assert_eq!((a.requests(), b.requests()), (before.0, before.1 + 1), "{io}: and stays moved");
+    }
+}
+
 #[test]
 fn bad_reloads_are_refused_and_the_old_config_keeps_serving() {
     let a = Backend::start();

@@ -2,16 +2,19 @@
 //! and idle timeouts), route it, run the exchange, and loop while keep-alive
 //! holds. Pipelined requests wait in the read buffer and are answered in order.
 
+use std::future::Future;
 use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http1::{BodyFraming, Limits, Version, HEADER_SLOTS};
 use tokio::time::Instant;
 
 use crate::io::{Backend, MaybeTls, Stream, TlsStream};
-use crate::table::ServerSettings;
-use crate::telemetry::metrics::{ClientStats, ServerStats, ServiceStats, TlsServerStats};
+use crate::table::{LastRoute, ServerSettings};
+use crate::telemetry::metrics::{ClientStats, Finished, ServerStats, ServiceStats, TlsServerStats};
 use crate::tls::ServerTls;
 
 use super::body::{consume, read_into, write_all};
@@ -159,6 +162,7 @@ async fn run_active<B: Backend>(
         peer,
         pending_log: Vec::new(),
         resolving: None,
+        last_route: LastRoute::default(),
     };
     let mut first = first;
     let parked = loop {
@@ -279,6 +283,9 @@ struct Session<'a, B: Backend> {
     /// A host name the current request's destination waits for (set by
     /// `try_prepare`, taken by `wait_for_host`).
     resolving: Option<String>,
+    /// Where the last request went: the next one, usually to the same
+    /// destination, skips the route cache's hash lookup.
+    last_route: LastRoute,
 }
 
 impl<B: Backend> Session<'_, B> {
@@ -315,7 +322,7 @@ impl<B: Backend> Session<'_, B> {
             self.respond_error(e).await;
         }
         let route = done.route.as_ref().map(|(client, service)| (&**client, &**service));
-        self.finish(done.status, done.sent, route, done.at);
+        self.finish(done.status, done.sent, route, done.latency);
         // The clock reading the exchange ended with; no other is taken.
         self.idle_since = done.at;
         done.next
@@ -404,7 +411,7 @@ impl<B: Backend> Session<'_, B> {
                     Err(e) => {
                         self.respond_error(&e).await;
                         self.stats.errors.record(e.label());
-                        self.finish(e.status(), 0, None, std::time::Instant::now());
+                        self.finish(e.status(), 0, None, self.begun.elapsed());
                         return Err(Next::Close);
                     }
                 }
@@ -413,12 +420,12 @@ impl<B: Backend> Session<'_, B> {
             // any byte of a request had arrived.
             let had_bytes = !self.rbuf.is_empty();
             let read = read_into(self.downstream, &mut self.rbuf, self.core.buffers.size());
-            match tokio::time::timeout_at(deadline, read).await {
+            match by_deadline(deadline, read).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(Next::Close),
                 Ok(Ok(_)) => {}
                 // Nothing of a request yet: an idle connection, closed quietly.
-                Err(_elapsed) if !had_bytes => return Err(Next::Close),
-                Err(_elapsed) => {
+                Err(HeadTimedOut) if !had_bytes => return Err(Next::Close),
+                Err(HeadTimedOut) => {
                     let mut out = Vec::new();
                     if self.settings.clear_context {
                         http1::encode_cleared_error_response(&mut out, 408, true);
@@ -467,7 +474,7 @@ impl<B: Backend> Session<'_, B> {
             self.pending_log.clear();
             crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
-        let route = match self.core.routes.route(self.settings.router, &head) {
+        let route = match self.core.routes.route_after(self.settings.router, &head, &mut self.last_route) {
             Err(crate::table::RouteError::Resolving(host)) => {
                 self.resolving = Some(host);
                 return Ok(None);
@@ -556,14 +563,14 @@ impl<B: Backend> Session<'_, B> {
     /// Records a finished request in this server's metrics, and in its
     /// destination's (bound name, logical name) when it was routed. `sent`
     /// is the response body bytes sent (access log).
-    fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, now: std::time::Instant) {
+    fn finish(&self, status: u16, sent: u64, route: Option<(&ClientStats, &ServiceStats)>, latency: Duration) {
         if crate::telemetry::metrics::ENABLED {
-            let us = crate::telemetry::metrics::micros(now.saturating_duration_since(self.begun));
-            let epoch = self.core.metrics.epoch();
-            self.stats.requests.record(status, us, epoch);
+            let us = crate::telemetry::metrics::micros(latency);
+            let request = Finished::new(status, us, self.core.metrics.epoch());
+            self.stats.requests.add(request);
             if let Some((client, service)) = route {
-                client.requests.record(status, us, epoch);
-                service.requests.record(status, us, epoch);
+                client.requests.add(request);
+                service.requests.add(request);
             }
         }
         if let Some(log) = &self.settings.access_log {
@@ -597,9 +604,58 @@ impl<B: Backend> Session<'_, B> {
 /// A request id as 16 lower-case hex digits.
 #[inline(always)]
 fn hex_id(id: u64, out: &mut [u8; 16]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = HEX[((id >> (60 - 4 * i)) & 0xf) as usize];
+    // Eight nibbles to eight bytes at a time (nibble k to byte k, so the
+    // big-endian bytes are in order), then each byte 0..=15 to its digit:
+    // `+ 6` carries into bit 4 exactly for 10..=15, which take the letters.
+    // (Digit by digit through a table, it was ~80 instructions a request.)
+    let spread = |half: u32| {
+        let x = u64::from(half);
+        let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+        let x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+        let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        (x + 0x3030_3030_3030_3030 + letters * (b'a' - b'0' - 10) as u64).to_be_bytes()
+    };
+    out[..8].copy_from_slice(&spread((id >> 32) as u32));
+    out[8..].copy_from_slice(&spread(id as u32));
+}
+
+/// The request head was not read by its deadline (`headerReadTimeoutMs`).
+struct HeadTimedOut;
+
+/// `op` by `deadline`, as `tokio::time::timeout_at`, but the timer is made
+/// only when `op` has to wait: after `wait_for_request` the head is usually
+/// there already, and the read completes on its first poll with no `Sleep`
+/// built, registered or dropped (docs/engine.md, issue 16).
+fn by_deadline<F: Future>(deadline: Instant, op: F) -> ByDeadline<F> {
+    ByDeadline { op, deadline, sleep: None }
+}
+
+pin_project_lite::pin_project! {
+    #[must_use = "futures do nothing unless awaited"]
+    struct ByDeadline<F> {
+        #[pin]
+        op: F,
+        deadline: Instant,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F: Future> Future for ByDeadline<F> {
+    type Output = Result<F::Output, HeadTimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(done) = this.op.poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        loop {
+            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                return sleep.poll(cx).map(|()| Err(HeadTimedOut));
+            }
+            this.sleep.set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
     }
 }
 
@@ -623,6 +679,45 @@ mod tests {
     fn prepared_stays_small() {
         assert!(std::mem::size_of::<Prepared>() <= 144, "{}", std::mem::size_of::<Prepared>());
         assert!(std::mem::size_of::<http1::BodyReader>() <= 40);
+    }
+
+    /// `by_deadline` answers as `timeout_at`: a ready read at once (even
+    /// past the deadline), a read that has to wait when it completes, and
+    /// one that does not by the deadline with `HeadTimedOut`.
+    #[test]
+    fn reads_by_the_deadline() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let past = Instant::now();
+            assert!(matches!(by_deadline(past, async { 7 }).await, Ok(7)));
+            let soon = Instant::now() + Duration::from_millis(20);
+            let late = std::future::pending::<()>();
+            assert!(matches!(by_deadline(soon, late).await, Err(HeadTimedOut)));
+            assert!(Instant::now() >= soon);
+            let later = Instant::now() + Duration::from_secs(5);
+            let waits = async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                8
+            };
+            assert!(matches!(by_deadline(later, waits).await, Ok(8)));
+        });
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut ids = vec![0, 1, 9, 10, 15, 16, u64::MAX, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ids.push(x);
+        }
+        for id in ids {
+            let mut out = [0u8; 16];
+            hex_id(id, &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{id:016x}"));
+        }
     }
 
     /// An idle keep-alive connection costs its task's future, allocated once

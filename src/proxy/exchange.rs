@@ -64,8 +64,10 @@ pub(super) struct Exchanged {
     pub route: Option<(Rc<ClientStats>, Rc<ServiceStats>)>,
     /// An error to answer the client with before recording the request.
     pub answer: Option<ProxyError>,
-    /// When the exchange ended (the request's latency ends here).
+    /// When the exchange ended, and the request's latency (from the start
+    /// of its head to then).
     pub at: std::time::Instant,
+    pub latency: std::time::Duration,
 }
 
 /// How the response relay ended.
@@ -101,6 +103,9 @@ struct Progress {
     /// The endpoint that served the request (None until a connection to one
     /// is up): its accrual state and latency learn the outcome.
     endpoint: Option<Rc<Endpoint>>,
+    /// When the response was relayed: the clock reading that returned the
+    /// upstream connection to the pool also ends the exchange.
+    relayed_at: Option<std::time::Instant>,
 }
 
 /// The server's side of one request, finagle's dispatch: until the response
@@ -153,14 +158,17 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
     s.core.buffers.give(sbuf);
     s.core.buffers.give(ubuf);
     s.core.buffers.give(wbuf);
-    let now = std::time::Instant::now();
+    // One clock reading per request ends it: the relay's, when it ended
+    // with the connection pooled (docs/engine.md, issue 16).
+    let now = progress.relayed_at.unwrap_or_else(std::time::Instant::now);
+    let latency = now.saturating_duration_since(s.begun);
     if let Some(endpoint) = progress.endpoint.take() {
         let success = match &result {
             Ok(_) => !policy.is_failure(progress.status),
             Err(e) => e.side() != Side::Upstream,
         };
         destination.accrue(&endpoint, success, now);
-        destination.balancer.observe(&endpoint, now.saturating_duration_since(s.begun), now);
+        destination.balancer.observe(&endpoint, latency, now);
     }
     let mut done = Exchanged {
         next: Next::Close,
@@ -169,6 +177,7 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
         route: Some((client_stats, service_stats)),
         answer: None,
         at: now,
+        latency,
     };
     match result {
         Ok(next) => done.next = next,
@@ -239,7 +248,9 @@ async fn nack<B: Backend>(s: &Downstream<'_, B>, p: &Prepared, sbuf: Vec<u8>, ma
     let written = write_all_within(s.io, &mut out, s.settings.io_limits.client_write).await;
     s.core.buffers.give(out);
     let next = if close || written.is_err() { Next::Close } else { Next::KeepAlive };
-    Exchanged { next, status: e.status(), sent: 0, route: None, answer: None, at: std::time::Instant::now() }
+    let at = std::time::Instant::now();
+    let latency = at.saturating_duration_since(s.begun);
+    Exchanged { next, status: e.status(), sent: 0, route: None, answer: None, at, latency }
 }
 
 /// A connection for the request: pooled, or new. A connect (or TLS
@@ -541,10 +552,12 @@ async fn exchange<B: Backend>(
         Relayed::Done(ended) => {
             let connections = rules::settle(ended, s.core.shutdown.is_draining());
             if connections.upstream == Fate::Reuse {
+                let now = std::time::Instant::now();
+                progress.relayed_at = Some(now);
                 s.core.upstreams.put_idle(
                     PoolKey { router: s.settings.router, addr, tls_identity: tls.as_ref().map(|t| t.identity.clone()) },
                     upstream,
-                    std::time::Instant::now(),
+                    now,
                     destination.pool.limits,
                 );
             }

@@ -1,6 +1,8 @@
 //! The per-core route cache. A core resolves each destination once per
-//! snapshot generation; afterwards a request costs an arc-swap load, one hash
-//! lookup on the identifier's key, and a weighted pick. No lock anywhere.
+//! published snapshot; afterwards a request costs one atomic load (has a
+//! snapshot been published?), its identifier's key, one hash lookup on it
+//! (none on a connection whose last request had the same key: `LastRoute`),
+//! and a weighted pick. No lock anywhere.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -144,7 +146,9 @@ pub struct RouteTable {
 
 struct State {
     snapshot: Arc<RoutingSnapshot>,
-    per_router: Vec<HashMap<Box<[u8]>, Entry>>,
+    /// The snapshot's [`SharedSnapshot::version`].
+    version: u64,
+    per_router: Vec<HashMap<Box<[u8]>, Rc<Entry>>>,
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
     servers: Vec<Rc<ServerSettings>>,
@@ -157,7 +161,12 @@ struct State {
 }
 
 impl State {
-    fn new(snapshot: Arc<RoutingSnapshot>, known: &crate::tls::client::CoreConfigs, workers: usize) -> State {
+    fn new(
+        snapshot: Arc<RoutingSnapshot>,
+        version: u64,
+        known: &crate::tls::client::CoreConfigs,
+        workers: usize,
+    ) -> State {
         let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
         let servers = snapshot.servers.iter().map(|s| Rc::new(s.for_core(workers))).collect();
         let mut client_tls = Vec::with_capacity(snapshot.routers.len());
@@ -167,7 +176,7 @@ impl State {
             client_tls.push(configs);
             tls_by_template.extend(kept);
         }
-        State { snapshot, per_router, servers, client_tls, tls_by_template }
+        State { snapshot, version, per_router, servers, client_tls, tls_by_template }
     }
 }
 
@@ -187,12 +196,13 @@ impl RouteTable {
     /// With `names`: this core's answers for host names only requests
     /// supply (asked of the control thread).
     pub fn with_names(shared: SharedSnapshot, metrics: Rc<CoreMetrics>, workers: usize, names: CoreNames) -> Self {
+        let version = shared.version();
         let snapshot = shared.load_full();
         let seed = (&shared as *const SharedSnapshot as u64) ^ 0x9E37_79B9_7F4A_7C15;
         RouteTable {
             shared,
             key: RefCell::new(Vec::with_capacity(256)),
-            state: RefCell::new(State::new(snapshot, &Default::default(), workers)),
+            state: RefCell::new(State::new(snapshot, version, &Default::default(), workers)),
             rng: XorShift::new(seed),
             metrics,
             endpoints: RefCell::new(HashMap::new()),
@@ -209,8 +219,9 @@ impl RouteTable {
 
     /// Adopts a newer published snapshot, if any, dropping this core's cache.
     fn refresh(&self, state: &mut State) {
-        if self.shared.load().generation != state.snapshot.generation {
-            *state = State::new(self.shared.load_full(), &state.tls_by_template, self.workers);
+        let version = self.shared.version();
+        if version != state.version {
+            *state = State::new(self.shared.load_full(), version, &state.tls_by_template, self.workers);
         }
     }
 
@@ -239,9 +250,20 @@ impl RouteTable {
 
     /// Routes one request of `router`.
     pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, RouteError> {
+        self.route_after(router, head, &mut LastRoute::default())
+    }
+
+    /// Routes one request of `router` on a connection whose last request
+    /// went to `last`, and remembers where this one goes.
+    pub fn route_after(
+        &self,
+        router: usize,
+        head: &RequestHead<'_, '_>,
+        last: &mut LastRoute,
+    ) -> Result<Route, RouteError> {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
-        let State { snapshot, per_router, client_tls, .. } = &mut *state;
+        let State { snapshot, version, per_router, client_tls, .. } = &mut *state;
         let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
         let routes = &snapshot.routers[router];
         let mut key = self.key.borrow_mut();
@@ -260,22 +282,28 @@ impl RouteTable {
                 return self.pick(&entry.cached, consume, context);
             }
         }
+        // The connection's last destination, when this request has the
+        // same key under the same snapshot: no hash, no map.
+        if let Some(entry) = last.entry(*version, router, key).filter(|e| e.is_fresh()) {
+            return self.pick(&entry.cached, consume, context);
+        }
         let cache = &mut per_router[router];
         // One hash on a hit (the common case); the key is client-controlled,
         // so the map keeps std's seeded SipHash against collision floods.
-        if let Some(entry) = cache.get(key) {
-            // Only an entry with request-supplied host names reads the clock.
-            if entry.expires.is_none_or(|e| Instant::now() < e) {
-                return self.pick(&entry.cached, consume, context);
+        let entry = match cache.get(key).filter(|e| e.is_fresh()) {
+            Some(entry) => entry.clone(),
+            None => {
+                let core = self.parts(tls_configs);
+                let entry = Rc::new(resolve(snapshot, router, key, None, &core)?);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+                cache.insert(key.into(), entry.clone());
+                entry
             }
-        }
-        let core = self.parts(tls_configs);
-        let entry = resolve(snapshot, router, key, None, &core)?;
+        };
         let route = self.pick(&entry.cached, consume, context);
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key.into(), entry);
+        last.remember(*version, router, key, entry);
         route
     }
 
@@ -326,6 +354,55 @@ impl RouteTable {
 struct Entry {
     cached: Cached,
     expires: Option<Instant>,
+}
+
+impl Entry {
+    /// Whether the entry still holds. Only an entry with request-supplied
+    /// host names reads the clock.
+    fn is_fresh(&self) -> bool {
+        self.expires.is_none_or(|e| Instant::now() < e)
+    }
+}
+
+/// Where a connection's last request went. A keep-alive connection nearly
+/// always asks for the same destination again: its next request with the
+/// same identification key, under the same snapshot, takes the entry from
+/// here, without hashing the key and looking it up in the core's map
+/// (docs/engine.md, issue 16). A new snapshot, or another key, goes
+/// through the map again.
+#[derive(Debug, Default)]
+pub struct LastRoute(Option<Remembered>);
+
+#[derive(Debug)]
+struct Remembered {
+    /// The snapshot version, router and key the entry was found for.
+    version: u64,
+    router: usize,
+    key: Vec<u8>,
+    entry: Rc<Entry>,
+}
+
+impl LastRoute {
+    /// The remembered entry, if it was found for exactly this.
+    fn entry(&self, version: u64, router: usize, key: &[u8]) -> Option<&Rc<Entry>> {
+        let r = self.0.as_ref()?;
+        (r.version == version && r.router == router && r.key == key).then_some(&r.entry)
+    }
+
+    fn remember(&mut self, version: u64, router: usize, key: &[u8], entry: Rc<Entry>) {
+        match &mut self.0 {
+            // The key's buffer is reused: no allocation once the connection
+            // has seen a key this long.
+            Some(r) => {
+                r.version = version;
+                r.router = router;
+                r.key.clear();
+                r.key.extend_from_slice(key);
+                r.entry = entry;
+            }
+            None => self.0 = Some(Remembered { version, router, key: key.to_vec(), entry }),
+        }
+    }
 }
 
 /// This core's answers for request-supplied host names, as the snapshot
@@ -565,5 +642,52 @@ fn prune(tree: NameTree<Option<Rc<BoundEndpoints>>>) -> NameTree<Rc<BoundEndpoin
         NameTree::Neg => NameTree::Neg,
         NameTree::Fail => NameTree::Fail,
         NameTree::Empty => NameTree::Empty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::MaybeUninit;
+
+    use super::*;
+
+    fn snapshot(dtab: &str, generation: u64) -> RoutingSnapshot {
+        let text = format!("routers:\n- protocol: http\n  dtab: |\n    {dtab}\n  servers: [{{port: 1}}]\n");
+        let config = config::Config::parse(&text, "t").unwrap();
+        crate::server::control::compile(&config, generation).unwrap()
+    }
+
+    /// The bound name a request with `Host: host` is routed to.
+    fn client_of(table: &RouteTable, host: &str, last: &mut LastRoute) -> String {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let mut slots = [MaybeUninit::uninit(); http1::HEADER_SLOTS];
+        let head = http1::parse_request(request.as_bytes(), &mut slots, &http1::Limits::default()).unwrap().unwrap();
+        table.route_after(0, &head, last).map(|r| r.client.to_string()).unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    /// A connection's remembered route holds for its key under its
+    /// snapshot only: another key, or a newly published snapshot (even one
+    /// with the same generation number), routes afresh.
+    #[test]
+    fn the_last_route_holds_for_one_key_under_one_snapshot() {
+        let shared = SharedSnapshot::new(snapshot("/svc/a => /$/inet/127.0.0.1/1; /svc/b => /$/inet/127.0.0.1/2", 1));
+        let table = RouteTable::new(shared.clone());
+        let mut last = LastRoute::default();
+        assert_eq!(client_of(&table, "a", &mut last), "/$/inet/127.0.0.1/1");
+        assert_eq!(client_of(&table, "a", &mut last), "/$/inet/127.0.0.1/1");
+        assert_eq!(client_of(&table, "b", &mut last), "/$/inet/127.0.0.1/2", "another key");
+        assert_eq!(client_of(&table, "a", &mut last), "/$/inet/127.0.0.1/1", "and back");
+
+        shared.publish(snapshot("/svc/a => /$/inet/127.0.0.1/3; /svc/b => /$/inet/127.0.0.1/2", 1));
+        assert_eq!(client_of(&table, "a", &mut last), "/$/inet/127.0.0.1/3", "a new snapshot");
+        assert_eq!(client_of(&table, "a", &mut last), "/$/inet/127.0.0.1/3");
+
+        // A route remembered by another connection under the old snapshot
+        // is not taken either.
+        let mut other = LastRoute::default();
+        assert_eq!(client_of(&table, "b", &mut other), "/$/inet/127.0.0.1/2");
+        shared.publish(snapshot("/svc/b => /$/inet/127.0.0.1/4", 2));
+        assert_eq!(client_of(&table, "b", &mut other), "/$/inet/127.0.0.1/4");
+        assert!(client_of(&table, "a", &mut last).starts_with("error: "), "a is no longer routed");
     }
 }

@@ -30,7 +30,7 @@ mod snapshot;
 mod transform;
 
 pub use crate::namer::NamerInputs;
-pub use cache::{Route, RouteTable, RouteTls};
+pub use cache::{LastRoute, Route, RouteTable, RouteTls};
 pub use error::RouteError;
 pub use identifier::{consume_segments, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -497,23 +498,40 @@ fn compile_transformers(
 
 /// The published snapshot, shared by every core.
 #[derive(Clone)]
-pub struct SharedSnapshot(Arc<ArcSwap<RoutingSnapshot>>);
+pub struct SharedSnapshot(Arc<Published>);
+
+struct Published {
+    current: ArcSwap<RoutingSnapshot>,
+    /// Counts the publications, bumped after each: a core asks on every
+    /// request whether the snapshot changed, and one atomic load answers
+    /// that, where loading the snapshot takes an arc-swap debt slot
+    /// (docs/engine.md, issue 16).
+    version: AtomicU64,
+}
 
 impl SharedSnapshot {
     pub fn new(snapshot: RoutingSnapshot) -> Self {
-        SharedSnapshot(Arc::new(ArcSwap::from_pointee(snapshot)))
+        SharedSnapshot(Arc::new(Published { current: ArcSwap::from_pointee(snapshot), version: AtomicU64::new(0) }))
     }
 
     pub fn load(&self) -> arc_swap::Guard<Arc<RoutingSnapshot>> {
-        self.0.load()
+        self.0.current.load()
     }
 
     pub fn load_full(&self) -> Arc<RoutingSnapshot> {
-        self.0.load_full()
+        self.0.current.load_full()
+    }
+
+    /// How many snapshots were published after the first. Read before
+    /// [`SharedSnapshot::load_full`], it never claims a snapshot newer than
+    /// the one loaded: the count moves only after the store.
+    pub fn version(&self) -> u64 {
+        self.0.version.load(Ordering::Acquire)
     }
 
     pub fn publish(&self, snapshot: RoutingSnapshot) {
-        self.0.store(Arc::new(snapshot));
+        self.0.current.store(Arc::new(snapshot));
+        self.0.version.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -127,8 +127,7 @@ impl Buckets {
     }
 
     #[inline]
-    fn record(&mut self, us: u64) {
-        let i = bucket_of(us.min(MAX_LATENCY_US));
+    fn record(&mut self, i: usize) {
         self.counts[i] = self.counts[i].saturating_add(1);
         self.blocks |= 1 << (i / BLOCK);
     }
@@ -188,13 +187,19 @@ impl Default for Latency {
 impl Latency {
     #[inline]
     pub fn record(&self, us: u64, epoch: u32) {
+        self.record_bucket(latency_bucket(us), epoch);
+    }
+
+    /// Records a latency whose bucket is `bucket` (see [`latency_bucket`]).
+    #[inline]
+    fn record_bucket(&self, bucket: usize, epoch: u32) {
         if !ENABLED {
             return;
         }
         if epoch != self.epoch.get() {
             self.rotate(epoch);
         }
-        self.current.borrow_mut().record(us);
+        self.current.borrow_mut().record(bucket);
     }
 
     #[cold]
@@ -217,6 +222,12 @@ impl Latency {
         }
         HistogramSnapshot::from_buckets(sparse(&self.previous.borrow(), &self.current.borrow()))
     }
+}
+
+/// The bucket a latency of `us` microseconds is counted in.
+#[inline]
+fn latency_bucket(us: u64) -> usize {
+    bucket_of(us.min(MAX_LATENCY_US))
 }
 
 /// Microseconds in a duration, without 128-bit arithmetic.
@@ -257,21 +268,45 @@ pub struct RequestStats {
     pub latency: Latency,
 }
 
+/// A finished request as each scope that counts it (server, client,
+/// service) records it: its outcome and latency bucket worked out once, not
+/// once per scope (docs/engine.md, issue 16).
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    status: u16,
+    /// A 5xx (from upstream or from corelink) is a failure, as linkerd's
+    /// default classifier (`nonRetryable5XX`) says.
+    failure: bool,
+    bucket: usize,
+    epoch: u32,
+}
+
+impl Finished {
+    #[inline]
+    pub fn new(status: u16, us: u64, epoch: u32) -> Finished {
+        Finished { status, failure: status >= 500, bucket: latency_bucket(us), epoch }
+    }
+}
+
 impl RequestStats {
-    /// A finished request. A 5xx (from upstream or from corelink) is a
-    /// failure, as linkerd's default classifier (`nonRetryable5XX`) says.
+    /// A finished request (one scope; see [`Finished`] for several).
     #[inline]
     pub fn record(&self, status: u16, us: u64, epoch: u32) {
+        self.add(Finished::new(status, us, epoch));
+    }
+
+    #[inline]
+    pub fn add(&self, request: Finished) {
         if !ENABLED {
             return;
         }
-        if status >= 500 {
+        if request.failure {
             self.failures.incr();
         } else {
             self.success.incr();
         }
-        self.statuses.record(status);
-        self.latency.record(us, epoch);
+        self.statuses.record(request.status);
+        self.latency.record_bucket(request.bucket, request.epoch);
     }
 
     pub fn requests(&self) -> u64 {

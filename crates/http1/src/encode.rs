@@ -18,21 +18,19 @@ fn via_line(version: Version) -> &'static [u8] {
 // Keep the literal in via_line in sync with the pseudonym constant.
 const _: () = assert!(VIA_PSEUDONYM.len() == 8);
 
-fn write_end_to_end_fields(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], names_fields: bool) {
-    write_fields_except(out, headers, names_fields, |_| false);
-}
-
-/// Like `write_end_to_end_fields`, also dropping the fields `drop` names.
+/// Writes the received fields but the hop-by-hop ones (`is_hop_by_hop` says
+/// which, by position and name), those `Connection` names (when
+/// `names_fields`), and those `drop` names.
 fn write_fields_except(
     out: &mut Vec<u8>,
     headers: &[httparse::Header<'_>],
     names_fields: bool,
+    is_hop_by_hop: impl Fn(usize, &str) -> bool,
     drop: impl Fn(&str) -> bool,
 ) {
-    for h in headers {
-        let kind = classify(h.name);
-        if kind.is_hop_by_hop()
-            || (names_fields && kind == HeaderKind::Other && connection_names(headers, h.name))
+    for (i, h) in headers.iter().enumerate() {
+        if is_hop_by_hop(i, h.name)
+            || (names_fields && classify(h.name) == HeaderKind::Other && connection_names(headers, h.name))
             || drop(h.name)
         {
             continue;
@@ -81,7 +79,8 @@ pub fn encode_request_head_with(
             out.extend_from_slice(b"\r\n");
         }
     }
-    write_fields_except(out, head.headers, head.connection_names_fields, |name| {
+    let is_hop_by_hop = |_, name: &str| classify(name).is_hop_by_hop();
+    write_fields_except(out, head.headers, head.connection_names_fields, is_hop_by_hop, |name| {
         if clear_context {
             is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
         } else {
@@ -138,12 +137,15 @@ pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts
     out.push(b' ');
     out.extend_from_slice(head.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    // The parser classified every field already: no second `classify` per
+    // field (docs/engine.md, issue 16).
+    let is_hop_by_hop = |i, name: &str| head.hop_fields.is_hop_by_hop(i, name);
     if opts.clear_context {
-        write_fields_except(out, head.headers, head.connection_names_fields, |name| {
+        write_fields_except(out, head.headers, head.connection_names_fields, is_hop_by_hop, |name| {
             is_l5d(name) || (opts.empty_body && classify(name) == HeaderKind::ContentLength)
         });
     } else {
-        write_end_to_end_fields(out, head.headers, head.connection_names_fields);
+        write_fields_except(out, head.headers, head.connection_names_fields, is_hop_by_hop, |_| false);
     }
     if opts.empty_body {
         out.extend_from_slice(b"Content-Length: 0\r\n");
@@ -158,8 +160,8 @@ pub fn encode_response_head(out: &mut Vec<u8>, head: &ResponseHead<'_, '_>, opts
         _ => false,
     };
     if keep_codings {
-        for h in head.headers {
-            if classify(h.name) == HeaderKind::TransferEncoding {
+        for (i, h) in head.headers.iter().enumerate() {
+            if is_hop_by_hop(i, h.name) && classify(h.name) == HeaderKind::TransferEncoding {
                 out.extend_from_slice(b"Transfer-Encoding: ");
                 out.extend_from_slice(h.value);
                 out.extend_from_slice(b"\r\n");
@@ -323,6 +325,41 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: close\r\nVia: 1.1 corelink\r\n\r\n"
         );
+    }
+
+    /// The parser's note of hop-by-hop fields covers the first 64 fields; the
+    /// encoder classifies the rest itself. Hop-by-hop fields on both sides of
+    /// the 64th are dropped, the end-to-end ones kept in order.
+    #[test]
+    fn response_hop_by_hop_fields_past_the_64th() {
+        let hop = |i: usize| match i {
+            0 => Some("Keep-Alive: 5"),
+            63 => Some("TE: trailers"),
+            64 => Some("Proxy-Connection: x"),
+            65 => Some("connection: X-Named"),
+            70 => Some("Transfer-Encoding: chunked"),
+            80 => Some("X-Named: secret"),
+            99 => Some("UPGRADE: h2"),
+            _ => None,
+        };
+        let mut buf = String::from("HTTP/1.1 200 OK\r\n");
+        let mut expected = buf.clone();
+        for i in 0..100 {
+            match hop(i) {
+                Some(field) => buf += &format!("{field}\r\n"),
+                None => {
+                    buf += &format!("X-{i}: {i}\r\n");
+                    expected += &format!("X-{i}: {i}\r\n");
+                }
+            }
+        }
+        buf += "\r\n";
+        expected += "Transfer-Encoding: chunked\r\nVia: 1.1 corelink\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_response(buf.as_bytes(), &mut slots, Method::Get, false, &Limits::default()).unwrap().unwrap();
+        let mut out = Vec::new();
+        encode_response_head(&mut out, &head, ResponseHeadOptions::default());
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]

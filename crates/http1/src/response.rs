@@ -7,7 +7,7 @@ use std::mem::MaybeUninit;
 use super::framing::BodyFraming;
 use super::limits::Limits;
 use super::request::Method;
-use super::tokens::{self, classify, list_items, ConnectionOptions, HeaderKind, Version};
+use super::tokens::{self, classify, list_items, ConnectionOptions, HeaderKind, HopFields, Version};
 use super::ParseError;
 
 #[derive(Debug)]
@@ -24,6 +24,8 @@ pub struct ResponseHead<'b, 'h> {
     pub informational: bool,
     pub upgrade: Option<&'b [u8]>,
     pub connection_names_fields: bool,
+    /// Which of `headers` the parser found hop-by-hop, for the encoder.
+    pub(crate) hop_fields: HopFields,
 }
 
 /// Parses a response head to a request made with `method`. `upgrade_requested`
@@ -74,9 +76,12 @@ pub fn parse_response<'b, 'h>(
     let mut chunked_count = 0;
     let mut connection = ConnectionOptions::default();
     let mut upgrade_value = None;
+    let mut hop_fields = HopFields::default();
 
-    for h in headers {
-        match classify(h.name) {
+    for (i, h) in headers.iter().enumerate() {
+        let kind = classify(h.name);
+        hop_fields.note(i, kind);
+        match kind {
             HeaderKind::ContentLength => {
                 let n = tokens::parse_content_length(h.value).ok_or(ParseError::BadContentLength)?;
                 if content_length.is_some() {
@@ -150,6 +155,7 @@ pub fn parse_response<'b, 'h>(
         informational,
         upgrade: if status == 101 { upgrade_value } else { None },
         connection_names_fields: connection.names_fields,
+        hop_fields,
     }))
 }
 

@@ -58,19 +58,70 @@ impl HeaderKind {
 }
 
 pub(crate) fn classify(name: &str) -> HeaderKind {
-    let eq = |s: &str| name.eq_ignore_ascii_case(s);
-    match name.len() {
-        2 if eq("te") => HeaderKind::Te,
-        3 if eq("via") => HeaderKind::Via,
-        4 if eq("host") => HeaderKind::Host,
-        6 if eq("expect") => HeaderKind::Expect,
-        7 if eq("upgrade") => HeaderKind::Upgrade,
-        10 if eq("connection") => HeaderKind::Connection,
-        10 if eq("keep-alive") => HeaderKind::KeepAlive,
-        14 if eq("content-length") => HeaderKind::ContentLength,
-        16 if eq("proxy-connection") => HeaderKind::ProxyConnection,
-        17 if eq("transfer-encoding") => HeaderKind::TransferEncoding,
-        _ => HeaderKind::Other,
+    // Most names are none of these (`Date`, `Server`, `Content-Type`): the
+    // length and the first letter rule out nearly all of them, so only a
+    // likely match is compared whole. (`| 0x20` lowers an ASCII letter; a
+    // non-letter it maps onto one fails the comparison.)
+    let name = name.as_bytes();
+    let first = name.first().map_or(0, |&b| b | 0x20);
+    let (kind, matches) = match (name.len(), first) {
+        (2, b't') => (HeaderKind::Te, eq_lower(name, b"te")),
+        (3, b'v') => (HeaderKind::Via, eq_lower(name, b"via")),
+        (4, b'h') => (HeaderKind::Host, eq_lower(name, b"host")),
+        (6, b'e') => (HeaderKind::Expect, eq_lower(name, b"expect")),
+        (7, b'u') => (HeaderKind::Upgrade, eq_lower(name, b"upgrade")),
+        (10, b'c') => (HeaderKind::Connection, eq_lower(name, b"connection")),
+        (10, b'k') => (HeaderKind::KeepAlive, eq_lower(name, b"keep-alive")),
+        (14, b'c') => (HeaderKind::ContentLength, eq_lower(name, b"content-length")),
+        (16, b'p') => (HeaderKind::ProxyConnection, eq_lower(name, b"proxy-connection")),
+        (17, b't') => (HeaderKind::TransferEncoding, eq_lower(name, b"transfer-encoding")),
+        _ => return HeaderKind::Other,
+    };
+    if matches {
+        kind
+    } else {
+        HeaderKind::Other
+    }
+}
+
+/// `name` equals `lower` (lower-case letters and `-`) but for the case of
+/// its letters. A fixed-length comparison with no early exit, which the
+/// compiler turns into a few word or vector operations; `eq_ignore_ascii_case`
+/// lowers and compares a byte at a time.
+#[inline(always)]
+fn eq_lower<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(name) = <&[u8; N]>::try_from(name) else { return false };
+    let mut diff = 0;
+    for i in 0..N {
+        // Only a letter's case is ignored: `| 0x20` on a `-` would take a CR.
+        let fold = if lower[i].is_ascii_lowercase() { 0x20 } else { 0 };
+        diff |= (name[i] | fold) ^ lower[i];
+    }
+    diff == 0
+}
+
+/// The hop-by-hop fields of a parsed head, by position, as the parser
+/// classified them: the encoder drops them without classifying every name a
+/// second time. A bit per field for the first 64 fields; a field past them
+/// (a head may have up to `HEADER_SLOTS`) is classified again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HopFields(u64);
+
+impl HopFields {
+    /// Notes the `index`th field's kind, as the parser found it.
+    pub(crate) fn note(&mut self, index: usize, kind: HeaderKind) {
+        if index < 64 && kind.is_hop_by_hop() {
+            self.0 |= 1 << index;
+        }
+    }
+
+    /// Whether the `index`th field, named `name`, is hop-by-hop.
+    pub(crate) fn is_hop_by_hop(self, index: usize, name: &str) -> bool {
+        if index < 64 {
+            self.0 & (1 << index) != 0
+        } else {
+            classify(name).is_hop_by_hop()
+        }
     }
 }
 
@@ -218,6 +269,49 @@ mod tests {
         assert_eq!(classify("Content-Length"), HeaderKind::ContentLength);
         assert_eq!(classify("TRANSFER-ENCODING"), HeaderKind::TransferEncoding);
         assert_eq!(classify("X-Thing"), HeaderKind::Other);
+    }
+
+    /// `classify` against a plain lookup of every known name: the names in
+    /// any case, and each with every byte replaced by bytes near it (other
+    /// letters, the same letter's other case, non-letters that OR to a
+    /// letter), cut short or made longer.
+    #[test]
+    fn classify_matches_a_lookup() {
+        const KNOWN: [(&str, HeaderKind); 10] = [
+            ("te", HeaderKind::Te),
+            ("via", HeaderKind::Via),
+            ("host", HeaderKind::Host),
+            ("expect", HeaderKind::Expect),
+            ("upgrade", HeaderKind::Upgrade),
+            ("connection", HeaderKind::Connection),
+            ("keep-alive", HeaderKind::KeepAlive),
+            ("content-length", HeaderKind::ContentLength),
+            ("proxy-connection", HeaderKind::ProxyConnection),
+            ("transfer-encoding", HeaderKind::TransferEncoding),
+        ];
+        let lookup = |name: &[u8]| {
+            KNOWN.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map_or(HeaderKind::Other, |&(_, k)| k)
+        };
+        let mut names: Vec<Vec<u8>> =
+            vec![b"".to_vec(), b"Date".to_vec(), b"Server".to_vec(), b"Content-Type".to_vec()];
+        for (known, _) in KNOWN {
+            let base = known.as_bytes();
+            names.push(base.to_vec());
+            names.push(base.to_ascii_uppercase());
+            names.push(base[..base.len() - 1].to_vec());
+            names.push([base, b"s"].concat());
+            for i in 0..base.len() {
+                for b in [base[i] ^ 0x20, (base[i] & !0x20) ^ 0x01, base[i] ^ 0x40, b'-', b'0', 0x7f, b'T'] {
+                    let mut name = base.to_vec();
+                    name[i] = b;
+                    names.push(name);
+                }
+            }
+        }
+        for name in names {
+            let Ok(s) = std::str::from_utf8(&name) else { continue };
+            assert_eq!(classify(s), lookup(&name), "{s:?}");
+        }
     }
 
     #[test]
