@@ -97,7 +97,7 @@ async fn accept_tls<S: Stream>(
     counters: &TlsServerStats,
     io: S,
 ) -> Option<Box<TlsStream<S>>> {
-    let conn = match rustls::ServerConnection::new(tls.config()) {
+    let conn = match rustls::server::UnbufferedServerConnection::new(tls.config()) {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(router = %settings.label, error = %e, "cannot start a TLS session");

@@ -399,7 +399,7 @@ async fn connect_inner<B: Backend>(
     };
     let Some(tls) = tls else { return Ok(MaybeTls::Plain(tcp)) };
     let name = tls.name.clone().unwrap_or_else(|| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
-    let conn = rustls::ClientConnection::new(tls.config.clone(), name)
+    let conn = rustls::client::UnbufferedClientConnection::new(tls.config.clone(), name)
         .map_err(|e| ProxyError::UpstreamTls { addr, reason: e.to_string() })?;
     let stream = Box::new(TlsStream::new(tcp, conn));
     match tokio::time::timeout(limit, stream.handshake()).await {
