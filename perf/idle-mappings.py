@@ -11,6 +11,9 @@ held in 2 MiB huge pages (docs/io-backends.md, "Huge pages").
   perf/idle-mappings.py BINARY epoll|uring N [tls] [VAR=VALUE ...]
 
 VAR=VALUE pairs go into corelink's environment (e.g. MIMALLOC_* options).
+LOAD=SECONDS in the script's own environment first runs that long under
+load (corelink-load -c 64, small and 64 KiB responses alternating each
+second), as perf/compare's earlier scenarios do before its scenario 7.
 Listens on 127.0.0.1:19500 (nginx) and :19501 (corelink). Needs nginx.
 """
 import os
@@ -66,8 +69,13 @@ def main():
 events {{ worker_connections 25000; }}
 http {{ access_log off; client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};
   uwsgi_temp_path {work}; scgi_temp_path {work};
-  server {{ listen 127.0.0.1:{BACKEND}; keepalive_requests 1000000; location / {{ return 200 "{BODY}"; }} }} }}
+  server {{ listen 127.0.0.1:{BACKEND}; keepalive_requests 1000000; location / {{ return 200 "{BODY}"; }}
+    location /64k {{ alias {work}/64k; }} }} }}
 """)
+    with open(f"{work}/64k", "w") as f:
+        f.write("x" * 65536)
+    os.chmod(work, 0o755)
+    os.chmod(f"{work}/64k", 0o644)
     nginx = subprocess.Popen(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx/nginx.conf",
                               "-e", f"{work}/nginx/error.log", "-g", "daemon off;"])
     server_tls, ctx = "", None
@@ -113,6 +121,16 @@ corelink: {{workers: 1, shutdownDelayMs: 0}}
 
     try:
         exchange([connect()])
+        load_for = int(os.environ.get("LOAD", "0"))
+        if load_for:
+            tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "corelink-load")
+            scheme = "https" if tls else "http"
+            extra_args = ["--cacert", f"{work}/ca/cacertificate.pem", "--sni", "serviceB"] if tls else []
+            for i in range(load_for):
+                path = "/64k" if i % 2 else "/"
+                subprocess.run([tool, "-c", "64", "-d", "1s", "-H", "Host: serviceB", *extra_args,
+                                f"{scheme}://127.0.0.1:{PROXY}{path}"], check=True, capture_output=True)
+            time.sleep(6)
         time.sleep(1.5)
         before, rss_before = smaps(proxy.pid), rss(proxy.pid)
         conns = []
@@ -121,6 +139,12 @@ corelink: {{workers: 1, shutdownDelayMs: 0}}
             exchange(group)
             conns.extend(group)
         time.sleep(5)
+        if os.environ.get("PAUSE"):
+            print("pid", proxy.pid, flush=True)
+            time.sleep(float(os.environ["PAUSE"]))
+        for _ in range(int(os.environ.get("WATCH", "0"))):
+            print("  RSS", rss(proxy.pid), "KiB", flush=True)
+            time.sleep(5)
         after, rss_after = smaps(proxy.pid), rss(proxy.pid)
         print(f"{io} {'TLS' if tls else 'plaintext'} {n} connections: RSS {rss_before} -> {rss_after} KiB, "
               f"{(rss_after - rss_before) / n:.2f} KiB per connection {extra or ''}")
