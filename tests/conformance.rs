@@ -454,6 +454,10 @@ fn valid_requests_are_forwarded_exactly() {
         accept("`Transfer-Encoding: Chunked`", "RFC 9112 §7 (coding names are case-insensitive)", b"POST /c HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", &[("POST", "/c", b"hello")]),
         accept("Content-Length with OWS (`  5 `)", "RFC 9110 §5.5 (OWS around a field value is not part of it)", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length:  5 \r\n\r\nhello", &[("POST", "/p", b"hello")]),
         accept("GET with a Content-Length body (0.CL)", "James Kettle, 'HTTP/1.1 must die' (2025): 0.CL desync", b"GET /g HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nhello", &[("GET", "/g", b"hello")]),
+        // 40,000 bytes and the next request in one write: on io_uring one
+        // bundled receive brings them in three buffers, the body's end and
+        // the next request in the last one.
+        accept("long body, then a pipelined request", "RFC 9112 §6.3 rule 6 (the body ends at its length); RFC 9112 §9.3.2 (pipelining)", &[&b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 40000\r\n\r\n"[..], long_body(), b"GET /next HTTP/1.1\r\nHost: svc\r\n\r\n"].concat(), &[("POST", "/p", long_body()), ("GET", "/next", b"")]),
         accept("body that looks like a request", "PortSwigger, HTTP Desync Attacks (2019): smuggled prefix inside a body", b"POST /p HTTP/1.1\r\nHost: svc\r\nContent-Length: 37\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n", &[("POST", "/p", b"GET /smuggled HTTP/1.1\r\nHost: svc\r\n\r\n")]),
         accept("HEAD", "RFC 9110 §9.3.2", b"HEAD /h HTTP/1.1\r\nHost: svc\r\n\r\n", &[("HEAD", "/h", b"")]),
         accept("OPTIONS *", "RFC 9112 §3.2.4", b"OPTIONS * HTTP/1.1\r\nHost: svc\r\n\r\n", &[("OPTIONS", "*", b"")]),
@@ -715,6 +719,12 @@ struct UpCase {
     expect: Up,
 }
 
+/// A 40,000-byte body, more than two of corelink's 16 KiB buffers.
+fn long_body() -> &'static [u8] {
+    static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect())
+}
+
 fn up(name: &'static str, source: &'static str, response: &[u8], expect: Up) -> UpCase {
     UpCase { name, source, method: "GET", response: vec![Action::Send(response.to_vec())], expect }
 }
@@ -867,6 +877,10 @@ fn malformed_responses_do_not_desynchronise_the_pool() {
         up("response chunk longer than its size", "RFC 9112 §7.1; Weikop, 'Funky chunks' (2025)", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nok\r\n0\r\n\r\n", Up::BadGateway),
         up("101 without an Upgrade request", "RFC 9110 §15.2.2 (101 only in reply to Upgrade); Egorov (2019)", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", Up::BadGateway),
         up("response longer than its Content-Length", "RFC 9112 §6.3 rule 6; PortSwigger (2019) response queue desync", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled", Up::Relayed { status: 200, body: b"ok" }),
+        // 40,000 bytes and the extra response in one write: on io_uring one
+        // bundled receive brings them in three buffers, the body's end and
+        // the smuggled bytes in the last one.
+        up("long response longer than its Content-Length", "RFC 9112 §6.3 rule 6; PortSwigger (2019) response queue desync", &[&b"HTTP/1.1 200 OK\r\nContent-Length: 40000\r\n\r\n"[..], long_body(), b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"].concat(), Up::Relayed { status: 200, body: long_body() }),
         up("smuggled response after a chunked one", "James Kettle, 'HTTP/2: The Sequel is Always Worse' (2021): response queue poisoning", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled", Up::Relayed { status: 200, body: b"ok" }),
         up("204 carrying a body", "RFC 9112 §6.3 rule 1 (204 has no body)", b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", Up::Relayed { status: 204, body: b"" }),
         up("HEAD response carrying a body", "RFC 9112 §6.3 rule 1; RFC 9110 §9.3.2", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Up::Relayed { status: 200, body: b"" }).method("HEAD"),

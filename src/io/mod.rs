@@ -42,6 +42,26 @@ pub trait Stream: 'static {
         let len = buf.len();
         self.write_range(buf, 0..len)
     }
+    /// A whole buffer of received bytes already waiting beyond what `read`
+    /// returned, taken without waiting or copying: io_uring's bundled
+    /// receives fill several ring buffers at once. `None` by default (epoll
+    /// reads into the caller's one buffer). The body relay gathers these
+    /// behind the bytes it just read, for [`Stream::write_range_then`].
+    fn take_received_buffer(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Writes all of `first[range]`, then the first `len` bytes of each of
+    /// `more`'s buffers, in order: one vectored send where the backend has
+    /// one (io_uring), one write after another otherwise. `more`'s buffers
+    /// are used up; `first` comes back.
+    fn write_range_then(
+        &self,
+        first: Vec<u8>,
+        range: Range<usize>,
+        more: Vec<(Vec<u8>, usize)>,
+    ) -> impl Future<Output = BufResult<()>> {
+        write_in_turn(self, first, range, more)
+    }
     /// Half-closes the write side (FIN), for tunnels and close-delimited bodies.
     /// Async because TLS sends its close_notify alert first.
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
@@ -74,6 +94,27 @@ pub trait Stream: 'static {
     /// and which the next read takes over), so `has_unread_input` on the
     /// next take needs no peek. epoll trusts its readiness already.
     fn watch_unread_input(&self) {}
+}
+
+/// [`Stream::write_range_then`] as one write after another.
+pub(crate) async fn write_in_turn<S: Stream + ?Sized>(
+    s: &S,
+    first: Vec<u8>,
+    range: Range<usize>,
+    more: Vec<(Vec<u8>, usize)>,
+) -> BufResult<()> {
+    let (res, first) = s.write_range(first, range).await;
+    if res.is_err() {
+        return (res, first);
+    }
+    for (buf, len) in more {
+        let len = len.min(buf.len());
+        let (res, _) = s.write_range(buf, 0..len).await;
+        if res.is_err() {
+            return (res, first);
+        }
+    }
+    (Ok(()), first)
 }
 
 pub trait Listener: 'static {

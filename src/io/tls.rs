@@ -714,6 +714,25 @@ impl<S: Stream> Stream for MaybeTls<S> {
         }
     }
 
+    fn take_received_buffer(&self) -> Option<Vec<u8>> {
+        match self {
+            MaybeTls::Plain(s) => s.take_received_buffer(),
+            MaybeTls::Tls(_) => None,
+        }
+    }
+
+    async fn write_range_then(
+        &self,
+        first: Vec<u8>,
+        range: Range<usize>,
+        more: Vec<(Vec<u8>, usize)>,
+    ) -> BufResult<()> {
+        match self {
+            MaybeTls::Plain(s) => s.write_range_then(first, range, more).await,
+            MaybeTls::Tls(_) => super::write_in_turn(self, first, range, more).await,
+        }
+    }
+
     async fn shutdown_write(&self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(s) => s.shutdown_write().await,

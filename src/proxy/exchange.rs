@@ -24,12 +24,12 @@ use crate::table::{Route, RouteTls, ServerSettings};
 use crate::telemetry::metrics::{ClientStats, OpenGuard};
 use crate::telemetry::metrics::{ServerStats, ServiceStats};
 
-use super::body::{consume, pump_body, read_into, write_all, PumpError};
+use super::body::{consume, gather_body, pump_body, read_into, write_all, PumpError};
 use super::core::{ConcurrencyPermit, Core};
 use super::error::{ProxyError, Side};
 use super::request::{Next, Prepared, RequestMeta};
 use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
-use super::timed::{read_into_within, write_all_within, write_range_within};
+use super::timed::{read_into_within, write_all_within, write_range_then_within, write_range_within};
 use super::tunnel::tunnel;
 use super::upstream::{PoolKey, Upstream};
 use crate::pool::SlotPermit;
@@ -842,28 +842,46 @@ async fn stream_response_body<B: Backend>(
                 s.stats.response_trailers_dropped.add(u64::from(step.trailers_dropped));
             }
             let end = start + step.consumed;
+            // More of the body already received in whole buffers (an io_uring
+            // bundle; never on epoll or TLS) goes out in the same send.
+            let waiting = if copies || step.done { None } else { upstream.take_received_buffer() };
+            let (mut gathered, mut ended) = (0, None);
             let limit = s.settings.io_limits.client_write;
             let sent = if copies {
                 write_all_within(s.io, wbuf, limit).await
-            } else if head_pending && wbuf.len() <= start {
-                let from = start - wbuf.len();
-                ubuf[from..start].copy_from_slice(wbuf);
-                write_range_within(s.io, ubuf, from..end, limit).await
-            } else if head_pending {
-                wbuf.extend_from_slice(&ubuf[start..end]);
-                write_all_within(s.io, wbuf, limit).await
             } else {
-                write_range_within(s.io, ubuf, start..end, limit).await
+                let (out, range) = if head_pending && wbuf.len() <= start {
+                    let from = start - wbuf.len();
+                    ubuf[from..start].copy_from_slice(wbuf);
+                    (&mut *ubuf, from..end)
+                } else if head_pending {
+                    wbuf.extend_from_slice(&ubuf[start..end]);
+                    let len = wbuf.len();
+                    (&mut *wbuf, 0..len)
+                } else {
+                    (&mut *ubuf, start..end)
+                };
+                match waiting {
+                    None => write_range_within(s.io, out, range, limit).await,
+                    Some(first) => {
+                        let more = gather_body(first, upstream, body, &mut budget).map_err(|e| failed(e.at(addr)))?;
+                        (gathered, ended) = (more.consumed, more.ended);
+                        write_range_then_within(s.io, out, range, more.bufs, limit).await
+                    }
+                }
             };
             sent.map_err(|e| failed(ProxyError::ClientIo(e)))?;
             progress.started = true;
-            progress.sent += step.consumed as u64;
+            progress.sent += (step.consumed + gathered) as u64;
             head_pending = false;
             wbuf.clear();
             consume(ubuf, end);
             start = 0;
             if step.done {
                 return Ok(!ubuf.is_empty());
+            }
+            if let Some(bytes_after) = ended {
+                return Ok(bytes_after);
             }
         }
         match read_into_within(upstream, ubuf, s.core.buffers.size(), s.settings.io_limits.upstream_read).await {

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use crate::io::Stream;
 pub use crate::table::{IoLimit, IoLimits, IoOp, IoSetting};
 
-use super::body::{read_into, write_all, write_range};
+use super::body::{read_into, write_all, write_range, write_range_then};
 use super::watchdog::Registration;
 
 /// The limit that cut an operation short, if `e` is such a timeout.
@@ -104,6 +104,17 @@ pub(super) fn write_range_within<'a, S: Stream>(
     bound: IoLimit,
 ) -> impl Future<Output = io::Result<()>> + 'a {
     within(bound, write_range(s, buf, range))
+}
+
+/// [`write_range_then`] within `bound`.
+pub(super) fn write_range_then_within<'a, S: Stream>(
+    s: &'a S,
+    buf: &'a mut Vec<u8>,
+    range: std::ops::Range<usize>,
+    more: Vec<(Vec<u8>, usize)>,
+    bound: IoLimit,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    within(bound, write_range_then(s, buf, range, more))
 }
 
 #[cfg(test)]

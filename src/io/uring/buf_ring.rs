@@ -13,9 +13,14 @@
 //! batch of completions, and a keep-alive connection swaps buffers with it
 //! rather than copying (see `UringStream::read`).
 //!
+//! A bundled receive (`IORING_RECVSEND_BUNDLE`) fills several buffers in
+//! one operation: those at consecutive ring positions from the first one,
+//! whose bid the completion names. [`BufRing::take_bundle`] finds the others
+//! by the position each bid was provided at.
+//!
 //! The ring starts with [`INITIAL_BUFFERS`] and doubles when a receive finds
 //! it empty (`ENOBUFS`: more receives completed in one batch than it held),
-//! up to [`RING_ENTRIES`]. When the core goes quiet, the driver frees the
+//! up to [`MAX_BUFFERS`]. When the core goes quiet, the driver frees the
 //! spares and, if a burst grew the ring, registers it anew at its initial
 //! size ([`BufRing::reset`]), so a burst leaves no buffers behind.
 
@@ -25,11 +30,15 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-/// Entries in the shared ring: the most buffers a core ever provides.
-/// At 16 KiB each that bounds the ring at 8 MiB per core; it holds as many
-/// as the largest batch of simultaneous arrivals needed (tens, under
-/// `perf/compare`'s loads).
+/// Entries in the shared ring.
 pub(super) const RING_ENTRIES: u16 = 512;
+/// The most buffers a core ever provides: half the entries, so that while
+/// one batch of completions is reaped, the replacements provided for the
+/// first ones can never wrap around onto the positions of a later bundle's
+/// buffers, which `take_bundle` still has to read. At 16 KiB each that
+/// bounds the ring at 4 MiB per core; it holds as many as the largest batch
+/// of simultaneous arrivals needed (tens, under `perf/compare`'s loads).
+const MAX_BUFFERS: usize = RING_ENTRIES as usize / 2;
 /// Buffers provided when the ring is registered.
 pub(super) const INITIAL_BUFFERS: usize = 16;
 /// Spare buffers kept for replacements; beyond that they are freed.
@@ -42,6 +51,8 @@ pub(super) struct BufRing {
     tail: u16,
     /// The buffer behind each bid, while it is provided to the kernel.
     bufs: Vec<Option<Vec<u8>>>,
+    /// The ring position (unmasked tail) each bid was last provided at.
+    provided_at: Vec<u16>,
     /// Buffers given back by streams, ready to replace a taken one.
     spare: Vec<Vec<u8>>,
     /// The capacity of every buffer (the core's `corelink.bufferSize`).
@@ -69,7 +80,7 @@ impl BufRing {
         }
         let ring = NonNull::new(addr.cast::<BufRingEntry>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         let size = size.clamp(1, u32::MAX as usize);
-        Ok(BufRing { ring, tail: 0, bufs: Vec::new(), spare: Vec::new(), size })
+        Ok(BufRing { ring, tail: 0, bufs: Vec::new(), provided_at: Vec::new(), spare: Vec::new(), size })
     }
 
     /// The ring's address, for `register_buf_ring`.
@@ -82,13 +93,14 @@ impl BufRing {
         self.bufs.len()
     }
 
-    /// Provides `n` more buffers (fewer at `RING_ENTRIES`); returns how many.
+    /// Provides `n` more buffers (fewer at `MAX_BUFFERS`); returns how many.
     pub(super) fn grow(&mut self, n: usize) -> usize {
-        let room = usize::from(RING_ENTRIES) - self.bufs.len();
+        let room = MAX_BUFFERS - self.bufs.len();
         let n = n.min(room);
         for _ in 0..n {
             let bid = self.bufs.len() as u16;
             self.bufs.push(None);
+            self.provided_at.push(0);
             let buf = self.replacement();
             self.provide(bid, buf);
         }
@@ -108,6 +120,51 @@ impl BufRing {
         self.provide(bid, replacement);
         self.publish();
         Some(buf)
+    }
+
+    /// The buffers a bundled receive filled with its `len` bytes, in order:
+    /// the one at `first`'s ring position and those after it, each full but
+    /// the last. Each gets a replacement in the ring at once. `None` if the
+    /// ring does not hold what the completion names (then nothing is taken).
+    pub(super) fn take_bundle(&mut self, first: u16, len: usize) -> Option<Vec<Vec<u8>>> {
+        let count = len.div_ceil(self.size).max(1);
+        let start = *self.provided_at.get(usize::from(first))?;
+        let mask = RING_ENTRIES - 1;
+        let mut bids = Vec::with_capacity(count);
+        for i in 0..count {
+            let pos = start.wrapping_add(i as u16);
+            // SAFETY: the index is masked into the mapped array. The kernel
+            // never writes entries (no incremental consumption), and the
+            // ones a completion names are not provided again before it is
+            // reaped (`MAX_BUFFERS`).
+            let bid = unsafe { (*self.ring.as_ptr().add(usize::from(pos & mask))).bid() };
+            let provided = self.bufs.get(usize::from(bid)).is_some_and(Option::is_some);
+            if !provided || self.provided_at[usize::from(bid)] != pos {
+                return None;
+            }
+            bids.push(bid);
+        }
+        let mut taken = Vec::with_capacity(count);
+        let mut left = len;
+        for bid in bids {
+            let Some(mut buf) = self.bufs[usize::from(bid)].take() else { unreachable!("checked above") };
+            let filled = left.min(buf.capacity());
+            // SAFETY: the kernel wrote the bundle's bytes into its buffers
+            // in ring order, filling each before the next, before posting
+            // the completion; `filled` is within this buffer's capacity.
+            unsafe { buf.set_len(filled) };
+            left -= filled;
+            taken.push(buf);
+            let replacement = self.replacement();
+            self.provide(bid, replacement);
+        }
+        self.publish();
+        Some(taken)
+    }
+
+    /// The capacity of every buffer.
+    pub(super) fn size(&self) -> usize {
+        self.size
     }
 
     /// A buffer a stream is done with, kept to replace the next one taken.
@@ -131,6 +188,7 @@ impl BufRing {
     pub(super) fn reset(&mut self) -> usize {
         let freed = self.bufs.iter().filter(|b| b.is_some()).count();
         self.bufs = Vec::new();
+        self.provided_at = Vec::new();
         self.tail = 0;
         self.publish();
         freed
@@ -150,6 +208,7 @@ impl BufRing {
         entry.set_addr(buf.as_mut_ptr() as u64);
         entry.set_len(self.size as u32);
         entry.set_bid(bid);
+        self.provided_at[usize::from(bid)] = self.tail;
         self.tail = self.tail.wrapping_add(1);
         self.bufs[usize::from(bid)] = Some(buf);
     }

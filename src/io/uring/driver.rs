@@ -23,7 +23,11 @@
 //!   docs/io-backends.md), and the ring's own descriptor never turns
 //!   readable for deferred work.
 //! - Receives take a buffer from the provided buffer ring ([`BufRing`]) when
-//!   bytes arrive, so waiting costs no buffer.
+//!   bytes arrive, so waiting costs no buffer. They are bundled
+//!   (`IORING_RECVSEND_BUNDLE`, Linux 6.10): one receive takes as many
+//!   buffers as the bytes waiting fill, so a 64 KiB response body arrives
+//!   in one operation, not four (and goes on in one vectored send, see
+//!   `UringStream::send_gathered`).
 
 use std::cell::RefCell;
 use std::io;
@@ -58,9 +62,23 @@ pub(super) enum Keep {
     Nothing,
     /// A send's buffer (the SQE points into it); or a receive's bytes.
     Bytes(Vec<u8>),
+    /// The buffers of a bundled receive, in order (more than one).
+    Bundle(Vec<Vec<u8>>),
+    /// A vectored send's message header, iovecs and buffers (the SQE
+    /// points at the header, the header at the iovecs, they at the buffers).
+    #[allow(dead_code)]
+    Gather(Box<Gathered>),
     /// A connect's address (the SQE points at it; held, never read).
     #[allow(dead_code)]
     Addr(Box<socket2::SockAddr>),
+}
+
+/// What a vectored send points into: boxed, so none of it moves while the
+/// kernel may read it.
+pub(super) struct Gathered {
+    pub msg: libc::msghdr,
+    pub iov: Vec<libc::iovec>,
+    pub bufs: Vec<Vec<u8>>,
 }
 
 enum State {
@@ -98,6 +116,9 @@ pub(super) struct Driver {
     in_flight: usize,
     /// Wakers collected while reaping, woken after the driver is released.
     to_wake: Vec<Waker>,
+    /// Whether receives are bundled: until the kernel refuses the flag
+    /// (before Linux 6.10 a bundled receive fails with `EINVAL`).
+    bundles: bool,
 }
 
 impl Driver {
@@ -115,7 +136,7 @@ impl Driver {
             ring.submitter().register_buf_ring(bufs.addr(), super::buf_ring::RING_ENTRIES, BUFFER_GROUP)?;
         }
         bufs.grow(INITIAL_BUFFERS);
-        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new() })
+        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new(), bundles: true })
     }
 
     /// Queues `sqe` (its `user_data` set to a new slot) and returns the slot.
@@ -239,9 +260,7 @@ impl Driver {
     }
 
     fn recycle(&mut self, keep: Keep) {
-        if let Keep::Bytes(buf) = keep {
-            self.bufs.give_back(buf);
-        }
+        recycle(&mut self.bufs, keep);
     }
 
     /// Collects completions, entering the ring while there is anything to
@@ -286,8 +305,14 @@ impl Driver {
             let mut res = cqe.result();
             let mut received = Keep::Nothing;
             if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                match bufs.take(bid, res.max(0) as usize) {
-                    Some(buf) => received = Keep::Bytes(buf),
+                let len = res.max(0) as usize;
+                let taken = if len > bufs.size() {
+                    bufs.take_bundle(bid, len).map(Keep::Bundle)
+                } else {
+                    bufs.take(bid, len).map(Keep::Bytes)
+                };
+                match taken {
+                    Some(keep) => received = keep,
                     None => res = -libc::EIO,
                 }
             }
@@ -297,7 +322,7 @@ impl Driver {
             match std::mem::replace(&mut slot.state, State::Free) {
                 State::InFlight(waker) => {
                     slot.state = State::Done { res, flags: cqe.flags() };
-                    if let Keep::Bytes(_) = received {
+                    if !matches!(received, Keep::Nothing) {
                         slot.keep = received;
                     }
                     if let Some(w) = waker {
@@ -306,12 +331,8 @@ impl Driver {
                 }
                 State::Abandoned => {
                     free.push(id as u32);
-                    if let Keep::Bytes(buf) = std::mem::replace(&mut slot.keep, Keep::Nothing) {
-                        bufs.give_back(buf);
-                    }
-                    if let Keep::Bytes(buf) = received {
-                        bufs.give_back(buf);
-                    }
+                    recycle(bufs, std::mem::replace(&mut slot.keep, Keep::Nothing));
+                    recycle(bufs, received);
                 }
                 other @ (State::Free | State::Done { .. }) => slot.state = other,
             }
@@ -322,6 +343,16 @@ impl Driver {
             let added = bufs.grow(provided.max(INITIAL_BUFFERS));
             tracing::debug!(provided = provided + added, "io_uring buffer ring grown");
         }
+    }
+}
+
+/// Gives the buffers `keep` holds back to the ring's spares.
+fn recycle(bufs: &mut BufRing, keep: Keep) {
+    match keep {
+        Keep::Bytes(buf) => bufs.give_back(buf),
+        Keep::Bundle(taken) => taken.into_iter().for_each(|buf| bufs.give_back(buf)),
+        Keep::Gather(gathered) => gathered.bufs.into_iter().for_each(|buf| bufs.give_back(buf)),
+        Keep::Nothing | Keep::Addr(_) => {}
     }
 }
 
@@ -366,6 +397,13 @@ pub(super) unsafe fn start(sqe: squeue::Entry, keep: Keep) -> u32 {
 
 /// `IORING_RECVSEND_POLL_FIRST`, in a receive's `ioprio`.
 const RECV_POLL_FIRST: u16 = 1;
+/// `IORING_RECVSEND_BUNDLE`, in a receive's `ioprio`.
+const RECV_BUNDLE: u16 = 1 << 4;
+/// The most buffers one bundled receive fills (64 KiB at the default 16 KiB
+/// buffer size): enough that a 64 KiB body arrives in one operation, few
+/// enough that one connection streaming a large body neither holds more
+/// than that at once nor empties the ring the core's other receives share.
+const BUNDLE_BUFFERS: usize = 4;
 
 /// An SQE's bytes: `io_uring_sqe`, whose `ioprio` (a `u16` at offset 2)
 /// the `io-uring` crate's `Recv` builder does not expose.
@@ -374,22 +412,43 @@ const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
 /// Starts a receive into a buffer from the ring. `poll_first` when the last
 /// receive left the socket empty: the kernel then waits for bytes before
 /// trying, instead of first failing a receive with EAGAIN (one attempt less
-/// for every request that is not already there).
+/// for every request that is not already there). Bundled while the kernel
+/// takes bundles: the completion may then bring several buffers.
 pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
-    let mut sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), 0)
-        .buf_group(BUFFER_GROUP)
-        .build()
-        .flags(squeue::Flags::BUFFER_SELECT);
-    if poll_first {
-        // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's
-        // 64-byte `io_uring_sqe` (size asserted above), whose layout is ABI:
-        // opcode (u8), flags (u8), ioprio (u16).
-        let bytes = unsafe { &mut *(&mut sqe as *mut squeue::Entry).cast::<[u8; 64]>() };
-        bytes[2..4].copy_from_slice(&RECV_POLL_FIRST.to_ne_bytes());
-    }
-    // SAFETY: the receive points at no memory of ours: the kernel picks a
-    // ring buffer, which the ring keeps alive.
-    unsafe { start(sqe, Keep::Nothing) }
+    with(|d| {
+        // With bundles the length bounds the bytes of one receive.
+        let most = (d.bufs.size() * BUNDLE_BUFFERS).min(u32::MAX as usize) as u32;
+        let mut sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), if d.bundles { most } else { 0 })
+            .buf_group(BUFFER_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT);
+        let ioprio = if poll_first { RECV_POLL_FIRST } else { 0 } | if d.bundles { RECV_BUNDLE } else { 0 };
+        if ioprio != 0 {
+            // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's
+            // 64-byte `io_uring_sqe` (size asserted above), whose layout is
+            // ABI: opcode (u8), flags (u8), ioprio (u16).
+            let bytes = unsafe { &mut *(&mut sqe as *mut squeue::Entry).cast::<[u8; 64]>() };
+            bytes[2..4].copy_from_slice(&ioprio.to_ne_bytes());
+        }
+        // SAFETY: the receive points at no memory of ours: the kernel picks
+        // ring buffers, which the ring keeps alive.
+        unsafe { d.start(sqe, Keep::Nothing) }
+    })
+}
+
+/// A receive failed with `EINVAL`: if receives were bundled, the kernel
+/// does not know the flag (before Linux 6.10); they go unbundled from now
+/// on and the caller starts its receive again (`true`). `false` when they
+/// were not: the error is the receive's own.
+pub(super) fn refuse_bundles() -> bool {
+    with(|d| {
+        let was = d.bundles;
+        if was {
+            tracing::debug!("the kernel refuses bundled io_uring receives; receiving one buffer at a time");
+        }
+        d.bundles = false;
+        was
+    })
 }
 
 pub(super) fn poll(id: u32, cx: &mut Context<'_>) -> Poll<Completed> {

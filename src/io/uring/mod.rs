@@ -2,8 +2,10 @@
 //! one ring per worker inside the worker's current-thread tokio runtime,
 //! `SINGLE_ISSUER | COOP_TASKRUN`, submissions batched into one
 //! `io_uring_enter` per loop turn, receives into a provided buffer ring
-//! ([`buf_ring`]) so a waiting connection holds no buffer, and every
-//! abandoned operation cancelled. docs/io-backends.md has the measurements.
+//! ([`buf_ring`]) so a waiting connection holds no buffer, bundled so one
+//! receive can fill several of its buffers (sent on with one vectored
+//! send), and every abandoned operation cancelled. docs/io-backends.md has
+//! the measurements.
 
 mod buf_ring;
 mod driver;
@@ -18,7 +20,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use io_uring::{opcode, types};
 
 use super::{Backend, BufResult, Listener, Stream};
-use driver::{Keep, Operation};
+use driver::{Gathered, Keep, Operation};
 
 pub struct Uring;
 
@@ -27,7 +29,9 @@ pub struct Uring;
 /// dropped by a timeout (or a connection moving to its parked task) leaves
 /// the receive in flight, and the next read or wait takes it over, so no
 /// byte is lost and no buffer is parked. Bytes received beyond what the
-/// caller's buffer could take wait in `received`.
+/// caller's buffer could take wait in `received`, and the other buffers of
+/// a bundled receive in `more` (taken whole by
+/// [`Stream::take_received_buffer`], or read in turn).
 pub struct UringStream {
     fd: OwnedFd,
     /// The receive in flight (its driver slot), if any.
@@ -35,6 +39,11 @@ pub struct UringStream {
     /// Received bytes not yet read: a buffer from the ring and the offset
     /// of the first unread byte.
     received: RefCell<Option<(Vec<u8>, usize)>>,
+    /// The buffers a bundled receive filled after the one in `received`,
+    /// last first (the next to read is popped); `None` while `received` is
+    /// empty. Boxed: a parked connection carries only the pointer.
+    #[allow(clippy::box_collection)]
+    more: Cell<Option<Box<Vec<Vec<u8>>>>>,
     /// The last receive left nothing in the socket: the next one waits for
     /// bytes before trying (`IORING_RECVSEND_POLL_FIRST`).
     drained: Cell<bool>,
@@ -50,7 +59,13 @@ pub struct UringListener(tokio::io::unix::AsyncFd<std::net::TcpListener>);
 impl UringStream {
     fn new(fd: OwnedFd) -> io::Result<UringStream> {
         socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
-        Ok(UringStream { fd, recv: Cell::new(None), received: RefCell::new(None), drained: Cell::new(false) })
+        Ok(UringStream {
+            fd,
+            recv: Cell::new(None),
+            received: RefCell::new(None),
+            more: Cell::new(None),
+            drained: Cell::new(false),
+        })
     }
 
     /// Moves received bytes into `buf`: the whole ring buffer when `buf` is
@@ -63,28 +78,33 @@ impl UringStream {
         if *start == 0 && buf.is_empty() && buf.capacity() == bytes.capacity() {
             let n = bytes.len();
             std::mem::swap(buf, bytes);
-            if let Some((spare, _)) = received.take() {
-                driver::give_back(spare);
-            }
             drop(received);
-            if !self.drained.get() {
-                self.read_ahead();
-            }
+            self.next_received();
             return Some(n);
         }
         let n = (bytes.len() - *start).min(buf.capacity() - buf.len());
         buf.extend_from_slice(&bytes[*start..*start + n]);
         *start += n;
-        if *start == bytes.len() {
-            if let Some((spent, _)) = received.take() {
-                driver::give_back(spent);
-            }
-            drop(received);
-            if !self.drained.get() {
-                self.read_ahead();
-            }
+        let spent = *start == bytes.len();
+        drop(received);
+        if spent {
+            self.next_received();
         }
         Some(n)
+    }
+
+    /// The buffer in `received` has been read: it goes back to the ring and
+    /// the next of a bundle takes its place; after the last, the next
+    /// receive may start at once ([`UringStream::read_ahead`]).
+    fn next_received(&self) {
+        let next = self.pop_more();
+        let spent = std::mem::replace(&mut *self.received.borrow_mut(), next.map(|bytes| (bytes, 0)));
+        if let Some((spent, _)) = spent {
+            driver::give_back(spent);
+        }
+        if !self.has_received() && !self.drained.get() {
+            self.read_ahead();
+        }
     }
 
     /// After a read took the last received bytes while the socket
@@ -100,6 +120,16 @@ impl UringStream {
         if self.recv.get().is_none() {
             self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), false)));
         }
+    }
+
+    /// The next buffer of a bundle, if one waits.
+    fn pop_more(&self) -> Option<Vec<u8>> {
+        let mut more = self.more.take()?;
+        let next = more.pop();
+        if !more.is_empty() {
+            self.more.set(Some(more));
+        }
+        next
     }
 
     fn has_received(&self) -> bool {
@@ -133,10 +163,21 @@ impl UringStream {
                         *self.received.borrow_mut() = Some((bytes, 0));
                         Ok(true)
                     }
+                    Keep::Bundle(mut bundle) => {
+                        bundle.reverse();
+                        let first = bundle.pop();
+                        if !bundle.is_empty() {
+                            self.more.set(Some(Box::new(bundle)));
+                        }
+                        *self.received.borrow_mut() = first.map(|bytes| (bytes, 0));
+                        Ok(true)
+                    }
                     _ => Err(io::Error::other("io_uring receive completed without a buffer")),
                 },
                 // The ring had no buffer left (it has grown since): again.
                 e if e == -libc::ENOBUFS || e == -libc::EINTR || e == -libc::EAGAIN => continue,
+                // A kernel without bundled receives: again, unbundled.
+                e if e == -libc::EINVAL && driver::refuse_bundles() => continue,
                 e => Err(io::Error::from_raw_os_error(-e)),
             });
         }
@@ -155,9 +196,98 @@ impl UringStream {
         let res = if done.res < 0 { Err(io::Error::from_raw_os_error(-done.res)) } else { Ok(done.res as usize) };
         (res, buf)
     }
+
+    /// Sends `first[range]` and then `more`'s buffers' first bytes, in one
+    /// vectored send (`IORING_OP_SENDMSG`) while the socket takes all of
+    /// it; a short send goes on from where it stopped. `more`'s buffers go
+    /// back to the ring afterwards; `first` comes back.
+    async fn send_gathered(&self, first: Vec<u8>, range: Range<usize>, more: Vec<(Vec<u8>, usize)>) -> BufResult<()> {
+        let mut pieces = Vec::with_capacity(1 + more.len());
+        pieces.push(range);
+        let mut bufs = Vec::with_capacity(1 + more.len());
+        bufs.push(first);
+        for (buf, len) in more {
+            pieces.push(0..len.min(buf.len()));
+            bufs.push(buf);
+        }
+        let mut gathered = Box::new(Gathered {
+            // SAFETY: all-zero is a valid msghdr (no name, no control data).
+            msg: unsafe { std::mem::zeroed() },
+            iov: Vec::with_capacity(pieces.len()),
+            bufs,
+        });
+        let mut sent = 0;
+        let result = loop {
+            let g = &mut *gathered;
+            g.iov.clear();
+            let mut skip = sent;
+            for (buf, piece) in g.bufs.iter().zip(&pieces) {
+                let len = piece.len();
+                if skip >= len {
+                    skip -= len;
+                    continue;
+                }
+                g.iov.push(libc::iovec {
+                    // SAFETY: in bounds: `piece` lies within `buf`, `skip` < its length.
+                    iov_base: unsafe { buf.as_ptr().add(piece.start + skip) } as *mut libc::c_void,
+                    iov_len: len - skip,
+                });
+                skip = 0;
+            }
+            if g.iov.is_empty() {
+                break Ok(());
+            }
+            g.msg.msg_iov = g.iov.as_mut_ptr();
+            g.msg.msg_iovlen = g.iov.len() as _;
+            let sqe = opcode::SendMsg::new(types::Fd(self.fd.as_raw_fd()), &raw const g.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build();
+            // SAFETY: the header, the iovecs and the buffers they point into
+            // move into the operation's slot inside their box (none of their
+            // heap memory moves) until the completion.
+            let done = unsafe { Operation::new(sqe, Keep::Gather(gathered)) }.await;
+            let Keep::Gather(back) = done.keep else { unreachable!("a vectored send keeps its buffers") };
+            gathered = back;
+            match done.res {
+                0 => break Err(io::ErrorKind::WriteZero.into()),
+                n if n > 0 => sent += n as usize,
+                e if e == -libc::EINTR => {}
+                e => break Err(io::Error::from_raw_os_error(-e)),
+            }
+        };
+        let mut bufs = std::mem::take(&mut gathered.bufs).into_iter();
+        let first = bufs.next().unwrap_or_default();
+        bufs.for_each(driver::give_back);
+        (result, first)
+    }
 }
 
 impl Stream for UringStream {
+    fn take_received_buffer(&self) -> Option<Vec<u8>> {
+        let whole = matches!(&*self.received.borrow(), Some((_, 0)));
+        if !whole {
+            return None;
+        }
+        let next = self.pop_more();
+        let taken = std::mem::replace(&mut *self.received.borrow_mut(), next.map(|bytes| (bytes, 0)));
+        if !self.has_received() && !self.drained.get() {
+            self.read_ahead();
+        }
+        taken.map(|(bytes, _)| bytes)
+    }
+
+    async fn write_range_then(
+        &self,
+        first: Vec<u8>,
+        range: Range<usize>,
+        more: Vec<(Vec<u8>, usize)>,
+    ) -> BufResult<()> {
+        if more.is_empty() {
+            return self.write_range(first, range).await;
+        }
+        self.send_gathered(first, range, more).await
+    }
+
     fn has_unread_input(&self) -> bool {
         if self.has_received() {
             return true;
@@ -227,6 +357,9 @@ impl Drop for UringStream {
         }
         if let Some((bytes, _)) = self.received.get_mut().take() {
             driver::give_back(bytes);
+        }
+        if let Some(more) = self.more.take() {
+            more.into_iter().for_each(driver::give_back);
         }
     }
 }
@@ -517,6 +650,73 @@ mod tests {
                 let (n, buf) = ours.read(Vec::with_capacity(64)).await;
                 assert_eq!(&buf[..n.unwrap()], format!("again {i}").as_bytes());
             }
+        });
+    }
+
+    #[test]
+    fn a_bundled_receive_hands_over_whole_buffers_in_order() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            let sent: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            theirs.write_all(&sent).unwrap();
+            // All of it waits in the socket before the receive starts.
+            std::thread::sleep(Duration::from_millis(50));
+            let (n, mut got) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            got.truncate(n.unwrap());
+            let mut whole = 0;
+            while let Some(buf) = ours.take_received_buffer() {
+                got.extend_from_slice(&buf);
+                whole += 1;
+            }
+            assert!(whole >= 1, "one receive filled more than one buffer");
+            // The kernel may leave the tail to the next receive.
+            for _ in 0..10 {
+                if got.len() >= sent.len() {
+                    break;
+                }
+                let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+                got.extend_from_slice(&buf[..n.unwrap()]);
+                while let Some(buf) = ours.take_received_buffer() {
+                    got.extend_from_slice(&buf);
+                }
+            }
+            assert!(got == sent, "the bytes arrive whole and in order");
+            // Nothing is waiting now, and the stream reads on as usual.
+            assert!(ours.take_received_buffer().is_none());
+            theirs.write_all(b"more").unwrap();
+            let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            assert_eq!(&buf[..n.unwrap()], b"more");
+        });
+    }
+
+    #[test]
+    fn a_gathered_write_sends_every_piece_in_order() {
+        on_ring(async {
+            let (ours, theirs) = pair().await;
+            let reader = std::thread::spawn(move || {
+                let mut theirs = theirs;
+                let mut got = Vec::new();
+                theirs.read_to_end(&mut got).unwrap();
+                got
+            });
+            // 3 MiB and more: more than the socket takes at once, so the
+            // send goes on from where a short one stopped.
+            let more: Vec<(Vec<u8>, usize)> = (0..4u8)
+                .map(|k| {
+                    let buf: Vec<u8> = (0..1024 * 1024u32).map(|i| (i % 241) as u8 ^ k).collect();
+                    let len = if k == 2 { 1000 } else { buf.len() };
+                    (buf, len)
+                })
+                .collect();
+            let mut expected = b"head".to_vec();
+            for (buf, len) in &more {
+                expected.extend_from_slice(&buf[..*len]);
+            }
+            let (res, first) = ours.write_range_then(b"xxheadyy".to_vec(), 2..6, more).await;
+            res.unwrap();
+            assert_eq!(first, b"xxheadyy", "the first buffer comes back");
+            ours.shutdown_write().await.unwrap();
+            assert!(reader.join().unwrap() == expected, "the pieces arrive whole and in order");
         });
     }
 
