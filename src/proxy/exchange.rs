@@ -136,7 +136,7 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
     }
     let mut progress = Progress::default();
     // The metrics scopes outlive `p`, which the exchange consumes.
-    let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
+    let (client_stats, service_stats) = (p.route.client_stats().clone(), p.route.service_stats.clone());
     let destination = p.route.destination.clone();
     let policy = p.route.policy.clone();
     let mut sbuf = sbuf;
@@ -264,7 +264,7 @@ async fn acquire<B: Backend>(
     route: &Route,
     first: Rc<Endpoint>,
 ) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
-    let tls = route.tls.as_deref();
+    let tls = route.tls();
     let destination = &route.destination;
     let balancer = &destination.balancer;
     let mut endpoint = first;
@@ -274,7 +274,7 @@ async fn acquire<B: Backend>(
         let key = PoolKey { router: s.settings.router, addr, tls_identity: tls.map(|t| t.identity.clone()) };
         let slot = loop {
             if let Some(conn) = s.core.upstreams.take_idle(&key, std::time::Instant::now()) {
-                route.client_stats.pool_reused.incr();
+                route.client_stats().pool_reused.incr();
                 return Ok((conn, true, endpoint));
             }
             // Only a bounded pool (`maxSize`) has slots to count.
@@ -294,12 +294,12 @@ async fn acquire<B: Backend>(
                     return Err(e);
                 }
                 if !destination.requeue.try_withdraw(now) {
-                    route.client_stats.requeue_budget_exhausted.incr();
+                    route.client_stats().requeue_budget_exhausted.incr();
                     return Err(e);
                 }
                 let Some(other) = balancer.pick(&LazyNow::default(), Some(&endpoint)) else { return Err(e) };
                 tracing::debug!(%addr, error = %e, next = %other.addr, "connect failed; requeued on another endpoint");
-                route.client_stats.requeues.incr();
+                route.client_stats().requeues.incr();
                 endpoint = other;
                 tries += 1;
             }
@@ -332,7 +332,7 @@ async fn slot_for<B: Backend>(
     if let Some(permit) = slots.try_open(max) {
         return Ok(Slot::Connect(permit));
     }
-    let stats = &route.client_stats;
+    let stats = route.client_stats();
     if let Some(max_waiters) = policy.max_waiters.filter(|&m| slots.waiting() >= m) {
         stats.pool_too_many_waiters.incr();
         return Err(ProxyError::TooManyWaiters { addr: key.addr, max_size: max, max_waiters });
@@ -369,9 +369,9 @@ async fn connect<B: Backend>(
     epoch: u32,
     slot: Option<SlotPermit>,
 ) -> Result<Upstream<B::Stream>, ProxyError> {
-    let stats = &route.client_stats;
+    let stats = route.client_stats();
     let started = std::time::Instant::now();
-    let result = connect_inner::<B>(addr, route.tls.as_deref(), stats, limit).await;
+    let result = connect_inner::<B>(addr, route.tls(), stats, limit).await;
     let now = std::time::Instant::now();
     match result {
         Ok(conn) => {
@@ -465,7 +465,6 @@ async fn exchange<B: Backend>(
     progress: &mut Progress,
     dispatch: &Dispatch,
 ) -> Result<Next, ProxyError> {
-    let tls = p.route.tls.clone();
     let policy = p.route.policy.clone();
     let destination = p.route.destination.clone();
     let service_stats = p.route.service_stats.clone();
@@ -555,7 +554,11 @@ async fn exchange<B: Backend>(
                 let now = std::time::Instant::now();
                 progress.relayed_at = Some(now);
                 s.core.upstreams.put_idle(
-                    PoolKey { router: s.settings.router, addr, tls_identity: tls.as_ref().map(|t| t.identity.clone()) },
+                    PoolKey {
+                        router: s.settings.router,
+                        addr,
+                        tls_identity: p.route.tls().map(|t| t.identity.clone()),
+                    },
                     upstream,
                     now,
                     destination.pool.limits,

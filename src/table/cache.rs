@@ -44,12 +44,8 @@ pub struct Route {
     pub context: bool,
     /// The logical name (`l5d-dst-service`), e.g. `/svc/serviceB`.
     pub service: Rc<str>,
-    /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
-    pub client: Rc<str>,
-    /// TLS to this destination (None: plaintext).
-    pub tls: Option<Rc<RouteTls>>,
-    /// This core's metrics of the bound name and of the logical name.
-    pub client_stats: Rc<ClientStats>,
+    /// This core's metrics of the logical name (the bound name's are the
+    /// destination's: [`Route::client_stats`]).
     pub service_stats: Rc<ServiceStats>,
 }
 
@@ -71,9 +67,29 @@ pub struct RouteTls {
     pub identity: Rc<str>,
 }
 
+// The bound name, its TLS and its metrics are read from the destination,
+// not copied into the route: a route is moved several times per request,
+// and at 128 bytes or less a move is a few register copies instead of a
+// `memcpy` call (docs/engine.md, issue 16).
 impl Route {
     pub fn context_headers(&self) -> [(&'static str, &[u8]); 2] {
-        [("l5d-dst-service", self.service.as_bytes()), ("l5d-dst-client", self.client.as_bytes())]
+        [("l5d-dst-service", self.service.as_bytes()), ("l5d-dst-client", self.client().as_bytes())]
+    }
+
+    /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
+    pub fn client(&self) -> &Rc<str> {
+        &self.destination.client
+    }
+
+    /// TLS to this destination (None: plaintext). A destination whose TLS
+    /// policy failed is never routed to (`RouteTable::pick`).
+    pub fn tls(&self) -> Option<&RouteTls> {
+        self.destination.tls.as_ref().ok().and_then(Option::as_deref)
+    }
+
+    /// This core's metrics of the bound name.
+    pub fn client_stats(&self) -> &Rc<ClientStats> {
+        &self.destination.stats
     }
 }
 
@@ -320,7 +336,9 @@ impl RouteTable {
                                 bound.client
                             )));
                         };
-                        let tls = bound.tls.clone().map_err(|why| RouteError::TlsPolicy(why.to_string()))?;
+                        if let Err(why) = &bound.tls {
+                            return Err(RouteError::TlsPolicy(why.to_string()));
+                        }
                         Ok(Route {
                             endpoint,
                             destination: bound.clone(),
@@ -328,9 +346,6 @@ impl RouteTable {
                             consume,
                             context,
                             service: service.clone(),
-                            client: bound.client.clone(),
-                            tls,
-                            client_stats: bound.stats.clone(),
                             service_stats: stats.clone(),
                         })
                     }
@@ -662,7 +677,7 @@ mod tests {
         let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let mut slots = [MaybeUninit::uninit(); http1::HEADER_SLOTS];
         let head = http1::parse_request(request.as_bytes(), &mut slots, &http1::Limits::default()).unwrap().unwrap();
-        table.route_after(0, &head, last).map(|r| r.client.to_string()).unwrap_or_else(|e| format!("error: {e}"))
+        table.route_after(0, &head, last).map(|r| r.client().to_string()).unwrap_or_else(|e| format!("error: {e}"))
     }
 
     /// A connection's remembered route holds for its key under its
