@@ -1,8 +1,9 @@
 //! The per-core route cache. A core resolves each destination once per
 //! published snapshot; afterwards a request costs one atomic load (has a
 //! snapshot been published?), its identifier's key, one hash lookup on it
-//! (none on a connection whose last request had the same key: `LastRoute`),
-//! and a weighted pick. No lock anywhere.
+//! (none on a connection whose last request had the same key: `LastRoute`,
+//! which compares the request with the key rather than building it), and a
+//! weighted pick. No lock anywhere.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -282,25 +283,32 @@ impl RouteTable {
         let State { snapshot, version, per_router, client_tls, .. } = &mut *state;
         let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
         let routes = &snapshot.routers[router];
+        let context = routes.context_headers;
+        // A per-request dtab (`l5d-dtab`, when the router honours it) makes
+        // the result specific to this request: resolved, never cached.
+        let local_dtab = match routes.dtab_headers {
+            true => head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")),
+            false => None,
+        };
+        // The connection's last destination, when this request would have
+        // the same key under the same snapshot: no key built, no hash, no
+        // map.
+        if local_dtab.is_none() {
+            let last_key =
+                last.entry(*version, router).filter(|(key, e)| e.is_fresh() && routes.identifiers.matches(head, key));
+            if let Some((key, entry)) = last_key {
+                return self.pick(&entry.cached, routes.identifiers.consumed_segments(key), context);
+            }
+        }
         let mut key = self.key.borrow_mut();
         routes.identifiers.key(head, &mut key).map_err(RouteError::Unidentified)?;
         let key: &[u8] = &key;
         let consume = routes.identifiers.consumed_segments(key);
-        let context = routes.context_headers;
-        // A per-request dtab (`l5d-dtab`, when the router honours it) makes
-        // the result specific to this request: resolved, never cached.
-        if routes.dtab_headers {
-            if let Some(h) = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")) {
-                let text = std::str::from_utf8(h.value).map_err(|_| RouteError::DtabHeaderNotUtf8)?;
-                let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
-                let core = self.parts(tls_configs);
-                let entry = resolve(snapshot, router, key, Some(&local), &core)?;
-                return self.pick(&entry.cached, consume, context);
-            }
-        }
-        // The connection's last destination, when this request has the
-        // same key under the same snapshot: no hash, no map.
-        if let Some(entry) = last.entry(*version, router, key).filter(|e| e.is_fresh()) {
+        if let Some(h) = local_dtab {
+            let text = std::str::from_utf8(h.value).map_err(|_| RouteError::DtabHeaderNotUtf8)?;
+            let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
+            let core = self.parts(tls_configs);
+            let entry = resolve(snapshot, router, key, Some(&local), &core)?;
             return self.pick(&entry.cached, consume, context);
         }
         let cache = &mut per_router[router];
@@ -398,10 +406,12 @@ struct Remembered {
 }
 
 impl LastRoute {
-    /// The remembered entry, if it was found for exactly this.
-    fn entry(&self, version: u64, router: usize, key: &[u8]) -> Option<&Rc<Entry>> {
+    /// The remembered key and entry, if they were found under this
+    /// snapshot for this router (whether the request has that key is the
+    /// caller's to compare: `Identifiers::matches`).
+    fn entry(&self, version: u64, router: usize) -> Option<(&[u8], &Rc<Entry>)> {
         let r = self.0.as_ref()?;
-        (r.version == version && r.router == router && r.key == key).then_some(&r.entry)
+        (r.version == version && r.router == router).then_some((&r.key[..], &r.entry))
     }
 
     fn remember(&mut self, version: u64, router: usize, key: &[u8], entry: Rc<Entry>) {
