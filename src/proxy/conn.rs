@@ -301,7 +301,7 @@ impl<B: Backend> Session<'_, B> {
         // The send buffer is taken only once a head is complete, so a
         // connection waiting for the rest of a head holds one buffer.
         let mut sbuf = Vec::new();
-        let prepared = match self.read_head(&mut sbuf).await {
+        let mut prepared = match self.read_head(&mut sbuf).await {
             Ok(p) => p,
             Err(close) => {
                 self.core.buffers.give(sbuf);
@@ -317,11 +317,12 @@ impl<B: Backend> Session<'_, B> {
             rbuf: &mut self.rbuf,
             begun: self.begun,
         };
-        let done = exchange::run(&mut downstream, prepared, sbuf).await;
+        let done = exchange::run(&mut downstream, &mut prepared, sbuf).await;
         if let Some(e) = &done.answer {
             self.respond_error(e).await;
         }
-        let route = done.route.as_ref().map(|(client, service)| (&**client, &**service));
+        let route = &prepared.route;
+        let route = done.routed.then(|| (&**route.client_stats(), &*route.service_stats));
         self.finish(done.status, done.sent, route, done.latency);
         // The clock reading the exchange ended with; no other is taken.
         self.idle_since = done.at;

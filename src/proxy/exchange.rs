@@ -59,9 +59,9 @@ pub(super) struct Exchanged {
     pub status: u16,
     /// Response body bytes sent (access log).
     pub sent: u64,
-    /// The destination's metrics scopes (bound name, logical name), when the
-    /// request reached one.
-    pub route: Option<(Rc<ClientStats>, Rc<ServiceStats>)>,
+    /// Whether the request reached its route's destination: recorded in its
+    /// metrics scopes (bound name, logical name) too.
+    pub routed: bool,
     /// An error to answer the client with before recording the request.
     pub answer: Option<ProxyError>,
     /// When the exchange ended, and the request's latency (from the start
@@ -126,19 +126,19 @@ impl Dispatch {
     }
 }
 
-pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf: Vec<u8>) -> Exchanged {
+/// Forwards one prepared request and relays its response. The request
+/// stays with the caller and the exchange borrows it: moved in, it was
+/// copied on each move and its route's `Rc`s cloned to outlive it
+/// (docs/engine.md, issue 16).
+pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: &mut Prepared, sbuf: Vec<u8>) -> Exchanged {
     let dispatch = Dispatch::default();
     if let Some(max) = s.settings.max_concurrent_requests {
         match s.core.admission.admit(s.server, max) {
             Some(permit) => dispatch.permit.set(Some(permit)),
-            None => return nack(s, &p, sbuf, max).await,
+            None => return nack(s, p, sbuf, max).await,
         }
     }
     let mut progress = Progress::default();
-    // The metrics scopes outlive `p`, which the exchange consumes.
-    let (client_stats, service_stats) = (p.route.client_stats.clone(), p.route.service_stats.clone());
-    let destination = p.route.destination.clone();
-    let policy = p.route.policy.clone();
     let mut sbuf = sbuf;
     let mut ubuf = s.core.buffers.take();
     let mut wbuf = s.core.buffers.take();
@@ -155,6 +155,7 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
     };
     // A read or write that timed out comes back as I/O; name it.
     let result = result.map_err(ProxyError::classify_stall);
+    let (destination, policy) = (&p.route.destination, &p.route.policy);
     s.core.buffers.give(sbuf);
     s.core.buffers.give(ubuf);
     s.core.buffers.give(wbuf);
@@ -174,7 +175,7 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: Prepared, sbuf
         next: Next::Close,
         status: progress.status,
         sent: progress.sent,
-        route: Some((client_stats, service_stats)),
+        routed: true,
         answer: None,
         at: now,
         latency,
@@ -250,7 +251,7 @@ async fn nack<B: Backend>(s: &Downstream<'_, B>, p: &Prepared, sbuf: Vec<u8>, ma
     let next = if close || written.is_err() { Next::Close } else { Next::KeepAlive };
     let at = std::time::Instant::now();
     let latency = at.saturating_duration_since(s.begun);
-    Exchanged { next, status: e.status(), sent: 0, route: None, answer: None, at, latency }
+    Exchanged { next, status: e.status(), sent: 0, routed: false, answer: None, at, latency }
 }
 
 /// A connection for the request: pooled, or new. A connect (or TLS
@@ -264,7 +265,7 @@ async fn acquire<B: Backend>(
     route: &Route,
     first: Rc<Endpoint>,
 ) -> Result<(Upstream<B::Stream>, bool, Rc<Endpoint>), ProxyError> {
-    let tls = route.tls.as_deref();
+    let tls = route.tls();
     let destination = &route.destination;
     let balancer = &destination.balancer;
     let mut endpoint = first;
@@ -274,7 +275,7 @@ async fn acquire<B: Backend>(
         let key = PoolKey { router: s.settings.router, addr, tls_identity: tls.map(|t| t.identity.clone()) };
         let slot = loop {
             if let Some(conn) = s.core.upstreams.take_idle(&key, std::time::Instant::now()) {
-                route.client_stats.pool_reused.incr();
+                route.client_stats().pool_reused.incr();
                 return Ok((conn, true, endpoint));
             }
             // Only a bounded pool (`maxSize`) has slots to count.
@@ -294,12 +295,12 @@ async fn acquire<B: Backend>(
                     return Err(e);
                 }
                 if !destination.requeue.try_withdraw(now) {
-                    route.client_stats.requeue_budget_exhausted.incr();
+                    route.client_stats().requeue_budget_exhausted.incr();
                     return Err(e);
                 }
                 let Some(other) = balancer.pick(&LazyNow::default(), Some(&endpoint)) else { return Err(e) };
                 tracing::debug!(%addr, error = %e, next = %other.addr, "connect failed; requeued on another endpoint");
-                route.client_stats.requeues.incr();
+                route.client_stats().requeues.incr();
                 endpoint = other;
                 tries += 1;
             }
@@ -332,7 +333,7 @@ async fn slot_for<B: Backend>(
     if let Some(permit) = slots.try_open(max) {
         return Ok(Slot::Connect(permit));
     }
-    let stats = &route.client_stats;
+    let stats = route.client_stats();
     if let Some(max_waiters) = policy.max_waiters.filter(|&m| slots.waiting() >= m) {
         stats.pool_too_many_waiters.incr();
         return Err(ProxyError::TooManyWaiters { addr: key.addr, max_size: max, max_waiters });
@@ -369,9 +370,9 @@ async fn connect<B: Backend>(
     epoch: u32,
     slot: Option<SlotPermit>,
 ) -> Result<Upstream<B::Stream>, ProxyError> {
-    let stats = &route.client_stats;
+    let stats = route.client_stats();
     let started = std::time::Instant::now();
-    let result = connect_inner::<B>(addr, route.tls.as_deref(), stats, limit).await;
+    let result = connect_inner::<B>(addr, route.tls(), stats, limit).await;
     let now = std::time::Instant::now();
     match result {
         Ok(conn) => {
@@ -458,37 +459,35 @@ struct Attempt<'a> {
 #[allow(clippy::too_many_arguments)]
 async fn exchange<B: Backend>(
     s: &mut Downstream<'_, B>,
-    mut p: Prepared,
+    p: &mut Prepared,
     sbuf: &mut Vec<u8>,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     progress: &mut Progress,
     dispatch: &Dispatch,
 ) -> Result<Next, ProxyError> {
-    let tls = p.route.tls.clone();
-    let policy = p.route.policy.clone();
-    let destination = p.route.destination.clone();
-    let service_stats = p.route.service_stats.clone();
+    let Prepared { meta, route, body } = p;
+    let (policy, destination, service_stats) = (&route.policy, &route.destination, &route.service_stats);
     // Every request earns retry room; only whole, retryable requests use it.
     // The request's start time stands in for now: no clock read.
     destination.requeue.deposit(s.begun);
     if let Some(budget) = &policy.budget {
         budget.deposit(s.begun);
     }
-    let retry_budget = policy.budget.as_ref().filter(|_| policy.may_retry(p.meta.method) && p.body.is_done());
-    let (mut upstream, mut reused, mut endpoint) = acquire(s, &p.route, p.route.endpoint.clone()).await?;
+    let retry_budget = policy.budget.as_ref().filter(|_| policy.may_retry(meta.method) && body.is_done());
+    let (mut upstream, mut reused, mut endpoint) = acquire(s, route, route.endpoint.clone()).await?;
     // In flight on its endpoint (the balancers' load) until the attempt ends.
     let mut in_flight = InFlight::new(endpoint.clone());
     progress.endpoint = Some(endpoint.clone());
     // Only a request whose whole body already sits in `sbuf` can be resent.
-    let replayable = rules::replayable(p.meta.replay_safe, p.body.is_done());
+    let replayable = rules::replayable(meta.replay_safe, body.is_done());
     let mut retries = 0;
     let mut backoff = std::time::Duration::ZERO;
     let relayed = loop {
         let addr = endpoint.addr;
         let attempt = Attempt {
             addr,
-            retry: retry_budget.filter(|_| retries < MAX_RETRIES).map(|b| (b, &*service_stats)),
+            retry: retry_budget.filter(|_| retries < MAX_RETRIES).map(|b| (b, &**service_stats)),
             deadline: destination.attempt_timeout.map(|limit| (Instant::now() + limit, limit)),
             dispatch,
         };
@@ -499,10 +498,8 @@ async fn exchange<B: Backend>(
         let sent = write_all(&upstream.conn, sbuf).await;
         let outcome = match sent {
             Err(e) => Err(RelayError::ClosedBeforeResponse(e)),
-            Ok(()) if p.body.is_done() => {
-                relay_response(s, &upstream.conn, &attempt, &p.meta, ubuf, wbuf, progress).await
-            }
-            Ok(()) => pump_and_relay(s, &upstream.conn, &attempt, &mut p, ubuf, wbuf, progress).await,
+            Ok(()) if body.is_done() => relay_response(s, &upstream.conn, &attempt, meta, ubuf, wbuf, progress).await,
+            Ok(()) => pump_and_relay(s, &upstream.conn, &attempt, body, meta, ubuf, wbuf, progress).await,
         };
         match outcome {
             Err(RelayError::ClosedBeforeResponse(e)) if reused && replayable => {
@@ -511,7 +508,7 @@ async fn exchange<B: Backend>(
                 // The new connection takes the closed one's maxSize slot.
                 let slot = upstream.take_slot();
                 drop(upstream);
-                upstream = connect::<B>(addr, &p.route, s.settings.connect_timeout, epoch, slot).await?;
+                upstream = connect::<B>(addr, route, s.settings.connect_timeout, epoch, slot).await?;
                 reused = false;
             }
             Err(RelayError::ClosedBeforeResponse(e)) => {
@@ -539,7 +536,7 @@ async fn exchange<B: Backend>(
                 tracing::debug!(%addr, status, next = %next.addr, retries, "retrying a failed response");
                 // Its slot is free before the retry asks for one.
                 drop(upstream);
-                (upstream, reused, endpoint) = acquire(s, &p.route, next).await?;
+                (upstream, reused, endpoint) = acquire(s, route, next).await?;
                 in_flight = InFlight::new(endpoint.clone());
                 progress.endpoint = Some(endpoint.clone());
             }
@@ -555,7 +552,7 @@ async fn exchange<B: Backend>(
                 let now = std::time::Instant::now();
                 progress.relayed_at = Some(now);
                 s.core.upstreams.put_idle(
-                    PoolKey { router: s.settings.router, addr, tls_identity: tls.as_ref().map(|t| t.identity.clone()) },
+                    PoolKey { router: s.settings.router, addr, tls_identity: route.tls().map(|t| t.identity.clone()) },
                     upstream,
                     now,
                     destination.pool.limits,
@@ -579,11 +576,13 @@ async fn exchange<B: Backend>(
 
 /// The request body is still streaming: pump it up while the response comes
 /// down (a server may answer early, or send `100 Continue` first).
+#[allow(clippy::too_many_arguments)]
 async fn pump_and_relay<B: Backend>(
     s: &mut Downstream<'_, B>,
     upstream: &MaybeTls<B::Stream>,
     attempt: &Attempt<'_>,
-    p: &mut Prepared,
+    body: &mut BodyReader,
+    meta: &RequestMeta,
     ubuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
     progress: &mut Progress,
@@ -595,8 +594,8 @@ async fn pump_and_relay<B: Backend>(
     let mut rbuf = std::mem::take(s.rbuf);
     let outcome = {
         let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
-        let pump = pump_body(downstream, upstream, &mut p.body, &mut rbuf, buffer_size, budget, limits);
-        let relay = relay_response(s, upstream, attempt, &p.meta, ubuf, wbuf, progress);
+        let pump = pump_body(downstream, upstream, body, &mut rbuf, buffer_size, budget, limits);
+        let relay = relay_response(s, upstream, attempt, meta, ubuf, wbuf, progress);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
         loop {

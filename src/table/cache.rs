@@ -1,8 +1,9 @@
 //! The per-core route cache. A core resolves each destination once per
 //! published snapshot; afterwards a request costs one atomic load (has a
 //! snapshot been published?), its identifier's key, one hash lookup on it
-//! (none on a connection whose last request had the same key: `LastRoute`),
-//! and a weighted pick. No lock anywhere.
+//! (none on a connection whose last request had the same key: `LastRoute`,
+//! which compares the request with the key rather than building it), and a
+//! weighted pick. No lock anywhere.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -44,12 +45,8 @@ pub struct Route {
     pub context: bool,
     /// The logical name (`l5d-dst-service`), e.g. `/svc/serviceB`.
     pub service: Rc<str>,
-    /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
-    pub client: Rc<str>,
-    /// TLS to this destination (None: plaintext).
-    pub tls: Option<Rc<RouteTls>>,
-    /// This core's metrics of the bound name and of the logical name.
-    pub client_stats: Rc<ClientStats>,
+    /// This core's metrics of the logical name (the bound name's are the
+    /// destination's: [`Route::client_stats`]).
     pub service_stats: Rc<ServiceStats>,
 }
 
@@ -71,9 +68,29 @@ pub struct RouteTls {
     pub identity: Rc<str>,
 }
 
+// The bound name, its TLS and its metrics are read from the destination,
+// not copied into the route: a route is moved several times per request,
+// and at 128 bytes or less a move is a few register copies instead of a
+// `memcpy` call (docs/engine.md, issue 16).
 impl Route {
     pub fn context_headers(&self) -> [(&'static str, &[u8]); 2] {
-        [("l5d-dst-service", self.service.as_bytes()), ("l5d-dst-client", self.client.as_bytes())]
+        [("l5d-dst-service", self.service.as_bytes()), ("l5d-dst-client", self.client().as_bytes())]
+    }
+
+    /// The bound (client) name (`l5d-dst-client`), e.g. `/$/inet/127.0.0.1/8080`.
+    pub fn client(&self) -> &Rc<str> {
+        &self.destination.client
+    }
+
+    /// TLS to this destination (None: plaintext). A destination whose TLS
+    /// policy failed is never routed to (`RouteTable::pick`).
+    pub fn tls(&self) -> Option<&RouteTls> {
+        self.destination.tls.as_ref().ok().and_then(Option::as_deref)
+    }
+
+    /// This core's metrics of the bound name.
+    pub fn client_stats(&self) -> &Rc<ClientStats> {
+        &self.destination.stats
     }
 }
 
@@ -266,25 +283,32 @@ impl RouteTable {
         let State { snapshot, version, per_router, client_tls, .. } = &mut *state;
         let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
         let routes = &snapshot.routers[router];
+        let context = routes.context_headers;
+        // A per-request dtab (`l5d-dtab`, when the router honours it) makes
+        // the result specific to this request: resolved, never cached.
+        let local_dtab = match routes.dtab_headers {
+            true => head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")),
+            false => None,
+        };
+        // The connection's last destination, when this request would have
+        // the same key under the same snapshot: no key built, no hash, no
+        // map.
+        if local_dtab.is_none() {
+            let last_key =
+                last.entry(*version, router).filter(|(key, e)| e.is_fresh() && routes.identifiers.matches(head, key));
+            if let Some((key, entry)) = last_key {
+                return self.pick(&entry.cached, routes.identifiers.consumed_segments(key), context);
+            }
+        }
         let mut key = self.key.borrow_mut();
         routes.identifiers.key(head, &mut key).map_err(RouteError::Unidentified)?;
         let key: &[u8] = &key;
         let consume = routes.identifiers.consumed_segments(key);
-        let context = routes.context_headers;
-        // A per-request dtab (`l5d-dtab`, when the router honours it) makes
-        // the result specific to this request: resolved, never cached.
-        if routes.dtab_headers {
-            if let Some(h) = head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")) {
-                let text = std::str::from_utf8(h.value).map_err(|_| RouteError::DtabHeaderNotUtf8)?;
-                let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
-                let core = self.parts(tls_configs);
-                let entry = resolve(snapshot, router, key, Some(&local), &core)?;
-                return self.pick(&entry.cached, consume, context);
-            }
-        }
-        // The connection's last destination, when this request has the
-        // same key under the same snapshot: no hash, no map.
-        if let Some(entry) = last.entry(*version, router, key).filter(|e| e.is_fresh()) {
+        if let Some(h) = local_dtab {
+            let text = std::str::from_utf8(h.value).map_err(|_| RouteError::DtabHeaderNotUtf8)?;
+            let local = naming::Dtab::parse(text).map_err(|e| RouteError::InvalidDtabHeader(e.to_string()))?;
+            let core = self.parts(tls_configs);
+            let entry = resolve(snapshot, router, key, Some(&local), &core)?;
             return self.pick(&entry.cached, consume, context);
         }
         let cache = &mut per_router[router];
@@ -320,7 +344,9 @@ impl RouteTable {
                                 bound.client
                             )));
                         };
-                        let tls = bound.tls.clone().map_err(|why| RouteError::TlsPolicy(why.to_string()))?;
+                        if let Err(why) = &bound.tls {
+                            return Err(RouteError::TlsPolicy(why.to_string()));
+                        }
                         Ok(Route {
                             endpoint,
                             destination: bound.clone(),
@@ -328,9 +354,6 @@ impl RouteTable {
                             consume,
                             context,
                             service: service.clone(),
-                            client: bound.client.clone(),
-                            tls,
-                            client_stats: bound.stats.clone(),
                             service_stats: stats.clone(),
                         })
                     }
@@ -383,10 +406,12 @@ struct Remembered {
 }
 
 impl LastRoute {
-    /// The remembered entry, if it was found for exactly this.
-    fn entry(&self, version: u64, router: usize, key: &[u8]) -> Option<&Rc<Entry>> {
+    /// The remembered key and entry, if they were found under this
+    /// snapshot for this router (whether the request has that key is the
+    /// caller's to compare: `Identifiers::matches`).
+    fn entry(&self, version: u64, router: usize) -> Option<(&[u8], &Rc<Entry>)> {
         let r = self.0.as_ref()?;
-        (r.version == version && r.router == router && r.key == key).then_some(&r.entry)
+        (r.version == version && r.router == router).then_some((&r.key[..], &r.entry))
     }
 
     fn remember(&mut self, version: u64, router: usize, key: &[u8], entry: Rc<Entry>) {
@@ -662,7 +687,7 @@ mod tests {
         let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let mut slots = [MaybeUninit::uninit(); http1::HEADER_SLOTS];
         let head = http1::parse_request(request.as_bytes(), &mut slots, &http1::Limits::default()).unwrap().unwrap();
-        table.route_after(0, &head, last).map(|r| r.client.to_string()).unwrap_or_else(|e| format!("error: {e}"))
+        table.route_after(0, &head, last).map(|r| r.client().to_string()).unwrap_or_else(|e| format!("error: {e}"))
     }
 
     /// A connection's remembered route holds for its key under its

@@ -53,6 +53,24 @@ impl Identifiers {
         Err(last.unwrap_or_else(|| String::from("no identifier configured")))
     }
 
+    /// Whether [`Identifiers::key`] would write exactly `key` for `head`,
+    /// found without writing it: a keep-alive connection's next request
+    /// usually has its last one's key (`LastRoute`), and comparing the
+    /// request's bytes with it costs less than building the key again to
+    /// compare (docs/engine.md, issue 16).
+    pub fn matches(&self, head: &RequestHead<'_, '_>, key: &[u8]) -> bool {
+        let Some((&index, rest)) = key.split_first() else { return false };
+        let Some(id) = self.0.get(usize::from(index)) else { return false };
+        // The identifiers before it must not name this request. (Their
+        // failure builds its message: only a list whose first identifier
+        // fails pays that, as building the key does.)
+        if self.0[..usize::from(index)].iter().any(|earlier| earlier.key(head, &mut Discard).is_ok()) {
+            return false;
+        }
+        let mut same = Compare { rest, same: true };
+        id.key(head, &mut same).is_ok() && same.same && same.rest.is_empty()
+    }
+
     /// The destination path for a key written by [`Identifiers::key`].
     pub fn name(&self, dst_prefix: &Path, key: &[u8]) -> Result<Path, String> {
         let (&index, rest) = key.split_first().ok_or("empty identification key")?;
@@ -69,6 +87,43 @@ impl Identifiers {
             _ => 0,
         }
     }
+}
+
+/// Where an identifier writes the bytes of its key: a buffer, or a
+/// comparison with a key written before.
+trait KeySink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl KeySink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Compares the bytes put with `rest`, consuming it.
+struct Compare<'a> {
+    rest: &'a [u8],
+    same: bool,
+}
+
+impl KeySink for Compare<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        match self.rest.split_at_checked(bytes.len()) {
+            Some((head, tail)) if self.same && head == bytes => self.rest = tail,
+            _ => self.same = false,
+        }
+    }
+}
+
+/// Keeps nothing: whether an identifier names a request at all.
+struct Discard;
+
+impl KeySink for Discard {
+    #[inline]
+    fn put(&mut self, _: &[u8]) {}
 }
 
 impl Identifier {
@@ -95,29 +150,29 @@ impl Identifier {
         head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
-    fn key(&self, head: &RequestHead<'_, '_>, key: &mut Vec<u8>) -> Result<(), String> {
+    fn key(&self, head: &RequestHead<'_, '_>, key: &mut impl KeySink) -> Result<(), String> {
         match self {
             Identifier::HeaderToken { header, is_host } => {
                 let value = if *is_host { head.host.map(str::as_bytes) } else { Self::header(head, header) };
                 match value {
-                    Some(v) if !v.is_empty() => key.extend_from_slice(v),
+                    Some(v) if !v.is_empty() => key.put(v),
                     _ => return Err(format!("no {header} header")),
                 }
             }
             Identifier::MethodAndHost { uri_in_dst } => {
-                key.extend_from_slice(if head.version == Version::Http10 { b"1.0" } else { b"1.1" });
-                key.push(SEP);
-                key.extend_from_slice(head.method_str.as_bytes());
-                key.push(SEP);
+                key.put(if head.version == Version::Http10 { b"1.0" } else { b"1.1" });
+                key.put(&[SEP]);
+                key.put(head.method_str.as_bytes());
+                key.put(&[SEP]);
                 if head.version == Version::Http11 {
                     match head.host {
-                        Some(h) if !h.is_empty() => key.extend_from_slice(h.as_bytes()),
+                        Some(h) if !h.is_empty() => key.put(h.as_bytes()),
                         _ => return Err("no Host header".into()),
                     }
                 }
-                key.push(SEP);
+                key.put(&[SEP]);
                 if *uri_in_dst {
-                    key.extend_from_slice(path_of(head.target).as_bytes());
+                    key.put(path_of(head.target).as_bytes());
                 }
             }
             Identifier::Path { segments, .. } => {
@@ -127,12 +182,12 @@ impl Identifier {
                     return Err(format!("the request path has fewer than {segments} segments"));
                 }
                 for s in taken {
-                    key.extend_from_slice(s.as_bytes());
-                    key.push(SEP);
+                    key.put(s.as_bytes());
+                    key.put(&[SEP]);
                 }
             }
             Identifier::Header { header } => match Self::header(head, header) {
-                Some(v) if !v.is_empty() => key.extend_from_slice(v),
+                Some(v) if !v.is_empty() => key.put(v),
                 _ => return Err(format!("no {header} header")),
             },
             Identifier::Static { .. } => {}
@@ -300,5 +355,56 @@ mod tests {
         let kinds = [IdentifierKind::Path { segments: 2, consume: false }, IdentifierKind::default()];
         assert_eq!(name_of(&kinds, b"GET /a HTTP/1.0\r\n\r\n").unwrap_err(), "no Host header");
         assert_eq!(name_of(&[], b"GET /a HTTP/1.1\r\nHost: b\r\n\r\n").unwrap_err(), "no identifier configured");
+    }
+
+    /// `matches` agrees with building the key and comparing, for every
+    /// identifier kind and a list, on requests that share parts (host,
+    /// method, path prefix, a header) and differ in others.
+    #[test]
+    fn matching_a_key_is_building_it_and_comparing() {
+        let requests: [&[u8]; 9] = [
+            b"GET /users/42?x=1 HTTP/1.1\r\nHost: serviceB\r\nl5d-name: /s/custom\r\n\r\n",
+            b"GET /users/43 HTTP/1.1\r\nHost: serviceB\r\n\r\n",
+            b"POST /users/42 HTTP/1.1\r\nHost: serviceB\r\nContent-Length: 0\r\n\r\n",
+            b"GET /users/42 HTTP/1.1\r\nHost: serviceBB\r\nl5d-name: /s/custom\r\n\r\n",
+            b"GET /users/42 HTTP/1.1\r\nHost: service\r\nl5d-name: /s/custo\r\n\r\n",
+            b"GET /users HTTP/1.1\r\nHost: serviceB\r\n\r\n",
+            b"GET /users/42 HTTP/1.0\r\n\r\n",
+            b"GET /a/users HTTP/1.1\r\nHost: a\r\nl5d-name: /s/custom\r\n\r\n",
+            b"GET http://x/users/42 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ];
+        let lists: Vec<Vec<IdentifierKind>> = vec![
+            vec![IdentifierKind::default()],
+            vec![IdentifierKind::MethodAndHost { http_uri_in_dst: false }],
+            vec![IdentifierKind::MethodAndHost { http_uri_in_dst: true }],
+            vec![IdentifierKind::Path { segments: 1, consume: false }],
+            vec![IdentifierKind::Path { segments: 2, consume: true }],
+            vec![IdentifierKind::Header { header: "l5d-name".into() }],
+            vec![IdentifierKind::Static { path: "/x/y".into() }],
+            vec![IdentifierKind::Header { header: "l5d-name".into() }, IdentifierKind::default()],
+            vec![IdentifierKind::Path { segments: 2, consume: false }, IdentifierKind::default()],
+        ];
+        for kinds in &lists {
+            let ids = Identifiers::from_config(kinds).unwrap();
+            let key_of = |request: &[u8]| {
+                let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+                let head = parse_request(request, &mut slots, &Limits::default()).unwrap().unwrap();
+                let mut key = Vec::new();
+                ids.key(&head, &mut key).ok().map(|()| key)
+            };
+            for a in requests {
+                let Some(key) = key_of(a) else { continue };
+                for b in requests {
+                    let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+                    let head = parse_request(b, &mut slots, &Limits::default()).unwrap().unwrap();
+                    let same = key_of(b).as_deref() == Some(&key[..]);
+                    assert_eq!(ids.matches(&head, &key), same, "{kinds:?}: {:?} against the key of {:?}", b, a);
+                }
+            }
+            let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+            let head = parse_request(requests[0], &mut slots, &Limits::default()).unwrap().unwrap();
+            assert!(!ids.matches(&head, &[]));
+            assert!(!ids.matches(&head, &[9]));
+        }
     }
 }
