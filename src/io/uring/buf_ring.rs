@@ -111,14 +111,23 @@ impl BufRing {
     /// The buffer a receive completed into, holding its `len` bytes; a
     /// replacement takes its place in the ring at once.
     pub(super) fn take(&mut self, bid: u16, len: usize) -> Option<Vec<u8>> {
+        let buf = self.hand_over(bid, len)?;
+        self.publish();
+        Some(buf)
+    }
+
+    /// The buffer behind `bid` with its first `len` bytes filled, and a
+    /// replacement written into the ring under the same bid (published by
+    /// the caller).
+    fn hand_over(&mut self, bid: u16, len: usize) -> Option<Vec<u8>> {
         let mut buf = self.bufs.get_mut(usize::from(bid))?.take()?;
-        // SAFETY: the kernel wrote `len` bytes (the completion's result,
-        // never more than the length provided, which is the capacity) into
-        // this buffer before posting the completion.
+        // SAFETY: the kernel wrote `len` bytes (the completion's result, or
+        // a bundle's share of it: never more than the length provided,
+        // which is the capacity) into this buffer before posting the
+        // completion.
         unsafe { buf.set_len(len.min(buf.capacity())) };
         let replacement = self.replacement();
         self.provide(bid, replacement);
-        self.publish();
         Some(buf)
     }
 
@@ -147,16 +156,11 @@ impl BufRing {
         let mut taken = Vec::with_capacity(count);
         let mut left = len;
         for bid in bids {
-            let Some(mut buf) = self.bufs[usize::from(bid)].take() else { unreachable!("checked above") };
-            let filled = left.min(buf.capacity());
-            // SAFETY: the kernel wrote the bundle's bytes into its buffers
-            // in ring order, filling each before the next, before posting
-            // the completion; `filled` is within this buffer's capacity.
-            unsafe { buf.set_len(filled) };
+            // The kernel fills a bundle's buffers in ring order, each before
+            // the next: every one is full but the last.
+            let filled = left.min(self.size);
             left -= filled;
-            taken.push(buf);
-            let replacement = self.replacement();
-            self.provide(bid, replacement);
+            taken.extend(self.hand_over(bid, filled));
         }
         self.publish();
         Some(taken)

@@ -93,18 +93,23 @@ impl UringStream {
         Some(n)
     }
 
-    /// The buffer in `received` has been read: it goes back to the ring and
-    /// the next of a bundle takes its place; after the last, the next
-    /// receive may start at once ([`UringStream::read_ahead`]).
+    /// The buffer in `received` has been read: it goes back to the ring.
     fn next_received(&self) {
-        let next = self.pop_more();
-        let spent = std::mem::replace(&mut *self.received.borrow_mut(), next.map(|bytes| (bytes, 0)));
-        if let Some((spent, _)) = spent {
+        if let Some(spent) = self.advance_received() {
             driver::give_back(spent);
         }
+    }
+
+    /// Replaces the buffer in `received` with the next of a bundle (or
+    /// nothing) and returns it; after the last, the next receive may start
+    /// at once ([`UringStream::read_ahead`]).
+    fn advance_received(&self) -> Option<Vec<u8>> {
+        let next = self.pop_more();
+        let replaced = std::mem::replace(&mut *self.received.borrow_mut(), next.map(|bytes| (bytes, 0)));
         if !self.has_received() && !self.drained.get() {
             self.read_ahead();
         }
+        replaced.map(|(bytes, _)| bytes)
     }
 
     /// After a read took the last received bytes while the socket
@@ -268,12 +273,7 @@ impl Stream for UringStream {
         if !whole {
             return None;
         }
-        let next = self.pop_more();
-        let taken = std::mem::replace(&mut *self.received.borrow_mut(), next.map(|bytes| (bytes, 0)));
-        if !self.has_received() && !self.drained.get() {
-            self.read_ahead();
-        }
-        taken.map(|(bytes, _)| bytes)
+        self.advance_received()
     }
 
     async fn write_range_then(
