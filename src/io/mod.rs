@@ -62,8 +62,17 @@ pub trait Stream: 'static {
     ) -> impl Future<Output = BufResult<()>> {
         write_in_turn(self, first, range, more)
     }
+    /// Waits until every byte written so far is in the kernel's hands, and
+    /// reports a failure to send any of it. io_uring's writes of a few KiB
+    /// return once their send is queued (the next write waits for it); a
+    /// connection whose last bytes must arrive is flushed before it is
+    /// dropped, since dropping cancels a send the socket has not taken.
+    /// Writes on epoll complete in the call: nothing to wait for.
+    fn flush(&self) -> impl Future<Output = io::Result<()>> {
+        std::future::ready(Ok(()))
+    }
     /// Half-closes the write side (FIN), for tunnels and close-delimited bodies.
-    /// Async because TLS sends its close_notify alert first.
+    /// Async because TLS sends its close_notify alert first. Flushes first.
     fn shutdown_write(&self) -> impl Future<Output = io::Result<()>>;
     /// Waits, holding no buffer, until the stream has something to read:
     /// bytes, or the end of the stream (`Ok(false)` when the backend knows it

@@ -661,6 +661,10 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.write_plain(buf, range)
     }
 
+    fn flush(&self) -> impl std::future::Future<Output = io::Result<()>> {
+        self.io.flush()
+    }
+
     fn shutdown_write(&self) -> impl std::future::Future<Output = io::Result<()>> {
         self.close_write()
     }
@@ -671,6 +675,7 @@ impl<S: Stream> Stream for TlsStream<S> {
 
     fn release_idle_buffers(&self) {
         self.release_record_buffers();
+        self.io.release_idle_buffers();
     }
 
     fn has_unread_input(&self) -> bool {
@@ -733,6 +738,13 @@ impl<S: Stream> Stream for MaybeTls<S> {
         }
     }
 
+    async fn flush(&self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.flush().await,
+            MaybeTls::Tls(t) => t.flush().await,
+        }
+    }
+
     async fn shutdown_write(&self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(s) => s.shutdown_write().await,
@@ -750,7 +762,7 @@ impl<S: Stream> Stream for MaybeTls<S> {
     fn release_idle_buffers(&self) {
         match self {
             MaybeTls::Plain(s) => s.release_idle_buffers(),
-            MaybeTls::Tls(t) => t.release_record_buffers(),
+            MaybeTls::Tls(t) => t.release_idle_buffers(),
         }
     }
 

@@ -172,6 +172,12 @@ async fn run_active<B: Backend>(
             Next::Park(remaining) => break Some(remaining),
         }
     };
+    if parked.is_none() {
+        // The last bytes written reach the client before the close: on
+        // io_uring a small write returns before its send completes, and
+        // dropping the stream cancels a send the socket has not taken.
+        let _ = super::timed::flush_within(&downstream, session.settings.io_limits.client_write).await;
+    }
     let rbuf = std::mem::take(&mut session.rbuf);
     core.buffers.give(rbuf);
     drop(session);

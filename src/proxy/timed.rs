@@ -117,6 +117,11 @@ pub(super) fn write_range_then_within<'a, S: Stream>(
     within(bound, write_range_then(s, buf, range, more))
 }
 
+/// [`Stream::flush`] within `bound`.
+pub(super) fn flush_within<S: Stream>(s: &S, bound: IoLimit) -> impl Future<Output = io::Result<()>> + '_ {
+    within(bound, s.flush())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

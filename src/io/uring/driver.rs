@@ -91,11 +91,21 @@ enum State {
     },
     /// Nobody will collect the result: freed when the completion arrives.
     Abandoned,
+    /// A send nobody awaits (a stream's small write, see
+    /// [`start_detached`]): freed when it completes having sent all its
+    /// bytes, so an idle connection holds no slot for it; a failed one
+    /// becomes `Done` for the stream to collect. The waker of a writer
+    /// that came to wait for it, if one did.
+    Detached(Option<Waker>),
 }
 
 struct Slot {
     state: State,
     keep: Keep,
+    /// Counts the times the slot was freed: a detached send's owner holds
+    /// (index, generation), and a generation that moved on means its send
+    /// completed in full and the slot went to another operation.
+    generation: u32,
 }
 
 /// A finished operation: the kernel's result (a byte count or `-errno`) and
@@ -119,6 +129,9 @@ pub(super) struct Driver {
     /// Whether receives are bundled: until the kernel refuses the flag
     /// (before Linux 6.10 a bundled receive fails with `EINVAL`).
     bundles: bool,
+    /// Descriptors of dropped streams whose last entries may still wait in
+    /// the SQ: closed once the SQ is empty (see [`close_after_submit`]).
+    to_close: Vec<OwnedFd>,
 }
 
 impl Driver {
@@ -136,7 +149,16 @@ impl Driver {
             ring.submitter().register_buf_ring(bufs.addr(), super::buf_ring::RING_ENTRIES, BUFFER_GROUP)?;
         }
         bufs.grow(INITIAL_BUFFERS);
-        Ok(Driver { ring, slots: Vec::new(), free: Vec::new(), bufs, in_flight: 0, to_wake: Vec::new(), bundles: true })
+        Ok(Driver {
+            ring,
+            slots: Vec::new(),
+            free: Vec::new(),
+            bufs,
+            in_flight: 0,
+            to_wake: Vec::new(),
+            bundles: true,
+            to_close: Vec::new(),
+        })
     }
 
     /// Queues `sqe` (its `user_data` set to a new slot) and returns the slot.
@@ -148,11 +170,13 @@ impl Driver {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.slots.push(Slot { state: State::Free, keep: Keep::Nothing });
+                self.slots.push(Slot { state: State::Free, keep: Keep::Nothing, generation: 0 });
                 (self.slots.len() - 1) as u32
             }
         };
-        self.slots[id as usize] = Slot { state: State::InFlight(None), keep };
+        let slot = &mut self.slots[id as usize];
+        slot.state = State::InFlight(None);
+        slot.keep = keep;
         self.in_flight += 1;
         // SAFETY: forwarded from the caller.
         unsafe { self.push(sqe.user_data(u64::from(id))) };
@@ -184,11 +208,10 @@ impl Driver {
             State::Done { res, flags } => {
                 let (res, flags) = (*res, *flags);
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                slot.state = State::Free;
-                self.free.push(id);
+                free_slot(&mut self.free, slot, id);
                 Poll::Ready(Completed { res, flags, keep })
             }
-            State::InFlight(waker) => {
+            State::InFlight(waker) | State::Detached(waker) => {
                 match waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => *waker = Some(cx.waker().clone()),
@@ -211,11 +234,10 @@ impl Driver {
         match slot.state {
             State::Done { .. } => {
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                slot.state = State::Free;
-                self.free.push(id);
+                free_slot(&mut self.free, slot, id);
                 self.recycle(keep);
             }
-            State::InFlight(_) => {
+            State::InFlight(_) | State::Detached(_) => {
                 slot.state = State::Abandoned;
                 let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
                 // SAFETY: a cancellation points at nothing.
@@ -271,6 +293,7 @@ impl Driver {
             self.reap();
             let pending = self.ring.submission().len();
             if pending == 0 && !self.ring.submission().taskrun() {
+                self.close_submitted();
                 return;
             }
             // SAFETY: no argument is passed; the entries were pushed with
@@ -284,6 +307,7 @@ impl Driver {
             }
         }
         self.reap();
+        self.close_submitted();
     }
 
     /// The park hook: submits what this loop turn queued, and runs work the
@@ -291,6 +315,16 @@ impl Driver {
     fn submit(&mut self) {
         if !self.ring.submission().is_empty() || self.ring.submission().taskrun() {
             self.turn();
+        } else {
+            self.close_submitted();
+        }
+    }
+
+    /// Closes the dropped streams' descriptors once the kernel has taken
+    /// every queued entry (which then holds its own reference to the file).
+    fn close_submitted(&mut self) {
+        if !self.to_close.is_empty() && self.ring.submission().is_empty() {
+            self.to_close.clear();
         }
     }
 
@@ -329,8 +363,20 @@ impl Driver {
                         to_wake.push(w);
                     }
                 }
+                State::Detached(waker) => {
+                    let sent_all = matches!(&slot.keep, Keep::Bytes(copy) if res >= 0 && res as usize == copy.len());
+                    if sent_all {
+                        slot.keep = Keep::Nothing;
+                        free_slot(free, slot, id as u32);
+                    } else {
+                        slot.state = State::Done { res, flags: cqe.flags() };
+                    }
+                    if let Some(w) = waker {
+                        to_wake.push(w);
+                    }
+                }
                 State::Abandoned => {
-                    free.push(id as u32);
+                    free_slot(free, slot, id as u32);
                     recycle(bufs, std::mem::replace(&mut slot.keep, Keep::Nothing));
                     recycle(bufs, received);
                 }
@@ -344,6 +390,33 @@ impl Driver {
             tracing::debug!(provided = provided + added, "io_uring buffer ring grown");
         }
     }
+}
+
+/// Closes a dropped stream's descriptor after the SQ's entries have gone
+/// to the kernel: one of them may be this stream's (a send queued this
+/// turn, the cancellation of its receive), and the kernel resolves an
+/// entry's descriptor only when it takes it. Closed now, the number could
+/// be given to a socket opened later in the same turn, and the entry would
+/// act on that socket: a response sent to another client. Closed by the
+/// park hook, which submits first, or now when no driver runs.
+pub(super) fn close_after_submit(fd: OwnedFd) {
+    DRIVER.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            if let Some(d) = d.as_mut() {
+                if !d.ring.submission().is_empty() {
+                    d.to_close.push(fd);
+                }
+            }
+        }
+    });
+}
+
+/// Frees a slot (its state only: the caller takes what it keeps) and moves
+/// its generation on.
+fn free_slot(free: &mut Vec<u32>, slot: &mut Slot, id: u32) {
+    slot.state = State::Free;
+    slot.generation = slot.generation.wrapping_add(1);
+    free.push(id);
 }
 
 /// Gives the buffers `keep` holds back to the ring's spares.
@@ -453,6 +526,54 @@ pub(super) fn refuse_bundles() -> bool {
 
 pub(super) fn poll(id: u32, cx: &mut Context<'_>) -> Poll<Completed> {
     with(|d| d.poll(id, cx))
+}
+
+/// A detached send: its slot and the slot's generation when it started.
+#[derive(Clone, Copy)]
+pub(super) struct DetachedId {
+    id: u32,
+    generation: u32,
+}
+
+/// Starts a send of `copy` that nobody awaits: its slot is freed as soon as
+/// it completes having sent everything; [`poll_detached`] tells the owner
+/// whether it has, and the error if not.
+///
+/// # Safety
+/// `sqe` must point into `copy`'s heap memory only (which moves into the
+/// slot and does not move).
+pub(super) unsafe fn start_detached(sqe: squeue::Entry, copy: Vec<u8>) -> DetachedId {
+    with(|d| {
+        // SAFETY: forwarded from the caller.
+        let id = unsafe { d.start(sqe, Keep::Bytes(copy)) };
+        let slot = &mut d.slots[id as usize];
+        slot.state = State::Detached(None);
+        DetachedId { id, generation: slot.generation }
+    })
+}
+
+/// Whether a detached send has completed: `Ok` once it sent all its bytes,
+/// `Err(errno)` if it failed (0: after sending part of them).
+pub(super) fn poll_detached(send: DetachedId, cx: &mut Context<'_>) -> Poll<Result<(), i32>> {
+    with(|d| {
+        if d.slots[send.id as usize].generation != send.generation {
+            return Poll::Ready(Ok(()));
+        }
+        d.poll(send.id, cx).map(|done| match done.res {
+            e if e < 0 => Err(-e),
+            _ => Err(0),
+        })
+    })
+}
+
+/// Gives up on a detached send (the stream is dropped): one still in flight
+/// is cancelled.
+pub(super) fn abandon_detached(send: DetachedId) {
+    with_if_running(|d| {
+        if d.slots[send.id as usize].generation == send.generation {
+            d.abandon(send.id);
+        }
+    });
 }
 
 pub(super) fn is_done(id: u32) -> bool {

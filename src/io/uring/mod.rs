@@ -13,6 +13,7 @@ mod driver;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -32,8 +33,15 @@ pub struct Uring;
 /// caller's buffer could take wait in `received`, and the other buffers of
 /// a bundled receive in `more` (taken whole by
 /// [`Stream::take_received_buffer`], or read in turn).
+///
+/// A small write returns once its send is queued, not when it completes
+/// (see [`DETACHED_SEND_MAX`]): the next write, [`Stream::flush`] and
+/// [`Stream::shutdown_write`] wait for it first, so bytes leave in order and
+/// a failed send is reported by the next of them.
 pub struct UringStream {
-    fd: OwnedFd,
+    /// Closed after the SQ's entries have gone to the kernel (see
+    /// `driver::close_after_submit`), hence not dropped in place.
+    fd: ManuallyDrop<OwnedFd>,
     /// The receive in flight (its driver slot), if any.
     recv: Cell<Option<u32>>,
     /// Received bytes not yet read: a buffer from the ring and the offset
@@ -47,6 +55,35 @@ pub struct UringStream {
     /// The last receive left nothing in the socket: the next one waits for
     /// bytes before trying (`IORING_RECVSEND_POLL_FIRST`).
     drained: Cell<bool>,
+    /// The small write whose send nobody awaits yet.
+    send: Cell<DetachedSend>,
+}
+
+/// Writes of at most this many bytes are copied and sent without the
+/// writer waiting for the send's completion: a small request head or
+/// response then costs no task wake-up and no loop turn of its own, and the
+/// receive that follows it (the response, the next request) goes to the
+/// kernel in the same `io_uring_enter` (docs/io-backends.md, "Small writes
+/// that do not wait"). Larger writes (body chunks) wait, uncopied.
+const DETACHED_SEND_MAX: usize = 4096;
+
+/// The state of a stream's detached send.
+#[derive(Clone, Copy)]
+enum DetachedSend {
+    None,
+    /// Started; the driver frees its slot once it has sent everything
+    /// (`MSG_WAITALL` makes the kernel finish a short send itself).
+    Started(driver::DetachedId),
+    /// Completed with this error (an errno; 0: the connection failed after
+    /// part of the bytes), reported by the next write or flush.
+    Failed(i32),
+}
+
+fn detached_send_error(errno: i32) -> io::Error {
+    match errno {
+        0 => io::Error::new(io::ErrorKind::WriteZero, "the connection failed in the middle of a send"),
+        e => io::Error::from_raw_os_error(e),
+    }
 }
 
 /// Accepting goes through tokio's readiness (epoll) on the same thread:
@@ -60,12 +97,60 @@ impl UringStream {
     fn new(fd: OwnedFd) -> io::Result<UringStream> {
         socket2::SockRef::from(&fd).set_tcp_nodelay(true)?;
         Ok(UringStream {
-            fd,
+            fd: ManuallyDrop::new(fd),
             recv: Cell::new(None),
             received: RefCell::new(None),
             more: Cell::new(None),
             drained: Cell::new(false),
+            send: Cell::new(DetachedSend::None),
         })
+    }
+
+    /// Queues a send of a copy of `bytes` and returns: see
+    /// [`DETACHED_SEND_MAX`]. The caller has settled the one before.
+    fn send_detached(&self, bytes: &[u8]) {
+        let copy = bytes.to_vec();
+        let sqe = opcode::Send::new(types::Fd(self.fd.as_raw_fd()), copy.as_ptr(), copy.len() as u32)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build();
+        // SAFETY: the SQE points into the copy's heap memory, which moves
+        // into the operation's slot (and does not move) until the completion.
+        let started = unsafe { driver::start_detached(sqe, copy) };
+        self.send.set(DetachedSend::Started(started));
+    }
+
+    /// Waits for the detached send, if any: `Err` if it failed.
+    fn poll_settle_send(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        match self.send.get() {
+            DetachedSend::None => Poll::Ready(Ok(())),
+            DetachedSend::Failed(errno) => {
+                self.send.set(DetachedSend::None);
+                Poll::Ready(Err(detached_send_error(errno)))
+            }
+            DetachedSend::Started(started) => {
+                let Poll::Ready(done) = driver::poll_detached(started, cx) else { return Poll::Pending };
+                self.send.set(DetachedSend::None);
+                Poll::Ready(done.map_err(detached_send_error))
+            }
+        }
+    }
+
+    async fn settle_send(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_settle_send(cx)).await
+    }
+
+    /// Forgets a detached send that has completed, keeping a failure for
+    /// the next write. Called when the connection goes idle (parked, or
+    /// into the upstream pool); on the request path the next write does it.
+    fn collect_send(&self) {
+        if let DetachedSend::Started(_) = self.send.get() {
+            // Polled with a waker that does nothing: nobody waits on it.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(Err(e)) = self.poll_settle_send(&mut cx) {
+                self.send.set(DetachedSend::Failed(e.raw_os_error().unwrap_or(0)));
+            }
+        }
     }
 
     /// Moves received bytes into `buf`: the whole ring buffer when `buf` is
@@ -207,6 +292,10 @@ impl UringStream {
     /// it; a short send goes on from where it stopped. `more`'s buffers go
     /// back to the ring afterwards; `first` comes back.
     async fn send_gathered(&self, first: Vec<u8>, range: Range<usize>, more: Vec<(Vec<u8>, usize)>) -> BufResult<()> {
+        if let Err(e) = self.settle_send().await {
+            more.into_iter().for_each(|(buf, _)| driver::give_back(buf));
+            return (Err(e), first);
+        }
         let mut pieces = Vec::with_capacity(1 + more.len());
         pieces.push(range);
         let mut bufs = Vec::with_capacity(1 + more.len());
@@ -297,11 +386,12 @@ impl Stream for UringStream {
             // stream arrive (or with an error, which also rules the
             // connection out): no syscall needed.
             Some(id) => driver::is_done(id),
-            None => super::peek_unread(socket2::SockRef::from(&self.fd)),
+            None => super::peek_unread(socket2::SockRef::from(&*self.fd)),
         }
     }
 
     fn watch_unread_input(&self) {
+        self.collect_send();
         if self.recv.get().is_none() && !self.has_received() {
             self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), self.drained.get())));
         }
@@ -322,6 +412,15 @@ impl Stream for UringStream {
     }
 
     async fn write_range(&self, mut buf: Vec<u8>, range: Range<usize>) -> BufResult<()> {
+        if let Err(e) = self.settle_send().await {
+            return (Err(e), buf);
+        }
+        if range.len() <= DETACHED_SEND_MAX {
+            if !range.is_empty() {
+                self.send_detached(&buf[range]);
+            }
+            return (Ok(()), buf);
+        }
         let mut written = range.start;
         while written < range.end {
             let (res, back) = self.send(buf, written..range.end).await;
@@ -336,8 +435,17 @@ impl Stream for UringStream {
         (Ok(()), buf)
     }
 
+    async fn flush(&self) -> io::Result<()> {
+        self.settle_send().await
+    }
+
     async fn shutdown_write(&self) -> io::Result<()> {
-        socket2::SockRef::from(&self.fd).shutdown(std::net::Shutdown::Write)
+        self.settle_send().await?;
+        socket2::SockRef::from(&*self.fd).shutdown(std::net::Shutdown::Write)
+    }
+
+    fn release_idle_buffers(&self) {
+        self.collect_send();
     }
 
     fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
@@ -351,9 +459,16 @@ impl Stream for UringStream {
 impl Drop for UringStream {
     fn drop(&mut self) {
         // The receive in flight is cancelled (its slot freed when the
-        // cancellation completes); the descriptor closes now.
+        // cancellation completes), and so is a detached send the socket has
+        // not taken yet (a peer that stopped reading must not keep the
+        // socket open; a connection whose last bytes matter is flushed
+        // before it is dropped). The cancellations go to the kernel behind
+        // the entries they cancel, before the descriptor closes.
         if let Some(id) = self.recv.take() {
             driver::abandon(id);
+        }
+        if let DetachedSend::Started(started) = self.send.get() {
+            driver::abandon_detached(started);
         }
         if let Some((bytes, _)) = self.received.get_mut().take() {
             driver::give_back(bytes);
@@ -361,6 +476,9 @@ impl Drop for UringStream {
         if let Some(more) = self.more.take() {
             more.into_iter().for_each(driver::give_back);
         }
+        // SAFETY: dropped once, here; the field is not used after this.
+        let fd = unsafe { ManuallyDrop::take(&mut self.fd) };
+        driver::close_after_submit(fd);
     }
 }
 
@@ -736,6 +854,85 @@ mod tests {
             res.unwrap();
             ours.shutdown_write().await.unwrap();
             assert_eq!(reader.join().unwrap(), expected);
+        });
+    }
+
+    #[test]
+    fn a_small_write_returns_before_its_send_and_the_bytes_leave_in_order() {
+        on_ring(async {
+            let (ours, theirs) = pair().await;
+            let reader = std::thread::spawn(move || {
+                let mut theirs = theirs;
+                let mut got = Vec::new();
+                theirs.read_to_end(&mut got).unwrap();
+                got
+            });
+            let large: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 239) as u8).collect();
+            let (res, back) = ours.write_all(b"small head".to_vec()).await;
+            res.unwrap();
+            assert_eq!(back, b"small head", "the buffer comes back at once");
+            assert_eq!(driver::stats().0, 1, "the send is still in flight: the write did not wait for it");
+            // A large write waits for the small one, then goes out itself.
+            let (res, _) = ours.write_all(large.clone()).await;
+            res.unwrap();
+            let (res, _) = ours.write_range(b"xxtailyy".to_vec(), 2..6).await;
+            res.unwrap();
+            ours.flush().await.unwrap();
+            assert_eq!(driver::stats().0, 0, "flushed: nothing in flight");
+            ours.shutdown_write().await.unwrap();
+            let mut expected = b"small head".to_vec();
+            expected.extend_from_slice(&large);
+            expected.extend_from_slice(b"tail");
+            assert!(reader.join().unwrap() == expected, "the bytes arrive whole and in order");
+        });
+    }
+
+    #[test]
+    fn a_failed_small_send_is_reported_by_the_flush_after_it() {
+        on_ring(async {
+            let (ours, theirs) = pair().await;
+            // The peer resets the connection (SO_LINGER 0).
+            socket2::SockRef::from(&theirs).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(theirs);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let (res, _) = ours.write_all(b"response".to_vec()).await;
+            assert!(res.is_ok(), "the write returns once its send is queued");
+            let flushed = ours.flush().await;
+            assert!(flushed.is_err(), "the send's failure is not lost: {flushed:?}");
+            // Reported once; the stream is broken for further writes too.
+            let (res, _) = ours.write_all(vec![0; 64 * 1024]).await;
+            assert!(res.is_err());
+        });
+    }
+
+    /// The entries a dropped stream queued this turn still refer to its
+    /// descriptor number: closing it before they reach the kernel would let
+    /// a socket opened meanwhile get that number, and the queued send would
+    /// go to that socket's peer.
+    #[test]
+    fn a_stream_dropped_after_a_small_write_keeps_its_descriptor_until_the_send_is_submitted() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            let dropped_fd = ours.fd.as_raw_fd();
+            let (res, _) = ours.write_all(b"last response".to_vec()).await;
+            res.unwrap();
+            drop(ours);
+            // Opened in the same turn, before the loop submits anything.
+            let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let newcomer = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
+            let (mut newcomer_peer, _) = other.accept().unwrap();
+            assert_ne!(newcomer.as_raw_fd(), dropped_fd, "the dropped stream's descriptor is still open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"last response", "the bytes reach their own peer, then the close");
+            newcomer_peer.set_nonblocking(true).unwrap();
+            let mut byte = [0u8; 1];
+            let stray = newcomer_peer.read(&mut byte);
+            assert!(
+                matches!(&stray, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+                "nothing reached the newcomer: {stray:?}"
+            );
         });
     }
 
