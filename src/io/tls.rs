@@ -330,7 +330,7 @@ impl<S: Stream> TlsStream<S> {
             }
             // Our flight goes out before we wait for the peer's; the last
             // one (tickets, Finished) before the handshake says it is done.
-            self.flush().await?;
+            self.flush_records().await?;
             if !self.tls.borrow().common().is_handshaking() {
                 return Ok(());
             }
@@ -347,7 +347,7 @@ impl<S: Stream> TlsStream<S> {
     async fn fail(&self, e: rustls::Error) -> io::Error {
         if !self.peer_spoke_plaintext() {
             self.queue_alerts();
-            let _ = self.flush().await;
+            let _ = self.flush_records().await;
         }
         to_io(e)
     }
@@ -529,7 +529,7 @@ impl<S: Stream> TlsStream<S> {
     }
 
     /// Writes what is queued, taking the turn if anything is.
-    async fn flush(&self) -> io::Result<()> {
+    async fn flush_records(&self) -> io::Result<()> {
         if self.out_len.get() == 0 {
             return Ok(());
         }
@@ -555,7 +555,7 @@ impl<S: Stream> TlsStream<S> {
                 Err(e) => {
                     self.queue_alerts();
                     if !self.flushing.get() {
-                        let _ = self.flush().await;
+                        let _ = self.flush_records().await;
                     }
                     return (Err(to_io(e)), buf);
                 }
@@ -563,7 +563,7 @@ impl<S: Stream> TlsStream<S> {
             // Alerts or key updates rustls queued while reading; the writer
             // sends them if it is busy.
             if !self.flushing.get() {
-                if let Err(e) = self.flush().await {
+                if let Err(e) = self.flush_records().await {
                     return (Err(e), buf);
                 }
             }
@@ -661,8 +661,9 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.write_plain(buf, range)
     }
 
-    fn flush(&self) -> impl std::future::Future<Output = io::Result<()>> {
-        self.io.flush()
+    async fn flush(&self) -> io::Result<()> {
+        self.flush_records().await?;
+        self.io.flush().await
     }
 
     fn shutdown_write(&self) -> impl std::future::Future<Output = io::Result<()>> {
@@ -741,7 +742,7 @@ impl<S: Stream> Stream for MaybeTls<S> {
     async fn flush(&self) -> io::Result<()> {
         match self {
             MaybeTls::Plain(s) => s.flush().await,
-            MaybeTls::Tls(t) => t.flush().await,
+            MaybeTls::Tls(t) => Stream::flush(&**t).await,
         }
     }
 

@@ -116,7 +116,11 @@ async fn accept_tls<S: Stream>(
         Ok(Err(e)) if stream.peer_spoke_plaintext() => {
             counters.plaintext_refused.incr();
             tracing::debug!(router = %settings.label, error = %e, "plaintext HTTP on a TLS port");
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_plaintext(plaintext_on_tls_port())).await;
+            let answer = async {
+                stream.write_plaintext(plaintext_on_tls_port()).await?;
+                Stream::flush(&*stream).await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
             None
         }
         Ok(Err(e)) => {
@@ -172,12 +176,16 @@ async fn run_active<B: Backend>(
             Next::Park(remaining) => break Some(remaining),
         }
     };
-    if parked.is_none() {
-        // The last bytes written reach the client before the close: on
-        // io_uring a small write returns before its send completes, and
-        // dropping the stream cancels a send the socket has not taken.
-        let _ = super::timed::flush_within(&downstream, session.settings.io_limits.client_write).await;
+    // The last response reaches the client before the connection closes or
+    // parks, within the client write timeout as every write: on io_uring a
+    // small write returns before its send completes, and dropping the
+    // stream (a close, a parked connection's idle timeout) cancels a send
+    // the socket has not taken. One that cannot be flushed is not parked.
+    let flushed = super::timed::flush_within(&downstream, session.settings.io_limits.client_write).await;
+    if let Err(e) = &flushed {
+        tracing::debug!(error = %e, "the last response did not reach the client");
     }
+    let parked = parked.filter(|_| flushed.is_ok());
     let rbuf = std::mem::take(&mut session.rbuf);
     core.buffers.give(rbuf);
     drop(session);

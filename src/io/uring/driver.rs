@@ -222,6 +222,21 @@ impl Driver {
         }
     }
 
+    /// Whether `send`'s slot still holds that send: in flight, or failed
+    /// and not yet collected. Otherwise it completed in full and the slot
+    /// was freed. The state check backs the generation up should it wrap
+    /// (2^32 reuses of one slot while its former owner holds the id): the
+    /// slot would then have to hold another detached send at that moment.
+    fn is_detached(&self, send: DetachedId) -> bool {
+        let slot = &self.slots[send.id as usize];
+        slot.generation == send.generation
+            && match &slot.state {
+                State::Detached(_) => true,
+                State::Done { .. } => matches!(slot.keep, Keep::Bytes(_)),
+                State::Free | State::InFlight(_) | State::Abandoned => false,
+            }
+    }
+
     /// Whether the operation has completed (its result not yet collected).
     fn is_done(&self, id: u32) -> bool {
         matches!(self.slots[id as usize].state, State::Done { .. })
@@ -553,16 +568,32 @@ pub(super) unsafe fn start_detached(sqe: squeue::Entry, copy: Vec<u8>) -> Detach
 }
 
 /// Whether a detached send has completed: `Ok` once it sent all its bytes,
-/// `Err(errno)` if it failed (0: after sending part of them).
-pub(super) fn poll_detached(send: DetachedId, cx: &mut Context<'_>) -> Poll<Result<(), i32>> {
+/// `Err(errno)` if it failed (0: after sending part of them). While it is
+/// in flight, `cx`'s waker (if any) is woken when it completes.
+pub(super) fn poll_detached(send: DetachedId, cx: Option<&mut Context<'_>>) -> Poll<Result<(), i32>> {
     with(|d| {
-        if d.slots[send.id as usize].generation != send.generation {
+        if !d.is_detached(send) {
             return Poll::Ready(Ok(()));
         }
-        d.poll(send.id, cx).map(|done| match done.res {
-            e if e < 0 => Err(-e),
-            _ => Err(0),
-        })
+        let slot = &mut d.slots[send.id as usize];
+        match &mut slot.state {
+            State::Detached(waker) => {
+                if let Some(cx) = cx {
+                    match waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => *waker = Some(cx.waker().clone()),
+                    }
+                }
+                Poll::Pending
+            }
+            State::Done { res, .. } => {
+                let errno = if *res < 0 { -*res } else { 0 };
+                slot.keep = Keep::Nothing;
+                free_slot(&mut d.free, slot, send.id);
+                Poll::Ready(Err(errno))
+            }
+            State::Free | State::InFlight(_) | State::Abandoned => unreachable!("checked by is_detached"),
+        }
     })
 }
 
@@ -570,7 +601,7 @@ pub(super) fn poll_detached(send: DetachedId, cx: &mut Context<'_>) -> Poll<Resu
 /// is cancelled.
 pub(super) fn abandon_detached(send: DetachedId) {
     with_if_running(|d| {
-        if d.slots[send.id as usize].generation == send.generation {
+        if d.is_detached(send) {
             d.abandon(send.id);
         }
     });

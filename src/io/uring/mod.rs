@@ -129,7 +129,7 @@ impl UringStream {
                 Poll::Ready(Err(detached_send_error(errno)))
             }
             DetachedSend::Started(started) => {
-                let Poll::Ready(done) = driver::poll_detached(started, cx) else { return Poll::Pending };
+                let Poll::Ready(done) = driver::poll_detached(started, Some(cx)) else { return Poll::Pending };
                 self.send.set(DetachedSend::None);
                 Poll::Ready(done.map_err(detached_send_error))
             }
@@ -144,11 +144,12 @@ impl UringStream {
     /// the next write. Called when the connection goes idle (parked, or
     /// into the upstream pool); on the request path the next write does it.
     fn collect_send(&self) {
-        if let DetachedSend::Started(_) = self.send.get() {
-            // Polled with a waker that does nothing: nobody waits on it.
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            if let std::task::Poll::Ready(Err(e)) = self.poll_settle_send(&mut cx) {
-                self.send.set(DetachedSend::Failed(e.raw_os_error().unwrap_or(0)));
+        if let DetachedSend::Started(started) = self.send.get() {
+            // No waker: a writer waiting for the send keeps its own.
+            match driver::poll_detached(started, None) {
+                std::task::Poll::Pending => {}
+                std::task::Poll::Ready(Ok(())) => self.send.set(DetachedSend::None),
+                std::task::Poll::Ready(Err(errno)) => self.send.set(DetachedSend::Failed(errno)),
             }
         }
     }
