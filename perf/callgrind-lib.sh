@@ -5,7 +5,9 @@
 # measures the io_uring backend (default epoll). URL_PATH=/64k requests a
 # 64 KiB static file instead of the small response (default /).
 
-for tool in valgrind nginx; do
+# CALLGRIND_LIB_NEEDS: the tools a script needs (perf/cpu-split.sh runs
+# no valgrind).
+for tool in ${CALLGRIND_LIB_NEEDS:-valgrind nginx}; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
 done
 for p in $PORT_BACKEND $PORT_PROXY; do

@@ -16,7 +16,7 @@
 # sockets' poll), the scheduler, the syscall entry and descriptor lookups,
 # and the rest (the TCP/IP path all contenders share).
 # Needs nginx and a release build:
-#   cargo build --release --bin corelink --example bare_forwarder -p corelink-load
+#   cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ROUNDS=${1:-3}
@@ -25,7 +25,10 @@ BIN="$(realpath "${BIN:-$REPO/target/release/corelink}")"
 FWD="$REPO/target/release/examples/bare_forwarder"
 LOAD="${LOAD:-$REPO/target/release/corelink-load}"
 for f in "$BIN" "$FWD" "$LOAD"; do
-    [ -x "$f" ] || { echo "missing $f: cargo build --release --bin corelink --example bare_forwarder -p corelink-load" >&2; exit 2; }
+    [ -x "$f" ] || {
+        echo "missing $f: cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder" >&2
+        exit 2
+    }
 done
 if [ -n "${PROFILE:-}" ]; then
     command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install -y linux-perf)" >&2; exit 2; }
@@ -34,29 +37,47 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/corelink-cpu-split.XXXXXX")"
 PORT_BACKEND=18391
 PORT_PROXY=18392
 PORT_FWD=18393
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null; then echo "port $PORT_FWD is busy" >&2; exit 2; fi
+CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
 start_backend
 TICKS=$(getconf CLK_TCK)
+# The contender running, if any: stopped on any exit, with nginx.
+pid=""
+trap 'stop; kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 
-# Starts contender $1 (fwd, epoll, uring); prints "PID PORT".
+# Starts contender $1 (fwd, epoll, uring): sets `pid` and `port`.
 start() {
     if [ "$1" = fwd ]; then
         "$FWD" "127.0.0.1:$PORT_FWD" "127.0.0.1:$PORT_BACKEND" >"$WORK/run.log" 2>&1 &
-        local pid=$!
+        pid=$!
+        port=$PORT_FWD
         for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && break
+            (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
             sleep 0.1
         done
-        echo "$pid $PORT_FWD"
     else
         sed "s/io: [a-z]*}/io: $1}/" "$WORK/corelink.yaml" >"$WORK/c-$1.yaml"
         "$BIN" run --config "$WORK/c-$1.yaml" >"$WORK/run.log" 2>&1 &
-        local pid=$!
+        pid=$!
+        port=$PORT_PROXY
         for _ in $(seq 1 100); do
-            grep -q "admin listening" "$WORK/run.log" && break
+            grep -q "admin listening" "$WORK/run.log" && return
             sleep 0.1
         done
-        echo "$pid $PORT_PROXY"
+    fi
+    echo "contender $1 did not start:" >&2
+    cat "$WORK/run.log" >&2
+    exit 1
+}
+
+# Stops the running contender and waits until it has exited (its port is
+# the next one's).
+stop() {
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=""
     fi
 }
 
@@ -68,7 +89,7 @@ LAST=$ROUNDS
 [ -n "${PROFILE:-}" ] && LAST=$((ROUNDS + 1))
 for round in $(seq 1 "$LAST"); do
     for c in fwd epoll uring; do
-        read -r pid port < <(start "$c")
+        start "$c"
         # Warm up: connections open, pools filled, the allocator settled.
         "$LOAD" -c 64 -d 1s -H 'Host: cost' "http://127.0.0.1:$port/" >/dev/null 2>&1
         read -r u0 s0 < <(ticks "$pid")
@@ -82,7 +103,11 @@ for round in $(seq 1 "$LAST"); do
         fi
         wait $load
         read -r u1 s1 < <(ticks "$pid")
-        n=$(grep -oE "requests +[0-9]+" "$WORK/load.out" | grep -oE "[0-9]+$")
+        n=$(grep -oE "requests +[0-9]+" "$WORK/load.out" | grep -oE "[0-9]+$") || {
+            echo "the load generator reported no requests for $c:" >&2
+            cat "$WORK/load.out" >&2
+            exit 1
+        }
         line=$(awk -v c="$c" -v r="$round" -v n="$n" -v t="$TICKS" -v du=$((u1 - u0)) -v ds=$((s1 - s0)) 'BEGIN {
             u = du / t * 1e6 / n; s = ds / t * 1e6 / n
             printf "round %d %-6s user %5.2f  kernel %5.2f  total %5.2f µs/req  (%d requests)", r, c, u, s, u + s, n
@@ -96,8 +121,7 @@ for round in $(seq 1 "$LAST"); do
             # Requests during the profile: the run's rate times its length.
             echo "$c $(awk -v n="$n" -v s="$SECS" 'BEGIN { print n / s * (s - 1) }')" >>"$WORK/profiled"
         fi
-        kill "$pid"
-        wait "$pid" 2>/dev/null || true
+        stop
     done
 done
 

@@ -251,12 +251,13 @@ pub(crate) fn has_bare_line_ending(head: &[u8]) -> bool {
 
 /// Bit `i` of the first mask is set when `block[i]` is LF, of the second
 /// when it is CR.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn line_ending_masks(block: &[u8; 16]) -> (u32, u32) {
     use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    // SAFETY: SSE2 is part of the x86_64 baseline, so these instructions
-    // exist on every CPU this code can run on; the unaligned load reads the
-    // sixteen bytes `block` borrows.
+    // SAFETY: SSE2 is enabled for this build (the cfg above; it is part of
+    // the x86_64 baseline), so these instructions exist on every CPU the
+    // code can run on; the unaligned load reads the sixteen bytes `block`
+    // borrows.
     unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast());
         let lf = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8)));
@@ -265,14 +266,14 @@ fn line_ending_masks(block: &[u8; 16]) -> (u32, u32) {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 fn line_ending_masks(block: &[u8; 16]) -> (u32, u32) {
     line_ending_masks_portable(block)
 }
 
 /// [`line_ending_masks`] eight bytes at a time in a `u64`, for CPUs without
 /// SSE2 (and to test the SSE2 one against).
-#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2", not(test)), allow(dead_code))]
 fn line_ending_masks_portable(block: &[u8; 16]) -> (u32, u32) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
