@@ -545,6 +545,36 @@ fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
     }
 }
 
+/// A client that resets its connection while its request is upstream
+/// never gets the response, and corelink counts that as a client I/O
+/// error on both backends: on epoll the write of the response fails, on
+/// io_uring (where a small write returns before its send completes) the
+/// flush before the connection closes does.
+#[test]
+fn a_response_the_client_reset_before_is_counted_as_a_client_io_error() {
+    let backend = slow_raw_backend();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /slow-head HTTP/1.1\r\nHost: svc\r\n\r\n");
+        // The request is read and forwarded; then the client goes away with
+        // a reset (linger 0) while the upstream takes a second to answer.
+        std::thread::sleep(Duration::from_millis(200));
+        socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+        let mut counted = 0.0;
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(50));
+            counted = proxy.metrics().iter().filter(|(k, _)| k.ends_with("errors/client_io")).map(|(_, v)| v).sum();
+            if counted > 0.0 {
+                break;
+            }
+        }
+        assert_eq!(counted, 1.0, "{io}: {:?}", proxy.metrics());
+        assert_eq!(get(proxy.addr(), "/", "svc").unwrap().status, 200, "{io}: the proxy serves on");
+    }
+}
+
 /// Answers `/slow-head` after 1 s, `/slow-body` with its head at once and
 /// its body 600 ms later, `/stalled-body` with a head and 4 of 10 body bytes
 /// and then nothing for 5 s, anything else at once.

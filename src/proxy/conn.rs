@@ -180,12 +180,19 @@ async fn run_active<B: Backend>(
     // parks, within the client write timeout as every write: on io_uring a
     // small write returns before its send completes, and dropping the
     // stream (a close, a parked connection's idle timeout) cancels a send
-    // the socket has not taken. One that cannot be flushed is not parked.
-    let flushed = super::timed::flush_within(&downstream, session.settings.io_limits.client_write).await;
-    if let Err(e) = &flushed {
-        tracing::debug!(error = %e, "the last response did not reach the client");
-    }
-    let parked = parked.filter(|_| flushed.is_ok());
+    // the socket has not taken. One that cannot be flushed is not parked,
+    // and counts as the failed write it is (on epoll the write itself
+    // failed and the exchange counted it).
+    let flushed = match super::timed::flush_within(&downstream, session.settings.io_limits.client_write).await {
+        Ok(()) => true,
+        Err(e) => {
+            let e = ProxyError::ClientIo(e).classify_stall();
+            session.stats.errors.record(e.label());
+            tracing::debug!(error = %e, "the last response did not reach the client");
+            false
+        }
+    };
+    let parked = parked.filter(|_| flushed);
     let rbuf = std::mem::take(&mut session.rbuf);
     core.buffers.give(rbuf);
     drop(session);
