@@ -5,8 +5,8 @@
 # measures the io_uring backend (default epoll). URL_PATH=/64k requests a
 # 64 KiB static file instead of the small response (default /).
 
-# CALLGRIND_LIB_NEEDS: the tools a script needs (perf/cpu-split.sh runs
-# no valgrind).
+# CALLGRIND_LIB_NEEDS: the tools a script needs (perf/cpu-split.sh and
+# perf/placement.sh run no valgrind).
 for tool in ${CALLGRIND_LIB_NEEDS:-valgrind nginx}; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
 done
@@ -36,7 +36,7 @@ http {
 NGINX
     nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" -g 'daemon off;' &
     NGINX_PID=$!
-    trap 'kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+    trap 'stop_contender; kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
     cat >"$WORK/corelink.yaml" <<YAML
 admin: {port: 0}
 routers:
@@ -48,6 +48,50 @@ routers:
 corelink: {workers: 1, shutdownDelayMs: 0, io: ${IO:-epoll}}
 YAML
 }
+
+# Exits unless every file given after the build command $1 is built.
+require_built() {
+    local build=$1 f
+    shift
+    for f in "$@"; do
+        [ -x "$f" ] || { echo "missing $f: $build" >&2; exit 2; }
+    done
+}
+
+# The contender (a corelink or another proxy) a script runs at the moment:
+# stopped by `stop_contender`, and on any exit once `start_backend` ran.
+CONTENDER_PID=""
+
+# Starts $BIN on the config above with backend $1 (epoll, uring), under the
+# command words after it if any (`taskset -c 1`), and waits until it
+# listens; sets CONTENDER_PID.
+start_corelink() {
+    local io=$1
+    shift
+    sed "s/io: [a-z]*}/io: $io}/" "$WORK/corelink.yaml" >"$WORK/c-$io.yaml"
+    "$@" "$BIN" run --config "$WORK/c-$io.yaml" >"$WORK/run.log" 2>&1 &
+    CONTENDER_PID=$!
+    for _ in $(seq 1 100); do
+        grep -q "admin listening" "$WORK/run.log" && return
+        sleep 0.1
+    done
+    echo "corelink ($io) did not start:" >&2
+    cat "$WORK/run.log" >&2
+    exit 1
+}
+
+# Stops the running contender and waits until it has exited (its port is
+# the next one's).
+stop_contender() {
+    if [ -n "$CONTENDER_PID" ]; then
+        kill "$CONTENDER_PID" 2>/dev/null || true
+        wait "$CONTENDER_PID" 2>/dev/null || true
+        CONTENDER_PID=""
+    fi
+}
+
+# User and system clock ticks process $1 has used.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 # Total user-space instructions (Ir) of one corelink run ($1) serving $2
 # requests over 10 keep-alive connections.

@@ -24,12 +24,6 @@ SECS=${2:-5}
 BIN="$(realpath "${BIN:-$REPO/target/release/corelink}")"
 FWD="$REPO/target/release/examples/bare_forwarder"
 LOAD="${LOAD:-$REPO/target/release/corelink-load}"
-for f in "$BIN" "$FWD" "$LOAD"; do
-    [ -x "$f" ] || {
-        echo "missing $f: cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder" >&2
-        exit 2
-    }
-done
 if [ -n "${PROFILE:-}" ]; then
     command -v perf >/dev/null || { echo "PROFILE=1 needs perf (apt-get install -y linux-perf)" >&2; exit 2; }
 fi
@@ -40,49 +34,29 @@ PORT_FWD=18393
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null; then echo "port $PORT_FWD is busy" >&2; exit 2; fi
 CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
+require_built "cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder" \
+    "$BIN" "$FWD" "$LOAD"
 start_backend
 TICKS=$(getconf CLK_TCK)
-# The contender running, if any: stopped on any exit, with nginx.
-pid=""
-trap 'stop; kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 
-# Starts contender $1 (fwd, epoll, uring): sets `pid` and `port`.
+# Starts contender $1 (fwd, epoll, uring): sets CONTENDER_PID and `port`.
 start() {
-    if [ "$1" = fwd ]; then
-        "$FWD" "127.0.0.1:$PORT_FWD" "127.0.0.1:$PORT_BACKEND" >"$WORK/run.log" 2>&1 &
-        pid=$!
-        port=$PORT_FWD
-        for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
-            sleep 0.1
-        done
-    else
-        sed "s/io: [a-z]*}/io: $1}/" "$WORK/corelink.yaml" >"$WORK/c-$1.yaml"
-        "$BIN" run --config "$WORK/c-$1.yaml" >"$WORK/run.log" 2>&1 &
-        pid=$!
+    if [ "$1" != fwd ]; then
+        start_corelink "$1"
         port=$PORT_PROXY
-        for _ in $(seq 1 100); do
-            grep -q "admin listening" "$WORK/run.log" && return
-            sleep 0.1
-        done
+        return
     fi
-    echo "contender $1 did not start:" >&2
+    "$FWD" "127.0.0.1:$PORT_FWD" "127.0.0.1:$PORT_BACKEND" >"$WORK/run.log" 2>&1 &
+    CONTENDER_PID=$!
+    port=$PORT_FWD
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "the forwarder did not start:" >&2
     cat "$WORK/run.log" >&2
     exit 1
 }
-
-# Stops the running contender and waits until it has exited (its port is
-# the next one's).
-stop() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=""
-    fi
-}
-
-# user and system ticks of process $1
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
 : >"$WORK/results"
 LAST=$ROUNDS
@@ -92,17 +66,17 @@ for round in $(seq 1 "$LAST"); do
         start "$c"
         # Warm up: connections open, pools filled, the allocator settled.
         "$LOAD" -c 64 -d 1s -H 'Host: cost' "http://127.0.0.1:$port/" >/dev/null 2>&1
-        read -r u0 s0 < <(ticks "$pid")
+        read -r u0 s0 < <(cpu_ticks "$CONTENDER_PID")
         "$LOAD" -c 64 -d "${SECS}s" -H 'Host: cost' "http://127.0.0.1:$port/" >"$WORK/load.out" 2>&1 &
         load=$!
         profiled=""
         if [ "$round" -gt "$ROUNDS" ]; then
             profiled=yes
             sleep 0.5
-            perf record -q -F 2000 -e cpu-clock -p "$pid" -o "$WORK/$c.data" -- sleep "$((SECS - 1))" >/dev/null 2>&1 || true
+            perf record -q -F 2000 -e cpu-clock -p "$CONTENDER_PID" -o "$WORK/$c.data" -- sleep "$((SECS - 1))" >/dev/null 2>&1 || true
         fi
         wait $load
-        read -r u1 s1 < <(ticks "$pid")
+        read -r u1 s1 < <(cpu_ticks "$CONTENDER_PID")
         n=$(grep -oE "requests +[0-9]+" "$WORK/load.out" | grep -oE "[0-9]+$") || {
             echo "the load generator reported no requests for $c:" >&2
             cat "$WORK/load.out" >&2
@@ -121,7 +95,7 @@ for round in $(seq 1 "$LAST"); do
             # Requests during the profile: the run's rate times its length.
             echo "$c $(awk -v n="$n" -v s="$SECS" 'BEGIN { print n / s * (s - 1) }')" >>"$WORK/profiled"
         fi
-        stop
+        stop_contender
     done
 done
 

@@ -19,12 +19,6 @@ SECS=${2:-4}
 BIN="$(realpath "${BIN:-$REPO/target/release/corelink}")"
 LOAD="${LOAD:-$REPO/target/release/corelink-load}"
 URL_PATH=${URL_PATH:-/64k}
-for f in "$BIN" "$LOAD"; do
-    [ -x "$f" ] || {
-        echo "missing $f: cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load" >&2
-        exit 2
-    }
-done
 command -v taskset >/dev/null || { echo "taskset is needed (util-linux)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "needs two CPUs" >&2; exit 2; }
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/corelink-placement.XXXXXX")"
@@ -32,16 +26,8 @@ PORT_BACKEND=18394
 PORT_PROXY=18395
 CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
+require_built "cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load" "$BIN" "$LOAD"
 start_backend
-pid=""
-stop() {
-    if [ -n "$pid" ]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=""
-    fi
-}
-trap 'stop; kill $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 sleep 0.5
 
 # Pins nginx (master and workers) to CPU list $1.
@@ -63,19 +49,12 @@ for round in $(seq 1 "$ROUNDS"); do
                 unpinned) proxy_cpu=0,1 nginx_cpu=0,1 load_cpu=0,1 ;;
             esac
             pin_nginx "$nginx_cpu"
-            sed "s/io: [a-z]*}/io: $io}/" "$WORK/corelink.yaml" >"$WORK/c.yaml"
-            taskset -c "$proxy_cpu" "$BIN" run --config "$WORK/c.yaml" >"$WORK/run.log" 2>&1 &
-            pid=$!
-            for _ in $(seq 1 100); do
-                grep -q "admin listening" "$WORK/run.log" && break
-                sleep 0.1
-            done
-            grep -q "admin listening" "$WORK/run.log" || { cat "$WORK/run.log" >&2; exit 1; }
+            start_corelink "$io" taskset -c "$proxy_cpu"
             taskset -c "$load_cpu" "$LOAD" -c 64 -d 1s -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY$URL_PATH" >/dev/null 2>&1
-            read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+            read -r u0 s0 < <(cpu_ticks "$CONTENDER_PID")
             taskset -c "$load_cpu" "$LOAD" -c 64 -d "${SECS}s" -H 'Host: cost' \
                 "http://127.0.0.1:$PORT_PROXY$URL_PATH" >"$WORK/load.out" 2>&1
-            read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+            read -r u1 s1 < <(cpu_ticks "$CONTENDER_PID")
             n=$(grep -oE "requests +[0-9]+" "$WORK/load.out" | grep -oE "[0-9]+$") || {
                 cat "$WORK/load.out" >&2
                 exit 1
@@ -85,7 +64,7 @@ for round in $(seq 1 "$ROUNDS"); do
                 printf "round %d %-5s %-9s user %5.1f  kernel %5.1f  total %5.1f µs/req  (%d requests)\n",
                     r, io, p, du / t * 1e6 / n, ds / t * 1e6 / n, (du + ds) / t * 1e6 / n, n
             }' | tee -a "$WORK/results"
-            stop
+            stop_contender
         done
     done
 done

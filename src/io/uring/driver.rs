@@ -389,9 +389,10 @@ impl Driver {
             match std::mem::replace(&mut slot.state, State::Free) {
                 State::InFlight(waker) => {
                     slot.state = State::Done { res, flags: cqe.flags() };
+                    // A receive's buffer goes into the slot; what the slot
+                    // held (nothing, for a receive) is dropped below.
                     if !matches!(received, Keep::Nothing) {
-                        let received = std::mem::replace(&mut received, Keep::Nothing);
-                        drop_keep(std::mem::replace(&mut slot.keep, received));
+                        std::mem::swap(&mut slot.keep, &mut received);
                     }
                     if let Some(w) = waker {
                         to_wake.push(w);
