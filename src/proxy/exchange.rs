@@ -600,7 +600,13 @@ async fn pump_and_relay<B: Backend>(
         let mut pump_finished = false;
         loop {
             tokio::select! {
-                r = &mut relay => break Ok((r, pump_finished)),
+                // The pump first: when the body's last send and the
+                // response's end complete in the same loop turn (the server
+                // answers once it has the whole body, so on io_uring both
+                // completions are often reaped together), the body counts
+                // as sent. Polled the other way round, the response would
+                // end first and both connections close for nothing.
+                biased;
                 r = &mut pump, if !pump_finished => match r {
                     Ok(trailers_dropped) => {
                         pump_finished = true;
@@ -610,6 +616,7 @@ async fn pump_and_relay<B: Backend>(
                     }
                     Err(e) => break Err(e),
                 },
+                r = &mut relay => break Ok((r, pump_finished)),
             }
         }
     };
