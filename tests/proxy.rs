@@ -575,6 +575,52 @@ fn a_response_the_client_reset_before_is_counted_as_a_client_io_error() {
     }
 }
 
+/// A server that answers before reading the request body (a 413, say) and
+/// closes resets the connection, since the body is still coming: corelink's
+/// send of the body fails on the reset that comes right behind the answer.
+/// The client gets the server's answer, not a 502, on both backends, and
+/// the connection closes (the rest of the body is never read).
+#[test]
+fn an_answer_before_the_body_then_a_reset_reaches_the_client() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Reads each request's head only, lets the body fill the sockets'
+    // buffers, answers and closes with the body unread: a reset.
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(2) {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let _ =
+                conn.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!");
+        }
+    });
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(addr, "", "", ""), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"POST /upload HTTP/1.1\r\nHost: svc\r\nContent-Length: 67108864\r\n\r\n");
+        let mut body = c.stream.try_clone().unwrap();
+        body.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let sender = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 65536];
+            for _ in 0..1024 {
+                if body.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let rsp = c.read_response("POST").unwrap_or_else(|e| panic!("{io}: {e}"));
+        assert_eq!((rsp.status, String::from_utf8_lossy(&rsp.body).into_owned()), (413, "big!".to_string()), "{io}");
+        drop(c);
+        sender.join().unwrap();
+    }
+}
+
 /// Answers `/slow-head` after 1 s, `/slow-body` with its head at once and
 /// its body 600 ms later, `/stalled-body` with a head and 4 of 10 body bytes
 /// and then nothing for 5 s, anything else at once.

@@ -264,6 +264,9 @@ pub async fn watch_parked<B: Backend>(core: Rc<Core<B>>) {
             }
         };
         tokio::select! {
+            // Woken keys first: a connection whose request arrives in the
+            // same turn as its idle deadline is resumed, not closed unread.
+            biased;
             () = std::future::poll_fn(|cx| parked::poll_woken(cx, &mut woken)) => {}
             () = sleep => {}
             () = core.shutdown.draining(), if !core.shutdown.is_draining() => {}

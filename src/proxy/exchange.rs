@@ -598,6 +598,12 @@ async fn pump_and_relay<B: Backend>(
         let relay = relay_response(s, upstream, attempt, meta, ubuf, wbuf, progress);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
+        // The body's send upstream failed (not stalled: a write timeout
+        // still ends the exchange at once): the relay goes on alone. A
+        // server that answers early (a 413, say) and closes with the body
+        // unread resets the connection, and the reset that fails the send
+        // comes right behind the answer, which the client should get.
+        let mut send_failed = None;
         loop {
             tokio::select! {
                 // The pump first: when the body's last send and the
@@ -607,16 +613,23 @@ async fn pump_and_relay<B: Backend>(
                 // as sent. Polled the other way round, the response would
                 // end first and both connections close for nothing.
                 biased;
-                r = &mut pump, if !pump_finished => match r {
+                r = &mut pump, if !pump_finished && send_failed.is_none() => match r {
                     Ok(trailers_dropped) => {
                         pump_finished = true;
                         if trailers_dropped > 0 {
                             s.stats.request_trailers_dropped.add(u64::from(trailers_dropped));
                         }
                     }
+                    Err(PumpError::ReceiverIo(e)) if super::timed::stalled(&e).is_none() => send_failed = Some(e),
                     Err(e) => break Err(e),
                 },
-                r = &mut relay => break Ok((r, pump_finished)),
+                r = &mut relay => break match (r, send_failed) {
+                    (r, None) => Ok((r, pump_finished)),
+                    // Answered: both connections close (the body is unsent).
+                    (Ok(Relayed::Done(ended)), Some(_)) => Ok((Ok(Relayed::Done(ended)), false)),
+                    // No answer either: the failed send is the error.
+                    (_, Some(e)) => Err(PumpError::ReceiverIo(e)),
+                },
             }
         }
     };
