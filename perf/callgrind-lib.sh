@@ -1,12 +1,13 @@
-# Shared by perf/metrics-cost.sh and perf/instr-cost.sh: an nginx backend, a
-# one-worker epoll corelink config in front of it, and a callgrind count of
-# the instructions corelink runs for a given number of proxied requests.
+# Shared by the perf/ scripts that run corelink in front of nginx: an nginx
+# backend, a one-worker corelink config in front of it, starting and stopping
+# corelink, and a callgrind count of the instructions it runs for a given
+# number of proxied requests.
 # Source it after setting WORK, PORT_BACKEND, PORT_PROXY and LOAD; IO=uring
 # measures the io_uring backend (default epoll). URL_PATH=/64k requests a
 # 64 KiB static file instead of the small response (default /).
 
-# CALLGRIND_LIB_NEEDS: the tools a script needs (perf/cpu-split.sh and
-# perf/placement.sh run no valgrind).
+# CALLGRIND_LIB_NEEDS: the tools a script needs (the scripts that run no
+# callgrind set it: cpu-split.sh, placement.sh, ops- and syscalls-per-request.sh).
 for tool in ${CALLGRIND_LIB_NEEDS:-valgrind nginx}; do
     command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install -y $tool)" >&2; exit 2; }
 done
@@ -93,21 +94,27 @@ stop_contender() {
 # User and system clock ticks process $1 has used.
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 
-# Total user-space instructions (Ir) of one corelink run ($1) serving $2
-# requests over 10 keep-alive connections.
-instructions() {
-    local bin=$1 requests=$2 out="$WORK/cg.$RANDOM"
+# Runs binary $1 under callgrind serving $2 requests over 10 keep-alive
+# connections; prints the path of its callgrind file.
+callgrind_run() {
+    local bin=$1 requests=$2 out="$WORK/cg.$requests.$RANDOM"
     valgrind --tool=callgrind --callgrind-out-file="$out.%p" --trace-children=no \
         "$bin" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
     local pid=$!
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 300); do
         grep -q "admin listening" "$WORK/run.log" && break
         sleep 0.1
     done
     "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
     kill -TERM $pid
     wait $pid || true
-    grep -h "^totals:\|^summary:" "$out".* | head -n1 | awk '{print $2}'
+    ls "$out".* | head -n1
+}
+
+# Total user-space instructions (Ir) of one corelink run ($1) serving $2
+# requests over 10 keep-alive connections.
+instructions() {
+    grep -h "^totals:\|^summary:" "$(callgrind_run "$1" "$2")" | head -n1 | awk '{print $2}'
 }
 
 # Instructions per request of binary $1: the difference of a run with

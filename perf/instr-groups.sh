@@ -24,25 +24,9 @@ LOAD="${LOAD:-$REPO/target/release/corelink-load}"
 source "$REPO/perf/callgrind-lib.sh"
 start_backend
 
-# One profiled run serving $1 requests; prints the callgrind file.
-profile() {
-    local requests=$1
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$requests.%p" --trace-children=no \
-        "$BIN" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 1 300); do
-        grep -q "admin listening" "$WORK/run.log" && break
-        sleep 0.1
-    done
-    "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
-    kill -TERM $pid
-    wait $pid || true
-    ls "$WORK"/cg."$requests".*
-}
-
 echo "== callgrind ($BIN, io ${IO:-epoll}): $BASE and $((BASE + N)) requests"
-small=$(profile "$BASE")
-large=$(profile $((BASE + N)))
+small=$(callgrind_run "$BIN" "$BASE")
+large=$(callgrind_run "$BIN" $((BASE + N)))
 if [ -n "${KEEP:-}" ]; then
     mkdir -p "$KEEP" && cp "$small" "$large" "$KEEP"/
 fi

@@ -21,16 +21,11 @@ PORT_PROXY=18400
 LOAD="${LOAD:-$REPO/target/release/corelink-load}"
 command -v perf >/dev/null || { echo "perf is needed (apt-get install -y linux-perf)" >&2; exit 2; }
 [ -x "$LOAD" ] || cargo build --release -q -p corelink-load --manifest-path "$REPO/Cargo.toml"
+CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
 start_backend
-
-"$BIN" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
-PID=$!
-trap 'kill $PID $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-    grep -q "admin listening" "$WORK/run.log" && break
-    sleep 0.1
-done
+start_corelink "${IO:-epoll}"
+PID=$CONTENDER_PID
 URL="http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}"
 # Warm-up: connections open, the buffer ring grows to its working size.
 "$LOAD" -c "${C:-4}" -n 2000 -H 'Host: cost' "$URL" >/dev/null

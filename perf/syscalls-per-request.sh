@@ -20,16 +20,11 @@ PORT_PROXY=18398
 LOAD="${LOAD:-$REPO/target/release/corelink-load}"
 command -v strace >/dev/null || { echo "strace is needed (apt-get install -y strace)" >&2; exit 2; }
 [ -x "$LOAD" ] || cargo build --release -q -p corelink-load --manifest-path "$REPO/Cargo.toml"
+CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
 start_backend
-
-"$BIN" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
-PID=$!
-trap 'kill $PID $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do
-    grep -q "admin listening" "$WORK/run.log" && break
-    sleep 0.1
-done
+start_corelink "${IO:-epoll}"
+PID=$CONTENDER_PID
 # Warm the pool, then trace exactly the measured requests.
 "$LOAD" -c 10 -n 1000 -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
 strace -f -c -o "$WORK/strace.txt" -p "$PID" 2>/dev/null &
