@@ -73,7 +73,7 @@ start_corelink() {
     "$@" "$BIN" run --config "$WORK/c-$io.yaml" >"$WORK/run.log" 2>&1 &
     CONTENDER_PID=$!
     for _ in $(seq 1 100); do
-        grep -q "admin listening" "$WORK/run.log" && return
+        grep -qs "admin listening" "$WORK/run.log" && return
         sleep 0.1
     done
     echo "corelink ($io) did not start:" >&2
@@ -97,12 +97,13 @@ cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # Runs binary $1 under callgrind serving $2 requests over 10 keep-alive
 # connections; prints the path of its callgrind file.
 callgrind_run() {
-    local bin=$1 requests=$2 out="$WORK/cg.$requests.$RANDOM"
+    local bin=$1 requests=$2
+    local out="$WORK/cg.$requests.$RANDOM"
     valgrind --tool=callgrind --callgrind-out-file="$out.%p" --trace-children=no \
         "$bin" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
     local pid=$!
     for _ in $(seq 1 300); do
-        grep -q "admin listening" "$WORK/run.log" && break
+        grep -qs "admin listening" "$WORK/run.log" && break
         sleep 0.1
     done
     "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
