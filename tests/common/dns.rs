@@ -110,13 +110,36 @@ impl DnsServer {
     }
 
     /// Stops answering (SIGSTOP: queries go unanswered and time out, as
-    /// from a server that hangs), or answers again (SIGCONT).
+    /// from a server that hangs), or answers again (SIGCONT). Returns once
+    /// every thread of knotd has stopped (or runs again): `kill` only queues
+    /// the signal, and on a busy machine a worker thread still running
+    /// would answer the next query.
     pub fn pause(&self, paused: bool) {
         let sig = if paused { libc::SIGSTOP } else { libc::SIGCONT };
         // SAFETY: signalling our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.all_threads_stopped() != Some(paused) {
+            assert!(Instant::now() < deadline, "knotd's threads did not {}", if paused { "stop" } else { "resume" });
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether every thread of knotd is stopped (state `T` in
+    /// /proc/PID/task/TID/stat), `false` if any runs; `None` if that cannot
+    /// be read.
+    fn all_threads_stopped(&self) -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut all = true;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // The state follows the command name's closing parenthesis.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            all &= state == 'T';
+        }
+        Some(all)
     }
 
     /// `corelink.dns` naming this server.
