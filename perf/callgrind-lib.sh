@@ -64,15 +64,15 @@ require_built() {
 CONTENDER_PID=""
 
 # Starts $BIN on the config above with backend $1 (epoll, uring), under the
-# command words after it if any (`taskset -c 1`), and waits until it
-# listens; sets CONTENDER_PID.
+# command words after it if any (`taskset -c 1`, valgrind), and waits until
+# it listens (up to 30 s: valgrind starts slowly); sets CONTENDER_PID.
 start_corelink() {
     local io=$1
     shift
     sed "s/io: [a-z]*}/io: $io}/" "$WORK/corelink.yaml" >"$WORK/c-$io.yaml"
     "$@" "$BIN" run --config "$WORK/c-$io.yaml" >"$WORK/run.log" 2>&1 &
     CONTENDER_PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 300); do
         grep -qs "admin listening" "$WORK/run.log" && return
         sleep 0.1
     done
@@ -97,18 +97,11 @@ cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # Runs binary $1 under callgrind serving $2 requests over 10 keep-alive
 # connections; prints the path of its callgrind file.
 callgrind_run() {
-    local bin=$1 requests=$2
+    local requests=$2
     local out="$WORK/cg.$requests.$RANDOM"
-    valgrind --tool=callgrind --callgrind-out-file="$out.%p" --trace-children=no \
-        "$bin" run --config "$WORK/corelink.yaml" >"$WORK/run.log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 1 300); do
-        grep -qs "admin listening" "$WORK/run.log" && break
-        sleep 0.1
-    done
+    BIN=$1 start_corelink "${IO:-epoll}" valgrind --tool=callgrind --callgrind-out-file="$out.%p" --trace-children=no
     "$LOAD" -c 10 -n "$requests" -H 'Host: cost' "http://127.0.0.1:$PORT_PROXY${URL_PATH:-/}" >/dev/null 2>&1
-    kill -TERM $pid
-    wait $pid || true
+    stop_contender
     ls "$out".* | head -n1
 }
 
