@@ -624,11 +624,11 @@ async fn pump_and_relay<B: Backend>(
                     Err(e) => break Err(e),
                 },
                 r = &mut relay => break match (r, send_failed) {
-                    (r, None) => Ok((r, pump_finished)),
-                    // Answered: both connections close (the body is unsent).
-                    (Ok(Relayed::Done(ended)), Some(_)) => Ok((Ok(Relayed::Done(ended)), false)),
-                    // No answer either: the failed send is the error.
-                    (_, Some(e)) => Err(PumpError::ReceiverIo(e)),
+                    // No answer after the failed send: that failure is the error.
+                    (r, Some(e)) if !matches!(r, Ok(Relayed::Done(_))) => Err(PumpError::ReceiverIo(e)),
+                    // After a failed send the pump never finished, so an
+                    // answer closes both connections.
+                    (r, _) => Ok((r, pump_finished)),
                 },
             }
         }
