@@ -9,7 +9,8 @@
 # contenders interleaved in every round; user and system time are read from
 # /proc/PID/stat before and after each run and divided by the requests it
 # served. The medians are printed last. BIN=PATH measures another corelink
-# binary. PROFILE=1 adds a round that samples each contender with
+# binary; BASE=PATH adds a fourth contender, `base`: that binary on io_uring
+# in the same rounds (a change against the build before it). PROFILE=1 adds a round that samples each contender with
 # `perf record -e cpu-clock` (software clock: works in a VM; the sampling
 # costs the profiled process, so that round stays out of the medians) and
 # sorts its kernel time into the io_uring machinery, readiness (epoll and the
@@ -34,6 +35,11 @@ PORT_FWD=18393
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null; then echo "port $PORT_FWD is busy" >&2; exit 2; fi
 CALLGRIND_LIB_NEEDS=nginx
 source "$REPO/perf/callgrind-lib.sh"
+CONTENDERS="fwd epoll uring"
+if [ -n "${BASE:-}" ]; then
+    BASE="$(realpath "$BASE")"
+    CONTENDERS="$CONTENDERS base"
+fi
 require_built "cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder" \
     "$BIN" "$FWD" "$LOAD"
 start_backend
@@ -41,6 +47,14 @@ TICKS=$(getconf CLK_TCK)
 
 # Starts contender $1 (fwd, epoll, uring): sets CONTENDER_PID and `port`.
 start() {
+    if [ "$1" = base ]; then
+        local measured=$BIN
+        BIN=$BASE
+        start_corelink uring
+        BIN=$measured
+        port=$PORT_PROXY
+        return
+    fi
     if [ "$1" != fwd ]; then
         start_corelink "$1"
         port=$PORT_PROXY
@@ -62,7 +76,7 @@ start() {
 LAST=$ROUNDS
 [ -n "${PROFILE:-}" ] && LAST=$((ROUNDS + 1))
 for round in $(seq 1 "$LAST"); do
-    for c in fwd epoll uring; do
+    for c in $CONTENDERS; do
         start "$c"
         # Warm up: connections open, pools filled, the allocator settled.
         "$LOAD" -c 64 -d 1s -H 'Host: cost' "http://127.0.0.1:$port/" >/dev/null 2>&1
@@ -100,14 +114,14 @@ for round in $(seq 1 "$LAST"); do
 done
 
 echo "== medians over $ROUNDS rounds, µs of CPU per request"
-for c in fwd epoll uring; do
+for c in $CONTENDERS; do
     median() { grep " $c " "$WORK/results" | awk -v f="$1" '{ print $f }' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
     printf "%-6s user %5.2f  kernel %5.2f  total %5.2f\n" "$c" "$(median 5)" "$(median 7)" "$(median 9)"
 done
 
 if [ -n "${PROFILE:-}" ]; then
     echo "== the profiled round's time by what it does, µs per request (perf record -e cpu-clock)"
-    for c in fwd epoll uring; do
+    for c in $CONTENDERS; do
         [ -f "$WORK/$c.data" ] || continue
         requests=$(awk -v c="$c" '$1 == c { print $2 }' "$WORK/profiled")
         perf script -i "$WORK/$c.data" -F ip,sym 2>/dev/null | python3 -c '

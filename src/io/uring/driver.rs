@@ -106,6 +106,13 @@ struct Slot {
     /// (index, generation), and a generation that moved on means its send
     /// completed in full and the slot went to another operation.
     generation: u32,
+    /// A multishot receive's last completion (an end, an error) that
+    /// arrived while bytes before it still waited for the stream: handed
+    /// over after them.
+    end: Option<i32>,
+    /// A multishot receive's cancellation has been pushed (its stream holds
+    /// enough received bytes; see [`Driver::reap`]).
+    stopping: bool,
 }
 
 /// A finished operation: the kernel's result (a byte count or `-errno`) and
@@ -129,6 +136,11 @@ pub(super) struct Driver {
     /// Whether receives are bundled: until the kernel refuses the flag
     /// (before Linux 6.10 a bundled receive fails with `EINVAL`).
     bundles: bool,
+    /// Whether receives are multishot: until the kernel refuses a multishot
+    /// receive with a byte limit (see [`refuse_receive_flags`]).
+    multishot: bool,
+    /// Multishot receives to cancel once the completions are reaped.
+    to_stop: Vec<u32>,
     /// Descriptors of dropped streams whose last entries may still wait in
     /// the SQ: closed once the SQ is empty (see [`close_after_submit`]).
     to_close: Vec<OwnedFd>,
@@ -157,6 +169,8 @@ impl Driver {
             in_flight: 0,
             to_wake: Vec::new(),
             bundles: true,
+            multishot: true,
+            to_stop: Vec::new(),
             to_close: Vec::new(),
         })
     }
@@ -170,7 +184,13 @@ impl Driver {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.slots.push(Slot { state: State::Free, keep: Keep::Nothing, generation: 0 });
+                self.slots.push(Slot {
+                    state: State::Free,
+                    keep: Keep::Nothing,
+                    generation: 0,
+                    end: None,
+                    stopping: false,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
@@ -224,7 +244,16 @@ impl Driver {
             State::Done { res, flags } => {
                 let (res, flags) = (*res, *flags);
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                free_slot(&mut self.free, slot, id);
+                if !cqueue::more(flags) {
+                    free_slot(&mut self.free, slot, id);
+                } else if let Some(end) = slot.end.take() {
+                    // The multishot receive has ended behind these bytes:
+                    // its end is the stream's next completion.
+                    slot.state = State::Done { res: end, flags: 0 };
+                } else {
+                    // A multishot receive stays armed, and the slot its own.
+                    slot.state = State::InFlight(None);
+                }
                 Poll::Ready(Completed { res, flags, keep })
             }
             State::InFlight(waker) | State::Detached(waker) => {
@@ -253,9 +282,24 @@ impl Driver {
             }
     }
 
-    /// Whether the operation has completed (its result not yet collected).
+    /// Whether the operation has completed (its result not yet collected);
+    /// a multishot receive the driver stopped (see [`Driver::reap`]) has
+    /// not: nothing arrived, the stream is to start another.
     fn is_done(&self, id: u32) -> bool {
-        matches!(self.slots[id as usize].state, State::Done { .. })
+        matches!(self.slots[id as usize].state, State::Done { res, .. } if res != -libc::ECANCELED)
+    }
+
+    /// Frees a multishot receive the driver stopped with nothing unread
+    /// (`true`: the stream starts another).
+    fn collect_stopped(&mut self, id: u32) -> bool {
+        let slot = &mut self.slots[id as usize];
+        let stopped = matches!(slot.state, State::Done { res, .. } if res == -libc::ECANCELED);
+        if stopped {
+            let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
+            free_slot(&mut self.free, slot, id);
+            self.recycle(keep);
+        }
+        stopped
     }
 
     /// Gives up on an operation: a finished one is freed now; one in flight
@@ -263,9 +307,17 @@ impl Driver {
     fn abandon(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];
         match slot.state {
-            State::Done { .. } => {
+            State::Done { flags, .. } => {
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                free_slot(&mut self.free, slot, id);
+                if cqueue::more(flags) && slot.end.is_none() {
+                    // A multishot receive still armed in the kernel.
+                    slot.state = State::Abandoned;
+                    let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+                    // SAFETY: a cancellation points at nothing.
+                    unsafe { self.push(cancel) };
+                } else {
+                    free_slot(&mut self.free, slot, id);
+                }
                 self.recycle(keep);
             }
             State::InFlight(_) | State::Detached(_) => {
@@ -360,7 +412,7 @@ impl Driver {
     }
 
     fn reap(&mut self) {
-        let Driver { ring, slots, free, bufs, in_flight, to_wake, .. } = self;
+        let Driver { ring, slots, free, bufs, in_flight, to_wake, to_stop, .. } = self;
         let mut grow = false;
         for cqe in ring.completion() {
             let id = cqe.user_data();
@@ -385,7 +437,11 @@ impl Driver {
             };
             grow |= res == -libc::ENOBUFS;
             let Some(slot) = slots.get_mut(id as usize) else { continue };
-            *in_flight -= 1;
+            // A multishot receive's completions but its last say MORE.
+            let more = cqueue::more(cqe.flags());
+            if !more {
+                *in_flight -= 1;
+            }
             match std::mem::replace(&mut slot.state, State::Free) {
                 State::InFlight(waker) => {
                     slot.state = State::Done { res, flags: cqe.flags() };
@@ -413,11 +469,43 @@ impl Driver {
                     }
                 }
                 State::Abandoned => {
-                    free_slot(free, slot, id as u32);
+                    if more {
+                        slot.state = State::Abandoned;
+                    } else {
+                        free_slot(free, slot, id as u32);
+                    }
                     recycle(bufs, std::mem::replace(&mut slot.keep, Keep::Nothing));
                     recycle(bufs, std::mem::replace(&mut received, Keep::Nothing));
                 }
-                other @ (State::Free | State::Done { .. }) => slot.state = other,
+                State::Done { res: earlier, flags: held } if earlier > 0 && cqueue::more(held) => {
+                    // A multishot receive delivered again before its stream
+                    // took the last delivery: the bytes queue up behind it,
+                    // and an end or error waits until they are read.
+                    if res > 0 {
+                        slot.state = State::Done { res: earlier, flags: cqe.flags() };
+                        let queued = std::mem::replace(&mut slot.keep, Keep::Nothing);
+                        slot.keep = queue_behind(queued, std::mem::replace(&mut received, Keep::Nothing));
+                    } else if res == -libc::ECANCELED && slot.stopping {
+                        // Stopped by the driver (below): the receive is over
+                        // once its stream has the bytes; the stream starts
+                        // the next when it has read them.
+                        slot.state = State::Done { res: earlier, flags: held & !CQE_F_MORE };
+                    } else {
+                        slot.state = State::Done { res: earlier, flags: held };
+                        slot.end = Some(res);
+                    }
+                    // Enough bytes wait unread: the receive stops, so a
+                    // stream whose reader stops reading stops receiving
+                    // (the ring's size bounds what all streams hold).
+                    if more && !slot.stopping && queued_buffers(&slot.keep) >= STOP_AT_BUFFERS {
+                        slot.stopping = true;
+                        to_stop.push(id as u32);
+                    }
+                }
+                other @ (State::Free | State::Done { .. }) => {
+                    slot.state = other;
+                    recycle(bufs, std::mem::replace(&mut received, Keep::Nothing));
+                }
             }
             drop_keep(received);
         }
@@ -426,6 +514,11 @@ impl Driver {
             let provided = bufs.provided();
             let added = bufs.grow(provided.max(INITIAL_BUFFERS));
             tracing::debug!(provided = provided + added, "io_uring buffer ring grown");
+        }
+        while let Some(id) = self.to_stop.pop() {
+            let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+            // SAFETY: a cancellation points at nothing.
+            unsafe { self.push(cancel) };
         }
     }
 }
@@ -454,6 +547,8 @@ pub(super) fn close_after_submit(fd: OwnedFd) {
 fn free_slot(free: &mut Vec<u32>, slot: &mut Slot, id: u32) {
     slot.state = State::Free;
     slot.generation = slot.generation.wrapping_add(1);
+    slot.end = None;
+    slot.stopping = false;
     free.push(id);
 }
 
@@ -466,6 +561,37 @@ fn drop_keep(keep: Keep) {
         std::mem::forget(keep);
     } else {
         drop(keep);
+    }
+}
+
+/// A multishot receive's new delivery `next`, queued behind the bytes in
+/// `queued` (the deliveries its stream has not taken yet), in order.
+fn queue_behind(queued: Keep, next: Keep) -> Keep {
+    let mut all = match queued {
+        Keep::Bytes(bytes) => vec![bytes],
+        Keep::Bundle(bundle) => bundle,
+        other => {
+            drop_keep(other);
+            Vec::new()
+        }
+    };
+    match next {
+        Keep::Bytes(bytes) => all.push(bytes),
+        Keep::Bundle(bundle) => all.extend(bundle),
+        other => drop_keep(other),
+    }
+    match all.len() {
+        1 => Keep::Bytes(all.swap_remove(0)),
+        _ => Keep::Bundle(all),
+    }
+}
+
+/// How many ring buffers `keep` holds.
+fn queued_buffers(keep: &Keep) -> usize {
+    match keep {
+        Keep::Bytes(_) => 1,
+        Keep::Bundle(bundle) => bundle.len(),
+        _ => 0,
     }
 }
 
@@ -522,11 +648,29 @@ pub(super) unsafe fn start(sqe: squeue::Entry, keep: Keep) -> u32 {
 const RECV_POLL_FIRST: u16 = 1;
 /// `IORING_RECVSEND_BUNDLE`, in a receive's `ioprio`.
 const RECV_BUNDLE: u16 = 1 << 4;
+/// `IORING_CQE_F_MORE`: a multishot operation's completion that is not its
+/// last (`cqueue::more` reads it; the crate does not export the bit).
+const CQE_F_MORE: u32 = 1 << 1;
+/// `IORING_RECV_MULTISHOT`, in a receive's `ioprio`.
+const RECV_MULTISHOT: u16 = 1 << 1;
+/// How far a multishot receive runs ahead of its stream, in buffers: two
+/// full bundles (128 KiB at the default buffer size), so a 64 KiB response
+/// arriving in two deliveries before its task runs does not stop it.
+/// - The kernel ends a multishot receive once it has received this many
+///   buffers' worth of bytes (the SQE's `optlen`, Linux 6.16): with bytes
+///   streaming in, the kernel's own loop would otherwise fill one
+///   delivery after another (up to 32 a wake-up) before the driver sees
+///   any. The stream starts the next when its reader has read the bytes.
+/// - The driver cancels one when this many buffers wait in its slot for
+///   the stream: bytes that trickle in, a few at a time, each take a
+///   buffer of their own, and the byte limit alone would let them hold
+///   hundreds.
+pub(super) const STOP_AT_BUFFERS: usize = 2 * BUNDLE_BUFFERS;
 /// The most buffers one bundled receive fills (64 KiB at the default 16 KiB
 /// buffer size): enough that a 64 KiB body arrives in one operation, few
 /// enough that one connection streaming a large body neither holds more
 /// than that at once nor empties the ring the core's other receives share.
-const BUNDLE_BUFFERS: usize = 4;
+pub(super) const BUNDLE_BUFFERS: usize = 4;
 
 /// An SQE's bytes: `io_uring_sqe`, whose `ioprio` (a `u16` at offset 2)
 /// the `io-uring` crate's `Recv` builder does not expose.
@@ -536,7 +680,10 @@ const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
 /// receive left the socket empty: the kernel then waits for bytes before
 /// trying, instead of first failing a receive with EAGAIN (one attempt less
 /// for every request that is not already there). Bundled while the kernel
-/// takes bundles: the completion may then bring several buffers.
+/// takes bundles: the completion may then bring several buffers. Multishot
+/// while the kernel takes it: the receive stays armed after a completion
+/// (which then says `IORING_CQE_F_MORE`) and delivers again when more bytes
+/// arrive, with no new submission and no new poll to arm.
 pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
     with(|d| {
         // With bundles the length bounds the bytes of one receive.
@@ -545,13 +692,20 @@ pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
             .buf_group(BUFFER_GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT);
-        let ioprio = if poll_first { RECV_POLL_FIRST } else { 0 } | if d.bundles { RECV_BUNDLE } else { 0 };
+        let ioprio = if poll_first { RECV_POLL_FIRST } else { 0 }
+            | if d.bundles { RECV_BUNDLE } else { 0 }
+            | if d.multishot { RECV_MULTISHOT } else { 0 };
         if ioprio != 0 {
             // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's
             // 64-byte `io_uring_sqe` (size asserted above), whose layout is
-            // ABI: opcode (u8), flags (u8), ioprio (u16).
+            // ABI: opcode (u8), flags (u8), ioprio (u16) at 0..4, and the
+            // `optlen` (u32) of the union at 44..48.
             let bytes = unsafe { &mut *(&mut sqe as *mut squeue::Entry).cast::<[u8; 64]>() };
             bytes[2..4].copy_from_slice(&ioprio.to_ne_bytes());
+            if d.multishot {
+                let limit = (d.bufs.size() * STOP_AT_BUFFERS).min(u32::MAX as usize) as u32;
+                bytes[44..48].copy_from_slice(&limit.to_ne_bytes());
+            }
         }
         // SAFETY: the receive points at no memory of ours: the kernel picks
         // ring buffers, which the ring keeps alive.
@@ -559,18 +713,24 @@ pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
     })
 }
 
-/// A receive failed with `EINVAL`: if receives were bundled, the kernel
-/// does not know the flag (before Linux 6.10); they go unbundled from now
-/// on and the caller starts its receive again (`true`). `false` when they
-/// were not: the error is the receive's own.
-pub(super) fn refuse_bundles() -> bool {
+/// A receive failed with `EINVAL`: the kernel refuses one of its flags.
+/// Multishot goes first (a multishot receive with a byte limit needs Linux
+/// 6.16), then bundles (Linux 6.10); the caller starts its receive again
+/// without it (`true`). `false` when the receive had neither: the error is
+/// its own.
+pub(super) fn refuse_receive_flags() -> bool {
     with(|d| {
-        let was = d.bundles;
-        if was {
+        if d.multishot {
+            tracing::debug!("the kernel refuses multishot io_uring receives; one receive per read");
+            d.multishot = false;
+            true
+        } else if d.bundles {
             tracing::debug!("the kernel refuses bundled io_uring receives; receiving one buffer at a time");
+            d.bundles = false;
+            true
+        } else {
+            false
         }
-        d.bundles = false;
-        was
     })
 }
 
@@ -644,6 +804,10 @@ pub(super) fn abandon_detached(send: DetachedId) {
 
 pub(super) fn is_done(id: u32) -> bool {
     with(|d| d.is_done(id))
+}
+
+pub(super) fn collect_stopped(id: u32) -> bool {
+    with(|d| d.collect_stopped(id))
 }
 
 pub(super) fn abandon(id: u32) {
@@ -774,6 +938,20 @@ pub(super) async fn drive(ring_fd: OwnedFd) {
         with(|d| d.turn());
         wake_collected();
     }
+}
+
+/// Adds `n` buffers to the ring (as a burst of arrivals would), for tests.
+#[cfg(test)]
+pub(super) fn provide(n: usize) {
+    with(|d| {
+        d.bufs.grow(n);
+    });
+}
+
+/// The buffers waiting in operation `id`'s slot for its stream.
+#[cfg(test)]
+pub(super) fn queued(id: u32) -> usize {
+    with(|d| queued_buffers(&d.slots[id as usize].keep))
 }
 
 /// Operations in flight and buffers provided to the ring, for tests.

@@ -245,7 +245,10 @@ impl UringStream {
                 }
             };
             let Poll::Ready(done) = driver::poll(id, cx) else { return Poll::Pending };
-            self.recv.set(None);
+            if !io_uring::cqueue::more(done.flags) {
+                // Not a multishot receive that stays armed: it is over.
+                self.recv.set(None);
+            }
             self.drained.set(!io_uring::cqueue::sock_nonempty(done.flags));
             return Poll::Ready(match done.res {
                 0 => Ok(false),
@@ -265,10 +268,15 @@ impl UringStream {
                     }
                     _ => Err(io::Error::other("io_uring receive completed without a buffer")),
                 },
-                // The ring had no buffer left (it has grown since): again.
-                e if e == -libc::ENOBUFS || e == -libc::EINTR || e == -libc::EAGAIN => continue,
-                // A kernel without bundled receives: again, unbundled.
-                e if e == -libc::EINVAL && driver::refuse_bundles() => continue,
+                // The ring had no buffer left (it has grown since), or the
+                // driver stopped a multishot receive whose bytes waited
+                // unread (they have been read now): again.
+                e if e == -libc::ENOBUFS || e == -libc::EINTR || e == -libc::EAGAIN || e == -libc::ECANCELED => {
+                    continue
+                }
+                // A kernel without multishot or bundled receives: again,
+                // without.
+                e if e == -libc::EINVAL && driver::refuse_receive_flags() => continue,
                 e => Err(io::Error::from_raw_os_error(-e)),
             });
         }
@@ -393,6 +401,11 @@ impl Stream for UringStream {
 
     fn watch_unread_input(&self) {
         self.collect_send();
+        if let Some(id) = self.recv.get() {
+            if driver::collect_stopped(id) {
+                self.recv.set(None);
+            }
+        }
         if self.recv.get().is_none() && !self.has_received() {
             self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), self.drained.get())));
         }
@@ -769,6 +782,112 @@ mod tests {
                 let (n, buf) = ours.read(Vec::with_capacity(64)).await;
                 assert_eq!(&buf[..n.unwrap()], format!("again {i}").as_bytes());
             }
+        });
+    }
+
+    #[test]
+    fn a_receive_stays_armed_between_reads() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            theirs.write_all(b"first").unwrap();
+            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..n.unwrap()], b"first");
+            let armed = ours.recv.get().expect("the multishot receive stays the stream's");
+            theirs.write_all(b"second").unwrap();
+            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..n.unwrap()], b"second");
+            assert_eq!(ours.recv.get(), Some(armed), "the same receive delivered again");
+        });
+    }
+
+    #[test]
+    fn an_error_behind_unread_bytes_comes_after_them() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            theirs.write_all(b"first").unwrap();
+            assert!(ours.wait_readable().await.unwrap());
+            // The stream holds "first"; "second" and the reset arrive while
+            // the loop is blocked, so both completions come in one batch.
+            theirs.write_all(b"second").unwrap();
+            socket2::SockRef::from(&theirs).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(theirs);
+            std::thread::sleep(Duration::from_millis(50));
+            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..n.unwrap()], b"first");
+            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..n.unwrap()], b"second");
+            let (res, _) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
+        });
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_stops_the_receiving_and_loses_no_byte() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            // A ring with room for far more than the stream may hold, so
+            // running out of buffers does not stop the receive instead.
+            driver::provide(64);
+            let sent: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
+            let writer = {
+                let sent = sent.clone();
+                std::thread::spawn(move || {
+                    theirs.write_all(&sent).unwrap();
+                    theirs
+                })
+            };
+            let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            let mut got = buf[..n.unwrap()].to_vec();
+            // The reader stops while the loop runs on and the peer sends.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let waiting = ours.recv.get().map_or(0, driver::queued);
+            assert!(
+                waiting <= driver::STOP_AT_BUFFERS + driver::BUNDLE_BUFFERS,
+                "{waiting} buffers wait unread: the receive did not stop"
+            );
+            while got.len() < sent.len() {
+                let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+                let n = n.unwrap();
+                assert!(n > 0, "the stream ended after {} bytes", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got == sent, "the bytes arrived out of order");
+            drop(writer.join().unwrap());
+        });
+    }
+
+    #[test]
+    fn bytes_that_trickle_in_to_a_reader_that_stops_reading_stop_the_receiving() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            driver::provide(64);
+            theirs.set_nodelay(true).unwrap();
+            let chunks = 40;
+            let writer = std::thread::spawn(move || {
+                for i in 0..chunks {
+                    theirs.write_all(format!("chunk {i:03};").as_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                theirs
+            });
+            let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+            let mut got = buf[..n.unwrap()].to_vec();
+            // Each chunk arrives on its own and takes a buffer of its own.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let waiting = ours.recv.get().map_or(0, driver::queued);
+            assert!(
+                waiting <= driver::STOP_AT_BUFFERS + driver::BUNDLE_BUFFERS,
+                "{waiting} buffers wait unread: the receive did not stop"
+            );
+            let expected: String = (0..chunks).map(|i| format!("chunk {i:03};")).collect();
+            while got.len() < expected.len() {
+                let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
+                let n = n.unwrap();
+                assert!(n > 0, "the stream ended after {} bytes", got.len());
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(String::from_utf8(got).unwrap(), expected);
+            drop(writer.join().unwrap());
         });
     }
 
