@@ -4,8 +4,9 @@
 //! `io_uring_enter` per loop turn, receives into a provided buffer ring
 //! ([`buf_ring`]) so a waiting connection holds no buffer, bundled so one
 //! receive can fill several of its buffers (sent on with one vectored
-//! send), and every abandoned operation cancelled. docs/io-backends.md has
-//! the measurements.
+//! send), multishot so a receive stays armed from one request to the next,
+//! and every abandoned operation cancelled. docs/io-backends.md has the
+//! measurements.
 
 mod buf_ring;
 mod driver;
@@ -26,6 +27,8 @@ use driver::{Gathered, Keep, Operation};
 pub struct Uring;
 
 /// A TCP connection on the ring. At most one receive is in flight at a time
+/// (a multishot one, which stays armed between reads and delivers whenever
+/// bytes arrive, until its byte limit or the driver stops it)
 /// and it belongs to the stream, not to the future that started it: a read
 /// dropped by a timeout (or a connection moving to its parked task) leaves
 /// the receive in flight, and the next read or wait takes it over, so no
@@ -204,8 +207,9 @@ impl UringStream {
     /// same `io_uring_enter` as the send of what was just read and has
     /// completed by the time the reader comes back: one loop turn per chunk
     /// instead of two. It is the stream's one receive (the next read takes
-    /// it over), so a stream still holds at most one received buffer, and a
-    /// receiver that stops reading stops the receiving after it.
+    /// it over), and a receiver that stops reading stops the receiving after
+    /// it. A multishot receive that is still armed needs nothing started:
+    /// this runs when one has ended (its byte limit, or stopped).
     #[inline(never)]
     fn read_ahead(&self) {
         if self.recv.get().is_none() {
@@ -270,7 +274,7 @@ impl UringStream {
                 },
                 // The ring had no buffer left (it has grown since), or the
                 // driver stopped a multishot receive whose bytes waited
-                // unread (they have been read now): again.
+                // unread (they have been read since): again.
                 e if e == -libc::ENOBUFS || e == -libc::EINTR || e == -libc::EAGAIN || e == -libc::ECANCELED => {
                     continue
                 }
@@ -645,6 +649,17 @@ mod tests {
 
     use super::*;
 
+    impl UringStream {
+        /// Ring buffers the stream holds unread: received, the rest of a
+        /// bundle, and what waits in its receive's slot.
+        fn buffers_held(&self) -> usize {
+            let more = self.more.take();
+            let bundled = more.as_ref().map_or(0, |more| more.len());
+            self.more.set(more);
+            usize::from(self.has_received()) + bundled + self.recv.get().map_or(0, driver::queued)
+        }
+    }
+
     /// Runs `body` on a uring event loop with 16 KiB buffers.
     fn on_ring<F: Future>(body: F) -> F::Output {
         Uring::run(16 * 1024, body).expect("io_uring event loop")
@@ -828,6 +843,7 @@ mod tests {
             // A ring with room for far more than the stream may hold, so
             // running out of buffers does not stop the receive instead.
             driver::provide(64);
+            let provided = driver::stats().1;
             let sent: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 251) as u8).collect();
             let writer = {
                 let sent = sent.clone();
@@ -836,15 +852,18 @@ mod tests {
                     theirs
                 })
             };
+            // The socket fills before the first read arms the receive.
+            std::thread::sleep(Duration::from_millis(100));
             let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
             let mut got = buf[..n.unwrap()].to_vec();
             // The reader stops while the loop runs on and the peer sends.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let waiting = ours.recv.get().map_or(0, driver::queued);
+            let held = ours.buffers_held();
             assert!(
-                waiting <= driver::STOP_AT_BUFFERS + driver::BUNDLE_BUFFERS,
-                "{waiting} buffers wait unread: the receive did not stop"
+                held <= driver::STOP_AT_BUFFERS + driver::BUNDLE_BUFFERS,
+                "{held} buffers wait unread: the receive did not stop"
             );
+            assert_eq!(driver::stats().1, provided, "the receive took every buffer of the ring: it did not stop");
             while got.len() < sent.len() {
                 let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
                 let n = n.unwrap();
@@ -874,7 +893,7 @@ mod tests {
             let mut got = buf[..n.unwrap()].to_vec();
             // Each chunk arrives on its own and takes a buffer of its own.
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let waiting = ours.recv.get().map_or(0, driver::queued);
+            let waiting = ours.buffers_held();
             assert!(
                 waiting <= driver::STOP_AT_BUFFERS + driver::BUNDLE_BUFFERS,
                 "{waiting} buffers wait unread: the receive did not stop"
