@@ -113,6 +113,10 @@ struct Slot {
     /// A multishot receive's cancellation has been pushed (its stream holds
     /// enough received bytes; see [`Driver::reap`]).
     stopping: bool,
+    /// The kernel may still post a completion for this slot: from its
+    /// submission until a completion without `IORING_CQE_F_MORE`. A slot is
+    /// freed only once this is false.
+    armed: bool,
 }
 
 /// A finished operation: the kernel's result (a byte count or `-errno`) and
@@ -190,12 +194,14 @@ impl Driver {
                     generation: 0,
                     end: None,
                     stopping: false,
+                    armed: false,
                 });
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[id as usize];
         slot.state = State::InFlight(None);
+        slot.armed = true;
         drop_keep(std::mem::replace(&mut slot.keep, keep));
         self.in_flight += 1;
         // SAFETY: forwarded from the caller.
@@ -244,15 +250,29 @@ impl Driver {
             State::Done { res, flags } => {
                 let (res, flags) = (*res, *flags);
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                if !cqueue::more(flags) {
-                    free_slot(&mut self.free, slot, id);
-                } else if let Some(end) = slot.end.take() {
+                if let Some(end) = slot.end.take() {
                     // The multishot receive has ended behind these bytes:
                     // its end is the stream's next completion.
                     slot.state = State::Done { res: end, flags: 0 };
-                } else {
+                    return Poll::Ready(Completed { res, flags: flags | CQE_F_MORE, keep });
+                }
+                // A completion that said MORE and was the last after all
+                // (one queued behind a failed delivery) ends the receive.
+                let flags = if slot.armed { flags } else { flags & !CQE_F_MORE };
+                if !slot.armed {
+                    free_slot(&mut self.free, slot, id);
+                } else if cqueue::more(flags) {
                     // A multishot receive stays armed, and the slot its own.
                     slot.state = State::InFlight(None);
+                } else {
+                    // A last result handed over while the kernel still
+                    // holds the receive (a delivery whose buffer the ring
+                    // did not know, failed with EIO): it is cancelled, and
+                    // the slot freed when its last completion arrives.
+                    slot.state = State::Abandoned;
+                    let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+                    // SAFETY: a cancellation points at nothing.
+                    unsafe { self.push(cancel) };
                 }
                 Poll::Ready(Completed { res, flags, keep })
             }
@@ -293,7 +313,7 @@ impl Driver {
     /// (`true`: the stream starts another).
     fn collect_stopped(&mut self, id: u32) -> bool {
         let slot = &mut self.slots[id as usize];
-        let stopped = matches!(slot.state, State::Done { res, .. } if res == -libc::ECANCELED);
+        let stopped = !slot.armed && matches!(slot.state, State::Done { res, .. } if res == -libc::ECANCELED);
         if stopped {
             let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
             free_slot(&mut self.free, slot, id);
@@ -307,9 +327,9 @@ impl Driver {
     fn abandon(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];
         match slot.state {
-            State::Done { flags, .. } => {
+            State::Done { .. } => {
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                if cqueue::more(flags) && slot.end.is_none() {
+                if slot.armed {
                     // A multishot receive still armed in the kernel.
                     slot.state = State::Abandoned;
                     let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
@@ -441,6 +461,7 @@ impl Driver {
             let more = cqueue::more(cqe.flags());
             if !more {
                 *in_flight -= 1;
+                slot.armed = false;
             }
             match std::mem::replace(&mut slot.state, State::Free) {
                 State::InFlight(waker) => {
@@ -549,6 +570,7 @@ fn free_slot(free: &mut Vec<u32>, slot: &mut Slot, id: u32) {
     slot.generation = slot.generation.wrapping_add(1);
     slot.end = None;
     slot.stopping = false;
+    slot.armed = false;
     free.push(id);
 }
 
@@ -684,8 +706,9 @@ const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
 /// while the kernel takes it: the receive stays armed after a completion
 /// (which then says `IORING_CQE_F_MORE`) and delivers again when more bytes
 /// arrive, with no new submission and no new poll to arm.
-pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
+pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> (u32, RecvFlags) {
     with(|d| {
+        let used = RecvFlags { multishot: d.multishot, bundle: d.bundles };
         // With bundles the length bounds the bytes of one receive.
         let most = (d.bufs.size() * BUNDLE_BUFFERS).min(u32::MAX as usize) as u32;
         let mut sqe = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), if d.bundles { most } else { 0 })
@@ -709,24 +732,37 @@ pub(super) fn start_recv(fd: RawFd, poll_first: bool) -> u32 {
         }
         // SAFETY: the receive points at no memory of ours: the kernel picks
         // ring buffers, which the ring keeps alive.
-        unsafe { d.start(sqe, Keep::Nothing) }
+        (unsafe { d.start(sqe, Keep::Nothing) }, used)
     })
 }
 
-/// A receive failed with `EINVAL`: the kernel refuses one of its flags.
-/// Multishot goes first (a multishot receive with a byte limit needs Linux
-/// 6.16), then bundles (Linux 6.10); the caller starts its receive again
-/// without it (`true`). `false` when the receive had neither: the error is
-/// its own.
-pub(super) fn refuse_receive_flags() -> bool {
+/// The optional flags a receive was started with, for
+/// [`refuse_receive_flags`].
+#[derive(Clone, Copy, Default)]
+pub(super) struct RecvFlags {
+    multishot: bool,
+    bundle: bool,
+}
+
+/// A receive started with `used` failed with `EINVAL`: the kernel refuses
+/// one of its flags. Multishot goes first (a multishot receive with a byte
+/// limit needs Linux 6.16), then bundles (Linux 6.10); the caller starts
+/// its receive again without it (`true`), also when another receive of the
+/// same batch has already turned it off. `false` when the receive had
+/// neither: the error is its own.
+pub(super) fn refuse_receive_flags(used: RecvFlags) -> bool {
     with(|d| {
-        if d.multishot {
-            tracing::debug!("the kernel refuses multishot io_uring receives; one receive per read");
-            d.multishot = false;
+        if used.multishot {
+            if d.multishot {
+                tracing::debug!("the kernel refuses multishot io_uring receives; one receive per read");
+                d.multishot = false;
+            }
             true
-        } else if d.bundles {
-            tracing::debug!("the kernel refuses bundled io_uring receives; receiving one buffer at a time");
-            d.bundles = false;
+        } else if used.bundle {
+            if d.bundles {
+                tracing::debug!("the kernel refuses bundled io_uring receives; receiving one buffer at a time");
+                d.bundles = false;
+            }
             true
         } else {
             false
@@ -945,6 +981,18 @@ pub(super) async fn drive(ring_fd: OwnedFd) {
 pub(super) fn provide(n: usize) {
     with(|d| {
         d.bufs.grow(n);
+    });
+}
+
+/// Stops multishot receive `id` as [`Driver::reap`] does when bytes pile
+/// up in its slot, for tests.
+#[cfg(test)]
+pub(super) fn stop(id: u32) {
+    with(|d| {
+        d.slots[id as usize].stopping = true;
+        let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+        // SAFETY: a cancellation points at nothing.
+        unsafe { d.push(cancel) };
     });
 }
 

@@ -47,6 +47,9 @@ pub struct UringStream {
     fd: ManuallyDrop<OwnedFd>,
     /// The receive in flight (its driver slot), if any.
     recv: Cell<Option<u32>>,
+    /// The optional flags the last receive started with (for the fallback
+    /// when the kernel refuses one).
+    recv_flags: Cell<driver::RecvFlags>,
     /// Received bytes not yet read: a buffer from the ring and the offset
     /// of the first unread byte.
     received: RefCell<Option<(Vec<u8>, usize)>>,
@@ -102,6 +105,7 @@ impl UringStream {
         Ok(UringStream {
             fd: ManuallyDrop::new(fd),
             recv: Cell::new(None),
+            recv_flags: Cell::new(driver::RecvFlags::default()),
             received: RefCell::new(None),
             more: Cell::new(None),
             drained: Cell::new(false),
@@ -213,8 +217,17 @@ impl UringStream {
     #[inline(never)]
     fn read_ahead(&self) {
         if self.recv.get().is_none() {
-            self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), false)));
+            self.start_receive(false);
         }
+    }
+
+    /// Starts the stream's receive (`poll_first`: wait for bytes before
+    /// trying) and returns its slot.
+    fn start_receive(&self, poll_first: bool) -> u32 {
+        let (id, used) = driver::start_recv(self.fd.as_raw_fd(), poll_first);
+        self.recv.set(Some(id));
+        self.recv_flags.set(used);
+        id
     }
 
     /// The next buffer of a bundle, if one waits.
@@ -242,11 +255,7 @@ impl UringStream {
         loop {
             let id = match self.recv.get() {
                 Some(id) => id,
-                None => {
-                    let id = driver::start_recv(self.fd.as_raw_fd(), self.drained.get());
-                    self.recv.set(Some(id));
-                    id
-                }
+                None => self.start_receive(self.drained.get()),
             };
             let Poll::Ready(done) = driver::poll(id, cx) else { return Poll::Pending };
             if !io_uring::cqueue::more(done.flags) {
@@ -280,7 +289,7 @@ impl UringStream {
                 }
                 // A kernel without multishot or bundled receives: again,
                 // without.
-                e if e == -libc::EINVAL && driver::refuse_receive_flags() => continue,
+                e if e == -libc::EINVAL && driver::refuse_receive_flags(self.recv_flags.get()) => continue,
                 e => Err(io::Error::from_raw_os_error(-e)),
             });
         }
@@ -395,6 +404,13 @@ impl Stream for UringStream {
             return true;
         }
         match self.recv.get() {
+            // A multishot receive the driver stopped after the connection
+            // went idle (its bytes were read in the meantime) watches
+            // nothing: ask the socket.
+            Some(id) if driver::collect_stopped(id) => {
+                self.recv.set(None);
+                super::peek_unread(socket2::SockRef::from(&*self.fd))
+            }
             // The receive in flight completes when bytes or the end of the
             // stream arrive (or with an error, which also rules the
             // connection out): no syscall needed.
@@ -411,7 +427,7 @@ impl Stream for UringStream {
             }
         }
         if self.recv.get().is_none() && !self.has_received() {
-            self.recv.set(Some(driver::start_recv(self.fd.as_raw_fd(), self.drained.get())));
+            self.start_receive(self.drained.get());
         }
     }
 
@@ -907,6 +923,24 @@ mod tests {
             }
             assert_eq!(String::from_utf8(got).unwrap(), expected);
             drop(writer.join().unwrap());
+        });
+    }
+
+    #[test]
+    fn an_idle_stream_whose_receive_was_stopped_still_reports_a_hang_up() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            theirs.write_all(b"response").unwrap();
+            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
+            assert_eq!(&buf[..n.unwrap()], b"response");
+            // The driver stops the receive (bytes had piled up), and the
+            // stream goes idle before the cancellation reaches the kernel.
+            driver::stop(ours.recv.get().expect("the receive stays armed"));
+            ours.watch_unread_input();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!ours.has_unread_input(), "nothing arrived");
+            drop(theirs);
+            assert!(reports_unread_input(&ours).await, "the hang-up went unnoticed");
         });
     }
 
