@@ -10,9 +10,10 @@
 # /proc/PID/stat before and after each run and divided by the requests it
 # served. The medians are printed last. BIN=PATH measures another corelink
 # binary; BASE=PATH adds a fourth contender, `base`: that binary on io_uring
-# in the same rounds (a change against the build before it). PROFILE=1 adds a round that samples each contender with
-# `perf record -e cpu-clock` (software clock: works in a VM; the sampling
-# costs the profiled process, so that round stays out of the medians) and
+# in the same rounds (a change against the build before it). PROFILE=1 adds
+# a round that samples each contender with `perf record -e cpu-clock`
+# (software clock: works in a VM; the sampling costs the profiled process,
+# so that round stays out of the medians) and
 # sorts its kernel time into the io_uring machinery, readiness (epoll and the
 # sockets' poll), the scheduler, the syscall entry and descriptor lookups,
 # and the rest (the TCP/IP path all contenders share).
@@ -45,7 +46,7 @@ require_built "cargo build --release -p corelink -p corelink-load --bin corelink
 start_backend
 TICKS=$(getconf CLK_TCK)
 
-# Starts contender $1 (fwd, epoll, uring): sets CONTENDER_PID and `port`.
+# Starts contender $1 (fwd, epoll, uring, base): sets CONTENDER_PID and `port`.
 start() {
     if [ "$1" = base ]; then
         local measured=$BIN

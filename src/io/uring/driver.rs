@@ -256,12 +256,14 @@ impl Driver {
                     slot.state = State::Done { res: end, flags: 0 };
                     return Poll::Ready(Completed { res, flags: flags | CQE_F_MORE, keep });
                 }
-                // A completion that said MORE and was the last after all
-                // (one queued behind a failed delivery) ends the receive.
-                let flags = if slot.armed { flags } else { flags & !CQE_F_MORE };
                 if !slot.armed {
+                    // The kernel is done with it (a completion that said
+                    // MORE and was the last after all, one queued behind a
+                    // failed delivery, ends the receive too).
                     free_slot(&mut self.free, slot, id);
-                } else if cqueue::more(flags) {
+                    return Poll::Ready(Completed { res, flags: flags & !CQE_F_MORE, keep });
+                }
+                if cqueue::more(flags) {
                     // A multishot receive stays armed, and the slot its own.
                     slot.state = State::InFlight(None);
                 } else {
@@ -270,9 +272,7 @@ impl Driver {
                     // did not know, failed with EIO): it is cancelled, and
                     // the slot freed when its last completion arrives.
                     slot.state = State::Abandoned;
-                    let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
-                    // SAFETY: a cancellation points at nothing.
-                    unsafe { self.push(cancel) };
+                    self.push_cancel(id);
                 }
                 Poll::Ready(Completed { res, flags, keep })
             }
@@ -302,11 +302,11 @@ impl Driver {
             }
     }
 
-    /// Whether the operation has completed (its result not yet collected);
-    /// a multishot receive the driver stopped (see [`Driver::reap`]) has
-    /// not: nothing arrived, the stream is to start another.
+    /// Whether the operation has completed (its result not yet collected).
+    /// A multishot receive the driver stopped is collected first
+    /// ([`Driver::collect_stopped`]): nothing arrived for it.
     fn is_done(&self, id: u32) -> bool {
-        matches!(self.slots[id as usize].state, State::Done { res, .. } if res != -libc::ECANCELED)
+        matches!(self.slots[id as usize].state, State::Done { .. })
     }
 
     /// Frees a multishot receive the driver stopped with nothing unread
@@ -322,31 +322,34 @@ impl Driver {
         stopped
     }
 
+    /// Queues the cancellation of operation `id` (nobody waits for its own
+    /// completion; the operation's last completion frees or ends its slot).
+    fn push_cancel(&mut self, id: u32) {
+        let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
+        // SAFETY: a cancellation points at nothing.
+        unsafe { self.push(cancel) };
+    }
+
     /// Gives up on an operation: a finished one is freed now; one in flight
     /// is cancelled and freed when its completion arrives.
     fn abandon(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];
         match slot.state {
+            State::Free | State::Abandoned => return,
             State::Done { .. } => {
+                // What a finished operation delivered goes back to the ring.
                 let keep = std::mem::replace(&mut slot.keep, Keep::Nothing);
-                if slot.armed {
-                    // A multishot receive still armed in the kernel.
-                    slot.state = State::Abandoned;
-                    let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
-                    // SAFETY: a cancellation points at nothing.
-                    unsafe { self.push(cancel) };
-                } else {
-                    free_slot(&mut self.free, slot, id);
-                }
-                self.recycle(keep);
+                recycle(&mut self.bufs, keep);
             }
-            State::InFlight(_) | State::Detached(_) => {
-                slot.state = State::Abandoned;
-                let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
-                // SAFETY: a cancellation points at nothing.
-                unsafe { self.push(cancel) };
-            }
-            State::Free | State::Abandoned => {}
+            State::InFlight(_) | State::Detached(_) => {}
+        }
+        // In flight, or a multishot receive still armed after a delivery:
+        // cancelled, and freed by its last completion.
+        if slot.armed {
+            slot.state = State::Abandoned;
+            self.push_cancel(id);
+        } else {
+            free_slot(&mut self.free, slot, id);
         }
     }
 
@@ -537,9 +540,7 @@ impl Driver {
             tracing::debug!(provided = provided + added, "io_uring buffer ring grown");
         }
         while let Some(id) = self.to_stop.pop() {
-            let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
-            // SAFETY: a cancellation points at nothing.
-            unsafe { self.push(cancel) };
+            self.push_cancel(id);
         }
     }
 }
@@ -990,9 +991,7 @@ pub(super) fn provide(n: usize) {
 pub(super) fn stop(id: u32) {
     with(|d| {
         d.slots[id as usize].stopping = true;
-        let cancel = opcode::AsyncCancel::new(u64::from(id)).build().user_data(UNTRACKED);
-        // SAFETY: a cancellation points at nothing.
-        unsafe { d.push(cancel) };
+        d.push_cancel(id);
     });
 }
 

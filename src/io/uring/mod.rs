@@ -676,6 +676,16 @@ mod tests {
         }
     }
 
+    /// Reads from `s` into `got` until it holds `len` bytes.
+    async fn read_until(s: &UringStream, got: &mut Vec<u8>, len: usize) {
+        while got.len() < len {
+            let (n, buf) = s.read(Vec::with_capacity(16 * 1024)).await;
+            let n = n.unwrap();
+            assert!(n > 0, "the stream ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
     /// Runs `body` on a uring event loop with 16 KiB buffers.
     fn on_ring<F: Future>(body: F) -> F::Output {
         Uring::run(16 * 1024, body).expect("io_uring event loop")
@@ -880,12 +890,7 @@ mod tests {
                 "{held} buffers wait unread: the receive did not stop"
             );
             assert_eq!(driver::stats().1, provided, "the receive took every buffer of the ring: it did not stop");
-            while got.len() < sent.len() {
-                let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
-                let n = n.unwrap();
-                assert!(n > 0, "the stream ended after {} bytes", got.len());
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_until(&ours, &mut got, sent.len()).await;
             assert!(got == sent, "the bytes arrived out of order");
             drop(writer.join().unwrap());
         });
@@ -915,12 +920,7 @@ mod tests {
                 "{waiting} buffers wait unread: the receive did not stop"
             );
             let expected: String = (0..chunks).map(|i| format!("chunk {i:03};")).collect();
-            while got.len() < expected.len() {
-                let (n, buf) = ours.read(Vec::with_capacity(16 * 1024)).await;
-                let n = n.unwrap();
-                assert!(n > 0, "the stream ended after {} bytes", got.len());
-                got.extend_from_slice(&buf[..n]);
-            }
+            read_until(&ours, &mut got, expected.len()).await;
             assert_eq!(String::from_utf8(got).unwrap(), expected);
             drop(writer.join().unwrap());
         });
