@@ -5,8 +5,9 @@
 //! Must never panic, and:
 //! - a prefix matches only paths with at least as many segments, and each
 //!   capture is one of the path's segments, in order;
-//! - a pattern with no `{` is returned unchanged; substituting captures
-//!   leaves none of the captured `{var}`s behind;
+//! - a pattern with no `{` is returned unchanged; `substitute` agrees with
+//!   `substitute_by_scan` below, written another way: each `}` closes the
+//!   last `{` before it, and every other brace is a literal one;
 //! - the boundPath rule picks the first matching entry;
 //! - a derived name rustls accepts is a non-empty name without `/`.
 #![no_main]
@@ -17,6 +18,37 @@ use libfuzzer_sys::fuzz_target;
 
 fn segments(s: &str) -> Vec<&str> {
     s.split('/').filter(|x| !x.is_empty()).collect()
+}
+
+/// The substitution as one scan: remember the last `{`; a `}` after it closes
+/// a var, filled from the captures (first by that name) or kept as written.
+///
+/// An earlier check here, "no captured `{var}` is left behind", did not hold:
+/// literal braces around a value that spells a var's name (`{{a}}` with `a`
+/// = `a`) give `{a}`, in linkerd's substitution as in ours (found by this
+/// target in CI, 2026-12-07).
+fn substitute_by_scan(pattern: &str, captures: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut open = None;
+    let mut copied = 0;
+    for (i, c) in pattern.char_indices() {
+        match (c, open) {
+            ('{', _) => open = Some(i),
+            ('}', Some(o)) => {
+                out.push_str(&pattern[copied..o]);
+                let var = &pattern[o + 1..i];
+                match captures.iter().find(|(v, _)| *v == var) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&pattern[o..=i]),
+                }
+                copied = i + 1;
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    out.push_str(&pattern[copied..]);
+    out
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -37,13 +69,7 @@ fuzz_target!(|data: &[u8]| {
         if !pattern.contains('{') {
             assert_eq!(&name, pattern);
         }
-        for (var, _) in &captures {
-            // A value may itself hold braces (and complete a `{` left
-            // literal); only check when none does.
-            if captures.iter().all(|(_, v)| !v.contains(['{', '}'])) {
-                assert!(!name.contains(&format!("{{{var}}}")), "{{{var}}} left in {name:?}");
-            }
-        }
+        assert_eq!(name, substitute_by_scan(pattern, &captures), "{pattern:?} with {captures:?}");
         if let Ok(checked) = server_name(&name) {
             let shown = checked.to_str();
             assert!(!shown.is_empty() && !shown.contains('/'), "rustls took {name:?}");

@@ -100,6 +100,9 @@ mod tests {
         // Found by fuzz/tls_name: a literal `{` before a var.
         assert_eq!(substitute("{b-{a}", &[("a", "1")]), "{b-1");
         assert_eq!(substitute("{{a}}", &[("a", "1")]), "{1}");
+        // Literal braces around a value that spells a var's name leave that
+        // `{var}` in the name, as linkerd's `PathMatcher.substitute` does.
+        assert_eq!(substitute("{{a}}.ns", &[("a", "a")]), "{a}.ns");
     }
 
     #[test]
