@@ -168,11 +168,23 @@ fn bad_reloads_are_refused_and_the_old_config_keeps_serving() {
             (good.replace("  - port: 0", "  - port: 1"), "needs a restart"),
         ] {
             rewrite(&proxy, &bad);
-            std::thread::sleep(Duration::from_millis(600));
+            // The reload is seen at the watcher's next poll: wait for its
+            // refusal (bounded) rather than for a fixed time, which a loaded
+            // machine overran. `stderr_lines` hands each line over once.
+            let mut log = String::new();
+            let started = Instant::now();
+            while !(log.contains("config reload refused") && log.contains(why))
+                && started.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(50));
+                for line in proxy.stderr_lines() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+            assert!(log.contains("config reload refused") && log.contains(why), "{io}: {why}: {log}");
             let rsp = get(proxy.addr(), "/", "x").unwrap();
             assert_eq!(rsp.status, 200, "{io}: still serving after a bad reload ({why})");
-            let log = proxy.stderr_lines().join("\n");
-            assert!(log.contains("config reload refused") && log.contains(why), "{io}: {why}: {log}");
         }
         assert!(process_metric(&proxy, "config/reloads_refused") >= 3, "{io}: refusals are counted");
         assert_eq!(process_metric(&proxy, "config/reloads"), 0, "{io}");

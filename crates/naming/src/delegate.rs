@@ -21,6 +21,15 @@ pub const MAX_DEPTH: usize = 100;
 /// request headers, so the work per request is capped.
 pub const MAX_LOOKUPS: usize = 1000;
 
+/// Maximum weight of a delegation's trace: its nodes, each weighted by the
+/// size of the rule it records (every node carries the dentry that produced
+/// it, as in linkerd's trace). [`MAX_LOOKUPS`] alone does not bound it:
+/// `/=>/&/&…` with k branches sends each branch back to the same lookup, so
+/// 1000 lookups make 1000·k nodes holding the k-branch rule each, gigabytes
+/// for a 600-byte `dtab` given to the admin delegator. Ordinary traces weigh
+/// tens to hundreds.
+pub const MAX_TRACE_WEIGHT: usize = 100_000;
+
 /// A name bound by a namer: `id` names the concrete destination (e.g.
 /// `/#/io.l5d.fs/serviceB` or `/$/inet/127.1/8080`), `residual` is what was
 /// left of the path after the namer consumed its part.
@@ -219,18 +228,53 @@ pub struct Delegator<'a, N: ?Sized = EmptyNamers> {
     legacy_unprefixed: bool,
 }
 
-struct Budget(Cell<usize>);
+/// What one bind or delegation may still spend: lookups, and (delegation
+/// only) the trace's weight.
+#[derive(Default)]
+struct Budget {
+    lookups: Cell<usize>,
+    trace_weight: Cell<usize>,
+}
 
 impl Budget {
     fn take(&self, path: &Path) -> Result<(), BindError> {
-        let n = self.0.get() + 1;
-        self.0.set(n);
+        let n = self.lookups.get() + 1;
+        self.lookups.set(n);
         if n > MAX_LOOKUPS {
             Err(BindError::TooManyLookups { max: MAX_LOOKUPS, path: path.clone() })
         } else {
             Ok(())
         }
     }
+
+    /// Takes the weight of converting `tree` into trace nodes that each
+    /// record `dentry`; false once the trace would outweigh
+    /// [`MAX_TRACE_WEIGHT`] (nothing is taken then).
+    fn take_trace<T>(&self, tree: &NameTree<T>, dentry: Option<&Dentry>) -> bool {
+        let rule = dentry.map_or(0, |d| tree_size(&d.dst));
+        let weight = tree_size(tree).saturating_mul(1 + rule);
+        let total = self.trace_weight.get().saturating_add(weight);
+        if total > MAX_TRACE_WEIGHT {
+            return false;
+        }
+        self.trace_weight.set(total);
+        true
+    }
+}
+
+/// The number of nodes of a name tree.
+fn tree_size<T>(tree: &NameTree<T>) -> usize {
+    match tree {
+        NameTree::Leaf(_) | NameTree::Neg | NameTree::Fail | NameTree::Empty => 1,
+        NameTree::Alt(ts) => 1 + ts.iter().map(tree_size).sum::<usize>(),
+        NameTree::Union(ws) => 1 + ws.iter().map(|w| tree_size(&w.tree)).sum::<usize>(),
+    }
+}
+
+/// The exception node that stands for a part of the trace left out.
+fn trace_too_large(path: &Path, dentry: Option<&Dentry>) -> DelegateTree {
+    let message = format!("delegation trace too large (weight over {MAX_TRACE_WEIGHT}); not followed further");
+    DelegateTree::new(path.clone(), dentry, DelegateNode::Exception(message))
 }
 
 impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
@@ -309,8 +353,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// Errors (loops, unknown `/$/` namers) fail the whole bind, except inside
     /// a union where a branch that binds wins over branches that error.
     pub fn bind(&self, path: &Path) -> Result<NameTree<BoundName>, BindError> {
-        let budget = Budget(Cell::new(0));
-        self.bind_path(path, 0, &budget)
+        self.bind_path(path, 0, &Budget::default())
     }
 
     fn bind_path(&self, path: &Path, depth: usize, budget: &Budget) -> Result<NameTree<BoundName>, BindError> {
@@ -347,8 +390,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// fall-backs too. Errors become `exception` nodes at the point they
     /// occur (linkerd fails the whole delegation for a loop).
     pub fn delegate(&self, path: &Path) -> Delegation {
-        let budget = Budget(Cell::new(0));
-        let trace = self.delegate_leaf(path.clone(), None, 0, &budget).simplified();
+        let trace = self.delegate_leaf(path.clone(), None, 0, &Budget::default()).simplified();
         let tree = trace.to_name_tree();
         let simplified = tree.simplify();
         let bound = self.bind(path);
@@ -372,6 +414,9 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
     /// linkerd `delegateLookup` followed by `delegateBind` at `depth`.
     fn delegate_lookup(&self, path: &Path, dentry: Option<&Dentry>, depth: usize, budget: &Budget) -> DelegateTree {
         let via_dst = |d: &'a Dentry| {
+            if !budget.take_trace(&d.dst, Some(d)) {
+                return trace_too_large(path, Some(d));
+            }
             let suffix = path.drop(d.prefix.len());
             let leaf = |p: &Path| self.delegate_leaf(p.concat(&suffix), Some(d), depth, budget);
             convert(path, Some(d), &d.dst, &leaf)
@@ -381,6 +426,7 @@ impl<'a, N: Namers + ?Sized> Delegator<'a, N> {
                 // A single `prefix=>~` match keeps its dentry in the trace.
                 let d = self.matching(path).next().or(dentry);
                 match self.lookup_namers(path) {
+                    Ok(t) if !budget.take_trace(&t, d) => trace_too_large(path, d),
                     // A rewritten path keeps the dentry that led to the
                     // namer, as in linkerd's trace.
                     Ok(t) => convert(path, d, &t, &|n: &Name| match n {
@@ -1267,6 +1313,26 @@ mod tests {
         let d = dtab(&s);
         let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/n0"));
         assert!(del.to_json().contains("more than 1000 lookups"));
+    }
+
+    #[test]
+    fn a_wide_rule_that_loops_cannot_grow_the_trace_without_bound() {
+        // Found by a review of fuzz/dtab: `/=>/&/&…` sends each of its k
+        // branches back to the same lookup. Every node of the trace records
+        // the k-branch rule, so the lookup budget alone let the trace reach
+        // 1000·k nodes of k branches each (k = 300, a 600-byte `dtab` query
+        // to the admin delegator, would hold gigabytes).
+        for k in [120, 3000] {
+            let d = dtab(&format!("/=>{}", vec!["/"; k].join("&")));
+            let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/a"));
+            let json = del.to_json();
+            assert!(json.len() < 1 << 20, "k = {k}: {} bytes of trace", json.len());
+            assert!(json.contains("delegation trace too large"), "{}", &json[..json.len().min(2000)]);
+        }
+        // An ordinary delegation is far below the bound.
+        let d = dtab("/svc=>/#/io.l5d.fs;/svc/b=>/$/inet/127.0.0.1/1|/#/io.l5d.fs/b");
+        let del = Delegator::new(&d, &TestNamers).delegate(&p("/svc/b"));
+        assert!(!del.to_json().contains("too large"));
     }
 
     #[test]
