@@ -345,6 +345,37 @@ fn delegate_explains_a_route_on_the_cli_and_the_admin_port() {
     assert_eq!(rsp.status, 400);
 }
 
+/// A dtab of one wide union whose branches all lead back to the same lookup
+/// (`/svc=>/a; /a=>/a&/a&…`), in an `l5d-dtab` header and in a delegator
+/// query: the bind stops at its step budget and says so, the trace stops at
+/// its weight bound and says so, and the proxy serves on. (The steps each
+/// takes are counted in crates/naming's unit tests, not timed here.)
+#[test]
+fn a_wide_union_of_loops_is_cut_off_in_a_header_and_in_the_delegator() {
+    let a = Backend::start();
+    let wide = format!("/svc/x=>/a;/a=>{}", vec!["/a"; 2500].join("&"));
+    for io in backends() {
+        let dtab = format!("/svc/y => {};", inet(a.addr));
+        let proxy = Corelink::start(&config(&dtab).replace("  label: r\n", "  label: r\n  dtabHeaders: true\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(format!("GET / HTTP/1.1\r\nHost: x\r\nl5d-dtab: {wide}\r\n\r\n").as_bytes());
+        let rsp = c.read_response("GET").unwrap();
+        let body = String::from_utf8_lossy(&rsp.body);
+        assert!(rsp.status >= 400 && body.contains("more than 1000 lookups"), "{io}: {} {body}", rsp.status);
+        assert_eq!(get(proxy.addr(), "/", "y").unwrap().status, 200, "{io}: still serving");
+
+        // The admin's request line is limited to 4 KiB: 600 branches fit.
+        let query = format!("/svc/x%3D%3E/a%3B/a%3D%3E{}", vec!["/a"; 600].join("%26"));
+        let mut c = Conn::open(proxy.admin);
+        c.send(format!("GET /delegator.json?path=/svc/x&dtab={query} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes());
+        let rsp = c.read_response("GET").unwrap();
+        assert_eq!(rsp.status, 200, "{io}");
+        let json = String::from_utf8_lossy(&rsp.body);
+        assert!(json.len() < 1 << 20, "{io}: {} bytes of trace", json.len());
+        assert!(json.contains("delegation trace too large"), "{io}: {}", &json[..json.len().min(2000)]);
+    }
+}
+
 /// Every linkerd example passes `corelink check` as it is, run where its
 /// relative paths point (examples/linkerd: demo certificates, disco/).
 #[test]
