@@ -28,6 +28,33 @@ use super::snapshot::{Endpoints, RequestHosts, RoutingSnapshot, SharedSnapshot, 
 /// Entries per router before the cache is cleared (a Host-header flood must
 /// not grow memory without bound).
 const MAX_CACHED: usize = 10_000;
+/// Bytes of keys per router before the cache is cleared. The entry count
+/// alone let 10,000 Host headers of 12 KiB each hold about 600 MB per router
+/// and core (a failed entry's message shows the name, escaped: ~4× the key);
+/// this keeps it near 10 MB. 10,000 ordinary keys (~100 bytes) fit.
+const MAX_CACHED_KEY_BYTES: usize = 2 << 20;
+
+/// One router's cached destinations on this core.
+#[derive(Default)]
+struct RouterCache {
+    entries: HashMap<Box<[u8]>, Rc<Entry>>,
+    /// The bytes of `entries`' keys.
+    key_bytes: usize,
+}
+
+impl RouterCache {
+    /// Caches `entry` under `key`, clearing the cache first when it would
+    /// go past either bound.
+    fn insert(&mut self, key: &[u8], entry: Rc<Entry>) {
+        if self.entries.len() >= MAX_CACHED || self.key_bytes + key.len() > MAX_CACHED_KEY_BYTES {
+            self.entries.clear();
+            self.key_bytes = 0;
+        }
+        if self.entries.insert(key.into(), entry).is_none() {
+            self.key_bytes += key.len();
+        }
+    }
+}
 
 /// Where one request goes, and the names linkerd puts in its context headers.
 #[derive(Debug, Clone)]
@@ -165,7 +192,7 @@ struct State {
     snapshot: Arc<RoutingSnapshot>,
     /// The snapshot's [`SharedSnapshot::version`].
     version: u64,
-    per_router: Vec<HashMap<Box<[u8]>, Rc<Entry>>>,
+    per_router: Vec<RouterCache>,
     /// This core's copies of the servers' settings (`Rc`, so handing them to
     /// a request touches no shared cache line).
     servers: Vec<Rc<ServerSettings>>,
@@ -184,7 +211,7 @@ impl State {
         known: &crate::tls::client::CoreConfigs,
         workers: usize,
     ) -> State {
-        let per_router = snapshot.routers.iter().map(|_| HashMap::new()).collect();
+        let per_router = snapshot.routers.iter().map(|_| RouterCache::default()).collect();
         let servers = snapshot.servers.iter().map(|s| Rc::new(s.for_core(workers))).collect();
         let mut client_tls = Vec::with_capacity(snapshot.routers.len());
         let mut tls_by_template = crate::tls::client::CoreConfigs::new();
@@ -314,15 +341,12 @@ impl RouteTable {
         let cache = &mut per_router[router];
         // One hash on a hit (the common case); the key is client-controlled,
         // so the map keeps std's seeded SipHash against collision floods.
-        let entry = match cache.get(key).filter(|e| e.is_fresh()) {
+        let entry = match cache.entries.get(key).filter(|e| e.is_fresh()) {
             Some(entry) => entry.clone(),
             None => {
                 let core = self.parts(tls_configs);
                 let entry = Rc::new(resolve(snapshot, router, key, None, &core)?);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-                cache.insert(key.into(), entry.clone());
+                cache.insert(key, entry.clone());
                 entry
             }
         };
@@ -714,5 +738,25 @@ mod tests {
         shared.publish(snapshot("/svc/b => /$/inet/127.0.0.1/4", 2));
         assert_eq!(client_of(&table, "b", &mut other), "/$/inet/127.0.0.1/4");
         assert!(client_of(&table, "a", &mut last).starts_with("error: "), "a is no longer routed");
+    }
+
+    /// A flood of long Host headers is bounded by the bytes of its keys, not
+    /// only by their count.
+    #[test]
+    fn long_keys_are_bounded_by_bytes() {
+        let table = RouteTable::new(SharedSnapshot::new(snapshot("/svc => /$/inet/127.0.0.1/1", 1)));
+        let mut last = LastRoute::default();
+        let mut most = 0;
+        // 5,000-byte names (a bound path may hold 8 KiB), 3 MB of them.
+        for i in 0..600 {
+            let host = format!("h{i}-{}", "x".repeat(5_000));
+            assert_eq!(client_of(&table, &host, &mut last), "/$/inet/127.0.0.1/1");
+            let state = table.state.borrow();
+            let cache = &state.per_router[0];
+            assert!(cache.key_bytes <= MAX_CACHED_KEY_BYTES, "{} bytes of keys", cache.key_bytes);
+            assert_eq!(cache.key_bytes, cache.entries.keys().map(|k| k.len()).sum::<usize>());
+            most = most.max(cache.entries.len());
+        }
+        assert!((100..600).contains(&most), "{most} entries at most");
     }
 }

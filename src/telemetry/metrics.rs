@@ -30,6 +30,10 @@ pub const WINDOW_HALF: Duration = Duration::from_secs(30);
 /// Client and service scopes per router and core; past this (a flood of
 /// distinct Host headers), requests are counted in one overflow scope.
 pub const MAX_SCOPES: usize = 1000;
+/// Longest name given a scope of its own. Names are peer-controlled (a Host
+/// header of up to 12 KiB): 1,000 of that length made every `/metrics`
+/// scrape hundreds of megabytes. Longer names count in the overflow scope.
+pub const MAX_SCOPE_NAME_BYTES: usize = 512;
 pub const OVERFLOW_SCOPE: &str = "_overflow";
 
 pub type Histogram = hdrhistogram::Histogram<u32>;
@@ -574,7 +578,7 @@ fn scope<T: Default>(map: &mut HashMap<Rc<str>, Rc<T>>, name: &str) -> Rc<T> {
     if let Some(s) = map.get(name) {
         return s.clone();
     }
-    let key: &str = if map.len() >= MAX_SCOPES { OVERFLOW_SCOPE } else { name };
+    let key: &str = if map.len() >= MAX_SCOPES || name.len() > MAX_SCOPE_NAME_BYTES { OVERFLOW_SCOPE } else { name };
     map.entry(Rc::from(key)).or_default().clone()
 }
 
@@ -680,5 +684,17 @@ mod tests {
         assert_eq!(snap.scopes.len(), MAX_SCOPES + 1);
         let overflow = snap.scopes.iter().find(|s| s.scope.name == OVERFLOW_SCOPE).unwrap();
         assert_eq!(overflow.counter("requests"), Some(10));
+    }
+
+    #[test]
+    fn long_names_count_in_the_overflow_scope() {
+        let m = CoreMetrics::new(0, &["r".to_string()], &[]);
+        let long = format!("/svc/{}", "x".repeat(MAX_SCOPE_NAME_BYTES));
+        m.service(0, &long).requests.success.incr();
+        m.service(0, "/svc/short").requests.success.incr();
+        let snap = m.snapshot();
+        assert!(snap.scopes.iter().all(|s| s.scope.name.len() <= MAX_SCOPE_NAME_BYTES), "no scope for the long name");
+        let overflow = snap.scopes.iter().find(|s| s.scope.name == OVERFLOW_SCOPE).unwrap();
+        assert_eq!(overflow.counter("requests"), Some(1));
     }
 }

@@ -3,9 +3,12 @@
 //! and connection fields this hop decides, plus `Via`.
 
 use super::framing::BodyFraming;
-use super::request::{connection_names, Method, RequestHead};
+use std::cmp::Ordering;
+
+use super::limits::HEADER_SLOTS;
+use super::request::{Method, RequestHead};
 use super::response::ResponseHead;
-use super::tokens::{classify, HeaderKind, Version};
+use super::tokens::{classify, list_items, HeaderKind, Version};
 use super::VIA_PSEUDONYM;
 
 fn via_line(version: Version) -> &'static [u8] {
@@ -28,11 +31,9 @@ fn write_fields_except(
     is_hop_by_hop: impl Fn(usize, &str) -> bool,
     drop: impl Fn(&str) -> bool,
 ) {
+    let named = names_fields.then(|| named_by_connection(headers));
     for (i, h) in headers.iter().enumerate() {
-        if is_hop_by_hop(i, h.name)
-            || (names_fields && classify(h.name) == HeaderKind::Other && connection_names(headers, h.name))
-            || drop(h.name)
-        {
+        if is_hop_by_hop(i, h.name) || named.is_some_and(|named| named[i]) || drop(h.name) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -40,6 +41,39 @@ fn write_fields_except(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// Which of `headers` (by index) a `Connection` field names, among those
+/// no other rule covers (RFC 9110 §7.6.1). One pass over the `Connection`
+/// lists, each name looked up among the fields' names sorted: asking every
+/// list for every field cost fields × names, 0.8 ms for a 10 KiB head of
+/// 5,000 names and 97 fields (release build).
+fn named_by_connection(headers: &[httparse::Header<'_>]) -> [bool; HEADER_SLOTS] {
+    let mut named = [false; HEADER_SLOTS];
+    let mut order = [0u16; HEADER_SLOTS];
+    let mut n = 0;
+    for (i, h) in headers.iter().enumerate().take(HEADER_SLOTS) {
+        if classify(h.name) == HeaderKind::Other {
+            order[n] = i as u16;
+            n += 1;
+        }
+    }
+    let name = |i: u16| headers[usize::from(i)].name.as_bytes();
+    let order = &mut order[..n];
+    order.sort_unstable_by(|&a, &b| cmp_ignoring_case(name(a), name(b)));
+    for h in headers.iter().filter(|h| classify(h.name) == HeaderKind::Connection) {
+        for item in list_items(h.value) {
+            let first = order.partition_point(|&i| cmp_ignoring_case(name(i), item) == Ordering::Less);
+            for &i in order[first..].iter().take_while(|&&i| name(i).eq_ignore_ascii_case(item)) {
+                named[usize::from(i)] = true;
+            }
+        }
+    }
+    named
+}
+
+fn cmp_ignoring_case(a: &[u8], b: &[u8]) -> Ordering {
+    a.iter().map(u8::to_ascii_lowercase).cmp(b.iter().map(u8::to_ascii_lowercase))
 }
 
 /// Encodes the request head sent upstream. Always HTTP/1.1 (a proxy sends its
@@ -300,6 +334,30 @@ mod tests {
     use crate::limits::{Limits, HEADER_SLOTS};
     use crate::{parse_request, parse_response, Method};
     use std::mem::MaybeUninit;
+
+    #[test]
+    fn connection_names_fields_in_any_case_and_any_number() {
+        let headers = [
+            httparse::Header { name: "X-A", value: b"1" },
+            httparse::Header { name: "Connection", value: b"x-b, , X-a" },
+            httparse::Header { name: "x-b", value: b"2" },
+            httparse::Header { name: "X-C", value: b"3" },
+            httparse::Header { name: "X-B", value: b"4" },
+            httparse::Header { name: "connection", value: b"x-d" },
+        ];
+        assert_eq!(&named_by_connection(&headers)[..6], [true, false, true, false, true, false]);
+        // Thousands of names against a hundred fields (a 10 KiB head): each
+        // name is one lookup, and the answer is the same.
+        let names = (0..5000).map(|i| format!("n{i}")).collect::<Vec<_>>().join(",");
+        let fields: Vec<String> = (0..97).map(|i| format!("N{}", i * 61)).collect();
+        let mut headers: Vec<_> = fields.iter().map(|f| httparse::Header { name: f, value: b"v" }).collect();
+        headers.push(httparse::Header { name: "Connection", value: names.as_bytes() });
+        let named = named_by_connection(&headers);
+        for (i, f) in fields.iter().enumerate() {
+            let number: usize = f[1..].parse().unwrap();
+            assert_eq!(named[i], number < 5000, "{f}");
+        }
+    }
 
     #[test]
     fn request_drops_hop_by_hop_and_adds_via() {

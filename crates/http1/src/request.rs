@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use super::framing::BodyFraming;
 use super::limits::Limits;
-use super::tokens::{self, classify, list_contains, list_items, ConnectionOptions, HeaderKind, Version};
+use super::tokens::{self, classify, list_items, ConnectionOptions, HeaderKind, Version};
 use super::ParseError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,11 +413,6 @@ fn validate_target<'b>(method: Method, target: &'b str, host: Option<&str>) -> R
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
-}
-
-/// Does any `Connection` header in `headers` name the field `name`?
-pub(crate) fn connection_names(headers: &[httparse::Header<'_>], name: &str) -> bool {
-    headers.iter().filter(|h| classify(h.name) == HeaderKind::Connection).any(|h| list_contains(h.value, name))
 }
 
 #[cfg(test)]

@@ -181,11 +181,6 @@ impl ConnectionOptions {
     }
 }
 
-/// Does a `Connection` field value list `token` (case-insensitive)?
-pub(crate) fn list_contains(value: &[u8], token: &str) -> bool {
-    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
-}
-
 /// Parses a Content-Length value strictly: 1*DIGIT, no sign, no whitespace
 /// inside, no list, no overflow (RFC 9112 §6.3 rule 5).
 pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
@@ -308,7 +303,6 @@ mod tests {
     fn lists_and_classification() {
         let items: Vec<_> = list_items(b" gzip ,, chunked\t").collect();
         assert_eq!(items, vec![&b"gzip"[..], b"chunked"]);
-        assert!(list_contains(b"keep-alive, Upgrade", "upgrade"));
         assert_eq!(classify("Content-Length"), HeaderKind::ContentLength);
         assert_eq!(classify("TRANSFER-ENCODING"), HeaderKind::TransferEncoding);
         assert_eq!(classify("X-Thing"), HeaderKind::Other);

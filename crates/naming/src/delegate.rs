@@ -21,6 +21,17 @@ pub const MAX_DEPTH: usize = 100;
 /// request headers, so the work per request is capped.
 pub const MAX_LOOKUPS: usize = 1000;
 
+/// Longest path one binding step may look up, in bytes of its segments. A
+/// dtab can lengthen the path at every step (`/svc=>/svc/x/x/…`): each step
+/// copies it, and the errors name it. Real names are far shorter; an
+/// `httpUriInDst` name holds a request's path, at most 4 KiB.
+pub const MAX_PATH_BYTES: usize = 8 << 10;
+
+/// Most bytes of paths one bind or delegation may look up, all steps
+/// together: with [`MAX_LOOKUPS`] steps of [`MAX_PATH_BYTES`] each, a
+/// lengthening dtab in a union would still copy 8 MB per request.
+pub const MAX_BIND_PATH_BYTES: usize = 256 << 10;
+
 /// Maximum weight of a delegation's trace: its nodes, each weighted by the
 /// size of the rule it records (every node carries the dentry that produced
 /// it, as in linkerd's trace). [`MAX_LOOKUPS`] alone does not bound it:
@@ -123,6 +134,22 @@ pub enum BindError {
         max: usize,
         /// The path being looked up when the budget ran out.
         path: Path,
+    },
+    /// A path longer than [`MAX_PATH_BYTES`] (not shown: it is long).
+    #[error("a path of {bytes} bytes while delegating, more than the {max} allowed")]
+    PathTooLong {
+        /// Its length, in bytes of segments.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More than [`MAX_BIND_PATH_BYTES`] of paths looked up in one bind.
+    #[error("{bytes} bytes of paths looked up while delegating, more than the {max} allowed")]
+    TooMuchPath {
+        /// The bytes of segments of every path looked up so far.
+        bytes: usize,
+        /// The limit.
+        max: usize,
     },
     /// `/$/<kind>/…` for a kind other than `inet`, `fixedinet`, `nil`, `fail`,
     /// `io.buoyant.rinet` and the [`Rewriter`]s (finagle would try to load a
@@ -233,6 +260,7 @@ pub struct Delegator<'a, N: ?Sized = EmptyNamers> {
 #[derive(Default)]
 struct Budget {
     lookups: Cell<usize>,
+    path_bytes: Cell<usize>,
     trace_weight: Cell<usize>,
     /// Binding steps begun, refused or not (what the tests count).
     #[cfg(test)]
@@ -244,10 +272,25 @@ impl Budget {
         let n = self.lookups.get() + 1;
         self.lookups.set(n);
         if n > MAX_LOOKUPS {
-            Err(BindError::TooManyLookups { max: MAX_LOOKUPS, path: path.clone() })
-        } else {
-            Ok(())
+            return Err(BindError::TooManyLookups { max: MAX_LOOKUPS, path: path.clone() });
         }
+        // Counted before the length check: a path too long was copied too.
+        let bytes = path.byte_len();
+        let total = self.path_bytes.get() + bytes;
+        self.path_bytes.set(total);
+        if total > MAX_BIND_PATH_BYTES {
+            return Err(BindError::TooMuchPath { bytes: total, max: MAX_BIND_PATH_BYTES });
+        }
+        if bytes > MAX_PATH_BYTES {
+            return Err(BindError::PathTooLong { bytes, max: MAX_PATH_BYTES });
+        }
+        Ok(())
+    }
+
+    /// Whether `e` says this budget is spent: every step left would fail
+    /// too, so the whole bind fails.
+    fn spent(e: &BindError) -> bool {
+        matches!(e, BindError::TooManyLookups { .. } | BindError::TooMuchPath { .. })
     }
 
     /// Takes the weight of converting `tree` into trace nodes that each
@@ -494,7 +537,7 @@ fn bind_tree<T>(
                     // trying each one at every union still open cost
                     // 1000·k steps (150 ms for a 12 KiB `l5d-dtab` of
                     // `/=>/&/&…`). The bind fails at once.
-                    Err(e @ BindError::TooManyLookups { .. }) => return Err(e),
+                    Err(e) if Budget::spent(&e) => return Err(e),
                     Err(e) => {
                         first_err.get_or_insert(e);
                     }
@@ -1369,6 +1412,32 @@ mod tests {
         let e = Delegator::new(&loop_dtab, &EmptyNamers).bind_path(&p("/svc/x"), 0, &budget);
         assert!(e.is_err(), "{e:?}");
         assert!(budget.steps.get() <= MAX_LOOKUPS + 1, "{} steps", budget.steps.get());
+    }
+
+    #[test]
+    fn a_dtab_that_lengthens_the_path_stops_at_the_length_bounds() {
+        // Each step appends k segments (found by a review of the inputs a
+        // client controls: with `dtabHeaders`, a 12 KiB header made every
+        // step copy a path growing up to the depth limit, 280 MB live).
+        let x = vec!["x"; 600].join("/");
+        let d = dtab(&format!("/svc=>/svc/{x}"));
+        let e = Delegator::new(&d, &EmptyNamers).bind(&p("/svc/a")).unwrap_err();
+        assert!(matches!(e, BindError::PathTooLong { .. }), "{e}");
+        assert!(e.to_string().len() < 200, "the error does not show the path: {e}");
+
+        // A path too long ends one branch of a union, not the union: steps
+        // go on, each below the length bound, and the bytes of all of them
+        // are bounded (here 40 more bytes a step, two branches a step).
+        let x = vec!["x"; 40].join("/");
+        let d = dtab(&format!("/svc=>/svc/{x} & /svc/{x}"));
+        let budget = Budget::default();
+        let e = Delegator::new(&d, &EmptyNamers).bind_path(&p("/svc/a"), 0, &budget).unwrap_err();
+        assert!(matches!(e, BindError::TooMuchPath { .. }), "{e}");
+        assert!(budget.steps.get() < MAX_LOOKUPS, "{} steps", budget.steps.get());
+
+        let del = Delegator::new(&d, &EmptyNamers).delegate(&p("/svc/a"));
+        let json = del.to_json();
+        assert!(json.len() < 2 << 20, "{} bytes of trace", json.len());
     }
 
     #[test]

@@ -41,8 +41,10 @@
 //! 3. Bound leaves stay; path leaves (the dtab's and the rewriting
 //!    namers') are delegated again, up to
 //!    [`MAX_DEPTH`] (100) nested lookups ([`BindError::MaxDepth`]) and at
-//!    most [`MAX_LOOKUPS`] lookups per request (not in finagle; it bounds the
-//!    exponential blow-up a hostile `l5d-dtab` header could cause).
+//!    most [`MAX_LOOKUPS`] lookups per request, paths of at most
+//!    [`MAX_PATH_BYTES`] and [`MAX_BIND_PATH_BYTES`] of paths in all (not
+//!    in finagle; they bound what a hostile `l5d-dtab` header could cost).
+//!    A spent budget fails the whole bind, inside a union too.
 //! 4. [`Delegator::bind`] (data path) binds alternatives lazily like
 //!    finagle — the first non-`~` wins, `!` and `$` stop the fall-through —
 //!    and unions eagerly, dropping `~`/`!` branches (a union branch that
@@ -89,7 +91,7 @@ pub mod rewriting;
 
 pub use delegate::{
     global_lookup, BindError, BoundName, DelegateNode, DelegateTree, Delegation, Delegator, EmptyNamers, Name, Namers,
-    WeightedDelegate, MAX_DEPTH, MAX_LOOKUPS,
+    WeightedDelegate, MAX_BIND_PATH_BYTES, MAX_DEPTH, MAX_LOOKUPS, MAX_PATH_BYTES, MAX_TRACE_WEIGHT,
 };
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
 pub use name_tree::{NameTree, Pick, Status, Weighted};

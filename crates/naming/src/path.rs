@@ -189,6 +189,16 @@ impl Path {
         self.end - self.start
     }
 
+    /// Bytes of its segments, all together (no separators or escapes).
+    #[inline]
+    pub fn byte_len(&self) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let from = if self.start == 0 { 0 } else { self.buf.ends[self.start - 1] };
+        self.buf.ends[self.end - 1] - from
+    }
+
     /// True for `/`.
     #[inline]
     pub fn is_empty(&self) -> bool {
@@ -515,6 +525,17 @@ mod tests {
 
     fn p(s: &str) -> Path {
         Path::parse(s).unwrap()
+    }
+
+    #[test]
+    fn byte_len_counts_the_segments_of_the_view() {
+        let p = Path::parse("/ab/c/def").unwrap();
+        assert_eq!(p.byte_len(), 6);
+        assert_eq!(p.drop(1).byte_len(), 4);
+        assert_eq!(p.take(2).byte_len(), 3);
+        assert_eq!(p.drop(1).take(1).byte_len(), 1);
+        assert_eq!(Path::empty().byte_len(), 0);
+        assert_eq!(p.drop(3).byte_len(), 0);
     }
 
     #[test]
