@@ -255,10 +255,12 @@ pub struct Delegator<'a, N: ?Sized = EmptyNamers> {
     legacy_unprefixed: bool,
 }
 
-/// What one bind or delegation may still spend: lookups, and (delegation
-/// only) the trace's weight.
+/// What one bind or delegation has spent: steps ([`MAX_LOOKUPS`]), bytes
+/// of the paths they looked up ([`MAX_BIND_PATH_BYTES`]), and (delegation
+/// only) the trace's weight ([`MAX_TRACE_WEIGHT`]).
 #[derive(Default)]
 struct Budget {
+    /// Steps taken: lookups, and steps refused for depth.
     lookups: Cell<usize>,
     path_bytes: Cell<usize>,
     trace_weight: Cell<usize>,
