@@ -46,15 +46,24 @@ pub struct Corelink {
 
 pub mod tempdir {
     use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     /// A temporary directory removed on drop.
     pub struct Dir(PathBuf);
 
     impl Dir {
+        /// A new, empty directory of this process. Tests run on parallel
+        /// threads: a clock reading alone once named two directories the
+        /// same, so one corelink read the other test's config. A counter
+        /// makes the name unique in the process, and `create_dir` refuses a
+        /// directory that exists (one left by an earlier process with this
+        /// pid).
         pub fn new(tag: &str) -> Dir {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
             let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            let p = std::env::temp_dir().join(format!("corelink-test-{tag}-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
+            let seq = NEXT.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("corelink-test-{tag}-{}-{seq}-{n}", std::process::id()));
+            std::fs::create_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             Dir(p)
         }
         pub fn path(&self) -> &Path {
