@@ -686,6 +686,13 @@ mod tests {
         }
     }
 
+    /// One read from `s`: the bytes it returned.
+    async fn read_once(s: &UringStream) -> io::Result<Vec<u8>> {
+        let (n, mut buf) = s.read(Vec::with_capacity(64)).await;
+        buf.truncate(n?);
+        Ok(buf)
+    }
+
     /// Runs `body` on a uring event loop with 16 KiB buffers.
     fn on_ring<F: Future>(body: F) -> F::Output {
         Uring::run(16 * 1024, body).expect("io_uring event loop")
@@ -805,8 +812,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(50));
             for (i, (ours, _)) in pairs.iter().enumerate() {
-                let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-                assert_eq!(&buf[..n.unwrap()], format!("request {i}").as_bytes());
+                assert_eq!(read_once(ours).await.unwrap(), format!("request {i}").as_bytes());
             }
             assert!(driver::stats().1 > buf_ring::INITIAL_BUFFERS, "the ring grew");
             // Quiet again: the ring shrinks back, and receives in flight
@@ -820,8 +826,7 @@ mod tests {
                 theirs.write_all(format!("again {i}").as_bytes()).unwrap();
             }
             for (i, (ours, _)) in pairs.iter().enumerate() {
-                let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-                assert_eq!(&buf[..n.unwrap()], format!("again {i}").as_bytes());
+                assert_eq!(read_once(ours).await.unwrap(), format!("again {i}").as_bytes());
             }
         });
     }
@@ -831,12 +836,10 @@ mod tests {
         on_ring(async {
             let (ours, mut theirs) = pair().await;
             theirs.write_all(b"first").unwrap();
-            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(&buf[..n.unwrap()], b"first");
+            assert_eq!(read_once(&ours).await.unwrap(), b"first");
             let armed = ours.recv.get().expect("the multishot receive stays the stream's");
             theirs.write_all(b"second").unwrap();
-            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(&buf[..n.unwrap()], b"second");
+            assert_eq!(read_once(&ours).await.unwrap(), b"second");
             assert_eq!(ours.recv.get(), Some(armed), "the same receive delivered again");
         });
     }
@@ -853,12 +856,9 @@ mod tests {
             socket2::SockRef::from(&theirs).set_linger(Some(Duration::ZERO)).unwrap();
             drop(theirs);
             std::thread::sleep(Duration::from_millis(50));
-            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(&buf[..n.unwrap()], b"first");
-            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(&buf[..n.unwrap()], b"second");
-            let (res, _) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
+            assert_eq!(read_once(&ours).await.unwrap(), b"first");
+            assert_eq!(read_once(&ours).await.unwrap(), b"second");
+            assert_eq!(read_once(&ours).await.map_err(|e| e.kind()), Err(io::ErrorKind::ConnectionReset));
         });
     }
 
@@ -931,8 +931,7 @@ mod tests {
         on_ring(async {
             let (ours, mut theirs) = pair().await;
             theirs.write_all(b"response").unwrap();
-            let (n, buf) = ours.read(Vec::with_capacity(64)).await;
-            assert_eq!(&buf[..n.unwrap()], b"response");
+            assert_eq!(read_once(&ours).await.unwrap(), b"response");
             // The driver stops the receive (bytes had piled up), and the
             // stream goes idle before the cancellation reaches the kernel.
             driver::stop(ours.recv.get().expect("the receive stays armed"));
