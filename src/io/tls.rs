@@ -21,6 +21,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::ops::Range;
+use std::task::{Poll, Waker};
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
@@ -31,6 +32,15 @@ use crate::io::{BufResult, Stream};
 
 /// Ciphertext read buffer: one full TLS record (16 KiB + overhead) fits.
 const CIPHER_BUFFER: usize = 16 * 1024 + 512;
+
+/// The most ciphertext kept that rustls has not consumed: one handshake
+/// message at its largest (rustls joins one split over records, up to
+/// 0xffff bytes) plus one record at its largest on the wire. rustls's own
+/// buffered connection stops at the same point; the unbuffered API leaves
+/// the bound to its caller. Without it a peer declaring a 64 KiB handshake
+/// message and sending it one byte per padded 16 KiB record made a core
+/// keep (and copy on every read) up to a gigabyte per connection.
+const MAX_UNCONSUMED_CIPHER: usize = 0xffff + 16 * 1024 + 2048 + 5;
 
 /// The least room `out` grows to: a full record, so a stream of writes does
 /// not grow it record by record.
@@ -92,6 +102,8 @@ pub struct TlsStream<S> {
     out_len: Cell<usize>,
     /// A task is writing `out` to the socket.
     flushing: Cell<bool>,
+    /// Tasks waiting for the turn to write (see [`TlsStream::take_turn`]).
+    turn_waiters: RefCell<Vec<Waker>>,
     /// The socket reached end of stream.
     eof: Cell<bool>,
     /// The peer sent close_notify: what follows is not data.
@@ -133,6 +145,23 @@ struct ClearOnDrop<'a>(&'a Cell<bool>);
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.set(false);
+    }
+}
+
+/// The turn to write to the socket, held: given up on drop, waking the
+/// tasks that wait for it.
+struct Turn<'a> {
+    flushing: &'a Cell<bool>,
+    waiters: &'a RefCell<Vec<Waker>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.flushing.set(false);
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 
@@ -300,6 +329,7 @@ impl<S: Stream> TlsStream<S> {
             out: RefCell::new(Vec::new()),
             out_len: Cell::new(0),
             flushing: Cell::new(false),
+            turn_waiters: RefCell::new(Vec::new()),
             eof: Cell::new(false),
             peer_closed: Cell::new(false),
             first_byte: Cell::new(None),
@@ -446,6 +476,10 @@ impl<S: Stream> TlsStream<S> {
     /// nothing is copied. If the writer did hand them to rustls during the
     /// read (`touched`), the copy is stale and only the new bytes are kept.
     async fn fill(&self) -> io::Result<()> {
+        let unconsumed = self.cipher.borrow().len() - self.start.get();
+        if unconsumed >= MAX_UNCONSUMED_CIPHER {
+            return Err(too_much_unconsumed(unconsumed));
+        }
         let (buf, kept) = self.read_buffer();
         self.touched.set(false);
         self.reading.set(true);
@@ -499,13 +533,23 @@ impl<S: Stream> TlsStream<S> {
 
     /// Waits for the turn to write to the socket: one flusher at a time, so
     /// records never interleave (rare: only the reader's alerts race with
-    /// the writer).
-    async fn take_turn(&self) -> ClearOnDrop<'_> {
-        while self.flushing.get() {
-            tokio::task::yield_now().await;
-        }
-        self.flushing.set(true);
-        ClearOnDrop(&self.flushing)
+    /// the writer). A waiter sleeps until the holder gives the turn up: the
+    /// holder may wait for a peer that does not read (an alert stuck behind
+    /// a full socket), and a waiter that polled again and again would spin
+    /// the core all that time.
+    async fn take_turn(&self) -> Turn<'_> {
+        std::future::poll_fn(|cx| {
+            if self.flushing.get() {
+                let mut waiters = self.turn_waiters.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            self.flushing.set(true);
+            Poll::Ready(Turn { flushing: &self.flushing, waiters: &self.turn_waiters })
+        })
+        .await
     }
 
     /// Writes everything queued in `out`, including what others queue while
@@ -650,6 +694,15 @@ impl<S: Stream> TlsStream<S> {
 
 fn closed_during_handshake() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection during the TLS handshake")
+}
+
+fn too_much_unconsumed(bytes: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the TLS peer sent {bytes} bytes that do not complete a message (the most kept is {MAX_UNCONSUMED_CIPHER})"
+        ),
+    )
 }
 
 impl<S: Stream> Stream for TlsStream<S> {
@@ -1037,6 +1090,80 @@ mod tests {
                 });
                 assert_eq!(read_n(&tls, UP).await, pattern(UP, 5));
                 write.await.unwrap();
+            },
+        );
+    }
+
+    /// A handshake message declared 64 KiB long, sent one byte per record:
+    /// rustls keeps joining it and consumes nothing, so the stream must
+    /// stop at `MAX_UNCONSUMED_CIPHER` rather than keep reading.
+    #[test]
+    fn a_handshake_message_that_never_completes_is_refused_at_the_bound() {
+        let (server_config, _) = configs(&rustls::version::TLS13);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let mut tcp = TcpStream::connect(addr).unwrap();
+            // A ClientHello (type 1) of 0xffff bytes: its header, then one
+            // byte per plaintext handshake record, 6 bytes each on the wire.
+            let mut wire = Vec::new();
+            wire.extend_from_slice(&[22, 3, 1, 0, 4, 1, 0, 0xff, 0xff]);
+            for _ in 0..30_000 {
+                wire.extend_from_slice(&[22, 3, 1, 0, 1, 0]);
+            }
+            // The server stops reading once it refuses: the rest may fail.
+            for piece in wire.chunks(8 * 1024) {
+                if tcp.write_all(piece).is_err() {
+                    break;
+                }
+            }
+            wire.len()
+        });
+        let err = Epoll::run(16 * 1024, async move {
+            let listener = Epoll::listener(listener).unwrap();
+            let (socket, _) = listener.accept().await.unwrap();
+            let tls = TlsStream::new(socket, UnbufferedServerConnection::new(server_config).unwrap());
+            let result = tokio::time::timeout(Duration::from_secs(10), tls.handshake()).await;
+            let err = result.expect("the handshake ends").expect_err("the handshake fails");
+            let kept = tls.cipher.borrow().len() - tls.start.get();
+            (err.kind(), err.to_string(), kept)
+        })
+        .unwrap();
+        let sent = peer.join().unwrap();
+        assert!(sent > 2 * MAX_UNCONSUMED_CIPHER, "the peer sent more than the bound");
+        assert_eq!(err.0, io::ErrorKind::InvalidData, "{}", err.1);
+        assert!(err.1.contains("do not complete a message"), "{}", err.1);
+        assert!(err.2 < MAX_UNCONSUMED_CIPHER + CIPHER_BUFFER, "kept {} bytes", err.2);
+    }
+
+    /// A task waiting for the turn to write sleeps until the holder gives
+    /// it up: the holder may be stuck behind a peer that does not read.
+    #[test]
+    fn a_task_waiting_for_the_turn_sleeps_until_it_is_given_up() {
+        run(
+            &rustls::version::TLS13,
+            |mut peer, mut tcp| {
+                handshake(&mut peer, &mut tcp);
+                assert_eq!(receive(&mut peer, &mut tcp, 4), b"done");
+            },
+            |tls| async move {
+                let held = tls.take_turn().await;
+                let polls = std::rc::Rc::new(Cell::new(0u32));
+                let (waiter, counted) = (tls.clone(), polls.clone());
+                let wait = tokio::task::spawn_local(async move {
+                    let mut turn = std::pin::pin!(waiter.take_turn());
+                    std::future::poll_fn(|cx| {
+                        counted.set(counted.get() + 1);
+                        std::future::Future::poll(turn.as_mut(), cx).map(drop)
+                    })
+                    .await;
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(polls.get(), 1, "polled once, then asleep while the turn is held");
+                drop(held);
+                wait.await.unwrap();
+                assert_eq!(polls.get(), 2, "woken once when the turn was given up");
+                assert!(tls.write_all(b"done".to_vec()).await.0.is_ok());
             },
         );
     }
