@@ -578,6 +578,41 @@ fn a_reload_that_requires_client_certificates_invalidates_older_tickets() {
     }
 }
 
+#[test]
+fn a_pooled_connection_is_not_reused_once_its_trust_roots_changed() {
+    for io in backends() {
+        let dir = Dir::new("tls-pool-roots");
+        let (ca, other) = (Ca::new("ca"), Ca::new("another CA"));
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let backend = Backend::start();
+        let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let client = format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", ca_path.display());
+        let a = sidecar_a(&namers, b.addr(), &client, io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+        assert_eq!(tls_counter(&b, "handshakes"), 1, "{io}");
+
+        // The CA that issued serviceB's certificate is no longer trusted
+        // (say it was compromised): the idle connection made under it must
+        // not carry the next request.
+        replace_file(&ca_path, &other.cert_pem);
+        let started = Instant::now();
+        let mut log = Vec::new();
+        while !log.iter().any(|l: &String| l.contains("client TLS files changed")) {
+            assert!(started.elapsed() < Duration::from_secs(10), "{io}: no update: {log:?}");
+            std::thread::sleep(Duration::from_millis(100));
+            log.extend(a.stderr_lines());
+        }
+        let rsp = get(a.addr(), "/", "serviceB").unwrap();
+        let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
+        assert_eq!(rsp.status, 502, "{io}: the connection from before the change was reused: {err}");
+        assert!(err.contains("unknown CA") || err.contains("UnknownIssuer"), "{io}: {err}");
+        assert_eq!(backend.requests(), 1, "{io}");
+    }
+}
+
 /// Sidecar A's client section: serviceB's name and CA, and a client
 /// certificate.
 fn client_with_certificate(ca: &Path, cert: &Path, key: &Path) -> String {

@@ -18,7 +18,8 @@ use crate::telemetry::metrics::OpenGuard;
 pub struct PoolKey {
     pub router: usize,
     pub addr: SocketAddr,
-    /// The verified TLS identity (profile and name); None: plaintext.
+    /// The verified TLS identity (configuration serial and name); None:
+    /// plaintext.
     pub tls_identity: Option<Rc<str>>,
 }
 

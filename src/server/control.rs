@@ -203,7 +203,8 @@ impl Control {
     /// Publishes a new snapshot when files of a client TLS profile (trust
     /// roots, a `clientAuth` certificate or key) changed on disk: compiling
     /// it builds the profiles again from the new files. Connections already
-    /// pooled keep the identity they were made with.
+    /// pooled keep the identity they were made with, which the new profiles
+    /// do not match: they carry no more requests and close when idle.
     fn reload_client_tls(&mut self) {
         let snapshot = self.shared.load_full();
         let changed: Vec<_> = snapshot.routers.iter().filter_map(|r| r.client_tls.changed_files()).collect();

@@ -90,8 +90,10 @@ pub struct RouteTls {
     pub name_text: Rc<str>,
     /// False for noValidation: the peer's certificate is not checked.
     pub validates: bool,
-    /// The pool key part: profile and name, so a connection verified for one
-    /// identity never carries a request for another.
+    /// The pool key part: the core's configuration (its serial: a profile
+    /// rebuilt by a reload or changed files gets a new one) and the name, so
+    /// a connection verified for one identity, or under other trust roots,
+    /// never carries a request for another.
     pub identity: Rc<str>,
 }
 
@@ -198,7 +200,7 @@ struct State {
     servers: Vec<Rc<ServerSettings>>,
     /// Per router, this core's rustls client configurations (one per TLS
     /// profile, each with its own session cache: resumption per core).
-    client_tls: Vec<Vec<Arc<rustls::ClientConfig>>>,
+    client_tls: Vec<Vec<crate::tls::client::CoreConfig>>,
     /// The same configurations by template, carried to the next snapshot so
     /// unchanged profiles keep their TLS sessions.
     tls_by_template: crate::tls::client::CoreConfigs,
@@ -269,7 +271,7 @@ impl RouteTable {
         }
     }
 
-    fn parts<'a>(&'a self, tls_configs: &'a [Arc<rustls::ClientConfig>]) -> CoreParts<'a> {
+    fn parts<'a>(&'a self, tls_configs: &'a [crate::tls::client::CoreConfig]) -> CoreParts<'a> {
         CoreParts {
             tls_configs,
             metrics: &self.metrics,
@@ -308,7 +310,7 @@ impl RouteTable {
         let mut state = self.state.borrow_mut();
         self.refresh(&mut state);
         let State { snapshot, version, per_router, client_tls, .. } = &mut *state;
-        let tls_configs: &[Arc<rustls::ClientConfig>] = &client_tls[router];
+        let tls_configs: &[crate::tls::client::CoreConfig] = &client_tls[router];
         let routes = &snapshot.routers[router];
         let context = routes.context_headers;
         // A per-request dtab (`l5d-dtab`, when the router honours it) makes
@@ -553,7 +555,7 @@ type RequeueBudgets = HashMap<(usize, Rc<str>), Rc<RetryBudget>>;
 
 /// What a cache miss needs from its core.
 struct CoreParts<'a> {
-    tls_configs: &'a [Arc<rustls::ClientConfig>],
+    tls_configs: &'a [crate::tls::client::CoreConfig],
     metrics: &'a CoreMetrics,
     endpoints: &'a RefCell<HashMap<(usize, SocketAddr), Rc<Endpoint>>>,
     requeue_budgets: &'a RefCell<RequeueBudgets>,
@@ -662,7 +664,7 @@ impl EffectiveClient {
 /// The TLS of one destination, from its client name.
 fn route_tls(
     policy: &crate::tls::ClientTlsPolicy,
-    configs: &[Arc<rustls::ClientConfig>],
+    configs: &[crate::tls::client::CoreConfig],
     client: &str,
 ) -> Result<Option<Rc<RouteTls>>, Rc<str>> {
     let Some(target) = policy.target(client)? else { return Ok(None) };
@@ -670,9 +672,12 @@ fn route_tls(
         Some(n) => Some(crate::tls::client::server_name(n)?),
         None => None,
     };
-    let identity = format!("{}:{}", target.profile, target.name.as_deref().unwrap_or(""));
+    // The configuration's serial, not the profile's index: a reload that
+    // changes a profile's verification keeps its index.
+    let config = &configs[target.profile];
+    let identity = format!("{}:{}", config.serial, target.name.as_deref().unwrap_or(""));
     Ok(Some(Rc::new(RouteTls {
-        config: configs[target.profile].clone(),
+        config: config.rustls.clone(),
         name,
         name_text: target.name.as_deref().unwrap_or("").into(),
         validates: target.validates,

@@ -27,7 +27,18 @@ const SESSIONS_PER_CORE: usize = 256;
 /// A core's own client configurations, by the address of the template they
 /// were cloned from (templates live in the process registry, so an address
 /// names one template for as long as it can be looked up).
-pub type CoreConfigs = HashMap<usize, Arc<rustls::ClientConfig>>;
+pub type CoreConfigs = HashMap<usize, CoreConfig>;
+
+/// A core's rustls configuration for one profile, and a number no other
+/// configuration in the process carries. Pooled connections are keyed by
+/// that number: one made under an earlier configuration (before a reload
+/// turned validation on or replaced the trust roots, which keeps the
+/// profile's index) never carries a request routed under a later one.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub rustls: Arc<rustls::ClientConfig>,
+    pub serial: u64,
+}
 
 /// What one destination's connections speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +145,8 @@ impl ClientTlsPolicy {
     /// snapshots, by template: a profile that did not change keeps its
     /// sessions across namer updates and reloads. Returns the configurations
     /// and the map to keep (only the templates still in use).
-    pub fn per_core(&self, known: &CoreConfigs) -> (Vec<Arc<rustls::ClientConfig>>, CoreConfigs) {
+    pub fn per_core(&self, known: &CoreConfigs) -> (Vec<CoreConfig>, CoreConfigs) {
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut kept = CoreConfigs::new();
         let configs = self
             .profiles
@@ -144,7 +156,8 @@ impl ClientTlsPolicy {
                 let config = known.get(&id).cloned().unwrap_or_else(|| {
                     let mut config = (**template).clone();
                     config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_CORE);
-                    Arc::new(config)
+                    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    CoreConfig { rustls: Arc::new(config), serial }
                 });
                 kept.insert(id, config.clone());
                 config
@@ -451,11 +464,13 @@ mod tests {
         // A new snapshot (a namer update) compiles the same policy again.
         let second = ClientTlsPolicy::compile(&client).unwrap();
         let (again, kept) = second.per_core(&known);
-        assert!(Arc::ptr_eq(&configs[0], &again[0]), "same template: the core keeps its session cache");
+        assert!(Arc::ptr_eq(&configs[0].rustls, &again[0].rustls), "same template: the core keeps its session cache");
+        assert_eq!(configs[0].serial, again[0].serial, "and its pooled connections");
         assert_eq!(kept.len(), 1);
         // Another core (no known configs) gets its own.
         let (other, _) = second.per_core(&CoreConfigs::new());
-        assert!(!Arc::ptr_eq(&configs[0], &other[0]));
+        assert!(!Arc::ptr_eq(&configs[0].rustls, &other[0].rustls));
+        assert_ne!(configs[0].serial, other[0].serial);
     }
 
     #[test]
