@@ -719,6 +719,64 @@ fn an_upstream_that_stops_sending_its_body_is_cut_off() {
     }
 }
 
+#[test]
+fn an_upstream_that_never_answers_is_cut_off_by_the_body_progress_timeout() {
+    let backend = slow_raw_backend();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", "  bodyProgressTimeoutMs: 400\n"), io);
+        let started = Instant::now();
+        // No requestAttemptTimeoutMs, no timeoutMs: only the body progress
+        // limit bounds the wait for the head (here 1 s away).
+        let rsp = get(proxy.addr(), "/slow-head", "svc").unwrap();
+        assert_eq!(rsp.status, 502, "{io}: {}", error_of(&rsp));
+        assert!(error_of(&rsp).contains("bodyProgressTimeoutMs"), "{io}: {}", error_of(&rsp));
+        assert!(started.elapsed() < Duration::from_millis(900), "{io}: {:?}", started.elapsed());
+        assert_eq!(proxy.metric_ending("errors/upstream_body_timeout"), 1.0, "{io}");
+        assert_eq!(get(proxy.addr(), "/", "svc").unwrap().status, 200, "{io}: the next request is served");
+    }
+}
+
+#[test]
+fn an_upstream_streaming_informational_responses_is_cut_off() {
+    use common::raw_backend::{Action, RawBackend};
+    let backend = RawBackend::start_with(std::sync::Arc::new(|req: &common::raw_backend::Request| {
+        let count = if req.target == "/flood" { 2_000 } else { 3 };
+        let mut bytes = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(count);
+        bytes.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        vec![Action::Send(bytes)]
+    }));
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", ""), io);
+        // A few are relayed, then the response.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /few HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let mut continues = 0;
+        let rsp = loop {
+            let rsp = c.read_response("GET").unwrap();
+            if rsp.status != 100 {
+                break rsp;
+            }
+            continues += 1;
+        };
+        assert_eq!((continues, rsp.status, rsp.body.as_slice()), (3, 200, &b"ok"[..]), "{io}");
+        // 52 KiB of them: more than one head may take. The client has seen
+        // some (so no error response can follow them); the connection ends.
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /flood HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let mut continues = 0;
+        let end = loop {
+            match c.read_response("GET") {
+                Ok(rsp) if rsp.status == 100 => continues += 1,
+                other => break other,
+            }
+        };
+        assert!(end.is_err(), "{io}: after {continues}: {end:?}");
+        let at_most = 12 * 1024 / b"HTTP/1.1 100 Continue\r\n\r\n".len();
+        assert!(continues <= at_most, "{io}: {continues} relayed");
+        assert_eq!(proxy.metric_ending("errors/upstream_invalid_response"), 1.0, "{io}");
+    }
+}
+
 /// The response head and the body bytes that came with it go to the client
 /// in one write from the upstream buffer when the head corelink sends is no
 /// longer than the upstream's (hop-by-hop fields dropped), and through a

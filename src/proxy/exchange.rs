@@ -677,6 +677,11 @@ async fn relay_response<B: Backend>(
     let failed = RelayError::Failed;
     let addr = attempt.addr;
     let mut received_any = false;
+    // The 1xx heads relayed so far, in bytes: together they may take no
+    // more than one head (`max_head_bytes`). Unbounded, an upstream
+    // streaming `HTTP/1.1 100\r\n\r\n` forever held the exchange and cost
+    // a write to the client per 16 bytes (Go's client stops likewise).
+    let mut informational_bytes = 0;
     loop {
         let rsp = loop {
             if !ubuf.is_empty() {
@@ -686,15 +691,26 @@ async fn relay_response<B: Backend>(
                     Err(error) => return Err(failed(ProxyError::UpstreamGarbage { addr, error })),
                 }
             }
-            let read = read_into(upstream, ubuf, s.core.buffers.size());
+            // Each read of the head is bounded like a body's: without a
+            // requestAttemptTimeoutMs, an upstream that accepted the request
+            // and never answers (or answers a byte a minute) would hold the
+            // exchange, its buffers and a maxSize slot forever, whether or
+            // not the client is still there (nginx: proxy_read_timeout).
+            let size = s.core.buffers.size();
             let read = match attempt.deadline {
-                None => read.await,
-                Some((deadline, limit)) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(r) => r,
-                    Err(_elapsed) => return Err(failed(ProxyError::AttemptTimeout { addr, limit })),
-                },
+                None => read_into_within(upstream, ubuf, size, s.settings.io_limits.upstream_read).await,
+                Some((deadline, limit)) => {
+                    match tokio::time::timeout_at(deadline, read_into(upstream, ubuf, size)).await {
+                        Ok(r) => r,
+                        Err(_elapsed) => return Err(failed(ProxyError::AttemptTimeout { addr, limit })),
+                    }
+                }
             };
             match read {
+                // Not "closed": a stall is not retried on another connection.
+                Err(e) if super::timed::stalled(&e).is_some() => {
+                    return Err(failed(ProxyError::UpstreamIo { addr, source: e }))
+                }
                 Ok(0) if !received_any => {
                     return Err(RelayError::ClosedBeforeResponse(std::io::ErrorKind::UnexpectedEof.into()))
                 }
@@ -715,6 +731,11 @@ async fn relay_response<B: Backend>(
         }
         let to_client = s.settings.io_limits.client_write;
         if rsp.informational {
+            informational_bytes += rsp.head_len;
+            if informational_bytes > s.settings.limits.max_head_bytes {
+                let error = http1::ParseError::InformationalTooLarge;
+                return Err(failed(ProxyError::UpstreamGarbage { addr, error }));
+            }
             // 1xx are relayed to HTTP/1.1 clients only (RFC 9110 §15.2).
             if !wbuf.is_empty() {
                 write_all_within(s.io, wbuf, to_client).await.map_err(|e| failed(ProxyError::ClientIo(e)))?;

@@ -49,6 +49,8 @@ pub enum ParseError {
     BadStatus,
     #[error("body larger than allowed")]
     BodyTooLarge,
+    #[error("informational (1xx) responses larger than a response head may be")]
+    InformationalTooLarge,
 }
 
 impl ParseError {
