@@ -528,15 +528,16 @@ fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
             assert_eq!(rsp.status, 200, "{io} {label}");
             assert!(started.elapsed() < Duration::from_secs(3), "{io} {label}: {:?}", started.elapsed());
             // The lazy client's response was cut short: it ends before its
-            // Content-Length.
+            // Content-Length, with a reset (a response aborted once started
+            // always does).
             lazy.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut got = 0usize;
             let mut chunk = vec![0u8; 1 << 16];
             loop {
                 match std::io::Read::read(&mut lazy.stream, &mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) => panic!("{io} {label}: the cut-off connection must close ({e}) after {got} bytes"),
+                    Ok(n) if n > 0 => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    other => panic!("{io} {label}: the cut-off connection must be reset ({other:?}) after {got} bytes"),
                 }
             }
             assert!(got < size, "{io} {label}: {got} bytes");
@@ -774,6 +775,41 @@ fn an_upstream_streaming_informational_responses_is_cut_off() {
         let at_most = 12 * 1024 / b"HTTP/1.1 100 Continue\r\n\r\n".len();
         assert!(continues <= at_most, "{io}: {continues} relayed");
         assert_eq!(proxy.metric_ending("errors/upstream_invalid_response"), 1.0, "{io}");
+    }
+}
+
+/// An HTTP/1.0 client's body ends with the connection: when the upstream
+/// breaks off in the middle of a chunked body, a FIN would tell the client
+/// the part it got was all of it. It gets a reset instead.
+#[test]
+fn a_truncated_body_ends_an_http10_clients_connection_with_a_reset() {
+    use common::raw_backend::{Action, RawBackend};
+    use std::io::{Read, Write};
+    let backend = RawBackend::start_with(std::sync::Arc::new(|_: &common::raw_backend::Request| {
+        vec![
+            Action::Send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec()),
+            Action::Sleep(Duration::from_millis(100)),
+            Action::Close,
+        ]
+    }));
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", ""), io);
+        let mut c = std::net::TcpStream::connect(proxy.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET / HTTP/1.0\r\nHost: svc\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            match c.read(&mut chunk) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{io}: {}", String::from_utf8_lossy(&got));
+        assert!(got.starts_with(b"HTTP/1.1 200") || got.is_empty(), "{io}: {}", String::from_utf8_lossy(&got));
+        assert_eq!(proxy.metric_ending("errors/upstream_closed"), 1.0, "{io}");
     }
 }
 

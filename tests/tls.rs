@@ -613,6 +613,86 @@ fn a_pooled_connection_is_not_reused_once_its_trust_roots_changed() {
     }
 }
 
+/// Between the sidecars, forwards A's bytes to B and B's back for
+/// `for_how_long` from B's first byte, then closes the connection towards
+/// A with a FIN, as an on-path attacker injecting one would: no
+/// close_notify, the rest of B's bytes never arrive.
+fn relay_that_cuts_off(b: SocketAddr, for_how_long: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut to_a, _)) = listener.accept() else { return };
+        let mut to_b = TcpStream::connect(b).unwrap();
+        let (mut a_in, mut b_out) = (to_a.try_clone().unwrap(), to_b.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut a_in, &mut b_out);
+        });
+        to_b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut first: Option<Instant> = None;
+        let mut chunk = [0u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while first.is_none_or(|t| t.elapsed() < for_how_long) && Instant::now() < deadline {
+            match to_b.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
+                    if to_a.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = to_a.shutdown(std::net::Shutdown::Write);
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    addr
+}
+
+#[test]
+fn a_close_delimited_body_cut_short_between_the_sidecars_is_not_passed_on_as_complete() {
+    use common::raw_backend::{Action, RawBackend};
+    // serviceB answers with a body that ends with its connection, in two
+    // parts half a second apart.
+    let backend = RawBackend::start_with(Arc::new(|_: &common::raw_backend::Request| {
+        vec![
+            Action::Send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello".to_vec()),
+            Action::Sleep(Duration::from_millis(500)),
+            Action::Send(b" world".to_vec()),
+            Action::Close,
+        ]
+    }));
+    for io in backends() {
+        let dir = Dir::new("tls-cut");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
+        let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
+        let relay = relay_that_cuts_off(b.addr(), Duration::from_millis(200));
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let client = format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", ca_path.display());
+        let a = sidecar_a(&namers, relay, &client, io);
+        let mut c = TcpStream::connect(a.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let end = loop {
+            match c.read(&mut chunk) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        let text = String::from_utf8_lossy(&got);
+        assert!(!text.contains("world"), "{io}: the relay passed the second part: {text}");
+        assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{io}: the cut body looked complete: {text}");
+    }
+}
+
 /// Sidecar A's client section: serviceB's name and CA, and a client
 /// certificate.
 fn client_with_certificate(ca: &Path, cert: &Path, key: &Path) -> String {

@@ -20,6 +20,10 @@ pub struct EpollStream {
 pub struct EpollListener(tokio::net::TcpListener);
 
 impl Stream for EpollStream {
+    fn reset_on_close(&self) {
+        super::set_reset_on_close(socket2::SockRef::from(&self.socket));
+    }
+
     fn has_unread_input(&self) -> bool {
         // Readiness was cleared after the last short read (see `read`): if
         // epoll has not reported the socket readable since, nothing arrived,

@@ -103,6 +103,17 @@ pub trait Stream: 'static {
     /// and which the next read takes over), so `has_unread_input` on the
     /// next take needs no peek. epoll trusts its readiness already.
     fn watch_unread_input(&self) {}
+    /// The connection ends in the middle of a message: when it closes, the
+    /// peer gets a reset (SO_LINGER 0), not a FIN. A FIN after a response
+    /// whose end is the close (an HTTP/1.0 client's, a close-delimited
+    /// body) would tell the client a truncated body was complete.
+    fn reset_on_close(&self);
+    /// Whether the stream ended as its protocol ends it: always for TCP;
+    /// for TLS, only after the peer's close_notify (a TCP close without it
+    /// can be an attacker's FIN cutting a close-delimited body short).
+    fn ended_cleanly(&self) -> bool {
+        true
+    }
 }
 
 /// [`Stream::write_range_then`] as one write after another.
@@ -158,6 +169,14 @@ pub trait Backend: 'static {
 
 /// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: anything but EAGAIN means data,
 /// EOF or an error is waiting.
+/// SO_LINGER 0: the close that follows sends a reset. Best effort: a socket
+/// the option cannot be set on closes with a FIN as before.
+pub(crate) fn set_reset_on_close(sock: socket2::SockRef<'_>) {
+    if let Err(e) = sock.set_linger(Some(std::time::Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER 0 not set; the connection closes with a FIN");
+    }
+}
+
 pub(crate) fn peek_unread(sock: socket2::SockRef<'_>) -> bool {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     match sock.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {

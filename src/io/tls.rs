@@ -732,6 +732,14 @@ impl<S: Stream> Stream for TlsStream<S> {
         self.io.release_idle_buffers();
     }
 
+    fn reset_on_close(&self) {
+        self.io.reset_on_close();
+    }
+
+    fn ended_cleanly(&self) -> bool {
+        self.peer_closed.get()
+    }
+
     fn has_unread_input(&self) -> bool {
         self.has_buffered_input() || self.io.has_unread_input()
     }
@@ -817,6 +825,20 @@ impl<S: Stream> Stream for MaybeTls<S> {
         match self {
             MaybeTls::Plain(s) => s.release_idle_buffers(),
             MaybeTls::Tls(t) => t.release_idle_buffers(),
+        }
+    }
+
+    fn reset_on_close(&self) {
+        match self {
+            MaybeTls::Plain(s) => s.reset_on_close(),
+            MaybeTls::Tls(t) => t.reset_on_close(),
+        }
+    }
+
+    fn ended_cleanly(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.ended_cleanly(),
+            MaybeTls::Tls(t) => Stream::ended_cleanly(&**t),
         }
     }
 

@@ -190,8 +190,12 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: &mut Prepared,
                     done.answer = Some(e);
                 }
             } else {
-                // The status line went out: it is what the client saw.
+                // The status line went out: it is what the client saw. The
+                // connection closes with a reset, so a client whose body
+                // ends with the close (HTTP/1.0, or a close-delimited
+                // response) cannot take the part it got for the whole.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
+                s.io.reset_on_close();
             }
         }
     }
@@ -925,8 +929,12 @@ async fn stream_response_body<B: Backend>(
             }
         }
         match read_into_within(upstream, ubuf, s.core.buffers.size(), s.settings.io_limits.upstream_read).await {
+            // A body that ends with the connection ends only with a clean
+            // end: over TLS a TCP close without close_notify may be an
+            // on-path FIN cutting it short (RFC 9112 §9.8), so the client
+            // is cut off too rather than told the body was complete.
             Ok(0) => {
-                if body.finish_on_close() {
+                if body.finish_on_close() && upstream.ended_cleanly() {
                     let _ = s.io.shutdown_write().await;
                     return Ok(false);
                 }

@@ -144,7 +144,7 @@ impl fmt::Display for IoLimit {
             IoOp::ClientRead => "no request body bytes from the client",
             IoOp::ClientWrite => "the client read no response bytes",
             IoOp::UpstreamWrite => "the upstream read no request body bytes",
-            IoOp::UpstreamRead => "no response body bytes from the upstream",
+            IoOp::UpstreamRead => "no response bytes from the upstream",
         };
         write!(f, "{what} for {} ms ({})", self.limit.as_millis(), self.setting.key())
     }

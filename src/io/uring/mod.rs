@@ -482,6 +482,10 @@ impl Stream for UringStream {
         self.collect_send();
     }
 
+    fn reset_on_close(&self) {
+        super::set_reset_on_close(socket2::SockRef::from(&*self.fd));
+    }
+
     fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<bool>> {
         if self.has_received() {
             return std::task::Poll::Ready(Ok(true));
