@@ -508,6 +508,28 @@ fn a_dripping_request_body_times_out_and_frees_the_pool_slot() {
     }
 }
 
+/// A body that takes longer than `bodyProgressTimeoutMs` in all, each part
+/// within it, is an upload, not a stall: the wait for the response head
+/// (which the upstream sends once it has the whole body) is not timed
+/// while the body is being sent.
+#[test]
+fn an_upload_longer_than_the_body_progress_timeout_is_answered() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", "  bodyProgressTimeoutMs: 400\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"POST /echo HTTP/1.1\r\nHost: svc\r\nContent-Length: 8\r\n\r\n");
+        // 8 bytes, one every 150 ms: 1.2 s in all.
+        for byte in b"uploaded" {
+            std::thread::sleep(Duration::from_millis(150));
+            c.send(&[*byte]);
+        }
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!((rsp.status, rsp.body.as_slice()), (200, &b"uploaded"[..]), "{io}: {}", error_of(&rsp));
+    }
+}
+
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_its_slot_freed() {
     let backend = Backend::start();
@@ -633,6 +655,7 @@ fn slow_raw_backend() -> common::raw_backend::RawBackend {
         "/slow-head" => {
             vec![long_pause.clone(), Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow".to_vec())]
         }
+        "/never-answers" => vec![Action::Sleep(Duration::from_secs(5))],
         "/stalled-body" => vec![
             Action::Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nsome".to_vec()),
             Action::Sleep(Duration::from_secs(5)),
@@ -727,13 +750,25 @@ fn an_upstream_that_never_answers_is_cut_off_by_the_body_progress_timeout() {
         let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", "  bodyProgressTimeoutMs: 400\n"), io);
         let started = Instant::now();
         // No requestAttemptTimeoutMs, no timeoutMs: only the body progress
-        // limit bounds the wait for the head (here 1 s away).
-        let rsp = get(proxy.addr(), "/slow-head", "svc").unwrap();
+        // limit bounds the wait for the head (here 5 s away).
+        let rsp = get(proxy.addr(), "/never-answers", "svc").unwrap();
         assert_eq!(rsp.status, 502, "{io}: {}", error_of(&rsp));
         assert!(error_of(&rsp).contains("bodyProgressTimeoutMs"), "{io}: {}", error_of(&rsp));
-        assert!(started.elapsed() < Duration::from_millis(900), "{io}: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(3), "{io}: {:?}", started.elapsed());
         assert_eq!(proxy.metric_ending("errors/upstream_body_timeout"), 1.0, "{io}");
         assert_eq!(get(proxy.addr(), "/", "svc").unwrap().status, 200, "{io}: the next request is served");
+        // The same once a request body has been sent: the clock starts when
+        // the body's last byte went upstream.
+        let mut c = Conn::open(proxy.addr());
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"POST /never-answers HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(300));
+        c.send(b"body");
+        let sent = Instant::now();
+        let rsp = c.read_response("POST").unwrap();
+        assert_eq!(rsp.status, 502, "{io}: {}", error_of(&rsp));
+        assert!(sent.elapsed() < Duration::from_secs(3), "{io}: {:?}", sent.elapsed());
+        assert_eq!(proxy.metric_ending("errors/upstream_body_timeout"), 2.0, "{io}");
     }
 }
 

@@ -613,11 +613,11 @@ fn a_pooled_connection_is_not_reused_once_its_trust_roots_changed() {
     }
 }
 
-/// Between the sidecars, forwards A's bytes to B and B's back for
-/// `for_how_long` from B's first byte, then closes the connection towards
-/// A with a FIN, as an on-path attacker injecting one would: no
-/// close_notify, the rest of B's bytes never arrive.
-fn relay_that_cuts_off(b: SocketAddr, for_how_long: Duration) -> SocketAddr {
+/// Between the sidecars, forwards A's bytes to B and B's back until B has
+/// been quiet for `quiet` after sending something, then closes the
+/// connection towards A with a FIN, as an on-path attacker injecting one
+/// would: no close_notify, and what B sends after the pause never arrives.
+fn relay_that_cuts_off(b: SocketAddr, quiet: Duration) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -628,14 +628,14 @@ fn relay_that_cuts_off(b: SocketAddr, for_how_long: Duration) -> SocketAddr {
             let _ = std::io::copy(&mut a_in, &mut b_out);
         });
         to_b.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-        let mut first: Option<Instant> = None;
+        let mut last: Option<Instant> = None;
         let mut chunk = [0u8; 16 * 1024];
         let deadline = Instant::now() + Duration::from_secs(10);
-        while first.is_none_or(|t| t.elapsed() < for_how_long) && Instant::now() < deadline {
+        while last.is_none_or(|t| t.elapsed() < quiet) && Instant::now() < deadline {
             match to_b.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => {
-                    first.get_or_insert_with(Instant::now);
+                    last = Some(Instant::now());
                     if to_a.write_all(&chunk[..n]).is_err() {
                         return;
                     }
@@ -654,11 +654,11 @@ fn relay_that_cuts_off(b: SocketAddr, for_how_long: Duration) -> SocketAddr {
 fn a_close_delimited_body_cut_short_between_the_sidecars_is_not_passed_on_as_complete() {
     use common::raw_backend::{Action, RawBackend};
     // serviceB answers with a body that ends with its connection, in two
-    // parts half a second apart.
+    // parts 1.5 s apart; the relay cuts the hop in the pause.
     let backend = RawBackend::start_with(Arc::new(|_: &common::raw_backend::Request| {
         vec![
             Action::Send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello".to_vec()),
-            Action::Sleep(Duration::from_millis(500)),
+            Action::Sleep(Duration::from_millis(1500)),
             Action::Send(b" world".to_vec()),
             Action::Close,
         ]
@@ -669,7 +669,7 @@ fn a_close_delimited_body_cut_short_between_the_sidecars_is_not_passed_on_as_com
         let ca_path = ca.write(dir.path(), "ca.pem");
         let (cert, key) = ca.issue("serviceB", Names::CnAndSan).write(dir.path(), "b");
         let b = sidecar_b(backend.addr, &server_tls(&cert, &key), io);
-        let relay = relay_that_cuts_off(b.addr(), Duration::from_millis(200));
+        let relay = relay_that_cuts_off(b.addr(), Duration::from_millis(600));
         let namers = dir.path().join("disco");
         std::fs::create_dir_all(&namers).unwrap();
         let client = format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", ca_path.display());

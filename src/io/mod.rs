@@ -167,8 +167,6 @@ pub trait Backend: 'static {
     }
 }
 
-/// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: anything but EAGAIN means data,
-/// EOF or an error is waiting.
 /// SO_LINGER 0: the close that follows sends a reset. Best effort: a socket
 /// the option cannot be set on closes with a FIN as before.
 pub(crate) fn set_reset_on_close(sock: socket2::SockRef<'_>) {
@@ -177,6 +175,8 @@ pub(crate) fn set_reset_on_close(sock: socket2::SockRef<'_>) {
     }
 }
 
+/// `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte: anything but EAGAIN means data,
+/// EOF or an error is waiting.
 pub(crate) fn peek_unread(sock: socket2::SockRef<'_>) -> bool {
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
     match sock.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {

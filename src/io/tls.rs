@@ -36,10 +36,13 @@ const CIPHER_BUFFER: usize = 16 * 1024 + 512;
 /// The most ciphertext kept that rustls has not consumed: one handshake
 /// message at its largest (rustls joins one split over records, up to
 /// 0xffff bytes) plus one record at its largest on the wire. rustls's own
-/// buffered connection stops at the same point; the unbuffered API leaves
-/// the bound to its caller. Without it a peer declaring a 64 KiB handshake
-/// message and sending it one byte per padded 16 KiB record made a core
-/// keep (and copy on every read) up to a gigabyte per connection.
+/// buffered connection holds at most 0xffff bytes; the unbuffered API
+/// leaves the bound to its caller, and keeps a whole flight until no
+/// message in it is partial, hence the extra record (a peer that works with
+/// rustls's buffered connection works here). Without a bound a peer
+/// declaring a 64 KiB handshake message and sending it one byte per padded
+/// 16 KiB record made a core keep (and copy on every read) up to a gigabyte
+/// per connection.
 const MAX_UNCONSUMED_CIPHER: usize = 0xffff + 16 * 1024 + 2048 + 5;
 
 /// The least room `out` grows to: a full record, so a stream of writes does

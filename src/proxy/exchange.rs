@@ -29,7 +29,9 @@ use super::core::{ConcurrencyPermit, Core};
 use super::error::{ProxyError, Side};
 use super::request::{Next, Prepared, RequestMeta};
 use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
-use super::timed::{read_into_within, write_all_within, write_range_then_within, write_range_within};
+use super::timed::{
+    read_into_within, read_into_within_unless_paused, write_all_within, write_range_then_within, write_range_within,
+};
 use super::tunnel::tunnel;
 use super::upstream::{PoolKey, Upstream};
 use crate::pool::SlotPermit;
@@ -458,6 +460,9 @@ struct Attempt<'a> {
     retry: Option<(&'a RetryBudget, &'a ServiceStats)>,
     deadline: Option<(Instant, std::time::Duration)>,
     dispatch: &'a Dispatch,
+    /// The request body is still being sent: the wait for the response
+    /// head is not timed meanwhile (see `read_into_within_unless_paused`).
+    body_sending: Cell<bool>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -494,6 +499,7 @@ async fn exchange<B: Backend>(
             retry: retry_budget.filter(|_| retries < MAX_RETRIES).map(|b| (b, &**service_stats)),
             deadline: destination.attempt_timeout.map(|limit| (Instant::now() + limit, limit)),
             dispatch,
+            body_sending: Cell::new(!body.is_done()),
         };
         ubuf.clear();
         // Untimed: the head and at most one buffer of body go to an idle or
@@ -599,6 +605,7 @@ async fn pump_and_relay<B: Backend>(
     let outcome = {
         let limits = (s.settings.io_limits.client_read, s.settings.io_limits.upstream_write);
         let pump = pump_body(downstream, upstream, body, &mut rbuf, buffer_size, budget, limits);
+        // The wait for the response head is timed once the body is sent.
         let relay = relay_response(s, upstream, attempt, meta, ubuf, wbuf, progress);
         tokio::pin!(pump, relay);
         let mut pump_finished = false;
@@ -620,11 +627,15 @@ async fn pump_and_relay<B: Backend>(
                 r = &mut pump, if !pump_finished && send_failed.is_none() => match r {
                     Ok(trailers_dropped) => {
                         pump_finished = true;
+                        attempt.body_sending.set(false);
                         if trailers_dropped > 0 {
                             s.stats.request_trailers_dropped.add(u64::from(trailers_dropped));
                         }
                     }
-                    Err(PumpError::ReceiverIo(e)) if super::timed::stalled(&e).is_none() => send_failed = Some(e),
+                    Err(PumpError::ReceiverIo(e)) if super::timed::stalled(&e).is_none() => {
+                        attempt.body_sending.set(false);
+                        send_failed = Some(e);
+                    }
                     Err(e) => break Err(e),
                 },
                 r = &mut relay => break match (r, send_failed) {
@@ -700,9 +711,14 @@ async fn relay_response<B: Backend>(
             // and never answers (or answers a byte a minute) would hold the
             // exchange, its buffers and a maxSize slot forever, whether or
             // not the client is still there (nginx: proxy_read_timeout).
+            // Not while the request body is still being sent: an upload
+            // longer than the limit is not an upstream that is late.
             let size = s.core.buffers.size();
             let read = match attempt.deadline {
-                None => read_into_within(upstream, ubuf, size, s.settings.io_limits.upstream_read).await,
+                None => {
+                    let limit = s.settings.io_limits.upstream_read;
+                    read_into_within_unless_paused(upstream, ubuf, size, limit, &attempt.body_sending).await
+                }
                 Some((deadline, limit)) => {
                     match tokio::time::timeout_at(deadline, read_into(upstream, ubuf, size)).await {
                         Ok(r) => r,

@@ -12,6 +12,7 @@
 //! The limits themselves are part of each server's settings
 //! (`table::ServerSettings::io_limits`), re-exported here.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -74,6 +75,58 @@ impl<T, F: Future<Output = io::Result<T>>> Future for Within<F> {
             Some(_) => Poll::Pending,
         }
     }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`read_into_within_unless_paused`].
+    #[must_use = "futures do nothing unless awaited"]
+    struct PausableWithin<'p, F> {
+        #[pin]
+        op: F,
+        bound: IoLimit,
+        paused: &'p Cell<bool>,
+        registration: Option<Registration>,
+    }
+}
+
+impl<T, F: Future<Output = io::Result<T>>> Future for PausableWithin<'_, F> {
+    type Output = io::Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.op.poll(cx) {
+            return Poll::Ready(done);
+        }
+        if this.paused.get() {
+            *this.registration = None;
+            return Poll::Pending;
+        }
+        match this.registration {
+            None => {
+                *this.registration = Some(Registration::new(this.bound.limit, cx.waker()));
+                Poll::Pending
+            }
+            Some(r) if r.expired(cx.waker()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, *this.bound))),
+            Some(_) => Poll::Pending,
+        }
+    }
+}
+
+/// [`read_into`] within `bound`, the clock stopped while `paused` is set:
+/// an upstream answers once it has the whole request body, so its response
+/// head is not late while the body is still being sent (each of the body's
+/// reads and writes is bounded meanwhile). The clock starts at the first
+/// poll that finds the read waiting and `paused` clear: whoever clears it
+/// polls this future again (`pump_and_relay`'s select does, on its next
+/// turn).
+pub(super) fn read_into_within_unless_paused<'a, S: Stream>(
+    s: &'a S,
+    buf: &'a mut Vec<u8>,
+    min_spare: usize,
+    bound: IoLimit,
+    paused: &'a Cell<bool>,
+) -> impl Future<Output = io::Result<usize>> + 'a {
+    PausableWithin { op: read_into(s, buf, min_spare), bound, paused, registration: None }
 }
 
 /// [`read_into`] within `bound`. (Functions returning the future, not

@@ -218,9 +218,7 @@ impl State {
         let mut client_tls = Vec::with_capacity(snapshot.routers.len());
         let mut tls_by_template = crate::tls::client::CoreConfigs::new();
         for router in &snapshot.routers {
-            let (configs, kept) = router.client_tls.per_core(known);
-            client_tls.push(configs);
-            tls_by_template.extend(kept);
+            client_tls.push(router.client_tls.per_core(known, &mut tls_by_template));
         }
         State { snapshot, version, per_router, servers, client_tls, tls_by_template }
     }

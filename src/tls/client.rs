@@ -143,17 +143,17 @@ impl ClientTlsPolicy {
     /// This core's rustls configurations, one per profile, each with its own
     /// session cache. `known` holds the core's configurations from earlier
     /// snapshots, by template: a profile that did not change keeps its
-    /// sessions across namer updates and reloads. Returns the configurations
-    /// and the map to keep (only the templates still in use).
-    pub fn per_core(&self, known: &CoreConfigs) -> (Vec<CoreConfig>, CoreConfigs) {
+    /// sessions across namer updates and reloads. `kept` collects the map
+    /// to keep (only the templates still in use); it is shared by the
+    /// routers of one snapshot, so routers with the same template share one
+    /// configuration (one session cache, one pool identity) from the start.
+    pub fn per_core(&self, known: &CoreConfigs, kept: &mut CoreConfigs) -> Vec<CoreConfig> {
         static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let mut kept = CoreConfigs::new();
-        let configs = self
-            .profiles
+        self.profiles
             .iter()
             .map(|template| {
                 let id = Arc::as_ptr(template) as usize;
-                let config = known.get(&id).cloned().unwrap_or_else(|| {
+                let config = kept.get(&id).or_else(|| known.get(&id)).cloned().unwrap_or_else(|| {
                     let mut config = (**template).clone();
                     config.resumption = rustls::client::Resumption::in_memory_sessions(SESSIONS_PER_CORE);
                     let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -162,8 +162,7 @@ impl ClientTlsPolicy {
                 kept.insert(id, config.clone());
                 config
             })
-            .collect();
-        (configs, kept)
+            .collect()
     }
 
     /// The TLS a destination with this client name gets: None for plaintext,
@@ -460,15 +459,20 @@ mod tests {
     fn recompiled_policies_keep_each_cores_sessions() {
         let client = ClientConfig { tls: Some(no_validation()), ..Default::default() };
         let first = ClientTlsPolicy::compile(&client).unwrap();
-        let (configs, known) = first.per_core(&CoreConfigs::new());
+        let mut known = CoreConfigs::new();
+        let configs = first.per_core(&CoreConfigs::new(), &mut known);
+        // A second router with the same settings shares the configuration.
+        let beside = ClientTlsPolicy::compile(&client).unwrap().per_core(&CoreConfigs::new(), &mut known);
+        assert_eq!(configs[0].serial, beside[0].serial, "one template, one configuration per core");
         // A new snapshot (a namer update) compiles the same policy again.
         let second = ClientTlsPolicy::compile(&client).unwrap();
-        let (again, kept) = second.per_core(&known);
+        let mut kept = CoreConfigs::new();
+        let again = second.per_core(&known, &mut kept);
         assert!(Arc::ptr_eq(&configs[0].rustls, &again[0].rustls), "same template: the core keeps its session cache");
         assert_eq!(configs[0].serial, again[0].serial, "and its pooled connections");
         assert_eq!(kept.len(), 1);
         // Another core (no known configs) gets its own.
-        let (other, _) = second.per_core(&CoreConfigs::new());
+        let other = second.per_core(&CoreConfigs::new(), &mut CoreConfigs::new());
         assert!(!Arc::ptr_eq(&configs[0].rustls, &other[0].rustls));
         assert_ne!(configs[0].serial, other[0].serial);
     }
