@@ -192,12 +192,19 @@ pub(super) async fn run<B: Backend>(s: &mut Downstream<'_, B>, p: &mut Prepared,
                     done.answer = Some(e);
                 }
             } else {
-                // The status line went out: it is what the client saw. The
-                // connection closes with a reset, so a client whose body
-                // ends with the close (HTTP/1.0, or a close-delimited
-                // response) cannot take the part it got for the whole.
+                // The status line went out: it is what the client saw. When
+                // the response broke off on corelink's or the upstream's
+                // side, the connection closes with a reset, so a client
+                // whose body ends with the close (HTTP/1.0, or a
+                // close-delimited response) cannot take the part it got for
+                // the whole. A client that failed itself (stopped reading,
+                // sent a bad body) gets the FIN it did before: its failure
+                // can be noticed in the same turn as the response's last
+                // write, and a reset would drop bytes still queued for it.
                 tracing::debug!(router = %s.settings.label, error = %e, "response aborted after it started");
-                s.io.reset_on_close();
+                if e.side() != Side::Client {
+                    s.io.reset_on_close();
+                }
             }
         }
     }
