@@ -824,7 +824,6 @@ fn an_upstream_streaming_informational_responses_is_cut_off() {
 #[test]
 fn a_truncated_body_ends_an_http10_clients_connection_with_a_reset() {
     use common::raw_backend::{Action, RawBackend};
-    use std::io::{Read, Write};
     let backend = RawBackend::start_with(std::sync::Arc::new(|_: &common::raw_backend::Request| {
         vec![
             Action::Send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec()),
@@ -834,19 +833,10 @@ fn a_truncated_body_ends_an_http10_clients_connection_with_a_reset() {
     }));
     for io in backends() {
         let proxy = Corelink::start(&one_worker_config(backend.addr, "", "", ""), io);
-        let mut c = std::net::TcpStream::connect(proxy.addr()).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"GET / HTTP/1.0\r\nHost: svc\r\n\r\n").unwrap();
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 1024];
-        let end = loop {
-            match c.read(&mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e.kind()),
-            }
-        };
+        let mut c = Conn::open(proxy.addr());
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"GET / HTTP/1.0\r\nHost: svc\r\n\r\n");
+        let (got, end) = c.read_until_closed();
         assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{io}: {}", String::from_utf8_lossy(&got));
         assert!(got.starts_with(b"HTTP/1.1 200") || got.is_empty(), "{io}: {}", String::from_utf8_lossy(&got));
         assert_eq!(proxy.metric_ending("errors/upstream_closed"), 1.0, "{io}");

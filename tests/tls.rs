@@ -562,13 +562,8 @@ fn a_reload_that_requires_client_certificates_invalidates_older_tickets() {
             &b.dir.path().join("corelink.yaml"),
             &tls_process(&[tls_router("incoming", backend.addr, &tls(true))]),
         );
-        let started = Instant::now();
-        let mut log = Vec::new();
-        while !log.iter().any(|l: &String| l.contains("config reloaded")) {
-            assert!(started.elapsed() < Duration::from_secs(5), "{io}: no reload: {log:?}");
-            std::thread::sleep(Duration::from_millis(100));
-            log.extend(b.stderr_lines());
-        }
+        b.wait_for_log("config reloaded", Duration::from_secs(5))
+            .unwrap_or_else(|log| panic!("{io}: no reload: {log:?}"));
         let refused = get_over_tls(&client, b.addr());
         assert!(
             refused.as_ref().is_err_and(|e| e.contains("CertificateRequired")),
@@ -598,13 +593,8 @@ fn a_pooled_connection_is_not_reused_once_its_trust_roots_changed() {
         // (say it was compromised): the idle connection made under it must
         // not carry the next request.
         replace_file(&ca_path, &other.cert_pem);
-        let started = Instant::now();
-        let mut log = Vec::new();
-        while !log.iter().any(|l: &String| l.contains("client TLS files changed")) {
-            assert!(started.elapsed() < Duration::from_secs(10), "{io}: no update: {log:?}");
-            std::thread::sleep(Duration::from_millis(100));
-            log.extend(a.stderr_lines());
-        }
+        a.wait_for_log("client TLS files changed", Duration::from_secs(10))
+            .unwrap_or_else(|log| panic!("{io}: no update: {log:?}"));
         let rsp = get(a.addr(), "/", "serviceB").unwrap();
         let err = rsp.header("l5d-err").unwrap_or_default().replace('+', " ");
         assert_eq!(rsp.status, 502, "{io}: the connection from before the change was reused: {err}");
@@ -674,19 +664,10 @@ fn a_close_delimited_body_cut_short_between_the_sidecars_is_not_passed_on_as_com
         std::fs::create_dir_all(&namers).unwrap();
         let client = format!("    tls:\n      commonName: serviceB\n      trustCerts: [{}]\n", ca_path.display());
         let a = sidecar_a(&namers, relay, &client, io);
-        let mut c = TcpStream::connect(a.addr()).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        c.write_all(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n").unwrap();
-        let mut got = Vec::new();
-        let mut chunk = [0u8; 1024];
-        let end = loop {
-            match c.read(&mut chunk) {
-                Ok(0) => break Ok(()),
-                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e.kind()),
-            }
-        };
+        let mut c = Conn::open(a.addr());
+        c.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send(b"GET / HTTP/1.1\r\nHost: serviceB\r\n\r\n");
+        let (got, end) = c.read_until_closed();
         let text = String::from_utf8_lossy(&got);
         assert!(!text.contains("world"), "{io}: the relay passed the second part: {text}");
         assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset), "{io}: the cut body looked complete: {text}");

@@ -66,14 +66,22 @@ impl<T, F: Future<Output = io::Result<T>>> Future for Within<F> {
         if let Poll::Ready(done) = this.op.poll(cx) {
             return Poll::Ready(done);
         }
-        match this.registration {
-            None => {
-                *this.registration = Some(Registration::new(this.bound.limit, cx.waker()));
-                Poll::Pending
-            }
-            Some(r) if r.expired(cx.waker()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, *this.bound))),
-            Some(_) => Poll::Pending,
+        limit_passed(this.registration, this.bound, cx).map(Err)
+    }
+}
+
+/// The clock of an operation that has to wait: registers the wait with the
+/// watchdog on the first call, then is ready with the timeout error once
+/// `bound` has passed (until then it keeps the latest waker).
+#[inline]
+fn limit_passed(registration: &mut Option<Registration>, bound: &IoLimit, cx: &Context<'_>) -> Poll<io::Error> {
+    match registration {
+        None => {
+            *registration = Some(Registration::new(bound.limit, cx.waker()));
+            Poll::Pending
         }
+        Some(r) if r.expired(cx.waker()) => Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, *bound)),
+        Some(_) => Poll::Pending,
     }
 }
 
@@ -101,14 +109,7 @@ impl<T, F: Future<Output = io::Result<T>>> Future for PausableWithin<'_, F> {
             *this.registration = None;
             return Poll::Pending;
         }
-        match this.registration {
-            None => {
-                *this.registration = Some(Registration::new(this.bound.limit, cx.waker()));
-                Poll::Pending
-            }
-            Some(r) if r.expired(cx.waker()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, *this.bound))),
-            Some(_) => Poll::Pending,
-        }
+        limit_passed(this.registration, this.bound, cx).map(Err)
     }
 }
 

@@ -143,6 +143,20 @@ impl Conn {
         closed
     }
 
+    /// Reads until the connection ends: every byte received (those already
+    /// buffered first), and how it ended: `Ok` for an end of stream (a FIN),
+    /// the error's kind otherwise (a reset, a read timeout).
+    pub fn read_until_closed(&mut self) -> (Vec<u8>, Result<(), std::io::ErrorKind>) {
+        let end = loop {
+            match self.fill() {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(e) => break Err(e.kind()),
+            }
+        };
+        (self.take_buffered(), end)
+    }
+
     pub fn take_buffered(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }

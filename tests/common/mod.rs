@@ -248,6 +248,21 @@ impl Corelink {
         self.stderr.try_iter().collect()
     }
 
+    /// Waits up to `limit` for a log line containing `needle` (lines are
+    /// handed over once, see `stderr_lines`); on timeout, the lines seen.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> Result<(), Vec<String>> {
+        let started = std::time::Instant::now();
+        let mut log = Vec::new();
+        while !log.iter().any(|l: &String| l.contains(needle)) {
+            if started.elapsed() >= limit {
+                return Err(log);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            log.extend(self.stderr_lines());
+        }
+        Ok(())
+    }
+
     /// CPU time (user + system) the corelink process has used so far.
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
