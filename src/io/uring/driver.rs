@@ -52,6 +52,10 @@ const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 4096;
 /// `io_uring_enter` calls one loop turn makes at most (see `Driver::turn`).
 const MAX_ENTERS_PER_TURN: usize = 8;
+/// Copies of small writes kept for reuse once their sends complete (see
+/// [`send_copy_detached`]); more than this many in flight at once are
+/// freed as they complete, and all of them when the core goes quiet.
+const MAX_SEND_COPIES: usize = 64;
 
 thread_local! {
     static DRIVER: RefCell<Option<Driver>> = const { RefCell::new(None) };
@@ -92,7 +96,7 @@ enum State {
     /// Nobody will collect the result: freed when the completion arrives.
     Abandoned,
     /// A send nobody awaits (a stream's small write, see
-    /// [`start_detached`]): freed when it completes having sent all its
+    /// [`send_copy_detached`]): freed when it completes having sent all its
     /// bytes, so an idle connection holds no slot for it; a failed one
     /// becomes `Done` for the stream to collect. The waker of a writer
     /// that came to wait for it, if one did.
@@ -148,6 +152,9 @@ pub(super) struct Driver {
     /// Descriptors of dropped streams whose last entries may still wait in
     /// the SQ: closed once the SQ is empty (see [`close_after_submit`]).
     to_close: Vec<OwnedFd>,
+    /// Empty buffers for the copies of small writes, from sends that
+    /// completed: a request's two small writes allocate nothing.
+    send_copies: Vec<Vec<u8>>,
 }
 
 impl Driver {
@@ -176,6 +183,7 @@ impl Driver {
             multishot: true,
             to_stop: Vec::new(),
             to_close: Vec::new(),
+            send_copies: Vec::new(),
         })
     }
 
@@ -354,6 +362,7 @@ impl Driver {
     }
 
     fn trim(&mut self) -> usize {
+        self.send_copies = Vec::new();
         let mut freed = self.bufs.trim();
         if self.bufs.provided() <= INITIAL_BUFFERS {
             return freed;
@@ -435,7 +444,7 @@ impl Driver {
     }
 
     fn reap(&mut self) {
-        let Driver { ring, slots, free, bufs, in_flight, to_wake, to_stop, .. } = self;
+        let Driver { ring, slots, free, bufs, in_flight, to_wake, to_stop, send_copies, .. } = self;
         let mut grow = false;
         for cqe in ring.completion() {
             let id = cqe.user_data();
@@ -482,7 +491,7 @@ impl Driver {
                     let sent_all = matches!(&slot.keep, Keep::Bytes(copy) if res >= 0 && res as usize == copy.len());
                     if sent_all {
                         if let Keep::Bytes(copy) = std::mem::replace(&mut slot.keep, Keep::Nothing) {
-                            drop(copy);
+                            keep_send_copy(send_copies, copy);
                         }
                         free_slot(free, slot, id as u32);
                     } else {
@@ -782,21 +791,34 @@ pub(super) struct DetachedId {
     generation: u32,
 }
 
-/// Starts a send of `copy` that nobody awaits: its slot is freed as soon as
-/// it completes having sent everything; [`poll_detached`] tells the owner
-/// whether it has, and the error if not.
-///
-/// # Safety
-/// `sqe` must point into `copy`'s heap memory only (which moves into the
-/// slot and does not move).
-pub(super) unsafe fn start_detached(sqe: squeue::Entry, copy: Vec<u8>) -> DetachedId {
+/// Starts a send of a copy of `bytes` on `fd` that nobody awaits: its slot
+/// is freed as soon as it completes having sent everything (its copy's
+/// buffer kept for the next one); [`poll_detached`] tells the owner whether
+/// it has, and the error if not. `MSG_WAITALL` makes the kernel finish a
+/// short send itself.
+pub(super) fn send_copy_detached(fd: RawFd, bytes: &[u8]) -> DetachedId {
     with(|d| {
-        // SAFETY: forwarded from the caller.
+        let mut copy = d.send_copies.pop().unwrap_or_default();
+        copy.extend_from_slice(bytes);
+        let sqe = opcode::Send::new(types::Fd(fd), copy.as_ptr(), copy.len() as u32)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build();
+        // SAFETY: the SQE points into the copy's heap memory, which moves
+        // into the operation's slot (and does not move) until the completion.
         let id = unsafe { d.start(sqe, Keep::Bytes(copy)) };
         let slot = &mut d.slots[id as usize];
         slot.state = State::Detached(None);
         DetachedId { id, generation: slot.generation }
     })
+}
+
+/// Keeps the buffer of a completed send's copy for the next one, up to
+/// [`MAX_SEND_COPIES`].
+fn keep_send_copy(send_copies: &mut Vec<Vec<u8>>, mut copy: Vec<u8>) {
+    if send_copies.len() < MAX_SEND_COPIES {
+        copy.clear();
+        send_copies.push(copy);
+    }
 }
 
 /// Whether a detached send has completed: `Ok` once it sent all its bytes,
@@ -1005,4 +1027,10 @@ pub(super) fn queued(id: u32) -> usize {
 #[cfg(test)]
 pub(super) fn stats() -> (usize, usize) {
     with(|d| (d.in_flight, d.bufs.provided()))
+}
+
+/// How many empty buffers for small writes' copies the driver keeps.
+#[cfg(test)]
+pub(super) fn send_copies_kept() -> usize {
+    with(|d| d.send_copies.len())
 }

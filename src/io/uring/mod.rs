@@ -116,13 +116,7 @@ impl UringStream {
     /// Queues a send of a copy of `bytes` and returns: see
     /// [`DETACHED_SEND_MAX`]. The caller has settled the one before.
     fn send_detached(&self, bytes: &[u8]) {
-        let copy = bytes.to_vec();
-        let sqe = opcode::Send::new(types::Fd(self.fd.as_raw_fd()), copy.as_ptr(), copy.len() as u32)
-            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build();
-        // SAFETY: the SQE points into the copy's heap memory, which moves
-        // into the operation's slot (and does not move) until the completion.
-        let started = unsafe { driver::start_detached(sqe, copy) };
+        let started = driver::send_copy_detached(self.fd.as_raw_fd(), bytes);
         self.send.set(DetachedSend::Started(started));
     }
 
@@ -1060,6 +1054,29 @@ mod tests {
             expected.extend_from_slice(&large);
             expected.extend_from_slice(b"tail");
             assert!(reader.join().unwrap() == expected, "the bytes arrive whole and in order");
+        });
+    }
+
+    #[test]
+    fn small_writes_reuse_their_copies_and_a_quiet_core_frees_them() {
+        on_ring(async {
+            let (ours, mut theirs) = pair().await;
+            assert_eq!(driver::send_copies_kept(), 0);
+            let (res, _) = ours.write_all(b"a longer first write".to_vec()).await;
+            res.unwrap();
+            ours.flush().await.unwrap();
+            assert_eq!(driver::send_copies_kept(), 1, "the completed send's copy is kept");
+            let (res, _) = ours.write_all(b"second".to_vec()).await;
+            res.unwrap();
+            assert_eq!(driver::send_copies_kept(), 0, "the next small write takes it");
+            ours.flush().await.unwrap();
+            assert_eq!(driver::send_copies_kept(), 1, "and gives it back");
+            ours.shutdown_write().await.unwrap();
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"a longer first writesecond", "a reused copy carries only its own bytes");
+            Uring::trim_spare_buffers();
+            assert_eq!(driver::send_copies_kept(), 0, "a quiet core frees them");
         });
     }
 
