@@ -6,6 +6,11 @@
 //! the name. That is the RFC 6125 rule (a certificate with SANs is judged by
 //! them alone) and what the linkerd write-up's openssl certificates need:
 //! they carry the service name only as CN, and rustls-webpki never reads CNs.
+//! webpki checks name constraints against subjectAltNames only, so the
+//! fallback is refused whenever a name constraint could apply: a trust
+//! anchor that carries one, or an intermediate the peer sent that does
+//! (otherwise a CA constrained to `.team-a.internal` could issue a CN-only
+//! certificate for any service).
 //!
 //! [`NoValidation`]: `noValidation` / `disableValidation`. The handshake's
 //! signatures are still checked (the peer holds the key of the certificate it
@@ -23,14 +28,36 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 #[derive(Debug)]
 pub struct NameVerifier {
     webpki: Arc<WebPkiServerVerifier>,
+    /// Some trust anchor carries name constraints: no CN fallback at all
+    /// (which anchor webpki chained to is not known here).
+    roots_constrained: bool,
 }
 
 impl NameVerifier {
     pub fn new(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Result<Self, String> {
+        let roots_constrained = roots.roots.iter().any(|anchor| anchor.name_constraints.is_some());
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| format!("cannot build a certificate verifier: {e}"))?;
-        Ok(NameVerifier { webpki })
+        Ok(NameVerifier { webpki, roots_constrained })
+    }
+
+    /// Whether the CN fallback may judge a certificate that came with these
+    /// intermediates: not when a name constraint could apply to it.
+    fn cn_fallback_allowed(&self, intermediates: &[CertificateDer<'_>]) -> bool {
+        !self.roots_constrained && !intermediates.iter().any(|cert| may_constrain_names(cert))
+    }
+}
+
+/// Whether a CA certificate carries a nameConstraints extension; `true`
+/// when it cannot be read either (webpki may have chained through it).
+/// Never panics on arbitrary bytes.
+pub fn may_constrain_names(cert_der: &[u8]) -> bool {
+    match X509Certificate::from_der(cert_der) {
+        Ok((_, cert)) => {
+            cert.extensions().iter().any(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS)
+        }
+        Err(_) => true,
     }
 }
 
@@ -84,7 +111,7 @@ impl ServerCertVerifier for NameVerifier {
             Err(Error::InvalidCertificate(
                 e @ (CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }),
             )) => {
-                if cn_matches(end_entity, server_name) {
+                if self.cn_fallback_allowed(intermediates) && cn_matches(end_entity, server_name) {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(Error::InvalidCertificate(e))
@@ -203,5 +230,114 @@ pub fn describe(e: &Error, name: &str) -> String {
         Error::AlertReceived(alert) => format!("the peer refused the TLS handshake ({alert:?})"),
         Error::NoCertificatesPresented => "the peer presented no certificate".into(),
         other => format!("TLS failed: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa,
+        Issuer, KeyPair, NameConstraints, SanType,
+    };
+
+    fn ca_params(cn: &str, permitted_dns: Option<&str>) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.name_constraints = permitted_dns.map(|dns| NameConstraints {
+            permitted_subtrees: vec![GeneralSubtree::DnsName(dns.into())],
+            excluded_subtrees: vec![],
+        });
+        params
+    }
+
+    /// A CA certificate and its issuer: self-signed, or signed by `parent`.
+    fn ca(
+        cn: &str,
+        permitted_dns: Option<&str>,
+        parent: Option<&Issuer<'static, KeyPair>>,
+    ) -> (Vec<u8>, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let params = ca_params(cn, permitted_dns);
+        let cert = match parent {
+            Some(parent) => params.signed_by(&key, parent).unwrap(),
+            None => params.self_signed(&key).unwrap(),
+        };
+        (cert.der().to_vec(), Issuer::new(params, key))
+    }
+
+    /// A server certificate for CN `cn`, with `san` as its only
+    /// subjectAltName if given (none at all otherwise).
+    fn leaf(cn: &str, san: Option<&str>, issuer: &Issuer<'static, KeyPair>) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.subject_alt_names = san.map(|s| SanType::DnsName(s.try_into().unwrap())).into_iter().collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.signed_by(&key, issuer).unwrap().der().to_vec()
+    }
+
+    fn verify(root: &[u8], intermediates: &[&[u8]], leaf: &[u8], name: &str) -> Result<ServerCertVerified, Error> {
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(root.to_vec())).unwrap();
+        let verifier = NameVerifier::new(roots, Arc::new(rustls::crypto::aws_lc_rs::default_provider())).unwrap();
+        let intermediates: Vec<CertificateDer<'_>> = intermediates.iter().map(|c| CertificateDer::from(*c)).collect();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        verifier.verify_server_cert(&CertificateDer::from(leaf), &intermediates, &name, &[], UnixTime::now())
+    }
+
+    fn refused_for_name(result: Result<ServerCertVerified, Error>) -> bool {
+        matches!(
+            result,
+            Err(Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ))
+        )
+    }
+
+    #[test]
+    fn a_cn_only_certificate_is_accepted_through_an_unconstrained_chain() {
+        let (root, root_issuer) = ca("root", None, None);
+        let (inter, inter_issuer) = ca("intermediate", None, Some(&root_issuer));
+        assert!(verify(&root, &[&inter], &leaf("serviceB", None, &inter_issuer), "serviceB").is_ok());
+        assert!(verify(&root, &[], &leaf("serviceB", None, &root_issuer), "serviceB").is_ok());
+        assert!(refused_for_name(verify(&root, &[], &leaf("serviceB", None, &root_issuer), "serviceC")));
+    }
+
+    #[test]
+    fn a_name_constrained_intermediate_cannot_vouch_for_a_name_by_cn() {
+        let (root, root_issuer) = ca("root", None, None);
+        let (inter, inter_issuer) = ca("team A", Some("team-a.internal"), Some(&root_issuer));
+        // Outside its constraint by CN alone: refused, as webpki refuses
+        // the same name as a subjectAltName.
+        assert!(refused_for_name(verify(&root, &[&inter], &leaf("serviceB", None, &inter_issuer), "serviceB")));
+        assert!(verify(&root, &[&inter], &leaf("serviceB", Some("serviceB"), &inter_issuer), "serviceB").is_err());
+        // Inside it, a subjectAltName still works; a CN alone does not
+        // (whether a constraint applies is not checked for CNs at all).
+        let inside = "web.team-a.internal";
+        assert!(verify(&root, &[&inter], &leaf(inside, Some(inside), &inter_issuer), inside).is_ok());
+        assert!(refused_for_name(verify(&root, &[&inter], &leaf(inside, None, &inter_issuer), inside)));
+    }
+
+    #[test]
+    fn a_name_constrained_trust_anchor_turns_the_cn_fallback_off() {
+        let (root, root_issuer) = ca("team A root", Some("team-a.internal"), None);
+        assert!(refused_for_name(verify(&root, &[], &leaf("serviceB", None, &root_issuer), "serviceB")));
+    }
+
+    #[test]
+    fn reading_name_constraints_never_panics_on_damaged_input() {
+        let (_, root_issuer) = ca("root", None, None);
+        let (inter, _) = ca("team A", Some("team-a.internal"), Some(&root_issuer));
+        assert!(may_constrain_names(&inter));
+        let (plain, _) = ca("plain", None, Some(&root_issuer));
+        assert!(!may_constrain_names(&plain));
+        for len in 0..plain.len() {
+            let _ = may_constrain_names(&plain[..len]);
+        }
+        assert!(may_constrain_names(b"not a certificate"), "unreadable counts as constrained");
     }
 }
