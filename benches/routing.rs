@@ -97,7 +97,7 @@ fn bind(c: &mut Criterion) {
 /// against what a miss costs (build the name, delegate, resolve endpoints).
 fn route(c: &mut Criterion) {
     use config::Config;
-    use corelink::table::{RouteTable, SharedSnapshot};
+    use corelink::table::{ClientContext, RouteTable, SharedSnapshot};
     use http1::{parse_request, Limits, HEADER_SLOTS};
     use std::mem::MaybeUninit;
 
@@ -108,11 +108,11 @@ fn route(c: &mut Criterion) {
     let request = b"GET / HTTP/1.1\r\nHost: serviceB\r\nUser-Agent: bench\r\n\r\n";
     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
     let head = parse_request(request, &mut slots, &Limits::default()).expect("parses").expect("complete");
-    routes.route(0, &head).expect("routes");
+    routes.route(0, &head, ClientContext::Honoured).expect("routes");
 
     let mut g = quick(c, "route");
     g.bench_function("cached (per-core cache hit)", |b| {
-        b.iter(|| black_box(routes.route(0, black_box(&head)).expect("routes")))
+        b.iter(|| black_box(routes.route(0, black_box(&head), ClientContext::Honoured).expect("routes")))
     });
     let snapshot = shared.load_full();
     g.bench_function("uncached (name, delegate, endpoints)", |b| {

@@ -108,6 +108,73 @@ fn clear_context_strips_dtab_local_too() {
     }
 }
 
+/// Which of `backends` framed a request since `cursors`: its index.
+fn reached(backends: &[&RawBackend], cursors: &[usize]) -> Option<usize> {
+    let got = |(b, c): (&&RawBackend, &usize)| b.events_since(*c).iter().any(|e| matches!(e, Event::Request(_)));
+    let hits: Vec<usize> =
+        backends.iter().zip(cursors).enumerate().filter(|(_, bc)| got(*bc)).map(|(i, _)| i).collect();
+    assert!(hits.len() <= 1, "one request reached {hits:?}");
+    hits.first().copied()
+}
+
+#[test]
+fn a_server_that_clears_context_routes_without_the_clients_l5d_dtab() {
+    let (dtab_target, clients_pick) = (RawBackend::start(), RawBackend::start());
+    let request = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nl5d-dtab: /svc/a => {}\r\nConnection: close\r\n\r\n",
+        inet(clients_pick.addr)
+    );
+    for io in backends() {
+        let dtab = format!("/svc/* => {};", inet(dtab_target.addr));
+        for (clear, router_extra, server_extra, expected) in [
+            (false, "  dtabHeaders: true\n", "", 1),
+            (true, "  dtabHeaders: true\n", "    clearContext: true\n", 0),
+            (true, "  dtabHeaders: true\n  contextHeaders: false\n", "", 0),
+        ] {
+            let proxy = Corelink::start(&config(&dtab, router_extra, server_extra), io);
+            let cursors = [dtab_target.cursor(), clients_pick.cursor()];
+            let answer = exchange(&proxy, request.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{io} clear {clear}: {answer}");
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(
+                reached(&[&dtab_target, &clients_pick], &cursors),
+                Some(expected),
+                "{io} clear {clear} {router_extra:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_server_that_clears_context_does_not_identify_by_an_l5d_header() {
+    let (backend, clients_pick) = (RawBackend::start(), RawBackend::start());
+    let request = format!("GET /x HTTP/1.1\r\nHost: a\r\nl5d-name: /svc/{}\r\nConnection: close\r\n\r\n", "b");
+    for io in backends() {
+        // /svc/a (Host) goes to `backend`; /svc/b, named by l5d-name, to
+        // `clients_pick`. The header identifier comes first, the Host
+        // identifier after it.
+        let dtab = format!("/svc/a => {}; /svc/b => {};", inet(backend.addr), inet(clients_pick.addr));
+        let identifiers = "  identifier:\n  - kind: io.l5d.header\n  - kind: io.l5d.header.token\n    header: Host\n";
+        let identifiers = format!("{identifiers}  dstPrefix: /svc\n");
+        for (clear, expected) in [(false, 1), (true, 0)] {
+            let server_extra = if clear { "    clearContext: true\n" } else { "" };
+            let proxy = Corelink::start(&config(&dtab, &identifiers, server_extra), io);
+            let cursors = [backend.cursor(), clients_pick.cursor()];
+            let answer = exchange(&proxy, request.as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{io} clear {clear}: {answer}");
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(reached(&[&backend, &clients_pick], &cursors), Some(expected), "{io} clear {clear}");
+            // With only the header identifier, a cleared server cannot name
+            // the request at all.
+            let only_header = "  identifier:\n    kind: io.l5d.header\n";
+            let proxy = Corelink::start(&config(&dtab, only_header, server_extra), io);
+            let answer = exchange(&proxy, request.as_bytes());
+            let status = if clear { "HTTP/1.1 400 " } else { "HTTP/1.1 200 " };
+            assert!(answer.starts_with(status), "{io} clear {clear}: {answer}");
+        }
+    }
+}
+
 /// A backend standing in for a linkerd further on: `/err` is its error (an
 /// `l5d-err` response with a body), `/chunked-err` the same chunked, and
 /// anything else a success carrying an `l5d-*` field.

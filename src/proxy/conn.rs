@@ -499,7 +499,12 @@ impl<B: Backend> Session<'_, B> {
             self.pending_log.clear();
             crate::telemetry::access_log::start_line(&mut self.pending_log, self.peer, &head);
         }
-        let route = match self.core.routes.route_after(self.settings.router, &head, &mut self.last_route) {
+        let route = match self.core.routes.route_after(
+            self.settings.router,
+            &head,
+            self.settings.client_context(),
+            &mut self.last_route,
+        ) {
             Err(crate::table::RouteError::Resolving(host)) => {
                 self.resolving = Some(host);
                 return Ok(None);

@@ -15,6 +15,7 @@ use std::time::Instant;
 use http1::RequestHead;
 use naming::{NameTree, Pick};
 
+use super::identifier::ClientContext;
 use super::settings::ServerSettings;
 use crate::balance::{Accrual, AccrualEvent, Balancer, Endpoint, LazyNow, RetryBudget, ServicePolicy, XorShift};
 use crate::pool::PoolPolicy;
@@ -292,17 +293,26 @@ impl RouteTable {
         state.servers[index].clone()
     }
 
-    /// Routes one request of `router`.
-    pub fn route(&self, router: usize, head: &RequestHead<'_, '_>) -> Result<Route, RouteError> {
-        self.route_after(router, head, &mut LastRoute::default())
+    /// Routes one request of `router`, from a server that honours or clears
+    /// its clients' linkerd context.
+    pub fn route(
+        &self,
+        router: usize,
+        head: &RequestHead<'_, '_>,
+        context: ClientContext,
+    ) -> Result<Route, RouteError> {
+        self.route_after(router, head, context, &mut LastRoute::default())
     }
 
     /// Routes one request of `router` on a connection whose last request
-    /// went to `last`, and remembers where this one goes.
+    /// went to `last`, and remembers where this one goes. A server that
+    /// clears its clients' context routes as if their `l5d-*` fields were
+    /// not there: no `l5d-dtab`, no `l5d-*` identifier header.
     pub fn route_after(
         &self,
         router: usize,
         head: &RequestHead<'_, '_>,
+        client_context: ClientContext,
         last: &mut LastRoute,
     ) -> Result<Route, RouteError> {
         let mut state = self.state.borrow_mut();
@@ -313,7 +323,7 @@ impl RouteTable {
         let context = routes.context_headers;
         // A per-request dtab (`l5d-dtab`, when the router honours it) makes
         // the result specific to this request: resolved, never cached.
-        let local_dtab = match routes.dtab_headers {
+        let local_dtab = match routes.dtab_headers && client_context == ClientContext::Honoured {
             true => head.headers.iter().find(|h| h.name.eq_ignore_ascii_case("l5d-dtab")),
             false => None,
         };
@@ -321,14 +331,15 @@ impl RouteTable {
         // the same key under the same snapshot: no key built, no hash, no
         // map.
         if local_dtab.is_none() {
-            let last_key =
-                last.entry(*version, router).filter(|(key, e)| e.is_fresh() && routes.identifiers.matches(head, key));
+            let last_key = last
+                .entry(*version, router)
+                .filter(|(key, e)| e.is_fresh() && routes.identifiers.matches(head, client_context, key));
             if let Some((key, entry)) = last_key {
                 return self.pick(&entry.cached, routes.identifiers.consumed_segments(key), context);
             }
         }
         let mut key = self.key.borrow_mut();
-        routes.identifiers.key(head, &mut key).map_err(RouteError::Unidentified)?;
+        routes.identifiers.key(head, client_context, &mut key).map_err(RouteError::Unidentified)?;
         let key: &[u8] = &key;
         let consume = routes.identifiers.consumed_segments(key);
         if let Some(h) = local_dtab {
@@ -714,7 +725,10 @@ mod tests {
         let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
         let mut slots = [MaybeUninit::uninit(); http1::HEADER_SLOTS];
         let head = http1::parse_request(request.as_bytes(), &mut slots, &http1::Limits::default()).unwrap().unwrap();
-        table.route_after(0, &head, last).map(|r| r.client().to_string()).unwrap_or_else(|e| format!("error: {e}"))
+        table
+            .route_after(0, &head, ClientContext::Honoured, last)
+            .map(|r| r.client().to_string())
+            .unwrap_or_else(|e| format!("error: {e}"))
     }
 
     /// A connection's remembered route holds for its key under its

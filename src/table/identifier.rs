@@ -24,6 +24,27 @@ pub enum Identifier {
     Static { path: Path },
 }
 
+/// Whether the server a request came in on honours its client's linkerd
+/// context or clears it (`clearContext`, or a router's `contextHeaders:
+/// false`). Cleared fields (`l5d-*`, `Dtab-Local`) are invisible to routing
+/// too, not only left out of the forwarded head: linkerd's server stack
+/// removes them before the router identifies the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientContext {
+    Honoured,
+    Cleared,
+}
+
+impl ClientContext {
+    pub fn cleared(cleared: bool) -> ClientContext {
+        if cleared {
+            ClientContext::Cleared
+        } else {
+            ClientContext::Honoured
+        }
+    }
+}
+
 /// A router's identifiers, tried in order.
 #[derive(Debug, Clone)]
 pub struct Identifiers(Vec<Identifier>);
@@ -38,14 +59,15 @@ impl Identifiers {
 
     /// Writes the cache key of the first identifier that can name `head` into
     /// `key` (its index, then the bytes it reads). Errors say why none could.
-    pub fn key(&self, head: &RequestHead<'_, '_>, key: &mut Vec<u8>) -> Result<(), String> {
+    /// With `context` cleared, the request's `l5d-*` fields are not there.
+    pub fn key(&self, head: &RequestHead<'_, '_>, context: ClientContext, key: &mut Vec<u8>) -> Result<(), String> {
         // The message is built only when naming fails: this runs on every
         // request, and was its one allocation (docs/engine.md, issue 16).
         let mut last = None;
         for (i, id) in self.0.iter().enumerate() {
             key.clear();
             key.push(i as u8);
-            match id.key(head, key) {
+            match id.key(head, context, key) {
                 Ok(()) => return Ok(()),
                 Err(e) => last = Some(e),
             }
@@ -58,17 +80,17 @@ impl Identifiers {
     /// usually has its last one's key (`LastRoute`), and comparing the
     /// request's bytes with it costs less than building the key again to
     /// compare (docs/engine.md, issue 16).
-    pub fn matches(&self, head: &RequestHead<'_, '_>, key: &[u8]) -> bool {
+    pub fn matches(&self, head: &RequestHead<'_, '_>, context: ClientContext, key: &[u8]) -> bool {
         let Some((&index, rest)) = key.split_first() else { return false };
         let Some(id) = self.0.get(usize::from(index)) else { return false };
         // The identifiers before it must not name this request. (Their
         // failure builds its message: only a list whose first identifier
         // fails pays that, as building the key does.)
-        if self.0[..usize::from(index)].iter().any(|earlier| earlier.key(head, &mut Discard).is_ok()) {
+        if self.0[..usize::from(index)].iter().any(|earlier| earlier.key(head, context, &mut Discard).is_ok()) {
             return false;
         }
         let mut same = Compare { rest, same: true };
-        id.key(head, &mut same).is_ok() && same.same && same.rest.is_empty()
+        id.key(head, context, &mut same).is_ok() && same.same && same.rest.is_empty()
     }
 
     /// The destination path for a key written by [`Identifiers::key`].
@@ -143,17 +165,20 @@ impl Identifier {
         })
     }
 
-    fn header<'b>(head: &RequestHead<'b, '_>, name: &str) -> Option<&'b [u8]> {
+    fn header<'b>(head: &RequestHead<'b, '_>, context: ClientContext, name: &str) -> Option<&'b [u8]> {
         if name.eq_ignore_ascii_case("host") {
             return head.host.map(str::as_bytes);
+        }
+        if context == ClientContext::Cleared && http1::is_linkerd_context_field(name) {
+            return None;
         }
         head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     }
 
-    fn key(&self, head: &RequestHead<'_, '_>, key: &mut impl KeySink) -> Result<(), String> {
+    fn key(&self, head: &RequestHead<'_, '_>, context: ClientContext, key: &mut impl KeySink) -> Result<(), String> {
         match self {
             Identifier::HeaderToken { header, is_host } => {
-                let value = if *is_host { head.host.map(str::as_bytes) } else { Self::header(head, header) };
+                let value = if *is_host { head.host.map(str::as_bytes) } else { Self::header(head, context, header) };
                 match value {
                     Some(v) if !v.is_empty() => key.put(v),
                     _ => return Err(format!("no {header} header")),
@@ -186,7 +211,7 @@ impl Identifier {
                     key.put(&[SEP]);
                 }
             }
-            Identifier::Header { header } => match Self::header(head, header) {
+            Identifier::Header { header } => match Self::header(head, context, header) {
                 Some(v) if !v.is_empty() => key.put(v),
                 _ => return Err(format!("no {header} header")),
             },
@@ -282,8 +307,30 @@ mod tests {
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         let head = parse_request(request, &mut slots, &Limits::default()).unwrap().unwrap();
         let mut key = Vec::new();
-        ids.key(&head, &mut key)?;
+        ids.key(&head, ClientContext::Honoured, &mut key)?;
         ids.name(&Path::parse("/svc").unwrap(), &key).map(|p| p.show())
+    }
+
+    #[test]
+    fn a_cleared_context_hides_l5d_fields_from_the_identifiers() {
+        let ids = Identifiers::from_config(&[
+            IdentifierKind::Header { header: "L5D-Name".into() },
+            IdentifierKind::HeaderToken { header: "l5d-tenant".into() },
+            IdentifierKind::HeaderToken { header: "x-tenant".into() },
+        ])
+        .unwrap();
+        let get = b"GET / HTTP/1.1\r\nHost: b\r\nl5d-name: /s/custom\r\nl5d-tenant: t\r\nx-tenant: x\r\n\r\n";
+        let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
+        let head = parse_request(get, &mut slots, &Limits::default()).unwrap().unwrap();
+        let (mut honoured, mut cleared) = (Vec::new(), Vec::new());
+        ids.key(&head, ClientContext::Honoured, &mut honoured).unwrap();
+        ids.key(&head, ClientContext::Cleared, &mut cleared).unwrap();
+        assert_eq!(honoured[0], 0, "l5d-name names the request");
+        assert_eq!(cleared, b"\x02x", "only x-tenant is left to name it");
+        assert!(ids.matches(&head, ClientContext::Honoured, &honoured));
+        assert!(!ids.matches(&head, ClientContext::Cleared, &honoured), "a remembered l5d-name key is not reused");
+        assert!(ids.matches(&head, ClientContext::Cleared, &cleared));
+        assert!(!ids.matches(&head, ClientContext::Honoured, &cleared));
     }
 
     #[test]
@@ -384,7 +431,7 @@ mod tests {
                 let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
                 let head = parse_request(request, &mut slots, &Limits::default()).unwrap().unwrap();
                 let mut key = Vec::new();
-                ids.key(&head, &mut key).ok().map(|()| key)
+                ids.key(&head, ClientContext::Honoured, &mut key).ok().map(|()| key)
             };
             for a in requests {
                 let Some(key) = key_of(a) else { continue };
@@ -392,13 +439,19 @@ mod tests {
                     let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
                     let head = parse_request(b, &mut slots, &Limits::default()).unwrap().unwrap();
                     let same = key_of(b).as_deref() == Some(&key[..]);
-                    assert_eq!(ids.matches(&head, &key), same, "{kinds:?}: {:?} against the key of {:?}", b, a);
+                    assert_eq!(
+                        ids.matches(&head, ClientContext::Honoured, &key),
+                        same,
+                        "{kinds:?}: {:?} against the key of {:?}",
+                        b,
+                        a
+                    );
                 }
             }
             let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
             let head = parse_request(requests[0], &mut slots, &Limits::default()).unwrap().unwrap();
-            assert!(!ids.matches(&head, &[]));
-            assert!(!ids.matches(&head, &[9]));
+            assert!(!ids.matches(&head, ClientContext::Honoured, &[]));
+            assert!(!ids.matches(&head, ClientContext::Honoured, &[9]));
         }
     }
 }

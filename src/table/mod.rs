@@ -32,7 +32,7 @@ mod transform;
 pub use crate::namer::NamerInputs;
 pub use cache::{LastRoute, Route, RouteTable, RouteTls};
 pub use error::RouteError;
-pub use identifier::{consume_segments, Identifier, Identifiers};
+pub use identifier::{consume_segments, ClientContext, Identifier, Identifiers};
 pub use settings::{IoLimit, IoLimits, IoOp, IoSetting, ServerSettings};
 pub use snapshot::{
     ConfiguredNamer, Endpoints, NamerKind, NoRequestHosts, RequestHosts, RouterInputs, RouterRoutes, RoutingSnapshot,

@@ -44,6 +44,12 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Whether this server's requests are routed with their client's
+    /// linkerd context (see [`ClientContext`]).
+    pub fn client_context(&self) -> super::ClientContext {
+        super::ClientContext::cleared(self.clear_context)
+    }
+
     /// What the data path needs to know about one server of a router.
     pub fn from_config(config: &config::Config, router_index: usize, server: &config::ServerConfig) -> ServerSettings {
         use config::DEFAULT_SERVER_IDLE_MS;

@@ -116,7 +116,7 @@ pub fn encode_request_head_with(
     let is_hop_by_hop = |_, name: &str| classify(name).is_hop_by_hop();
     write_fields_except(out, head.headers, head.connection_names_fields, is_hop_by_hop, |name| {
         if clear_context {
-            is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
+            is_linkerd_context_field(name)
         } else {
             // Only `l5d-` names can be replaced: one cheap test for the rest.
             is_l5d(name) && extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -144,6 +144,12 @@ pub fn encode_request_head_with(
 /// `ClearMiscServerFilter` matches them.
 fn is_l5d(name: &str) -> bool {
     name.len() >= 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
+}
+
+/// A field `clearContext` removes from a client's request: every `l5d-*`
+/// and (unlike linkerd) finagle's `Dtab-Local`.
+pub fn is_linkerd_context_field(name: &str) -> bool {
+    is_l5d(name) || name.eq_ignore_ascii_case("dtab-local")
 }
 
 /// What the proxy decided about the client side of a response.
