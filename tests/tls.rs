@@ -381,6 +381,29 @@ fn strict_bound_path_fails_unmatched_names_and_lax_sends_plaintext() {
 }
 
 #[test]
+fn a_name_outside_the_static_clients_tls_prefixes_goes_in_plaintext_with_a_warning() {
+    for io in backends() {
+        let dir = Dir::new("tls-partial");
+        let ca = Ca::new("ca");
+        let ca_path = ca.write(dir.path(), "ca.pem");
+        let backend = Backend::start();
+        // TLS only for names under /#/io.l5d.k8s; the fs namer binds
+        // serviceB under /#/io.l5d.fs.
+        let client = format!(
+            "    kind: io.l5d.static\n    configs:\n    - prefix: \"/#/io.l5d.k8s/{{service}}\"\n      tls:\n        commonName: \"{{service}}\"\n        trustCerts: [{}]\n",
+            ca_path.display()
+        );
+        let namers = dir.path().join("disco");
+        std::fs::create_dir_all(&namers).unwrap();
+        let a = sidecar_a(&namers, backend.addr, &client, io);
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+        assert_eq!(backend.requests(), 1, "{io}: the backend speaks plaintext");
+        let warned = |l: &String| l.contains("WARN") && l.contains("/#/io.l5d.fs/serviceB") && l.contains("PLAINTEXT");
+        assert!(a.stderr_lines().iter().any(warned), "{io}: {:?}", a.stderr_lines());
+    }
+}
+
+#[test]
 fn tls_client_on_a_plaintext_port_is_closed_without_an_answer_and_counted() {
     // A real ClientHello, as a client configured for TLS sends it.
     let config = rustls::ClientConfig::builder_with_provider(corelink::tls::provider())

@@ -527,6 +527,9 @@ fn resolve(
     let tree = bound.map(&mut |b| match snapshot.endpoints(router, b, &hosts) {
         Endpoints::Addrs { client, addrs } => {
             let tls = route_tls(&routes.client_tls, core.tls_configs, &client);
+            if matches!(tls, Ok(None)) && routes.client_tls.encrypts_only_some_names() {
+                warn_plaintext(&routes.label, &client);
+            }
             let stats = core.metrics.client(router, &client);
             Some(Rc::new(core.bound(router, &routes.client, client.into(), tls, stats, &addrs)))
         }
@@ -667,6 +670,20 @@ impl EffectiveClient {
             p.requeue_budget = c.requeue_budget.unwrap_or(p.requeue_budget);
         }
         p
+    }
+}
+
+/// Says that a destination goes in plaintext because no client TLS prefix
+/// matches its name; the first `PLAINTEXT_WARNINGS` times in the process
+/// (each core resolving a destination says it once per resolution).
+fn warn_plaintext(router: &str, client: &str) {
+    const PLAINTEXT_WARNINGS: u32 = 20;
+    static WARNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = WARNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n < PLAINTEXT_WARNINGS {
+        tracing::warn!(router, client, "{client} matches no client TLS prefix: requests to it are sent in PLAINTEXT");
+    } else if n == PLAINTEXT_WARNINGS {
+        tracing::warn!(router, "more destinations match no client TLS prefix; no more of them are logged");
     }
 }
 

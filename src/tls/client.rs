@@ -165,6 +165,14 @@ impl ClientTlsPolicy {
             .collect()
     }
 
+    /// Whether TLS applies only to the names under some `io.l5d.static`
+    /// prefixes: any other name goes in plaintext, as in linkerd, which an
+    /// operator may not expect (a dtab or namer change that binds a name
+    /// outside them sends it in the clear).
+    pub fn encrypts_only_some_names(&self) -> bool {
+        self.base.is_none() && self.prefixed.iter().any(|p| !matches!(p.rule, Rule::Off))
+    }
+
     /// The TLS a destination with this client name gets: None for plaintext,
     /// an error (the request fails with 502) when a strict boundPath rule
     /// matches nothing or the derived name is not a valid TLS name.

@@ -94,7 +94,8 @@ pub struct RouterConfig {
     /// corelink extension `dtabHeaders` (default false): honour per-request
     /// dtab overrides in the `l5d-dtab` header. Off by default because any
     /// client could otherwise reroute its requests; linkerd honoured them and
-    /// relied on `clearContext` at the edge.
+    /// relied on `clearContext` at the edge (which hides `l5d-dtab` from
+    /// routing here too).
     pub dtab_headers: bool,
     /// corelink extension `legacyNamerPaths` (default false): a path the
     /// dtab does not rewrite, like `/io.l5d.fs/foo`, is offered to the namers
@@ -531,8 +532,8 @@ pub struct ServerConfig {
     /// `tls`: serve TLS (certificate chain + key, optional client auth).
     pub tls: Option<ServerTlsConfig>,
     /// `clearContext` (default false): strip linkerd context headers
-    /// (`l5d-ctx-*`, `l5d-dtab`, `dtab-local`) from inbound requests; for
-    /// servers exposed to untrusted clients.
+    /// (every `l5d-*`, and `dtab-local`) from inbound requests, before they
+    /// are routed; for servers exposed to untrusted clients.
     pub clear_context: bool,
     /// `maxConcurrentRequests`: beyond this many in flight, new requests
     /// get finagle's nack (503, `finagle-http-nack: true`). Divided among
