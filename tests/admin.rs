@@ -136,6 +136,60 @@ fn admin_errors_and_shutdown() {
     }
 }
 
+/// Idle admin connections cannot take every descriptor: past 256 open at
+/// once a connection is answered 503 and closed, and one that sends no
+/// request head within 5 s is closed.
+#[test]
+fn idle_admin_connections_are_bounded_in_number_and_time() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&config(backend.addr), io);
+        let idle: Vec<std::net::TcpStream> =
+            (0..256).map(|_| std::net::TcpStream::connect(proxy.admin).unwrap()).collect();
+        // Each is accepted (and holds its place) before the next check.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut over = std::net::TcpStream::connect(proxy.admin).unwrap();
+        over.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        let _ = over.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{io}: {answer:?}");
+        assert!(answer.contains("too many admin connections"), "{io}: {answer:?}");
+        // The idle ones are closed once their head limit passes.
+        let mut first = &idle[0];
+        first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(first.read(&mut [0u8; 16]).unwrap_or(0), 0, "{io}");
+        assert!(started.elapsed() < Duration::from_secs(6), "{io}: closed after {:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(get(proxy.admin, "/admin/ping", "admin").unwrap().status, 200, "{io}");
+        drop(idle);
+    }
+}
+
+/// A DNS-rebinding page reaches the admin under its own host name and reads
+/// it as same-origin: a browser's request must name an address or
+/// localhost. Scrapers and probes (no `Sec-Fetch-Site`, no `Origin`) may
+/// use any name.
+#[test]
+fn a_browser_request_naming_a_host_name_is_refused() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&config(backend.addr), io);
+        let status = |host: &str, headers: &str| {
+            let mut c = Conn::open(proxy.admin);
+            c.send(format!("GET /config.json HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n").as_bytes());
+            c.read_response("GET").unwrap().status
+        };
+        let port = proxy.admin.port();
+        let rebound = format!("evil.example:{port}");
+        assert_eq!(status(&rebound, "Sec-Fetch-Site: same-origin\r\n"), 403, "{io}");
+        assert_eq!(status(&rebound, &format!("Origin: http://{rebound}\r\n")), 403, "{io}");
+        assert_eq!(status(&rebound, ""), 200, "{io}: a scraper may name the host");
+        assert_eq!(status(&proxy.admin.to_string(), "Sec-Fetch-Site: same-origin\r\n"), 200, "{io}");
+        assert_eq!(status(&format!("localhost:{port}"), "Sec-Fetch-Site: none\r\n"), 200, "{io}");
+    }
+}
+
 /// A page of another site can POST text/plain to the admin without a CORS
 /// preflight: state-changing requests a browser marks as cross-site are
 /// refused, while probes without `Origin` and the admin's own origin work.

@@ -39,6 +39,47 @@ pub struct AdminState {
     /// The I/O backend running (set once at start-up) and the workers.
     pub io: std::sync::OnceLock<crate::io::IoKind>,
     pub workers: std::sync::atomic::AtomicUsize,
+    /// The last collection of the cores' metrics, shared by the scrapes
+    /// that waited for it (see [`scraped_metrics`]).
+    last_scrape: tokio::sync::Mutex<Option<Arc<Scraped>>>,
+    /// Collections of the cores' metrics made (`corelink/admin/scrapes`).
+    scrapes: std::sync::atomic::AtomicU64,
+}
+
+impl AdminState {
+    pub fn new(control: Arc<ControlStats>) -> AdminState {
+        AdminState { control, ..Default::default() }
+    }
+}
+
+/// Admin connections open at once; more are answered 503 and closed, so
+/// idle connections cannot take every descriptor the proxy needs.
+const MAX_CONNECTIONS: usize = 256;
+/// Time for a request head to arrive; the whole exchange gets `EXCHANGE_LIMIT`.
+const HEAD_LIMIT: Duration = Duration::from_secs(5);
+const EXCHANGE_LIMIT: Duration = Duration::from_secs(10);
+
+/// One collection of every core's metrics, and its renderings, made once
+/// and shared by every request answered from it.
+struct Scraped {
+    started: tokio::time::Instant,
+    merged: crate::telemetry::metrics::Merged,
+    prometheus: std::sync::OnceLock<Arc<str>>,
+    json: std::sync::OnceLock<Arc<str>>,
+}
+
+/// An admin response: whole, or a head and a body shared with the other
+/// requests answered from the same scrape (a large metrics page is then
+/// held once, however many slow clients are sent it).
+enum Reply {
+    Whole(Vec<u8>),
+    Shared { head: Vec<u8>, body: Arc<str> },
+}
+
+impl From<Vec<u8>> for Reply {
+    fn from(whole: Vec<u8>) -> Reply {
+        Reply::Whole(whole)
+    }
 }
 
 /// Binds the admin address now (so a bad address fails start-up) and serves
@@ -68,12 +109,19 @@ async fn serve(listener: std::net::TcpListener, state: Arc<AdminState>) {
             return;
         }
     };
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    // Best effort, never waiting: the connection closes now.
+                    let _ = stream.try_write(&plain(503, "too many admin connections"));
+                    continue;
+                };
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), handle(stream, &state)).await;
+                    let _ = tokio::time::timeout(EXCHANGE_LIMIT, handle(stream, &state)).await;
+                    drop(permit);
                 });
             }
             Err(e) => {
@@ -88,22 +136,39 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
     let local = stream.local_addr()?;
     let mut buf = Vec::with_capacity(4096);
     let limits = Limits::default();
-    let response = loop {
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Ok(());
+    let head_deadline = tokio::time::Instant::now() + HEAD_LIMIT;
+    let reply = loop {
+        match tokio::time::timeout_at(head_deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Err(_) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
         }
         let mut slots = [MaybeUninit::uninit(); HEADER_SLOTS];
         match http1::parse_request(&buf, &mut slots, &limits) {
             Ok(Some(head)) if changes_state(head.method) && browser_cross_site(head.headers, local) => {
                 tracing::warn!(target = head.target, "refused a state-changing admin request from another site");
-                break plain(403, "forbidden: a state-changing admin request from a page of another site");
+                break plain(403, "forbidden: a state-changing admin request from a page of another site").into();
+            }
+            Ok(Some(head)) if from_browser(head.headers) && !names_an_address(head.host) => {
+                tracing::warn!(host = head.host.unwrap_or(""), "refused a browser's admin request naming a host name");
+                break plain(
+                    403,
+                    "forbidden: open the admin at its IP address or at localhost (a browser's request naming another host could come from a DNS-rebinding page)",
+                )
+                .into();
             }
             Ok(Some(head)) => break answer(head.method, head.target, state).await,
             Ok(None) => continue,
-            Err(e) => break plain(e.request_status(), &e.to_string()),
+            Err(e) => break plain(e.request_status(), &e.to_string()).into(),
         }
     };
-    stream.write_all(&response).await?;
+    match reply {
+        Reply::Whole(bytes) => stream.write_all(&bytes).await?,
+        Reply::Shared { head, body } => {
+            stream.write_all(&head).await?;
+            stream.write_all(body.as_bytes()).await?;
+        }
+    }
     stream.shutdown().await
 }
 
@@ -133,6 +198,32 @@ fn browser_cross_site(headers: &[httparse::Header<'_>], local: SocketAddr) -> bo
     })
 }
 
+/// Whether a browser sent the request: browsers mark every request they
+/// make with `Sec-Fetch-Site` (Chrome 76, Firefox 90, Safari 16.4), and
+/// cross-origin ones with `Origin`; probes, scrapers and scripts send
+/// neither.
+fn from_browser(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| h.name.eq_ignore_ascii_case("sec-fetch-site") || h.name.eq_ignore_ascii_case("origin"))
+}
+
+/// Whether a `Host` value is an IP address or `localhost` (with or without a
+/// port). A DNS-rebinding page reaches the admin under its own host name,
+/// which the browser then sends as `Host`, and reads every GET endpoint as
+/// same-origin; a browser that names an address is not being rebound.
+fn names_an_address(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((v6, rest)) if rest.is_empty() || rest.starts_with(':') => {
+                return v6.parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// `http://<the address this connection came in on>`, or `http://localhost:<port>`
 /// on a loopback address; anything else (including `null`) is another origin.
 fn is_own_origin(origin: &[u8], local: SocketAddr) -> bool {
@@ -145,14 +236,14 @@ fn is_own_origin(origin: &[u8], local: SocketAddr) -> bool {
     local.ip().is_loopback() && authority == format!("localhost:{}", local.port())
 }
 
-async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
+async fn answer(method: Method, target: &str, state: &AdminState) -> Reply {
     let path = target.split('?').next().unwrap_or(target);
     if path == "/admin/shutdown" {
         if method != Method::Post {
-            return plain(405, "method not allowed: POST /admin/shutdown");
+            return plain(405, "method not allowed: POST /admin/shutdown").into();
         }
         state.shutdown.notify_one();
-        return plain(200, "shutting down");
+        return plain(200, "shutting down").into();
     }
     let config_map_state = path.strip_suffix(CONFIG_MAP_STATE).and_then(|p| p.strip_prefix('/'));
     let known = config_map_state.is_some()
@@ -167,12 +258,31 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
                 | "/metrics"
         );
     if known && !matches!(method, Method::Get | Method::Head) {
-        return plain(405, "method not allowed");
+        return plain(405, "method not allowed").into();
     }
     if let Some(label) = config_map_state {
-        return config_map_state_json(&url_decode(label), state);
+        return config_map_state_json(&url_decode(label), state).into();
     }
-    match path {
+    if matches!(path, "/admin/metrics.json" | "/admin/metrics/prometheus" | "/metrics") {
+        let Some(scraped) = scraped_metrics(state).await else { return plain(503, "routing not ready").into() };
+        let (content_type, body) = if path == "/admin/metrics.json" {
+            let body = scraped.json.get_or_init(|| {
+                let entries: Vec<(String, String)> = process_metrics(state)
+                    .iter()
+                    .map(|m| (format!("corelink/{}", m.json_name()), m.value.to_string()))
+                    .collect();
+                scraped.merged.to_linkerd_json(&entries).into()
+            });
+            ("application/json", body.clone())
+        } else {
+            let body = scraped
+                .prometheus
+                .get_or_init(|| crate::telemetry::prometheus::render(&scraped.merged, &process_metrics(state)).into());
+            ("text/plain; version=0.0.4", body.clone())
+        };
+        return Reply::Shared { head: ok_head(content_type, body.len()), body };
+    }
+    let whole = match path {
         "/" => ok("text/html; charset=utf-8", DASHBOARD),
         "/admin/ping" => plain(200, "pong"),
         // Ready once every router listens on every core and every
@@ -184,33 +294,43 @@ async fn answer(method: Method, target: &str, state: &AdminState) -> Vec<u8> {
             Some(shared) => json(&shared.load().config.effective_json()),
             None => plain(503, "routing not ready"),
         },
-        "/admin/metrics.json" => match merged_metrics(state).await {
-            Some(merged) => {
-                let entries: Vec<(String, String)> = process_metrics(state)
-                    .iter()
-                    .map(|m| (format!("corelink/{}", m.json_name()), m.value.to_string()))
-                    .collect();
-                json(&merged.to_linkerd_json(&entries))
-            }
-            None => plain(503, "routing not ready"),
-        },
-        "/admin/metrics/prometheus" | "/metrics" => match merged_metrics(state).await {
-            Some(merged) => {
-                let body = crate::telemetry::prometheus::render(&merged, &process_metrics(state));
-                ok("text/plain; version=0.0.4", &body)
-            }
-            None => plain(503, "routing not ready"),
-        },
         _ => plain(404, "not found"),
-    }
+    };
+    whole.into()
 }
 
-/// Every core's metrics merged (see `crate::telemetry::metrics`); None until the
-/// routing is built.
-async fn merged_metrics(state: &AdminState) -> Option<crate::telemetry::metrics::Merged> {
+/// Every core's metrics merged (see `crate::telemetry::metrics`); None until
+/// the routing is built. One collection runs at a time, and requests that
+/// waited for it while it ran are answered from the next one, which starts
+/// after they arrived (so each sees everything that happened before it), and
+/// then share it: a flood of scrapes costs the cores one snapshot each per
+/// collection, not one per request.
+async fn scraped_metrics(state: &AdminState) -> Option<Arc<Scraped>> {
     state.snapshot.get()?;
-    let cores = state.scrape.collect(Duration::from_secs(2)).await;
-    Some(crate::telemetry::metrics::merge(&cores))
+    Some(shared_scrape(&state.last_scrape, &state.scrape, &state.scrapes).await)
+}
+
+async fn shared_scrape(
+    last: &tokio::sync::Mutex<Option<Arc<Scraped>>>,
+    scrape: &crate::telemetry::metrics::Scrape,
+    scrapes: &std::sync::atomic::AtomicU64,
+) -> Arc<Scraped> {
+    let arrived = tokio::time::Instant::now();
+    let mut last = last.lock().await;
+    if let Some(scraped) = last.as_ref().filter(|s| s.started >= arrived) {
+        return scraped.clone();
+    }
+    let started = tokio::time::Instant::now();
+    scrapes.fetch_add(1, Ordering::Relaxed);
+    let cores = scrape.collect(Duration::from_secs(2)).await;
+    let scraped = Arc::new(Scraped {
+        started,
+        merged: crate::telemetry::metrics::merge(&cores),
+        prometheus: std::sync::OnceLock::new(),
+        json: std::sync::OnceLock::new(),
+    });
+    *last = Some(scraped.clone());
+    scraped
 }
 
 /// The DNS counters (docs/dns.md).
@@ -345,6 +465,12 @@ fn process_metrics(state: &AdminState) -> Vec<ProcessMetric> {
         ),
         metric("io/uring", ProcessKind::Gauge, "1 when the io_uring backend runs, 0 for epoll", u64::from(uring)),
         metric("workers", ProcessKind::Gauge, "worker threads (cores)", state.workers.load(Ordering::Relaxed) as u64),
+        metric(
+            "admin/scrapes",
+            ProcessKind::Counter,
+            "collections of the cores' metrics (scrapes that arrive while one runs share the next)",
+            count(&state.scrapes),
+        ),
     ];
     out.extend(dns_metrics(&state.control.dns));
     for w in state.control.k8s_watches() {
@@ -526,13 +652,14 @@ fn json(body: &str) -> Vec<u8> {
 }
 
 fn ok(content_type: &str, body: &str) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut out = ok_head(content_type, body.len());
     out.extend_from_slice(body.as_bytes());
     out
+}
+
+fn ok_head(content_type: &str, length: usize) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n")
+        .into_bytes()
 }
 
 fn plain(status: u16, body: &str) -> Vec<u8> {
@@ -546,4 +673,76 @@ fn plain(status: u16, body: &str) -> Vec<u8> {
         .as_bytes(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::{CoreSnapshot, Scrape};
+
+    /// A core that answers each scrape request after `delay`, counting them.
+    fn slow_core(scrape: &Scrape, delay: Duration, asked: Arc<std::sync::atomic::AtomicU64>) {
+        let mut requests = scrape.register();
+        tokio::spawn(async move {
+            while let Some(reply) = requests.recv().await {
+                asked.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(delay).await;
+                let _ = reply.send(CoreSnapshot { core: 0, requests: 0, scopes: Vec::new() });
+            }
+        });
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_count_as_addresses() {
+        for host in ["127.0.0.1", "127.0.0.1:9990", "10.1.2.3:80", "localhost", "LocalHost:9990", "[::1]", "[::1]:9990"]
+        {
+            assert!(names_an_address(Some(host)), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9990",
+            "127.0.0.1.evil.example",
+            "localhost.evil",
+            "[::1]x",
+            "[evil]:1",
+            "",
+            "1.2.3",
+        ] {
+            assert!(!names_an_address(Some(host)), "{host}");
+        }
+        assert!(!names_an_address(None));
+    }
+
+    #[test]
+    fn scrapes_that_arrive_while_one_runs_share_the_next_collection() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let last: Arc<tokio::sync::Mutex<Option<Arc<Scraped>>>> = Arc::default();
+            let scrape = Arc::new(Scrape::default());
+            let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            slow_core(&scrape, Duration::from_millis(50), asked.clone());
+            let one =
+                |last: Arc<tokio::sync::Mutex<_>>, scrape: Arc<Scrape>, scrapes: Arc<std::sync::atomic::AtomicU64>| {
+                    tokio::spawn(async move { shared_scrape(&last, &scrape, &scrapes).await })
+                };
+            // The first starts a collection; twenty more arrive while it runs.
+            let first = one(last.clone(), scrape.clone(), scrapes.clone());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let waiting: Vec<_> = (0..20).map(|_| one(last.clone(), scrape.clone(), scrapes.clone())).collect();
+            let first = first.await.unwrap();
+            let mut answers = Vec::new();
+            for w in waiting {
+                answers.push(w.await.unwrap());
+            }
+            assert_eq!(asked.load(Ordering::Relaxed), 2, "the first collection, and one for those that waited");
+            assert_eq!(scrapes.load(Ordering::Relaxed), 2);
+            assert!(answers.iter().all(|a| Arc::ptr_eq(a, &answers[0])), "the waiters share one");
+            assert!(!Arc::ptr_eq(&first, &answers[0]), "none of them is answered from a collection older than it");
+            // A scrape after that collects again: never an older answer.
+            let later = one(last.clone(), scrape.clone(), scrapes.clone()).await.unwrap();
+            assert!(!Arc::ptr_eq(&later, &answers[0]));
+            assert_eq!(asked.load(Ordering::Relaxed), 3);
+        });
+    }
 }

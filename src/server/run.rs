@@ -115,8 +115,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<(), RunError> {
     }
 
     let router_labels: Vec<String> = config.routers.iter().map(|r| r.label().to_string()).collect();
-    let admin_state =
-        Arc::new(AdminState { control: Arc::new(admin::ControlStats::with_dns(dns_stats)), ..Default::default() });
+    let admin_state = Arc::new(AdminState::new(Arc::new(admin::ControlStats::with_dns(dns_stats))));
     admin_state.control.set_k8s_watches(k8s.stats());
     let _ = admin_state.snapshot.set(shared.clone());
     let _ = admin_state.io.set(io);
