@@ -108,6 +108,28 @@ fn clear_context_strips_dtab_local_too() {
     }
 }
 
+#[test]
+fn a_clients_request_id_is_kept_and_one_its_connection_header_drops_is_replaced() {
+    let backend = RawBackend::start();
+    for io in backends() {
+        let dtab = format!("/svc/* => {};", inet(backend.addr));
+        let proxy = Corelink::start(&config(&dtab, "", ""), io);
+        let cursor = backend.cursor();
+        let kept = b"GET /x HTTP/1.1\r\nHost: a\r\nl5d-reqid: mine\r\nConnection: close\r\n\r\n";
+        assert!(exchange(&proxy, kept).starts_with("HTTP/1.1 200 OK\r\n"), "{io}");
+        let raw = String::from_utf8(forwarded(&backend, cursor).raw).unwrap();
+        assert!(raw.contains("\r\nl5d-reqid: mine\r\n") && raw.matches("l5d-reqid").count() == 1, "{io}: {raw}");
+        // `Connection: l5d-reqid` drops the client's id as hop-by-hop: the
+        // upstream gets corelink's instead of none.
+        let cursor = backend.cursor();
+        let named = b"GET /x HTTP/1.1\r\nHost: a\r\nl5d-reqid: mine\r\nConnection: close, l5d-reqid\r\n\r\n";
+        assert!(exchange(&proxy, named).starts_with("HTTP/1.1 200 OK\r\n"), "{io}");
+        let req = forwarded(&backend, cursor);
+        let raw = masked(&req);
+        assert!(raw.contains("\r\nl5d-reqid: ID\r\n") && raw.matches("l5d-reqid").count() == 1, "{io}: {raw}");
+    }
+}
+
 /// Which of `backends` framed a request since `cursors`: its index.
 fn reached(backends: &[&RawBackend], cursors: &[usize]) -> Option<usize> {
     let got = |(b, c): (&&RawBackend, &usize)| b.events_since(*c).iter().any(|e| matches!(e, Event::Request(_)));

@@ -269,6 +269,34 @@ fn timeouts() {
     }
 }
 
+/// `headerReadTimeoutMs` bounds a connection's first request head from the
+/// accept: a client that waits before its first byte does not get a second
+/// timeout's worth of time for the rest of the head.
+#[test]
+fn the_first_request_head_is_timed_from_the_accept() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(
+            &simple_config(
+                backend.addr,
+                "",
+                "  headerReadTimeoutMs: 2000
+",
+            ),
+            io,
+        );
+        let started = Instant::now();
+        let mut c = Conn::open(proxy.addr());
+        std::thread::sleep(Duration::from_millis(1500));
+        c.send(b"G");
+        let rsp = c.read_response("GET").unwrap();
+        let took = started.elapsed();
+        assert_eq!(rsp.status, 408, "{io}");
+        // 2 s from the accept; a new limit at the first byte would be 3.5 s.
+        assert!(took >= Duration::from_millis(1900) && took < Duration::from_millis(3000), "{io}: 408 after {took:?}");
+    }
+}
+
 #[test]
 fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let backend = Backend::start();

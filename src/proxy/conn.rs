@@ -74,6 +74,10 @@ pub async fn serve_connection<B: Backend>(
     downstream: B::Stream,
     peer: std::net::SocketAddr,
 ) {
+    // The first request head's time counts from here, the TLS handshake
+    // included: one `headerReadTimeoutMs` in all, as nginx's
+    // `client_header_timeout` counts from the accept.
+    let accepted = std::time::Instant::now();
     let open = OpenConnection::new(core, server);
     let settings = open.core.routes.server(server);
     let downstream = match &settings.tls {
@@ -84,7 +88,7 @@ pub async fn serve_connection<B: Backend>(
         },
     };
     drop(settings);
-    run_active(open, server, downstream, peer.ip(), true).await;
+    run_active(open, server, downstream, peer.ip(), Some(accepted)).await;
 }
 
 /// The server side of a TLS handshake, bounded by the header read timeout
@@ -144,16 +148,18 @@ fn plaintext_on_tls_port() -> Vec<u8> {
 }
 
 /// The active phase: requests are read, routed and exchanged until the
-/// connection closes or goes idle for longer than [`HOT_IDLE`].
+/// connection closes or goes idle for longer than [`HOT_IDLE`]. `accepted`:
+/// when a new connection was accepted (None: a parked one resumed).
 async fn run_active<B: Backend>(
     open: OpenConnection<B>,
     server: usize,
     downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
-    first: bool,
+    accepted: Option<std::time::Instant>,
 ) {
     let core = open.core.clone();
-    let opened = std::time::Instant::now();
+    let first = accepted.is_some();
+    let opened = accepted.unwrap_or_else(std::time::Instant::now);
     let mut session = Session {
         core: &core,
         server,
@@ -197,7 +203,10 @@ async fn run_active<B: Backend>(
     core.buffers.give(rbuf);
     drop(session);
     if let Some(remaining) = parked {
-        park(ParkedConnection { open, server, downstream, peer }, remaining);
+        // Still waiting for its first request: its head stays timed from
+        // the accept when it resumes.
+        let accepted = first.then_some(opened);
+        park(ParkedConnection { open, server, downstream, peer, accepted }, remaining);
     }
 }
 
@@ -208,6 +217,8 @@ pub struct ParkedConnection<B: Backend> {
     server: usize,
     downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
+    /// When it was accepted, while it has sent no request yet.
+    accepted: Option<std::time::Instant>,
 }
 
 /// Parks the connection for the rest of its idle timeout; it resumes in a
@@ -233,7 +244,7 @@ fn resume_if_ready<B: Backend>(core: &Core<B>, key: parked::Key) {
         None | Some(std::task::Poll::Pending) => {}
         Some(std::task::Poll::Ready(Ok(true))) => {
             if let Some(c) = core.parked.remove(key) {
-                tokio::task::spawn_local(run_active(c.open, c.server, c.downstream, c.peer, false));
+                tokio::task::spawn_local(run_active(c.open, c.server, c.downstream, c.peer, c.accepted));
             }
         }
         Some(std::task::Poll::Ready(_closed_or_failed)) => {
@@ -325,7 +336,7 @@ impl<B: Backend> Session<'_, B> {
         // The send buffer is taken only once a head is complete, so a
         // connection waiting for the rest of a head holds one buffer.
         let mut sbuf = Vec::new();
-        let mut prepared = match self.read_head(&mut sbuf).await {
+        let mut prepared = match self.read_head(&mut sbuf, first).await {
             Ok(p) => p,
             Err(close) => {
                 self.core.buffers.give(sbuf);
@@ -402,11 +413,15 @@ impl<B: Backend> Session<'_, B> {
     }
 
     /// Reads until a complete head is parsed, then routes it and encodes the
-    /// forwarded head (plus any body bytes already read) into `sbuf`.
-    async fn read_head(&mut self, sbuf: &mut Vec<u8>) -> Result<Prepared, Next> {
+    /// forwarded head (plus any body bytes already read) into `sbuf`. The
+    /// head has `headerReadTimeoutMs` from now, or for a connection's first
+    /// request from its accept (which the wait for its first byte and the
+    /// TLS handshake count against too).
+    async fn read_head(&mut self, sbuf: &mut Vec<u8>, first: bool) -> Result<Prepared, Next> {
         // One clock read serves the head timeout and the request's latency.
         let start = std::time::Instant::now();
-        let deadline = Instant::from_std(start) + self.settings.header_read_timeout;
+        let counted_from = if first { self.idle_since } else { start };
+        let deadline = Instant::from_std(counted_from) + self.settings.header_read_timeout;
         self.begun = start;
         self.pending_log.clear();
         let limits = self.settings.limits;
@@ -539,13 +554,17 @@ impl<B: Backend> Session<'_, B> {
             head.target = crate::table::consume_segments(head.target, route.consume);
         }
         // linkerd's context headers, and an `l5d-reqid` when the request has
-        // none of its own (or its own was cleared as untrusted).
+        // none of its own (or its own was cleared as untrusted, or may be
+        // dropped as a field its `Connection` names: the upstream always
+        // gets one).
         let [service, client] = route.context_headers();
         let mut reqid = [0u8; 16];
         let with_id;
         let mut extra: &[(&str, &[u8])] = if !route.context {
             &[]
-        } else if !self.settings.clear_context && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
+        } else if !self.settings.clear_context
+            && !head.connection_names_fields
+            && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
         {
             with_id = [service, client, ("", &[][..])];
             &with_id[..2]
