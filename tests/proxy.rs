@@ -144,6 +144,31 @@ fn websocket_upgrade_is_tunnelled() {
     }
 }
 
+/// A tunnel stays up while bytes move either way, and closes once nothing
+/// has moved for `bodyProgressTimeoutMs` (nginx's `proxy_read_timeout` for a
+/// WebSocket): an idle tunnel no longer holds its connections forever.
+#[test]
+fn an_idle_tunnel_is_closed_after_the_body_progress_timeout() {
+    let backend = Backend::start();
+    for io in backends() {
+        let proxy = Corelink::start(&simple_config(backend.addr, "", "  bodyProgressTimeoutMs: 800\n"), io);
+        let mut c = Conn::open(proxy.addr());
+        c.send(b"GET /ws HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        assert_eq!(c.read_response("GET").unwrap().status, 101, "{io}");
+        // Busy for three limits' time: it stays up.
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(300));
+            c.send(b"\x81\x02hi");
+            assert_eq!(c.read_exact_raw(4), b"\x81\x02hi", "{io}");
+        }
+        // Quiet: closed after the limit.
+        let quiet = Instant::now();
+        assert!(c.is_closed(Duration::from_secs(5)), "{io}: the idle tunnel stayed open");
+        let took = quiet.elapsed();
+        assert!(took >= Duration::from_millis(700), "{io}: closed after {took:?}");
+    }
+}
+
 #[test]
 fn upstream_connections_are_pooled() {
     let backend = Backend::start();

@@ -32,7 +32,7 @@ use super::rules::{self, Ended, Fate, HeadFacts, HeadPlan};
 use super::timed::{
     read_into_within, read_into_within_unless_paused, write_all_within, write_range_then_within, write_range_within,
 };
-use super::tunnel::tunnel;
+use super::tunnel::{tunnel, TunnelEnd};
 use super::upstream::{PoolKey, Upstream};
 use crate::pool::SlotPermit;
 
@@ -583,7 +583,11 @@ async fn exchange<B: Backend>(
         Relayed::Tunnel => {
             let client_pending = std::mem::take(s.rbuf);
             let upstream_pending = std::mem::take(ubuf);
-            tunnel(s.io, &upstream.conn, client_pending, upstream_pending, s.core.buffers.size()).await;
+            let idle = s.settings.io_limits.upstream_read.limit;
+            let end = tunnel(s.io, &upstream.conn, client_pending, upstream_pending, s.core.buffers.size(), idle).await;
+            if end == TunnelEnd::Idle {
+                tracing::debug!(idle_ms = idle.as_millis() as u64, "a tunnel idle for bodyProgressTimeoutMs closed");
+            }
             Next::Close
         }
     };

@@ -135,10 +135,15 @@ impl Conn {
         }
     }
 
-    /// True when the peer has closed (reads EOF) within `limit`.
+    /// True when the peer has closed (an end of stream or a reset) within
+    /// `limit`; false when the limit passes first, or bytes arrive.
     pub fn is_closed(&mut self, limit: Duration) -> bool {
+        use std::io::ErrorKind::{TimedOut, WouldBlock};
         self.stream.set_read_timeout(Some(limit)).unwrap();
-        let closed = matches!(self.fill(), Ok(0) | Err(_));
+        let closed = match self.fill() {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(e.kind(), WouldBlock | TimedOut),
+        };
         self.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         closed
     }
