@@ -578,6 +578,20 @@ struct CoreParts<'a> {
 /// Endpoints kept per core before those no destination uses are dropped.
 const MAX_ENDPOINTS: usize = 10_000;
 
+/// Drops the entries nobody else holds once the map has `MAX_ENDPOINTS` or
+/// more and is full (the next new key would grow it): a scan that frees
+/// nothing lets the map double before the next one, so a core with more
+/// than `MAX_ENDPOINTS` in use scans once per doubling, not on every bind
+/// (which made a snapshot cost names × endpoints). Returns whether it
+/// scanned.
+fn prune_unused<K, V>(map: &mut HashMap<K, Rc<V>>) -> bool {
+    if map.len() < MAX_ENDPOINTS || map.len() < map.capacity() {
+        return false;
+    }
+    map.retain(|_, v| Rc::strong_count(v) > 1);
+    true
+}
+
 impl CoreParts<'_> {
     /// One bound name as this core routes to it: its endpoints, the
     /// balancer, accrual, pool and requeue budget its client config gives.
@@ -591,9 +605,7 @@ impl CoreParts<'_> {
         addrs: &[(SocketAddr, f64)],
     ) -> BoundEndpoints {
         let mut all = self.endpoints.borrow_mut();
-        if all.len() >= MAX_ENDPOINTS {
-            all.retain(|_, e| Rc::strong_count(e) > 1);
-        }
+        prune_unused(&mut all);
         let endpoints = addrs
             .iter()
             .map(|(addr, weight)| {
@@ -620,9 +632,7 @@ impl CoreParts<'_> {
     /// (and snapshots) while its config stays the same.
     fn requeue_budget(&self, router: usize, name: &Rc<str>, config: RetryBudgetConfig) -> Rc<RetryBudget> {
         let mut all = self.requeue_budgets.borrow_mut();
-        if all.len() >= MAX_ENDPOINTS {
-            all.retain(|_, b| Rc::strong_count(b) > 1);
-        }
+        prune_unused(&mut all);
         let entry = all.entry((router, name.clone())).or_insert_with(|| Rc::new(RetryBudget::new(config)));
         if *entry.config() != config {
             *entry = Rc::new(RetryBudget::new(config));
@@ -792,5 +802,25 @@ mod tests {
             most = most.max(cache.entries.len());
         }
         assert!((100..600).contains(&most), "{most} entries at most");
+    }
+
+    #[test]
+    fn unused_entries_are_pruned_at_most_once_per_doubling_when_all_are_in_use() {
+        let mut map: HashMap<usize, Rc<()>> = HashMap::new();
+        let held: Vec<Rc<()>> = (0..MAX_ENDPOINTS * 3).map(|_| Rc::new(())).collect();
+        let mut scans = 0;
+        for (i, v) in held.iter().enumerate() {
+            scans += usize::from(prune_unused(&mut map));
+            map.insert(i, v.clone());
+        }
+        assert!(scans <= 3, "{scans} scans for {} inserts, every one in use", held.len());
+        // Entries nobody holds go at the next scan.
+        let mut map: HashMap<usize, Rc<()>> = HashMap::new();
+        let mut scanned = false;
+        for i in 0..MAX_ENDPOINTS * 3 {
+            scanned |= prune_unused(&mut map);
+            map.insert(i, Rc::new(()));
+        }
+        assert!(scanned && map.len() < MAX_ENDPOINTS * 3, "unused entries were dropped: {}", map.len());
     }
 }
