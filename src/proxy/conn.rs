@@ -205,8 +205,8 @@ async fn run_active<B: Backend>(
     if let Some(remaining) = parked {
         // Still waiting for its first request: its head stays timed from
         // the accept when it resumes.
-        let accepted = first.then_some(opened);
-        park(ParkedConnection { open, server, downstream, peer, accepted }, remaining);
+        let accepted = first.then(|| AcceptedAt::of(opened));
+        park(ParkedConnection { open, server: server as u32, downstream, peer, accepted }, remaining);
     }
 }
 
@@ -214,11 +214,46 @@ async fn run_active<B: Backend>(
 /// resuming it needs, and nothing else (no task, no buffer, no timer).
 pub struct ParkedConnection<B: Backend> {
     open: OpenConnection<B>,
-    server: usize,
+    server: u32,
     downstream: MaybeTls<B::Stream>,
     peer: std::net::IpAddr,
     /// When it was accepted, while it has sent no request yet.
-    accepted: Option<std::time::Instant>,
+    accepted: Option<AcceptedAt>,
+}
+
+/// When a parked connection was accepted, in four bytes rather than an
+/// `Instant`'s sixteen (a parked connection is all an idle one costs): the
+/// milliseconds since a process-wide epoch, wrapping. Read back while the
+/// connection waits for its first request, which is at most
+/// `headerReadTimeoutMs` later, so the wrap (every 49 days) does not matter.
+#[derive(Clone, Copy)]
+struct AcceptedAt(u32);
+
+impl AcceptedAt {
+    /// Set at first use, an hour back, so that a connection accepted just
+    /// before it is after it.
+    fn epoch() -> std::time::Instant {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(|| {
+            let now = std::time::Instant::now();
+            now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+        })
+    }
+
+    fn millis(at: std::time::Instant) -> u32 {
+        at.saturating_duration_since(Self::epoch()).as_millis() as u32
+    }
+
+    fn of(at: std::time::Instant) -> AcceptedAt {
+        AcceptedAt(Self::millis(at))
+    }
+
+    /// The instant it stands for (to the millisecond, never in the future).
+    fn instant(self) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        let age = Self::millis(now).wrapping_sub(self.0);
+        now.checked_sub(Duration::from_millis(u64::from(age))).unwrap_or(now)
+    }
 }
 
 /// Parks the connection for the rest of its idle timeout; it resumes in a
@@ -244,7 +279,8 @@ fn resume_if_ready<B: Backend>(core: &Core<B>, key: parked::Key) {
         None | Some(std::task::Poll::Pending) => {}
         Some(std::task::Poll::Ready(Ok(true))) => {
             if let Some(c) = core.parked.remove(key) {
-                tokio::task::spawn_local(run_active(c.open, c.server, c.downstream, c.peer, c.accepted));
+                let accepted = c.accepted.map(AcceptedAt::instant);
+                tokio::task::spawn_local(run_active(c.open, c.server as usize, c.downstream, c.peer, accepted));
             }
         }
         Some(std::task::Poll::Ready(_closed_or_failed)) => {
@@ -767,6 +803,15 @@ mod tests {
             hex_id(id, &mut out);
             assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{id:016x}"));
         }
+    }
+
+    #[test]
+    fn an_accept_time_in_four_bytes_reads_back_to_the_millisecond() {
+        let accepted = std::time::Instant::now() - Duration::from_millis(1234);
+        let back = AcceptedAt::of(accepted).instant();
+        let error = if back > accepted { back - accepted } else { accepted - back };
+        assert!(error <= Duration::from_millis(2), "{error:?}");
+        assert!(back <= std::time::Instant::now());
     }
 
     /// An idle keep-alive connection costs its task's future, allocated once
