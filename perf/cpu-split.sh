@@ -9,8 +9,11 @@
 # contenders interleaved in every round; user and system time are read from
 # /proc/PID/stat before and after each run and divided by the requests it
 # served. The medians are printed last. BIN=PATH measures another corelink
-# binary; BASE=PATH adds a fourth contender, `base`: that binary on io_uring
-# in the same rounds (a change against the build before it). PROFILE=1 adds
+# binary; BASE=PATH adds a contender, `base`: that binary on io_uring
+# in the same rounds (a change against the build before it). NGINX=1 adds
+# nginx as a proxy (one process, `master_process off`, upstream keepalive 64,
+# as perf/compare configures it), for corelink's ratio to nginx measured the
+# same way as its ratio to the forwarder. PROFILE=1 adds
 # a round that samples each contender with `perf record -e cpu-clock`
 # (software clock: works in a VM; the sampling costs the profiled process,
 # so that round stays out of the medians) and
@@ -41,13 +44,44 @@ if [ -n "${BASE:-}" ]; then
     BASE="$(realpath "$BASE")"
     CONTENDERS="$CONTENDERS base"
 fi
+if [ -n "${NGINX:-}" ]; then
+    CONTENDERS="$CONTENDERS nginx"
+fi
 require_built "cargo build --release -p corelink -p corelink-load --bin corelink --bin corelink-load --example bare_forwarder" \
     "$BIN" "$FWD" "$LOAD"
 start_backend
 TICKS=$(getconf CLK_TCK)
 
-# Starts contender $1 (fwd, epoll, uring, base): sets CONTENDER_PID and `port`.
+# Starts contender $1 (fwd, epoll, uring, base, nginx): sets CONTENDER_PID and `port`.
 start() {
+    if [ "$1" = nginx ]; then
+        mkdir -p "$WORK/nginx-proxy"
+        cat >"$WORK/nginx-proxy/nginx.conf" <<NGINX
+worker_processes 1;
+pid $WORK/nginx-proxy/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-proxy; proxy_temp_path $WORK/nginx-proxy; fastcgi_temp_path $WORK/nginx-proxy;
+  uwsgi_temp_path $WORK/nginx-proxy; scgi_temp_path $WORK/nginx-proxy;
+  upstream up { server 127.0.0.1:$PORT_BACKEND; keepalive 64; }
+  server { listen 127.0.0.1:$PORT_FWD; keepalive_requests 1000000;
+           location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+}
+NGINX
+        # One process doing the work, so its /proc times are nginx's.
+        nginx -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" -e "$WORK/nginx-proxy/error.log" \
+            -g 'daemon off; master_process off;' >"$WORK/run.log" 2>&1 &
+        CONTENDER_PID=$!
+        port=$PORT_FWD
+        for _ in $(seq 1 50); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
+            sleep 0.1
+        done
+        echo "nginx did not start:" >&2
+        cat "$WORK/run.log" "$WORK/nginx-proxy/error.log" >&2
+        exit 1
+    fi
     if [ "$1" = base ]; then
         local measured=$BIN
         BIN=$BASE
