@@ -23,7 +23,14 @@
 //! addr()  set_token(token)  apply(object)  delete(kind, namespace, name)  get(kind, namespace, name)
 //! resource_version()  drop_watches()  expire_history()  set_history_limit(changes)  bookmark()
 //! set_available(up)  requests() -> Vec<Request>  open_watches()
+//! fail_watches(Option<WatchFault>)  hang_lists(hang)
 //! ```
+//!
+//! Faults for clients' error handling: [`ApiServer::fail_watches`] makes
+//! every new watch meet a [`WatchFault`]: `VersionAhead` (the ERROR event
+//! kube-apiserver sends a watch from a version ahead of it: `504 Too large
+//! resource version`), `Gone` (the watch request answered 410 Expired), or
+//! `Hang` (read, never answered); [`ApiServer::hang_lists`] hangs lists.
 //!
 //! [`objects`] builds objects shaped exactly like the fixtures in
 //! `fixtures/`: [`objects::service`], [`objects::endpoint_slice`] (with
@@ -89,7 +96,8 @@
 //! `managedFields`, no protobuf/CBOR or Table output, no HTTP/2, no
 //! aggregated discovery. Bookmarks come only from [`ApiServer::bookmark`]
 //! and the streaming-list end (the real server also sends them about once a
-//! minute). A watch from a future resourceVersion simply waits for it.
+//! minute). A watch from a future resourceVersion simply waits for it
+//! (`WatchFault::VersionAhead` gives the real server's answer on demand).
 //! The server's JSON has its keys sorted (clients must not care).
 
 mod clock;
@@ -105,5 +113,5 @@ mod status;
 mod store;
 mod tls;
 
-pub use server::{ApiServer, Request};
+pub use server::{ApiServer, Request, WatchFault};
 pub use tls::TlsSetupError;

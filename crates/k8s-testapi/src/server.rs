@@ -60,6 +60,31 @@ impl Request {
     }
 }
 
+/// A fault [`ApiServer::fail_watches`] makes every new watch request meet,
+/// until it is cleared. Open watches are left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchFault {
+    /// As if the watch's `resourceVersion` N were ahead of the server (an
+    /// HA replica whose watch cache lags the one that answered the list, an
+    /// etcd restored from a backup): what kube-apiserver answers then, 200,
+    /// one ERROR event with the `504 Timeout` Status "Too large resource
+    /// version: N, current: N-1" (cause `ResourceVersionTooLarge`,
+    /// `retryAfterSeconds: 1`), and a clean end of the stream; at once,
+    /// without the real server's wait of up to 3 s for the version. A watch
+    /// from ""/"0" is served as usual.
+    VersionAhead,
+    /// The watch request itself answered `410 Gone` with the `Expired`
+    /// Status ("too old resource version: N (current)"), as a list from a
+    /// compacted version is. (kube-apiserver sends a compacted watch's 410
+    /// as an ERROR event, which the server does without this fault; clients
+    /// such as client-go's reflector handle both.)
+    Gone,
+    /// The request is read (and logged in `requests`) and never answered:
+    /// a hung `kubectl proxy`, a half-open connection. The connection stays
+    /// open until the client closes it or the server stops.
+    Hang,
+}
+
 /// What the connection threads share with the handle.
 struct Shared {
     store: Store,
@@ -69,6 +94,10 @@ struct Shared {
     stopping: AtomicBool,
     available: AtomicBool,
     requests: Mutex<VecDeque<Request>>,
+    /// What every new watch request meets (`fail_watches`).
+    watch_fault: Mutex<Option<WatchFault>>,
+    /// List requests are read and never answered (`hang_lists`).
+    hang_lists: AtomicBool,
     live_connections: AtomicUsize,
     connection_threads: Mutex<Vec<JoinHandle<()>>>,
     addr: SocketAddr,
@@ -131,6 +160,8 @@ impl ApiServer {
             stopping: AtomicBool::new(false),
             available: AtomicBool::new(true),
             requests: Mutex::new(VecDeque::new()),
+            watch_fault: Mutex::new(None),
+            hang_lists: AtomicBool::new(false),
             live_connections: AtomicUsize::new(0),
             connection_threads: Mutex::new(Vec::new()),
             addr: listener.local_addr()?,
@@ -214,6 +245,19 @@ impl ApiServer {
         if !up {
             self.shared.store.cut_all_watches();
         }
+    }
+
+    /// Makes every new watch request meet `fault` (see [`WatchFault`]), or,
+    /// with `None`, serves watches as usual again. Open watches go on.
+    pub fn fail_watches(&self, fault: Option<WatchFault>) {
+        *lock(&self.shared.watch_fault) = fault;
+    }
+
+    /// `true`: every new list request is read and never answered (see
+    /// [`WatchFault::Hang`]); `false`: lists are answered again (those
+    /// already hung stay so). Gets and watches are not affected.
+    pub fn hang_lists(&self, hang: bool) {
+        self.shared.hang_lists.store(hang, Ordering::SeqCst);
     }
 
     /// Every request received so far (the latest 100,000), oldest first.
@@ -411,7 +455,12 @@ fn handle_request(shared: &Shared, conn: &mut Transport, head: &RequestHead) -> 
                 Err(error) => return respond_error(conn, &error, close),
             };
             if watch_prefix || watch_flag {
-                serve_watch(shared, conn, framing, &filter, &query, close)
+                match injected_watch_fault(shared, conn, framing, &query, close) {
+                    Some(next) => next,
+                    None => serve_watch(shared, conn, framing, &filter, &query, close),
+                }
+            } else if shared.hang_lists.load(Ordering::SeqCst) {
+                hang(shared, conn)
             } else {
                 serve_list(shared, conn, &filter, &query, close)
             }
@@ -419,7 +468,10 @@ fn handle_request(shared: &Shared, conn: &mut Transport, head: &RequestHead) -> 
         Route::Object { kind, namespace, name, watch_prefix } => {
             if watch_prefix || watch_flag {
                 match object_filter(kind, Some(namespace), &query, Some(&name)) {
-                    Ok(filter) => serve_watch(shared, conn, framing, &filter, &query, close),
+                    Ok(filter) => match injected_watch_fault(shared, conn, framing, &query, close) {
+                        Some(next) => next,
+                        None => serve_watch(shared, conn, framing, &filter, &query, close),
+                    },
                     Err(error) => respond_error(conn, &error, close),
                 }
             } else {
@@ -571,13 +623,7 @@ fn serve_watch(
     let start = match shared.store.start_watch(filter, &options, conn.tcp().try_clone().ok()) {
         Ok(start) => start,
         Err(WatchRefusal::Rejected(error)) => return respond_error(conn, &error, close),
-        Err(WatchRefusal::Expired(error)) => {
-            // As the apiserver does: 200, one ERROR event, a clean end.
-            let sent = http::write_stream_head(conn, framing)
-                .and_then(|()| http::write_stream_piece(conn, framing, &event_line(&WatchEvent::Error(error.status))))
-                .and_then(|()| http::write_stream_end(conn, framing));
-            return if sent.is_ok() { after_stream } else { Next::Close };
-        }
+        Err(WatchRefusal::Expired(error)) => return send_error_event(conn, framing, error, after_stream),
     };
     let _registration = WatchRegistrationGuard { store: &shared.store, id: start.id };
     if http::write_stream_head(conn, framing).is_err() {
@@ -618,6 +664,54 @@ fn serve_watch(
             }
         }
     }
+}
+
+/// As the apiserver answers a watch that fails once its request is
+/// accepted: 200, one ERROR event with the `Status`, a clean end.
+fn send_error_event(conn: &mut Transport, framing: Framing, error: ApiError, after_stream: Next) -> Next {
+    let sent = http::write_stream_head(conn, framing)
+        .and_then(|()| http::write_stream_piece(conn, framing, &event_line(&WatchEvent::Error(error.status))))
+        .and_then(|()| http::write_stream_end(conn, framing));
+    if sent.is_ok() {
+        after_stream
+    } else {
+        Next::Close
+    }
+}
+
+/// The answer `fail_watches` makes a watch request get instead of its
+/// stream, if a fault is set (and applies to it).
+fn injected_watch_fault(
+    shared: &Shared,
+    conn: &mut Transport,
+    framing: Framing,
+    query: &Query,
+    close: bool,
+) -> Option<Next> {
+    let fault = (*lock(&shared.watch_fault))?;
+    let requested = query.get("resourceVersion").and_then(|rv| rv.parse::<u64>().ok()).filter(|&rv| rv > 0);
+    let after_stream = if close || framing == Framing::UntilClose { Next::Close } else { Next::KeepAlive };
+    match fault {
+        WatchFault::VersionAhead => {
+            let requested = requested?;
+            let error = status::too_large_resource_version(requested, requested - 1);
+            Some(send_error_event(conn, framing, error, after_stream))
+        }
+        WatchFault::Gone => {
+            let requested = requested.unwrap_or(0);
+            Some(respond_error(conn, &status::watch_too_old(requested, shared.store.revision()), close))
+        }
+        WatchFault::Hang => Some(hang(shared, conn)),
+    }
+}
+
+/// Never answers: holds the connection until the peer closes it or the
+/// server stops.
+fn hang(shared: &Shared, conn: &mut Transport) -> Next {
+    while !shared.stopping.load(Ordering::SeqCst) && !conn.peer_closed() {
+        thread::sleep(TICK);
+    }
+    Next::Gone
 }
 
 fn respond_json(conn: &mut Transport, code: u16, body: &[u8], close: bool) -> Next {

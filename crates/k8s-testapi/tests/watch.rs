@@ -3,7 +3,7 @@
 mod support;
 
 use k8s_testapi::objects::{self, ServicePort, TargetPort};
-use k8s_testapi::ApiServer;
+use k8s_testapi::{ApiServer, WatchFault};
 use serde_json::{json, Value};
 use std::time::Duration;
 use support::{curl, eventually, form_encode, json_lines, RawClient};
@@ -388,4 +388,74 @@ fn kube_runtime_watcher_resume_requests() {
     let watch = server.requests().into_iter().rev().find(|request| request.is_watch()).expect("logged watch");
     assert_eq!(watch.query_param("timeoutSeconds").as_deref(), Some("290"));
     assert_eq!(watch.query_param("resourceVersion"), Some(version));
+}
+
+#[test]
+fn injected_watch_faults_answer_as_the_apiserver_would() {
+    let server = ApiServer::start();
+    server.apply(service("a"));
+    let rv = server.resource_version();
+    let target = format!("/api/v1/namespaces/prod/services?watch=true&resourceVersion={rv}&allowWatchBookmarks=true");
+
+    // A version ahead of the server: 200, one ERROR event, a clean end.
+    server.fail_watches(Some(WatchFault::VersionAhead));
+    let mut client = RawClient::connect(server.addr());
+    open_watch(&mut client, &target);
+    assert_eq!(
+        client.read_event(),
+        json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": format!("Too large resource version: {rv}, current: {}", rv - 1), "reason": "Timeout",
+               "code": 504, "details": {"causes": [{"reason": "ResourceVersionTooLarge",
+               "message": "Too large resource version"}], "retryAfterSeconds": 1}}})
+    );
+    assert_eq!(client.read_chunk(), None, "the stream ends cleanly after the error");
+    // The connection stays usable; lists are not affected.
+    assert_eq!(client.get("/api/v1/namespaces/prod/services").status, 200);
+
+    // 410 Gone for the request itself.
+    server.fail_watches(Some(WatchFault::Gone));
+    let response = client.get(&target);
+    assert_eq!(response.status, 410);
+    assert_eq!(response.json()["reason"], "Expired");
+    assert_eq!(response.json()["message"], format!("too old resource version: {rv} ({rv})"));
+
+    // Hung: read and logged, never answered.
+    server.fail_watches(Some(WatchFault::Hang));
+    assert_unanswered(&server, &target);
+
+    // Cleared: watches are served again.
+    server.fail_watches(None);
+    let mut client = RawClient::connect(server.addr());
+    open_watch(&mut client, &format!("{target}&timeoutSeconds=1"));
+    assert_eq!(client.read_chunk(), None);
+}
+
+#[test]
+fn hung_lists_are_read_and_never_answered() {
+    let server = ApiServer::start();
+    server.hang_lists(true);
+    assert_unanswered(&server, "/api/v1/services");
+    // Watches are not affected.
+    let mut client = RawClient::connect(server.addr());
+    open_watch(&mut client, "/api/v1/services?watch=true&timeoutSeconds=1");
+    server.hang_lists(false);
+    assert_eq!(client.read_chunk(), None);
+    assert_eq!(RawClient::connect(server.addr()).get("/api/v1/services").status, 200);
+}
+
+/// Sends `GET target`, and checks that the request is logged but nothing
+/// comes back within half a second.
+fn assert_unanswered(server: &ApiServer, target: &str) {
+    let mut tcp = std::net::TcpStream::connect(server.addr()).expect("connect");
+    let before = server.requests().len();
+    std::io::Write::write_all(&mut tcp, format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).expect("send");
+    assert!(eventually(Duration::from_secs(5), || server.requests().len() > before), "the request is logged");
+    tcp.set_read_timeout(Some(Duration::from_millis(500))).expect("read timeout");
+    let mut buffer = [0u8; 64];
+    match std::io::Read::read(&mut tcp, &mut buffer) {
+        Err(error) => {
+            assert!(matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{error}")
+        }
+        Ok(read) => panic!("answered: {:?}", String::from_utf8_lossy(&buffer[..read])),
+    }
 }
