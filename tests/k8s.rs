@@ -19,7 +19,7 @@ use common::certs::api_server_certificates;
 use common::named::{ask, pods_on, served_by, wait_for, wait_served_by, Answer, NamedServer as Pod};
 use common::{backends, Corelink};
 use k8s_testapi::objects::{self, Endpoint, ServicePort, TargetPort};
-use k8s_testapi::ApiServer;
+use k8s_testapi::{ApiServer, WatchFault};
 
 // ------------------------------------------------------------------ pods
 
@@ -262,6 +262,49 @@ fn a_dropped_watch_and_a_410_gone_recover_without_a_restart() {
         let logs = corelink.stderr_lines().join("\n");
         assert!(logs.contains("io.l5d.k8s: watch"), "{io}: restarts are logged:\n{logs}");
         assert!(logs.contains("410"), "{io}: the 410 is logged:\n{logs}");
+    }
+}
+
+#[test]
+fn watches_answered_with_an_error_event_list_again_with_backoff_instead_of_spinning() {
+    for io in backends() {
+        let api = ApiServer::start();
+        let pods = pods(2);
+        let port = pods[0].addr.port();
+        api.apply(http_service("web"));
+        api.apply(slice("web-a", "web", port, &[&pods[0]]));
+        let corelink = Corelink::start(&config(api.addr(), "", NS_DTAB), io);
+        wait_served_by(corelink.addr(), "web", &pods[0].ip(), Duration::from_secs(2));
+
+        // Every watch now gets the ERROR event kube-apiserver sends when the
+        // version is ahead of it (`504 Too large resource version`); resuming
+        // from that version can never work, so the change below is seen only
+        // by listing again.
+        api.fail_watches(Some(WatchFault::VersionAhead));
+        api.drop_watches();
+        api.apply(slice("web-a", "web", port, &[&pods[1]]));
+        let took = wait_served_by(corelink.addr(), "web", &pods[1].ip(), Duration::from_secs(4));
+        eprintln!("{io}: with every watch failing, the change served in {took:?} by listing again");
+        // And the retries back off (up to 2 s apart) rather than spin.
+        let watches = || api.requests().iter().filter(|r| r.is_watch()).count();
+        let before = watches();
+        std::thread::sleep(Duration::from_secs(2));
+        let during = watches() - before;
+        assert!(during <= 12, "{io}: {during} watch requests in 2 s");
+        assert!(watch_metric(&corelink, api.addr(), "endpointslices", "errors") >= 1.0, "{io}");
+        assert!(watch_metric(&corelink, api.addr(), "endpointslices", "relists") >= 1.0, "{io}");
+        let logs = corelink.stderr_lines().join("\n");
+        assert!(logs.contains("error event 504 Timeout: Too large resource version"), "{io}: logged:\n{logs}");
+
+        // Healthy again: the next watch holds and delivers changes.
+        api.fail_watches(None);
+        let healthy = Instant::now();
+        while api.open_watches() < 2 {
+            assert!(healthy.elapsed() < Duration::from_secs(4), "{io}: not watching again");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        api.apply(slice("web-a", "web", port, &[&pods[0]]));
+        wait_served_by(corelink.addr(), "web", &pods[0].ip(), Duration::from_secs(2));
     }
 }
 

@@ -237,9 +237,15 @@ impl ConfigMapSink {
 }
 
 impl Sink<ConfigMap> for ConfigMapSink {
-    fn replace_all(&self, objects: &[ConfigMap]) {
-        let ours = objects.iter().find(|o| self.is_ours(o));
-        self.observe(self.seen(ours));
+    /// What the key of our ConfigMap holds.
+    type Item = Seen;
+
+    fn keep(&self, object: ConfigMap) -> Option<Seen> {
+        self.is_ours(&object).then(|| self.seen(Some(&object)))
+    }
+
+    fn replace_all(&self, items: Vec<Seen>) {
+        self.observe(items.into_iter().next().unwrap_or(Seen::NoConfigMap));
     }
 
     fn apply(&self, object: &ConfigMap) {
@@ -340,7 +346,12 @@ mod tests {
             Arc::new(WatchStats::new("localhost:8001", "configmaps/prod/dtabs")),
             Default::default(),
         );
-        sink.replace_all(&[config_map("other", &[("out.dtab", "/x => /y;")])]);
+        let listed: Vec<Seen> = [config_map("other", &[("out.dtab", "/x => /y;")])]
+            .into_iter()
+            .filter_map(|o| Sink::keep(&sink, o))
+            .collect();
+        assert!(listed.is_empty());
+        sink.replace_all(listed);
         assert_eq!(sink.current().source, Source::NoConfigMap, "another ConfigMap is not ours");
         assert!(sink.dirty.swap(false, Ordering::AcqRel));
         sink.apply(&config_map("dtabs", &[("out.dtab", "/svc => /$/inet/127.0.0.1/1;"), ("other", "x")]));
