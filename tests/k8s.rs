@@ -398,6 +398,43 @@ fn label_selector_binds_only_services_carrying_the_label() {
 }
 
 #[test]
+fn a_reload_adding_a_label_selector_lists_again_while_known_names_keep_serving() {
+    for io in backends() {
+        let api = ApiServer::start();
+        let pods = pods(1);
+        let fallback = Pod::start("127.0.0.1");
+        let port = pods[0].addr.port();
+        let mut service = http_service("web");
+        service["metadata"]["labels"]["version"] = serde_json::json!("v1");
+        api.apply(service);
+        api.apply(slice("web-a", "web", port, &[&pods[0]]));
+        let corelink = Corelink::start(&config(api.addr(), "", NS_DTAB), io);
+        assert_eq!(served_by(corelink.addr(), "web"), pods[0].ip(), "{io}");
+        let load = Load::start(corelink.addr(), "web");
+        std::thread::sleep(Duration::from_millis(100));
+        // A second namer on the same API server reads the label `version`,
+        // which the Services were listed without (no namer read a label).
+        let dtab =
+            format!("{NS_DTAB}\n/svc/v1 => /#/k8sv/prod/http/web/v1 | /$/inet/127.0.0.1/{};", fallback.addr.port());
+        let namer = format!(
+            "- kind: io.l5d.k8s\n  prefix: /k8sv\n  host: {}\n  port: {}\n  labelSelector: version\n",
+            api.addr().ip(),
+            api.addr().port()
+        );
+        let text = config(api.addr(), &namer, &dtab);
+        let (path, tmp) = (corelink.dir.path().join("corelink.yaml"), corelink.dir.path().join("corelink.yaml.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        // Bound (not `~`, which would fall back) once listed with the label.
+        let took = wait_served_by(corelink.addr(), "v1", &pods[0].ip(), Duration::from_secs(5));
+        eprintln!("{io}: the new labelSelector served {took:?} after the reload");
+        assert!(fallback.last_served().is_none(), "{io}: the label was taken for missing");
+        let samples = load.finish();
+        assert!(failures(&samples).is_empty(), "{io}: known names kept serving: {:?}", failures(&samples));
+    }
+}
+
+#[test]
 fn named_and_numbered_ports() {
     for io in backends() {
         let api = ApiServer::start();

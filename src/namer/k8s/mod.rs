@@ -29,9 +29,9 @@ pub mod state;
 pub mod transform;
 pub mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::{Config, ConfigMapInterpreterConfig, K8sApiConfig, NamerConfig, TransformerConfig};
@@ -40,7 +40,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 pub use configmap::{ConfigMapDtab, ConfigMapDtabs, ConfigMapStats};
 pub use resolve::{resolve, Resolution};
-pub use state::{ClusterStore, ClusterView};
+pub use state::{ClusterStore, ClusterView, LabelKeys};
 pub use watch::WatchStats;
 
 /// What each API server's watches know, as of when it was taken.
@@ -59,6 +59,22 @@ struct ApiWatch {
     shared: Arc<watch::Shared>,
     stats: Vec<Arc<WatchStats>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl ApiWatch {
+    /// A copy of the store (its view is maps of `Arc`s, but the slice
+    /// index is copied: for a restart, not for every snapshot).
+    fn store(&self) -> ClusterStore {
+        match self.shared.store.lock() {
+            Ok(store) => store.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The label keys its store keeps.
+    fn label_keys(&self) -> &LabelKeys {
+        self.shared.label_keys()
+    }
 }
 
 impl Drop for ApiWatch {
@@ -127,24 +143,28 @@ impl Watchers {
     /// Returns whether the set changed.
     pub fn reconcile(&mut self, configs: &[&Config]) -> bool {
         let config_maps_changed = self.reconcile_config_maps(configs);
-        let wanted: Vec<K8sApiConfig> = configs
-            .iter()
-            .flat_map(|c| &c.namers)
-            .filter_map(|n| match n {
-                NamerConfig::K8s(k) => Some(k.api.clone()),
-                NamerConfig::Fs { .. } | NamerConfig::DnsSrv(_) => None,
-            })
-            .chain(configs.iter().flat_map(|c| transformer_apis(c)))
-            .collect();
+        let wanted = wanted_apis(configs);
         let before = self.apis.len();
-        self.apis.retain(|api, _| wanted.contains(api));
+        self.apis.retain(|api, _| wanted.contains_key(api));
         let mut changed = before != self.apis.len();
-        for api in wanted {
-            if self.apis.contains_key(&api) {
-                continue;
-            }
+        for (api, keys) in wanted {
+            let (store, stats) = match self.apis.get(&api) {
+                None => (ClusterStore::keeping(Arc::new(keys)), None),
+                Some(w) if keys.is_subset(w.label_keys()) => continue,
+                Some(w) => {
+                    // A `labelSelector` key the Services were listed without
+                    // (a reload added it): watch again, keeping it too. The
+                    // new watches start from a copy of what is known, which
+                    // keeps serving (the new key's names are "not yet
+                    // listed" until the Services' list).
+                    let mut all = (**w.label_keys()).clone();
+                    all.extend(keys);
+                    tracing::info!(api = %api.describe(), label_keys = ?all, "io.l5d.k8s: a labelSelector key is new: listing again");
+                    (w.store().keeping_more(Arc::new(all)), Some(w.stats.clone()))
+                }
+            };
             changed = true;
-            let watch = self.start(api.clone());
+            let watch = self.start(api.clone(), store, stats);
             self.apis.insert(api, watch);
         }
         changed || config_maps_changed
@@ -192,17 +212,17 @@ impl Watchers {
         ConfigMapWatch { sink, task }
     }
 
-    fn start(&self, api: K8sApiConfig) -> ApiWatch {
+    /// Starts the watches of `api` into `store`, counting into `stats` (new
+    /// ones if None).
+    fn start(&self, api: K8sApiConfig, store: ClusterStore, stats: Option<Vec<Arc<WatchStats>>>) -> ApiWatch {
         let label = api_label(&api);
-        let shared = Arc::new(watch::Shared {
-            store: Mutex::new(ClusterStore::default()),
-            dirty: Default::default(),
-            changed: self.changed.clone(),
+        let shared = Arc::new(watch::Shared::new(store, self.changed.clone()));
+        let stats = stats.unwrap_or_else(|| {
+            vec![
+                Arc::new(WatchStats::new(&label, <Service as watch::Watched>::RESOURCE)),
+                Arc::new(WatchStats::new(&label, <EndpointSlice as watch::Watched>::RESOURCE)),
+            ]
         });
-        let stats = vec![
-            Arc::new(WatchStats::new(&label, <Service as watch::Watched>::RESOURCE)),
-            Arc::new(WatchStats::new(&label, <EndpointSlice as watch::Watched>::RESOURCE)),
-        ];
         tracing::info!(api = %api.describe(), "io.l5d.k8s: watching Services and EndpointSlices (all namespaces)");
         let task = self.rt.spawn({
             let (shared, services, slices) = (shared.clone(), stats[0].clone(), stats[1].clone());
@@ -283,6 +303,21 @@ impl Watchers {
             self.park(deadline.min(Instant::now() + Duration::from_millis(20)), Instant::now());
         }
     }
+}
+
+/// The API servers to watch for `configs`, each with the `labelSelector` keys
+/// of the namers on it (daemonset transformers read no label).
+fn wanted_apis(configs: &[&Config]) -> BTreeMap<K8sApiConfig, BTreeSet<String>> {
+    let mut wanted: BTreeMap<K8sApiConfig, BTreeSet<String>> = BTreeMap::new();
+    for namer in configs.iter().flat_map(|c| &c.namers) {
+        if let NamerConfig::K8s(k) = namer {
+            wanted.entry(k.api.clone()).or_default().extend(k.label_selector.clone());
+        }
+    }
+    for api in configs.iter().flat_map(|c| transformer_apis(c)) {
+        wanted.entry(api).or_default();
+    }
+    wanted
 }
 
 /// The API servers the `io.l5d.k8s.daemonset` transformers of `config` read

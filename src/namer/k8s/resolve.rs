@@ -70,6 +70,11 @@ pub fn resolve(view: &ClusterView, label_selector: Option<&str>, rest: &Path) ->
     let key = (namespace.clone(), service.clone());
     let Some(svc) = view.services.get(&key) else { return Resolution::Neg };
     if let Some(label) = label_selector {
+        if !view.label_keys.contains(label) {
+            // The Services were listed without this label (a reload just
+            // added the key): not known until they are listed again.
+            return Resolution::Pending;
+        }
         if svc.labels.get(label) != Some(&id[3]) {
             return Resolution::Neg;
         }
@@ -134,7 +139,8 @@ mod tests {
     );
 
     fn view(services: &[Svc], slices: &[Slice]) -> ClusterView {
-        let mut store = ClusterStore::default();
+        let keys = services.iter().flat_map(|(_, _, labels, _)| labels.iter().map(|(k, _)| k.to_string()));
+        let mut store = ClusterStore::keeping(Arc::new(keys.chain(["track".to_string()]).collect()));
         let services = services
             .iter()
             .map(|(ns, name, labels, ports)| {
@@ -301,6 +307,7 @@ mod tests {
         assert_eq!(run(&v, Some("version"), "/prod/http/web/v2"), NEG);
         assert_eq!(run(&v, Some("version"), "/prod/http/web"), NEG, "the label value is required");
         assert_eq!(run(&v, Some("track"), "/prod/http/web/v1"), NEG, "a Service without the label");
+        assert_eq!(run(&v, Some("tier"), "/prod/http/web/v1"), Err("pending"), "a key not listed with");
         let Resolution::Bound { consumed, .. } =
             resolve(&v, Some("version"), &Path::parse("/prod/http/web/v1/rest").unwrap())
         else {

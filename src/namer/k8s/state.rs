@@ -5,7 +5,7 @@
 //! immutable [`ClusterView`]. Pure: converting from the `k8s-openapi` types
 //! and updating the maps do no I/O.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,6 +19,11 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// `(namespace, name)`.
 pub type ObjectKey = (String, String);
+
+/// The label keys of Services the namer reads: the `labelSelector` keys of
+/// the namers on one API server. Only those labels are kept (Helm and
+/// operators put half a dozen on every Service; none of the others is read).
+pub type LabelKeys = Arc<BTreeSet<String>>;
 
 /// A Service's port: `port`, mapped to `targetPort` (a number, or the name
 /// of a container port resolved per pod in the EndpointSlices).
@@ -34,10 +39,11 @@ pub enum TargetPort {
     Name(String),
 }
 
-/// What the namer needs of a Service: its labels (for `labelSelector`) and
-/// its TCP ports.
+/// What the namer needs of a Service: the labels a `labelSelector` reads,
+/// and its TCP ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceInfo {
+    /// Only those whose key is among the store's [`LabelKeys`].
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<ServicePortInfo>,
 }
@@ -84,6 +90,9 @@ pub struct ClusterView {
     pub services: HashMap<ObjectKey, Arc<ServiceInfo>>,
     /// By `(namespace, service name)`.
     pub slices: HashMap<ObjectKey, Arc<ServiceSlices>>,
+    /// The label keys `services` were listed with: a `labelSelector` key
+    /// outside them (one a reload just added) is not known yet.
+    pub label_keys: LabelKeys,
 }
 
 impl ClusterView {
@@ -94,9 +103,11 @@ impl ClusterView {
 }
 
 /// The watched state of one API server, updated by the watches' events.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClusterStore {
     view: ClusterView,
+    /// The labels of Services to keep.
+    label_keys: LabelKeys,
     services_synced: bool,
     slices_synced: bool,
     /// `(namespace, slice name)` → the service it was filed under, so a
@@ -118,11 +129,16 @@ fn is_tcp(protocol: Option<&str>) -> bool {
 }
 
 impl ServiceInfo {
-    /// The Service's key and what the namer keeps of it; None without a
-    /// name or namespace.
-    pub fn from_k8s(service: &Service) -> Option<(ObjectKey, ServiceInfo)> {
+    /// The Service's key and what the namer keeps of it (of its labels,
+    /// those in `label_keys`); None without a name or namespace.
+    pub fn from_k8s(service: &Service, label_keys: &BTreeSet<String>) -> Option<(ObjectKey, ServiceInfo)> {
         let key = key(&service.metadata)?;
-        let labels = service.metadata.labels.clone().unwrap_or_default();
+        let labels = match &service.metadata.labels {
+            Some(labels) if !label_keys.is_empty() => {
+                labels.iter().filter(|(k, _)| label_keys.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
+            _ => BTreeMap::new(),
+        };
         let ports = service
             .spec
             .as_ref()
@@ -197,6 +213,22 @@ impl SliceInfo {
 }
 
 impl ClusterStore {
+    /// An empty store that keeps the Services' labels in `label_keys`.
+    pub fn keeping(label_keys: LabelKeys) -> ClusterStore {
+        ClusterStore { label_keys, ..Default::default() }
+    }
+
+    /// This store's contents, keeping `label_keys` (more than it did) from
+    /// now on. What it knows keeps serving; the new keys are known once the
+    /// Services are listed again.
+    pub fn keeping_more(&self, label_keys: LabelKeys) -> ClusterStore {
+        ClusterStore { label_keys, ..self.clone() }
+    }
+
+    pub fn label_keys(&self) -> &LabelKeys {
+        &self.label_keys
+    }
+
     /// An immutable copy for a routing snapshot.
     pub fn view(&self) -> ClusterView {
         self.view.clone()
@@ -278,7 +310,8 @@ impl ClusterStore {
                 }
             }
         }
-        changed |= !self.services_synced;
+        changed |= !self.services_synced || self.view.label_keys != self.label_keys;
+        self.view.label_keys = self.label_keys.clone();
         self.services_synced = true;
         self.update_synced();
         changed
@@ -357,8 +390,8 @@ mod tests {
             ]},
         }))
         .unwrap();
-        let (_, info) = ServiceInfo::from_k8s(&service).unwrap();
-        assert_eq!(info.labels.get("version").map(String::as_str), Some("v1"));
+        let (_, info) = ServiceInfo::from_k8s(&service, &BTreeSet::new()).unwrap();
+        assert!(info.labels.is_empty(), "no labelSelector: no label is kept");
         assert_eq!(
             info.ports,
             vec![
@@ -393,5 +426,37 @@ mod tests {
         let view = store.view();
         assert_eq!(view.slices.keys().collect::<Vec<_>>(), vec![&k("c")]);
         assert!(!store.replace_slices(vec![(k("c-1"), info("c"))]), "the same list again changes nothing");
+    }
+
+    #[test]
+    fn only_the_labels_a_label_selector_reads_are_kept() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "prod", "labels": {
+                "version": "v1", "app.kubernetes.io/name": "web", "helm.sh/chart": "web-1.2.3"}},
+        }))
+        .unwrap();
+        let keys: BTreeSet<String> = ["version".to_string(), "track".to_string()].into();
+        let (_, info) = ServiceInfo::from_k8s(&service, &keys).unwrap();
+        assert_eq!(info.labels, BTreeMap::from([("version".to_string(), "v1".to_string())]));
+    }
+
+    #[test]
+    fn a_store_keeping_more_label_keys_serves_on_and_knows_them_after_the_next_list() {
+        let one: LabelKeys = Arc::new(["version".to_string()].into());
+        let mut store = ClusterStore::keeping(one.clone());
+        let info = |labels: &[(&str, &str)]| ServiceInfo {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: vec![],
+        };
+        let k = ("prod".to_string(), "web".to_string());
+        store.replace_services(vec![(k.clone(), info(&[("version", "v1")]))]);
+        store.replace_slices(vec![]);
+        assert_eq!(store.view().label_keys, one);
+        let two: LabelKeys = Arc::new(["version".to_string(), "track".to_string()].into());
+        let mut more = store.keeping_more(two.clone());
+        assert!(more.synced() && more.view().services.contains_key(&k), "what is known keeps serving");
+        assert_eq!(more.view().label_keys, one, "the new key is not known before a list");
+        assert!(more.replace_services(vec![(k, info(&[("version", "v1"), ("track", "stable")]))]));
+        assert_eq!(more.view().label_keys, two);
     }
 }

@@ -41,7 +41,7 @@ use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::core::Status;
 use serde::de::DeserializeOwned;
 
-use super::state::{ClusterStore, ObjectKey, ServiceInfo, SliceInfo, SERVICE_NAME_LABEL};
+use super::state::{ClusterStore, LabelKeys, ObjectKey, ServiceInfo, SliceInfo, SERVICE_NAME_LABEL};
 
 /// Counters and ages of one watch, read by the admin server.
 #[derive(Debug)]
@@ -99,6 +99,9 @@ impl WatchStats {
 /// server and read by the control thread.
 pub struct Shared {
     pub store: Mutex<ClusterStore>,
+    /// The store's label keys, for converting listed Services without
+    /// taking its lock.
+    label_keys: LabelKeys,
     /// Set when the store changed since the control thread last took it.
     pub dirty: AtomicBool,
     /// Wakes the control thread.
@@ -106,6 +109,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn new(store: ClusterStore, changed: Arc<tokio::sync::Notify>) -> Shared {
+        Shared {
+            label_keys: store.label_keys().clone(),
+            store: Mutex::new(store),
+            dirty: AtomicBool::new(false),
+            changed,
+        }
+    }
+
+    /// The label keys the store keeps.
+    pub fn label_keys(&self) -> &LabelKeys {
+        &self.label_keys
+    }
+
     fn update(&self, f: impl FnOnce(&mut ClusterStore) -> bool) {
         let changed = match self.store.lock() {
             Ok(mut store) => f(&mut store),
@@ -155,7 +172,8 @@ pub trait Watched: Object {
     const SELECTOR: Option<&'static str>;
     /// What the store keeps of one object.
     type Info: Send;
-    fn compact(object: &Self) -> Option<(ObjectKey, Self::Info)>;
+    /// What the store keeps of `object`, Services' labels in `label_keys`.
+    fn compact(object: &Self, label_keys: &LabelKeys) -> Option<(ObjectKey, Self::Info)>;
     fn replace_all(store: &mut ClusterStore, items: Vec<(ObjectKey, Self::Info)>) -> bool;
     fn apply(store: &mut ClusterStore, object: &Self) -> bool;
     fn delete(store: &mut ClusterStore, object: &Self) -> bool;
@@ -164,7 +182,7 @@ pub trait Watched: Object {
 impl<K: Watched> Sink<K> for Shared {
     type Item = (ObjectKey, K::Info);
     fn keep(&self, object: K) -> Option<Self::Item> {
-        K::compact(&object)
+        K::compact(&object, &self.label_keys)
     }
     fn replace_all(&self, items: Vec<Self::Item>) {
         self.update(|store| K::replace_all(store, items));
@@ -185,14 +203,14 @@ impl Watched for Service {
     const RESOURCE: &'static str = "services";
     const SELECTOR: Option<&'static str> = None;
     type Info = ServiceInfo;
-    fn compact(object: &Self) -> Option<(ObjectKey, ServiceInfo)> {
-        ServiceInfo::from_k8s(object)
+    fn compact(object: &Self, label_keys: &LabelKeys) -> Option<(ObjectKey, ServiceInfo)> {
+        ServiceInfo::from_k8s(object, label_keys)
     }
     fn replace_all(store: &mut ClusterStore, items: Vec<(ObjectKey, ServiceInfo)>) -> bool {
         store.replace_services(items)
     }
     fn apply(store: &mut ClusterStore, object: &Self) -> bool {
-        match ServiceInfo::from_k8s(object) {
+        match ServiceInfo::from_k8s(object, store.label_keys()) {
             Some((key, info)) => store.apply_service(key, info),
             None => false,
         }
@@ -207,7 +225,7 @@ impl Watched for EndpointSlice {
     /// Slices that belong to a Service (all the controller makes).
     const SELECTOR: Option<&'static str> = Some(SERVICE_NAME_LABEL);
     type Info = SliceInfo;
-    fn compact(object: &Self) -> Option<(ObjectKey, SliceInfo)> {
+    fn compact(object: &Self, _: &LabelKeys) -> Option<(ObjectKey, SliceInfo)> {
         SliceInfo::from_k8s(object)
     }
     fn replace_all(store: &mut ClusterStore, items: Vec<(ObjectKey, SliceInfo)>) -> bool {
@@ -596,11 +614,7 @@ mod tests {
     }
 
     fn shared() -> Shared {
-        Shared {
-            store: Mutex::new(ClusterStore::default()),
-            dirty: Default::default(),
-            changed: Arc::new(tokio::sync::Notify::new()),
-        }
+        Shared::new(ClusterStore::default(), Arc::new(tokio::sync::Notify::new()))
     }
 
     fn event(json: serde_json::Value) -> Result<WatchEvent<Service>, kube::Error> {
