@@ -346,3 +346,101 @@ fn dnssrv_names_its_dns_servers_by_host_name() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A record nobody binds any more stops being refreshed and is dropped
+/// after `idleTtlSecs`; one bound all along (through cached routes, which
+/// bind again within half the idle time) is kept; a dropped one binding
+/// again is looked up anew.
+#[test]
+fn dnssrv_records_nobody_binds_expire() {
+    let pods = pods(91, 2);
+    let port = pods[0].port();
+    let Some(dns) = DnsServer::start("127.0.0.13", 1, &srv_records(port, &[("a", 10, "127.0.1.91")])) else {
+        return;
+    };
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.92", "  idleTtlSecs: 2\n"), "epoll");
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut conn = common::client::Conn::open(proxy.addr());
+    while Instant::now() < until {
+        conn.send(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n");
+        let rsp = conn.read_response("GET").unwrap();
+        assert_eq!((rsp.status, &rsp.body[..]), (200, &b"127.0.1.91"[..]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(process_metric(&proxy, "namer/io.l5d.dnssrv/expired"), 0, "a record in use was dropped");
+    drop(conn);
+    // Unused: dropped within the idle time (plus a sweep), then not asked.
+    let start = Instant::now();
+    while process_metric(&proxy, "namer/io.l5d.dnssrv/expired") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "the idle record was never dropped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let asked = |p: &Corelink| {
+        process_metric(p, "namer/io.l5d.dnssrv/lookup_successes")
+            + process_metric(p, "namer/io.l5d.dnssrv/lookup_negative")
+            + process_metric(p, "namer/io.l5d.dnssrv/lookup_failures")
+    };
+    let before = asked(&proxy);
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(asked(&proxy), before, "a dropped record was still refreshed");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.91");
+}
+
+/// At most 100 targets of one answer are resolved: the lowest priorities
+/// (then names), whatever order the server sends them in.
+#[test]
+fn dnssrv_uses_at_most_100_targets() {
+    let pods = pods(93, 2);
+    let port = pods[0].port();
+    let mut zone = String::new();
+    for i in 0..150 {
+        let (priority, ip) = if i < 100 { (0, "127.0.1.93") } else { (1, "127.0.1.94") };
+        zone.push_str(&format!("_http._tcp.web SRV {priority} 10 {port} t{i}\nt{i} A {ip}\n"));
+    }
+    let Some(dns) = DnsServer::start("127.0.0.14", 1, &zone) else { return };
+    let proxy = Corelink::start(&srv_config(&dns, port, "127.0.1.95", ""), "epoll");
+    for _ in 0..50 {
+        assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.93", "a target past the cap was used");
+    }
+    assert!(process_metric(&proxy, "namer/io.l5d.dnssrv/targets_dropped") >= 50);
+}
+
+/// Clients making up record names change the namer's records as fast as
+/// lookups answer: the snapshots for them are spaced as Kubernetes ones
+/// (at least 100 ms apart), however many records change.
+#[test]
+fn dnssrv_changes_publish_at_most_every_100_ms() {
+    let pods = pods(96, 1);
+    let port = pods[0].port();
+    let Some(dns) = DnsServer::start("127.0.0.15", 1, &srv_records(port, &[("a", 10, "127.0.1.96")])) else {
+        return;
+    };
+    let config = format!(
+        "admin:\n  port: 0\nnamers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  refreshIntervalSeconds: 60\n  dnsHosts: [\"{}\"]\nrouters:\n- protocol: http\n  label: r\n  dtab: |\n    /svc => /#/io.l5d.dnssrv;\n  servers:\n  - port: 0\ncorelink:\n  workers: 2\n  shutdownDelayMs: 0\n  dns:\n    timeoutMs: 500\n    lookupsPerSecond: 10000\n",
+        dns.ip
+    );
+    let proxy = Corelink::start(&config, "epoll");
+    let addr = proxy.addr();
+    let start = Instant::now();
+    let answered: usize = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut n = 0;
+                    while start.elapsed() < Duration::from_secs(3) {
+                        let host = format!("_r{t}x{n}._tcp.corelink.test");
+                        assert!(common::client::get(addr, "/", &host).is_ok(), "{host}");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let publishes = process_metric(&proxy, "routing/namer_updates") as f64;
+    assert!(answered > 20, "{answered} requests");
+    assert!(publishes <= elapsed * 10.0 + 3.0, "{publishes} snapshots for {answered} new records in {elapsed:.1} s");
+    assert_eq!(served_by(addr, "_http._tcp.web.corelink.test"), "127.0.1.96");
+}

@@ -386,6 +386,18 @@ fn dns_metrics(dns: &crate::namer::dns::DnsStats) -> Vec<ProcessMetric> {
             count(&dns.srv.evicted),
         ),
         ProcessMetric::new(
+            "namer/io.l5d.dnssrv/expired",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv records dropped because no request bound them for idleTtlSecs",
+            count(&dns.srv.expired),
+        ),
+        ProcessMetric::new(
+            "namer/io.l5d.dnssrv/targets_dropped",
+            ProcessKind::Counter,
+            "io.l5d.dnssrv SRV targets past the 100 per answer that were not resolved",
+            count(&dns.srv.targets_dropped),
+        ),
+        ProcessMetric::new(
             "dns/request/lookups",
             ProcessKind::Counter,
             "lookups of host names only requests supplied",

@@ -12,6 +12,11 @@
 //! weights reach the balancer) and `keepLastGoodSecs` (the last good set
 //! serves on, for a bounded time, while the server does not answer; never
 //! after NXDOMAIN). docs/dns.md has the details.
+//!
+//! Bounded, because the dtab may let clients choose the record: a record
+//! no request bound for `idleTtlSecs` stops being refreshed and is dropped;
+//! at most `MAX_TARGETS` targets of an answer are used; at most
+//! `LOOKUPS_IN_FLIGHT` lookups per namer run at once.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 use config::{DnsConfig, DnsSrvNamerConfig};
 use hickory_resolver::proto::rr::RData;
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::dns::request::{Ask, Reply};
 use super::dns::{build_resolver, lookup_host, DnsSettings, HostAnswer, Resolver};
@@ -36,9 +41,63 @@ pub enum SrvState {
     Bound(Vec<(SocketAddr, f64)>),
 }
 
+/// The targets of one answer used at most (sorted by priority, then name
+/// and port, so the same answer keeps the same ones whatever order the
+/// server rotates them in). A UDP answer holds a few dozen, a TCP one
+/// thousands: resolving each every refresh cost 4,000 queries a refresh
+/// for one 2,000-target record. linkerd and finagle have no cap; MongoDB's
+/// drivers have `srvMaxHosts` for the same reason.
+pub const MAX_TARGETS: usize = 100;
+/// Lookups (SRV records and their targets) one namer runs at once, at
+/// most: each holds a socket or two until answered or timed out.
+pub const LOOKUPS_IN_FLIGHT: usize = 16;
+/// A route bound through a record is bound again at least this often (at
+/// most half `idleTtlSecs`), so a record that only cached routes use is
+/// still seen used.
+const REBIND_AT_MOST: Duration = Duration::from_secs(60);
+
+/// Set by the cores when they bind a record; taken by the control thread,
+/// which drops records unused for `idleTtlSecs`.
+#[derive(Debug, Default)]
+pub struct UseMark(AtomicBool);
+
+impl UseMark {
+    /// Marks the record used. Loads first: every core shares the flag, so
+    /// it is written once per sweep rather than once per bind.
+    pub fn touch(&self) {
+        if !self.0.load(Ordering::Relaxed) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// One record as a snapshot has it.
+#[derive(Debug, Clone)]
+pub struct SrvRecord {
+    pub state: SrvState,
+    pub used: Arc<UseMark>,
+}
+
+/// Records are the same when they bind the same (the mark is not state).
+impl PartialEq for SrvRecord {
+    fn eq(&self, other: &SrvRecord) -> bool {
+        self.state == other.state
+    }
+}
+
 /// One namer's records as last resolved; a record being resolved for the
 /// first time is absent.
-pub type SrvView = BTreeMap<String, SrvState>;
+pub type SrvView = BTreeMap<String, SrvRecord>;
+
+/// How long a route bound through one of `config`'s records may be cached
+/// before it is bound again (and the record marked used).
+pub fn rebind_within(config: &DnsSrvNamerConfig) -> Duration {
+    (Duration::from_secs(config.idle_ttl_secs) / 2).min(REBIND_AT_MOST)
+}
 
 /// What a lookup of an SRV record said.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,31 +109,54 @@ pub enum SrvAnswer {
     Failed(String),
 }
 
-/// Looks one record up, then its targets.
-pub async fn lookup_srv(resolver: &Resolver, record: &str, settings: &DnsSettings, weights: bool) -> SrvAnswer {
-    // Absolute, as linkerd's `Name.fromString(address, Name.root)`: no
-    // search domains.
-    let name = if record.ends_with('.') { record.to_string() } else { format!("{record}.") };
-    let srvs = match tokio::time::timeout(settings.timeout, resolver.srv_lookup(name.as_str())).await {
-        Ok(Ok(lookup)) => lookup
-            .answers()
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some((srv.target.to_string(), srv.port, srv.weight)),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        Ok(Err(e)) if e.is_nx_domain() => return SrvAnswer::Neg(format!("{record}: no such record (NXDOMAIN)")),
-        Ok(Err(e)) if e.is_no_records_found() => return SrvAnswer::Neg(format!("{record}: no SRV records")),
-        Ok(Err(e)) => return SrvAnswer::Failed(format!("{record}: {e}")),
-        Err(_) => return SrvAnswer::Failed(format!("{record}: no answer within {} ms", settings.timeout.as_millis())),
+/// What one namer's lookups share: the bound on those in flight, and the
+/// counters.
+pub struct Lookups {
+    pub permits: Semaphore,
+    pub stats: Arc<SrvStats>,
+}
+
+impl Lookups {
+    pub fn new(stats: Arc<SrvStats>) -> Lookups {
+        Lookups { permits: Semaphore::new(LOOKUPS_IN_FLIGHT), stats }
+    }
+}
+
+/// One SRV target: (priority, target, port, weight).
+type Target = (u16, String, u16, u16);
+
+/// Looks one record up, then (at most [`MAX_TARGETS`] of) its targets, at
+/// most [`LOOKUPS_IN_FLIGHT`] lookups of the namer at once.
+pub async fn lookup_srv(
+    resolver: &Resolver,
+    record: &str,
+    settings: &DnsSettings,
+    weights: bool,
+    lookups: &Lookups,
+) -> SrvAnswer {
+    let mut srvs = match srv_targets(resolver, record, settings, lookups).await {
+        Ok(srvs) => srvs,
+        Err(answer) => return answer,
     };
     if srvs.is_empty() {
         return SrvAnswer::Neg(format!("{record}: no SRV records"));
     }
-    let answers = futures::future::join_all(srvs.iter().map(|(t, _, _)| lookup_host(resolver, t, settings))).await;
+    srvs.sort();
+    srvs.dedup();
+    if srvs.len() > MAX_TARGETS {
+        let dropped = srvs.len() - MAX_TARGETS;
+        lookups.stats.targets_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        tracing::debug!(record, targets = srvs.len(), dropped, "io.l5d.dnssrv: targets past the cap ignored");
+        srvs.truncate(MAX_TARGETS);
+    }
+    // At most MAX_TARGETS waiting, of which the namer's permits let
+    // LOOKUPS_IN_FLIGHT (across its records) ask at once.
+    let answers = futures::future::join_all(
+        srvs.iter().map(|(_, target, _, _)| resolve_target(resolver, target, settings, lookups)),
+    )
+    .await;
     let mut addrs = Vec::new();
-    for ((_, port, weight), answer) in srvs.iter().zip(answers) {
+    for ((_, _, port, weight), answer) in srvs.iter().zip(answers) {
         if let HostAnswer::Addrs { ips, .. } = answer {
             // RFC 2782: weight 0 is "a very small chance", not none.
             let w = if weights { f64::from(*weight).max(0.01) } else { 1.0 };
@@ -89,6 +171,44 @@ pub async fn lookup_srv(resolver: &Resolver, record: &str, settings: &DnsSetting
     SrvAnswer::Bound(addrs)
 }
 
+/// One target's addresses, once one of the namer's permits is free.
+async fn resolve_target(resolver: &Resolver, target: &str, settings: &DnsSettings, lookups: &Lookups) -> HostAnswer {
+    let Ok(_permit) = lookups.permits.acquire().await else {
+        return HostAnswer::Failed { error: "lookups closed".into(), retry: settings.negative_ttl };
+    };
+    lookup_host(resolver, target, settings).await
+}
+
+/// The SRV query (holding one of the namer's permits): the answer's
+/// targets, or the namer's answer when there are none to resolve.
+async fn srv_targets(
+    resolver: &Resolver,
+    record: &str,
+    settings: &DnsSettings,
+    lookups: &Lookups,
+) -> Result<Vec<Target>, SrvAnswer> {
+    let Ok(_permit) = lookups.permits.acquire().await else {
+        return Err(SrvAnswer::Failed(format!("{record}: lookups closed")));
+    };
+    // Absolute, as linkerd's `Name.fromString(address, Name.root)`: no
+    // search domains.
+    let name = if record.ends_with('.') { record.to_string() } else { format!("{record}.") };
+    match tokio::time::timeout(settings.timeout, resolver.srv_lookup(name.as_str())).await {
+        Ok(Ok(lookup)) => Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some((srv.priority, srv.target.to_string(), srv.port, srv.weight)),
+                _ => None,
+            })
+            .collect()),
+        Ok(Err(e)) if e.is_nx_domain() => Err(SrvAnswer::Neg(format!("{record}: no such record (NXDOMAIN)"))),
+        Ok(Err(e)) if e.is_no_records_found() => Err(SrvAnswer::Neg(format!("{record}: no SRV records"))),
+        Ok(Err(e)) => Err(SrvAnswer::Failed(format!("{record}: {e}"))),
+        Err(_) => Err(SrvAnswer::Failed(format!("{record}: no answer within {} ms", settings.timeout.as_millis()))),
+    }
+}
+
 /// Counters of every `io.l5d.dnssrv` namer (admin metrics).
 #[derive(Debug, Default)]
 pub struct SrvStats {
@@ -101,12 +221,26 @@ pub struct SrvStats {
     pub kept_last_good: AtomicU64,
     /// Records dropped past `corelink.dns.maxNames` per namer.
     pub evicted: AtomicU64,
+    /// Records dropped because no request bound them for `idleTtlSecs`.
+    pub expired: AtomicU64,
+    /// Targets of answers past [`MAX_TARGETS`], not resolved.
+    pub targets_dropped: AtomicU64,
 }
 
 struct Record {
     state: Option<SrvState>,
     /// When the set in `state` was last confirmed by an answer.
     good_at: Option<Instant>,
+    /// Set by the cores when they bind it.
+    used: Arc<UseMark>,
+    /// When the control thread last saw `used` set (or started the record).
+    last_used: Instant,
+}
+
+impl Record {
+    fn new(now: Instant) -> Record {
+        Record { state: None, good_at: None, used: Arc::default(), last_used: now }
+    }
 }
 
 /// One namer's records, shared by its refresh tasks and the control thread.
@@ -163,9 +297,46 @@ struct NamerWatch {
     servers: Arc<Servers>,
     settings: DnsSettings,
     shared: Arc<Shared>,
+    lookups: Arc<Lookups>,
     tasks: BTreeMap<String, tokio::task::JoinHandle<()>>,
     /// Records in the order they were first asked for (eviction order).
     order: VecDeque<String>,
+}
+
+impl NamerWatch {
+    /// Drops the records no core marked used for `idleTtlSecs` (their
+    /// refreshes stop; a request binding one again looks it up anew).
+    /// Records still waiting for their first answer stay. Returns how many
+    /// went.
+    fn expire_idle(&mut self, now: Instant) -> usize {
+        let idle = Duration::from_secs(self.config.idle_ttl_secs);
+        let mut gone = Vec::new();
+        {
+            let mut records = self.shared.records.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, r) in records.iter_mut() {
+                if r.used.take() {
+                    r.last_used = now;
+                } else if r.state.is_some() && now.duration_since(r.last_used) >= idle {
+                    gone.push(name.clone());
+                }
+            }
+            for name in &gone {
+                records.remove(name);
+            }
+        }
+        if gone.is_empty() {
+            return 0;
+        }
+        for name in &gone {
+            if let Some(task) = self.tasks.remove(name) {
+                task.abort();
+            }
+        }
+        let tasks = &self.tasks;
+        self.order.retain(|r| tasks.contains_key(r));
+        self.shared.dirty.store(true, Ordering::Release);
+        gone.len()
+    }
 }
 
 impl Drop for NamerWatch {
@@ -262,6 +433,7 @@ impl SrvNamers {
                 servers: Arc::new(servers),
                 settings,
                 shared,
+                lookups: Arc::new(Lookups::new(self.stats.clone())),
                 tasks: BTreeMap::new(),
                 order: VecDeque::new(),
             };
@@ -337,13 +509,38 @@ impl SrvNamers {
         any
     }
 
+    /// Whether a record's state changed since [`SrvNamers::take_changed`]
+    /// (left for it).
+    pub fn has_changed(&self) -> bool {
+        self.namers.values().any(|w| w.shared.dirty.load(Ordering::Acquire))
+    }
+
+    /// Drops every namer's records no request bound for its `idleTtlSecs`
+    /// (a change, published as any other).
+    pub fn expire_idle(&mut self) {
+        let now = Instant::now();
+        for (prefix, w) in &mut self.namers {
+            let gone = w.expire_idle(now);
+            if gone > 0 {
+                self.stats.expired.fetch_add(gone as u64, Ordering::Relaxed);
+                tracing::debug!(namer = %prefix, records = gone, "io.l5d.dnssrv: idle records dropped (idleTtlSecs)");
+            }
+        }
+    }
+
     /// Every namer's records now, by prefix.
     pub fn views(&self) -> BTreeMap<String, Arc<SrvView>> {
         self.namers
             .iter()
             .map(|(prefix, w)| {
                 let records = w.shared.records.lock().unwrap_or_else(|p| p.into_inner());
-                let view = records.iter().filter_map(|(k, r)| r.state.clone().map(|s| (k.clone(), s))).collect();
+                let view = records
+                    .iter()
+                    .filter_map(|(k, r)| {
+                        let state = r.state.clone()?;
+                        Some((k.clone(), SrvRecord { state, used: r.used.clone() }))
+                    })
+                    .collect();
                 (prefix.clone(), Arc::new(view))
             })
             .collect()
@@ -382,7 +579,6 @@ impl SrvNamers {
     }
 }
 
-/// Starts the refresh task of one record (evicting the oldest past `cap`).
 /// Where one namer's lookups go (`dnsHosts`). Empty or all addresses: one
 /// resolver, built when the namer starts. With host names among them (as
 /// linkerd's docs write them, `ns0.example.org`; dnsjava resolved them
@@ -497,6 +693,7 @@ impl NamedServers {
     }
 }
 
+/// Starts the refresh task of one record (evicting the oldest past `cap`).
 fn start(rt: &Runtime, watch: &mut NamerWatch, prefix: &str, record: String, cap: usize, stats: &SrvStats) {
     while watch.order.len() >= cap.max(1) {
         let Some(oldest) = watch.order.pop_front() else { break };
@@ -507,22 +704,18 @@ fn start(rt: &Runtime, watch: &mut NamerWatch, prefix: &str, record: String, cap
         watch.shared.dirty.store(true, Ordering::Release);
         stats.evicted.fetch_add(1, Ordering::Relaxed);
     }
-    watch
-        .shared
-        .records
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(record.clone(), Record { state: None, good_at: None });
+    watch.shared.records.lock().unwrap_or_else(|p| p.into_inner()).insert(record.clone(), Record::new(Instant::now()));
     watch.order.push_back(record.clone());
     let (servers, shared, settings, prefix2, record2) =
         (watch.servers.clone(), watch.shared.clone(), watch.settings, prefix.to_string(), record.clone());
+    let lookups = watch.lookups.clone();
     let interval = Duration::from_secs(watch.config.refresh_interval_secs);
     let keep = Duration::from_secs(watch.config.keep_last_good_secs);
     let weights = watch.config.srv_weights;
     let task = rt.spawn(async move {
         loop {
             let answer = match servers.resolver().await {
-                Ok(resolver) => lookup_srv(&resolver, &record2, &settings, weights).await,
+                Ok(resolver) => lookup_srv(&resolver, &record2, &settings, weights, &lookups).await,
                 Err(why) => SrvAnswer::Failed(format!("{record2}: {why}")),
             };
             shared.store(&prefix2, &record2, answer, keep);
@@ -538,7 +731,7 @@ mod tests {
 
     fn shared() -> Shared {
         Shared {
-            records: Mutex::new([("r".to_string(), Record { state: None, good_at: None })].into_iter().collect()),
+            records: Mutex::new([("r".to_string(), Record::new(Instant::now()))].into_iter().collect()),
             dirty: AtomicBool::new(false),
             changed: Arc::default(),
             stats: Arc::default(),

@@ -5,8 +5,10 @@
 //! `namer::k8s::Watchers`), compiles a new `RoutingSnapshot` and publishes
 //! it with arc-swap; workers pick it up on their next request.
 //!
-//! A Kubernetes change wakes the loop at once; snapshots for them are at
-//! least `K8S_MIN_INTERVAL` apart, so a burst of events makes one snapshot.
+//! A Kubernetes or `io.l5d.dnssrv` change wakes the loop at once; snapshots
+//! for them are at least `DISCOVERY_MIN_INTERVAL` apart, so a burst of
+//! events (a rollout, or clients making up SRV record names) makes one
+//! snapshot per interval.
 //!
 //! A reload that fails validation, or that changes something only a restart
 //! can change (listening addresses, workers, the io backend, the admin
@@ -30,10 +32,11 @@ use config::{Config, NamerConfig};
 const POLL: Duration = Duration::from_millis(200);
 /// How often server certificate files are compared with what is served.
 const CERT_POLL: Duration = Duration::from_secs(2);
-/// The shortest time between two snapshots for Kubernetes changes: an
-/// endpoint change reaches the cores within this (plus compiling), and a
-/// burst of events (a rollout) makes one snapshot per interval.
-const K8S_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest time between two snapshots for Kubernetes and
+/// `io.l5d.dnssrv` changes: a change reaches the cores within this (plus
+/// compiling), and a burst of events makes one snapshot per interval (each
+/// snapshot empties every core's route cache).
+const DISCOVERY_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The discovery that runs on the control thread's runtime.
 pub struct Discovery {
@@ -58,7 +61,8 @@ pub struct Control {
     /// The config's host names, refreshed by TTL on the same runtime.
     dns: ConfigNames,
     srv: SrvNamers,
-    last_k8s_publish: std::time::Instant,
+    /// When a Kubernetes or `io.l5d.dnssrv` change was last published.
+    last_discovery_publish: std::time::Instant,
     last_cert_poll: std::time::Instant,
     /// Client TLS files whose snapshot failed to compile (a key that does
     /// not match its certificate, half an update): not retried, nor logged
@@ -98,7 +102,7 @@ impl Control {
             k8s,
             dns,
             srv,
-            last_k8s_publish: std::time::Instant::now(),
+            last_discovery_publish: std::time::Instant::now(),
             last_cert_poll: std::time::Instant::now(),
             client_tls_failed: None,
             hup: Arc::new(AtomicBool::new(false)),
@@ -111,29 +115,18 @@ impl Control {
     pub fn run(mut self) {
         let mut next_poll = std::time::Instant::now() + POLL;
         while !self.stop.load(Ordering::Relaxed) {
-            // Runs the k8s watches meanwhile; returns early for a change.
-            self.k8s.park(next_poll, self.last_k8s_publish + K8S_MIN_INTERVAL);
-            if self.k8s.take_changed() {
-                self.inputs.set_k8s(&self.config, &self.k8s.views());
-                self.inputs.set_config_maps(self.k8s.config_map_dtabs(), &mut self.dns);
-                self.last_k8s_publish = std::time::Instant::now();
-                if self.publish("Kubernetes objects changed") {
-                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            // io.l5d.dnssrv: publish what the refreshes changed, then take
-            // the records requests asked for (their watches start; the
-            // first answer publishes, then wakes the requests). In this
-            // order, and with the runtime's tasks still while the control
-            // thread is out of `park`, a record answered is a record
-            // published.
-            if self.srv.take_changed() {
-                self.inputs.set_dnssrv(&self.config, self.srv.views());
-                if self.publish("io.l5d.dnssrv records changed") {
-                    self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
-                }
-                self.srv.published();
-            }
+            // Runs the k8s watches meanwhile; returns early for a change
+            // (not before the spacing allows). A dnssrv change held back by
+            // the spacing wakes the loop when it may go.
+            let not_before = self.last_discovery_publish + DISCOVERY_MIN_INTERVAL;
+            let wake = if self.srv.has_changed() { next_poll.min(not_before) } else { next_poll };
+            self.k8s.park(wake, not_before);
+            self.publish_discovery(not_before);
+            // Then take the records requests asked for (their watches
+            // start; the first answer publishes, then wakes the requests).
+            // In this order, and with the runtime's tasks still while the
+            // control thread is out of `park`, a record answered is a
+            // record published.
             self.srv.take_asks();
             // A host name's addresses changed at its refresh.
             if self.dns.take_changed() {
@@ -146,6 +139,7 @@ impl Control {
                 continue;
             }
             next_poll = std::time::Instant::now() + POLL;
+            self.srv.expire_idle();
             if self.last_cert_poll.elapsed() >= CERT_POLL {
                 self.last_cert_poll = std::time::Instant::now();
                 self.reload_certificates();
@@ -170,6 +164,39 @@ impl Control {
                     }
                 }
             }
+        }
+    }
+
+    /// Publishes what the Kubernetes watches and the `io.l5d.dnssrv`
+    /// refreshes changed, in one snapshot. A dnssrv change waits for
+    /// `not_before` (the same spacing as Kubernetes changes, which `park`
+    /// applies): clients binding made-up record names change the records
+    /// as fast as the rate limit lets them.
+    fn publish_discovery(&mut self, not_before: std::time::Instant) {
+        let k8s = self.k8s.take_changed();
+        if k8s {
+            self.inputs.set_k8s(&self.config, &self.k8s.views());
+            self.inputs.set_config_maps(self.k8s.config_map_dtabs(), &mut self.dns);
+        }
+        let due = k8s || std::time::Instant::now() >= not_before;
+        let srv = due && self.srv.take_changed();
+        if srv {
+            self.inputs.set_dnssrv(&self.config, self.srv.views());
+        }
+        if !k8s && !srv {
+            return;
+        }
+        self.last_discovery_publish = std::time::Instant::now();
+        let why = match (k8s, srv) {
+            (true, true) => "Kubernetes objects and io.l5d.dnssrv records changed",
+            (true, false) => "Kubernetes objects changed",
+            _ => "io.l5d.dnssrv records changed",
+        };
+        if self.publish(why) {
+            self.stats.namer_updates.fetch_add(1, Ordering::Relaxed);
+        }
+        if srv {
+            self.srv.published();
         }
     }
 

@@ -488,6 +488,11 @@ impl RequestHosts for Hosts<'_> {
         self.expires.set(Some(self.expires.get().map_or(until, |e| e.min(until))));
         result
     }
+
+    fn expires_within(&self, within: std::time::Duration) {
+        let until = self.now + within;
+        self.expires.set(Some(self.expires.get().map_or(until, |e| e.min(until))));
+    }
 }
 
 /// Resolves a destination on a cache miss: identify, delegate, find endpoints.

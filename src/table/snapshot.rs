@@ -71,8 +71,10 @@ pub enum NamerKind {
         /// The API server, for error messages.
         api: String,
     },
-    /// `io.l5d.dnssrv`: the records resolved so far.
-    DnsSrv(Arc<crate::namer::dnssrv::SrvView>),
+    /// `io.l5d.dnssrv`: the records resolved so far, and how long a route
+    /// bound through one may be cached (it marks the record used when
+    /// bound: `namer::dnssrv::rebind_within`).
+    DnsSrv { view: Arc<crate::namer::dnssrv::SrvView>, rebind: std::time::Duration },
 }
 
 /// Everything I/O-derived a snapshot is compiled from, loaded beforehand
@@ -136,6 +138,10 @@ pub enum Unresolved {
 /// supplied (each core's `table::names`).
 pub trait RequestHosts {
     fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Unresolved>;
+
+    /// What is being resolved holds for at most `within` (a cached route
+    /// through an `io.l5d.dnssrv` record is bound again that often).
+    fn expires_within(&self, _within: std::time::Duration) {}
 }
 
 /// No answers beyond the snapshot's: `corelink delegate`, tests.
@@ -175,10 +181,17 @@ impl Namers for SnapshotNamers<'_> {
                 }
                 Some(NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1))))
             }
-            NamerKind::DnsSrv(view) => {
+            NamerKind::DnsSrv { view, rebind } => {
                 let Some(record) = path.segment_str(at) else { return Some(NameTree::Neg) };
                 let bound = NameTree::Leaf(BoundName::new(path.take(at + 1), path.drop(at + 1)));
-                match view.get(record) {
+                let known = view.get(record);
+                // Used: the control thread keeps refreshing it (a record
+                // no route bound for `idleTtlSecs` is dropped).
+                if let Some(r) = known {
+                    r.used.touch();
+                    self.hosts.expires_within(*rebind);
+                }
+                match known.map(|r| &r.state) {
                     Some(crate::namer::dnssrv::SrvState::Bound(_)) => Some(bound),
                     Some(crate::namer::dnssrv::SrvState::Neg(_)) => Some(NameTree::Neg),
                     // Not looked up yet: asking starts it (the request
@@ -268,8 +281,13 @@ impl RoutingSnapshot {
             let kind = match (namer, state) {
                 (NamerConfig::Fs { .. }, Some(NamerState::Fs(state))) => NamerKind::Fs(state),
                 (NamerConfig::Fs { .. }, _) => NamerKind::Fs(FsState::default()),
-                (NamerConfig::DnsSrv(_), Some(NamerState::DnsSrv(view))) => NamerKind::DnsSrv(view),
-                (NamerConfig::DnsSrv(_), _) => NamerKind::DnsSrv(Arc::default()),
+                (NamerConfig::DnsSrv(d), state) => NamerKind::DnsSrv {
+                    view: match state {
+                        Some(NamerState::DnsSrv(view)) => view,
+                        _ => Arc::default(),
+                    },
+                    rebind: crate::namer::dnssrv::rebind_within(d),
+                },
                 (NamerConfig::K8s(k), state) => NamerKind::K8s {
                     view: match state {
                         Some(NamerState::K8s(view)) => view,
@@ -424,9 +442,9 @@ impl RoutingSnapshot {
                     }
                     (targets, &namer.transformers)
                 }
-                NamerKind::DnsSrv(view) => {
+                NamerKind::DnsSrv { view, .. } => {
                     let record = id.segment_str(at).unwrap_or_default();
-                    match view.get(record) {
+                    match view.get(record).map(|r| &r.state) {
                         Some(crate::namer::dnssrv::SrvState::Bound(addrs)) => {
                             (addrs.iter().map(|(a, w)| Target::new(*a, *w)).collect(), &namer.transformers)
                         }

@@ -424,6 +424,11 @@ pub struct DnsSrvNamerConfig {
     /// last good set keeps serving for up to this long (0: off, the record
     /// binds negative at once, as in linkerd's documented behaviour).
     pub keep_last_good_secs: u64,
+    /// `idleTtlSecs` (corelink): a record no request has bound for this
+    /// long stops being refreshed and is dropped (looked up again when next
+    /// bound); linkerd's binding cache closes a name idle 600 s, which
+    /// stops its polling the same way.
+    pub idle_ttl_secs: u64,
     pub transformers: Vec<TransformerConfig>,
 }
 

@@ -274,6 +274,7 @@ pub(crate) const NAMER_DNSSRV: &[KeySpec] = &[
     ok("transformers"),
     ok("srvWeights"),
     ok("keepLastGoodSecs"),
+    ok("idleTtlSecs"),
 ];
 
 pub(crate) const IDENTIFIER_HEADER_TOKEN: &[KeySpec] = &[ok("kind"), ok("header")];
@@ -1625,8 +1626,8 @@ fn namer(ctx: &mut Ctx, o: &Obj) -> Result<NamerConfig> {
 }
 
 /// `io.l5d.dnssrv`: linkerd's `experimental` (required, as linkerd requires
-/// it), `refreshIntervalSeconds`, `dnsHosts`, plus corelink's `srvWeights`
-/// and `keepLastGoodSecs`.
+/// it), `refreshIntervalSeconds`, `dnsHosts`, plus corelink's `srvWeights`,
+/// `keepLastGoodSecs` and `idleTtlSecs`.
 fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
     require_experimental(ctx, o, "io.l5d.dnssrv namer")?;
     let mut dns_hosts = Vec::new();
@@ -1644,6 +1645,9 @@ fn dnssrv_namer(ctx: &mut Ctx, o: &Obj) -> Result<DnsSrvNamerConfig> {
         dns_hosts,
         srv_weights: o.bool(ctx, "srvWeights")?.unwrap_or(false),
         keep_last_good_secs: o.int(ctx, "keepLastGoodSecs", 0, 86_400)?.unwrap_or(0),
+        // linkerd's `bindingCache.idleTtlSecs` default: a bound name unused
+        // this long is closed there, which ends its SRV polling.
+        idle_ttl_secs: o.int(ctx, "idleTtlSecs", 1, 86_400)?.unwrap_or(600),
         transformers: transformers(ctx, o)?,
     })
 }

@@ -878,16 +878,16 @@ fn dnssrv_namer_needs_experimental_and_takes_linkerds_defaults() {
     let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n{router}"));
     let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!("{:?}", c.namers) };
     assert_eq!(
-        (d.prefix.as_str(), d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs),
-        ("/io.l5d.dnssrv", 5, false, 0)
+        (d.prefix.as_str(), d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs, d.idle_ttl_secs),
+        ("/io.l5d.dnssrv", 5, false, 0, 600)
     );
     assert!(d.dns_hosts.is_empty());
     let err = Config::parse(&format!("namers:\n- kind: io.l5d.dnssrv\n{router}"), "t").unwrap_err().to_string();
     assert!(err.contains("namers[0].experimental") && err.contains("experimental: true"), "{err}");
-    let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [127.0.0.2]\n  refreshIntervalSeconds: 1\n  srvWeights: true\n  keepLastGoodSecs: 30\n{router}"));
+    let c = parse(&format!("namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [127.0.0.2]\n  refreshIntervalSeconds: 1\n  srvWeights: true\n  keepLastGoodSecs: 30\n  idleTtlSecs: 20\n{router}"));
     let NamerConfig::DnsSrv(d) = &c.namers[0] else { panic!() };
     assert_eq!(d.dns_hosts, ["127.0.0.2"]);
-    assert_eq!((d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs), (1, true, 30));
+    assert_eq!((d.refresh_interval_secs, d.srv_weights, d.keep_last_good_secs, d.idle_ttl_secs), (1, true, 30, 20));
     // linkerd's docs name the servers (`ns0.example.org`): host names too.
     let c = parse(&format!(
         "namers:\n- kind: io.l5d.dnssrv\n  experimental: true\n  dnsHosts: [ns0.example.org, \"::1\"]\n{router}"
