@@ -194,6 +194,56 @@ fn a_flood_of_random_names_is_rate_limited_and_capped() {
     assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.41".to_string())));
 }
 
+/// A flood of made-up names uses up the lookup rate and fills the maps, but
+/// a name that resolved keeps serving through it: its refreshes refused by
+/// the limit keep its addresses, and the cores evict the flood's negative
+/// answers before it.
+#[test]
+fn a_flood_of_random_names_does_not_break_a_working_name() {
+    let Some(dns) = DnsServer::start("127.0.0.16", 1, "web A 127.0.1.97") else { return };
+    let pods = pods(97, 1);
+    let port = pods[0].port();
+    let extra = "    lookupsPerSecond: 5
+    maxNames: 8
+    minTtlSecs: 1
+";
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &dns.corelink_dns(extra)), "epoll");
+    let web = format!("/web.corelink.test/{port}/");
+    assert_eq!(ask_path(&proxy, &web), Ok((200, "127.0.1.97".to_string())));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let addr = proxy.addr();
+    std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = common::client::get(addr, &format!("/f{i}x.corelink.test/{port}/"), "client");
+                i += 1;
+            }
+            i
+        });
+        let until = Instant::now() + Duration::from_secs(5);
+        let (mut failures, mut asked) = (Vec::new(), 0);
+        while Instant::now() < until {
+            asked += 1;
+            match ask_path(&proxy, &web) {
+                Ok((200, _)) => {}
+                other => failures.push(other),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let flooded = flood.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of web's {asked} requests failed during {flooded} made-up names: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+    });
+    assert!(process_metric(&proxy, "dns/request/rate_limited") > 0);
+    assert!(process_metric(&proxy, "dns/request/evicted") > 0);
+}
+
 /// linkerd's `proxy.yaml` (`porthostPfx`, `rinet`) with host names only
 /// requests supply, resolved at request time by the test's DNS server:
 /// `Host: web…:PORT` reaches web's PORT, `Host: www…` port 80 (where port 80

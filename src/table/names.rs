@@ -197,12 +197,18 @@ impl CoreNames {
             return;
         }
         let expires = Instant::now() + answer.ttl();
+        let mut entries = self.entries.borrow_mut();
         let answer = match answer {
             HostAnswer::Addrs { ips, .. } => Ok(ips),
             HostAnswer::NoSuchHost { .. } => Err(Rc::from(format!("{host}: no such host"))),
-            HostAnswer::Failed { error, .. } => Err(Rc::from(format!("{host}: {error}"))),
+            // A failed refresh (a timeout, the rate limit) keeps the
+            // addresses this core had, until the next try: only a name the
+            // server says does not exist loses them.
+            HostAnswer::Failed { error, .. } => match entries.get(&host) {
+                Some(Entry::Known { answer: Ok(ips), .. }) => Ok(ips.clone()),
+                _ => Err(Rc::from(format!("{host}: {error}"))),
+            },
         };
-        let mut entries = self.entries.borrow_mut();
         let known = Entry::Known { answer, expires, refreshing: false };
         if let Some(Entry::Pending(waiter)) = entries.insert(host, known) {
             self.pending.set(self.pending.get().saturating_sub(1));
@@ -221,21 +227,35 @@ impl CoreNames {
     }
 }
 
-/// Makes room: expired answers go first, then answers in whatever order
-/// the map has them, until below `cap`. Pending names stay (their
-/// requests wait for them; at most `MAX_PENDING`).
+/// Makes room, until below `cap`: negative answers go first (expired
+/// ones, then the others: a flood of made-up names leaves many, each
+/// lasting a second or `negativeTtlSecs`), then expired addresses (which
+/// still serve while they are asked again), then addresses, each in
+/// whatever order the map has them. Pending names stay (their requests
+/// wait for them; at most `MAX_PENDING`).
 fn evict(entries: &mut HashMap<Box<str>, Entry>, cap: usize, now: Instant, stats: &DnsStats) {
     let before = entries.len();
-    entries.retain(|_, e| !matches!(e, Entry::Known { expires, .. } if *expires <= now));
     let mut over = entries.len().saturating_sub(cap.saturating_sub(1));
-    entries.retain(|_, e| {
-        if over > 0 && matches!(e, Entry::Known { .. }) {
-            over -= 1;
-            false
-        } else {
-            true
+    // From the first to go to the last: (addresses?, expired only?).
+    for (addrs, expired_only) in [(false, true), (false, false), (true, true), (true, false)] {
+        if over == 0 {
+            break;
         }
-    });
+        entries.retain(|_, e| {
+            let goes = match e {
+                Entry::Known { answer, expires, .. } => answer.is_ok() == addrs && (!expired_only || *expires <= now),
+                Entry::Pending(_) => false,
+            };
+            // Expired negatives all go: they are of no use any more, and
+            // one pass spares the next asks a pass each.
+            if goes && (over > 0 || (!addrs && expired_only)) {
+                over = over.saturating_sub(1);
+                false
+            } else {
+                true
+            }
+        });
+    }
     stats.request_evicted.fetch_add((before - entries.len()) as u64, Ordering::Relaxed);
 }
 
@@ -278,6 +298,34 @@ mod tests {
             assert!(names.len() <= 3, "{}", names.len());
         }
         assert!(stats.request_evicted.load(Ordering::Relaxed) >= 2);
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_addresses_and_negatives_are_evicted_first() {
+        let stats = Arc::new(DnsStats::default());
+        let config = config::DnsConfig { max_names: 3, ..Default::default() };
+        let (_control, cores) = channels(1, &config, &stats);
+        let names = CoreNames::new(&cores[0]);
+        let now = Instant::now();
+        let ips: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap()];
+        assert_eq!(names.lookup("web.test", now), HostLookup::Resolving);
+        names.answer(reply("web.test", HostAnswer::Addrs { ips: ips.clone(), ttl: Duration::from_secs(30) }));
+        // The refresh is refused (rate limit, timeout): the addresses stay.
+        let refused = HostAnswer::Failed { error: "over lookupsPerSecond".into(), retry: Duration::from_secs(1) };
+        names.answer(reply("web.test", refused.clone()));
+        assert!(matches!(names.lookup("web.test", now), HostLookup::Addrs(got, _) if got == ips));
+        // NXDOMAIN is the server's word: it does replace them.
+        names.answer(reply("web.test", HostAnswer::NoSuchHost { ttl: Duration::from_secs(5) }));
+        assert!(matches!(names.lookup("web.test", now), HostLookup::Negative(..)));
+        names.answer(reply("web.test", HostAnswer::Addrs { ips: ips.clone(), ttl: Duration::from_secs(30) }));
+        // Made-up names, refused, fill the map: they go before the good one.
+        for i in 0..10 {
+            let h = format!("r{i}.test");
+            assert_eq!(names.lookup(&h, now), HostLookup::Resolving);
+            names.answer(reply(&h, refused.clone()));
+        }
+        assert!(names.len() <= 3);
+        assert!(matches!(names.lookup("web.test", now), HostLookup::Addrs(got, _) if got == ips));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   resolved wait for the same answer);
 //! - at most `lookupsPerSecond` lookups started per second (a token bucket
 //!   with a burst of as many): past it a name is answered "rate limited"
-//!   at once, negative for a second;
+//!   at once, negative for a second, unless it had addresses: a refresh
+//!   refused by the limit keeps them (clients making up names must not
+//!   take working names away);
 //! - at most `maxNames` answers kept here (and on each core); past it the
 //!   oldest answer goes.
 
@@ -124,11 +126,20 @@ struct Kept {
     expires: Instant,
 }
 
-/// The answers, capped, oldest first out.
+/// The answers, capped: past the cap the oldest negative answer goes
+/// first (a flood of made-up names leaves only those), then the oldest
+/// with addresses, so a flood does not push working names out.
 #[derive(Default)]
 struct Answers {
     by_name: HashMap<Box<str>, Kept>,
-    order: VecDeque<Box<str>>,
+    /// Names in the order they were answered, negative and not (a name
+    /// whose answer changed kind may be in the other too: skipped there).
+    negative: VecDeque<Box<str>>,
+    positive: VecDeque<Box<str>>,
+}
+
+fn has_addrs(answer: &HostAnswer) -> bool {
+    matches!(answer, HostAnswer::Addrs { .. })
 }
 
 impl Answers {
@@ -138,20 +149,38 @@ impl Answers {
 
     fn insert(&mut self, host: Box<str>, answer: HostAnswer, now: Instant, cap: usize, stats: &DnsStats) {
         let expires = now + answer.ttl();
-        if self.by_name.insert(host.clone(), Kept { answer, expires }).is_none() {
-            self.order.push_back(host);
+        let addrs = has_addrs(&answer);
+        let before = self.by_name.insert(host.clone(), Kept { answer, expires });
+        if before.is_none_or(|k| has_addrs(&k.answer) != addrs) {
+            match addrs {
+                true => self.positive.push_back(host),
+                false => self.negative.push_back(host),
+            }
         }
         while self.by_name.len() > cap {
-            let Some(oldest) = self.order.pop_front() else { break };
+            let Some(oldest) = self.oldest(false).or_else(|| self.oldest(true)) else { break };
             self.by_name.remove(&oldest);
             stats.request_evicted.fetch_add(1, Ordering::Relaxed);
         }
-        // `order` can hold names removed above only once each; keep it from
-        // outgrowing the map when names come back.
-        if self.order.len() > 2 * cap.max(1) {
-            let by_name = &self.by_name;
-            self.order.retain(|h| by_name.contains_key(h));
+        // The queues can hold names removed or changed since; keep them
+        // from outgrowing the map when names come back.
+        let by_name = &self.by_name;
+        for (queue, addrs) in [(&mut self.negative, false), (&mut self.positive, true)] {
+            if queue.len() > 2 * cap.max(1) {
+                queue.retain(|h| by_name.get(h).is_some_and(|k| has_addrs(&k.answer) == addrs));
+            }
         }
+    }
+
+    /// Takes the oldest name of one kind still kept as that kind.
+    fn oldest(&mut self, addrs: bool) -> Option<Box<str>> {
+        let queue = if addrs { &mut self.positive } else { &mut self.negative };
+        while let Some(name) = queue.pop_front() {
+            if self.by_name.get(&name).is_some_and(|k| has_addrs(&k.answer) == addrs) {
+                return Some(name);
+            }
+        }
+        None
     }
 
     fn previous_addrs(&self, host: &str) -> Option<Vec<IpAddr>> {
@@ -159,6 +188,19 @@ impl Answers {
             Some(HostAnswer::Addrs { ips, .. }) => Some(ips.clone()),
             _ => None,
         }
+    }
+}
+
+/// The answer to an ask the rate limit refused: a refresh keeps the name's
+/// last addresses (docs/dns.md: "a failed refresh keeps the last
+/// addresses"), a new name is negative for a second.
+fn rate_limited(answers: &Answers, host: &str, rate: u32) -> HostAnswer {
+    match answers.previous_addrs(host) {
+        Some(ips) => HostAnswer::Addrs { ips, ttl: RATE_LIMITED_FOR },
+        None => HostAnswer::Failed {
+            error: format!("over corelink.dns.lookupsPerSecond ({rate})"),
+            retry: RATE_LIMITED_FOR,
+        },
     }
 }
 
@@ -213,8 +255,7 @@ pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsSt
                 }
                 if !bucket.take(config.lookups_per_second, now) {
                     stats.request_rate_limited.fetch_add(1, Ordering::Relaxed);
-                    let error = format!("over corelink.dns.lookupsPerSecond ({})", config.lookups_per_second);
-                    send(&[core], &Reply { host, answer: HostAnswer::Failed { error, retry: RATE_LIMITED_FOR } });
+                    send(&[core], &Reply { answer: rate_limited(&answers, &host, config.lookups_per_second), host });
                     continue;
                 }
                 // An SRV record's first lookup (the same rate limit): the
@@ -279,5 +320,33 @@ mod tests {
         assert!(a.fresh("h9", now).is_some() && a.fresh("h0", now).is_none());
         assert_eq!(stats.request_evicted.load(Ordering::Relaxed), 6);
         assert!(a.fresh("h9", now + Duration::from_secs(6)).is_none(), "expired");
+    }
+
+    #[test]
+    fn negative_answers_are_evicted_before_addresses() {
+        let stats = DnsStats::default();
+        let mut a = Answers::default();
+        let now = Instant::now();
+        let web = HostAnswer::Addrs { ips: vec!["10.0.0.1".parse().unwrap()], ttl: Duration::from_secs(1) };
+        a.insert("web".into(), web, now, 4, &stats);
+        let neg = HostAnswer::NoSuchHost { ttl: Duration::from_secs(5) };
+        for i in 0..100 {
+            a.insert(format!("r{i}").into(), neg.clone(), now, 4, &stats);
+        }
+        assert_eq!(a.by_name.len(), 4);
+        assert!(a.previous_addrs("web").is_some(), "the flood pushed a working name out");
+        assert!(a.negative.len() <= 8 && a.positive.len() <= 8);
+    }
+
+    #[test]
+    fn a_rate_limited_refresh_keeps_the_last_addresses() {
+        let stats = DnsStats::default();
+        let mut a = Answers::default();
+        let now = Instant::now();
+        let ips: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap()];
+        a.insert("web".into(), HostAnswer::Addrs { ips: ips.clone(), ttl: Duration::from_secs(1) }, now, 4, &stats);
+        // Expired, and refused by the limit: the addresses serve on.
+        assert_eq!(rate_limited(&a, "web", 10), HostAnswer::Addrs { ips, ttl: RATE_LIMITED_FOR });
+        assert!(matches!(rate_limited(&a, "new", 10), HostAnswer::Failed { .. }));
     }
 }
