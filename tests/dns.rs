@@ -88,6 +88,24 @@ fn a_long_ttl_is_not_asked_again_before_it_runs_out() {
     assert_eq!(process_metric(&proxy, "dns/config/lookups"), lookups);
 }
 
+/// `minTtlSecs: 0` and `negativeTtlSecs: 0` are valid: a name with a 0 s
+/// TTL, and one that does not exist, are still asked at most once a second.
+#[test]
+fn config_names_are_asked_at_most_once_a_second() {
+    let Some(dns) = DnsServer::start("127.0.0.17", 0, "web A 127.0.1.98") else { return };
+    let pods = pods(98, 1);
+    let port = pods[0].port();
+    let dtab = format!("/svc/web => /$/inet/web.corelink.test/{port}; /svc/nope => /$/inet/nope.corelink.test/{port};");
+    let extra = "    minTtlSecs: 0\n    negativeTtlSecs: 0\n";
+    let proxy = Corelink::start(&config(&dtab, &dns.corelink_dns(extra)), "epoll");
+    assert_eq!(served_by(proxy.addr(), "web"), "127.0.1.98");
+    let before = process_metric(&proxy, "dns/config/lookups");
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = process_metric(&proxy, "dns/config/lookups") - before;
+    // Two names, 3 s, once a second each (and a tick of slack each).
+    assert!(asked <= 8, "{asked} lookups of two names in 3 s");
+}
+
 // ------------------------------------------- names only requests supply
 
 /// A router naming requests by their first two path segments (host, port),

@@ -17,6 +17,18 @@ use tokio::sync::Notify;
 
 use super::{build_resolver, lookup_host, DnsSettings, DnsStats, HostAnswer, Resolver};
 
+/// The shortest wait between two lookups of one name: `minTtlSecs: 0` and
+/// `negativeTtlSecs: 0` are valid, and a 0 s TTL or NXDOMAIN would
+/// otherwise be asked again as fast as the server answers (3,000 queries
+/// a second, a warning each).
+const MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When to ask again after an answer said `due`: never sooner than
+/// [`MIN_REFRESH`] from `now`.
+fn next_refresh(due: Instant, now: Instant) -> Instant {
+    due.max(now + MIN_REFRESH)
+}
+
 /// Answers host names for a snapshot. `names` is every name wanted now:
 /// a watching resolver stops refreshing the others.
 pub trait HostResolver {
@@ -237,13 +249,14 @@ impl HostResolver for ConfigNames {
             new.iter().zip(answers).map(|(name, answer)| shared.store(name, answer)).collect()
         });
         for (name, due) in new.into_iter().zip(first) {
+            let due = next_refresh(due, Instant::now());
             let (resolver, shared, name2) = (resolver.clone(), self.shared.clone(), name.clone());
             let task = self.rt.spawn(async move {
                 let mut due = due;
                 loop {
                     tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
                     let answer = lookup_host(&resolver, &name2, &settings).await;
-                    due = shared.store(&name2, answer);
+                    due = next_refresh(shared.store(&name2, answer), Instant::now());
                 }
             });
             self.tasks.insert(name.clone(), task);
@@ -251,5 +264,18 @@ impl HostResolver for ConfigNames {
         // The first answers are in what is returned: not a change to publish.
         self.shared.dirty.store(false, Ordering::Release);
         self.answers(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_asked_at_most_once_a_second() {
+        let now = Instant::now();
+        assert_eq!(next_refresh(now, now), now + MIN_REFRESH, "a 0 s TTL");
+        let later = now + std::time::Duration::from_secs(30);
+        assert_eq!(next_refresh(later, now), later, "a 30 s TTL");
     }
 }
