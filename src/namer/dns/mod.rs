@@ -135,6 +135,31 @@ pub fn build_resolver(config: &DnsConfig) -> Result<Resolver, DnsError> {
     builder.build().map_err(DnsError::Build)
 }
 
+/// How many names a lookup of a relative host name (no final `.`) may try
+/// with `config`'s resolver: the name itself, and the name in each search
+/// domain (resolv.conf's `search`, or its `domain`), each asked A and AAAA.
+/// hickory tries them in turn until one answers, so a name that does not
+/// exist costs all of them. Named servers (`corelink.dns.servers`) have no
+/// search list: 1.
+pub fn names_per_lookup(config: &DnsConfig) -> u32 {
+    if !config.servers.is_empty() {
+        return 1;
+    }
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok((conf, _)) => names_tried(conf.domain(), conf.search()),
+        // `build_resolver` fails the same way: no lookups at all.
+        Err(_) => 1,
+    }
+}
+
+fn names_tried(
+    domain: Option<&hickory_resolver::proto::rr::Name>,
+    search: &[hickory_resolver::proto::rr::Name],
+) -> u32 {
+    let extra = domain.is_some_and(|d| !search.contains(d));
+    u32::try_from(1 + search.len() + usize::from(extra)).unwrap_or(u32::MAX)
+}
+
 /// What a lookup said about a host name.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostAnswer {
@@ -197,6 +222,18 @@ mod tests {
         assert_eq!(s.clamp(Duration::ZERO), Duration::from_secs(2));
         assert_eq!(s.clamp(Duration::from_secs(30)), Duration::from_secs(30));
         assert_eq!(s.clamp(Duration::from_secs(86_400)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_lookup_may_try_the_name_and_each_search_domain() {
+        let name = |n: &str| hickory_resolver::proto::rr::Name::from_ascii(n).unwrap();
+        let search = [name("ns.svc.cluster.local."), name("svc.cluster.local."), name("cluster.local.")];
+        assert_eq!(names_tried(None, &[]), 1);
+        assert_eq!(names_tried(None, &search), 4);
+        assert_eq!(names_tried(Some(&name("cluster.local.")), &search), 4, "the domain is in the list");
+        assert_eq!(names_tried(Some(&name("example.com.")), &[]), 2);
+        let named = DnsConfig { servers: vec!["127.0.0.2:53".parse().unwrap()], ..Default::default() };
+        assert_eq!(names_per_lookup(&named), 1, "named servers: no search list");
     }
 
     #[test]

@@ -164,7 +164,11 @@ impl ConfigNames {
     }
 
     fn set_current(&self) {
-        let now = self.resolver.clone().map(|r| (r, self.config.clone()));
+        let now = self.resolver.clone().map(|resolver| super::request::RequestResolver {
+            resolver,
+            config: self.config.clone(),
+            names_per_lookup: super::names_per_lookup(&self.config),
+        });
         match self.current.lock() {
             Ok(mut c) => *c = now,
             Err(poisoned) => *poisoned.into_inner() = now,

@@ -96,9 +96,19 @@ pub fn channels(workers: usize, config: &DnsConfig, stats: &Arc<DnsStats>) -> (C
     (ControlChannels { asks: ask_rx, replies }, cores)
 }
 
-/// The resolver and settings request names use: replaced when a reload
-/// changes `corelink.dns`. Locked by the control thread's tasks only.
-pub type Current = Arc<Mutex<Option<(Arc<Resolver>, DnsConfig)>>>;
+/// The resolver and settings request names use.
+#[derive(Clone)]
+pub struct RequestResolver {
+    pub resolver: Arc<Resolver>,
+    pub config: DnsConfig,
+    /// What a lookup of a relative name costs of `lookupsPerSecond`
+    /// ([`super::names_per_lookup`]).
+    pub names_per_lookup: u32,
+}
+
+/// Replaced when a reload changes `corelink.dns`. Locked by the control
+/// thread's tasks only.
+pub type Current = Arc<Mutex<Option<RequestResolver>>>;
 
 /// A token bucket: `rate` per second, a burst of as many.
 struct Bucket {
@@ -107,16 +117,31 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
+    /// Takes `cost` tokens (at most the burst, so any lookup can pass).
+    fn take(&mut self, rate: u32, cost: u32, now: Instant) -> bool {
         let rate = f64::from(rate);
+        let cost = f64::from(cost.max(1)).min(rate.max(1.0));
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
         self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
         }
+    }
+}
+
+/// What looking `host` up costs of the rate: the names the resolver may
+/// try. Request-supplied names keep the system's search domains, as
+/// linkerd's (the JVM resolver applied them), so each is counted. An
+/// absolute name and an `io.l5d.dnssrv` record (`/#…`, looked up
+/// absolute) cost one.
+fn cost(host: &str, names_per_lookup: u32) -> u32 {
+    if host.ends_with('.') || host.starts_with('/') {
+        1
+    } else {
+        names_per_lookup
     }
 }
 
@@ -232,7 +257,7 @@ pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsSt
         tokio::select! {
             ask = asks.recv() => {
                 let Some(Ask { host, core }) = ask else { return };
-                let Some((resolver, config)) = current.lock().ok().and_then(|c| c.clone()) else {
+                let Some(RequestResolver { resolver, config, names_per_lookup }) = current.lock().ok().and_then(|c| c.clone()) else {
                     let reply = Reply { host, answer: HostAnswer::Failed { error: "no DNS resolver".into(), retry: RATE_LIMITED_FOR } };
                     send(&[core], &reply);
                     continue;
@@ -253,7 +278,7 @@ pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsSt
                     }
                     continue;
                 }
-                if !bucket.take(config.lookups_per_second, now) {
+                if !bucket.take(config.lookups_per_second, cost(&host, names_per_lookup), now) {
                     stats.request_rate_limited.fetch_add(1, Ordering::Relaxed);
                     send(&[core], &Reply { answer: rate_limited(&answers, &host, config.lookups_per_second), host });
                     continue;
@@ -276,7 +301,7 @@ pub async fn serve(channels: ControlChannels, current: Current, stats: Arc<DnsSt
                 });
             }
             Some(Reply { host, mut answer }) = done_rx.recv() => {
-                let cap = current.lock().ok().and_then(|c| c.as_ref().map(|(_, c)| c.max_names)).unwrap_or(1);
+                let cap = current.lock().ok().and_then(|c| c.as_ref().map(|c| c.config.max_names)).unwrap_or(1);
                 if let HostAnswer::Failed { error, retry } = &answer {
                     stats.request_failures.fetch_add(1, Ordering::Relaxed);
                     // A failed refresh keeps the name's last addresses.
@@ -302,9 +327,23 @@ mod tests {
     fn the_bucket_allows_a_burst_then_the_rate() {
         let t0 = Instant::now();
         let mut b = Bucket { tokens: 10.0, at: t0 };
-        assert_eq!((0..20).filter(|_| b.take(10, t0)).count(), 10);
-        assert!(!b.take(10, t0 + Duration::from_millis(50)));
-        assert!(b.take(10, t0 + Duration::from_millis(160)));
+        assert_eq!((0..20).filter(|_| b.take(10, 1, t0)).count(), 10);
+        assert!(!b.take(10, 1, t0 + Duration::from_millis(50)));
+        assert!(b.take(10, 1, t0 + Duration::from_millis(160)));
+    }
+
+    #[test]
+    fn each_name_a_lookup_may_try_counts_against_the_rate() {
+        // resolv.conf with 5 search domains: a relative name may try 6.
+        assert_eq!(cost("redis", 6), 6);
+        assert_eq!(cost("redis.example.com.", 6), 1, "absolute");
+        assert_eq!(cost("/#/io.l5d.dnssrv/_http._tcp.web", 6), 1, "SRV records are absolute");
+        let t0 = Instant::now();
+        let mut b = Bucket { tokens: 100.0, at: t0 };
+        assert_eq!((0..100).filter(|_| b.take(100, 6, t0)).count(), 16, "100 names a second: 16 lookups");
+        // A cost past the burst still passes once the bucket is full.
+        let mut b = Bucket { tokens: 3.0, at: t0 };
+        assert!(b.take(3, 6, t0));
     }
 
     #[test]
