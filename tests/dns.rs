@@ -262,6 +262,19 @@ fn a_flood_of_random_names_does_not_break_a_working_name() {
     assert!(process_metric(&proxy, "dns/request/evicted") > 0);
 }
 
+/// Only the asked name's addresses are used, found through its CNAME chain
+/// (the server answers the chain in one message).
+#[test]
+fn request_names_resolve_through_cname_chains() {
+    let Some(dns) = DnsServer::start("127.0.0.18", 1, "web CNAME lb\nlb CNAME pool\npool A 127.0.1.99") else {
+        return;
+    };
+    let pods = pods(99, 1);
+    let port = pods[0].port();
+    let proxy = Corelink::start(&request_config("/svc => /$/inet;", &dns.corelink_dns("")), "epoll");
+    assert_eq!(ask_path(&proxy, &format!("/web.corelink.test/{port}/")), Ok((200, "127.0.1.99".to_string())));
+}
+
 /// linkerd's `proxy.yaml` (`porthostPfx`, `rinet`) with host names only
 /// requests supply, resolved at request time by the test's DNS server:
 /// `Host: web…:PORT` reaches web's PORT, `Host: www…` port 80 (where port 80

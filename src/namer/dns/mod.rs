@@ -23,6 +23,7 @@ use config::DnsConfig;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::{Name, RData, Record};
 
 pub use names::{ConfigNames, HostResolver, OneShot};
 
@@ -132,7 +133,38 @@ pub fn build_resolver(config: &DnsConfig) -> Result<Resolver, DnsError> {
     options.attempts = 1;
     // Both families, as linkerd's inet namer (the JVM) returns both.
     options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+    // CNAME records stay in answers: `owned_ips` follows the chain.
+    options.preserve_intermediates = true;
     builder.build().map_err(DnsError::Build)
+}
+
+/// CNAME links followed from the asked name, at most (resolvers stop at
+/// about as many; a longer chain is a loop or an attack).
+const MAX_CNAME_CHAIN: usize = 16;
+
+/// The addresses of an answer that belong to the asked name: A and AAAA
+/// records owned by `asked` or by a name its CNAME chain (within the
+/// answer) leads to. hickory returns every address record of the answer
+/// section, and a server may put others there: they are not this name's.
+fn owned_ips(asked: &Name, answers: &[Record]) -> Vec<IpAddr> {
+    let mut chain: Vec<&Name> = vec![asked];
+    for _ in 0..MAX_CNAME_CHAIN {
+        let next = answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if chain.iter().any(|n| n.eq_ignore_root(&r.name)) => {
+                Some(&target.0).filter(|t| !chain.iter().any(|n| n.eq_ignore_root(t)))
+            }
+            _ => None,
+        });
+        match next {
+            Some(target) => chain.push(target),
+            None => break,
+        }
+    }
+    answers
+        .iter()
+        .filter(|r| chain.iter().any(|n| n.eq_ignore_root(&r.name)))
+        .filter_map(|r| r.data.ip_addr())
+        .collect()
 }
 
 /// How many names a lookup of a relative host name (no final `.`) may try
@@ -192,7 +224,7 @@ pub async fn lookup_host(resolver: &Resolver, host: &str, settings: &DnsSettings
     let lookup = tokio::time::timeout(settings.timeout, resolver.lookup_ip(host)).await;
     match lookup {
         Ok(Ok(found)) => {
-            let mut ips: Vec<IpAddr> = found.iter().collect();
+            let mut ips = owned_ips(found.query().name(), found.as_lookup().answers());
             ips.sort();
             ips.dedup();
             if ips.is_empty() {
@@ -222,6 +254,26 @@ mod tests {
         assert_eq!(s.clamp(Duration::ZERO), Duration::from_secs(2));
         assert_eq!(s.clamp(Duration::from_secs(30)), Duration::from_secs(30));
         assert_eq!(s.clamp(Duration::from_secs(86_400)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn only_the_asked_names_addresses_are_used() {
+        let name = |n: &str| Name::from_ascii(n).unwrap();
+        let a = |owner: &str, ip: &str| Record::from_rdata(name(owner), 60, RData::from(ip.parse::<IpAddr>().unwrap()));
+        let cname = |owner: &str, target: &str| {
+            Record::from_rdata(name(owner), 60, RData::CNAME(hickory_resolver::proto::rr::rdata::CNAME(name(target))))
+        };
+        let answers = [
+            cname("web.test.", "lb.test."),
+            a("lb.test.", "10.0.0.1"),
+            a("WEB.test.", "10.0.0.2"),
+            a("other.test.", "10.0.0.66"),
+            cname("other.test.", "web.test."),
+            cname("lb.test.", "web.test."),
+        ];
+        let ips = owned_ips(&name("web.test."), &answers);
+        assert_eq!(ips, ["10.0.0.1".parse::<IpAddr>().unwrap(), "10.0.0.2".parse().unwrap()]);
+        assert!(owned_ips(&name("none.test."), &answers).is_empty());
     }
 
     #[test]
