@@ -114,11 +114,18 @@ fn a_clients_request_id_is_kept_and_one_its_connection_header_drops_is_replaced(
     for io in backends() {
         let dtab = format!("/svc/* => {};", inet(backend.addr));
         let proxy = Corelink::start(&config(&dtab, "", ""), io);
-        let cursor = backend.cursor();
-        let kept = b"GET /x HTTP/1.1\r\nHost: a\r\nl5d-reqid: mine\r\nConnection: close\r\n\r\n";
-        assert!(exchange(&proxy, kept).starts_with("HTTP/1.1 200 OK\r\n"), "{io}");
-        let raw = String::from_utf8(forwarded(&backend, cursor).raw).unwrap();
-        assert!(raw.contains("\r\nl5d-reqid: mine\r\n") && raw.matches("l5d-reqid").count() == 1, "{io}: {raw}");
+        // Kept, also when `Connection` names other fields (LWP sends
+        // `Connection: TE`, curl's h2c upgrade `Upgrade, HTTP2-Settings`).
+        for connection in ["close", "close, TE", "close, X-Other"] {
+            let cursor = backend.cursor();
+            let kept = format!("GET /x HTTP/1.1\r\nHost: a\r\nl5d-reqid: mine\r\nConnection: {connection}\r\n\r\n");
+            assert!(exchange(&proxy, kept.as_bytes()).starts_with("HTTP/1.1 200 OK\r\n"), "{io}");
+            let raw = String::from_utf8(forwarded(&backend, cursor).raw).unwrap();
+            assert!(
+                raw.contains("\r\nl5d-reqid: mine\r\n") && raw.matches("l5d-reqid").count() == 1,
+                "{io} {connection}: {raw}"
+            );
+        }
         // `Connection: l5d-reqid` drops the client's id as hop-by-hop: the
         // upstream gets corelink's instead of none.
         let cursor = backend.cursor();

@@ -86,7 +86,12 @@ fn the_config_map_dtab_routes_in_front_of_the_routers_and_a_change_applies_withi
         assert_eq!(served_by(corelink.addr(), "own"), "own", "{io}");
 
         // The admin server shows it as linkerd's interpreter state page does.
-        let rsp = client::get(corelink.admin, "/out/interpreter_state/io.l5d.k8s.configmap.json", "admin").unwrap();
+        let rsp = client::get(
+            corelink.admin,
+            "/out/interpreter_state/io.l5d.k8s.configmap.json",
+            &corelink.admin.to_string(),
+        )
+        .unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         let state: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
         let want = format!("/svc/web=>/$/inet/127.0.0.1/{}", b.port());
@@ -98,7 +103,7 @@ fn the_config_map_dtab_routes_in_front_of_the_routers_and_a_change_applies_withi
             "{io}: {state}"
         );
         // So does the delegator: the ConfigMap's entry is used.
-        let rsp = client::get(corelink.admin, "/delegator.json?path=/svc/web", "admin").unwrap();
+        let rsp = client::get(corelink.admin, "/delegator.json?path=/svc/web", &corelink.admin.to_string()).unwrap();
         let delegation = String::from_utf8_lossy(&rsp.body).into_owned();
         let dentry = format!(r#""dentry":{{"prefix":"/svc/web","dst":"/$/inet/127.0.0.1/{}"}}"#, b.port());
         assert!(delegation.contains(&dentry), "{io}: {delegation}");

@@ -127,7 +127,7 @@ fn daemonset_by_subnet_sends_to_the_pod_on_the_endpoints_node_and_follows_it() {
         let client = "client/%/io.l5d.k8s.daemonset/linkerd/incoming/l5d/#/io.l5d.k8s/prod/http/web/requests";
         assert!(corelink.metric_ending(client) >= 20.0, "{io}");
         // linkerd's delegator shows the transformation.
-        let rsp = client::get(corelink.admin, "/delegator.json?path=/svc/web", "admin").unwrap();
+        let rsp = client::get(corelink.admin, "/delegator.json?path=/svc/web", &corelink.admin.to_string()).unwrap();
         let body = String::from_utf8_lossy(&rsp.body);
         assert!(
             body.contains("\"type\":\"transformation\",\"path\":\"/#/io.l5d.k8s/prod/http/web\"")

@@ -336,12 +336,12 @@ fn delegate_explains_a_route_on_the_cli_and_the_admin_port() {
     let a = Backend::start();
     let proxy = Corelink::start(&config(&format!("/svc/x => {};", inet(a.addr))), "epoll");
     let mut c = Conn::open(proxy.admin);
-    c.send(b"GET /delegator.json?path=/svc/x&dtab=/svc/y%3D%3E/svc/x HTTP/1.1\r\nHost: admin\r\n\r\n");
+    c.send(b"GET /delegator.json?path=/svc/x&dtab=/svc/y%3D%3E/svc/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let rsp = c.read_response("GET").unwrap();
     assert_eq!(rsp.status, 200);
     let json = String::from_utf8_lossy(&rsp.body);
     assert!(json.contains(&format!("\"bound\":{{\"id\":\"{}\"", inet(a.addr))), "{json}");
-    let rsp = get(proxy.admin, "/delegator.json", "admin").unwrap();
+    let rsp = get(proxy.admin, "/delegator.json", &proxy.admin.to_string()).unwrap();
     assert_eq!(rsp.status, 400);
 }
 
@@ -367,7 +367,7 @@ fn a_wide_union_of_loops_is_cut_off_in_a_header_and_in_the_delegator() {
         // The admin's request line is limited to 4 KiB: 600 branches fit.
         let query = format!("/svc/x%3D%3E/a%3B/a%3D%3E{}", vec!["/a"; 600].join("%26"));
         let mut c = Conn::open(proxy.admin);
-        c.send(format!("GET /delegator.json?path=/svc/x&dtab={query} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes());
+        c.send(format!("GET /delegator.json?path=/svc/x&dtab={query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes());
         let rsp = c.read_response("GET").unwrap();
         assert_eq!(rsp.status, 200, "{io}");
         let json = String::from_utf8_lossy(&rsp.body);

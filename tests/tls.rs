@@ -398,8 +398,22 @@ fn a_name_outside_the_static_clients_tls_prefixes_goes_in_plaintext_with_a_warni
         let a = sidecar_a(&namers, backend.addr, &client, io);
         assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
         assert_eq!(backend.requests(), 1, "{io}: the backend speaks plaintext");
-        let warned = |l: &String| l.contains("WARN") && l.contains("/#/io.l5d.fs/serviceB") && l.contains("PLAINTEXT");
-        assert!(a.stderr_lines().iter().any(warned), "{io}: {:?}", a.stderr_lines());
+        // A namer change makes serviceB's route resolved again; serviceC is
+        // a new destination, warned about in its turn.
+        std::fs::write(namers.join("serviceC"), format!("{} {}\n", backend.addr.ip(), backend.addr.port())).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while get(a.addr(), "/", "serviceC").unwrap().status != 200 {
+            assert!(std::time::Instant::now() < deadline, "{io}: serviceC never routed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(get(a.addr(), "/", "serviceB").unwrap().status, 200, "{io}");
+        // Log lines are handed over once: read them once.
+        let lines = a.stderr_lines();
+        let warnings = |name: &str| {
+            let needle = format!("/#/io.l5d.fs/{name} matches no client TLS prefix");
+            lines.iter().filter(|l| l.contains("WARN") && l.contains(&needle) && l.contains("PLAINTEXT")).count()
+        };
+        assert_eq!((warnings("serviceB"), warnings("serviceC")), (1, 1), "{io}: {lines:?}");
     }
 }
 

@@ -149,11 +149,14 @@ async fn handle(mut stream: tokio::net::TcpStream, state: &AdminState) -> io::Re
                 tracing::warn!(target = head.target, "refused a state-changing admin request from another site");
                 break plain(403, "forbidden: a state-changing admin request from a page of another site").into();
             }
-            Ok(Some(head)) if from_browser(head.headers) && !names_an_address(head.host) => {
-                tracing::warn!(host = head.host.unwrap_or(""), "refused a browser's admin request naming a host name");
+            Ok(Some(head)) if local.ip().is_loopback() && !names_an_address(head.host) => {
+                tracing::warn!(
+                    host = head.host.unwrap_or(""),
+                    "refused an admin request naming a host name on loopback"
+                );
                 break plain(
                     403,
-                    "forbidden: open the admin at its IP address or at localhost (a browser's request naming another host could come from a DNS-rebinding page)",
+                    "forbidden: on a loopback address the admin answers requests for an IP address or localhost only (a page under another name could be a DNS-rebinding attack)",
                 )
                 .into();
             }
@@ -198,18 +201,14 @@ fn browser_cross_site(headers: &[httparse::Header<'_>], local: SocketAddr) -> bo
     })
 }
 
-/// Whether a browser sent the request: browsers mark every request they
-/// make with `Sec-Fetch-Site` (Chrome 76, Firefox 90, Safari 16.4), and
-/// cross-origin ones with `Origin`; probes, scrapers and scripts send
-/// neither.
-fn from_browser(headers: &[httparse::Header<'_>]) -> bool {
-    headers.iter().any(|h| h.name.eq_ignore_ascii_case("sec-fetch-site") || h.name.eq_ignore_ascii_case("origin"))
-}
-
 /// Whether a `Host` value is an IP address or `localhost` (with or without a
-/// port). A DNS-rebinding page reaches the admin under its own host name,
-/// which the browser then sends as `Host`, and reads every GET endpoint as
-/// same-origin; a browser that names an address is not being rebound.
+/// port). A DNS-rebinding page points its own host name at 127.0.0.1 and
+/// reads every GET endpoint as same-origin, its name in `Host` (and plain
+/// http pages send no `Sec-Fetch-*` or `Origin` on a same-origin GET, so
+/// nothing else tells it from a script). On loopback every legitimate
+/// client is on this host and names an address or `localhost`; an admin
+/// bound to another address (a pod IP) is not checked, since kubelet,
+/// Prometheus and operators may name it as they like.
 fn names_an_address(host: Option<&str>) -> bool {
     let Some(host) = host else { return false };
     let name = match host.strip_prefix('[') {
@@ -692,13 +691,14 @@ mod tests {
     use super::*;
     use crate::telemetry::metrics::{CoreSnapshot, Scrape};
 
-    /// A core that answers each scrape request after `delay`, counting them.
-    fn slow_core(scrape: &Scrape, delay: Duration, asked: Arc<std::sync::atomic::AtomicU64>) {
+    /// A core that counts the scrape requests it gets and answers each once
+    /// `gate` lets it (a permit each): the test decides when, no timing.
+    fn gated_core(scrape: &Scrape, gate: Arc<tokio::sync::Semaphore>, asked: Arc<std::sync::atomic::AtomicU64>) {
         let mut requests = scrape.register();
         tokio::spawn(async move {
             while let Some(reply) = requests.recv().await {
                 asked.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(delay).await;
+                gate.acquire().await.unwrap().forget();
                 let _ = reply.send(CoreSnapshot { core: 0, requests: 0, scopes: Vec::new() });
             }
         });
@@ -732,16 +732,35 @@ mod tests {
             let last: Arc<tokio::sync::Mutex<Option<Arc<Scraped>>>> = Arc::default();
             let scrape = Arc::new(Scrape::default());
             let scrapes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            slow_core(&scrape, Duration::from_millis(50), asked.clone());
-            let one =
-                |last: Arc<tokio::sync::Mutex<_>>, scrape: Arc<Scrape>, scrapes: Arc<std::sync::atomic::AtomicU64>| {
-                    tokio::spawn(async move { shared_scrape(&last, &scrape, &scrapes).await })
-                };
-            // The first starts a collection; twenty more arrive while it runs.
-            let first = one(last.clone(), scrape.clone(), scrapes.clone());
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let waiting: Vec<_> = (0..20).map(|_| one(last.clone(), scrape.clone(), scrapes.clone())).collect();
+            let (gate, asked) =
+                (Arc::new(tokio::sync::Semaphore::new(0)), Arc::new(std::sync::atomic::AtomicU64::new(0)));
+            gated_core(&scrape, gate.clone(), asked.clone());
+            let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let one = || {
+                let (last, scrape, scrapes, started) = (last.clone(), scrape.clone(), scrapes.clone(), started.clone());
+                tokio::spawn(async move {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    shared_scrape(&last, &scrape, &scrapes).await
+                })
+            };
+            // Runs the other tasks until `done` holds.
+            async fn until(done: impl Fn() -> bool) {
+                for _ in 0..10_000 {
+                    if done() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                panic!("never happened");
+            }
+            // The first starts a collection, which the core holds.
+            let first = one();
+            until(|| asked.load(Ordering::Relaxed) == 1).await;
+            // Twenty more arrive while it runs (each is past its arrival
+            // and waiting for the lock once it has started).
+            let waiting: Vec<_> = (0..20).map(|_| one()).collect();
+            until(|| started.load(Ordering::Relaxed) == 21).await;
+            gate.add_permits(100);
             let first = first.await.unwrap();
             let mut answers = Vec::new();
             for w in waiting {
@@ -752,7 +771,7 @@ mod tests {
             assert!(answers.iter().all(|a| Arc::ptr_eq(a, &answers[0])), "the waiters share one");
             assert!(!Arc::ptr_eq(&first, &answers[0]), "none of them is answered from a collection older than it");
             // A scrape after that collects again: never an older answer.
-            let later = one(last.clone(), scrape.clone(), scrapes.clone()).await.unwrap();
+            let later = one().await.unwrap();
             assert!(!Arc::ptr_eq(&later, &answers[0]));
             assert_eq!(asked.load(Ordering::Relaxed), 3);
         });

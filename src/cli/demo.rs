@@ -186,7 +186,7 @@ fn wait_for_ctrl_c() {
 fn admin_get(admin: SocketAddr, target: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(admin)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {target} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")?;
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())

@@ -417,10 +417,14 @@ impl<B: Backend> Session<'_, B> {
             self.core.buffers.give(rbuf);
         }
         let limit = if first { self.settings.header_read_timeout } else { self.settings.idle_timeout };
+        // A first request's time counts from the accept (`idle_since`), so
+        // what a TLS handshake took is gone; later ones wait from the end
+        // of the last exchange, just now (no clock read per request).
+        let left = if first { limit.saturating_sub(self.idle_since.elapsed()) } else { limit };
         // No draining wake-up here: registering with the shutdown `Notify`
         // twice per request costs more than it saves. A connection idle when
         // draining starts is closed within the hot wait (1.2 s), by `park`.
-        let waited = if limit > HOT_IDLE {
+        let waited = if left > HOT_IDLE {
             // The usual case (idleTimeMs defaults to 10 s): the coarse
             // deadline, then park for what is left of the idle timeout.
             watchdog::within(HOT_IDLE, self.downstream.wait_readable()).await
@@ -428,7 +432,7 @@ impl<B: Backend> Session<'_, B> {
             // A limit of 1 s or less ends the connection, where a coarse
             // deadline could be 20 % late or more: a tokio timer, as precise
             // as the configured limit.
-            tokio::time::timeout(limit, self.downstream.wait_readable()).await.map_err(|_elapsed| watchdog::Expired)
+            tokio::time::timeout(left, self.downstream.wait_readable()).await.map_err(|_elapsed| watchdog::Expired)
         };
         match waited {
             Ok(Ok(true)) => {
@@ -436,7 +440,7 @@ impl<B: Backend> Session<'_, B> {
                 Waited::Ready
             }
             Ok(Ok(false)) | Ok(Err(_)) => Waited::Closed,
-            Err(watchdog::Expired) if limit > HOT_IDLE && !self.core.shutdown.is_draining() => {
+            Err(watchdog::Expired) if left > HOT_IDLE && !self.core.shutdown.is_draining() => {
                 // The hot wait ran a tick or two past HOT_IDLE: park for the
                 // rest of the limit as counted by the clock.
                 match limit.checked_sub(self.idle_since.elapsed()) {
@@ -599,8 +603,8 @@ impl<B: Backend> Session<'_, B> {
         let mut extra: &[(&str, &[u8])] = if !route.context {
             &[]
         } else if !self.settings.clear_context
-            && !head.connection_names_fields
             && head.headers.iter().any(|h| h.name.eq_ignore_ascii_case("l5d-reqid"))
+            && !(head.connection_names_fields && http1::connection_names(head.headers, "l5d-reqid"))
         {
             with_id = [service, client, ("", &[][..])];
             &with_id[..2]

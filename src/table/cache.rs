@@ -584,16 +584,17 @@ struct CoreParts<'a> {
 const MAX_ENDPOINTS: usize = 10_000;
 
 /// Drops the entries nobody else holds once the map has `MAX_ENDPOINTS` or
-/// more and is full (the next new key would grow it): a scan that frees
-/// nothing lets the map double before the next one, so a core with more
-/// than `MAX_ENDPOINTS` in use scans once per doubling, not on every bind
-/// (which made a snapshot cost names × endpoints). Returns whether it
-/// scanned.
-fn prune_unused<K, V>(map: &mut HashMap<K, Rc<V>>) -> bool {
+/// more and is full. After a scan the map has room for as many entries
+/// again as it kept, so the next scan waits until that many new keys came:
+/// a core with more than `MAX_ENDPOINTS` in use scans once per doubling,
+/// not on every bind (which made a snapshot cost names × endpoints), even
+/// when binds only meet known keys. Returns whether it scanned.
+fn prune_unused<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, Rc<V>>) -> bool {
     if map.len() < MAX_ENDPOINTS || map.len() < map.capacity() {
         return false;
     }
     map.retain(|_, v| Rc::strong_count(v) > 1);
+    map.reserve(map.len());
     true
 }
 
@@ -689,17 +690,32 @@ impl EffectiveClient {
 }
 
 /// Says that a destination goes in plaintext because no client TLS prefix
-/// matches its name; the first `PLAINTEXT_WARNINGS` times in the process
-/// (each core resolving a destination says it once per resolution).
+/// matches its name: once per (router, destination) on each core, for the
+/// first `PLAINTEXT_WARNINGS` destinations (routes are resolved again on
+/// every snapshot and for every `l5d-dtab` request, so without the set a
+/// few destinations would spend the budget and a new one go unlogged).
 fn warn_plaintext(router: &str, client: &str) {
-    const PLAINTEXT_WARNINGS: u32 = 20;
-    static WARNED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = WARNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if n < PLAINTEXT_WARNINGS {
-        tracing::warn!(router, client, "{client} matches no client TLS prefix: requests to it are sent in PLAINTEXT");
-    } else if n == PLAINTEXT_WARNINGS {
-        tracing::warn!(router, "more destinations match no client TLS prefix; no more of them are logged");
+    const PLAINTEXT_WARNINGS: usize = 100;
+    thread_local! {
+        static WARNED: RefCell<std::collections::HashSet<(String, String)>> = RefCell::default();
     }
+    WARNED.with(|warned| {
+        let mut warned = warned.borrow_mut();
+        let key = (router.to_owned(), client.to_owned());
+        if warned.len() > PLAINTEXT_WARNINGS || warned.contains(&key) {
+            return;
+        }
+        if warned.len() == PLAINTEXT_WARNINGS {
+            tracing::warn!(router, "more destinations match no client TLS prefix; no more of them are logged");
+        } else {
+            tracing::warn!(
+                router,
+                client,
+                "{client} matches no client TLS prefix: requests to it are sent in PLAINTEXT"
+            );
+        }
+        warned.insert(key);
+    });
 }
 
 /// The TLS of one destination, from its client name.
@@ -819,6 +835,16 @@ mod tests {
             map.insert(i, v.clone());
         }
         assert!(scans <= 3, "{scans} scans for {} inserts, every one in use", held.len());
+        // Full, every entry in use, and binds that meet only known keys:
+        // one scan, not one per bind.
+        let mut full: HashMap<usize, Rc<()>> = HashMap::new();
+        let mut i = 0;
+        while full.len() < MAX_ENDPOINTS || full.len() < full.capacity() {
+            full.insert(i, held[i % held.len()].clone());
+            i += 1;
+        }
+        let rescans: usize = (0..1_000).map(|_| usize::from(prune_unused(&mut full))).sum();
+        assert_eq!(rescans, 1, "binds of known keys after a scan that freed nothing");
         // Entries nobody holds go at the next scan.
         let mut map: HashMap<usize, Rc<()>> = HashMap::new();
         let mut scanned = false;

@@ -188,7 +188,7 @@ impl Corelink {
 
     /// `/admin/metrics.json` as (key, number) pairs, in the endpoint's order.
     pub fn metrics(&self) -> Vec<(String, f64)> {
-        let rsp = client::get(self.admin, "/admin/metrics.json", "admin").unwrap();
+        let rsp = client::get(self.admin, "/admin/metrics.json", &self.admin.to_string()).unwrap();
         assert_eq!(rsp.status, 200, "/admin/metrics.json");
         let body = String::from_utf8(rsp.body).unwrap();
         body.trim_matches(['{', '}'])
@@ -211,7 +211,7 @@ impl Corelink {
 
     fn wait_ready(&self) {
         for _ in 0..200 {
-            if let Ok(rsp) = client::get(self.admin, "/admin/ready", "admin") {
+            if let Ok(rsp) = client::get(self.admin, "/admin/ready", &self.admin.to_string()) {
                 if rsp.status == 200 {
                     return;
                 }

@@ -146,6 +146,15 @@ fn is_l5d(name: &str) -> bool {
     name.len() >= 4 && name.as_bytes()[..4].eq_ignore_ascii_case(b"l5d-")
 }
 
+/// Whether a `Connection` field of `headers` names `field` (so the encoder
+/// drops a field of that name as hop-by-hop, RFC 9110 §7.6.1).
+pub fn connection_names(headers: &[httparse::Header<'_>], field: &str) -> bool {
+    headers
+        .iter()
+        .filter(|h| classify(h.name) == HeaderKind::Connection)
+        .any(|h| list_items(h.value).any(|item| item.eq_ignore_ascii_case(field.as_bytes())))
+}
+
 /// A field `clearContext` removes from a client's request: every `l5d-*`
 /// and (unlike linkerd) finagle's `Dtab-Local`.
 pub fn is_linkerd_context_field(name: &str) -> bool {

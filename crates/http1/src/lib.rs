@@ -18,7 +18,7 @@ mod tokens;
 
 pub use chunked::{ChunkedDecoder, ChunkedEvent, ChunkedProgress};
 pub use encode::{
-    encode_cleared_error_response, encode_error_response, encode_nack_response, encode_request_head,
+    connection_names, encode_cleared_error_response, encode_error_response, encode_nack_response, encode_request_head,
     encode_request_head_with, encode_response_head, is_linkerd_context_field, reason_phrase, ResponseHeadOptions,
 };
 pub use error::ParseError;
