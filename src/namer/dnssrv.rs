@@ -16,7 +16,8 @@
 //! Bounded, because the dtab may let clients choose the record: a record
 //! no request bound for `idleTtlSecs` stops being refreshed and is dropped;
 //! at most `MAX_TARGETS` targets of an answer are used; at most
-//! `LOOKUPS_IN_FLIGHT` lookups per namer run at once.
+//! `LOOKUPS_IN_FLIGHT` SRV queries and as many target lookups per namer run
+//! at once, of which `TARGET_LOOKUPS_PER_RECORD` for one record.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -48,9 +49,15 @@ pub enum SrvState {
 /// for one 2,000-target record. linkerd and finagle have no cap; MongoDB's
 /// drivers have `srvMaxHosts` for the same reason.
 pub const MAX_TARGETS: usize = 100;
-/// Lookups (SRV records and their targets) one namer runs at once, at
-/// most: each holds a socket or two until answered or timed out.
+/// Lookups of SRV targets one namer runs at once, at most: each holds a
+/// socket or two until answered or timed out. SRV queries have as many
+/// of their own, so records whose targets are slow cannot hold up the
+/// first answer of another record.
 pub const LOOKUPS_IN_FLIGHT: usize = 16;
+/// Target lookups one record runs at once, at most: a record whose (up to
+/// `MAX_TARGETS`) targets all time out holds a quarter of its namer's
+/// permits, not all of them, for as long as they take.
+pub const TARGET_LOOKUPS_PER_RECORD: usize = 4;
 /// A route bound through a record is bound again at least this often (at
 /// most half `idleTtlSecs`), so a record that only cached routes use is
 /// still seen used.
@@ -112,13 +119,16 @@ pub enum SrvAnswer {
 /// What one namer's lookups share: the bound on those in flight, and the
 /// counters.
 pub struct Lookups {
+    /// Target lookups.
     pub permits: Semaphore,
+    /// SRV queries.
+    pub srv_permits: Semaphore,
     pub stats: Arc<SrvStats>,
 }
 
 impl Lookups {
     pub fn new(stats: Arc<SrvStats>) -> Lookups {
-        Lookups { permits: Semaphore::new(LOOKUPS_IN_FLIGHT), stats }
+        Lookups { permits: Semaphore::new(LOOKUPS_IN_FLIGHT), srv_permits: Semaphore::new(LOOKUPS_IN_FLIGHT), stats }
     }
 }
 
@@ -149,12 +159,13 @@ pub async fn lookup_srv(
         tracing::debug!(record, targets = srvs.len(), dropped, "io.l5d.dnssrv: targets past the cap ignored");
         srvs.truncate(MAX_TARGETS);
     }
-    // At most MAX_TARGETS waiting, of which the namer's permits let
-    // LOOKUPS_IN_FLIGHT (across its records) ask at once.
-    let answers = futures::future::join_all(
-        srvs.iter().map(|(_, target, _, _)| resolve_target(resolver, target, settings, lookups)),
-    )
-    .await;
+    // In order, TARGET_LOOKUPS_PER_RECORD at a time, each also holding one
+    // of the namer's LOOKUPS_IN_FLIGHT permits (across its records).
+    use futures::StreamExt;
+    let lookups_of_targets: Vec<_> =
+        srvs.iter().map(|(_, target, _, _)| resolve_target(resolver, target, settings, lookups)).collect();
+    let answers: Vec<HostAnswer> =
+        futures::stream::iter(lookups_of_targets).buffered(TARGET_LOOKUPS_PER_RECORD).collect().await;
     let mut addrs = Vec::new();
     for ((_, _, port, weight), answer) in srvs.iter().zip(answers) {
         if let HostAnswer::Addrs { ips, .. } = answer {
@@ -179,7 +190,7 @@ async fn resolve_target(resolver: &Resolver, target: &str, settings: &DnsSetting
     lookup_host(resolver, target, settings).await
 }
 
-/// The SRV query (holding one of the namer's permits): the answer's
+/// The SRV query (holding one of the namer's SRV permits): the answer's
 /// targets, or the namer's answer when there are none to resolve.
 async fn srv_targets(
     resolver: &Resolver,
@@ -187,7 +198,7 @@ async fn srv_targets(
     settings: &DnsSettings,
     lookups: &Lookups,
 ) -> Result<Vec<Target>, SrvAnswer> {
-    let Ok(_permit) = lookups.permits.acquire().await else {
+    let Ok(_permit) = lookups.srv_permits.acquire().await else {
         return Err(SrvAnswer::Failed(format!("{record}: lookups closed")));
     };
     // Absolute, as linkerd's `Name.fromString(address, Name.root)`: no
@@ -445,6 +456,7 @@ impl SrvNamers {
     /// answer marks the namers changed; [`SrvNamers::published`] then wakes
     /// its requests). Records already answered are answered at once.
     pub fn take_asks(&mut self) {
+        let unpublished = self.has_changed();
         for Ask { host: key, core } in self.asks.take() {
             let Some((prefix, record)) = self.split(&key) else {
                 self.reply(&key, &[core]);
@@ -461,8 +473,11 @@ impl SrvNamers {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&record)
                 .is_some_and(|r| r.state.is_some());
-            if known {
-                // Answered already: the snapshot published has it.
+            // Answered already, and nothing waits to be published (the
+            // publish spacing can hold a change back while asks are taken):
+            // the snapshot published has it. Otherwise the core waits for
+            // the next publish, which replies to it.
+            if known && !unpublished {
                 self.reply(&key, &[core]);
                 continue;
             }

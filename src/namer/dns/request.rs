@@ -117,13 +117,17 @@ struct Bucket {
 }
 
 impl Bucket {
-    /// Takes `cost` tokens (at most the burst, so any lookup can pass).
+    /// Lets a lookup start when a token is there, whatever it costs, and
+    /// takes its `cost` (at most the burst), going into debt if need be:
+    /// the next lookup waits until the debt is paid. Waiting for `cost`
+    /// tokens instead let a flood of one-token lookups (absolute names)
+    /// keep the bucket below a relative name's cost forever.
     fn take(&mut self, rate: u32, cost: u32, now: Instant) -> bool {
         let rate = f64::from(rate);
         let cost = f64::from(cost.max(1)).min(rate.max(1.0));
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
         self.at = now;
-        if self.tokens >= cost {
+        if self.tokens >= 1.0 {
             self.tokens -= cost;
             true
         } else {
@@ -340,10 +344,19 @@ mod tests {
         assert_eq!(cost("/#/io.l5d.dnssrv/_http._tcp.web", 6), 1, "SRV records are absolute");
         let t0 = Instant::now();
         let mut b = Bucket { tokens: 100.0, at: t0 };
-        assert_eq!((0..100).filter(|_| b.take(100, 6, t0)).count(), 16, "100 names a second: 16 lookups");
+        assert_eq!((0..100).filter(|_| b.take(100, 6, t0)).count(), 17, "100 names a second: 17 lookups");
         // A cost past the burst still passes once the bucket is full.
         let mut b = Bucket { tokens: 3.0, at: t0 };
         assert!(b.take(3, 6, t0));
+        // A relative name starts with one token, as an absolute one does:
+        // one-token lookups that keep the bucket below its cost cannot shut
+        // it out. Its debt is paid before anything else starts.
+        let mut b = Bucket { tokens: 1.2, at: t0 };
+        assert!(b.take(100, 6, t0), "a relative name needs a token, not its cost, to start");
+        let mut b = Bucket { tokens: 1.0, at: t0 };
+        assert!(b.take(100, 6, t0));
+        assert!(!b.take(100, 1, t0 + Duration::from_millis(50)), "5 tokens of debt, 5 refilled: none left");
+        assert!(b.take(100, 1, t0 + Duration::from_millis(61)));
     }
 
     #[test]

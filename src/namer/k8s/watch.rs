@@ -6,9 +6,13 @@
 //! - **An ERROR event** (`410 Expired`: the version is older than the API
 //!   server's history; `504 Too large resource version`: it is ahead of the
 //!   server, …) ends the watch, and the next step is a fresh **list**, after
-//!   the backoff (at least 50 ms), as client-go's reflector does: resuming
-//!   from the same version would meet the same error. A `410 Gone` answered
-//!   to the watch request itself lists again too, through the backoff.
+//!   the backoff, as client-go's reflector does: resuming from the same
+//!   version would meet the same error. A `410 Gone` answered to the watch
+//!   request itself lists again too, through the backoff. Lists (these, and
+//!   a failed list's retry) have a backoff of their own, client-go's: none
+//!   the first time, then 800 ms doubling to 30 s, reset by a watch that
+//!   stayed up two minutes; a lagging replica that errors every watch then
+//!   gets a whole-cluster list from each sidecar every 30 s, not every 2 s.
 //! - **A stream that ends or breaks** → watch again at once from the last
 //!   version; if that fails (the API server is down), retry with a jittered
 //!   backoff from 50 ms, doubling to 2 s. The backoff resets once a watch has
@@ -248,14 +252,31 @@ impl Watched for EndpointSlice {
 pub struct Backoff {
     next: Option<Duration>,
     seed: u64,
+    first: Duration,
+    max: Duration,
 }
 
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Lists again after a failed list, an ERROR event or a 410: client-go's
+/// reflector backoff (800 ms doubling to 30 s). A list is the expensive
+/// call (the whole cluster's Services or slices, a quorum read), and a
+/// lagging API server replica that answers every watch with an error would
+/// otherwise get one from every sidecar every 2 s.
+pub const RELIST_FIRST: Duration = Duration::from_millis(800);
+pub const RELIST_MAX: Duration = Duration::from_secs(30);
+/// A watch up this long without an error resets the relist backoff
+/// (client-go: 2 minutes).
+pub const RELIST_HEALTHY: Duration = Duration::from_secs(120);
 
 impl Backoff {
     pub fn new(seed: u64) -> Backoff {
-        Backoff { next: None, seed: seed | 1 }
+        Backoff { next: None, seed: seed | 1, first: BACKOFF_FIRST, max: BACKOFF_MAX }
+    }
+
+    /// The backoff between lists.
+    pub fn relists(seed: u64) -> Backoff {
+        Backoff { next: None, seed: seed | 1, first: RELIST_FIRST, max: RELIST_MAX }
     }
 
     pub fn reset(&mut self) {
@@ -265,10 +286,10 @@ impl Backoff {
     /// The wait before the next attempt.
     pub fn next_delay(&mut self) -> Duration {
         let Some(base) = self.next else {
-            self.next = Some(BACKOFF_FIRST);
+            self.next = Some(self.first);
             return Duration::ZERO;
         };
-        self.next = Some((base * 2).min(BACKOFF_MAX));
+        self.next = Some((base * 2).min(self.max));
         // xorshift: jitter without a dependency.
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -357,6 +378,7 @@ pub async fn run_with<K: Object, S: Sink<K> + ?Sized>(
 ) {
     let api = &scope.api;
     let mut backoff = Backoff::new(stats.epoch.elapsed().as_nanos() as u64 ^ stats.resource.len() as u64);
+    let mut relists = Backoff::relists(backoff.seed.rotate_left(17));
     let mut version: Option<String> = None;
     let mut listed_once = false;
     let mut failing: Failing = None;
@@ -379,7 +401,7 @@ pub async fn run_with<K: Object, S: Sink<K> + ?Sized>(
                 }
                 Err(e) => {
                     failed(&stats, &mut failing, "list", &e);
-                    tokio::time::sleep(backoff.next_delay().max(BACKOFF_FIRST)).await;
+                    tokio::time::sleep(relists.next_delay().max(RELIST_FIRST)).await;
                     continue;
                 }
             }
@@ -395,7 +417,7 @@ pub async fn run_with<K: Object, S: Sink<K> + ?Sized>(
                 // healthy watch): a peer answering 410 to every watch must
                 // not get back-to-back lists of the whole cluster.
                 version = None;
-                let delay = backoff.next_delay();
+                let delay = backoff.next_delay().max(relists.next_delay());
                 tracing::info!(api = %stats.api, resource = %stats.resource, resource_version = %rv, delay_ms = delay.as_millis() as u64, "io.l5d.k8s: watch lists again: 410 Gone (the version is older than the API server keeps)");
                 tokio::time::sleep(delay).await;
                 continue;
@@ -422,7 +444,16 @@ pub async fn run_with<K: Object, S: Sink<K> + ?Sized>(
         if !errored && (followed.delivered || started.elapsed() >= Duration::from_secs(1)) {
             backoff.reset();
         }
-        let delay = if errored { backoff.next_delay().max(BACKOFF_FIRST) } else { backoff.next_delay() };
+        // A watch that stayed up this long was healthy however it ended (a
+        // 410 after minutes of quiet is the usual end): the next list waits
+        // for nothing.
+        if started.elapsed() >= RELIST_HEALTHY {
+            relists.reset();
+        }
+        let mut delay = if errored { backoff.next_delay().max(BACKOFF_FIRST) } else { backoff.next_delay() };
+        if version.is_none() {
+            delay = delay.max(relists.next_delay());
+        }
         let why = followed.end.reason(started.elapsed());
         let action = if version.is_none() { "lists again" } else { "watches again" };
         let delay_ms = delay.as_millis() as u64;
@@ -599,6 +630,17 @@ mod tests {
     use super::*;
     use k8s_testapi::objects::{self, ServicePort, TargetPort};
     use k8s_testapi::{ApiServer, WatchFault};
+
+    #[test]
+    fn lists_back_off_from_800ms_to_30s() {
+        let mut b = Backoff::relists(7);
+        assert_eq!(b.next_delay(), Duration::ZERO, "the first list after a healthy watch waits for nothing");
+        let second = b.next_delay();
+        assert!(second <= RELIST_FIRST && second >= RELIST_FIRST / 2, "{second:?}");
+        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= RELIST_MAX), "{delays:?}");
+        assert!(delays[8] >= RELIST_MAX / 2, "a peer erroring every watch gets a list every 15-30 s: {delays:?}");
+    }
 
     #[test]
     fn backoff_is_immediate_then_under_100ms_and_capped() {
