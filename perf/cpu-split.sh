@@ -52,6 +52,20 @@ require_built "cargo build --release -p corelink -p corelink-load --bin corelink
 start_backend
 TICKS=$(getconf CLK_TCK)
 
+# Waits up to 5 s until port $1 listens; otherwise says that $2 did not
+# start, shows the files after it, and exits.
+wait_listening() {
+    local listen=$1 what=$2
+    shift 2
+    for _ in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "$what did not start:" >&2
+    cat "$@" >&2
+    exit 1
+}
+
 # Starts contender $1 (fwd, epoll, uring, base, nginx): sets CONTENDER_PID and `port`.
 start() {
     if [ "$1" = nginx ]; then
@@ -74,13 +88,8 @@ NGINX
             -g 'daemon off; master_process off;' >"$WORK/run.log" 2>&1 &
         CONTENDER_PID=$!
         port=$PORT_FWD
-        for _ in $(seq 1 50); do
-            (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
-            sleep 0.1
-        done
-        echo "nginx did not start:" >&2
-        cat "$WORK/run.log" "$WORK/nginx-proxy/error.log" >&2
-        exit 1
+        wait_listening "$PORT_FWD" nginx "$WORK/run.log" "$WORK/nginx-proxy/error.log"
+        return
     fi
     if [ "$1" = base ]; then
         local measured=$BIN
@@ -98,13 +107,7 @@ NGINX
     "$FWD" "127.0.0.1:$PORT_FWD" "127.0.0.1:$PORT_BACKEND" >"$WORK/run.log" 2>&1 &
     CONTENDER_PID=$!
     port=$PORT_FWD
-    for _ in $(seq 1 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT_FWD") 2>/dev/null && return
-        sleep 0.1
-    done
-    echo "the forwarder did not start:" >&2
-    cat "$WORK/run.log" >&2
-    exit 1
+    wait_listening "$PORT_FWD" "the forwarder" "$WORK/run.log"
 }
 
 : >"$WORK/results"
